@@ -1,0 +1,565 @@
+#include "client/cli.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "client/args.h"
+#include "comity/v1/operator.grpc.pb.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/text_format.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/time_util.h"
+#include "server/config/node_config.h"
+#include "server/core/envelope.h"
+#include "server/core/receipt.h"
+#include "server/crypto/ed25519.h"
+#include "server/util/files.h"
+#include "server/util/status_macros.h"
+
+namespace comity {
+namespace {
+
+using google::protobuf::Struct;
+using google::protobuf::Value;
+using google::protobuf::util::TimeUtil;
+
+constexpr char kUsage[] = R"(usage: comity [--connect FILE] [--json] COMMAND [ARGS]
+
+Talks to your own Comity node as an operator (mutual TLS with your operator
+certificate). --connect names a comity.v1.ClientConfig file (node address, CA,
+your certificate and key); default: $COMITY_CONNECT.
+
+commands:
+  submit --to XX --type TYPE --offence CATEGORY --authority TEXT --facts TEXT
+         [--offence-description TEXT] [--penalty-months N] [--urgency ROUTINE|URGENT|EMERGENCY]
+         [--data-sought TEXT] [--relation TEXT] [--custodian TEXT] [--necessity TEXT]
+         [--intent-mla] [--confidential] [--use-limit TEXT]... [--tlp CLEAR|GREEN|AMBER|AMBER_STRICT|RED]
+         [--related ID]...
+  submit --file DRAFT.txtpb    a comity.v1.RequestBody draft in protobuf text format
+      Signs the request, stores it and delivers it; prints the verified receipt.
+  list [--sent | --received] [--limit N]
+      Requests this node sent or received, newest first, with their state.
+  show ID
+      One request: its body, and its signature and receipt verified.
+  help
+      This text.
+
+Every command takes --json for machine-readable output. Exit status: 0 done,
+1 refused or a check failed, 2 wrong arguments.
+)";
+
+// An error that ends the command with an exit code.
+struct CliError {
+  int code;
+  std::string message;
+};
+
+class Cli {
+ public:
+  Cli(const GetEnv& env, std::ostream& out, std::ostream& err)
+      : env_(env), out_(out), err_(err) {}
+  int Run(const std::vector<std::string>& args);
+
+ private:
+  int Fail(const CliError& e) {
+    err_ << "comity: " << e.message << "\n";
+    return e.code;
+  }
+  absl::Status Connect(const ParsedArgs& args);
+  int Submit(const ParsedArgs& args);
+  int List(const ParsedArgs& args);
+  int Show(const ParsedArgs& args);
+  void PrintJson(const Value& value);
+  CliError RpcError(const grpc::Status& status) const;
+
+  const GetEnv& env_;
+  std::ostream& out_;
+  std::ostream& err_;
+  bool json_ = false;
+  std::string address_;
+  std::unique_ptr<v1::OperatorService::Stub> stub_;
+};
+
+// --- Small helpers. ---
+
+Value Str(const std::string& s) {
+  Value v;
+  v.set_string_value(s);
+  return v;
+}
+Value Num(double d) {
+  Value v;
+  v.set_number_value(d);
+  return v;
+}
+Value Bool(bool b) {
+  Value v;
+  v.set_bool_value(b);
+  return v;
+}
+Value Obj(Struct s) {
+  Value v;
+  *v.mutable_struct_value() = std::move(s);
+  return v;
+}
+
+std::string FormatTs(const google::protobuf::Timestamp& ts) {
+  return TimeUtil::ToString(ts);
+}
+
+// Parses an enum value name, accepting lower case and an optional prefix
+// ("amber" -> "TLP_AMBER" with prefix "TLP_").
+template <typename Enum>
+absl::StatusOr<Enum> ParseEnum(const google::protobuf::EnumDescriptor* desc,
+                               const std::string& flag, const std::string& text,
+                               const std::string& prefix = "") {
+  std::string upper = absl::AsciiStrToUpper(text);
+  for (char& c : upper) {
+    if (c == '-' || c == '+') c = '_';
+  }
+  const google::protobuf::EnumValueDescriptor* v = desc->FindValueByName(upper);
+  if (v == nullptr && !prefix.empty()) v = desc->FindValueByName(prefix + upper);
+  if (v == nullptr || v->number() == 0) {
+    std::vector<std::string> names;
+    for (int i = 1; i < desc->value_count(); ++i) {
+      std::string n = desc->value(i)->name();
+      if (!prefix.empty() && n.rfind(prefix, 0) == 0) n = n.substr(prefix.size());
+      names.push_back(n);
+    }
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, " '", text,
+                                                   "' is not one of: ",
+                                                   absl::StrJoin(names, ", ")));
+  }
+  return static_cast<Enum>(v->number());
+}
+
+absl::StatusOr<v1::RequestBody> DraftFromFlags(const ParsedArgs& a) {
+  v1::RequestBody d;
+  for (const char* required : {"to", "type", "offence", "authority", "facts"}) {
+    if (!a.Has(required)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("submit needs --", required, " (or --file DRAFT); see 'comity help'"));
+    }
+  }
+  d.set_requested_party(absl::AsciiStrToUpper(a.Get("to")));
+  COMITY_ASSIGN_OR_RETURN(auto type, ParseEnum<v1::AssistanceType>(
+                                         v1::AssistanceType_descriptor(), "type", a.Get("type")));
+  d.set_assistance_type(type);
+  COMITY_ASSIGN_OR_RETURN(auto offence,
+                          ParseEnum<v1::OffenceCategory>(v1::OffenceCategory_descriptor(),
+                                                         "offence", a.Get("offence")));
+  d.mutable_offence()->set_category(offence);
+  d.mutable_offence()->set_description(a.Get("offence-description"));
+  if (a.Has("penalty-months")) {
+    uint32_t months = 0;
+    if (!absl::SimpleAtoi(a.Get("penalty-months"), &months)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--penalty-months '", a.Get("penalty-months"), "' is not a whole number of months"));
+    }
+    d.mutable_offence()->set_max_penalty_months(months);
+  }
+  if (a.Has("urgency")) {
+    COMITY_ASSIGN_OR_RETURN(auto u, ParseEnum<v1::Urgency>(v1::Urgency_descriptor(),
+                                                           "urgency", a.Get("urgency")));
+    d.set_urgency(u);
+  }
+  v1::Particulars* p = d.mutable_particulars();
+  p->set_requesting_authority(a.Get("authority"));
+  p->set_facts_summary(a.Get("facts"));
+  p->set_data_sought(a.Get("data-sought"));
+  p->set_relation_to_offence(a.Get("relation"));
+  p->set_custodian_or_location(a.Get("custodian"));
+  p->set_necessity(a.Get("necessity"));
+  p->set_intends_mutual_assistance_request(a.switches.count("intent-mla") != 0);
+  v1::HandlingConditions* h = d.mutable_handling();
+  h->set_confidential(a.switches.count("confidential") != 0);
+  for (const std::string& limit : a.GetAll("use-limit")) h->add_use_limits(limit);
+  if (a.Has("tlp")) {
+    COMITY_ASSIGN_OR_RETURN(auto tlp,
+                            ParseEnum<v1::Tlp>(v1::Tlp_descriptor(), "tlp", a.Get("tlp"), "TLP_"));
+    h->set_tlp(tlp);
+  }
+  for (const std::string& id : a.GetAll("related")) d.add_related_request_ids(id);
+  return d;
+}
+
+// What a client can check of a record on its own.
+struct Verification {
+  absl::Status signature;
+  bool has_receipt = false;
+  absl::Status receipt;
+  v1::Receipt parsed_receipt;
+};
+
+Verification Verify(const v1::RequestRecord& r, const v1::RequestBody& body,
+                    const google::protobuf::RepeatedPtrField<v1::PublicKey>& keys) {
+  KeyRing ring;
+  for (const v1::PublicKey& k : keys) {
+    ring.Add(k.party(), k.key_id(), k.ed25519_public_key()).IgnoreError();
+  }
+  Verification v;
+  v.signature = VerifyEnvelope(r.request(), kRequestPayloadType, ring);
+  v.has_receipt = r.has_receipt();
+  if (v.has_receipt) {
+    auto receipt = VerifyReceipt(r.request(), r.receipt(), body.requested_party(), ring);
+    v.receipt = receipt.status();
+    if (receipt.ok()) v.parsed_receipt = *std::move(receipt);
+  }
+  return v;
+}
+
+std::string DirectionName(v1::Direction d) {
+  return d == v1::OUTGOING ? "sent" : d == v1::INCOMING ? "received" : "unknown";
+}
+
+Struct SummaryJson(const v1::RequestRecord& r, const v1::RequestBody& body) {
+  Struct s;
+  auto& f = *s.mutable_fields();
+  f["id"] = Str(body.id());
+  f["direction"] = Str(DirectionName(r.direction()));
+  f["state"] = Str(v1::RequestState_Name(r.state()));
+  f["requesting_party"] = Str(body.requesting_party());
+  f["requested_party"] = Str(body.requested_party());
+  f["assistance_type"] = Str(v1::AssistanceType_Name(body.assistance_type()));
+  f["offence"] = Str(v1::OffenceCategory_Name(body.offence().category()));
+  f["urgency"] = Str(v1::Urgency_Name(body.urgency()));
+  f["created_at"] = Str(FormatTs(body.created_at()));
+  f["stored_at"] = Str(FormatTs(r.stored_at()));
+  f["updated_at"] = Str(FormatTs(r.updated_at()));
+  f["delivery_attempts"] = Num(r.delivery_attempts());
+  if (!r.last_error().empty()) f["last_error"] = Str(r.last_error());
+  if (r.has_next_attempt_at()) f["next_attempt_at"] = Str(FormatTs(r.next_attempt_at()));
+  if (!r.submitted_by().empty()) f["submitted_by"] = Str(r.submitted_by());
+  return s;
+}
+
+Struct VerificationJson(const v1::RequestRecord& r, const Verification& v) {
+  Struct s;
+  auto& f = *s.mutable_fields();
+  Struct sig;
+  (*sig.mutable_fields())["signer_party"] = Str(r.request().signer_party());
+  (*sig.mutable_fields())["key_id"] = Str(r.request().key_id());
+  (*sig.mutable_fields())["verified"] = Bool(v.signature.ok());
+  if (!v.signature.ok()) (*sig.mutable_fields())["error"] = Str(v.signature.ToString());
+  f["signature"] = Obj(std::move(sig));
+  if (v.has_receipt) {
+    Struct rc;
+    auto& rf = *rc.mutable_fields();
+    rf["signer_party"] = Str(r.receipt().signer_party());
+    rf["key_id"] = Str(r.receipt().key_id());
+    rf["verified"] = Bool(v.receipt.ok());
+    if (v.receipt.ok()) {
+      rf["received_at"] = Str(FormatTs(v.parsed_receipt.received_at()));
+      rf["request_payload_sha256"] = Str(HexEncode(v.parsed_receipt.request_payload_sha256()));
+    } else {
+      rf["error"] = Str(v.receipt.ToString());
+    }
+    f["receipt"] = Obj(std::move(rc));
+  } else {
+    Value null_value;
+    null_value.set_null_value(google::protobuf::NULL_VALUE);
+    f["receipt"] = null_value;
+  }
+  return s;
+}
+
+void PrintVerification(std::ostream& out, const v1::RequestRecord& r, const Verification& v,
+                       const std::string& peer) {
+  out << "signature: " << r.request().signer_party() << " key " << r.request().key_id()
+      << ": " << (v.signature.ok() ? "verified" : "FAILED: " + v.signature.ToString())
+      << "\n";
+  if (!v.has_receipt) {
+    out << "receipt:   none yet";
+    if (r.direction() == v1::OUTGOING) {
+      out << " (" << peer << " has not acknowledged; attempts " << r.delivery_attempts();
+      if (!r.last_error().empty()) out << ", last error: " << r.last_error();
+      if (r.has_next_attempt_at()) out << "; next attempt " << FormatTs(r.next_attempt_at());
+      out << ")";
+    }
+    out << "\n";
+    return;
+  }
+  out << "receipt:   " << r.receipt().signer_party() << " key " << r.receipt().key_id()
+      << ": ";
+  if (v.receipt.ok()) {
+    out << "verified; received at " << FormatTs(v.parsed_receipt.received_at())
+        << ", request sha256 " << HexEncode(v.parsed_receipt.request_payload_sha256())
+        << "\n";
+  } else {
+    out << "FAILED: " << v.receipt.ToString() << "\n";
+  }
+}
+
+// --- Commands. ---
+
+int Cli::Run(const std::vector<std::string>& args) {
+  if (args.empty()) {
+    err_ << kUsage;
+    return kExitUsage;
+  }
+  FlagSpec spec;
+  spec.with_value = {"connect"};
+  spec.switches = {"json", "help"};
+  std::string command;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--connect") {
+      ++i;  // Skip its value.
+    } else if (args[i].rfind("--", 0) != 0) {
+      command = args[i];
+      break;
+    }
+  }
+  if (command == "submit") {
+    spec.with_value.insert({"to", "type", "offence", "offence-description", "penalty-months",
+                            "urgency", "authority", "facts", "data-sought", "relation",
+                            "custodian", "necessity", "tlp", "use-limit", "related", "file"});
+    spec.repeated = {"use-limit", "related"};
+    spec.switches.insert({"intent-mla", "confidential"});
+  } else if (command == "list") {
+    spec.with_value.insert("limit");
+    spec.switches.insert({"sent", "received"});
+  } else if (command == "show" || command == "help" || command.empty()) {
+  } else {
+    return Fail({kExitUsage, absl::StrCat("unknown command '", command,
+                                          "'; commands: submit, list, show, help")});
+  }
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, spec);
+  if (!parsed.ok()) {
+    return Fail({kExitUsage, absl::StrCat(parsed.status().message(), " (for ",
+                                          command.empty() ? "comity" : command,
+                                          "; see 'comity help')")});
+  }
+  if (command == "help" || command.empty() || parsed->switches.count("help")) {
+    out_ << kUsage;
+    return kExitOk;
+  }
+  json_ = parsed->switches.count("json") != 0;
+  // The first positional is the command.
+  parsed->positional.erase(parsed->positional.begin());
+  if (command == "show") {
+    if (parsed->positional.size() != 1) {
+      return Fail({kExitUsage, "show takes exactly one request id: comity show ID"});
+    }
+  } else if (!parsed->positional.empty()) {
+    return Fail({kExitUsage, absl::StrCat("unexpected argument '", parsed->positional[0],
+                                          "' for ", command)});
+  }
+  if (absl::Status st = Connect(*parsed); !st.ok()) {
+    return Fail({absl::IsInvalidArgument(st) && st.message().find("--connect") !=
+                                                    std::string::npos
+                     ? kExitUsage
+                     : kExitFailure,
+                 std::string(st.message())});
+  }
+  if (command == "submit") return Submit(*parsed);
+  if (command == "list") return List(*parsed);
+  return Show(*parsed);
+}
+
+absl::Status Cli::Connect(const ParsedArgs& args) {
+  std::string path = args.Get("connect", env_("COMITY_CONNECT"));
+  if (path.empty()) {
+    return absl::InvalidArgumentError(
+        "no node to talk to: pass --connect FILE (a comity.v1.ClientConfig) or set "
+        "COMITY_CONNECT");
+  }
+  COMITY_ASSIGN_OR_RETURN(v1::ClientConfig config, LoadClientConfig(path));
+  grpc::SslCredentialsOptions opts;
+  COMITY_ASSIGN_OR_RETURN(opts.pem_root_certs, ReadFile(config.ca_file()));
+  COMITY_ASSIGN_OR_RETURN(opts.pem_cert_chain, ReadFile(config.cert_file()));
+  COMITY_ASSIGN_OR_RETURN(opts.pem_private_key, ReadPrivateFile(config.key_file()));
+  address_ = config.address();
+  grpc::ChannelArguments channel_args;
+  channel_args.SetMaxReceiveMessageSize(64 << 20);
+  stub_ = v1::OperatorService::NewStub(
+      grpc::CreateCustomChannel(address_, grpc::SslCredentials(opts), channel_args));
+  return absl::OkStatus();
+}
+
+CliError Cli::RpcError(const grpc::Status& status) const {
+  std::string code = absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return {kExitFailure,
+            absl::StrCat("cannot reach the node at ", address_, " (", code, ": ",
+                         status.error_message(),
+                         "); is comityd running, and are the --connect files right?")};
+  }
+  return {kExitFailure, absl::StrCat("node refused: ", code, ": ", status.error_message())};
+}
+
+void Cli::PrintJson(const Value& value) {
+  std::string text;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.add_whitespace = false;
+  (void)google::protobuf::util::MessageToJsonString(value, &text, opts);
+  out_ << text << "\n";
+}
+
+int Cli::Submit(const ParsedArgs& args) {
+  v1::RequestBody draft;
+  if (args.Has("file")) {
+    for (const char* f : {"to", "type", "offence", "authority", "facts"}) {
+      if (args.Has(f)) {
+        return Fail({kExitUsage, absl::StrCat("--file and --", f,
+                                              " cannot be combined; put it in the file")});
+      }
+    }
+    auto text = ReadFile(args.Get("file"));
+    if (!text.ok()) return Fail({kExitUsage, std::string(text.status().message())});
+    absl::Status st = ParseTextProto(*text, args.Get("file"), &draft);
+    if (!st.ok()) return Fail({kExitUsage, std::string(st.message())});
+  } else {
+    auto d = DraftFromFlags(args);
+    if (!d.ok()) return Fail({kExitUsage, std::string(d.status().message())});
+    draft = *std::move(d);
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+  v1::SubmitRequestRequest req;
+  *req.mutable_draft() = draft;
+  v1::SubmitRequestResponse resp;
+  grpc::Status status = stub_->SubmitRequest(&ctx, req, &resp);
+  if (!status.ok()) return Fail(RpcError(status));
+  const v1::RequestRecord& r = resp.record();
+  v1::RequestBody body;
+  body.ParseFromString(r.request().payload());
+  Verification v = Verify(r, body, resp.signer_keys());
+  bool good = v.signature.ok() && (!v.has_receipt || v.receipt.ok());
+  if (json_) {
+    Struct s = SummaryJson(r, body);
+    (*s.mutable_fields())["verification"] = Obj(VerificationJson(r, v));
+    PrintJson(Obj(std::move(s)));
+  } else {
+    out_ << "submitted " << body.id() << ": " << body.requesting_party() << " -> "
+         << body.requested_party() << ", " << v1::AssistanceType_Name(body.assistance_type())
+         << ", " << v1::OffenceCategory_Name(body.offence().category()) << "\n";
+    out_ << "state:     " << v1::RequestState_Name(r.state());
+    if (r.state() == v1::PENDING_DELIVERY) {
+      out_ << " (stored; the node keeps retrying until " << body.requested_party()
+           << " acknowledges)";
+    }
+    out_ << "\n";
+    PrintVerification(out_, r, v, body.requested_party());
+  }
+  if (!good) {
+    err_ << "comity: verification failed; do not rely on this receipt\n";
+    return kExitFailure;
+  }
+  return kExitOk;
+}
+
+int Cli::List(const ParsedArgs& args) {
+  v1::ListRequestsRequest req;
+  if (args.switches.count("sent") && args.switches.count("received")) {
+    return Fail({kExitUsage, "--sent and --received exclude each other; give neither for both"});
+  }
+  if (args.switches.count("sent")) req.set_direction(v1::OUTGOING);
+  if (args.switches.count("received")) req.set_direction(v1::INCOMING);
+  if (args.Has("limit")) {
+    uint32_t limit = 0;
+    if (!absl::SimpleAtoi(args.Get("limit"), &limit) || limit == 0) {
+      return Fail({kExitUsage, absl::StrCat("--limit '", args.Get("limit"),
+                                            "' is not a positive whole number")});
+    }
+    req.set_limit(limit);
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(15)));
+  v1::ListRequestsResponse resp;
+  grpc::Status status = stub_->ListRequests(&ctx, req, &resp);
+  if (!status.ok()) return Fail(RpcError(status));
+  Value list;
+  list.mutable_list_value();
+  if (!json_) {
+    out_ << "ID                                    DIR       FROM TO  TYPE                     STATE\n";
+  }
+  for (const v1::RequestRecord& r : resp.records()) {
+    v1::RequestBody body;
+    body.ParseFromString(r.request().payload());
+    if (json_) {
+      *list.mutable_list_value()->add_values() = Obj(SummaryJson(r, body));
+      continue;
+    }
+    char line[256];
+    std::snprintf(line, sizeof(line), "%-37s %-9s %-4s %-3s %-24s %s", body.id().c_str(),
+                  DirectionName(r.direction()).c_str(), body.requesting_party().c_str(),
+                  body.requested_party().c_str(),
+                  v1::AssistanceType_Name(body.assistance_type()).c_str(),
+                  v1::RequestState_Name(r.state()).c_str());
+    out_ << line << "\n";
+  }
+  if (json_) {
+    PrintJson(list);
+  } else if (resp.records().empty()) {
+    out_ << "(no requests)\n";
+  }
+  return kExitOk;
+}
+
+int Cli::Show(const ParsedArgs& args) {
+  v1::GetRequestRequest req;
+  req.set_id(args.positional[0]);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(15)));
+  v1::GetRequestResponse resp;
+  grpc::Status status = stub_->GetRequest(&ctx, req, &resp);
+  if (!status.ok()) return Fail(RpcError(status));
+  bool good = true;
+  Value list;
+  list.mutable_list_value();
+  for (const v1::RequestRecord& r : resp.records()) {
+    v1::RequestBody body;
+    if (!body.ParseFromString(r.request().payload())) {
+      return Fail({kExitFailure, "the node returned a request payload that does not parse"});
+    }
+    Verification v = Verify(r, body, resp.signer_keys());
+    good = good && v.signature.ok() && (!v.has_receipt || v.receipt.ok());
+    if (json_) {
+      Struct s = SummaryJson(r, body);
+      std::string body_json;
+      (void)google::protobuf::util::MessageToJsonString(body, &body_json);
+      Struct body_struct;
+      (void)google::protobuf::util::JsonStringToMessage(body_json, &body_struct);
+      (*s.mutable_fields())["body"] = Obj(std::move(body_struct));
+      (*s.mutable_fields())["verification"] = Obj(VerificationJson(r, v));
+      *list.mutable_list_value()->add_values() = Obj(std::move(s));
+      continue;
+    }
+    out_ << "request " << body.id() << " (" << DirectionName(r.direction()) << ", "
+         << v1::RequestState_Name(r.state()) << ")\n";
+    out_ << "stored:    " << FormatTs(r.stored_at());
+    if (!r.submitted_by().empty()) out_ << " by " << r.submitted_by();
+    out_ << "\n";
+    std::string text;
+    google::protobuf::TextFormat::PrintToString(body, &text);
+    out_ << "body:\n";
+    for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+      out_ << "  " << line << "\n";
+    }
+    PrintVerification(out_, r, v, body.requested_party());
+  }
+  if (json_) PrintJson(resp.records_size() == 1 ? list.list_value().values(0) : list);
+  if (!good) {
+    err_ << "comity: verification failed for request " << req.id() << "\n";
+    return kExitFailure;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunCli(const std::vector<std::string>& args, const GetEnv& env, std::ostream& out,
+           std::ostream& err) {
+  Cli cli(env, out, err);
+  return cli.Run(args);
+}
+
+}  // namespace comity

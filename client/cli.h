@@ -1,0 +1,32 @@
+// The `comity` command line: parses arguments, talks to the operator's own
+// node over mutual TLS and prints results as text or JSON. main.cc only
+// calls RunCli.
+//
+//   std::vector<std::string> args = {"list", "--received", "--json"};
+//   int exit_code = RunCli(args, env, std::cout, std::cerr);
+#ifndef COMITY_CLIENT_CLI_H_
+#define COMITY_CLIENT_CLI_H_
+
+#include <functional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace comity {
+
+// Exit codes.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;  // The node refused, or a check failed.
+inline constexpr int kExitUsage = 2;    // Wrong arguments.
+
+// Looks up an environment variable ("" if unset); injected for tests.
+using GetEnv = std::function<std::string(const std::string&)>;
+
+// Runs one command. `args` excludes the program name. Errors are one line
+// on `err`, prefixed "comity: ".
+int RunCli(const std::vector<std::string>& args, const GetEnv& env, std::ostream& out,
+           std::ostream& err);
+
+}  // namespace comity
+
+#endif  // COMITY_CLIENT_CLI_H_

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Starts a local Comity network on loopback and exchanges a real request.
+#
+#   deploy/local-network.sh [--dir DIR] [--parties FR,JP] [--base-port 7400]
+#                           [--bin BUILD_DIR] [--keep]
+#
+# Makes fresh keys and certificates (certs/make-network.sh), writes one node
+# configuration per party and one operator client configuration, starts a
+# comityd per party, then has FR's operator submit a preservation request to
+# JP and shows it sent, received, and its receipt verified on both sides.
+# Without --keep the nodes are stopped at the end; with it they keep running
+# (stop them with: kill $(cat DIR/*/comityd.pid)).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+dir=${TMPDIR:-/tmp}/comity-network
+parties=FR,JP
+base_port=7400
+bin=$root/build/bin
+keep=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dir) dir=$2; shift 2 ;;
+    --parties) parties=$2; shift 2 ;;
+    --base-port) base_port=$2; shift 2 ;;
+    --bin) bin=$2; shift 2 ;;
+    --keep) keep=1; shift ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "$0: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+IFS=, read -r -a P <<< "$parties"
+[ ${#P[@]} -ge 2 ] || { echo "$0: --parties needs at least two parties" >&2; exit 2; }
+for b in comityd comity; do
+  [ -x "$bin/$b" ] || { echo "$0: $bin/$b not found; build first (cmake -S . -B build && cmake --build build -j2) or pass --bin DIR" >&2; exit 1; }
+done
+
+rm -rf "$dir"
+mkdir -p "$dir"
+"$root/certs/make-network.sh" "$dir" "${P[@]}" --operators alice,bob >/dev/null
+
+peer_port() { echo $((base_port + 10 * $1)); }
+op_port() { echo $((base_port + 10 * $1 + 1)); }
+
+for i in "${!P[@]}"; do
+  p=${P[$i]}
+  conf=$dir/$p/node.conf
+  {
+    echo "# Node configuration of party $p (comity.v1.NodeConfig, protobuf text format)."
+    echo "party: \"$p\""
+    echo "peer_listen_address: \"127.0.0.1:$(peer_port "$i")\""
+    echo "operator_listen_address: \"127.0.0.1:$(op_port "$i")\""
+    echo "data_dir: \"data\""
+    echo "tls { cert_file: \"node.pem\" key_file: \"node.key\" operator_ca_file: \"ca.pem\" }"
+    echo "signing_key { key_id: \"$p-1\" private_key_file: \"signing.key\" }"
+    for j in "${!P[@]}"; do
+      [ "$i" = "$j" ] && continue
+      q=${P[$j]}
+      echo "peers {"
+      echo "  party: \"$q\""
+      echo "  address: \"127.0.0.1:$(peer_port "$j")\""
+      echo "  ca_file: \"../$q/ca.pem\""
+      echo "  signing_keys { key_id: \"$q-1\" ed25519_public_key: \"$(cat "$dir/$q/signing.pub")\" }"
+      echo "}"
+    done
+  } > "$conf"
+  for op in alice bob; do
+    cat > "$dir/$p/$op.conf" <<CONF
+# How operator $op of $p reaches the node (comity.v1.ClientConfig).
+address: "127.0.0.1:$(op_port "$i")"
+ca_file: "ca.pem"
+cert_file: "operators/$op.pem"
+key_file: "operators/$op.key"
+CONF
+  done
+done
+
+pids=()
+stop_nodes() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+if [ "$keep" = 0 ]; then trap stop_nodes EXIT; fi
+
+for i in "${!P[@]}"; do
+  p=${P[$i]}
+  "$bin/comityd" --config "$dir/$p/node.conf" 2> "$dir/$p/comityd.log" &
+  pids+=($!)
+  echo $! > "$dir/$p/comityd.pid"
+done
+
+# Wait until every node answers its operators.
+for i in "${!P[@]}"; do
+  p=${P[$i]}
+  up=0
+  for _ in $(seq 1 100); do
+    if "$bin/comity" --connect "$dir/$p/alice.conf" list --limit 1 >/dev/null 2>&1; then up=1; break; fi
+    if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+      echo "$0: comityd for $p exited; its log:" >&2; cat "$dir/$p/comityd.log" >&2; exit 1
+    fi
+    sleep 0.1
+  done
+  if [ "$up" = 0 ]; then
+    echo "$0: comityd for $p does not answer; last error:" >&2
+    "$bin/comity" --connect "$dir/$p/alice.conf" list --limit 1 >&2 || true
+    exit 1
+  fi
+done
+echo "== ${#P[@]} nodes up: ${P[*]} (configs and keys in $dir)"
+
+from=${P[0]} to=${P[1]}
+echo
+echo "== $from (operator alice) submits a preservation request to $to"
+out=$("$bin/comity" --connect "$dir/$from/alice.conf" submit --to "$to" \
+  --type PRESERVATION --offence DATA_INTERFERENCE --penalty-months 60 --urgency URGENT \
+  --authority "Parquet de Paris, section J3 (cybercriminalite)" \
+  --facts "Ransomware deployed on a hospital network on 2026-11-20; C2 traffic to a hosting provider in $to" \
+  --data-sought "Subscriber and connection logs of the server at 203.0.113.7, 2026-11-18..2026-11-21" \
+  --relation "The server relayed the ransomware's command-and-control traffic" \
+  --custodian "Example Hosting KK, data centre in $to" \
+  --necessity "Logs are rotated after 14 days" \
+  --intent-mla --confidential --tlp AMBER --use-limit "criminal proceedings only")
+echo "$out"
+id=$(echo "$out" | sed -n 's/^submitted \([0-9a-f-]*\):.*/\1/p')
+[ -n "$id" ] || { echo "$0: submit did not print a request id" >&2; exit 1; }
+
+echo
+echo "== $from: requests sent"
+"$bin/comity" --connect "$dir/$from/alice.conf" list --sent
+echo
+echo "== $to: requests received"
+"$bin/comity" --connect "$dir/$to/alice.conf" list --received
+echo
+echo "== $to: the request as received, signature and receipt verified"
+"$bin/comity" --connect "$dir/$to/alice.conf" show "$id"
+echo
+echo "== $from: the receipt as $from holds it, verified"
+"$bin/comity" --connect "$dir/$from/alice.conf" show "$id" | grep -E '^(request|signature|receipt)'
+
+if [ "$keep" = 1 ]; then
+  echo
+  echo "nodes keep running; try: $bin/comity --connect $dir/$from/alice.conf list"
+  echo "stop them with: kill \$(cat $dir/*/comityd.pid)"
+fi

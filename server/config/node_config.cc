@@ -1,0 +1,269 @@
+#include "server/config/node_config.h"
+
+#include <set>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+#include "server/core/parties.h"
+#include "server/util/files.h"
+#include "server/util/status_macros.h"
+
+namespace comity {
+namespace {
+
+constexpr uint32_t kDefaultMaxMessageBytes = 1 << 20;
+constexpr uint32_t kDefaultReplayWindowSeconds = 86400;
+constexpr uint32_t kDefaultMaxClockSkewSeconds = 300;
+constexpr uint32_t kDefaultAttemptTimeoutMs = 5000;
+constexpr uint32_t kDefaultRetryInitialMs = 500;
+constexpr uint32_t kDefaultRetryMaxMs = 60000;
+
+class CollectFirstError : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, google::protobuf::io::ColumnNumber column,
+                const std::string& message) override {
+    if (!error_.empty()) return;
+    error_ = absl::StrCat("line ", line + 1, " column ", column + 1, ": ", message);
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string error_;
+};
+
+// Builds errors of the form "<source>: <field>: <problem>".
+class FieldErrors {
+ public:
+  explicit FieldErrors(std::string source) : source_(std::move(source)) {}
+  absl::Status Invalid(absl::string_view field, absl::string_view problem) const {
+    return absl::InvalidArgumentError(absl::StrCat(source_, ": ", field, ": ", problem));
+  }
+  // Re-labels a file error with the field that named the file.
+  absl::Status Wrap(absl::string_view field, const absl::Status& st) const {
+    return absl::Status(st.code(), absl::StrCat(source_, ": ", field, ": ", st.message()));
+  }
+
+ private:
+  std::string source_;
+};
+
+absl::Status CheckAddress(const FieldErrors& err, absl::string_view field,
+                          const std::string& address) {
+  if (address.empty()) {
+    return err.Invalid(field, "is required (host:port, e.g. \"127.0.0.1:7401\")");
+  }
+  size_t colon = address.rfind(':');
+  uint32_t port = 0;
+  if (colon == std::string::npos || colon == 0 ||
+      !absl::SimpleAtoi(address.substr(colon + 1), &port) || port > 65535) {
+    return err.Invalid(field, absl::StrCat("'", address,
+                                           "' is not host:port (e.g. \"127.0.0.1:7401\")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadNamed(const FieldErrors& err, absl::string_view field,
+                                      const std::string& path, bool is_private) {
+  if (path.empty()) return err.Invalid(field, "is required (a file path)");
+  auto data = is_private ? ReadPrivateFile(path) : ReadFile(path);
+  if (!data.ok()) return err.Wrap(field, data.status());
+  return data;
+}
+
+void FillDefaults(v1::NodeConfig* c) {
+  v1::LimitsConfig* limits = c->mutable_limits();
+  if (limits->max_message_bytes() == 0) limits->set_max_message_bytes(kDefaultMaxMessageBytes);
+  if (limits->replay_window_seconds() == 0) {
+    limits->set_replay_window_seconds(kDefaultReplayWindowSeconds);
+  }
+  if (limits->max_clock_skew_seconds() == 0) {
+    limits->set_max_clock_skew_seconds(kDefaultMaxClockSkewSeconds);
+  }
+  v1::DeliveryConfig* d = c->mutable_delivery();
+  if (d->attempt_timeout_ms() == 0) d->set_attempt_timeout_ms(kDefaultAttemptTimeoutMs);
+  if (d->retry_initial_ms() == 0) d->set_retry_initial_ms(kDefaultRetryInitialMs);
+  if (d->retry_max_ms() == 0) d->set_retry_max_ms(kDefaultRetryMaxMs);
+}
+
+}  // namespace
+
+absl::Duration NodeSetup::replay_window() const {
+  return absl::Seconds(config.limits().replay_window_seconds());
+}
+
+absl::Duration NodeSetup::max_clock_skew() const {
+  return absl::Seconds(config.limits().max_clock_skew_seconds());
+}
+
+absl::Status ParseTextProto(const std::string& text, const std::string& source,
+                            google::protobuf::Message* msg) {
+  google::protobuf::TextFormat::Parser parser;
+  CollectFirstError errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(text, msg)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": ", errors.error().empty() ? "cannot parse" : errors.error(),
+        " (expected protobuf text format of ", msg->GetDescriptor()->full_name(), ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<NodeSetup>> ParseNodeConfig(const std::string& text,
+                                                          const std::string& source,
+                                                          const std::string& base_dir) {
+  auto setup = std::make_unique<NodeSetup>();
+  v1::NodeConfig& c = setup->config;
+  COMITY_RETURN_IF_ERROR(ParseTextProto(text, source, &c));
+  FieldErrors err(source);
+  FillDefaults(&c);
+
+  if (c.party().empty()) return err.Invalid("party", "is required (e.g. party: \"FR\")");
+  if (!IsPartyCode(c.party())) {
+    return err.Invalid("party", absl::StrCat("'", c.party(),
+                                             "' is not an ISO 3166-1 alpha-2 code (e.g. FR)"));
+  }
+  COMITY_RETURN_IF_ERROR(CheckAddress(err, "peer_listen_address", c.peer_listen_address()));
+  COMITY_RETURN_IF_ERROR(
+      CheckAddress(err, "operator_listen_address", c.operator_listen_address()));
+  if (c.peer_listen_address() == c.operator_listen_address() &&
+      !absl::EndsWith(c.peer_listen_address(), ":0")) {
+    return err.Invalid("operator_listen_address",
+                       "must differ from peer_listen_address: peers and operators are "
+                       "served on separate listeners");
+  }
+  if (c.data_dir().empty()) return err.Invalid("data_dir", "is required (a directory)");
+  c.set_data_dir(ResolvePath(base_dir, c.data_dir()));
+  if (c.limits().max_message_bytes() < 4096) {
+    return err.Invalid("limits.max_message_bytes", "must be at least 4096");
+  }
+  if (c.delivery().retry_max_ms() < c.delivery().retry_initial_ms()) {
+    return err.Invalid("delivery.retry_max_ms", "must not be less than retry_initial_ms");
+  }
+
+  // TLS.
+  v1::TlsConfig* tls = c.mutable_tls();
+  tls->set_cert_file(ResolvePath(base_dir, tls->cert_file()));
+  tls->set_key_file(ResolvePath(base_dir, tls->key_file()));
+  tls->set_operator_ca_file(ResolvePath(base_dir, tls->operator_ca_file()));
+  COMITY_ASSIGN_OR_RETURN(setup->tls_cert_pem,
+                          ReadNamed(err, "tls.cert_file", tls->cert_file(), false));
+  COMITY_ASSIGN_OR_RETURN(setup->tls_key_pem,
+                          ReadNamed(err, "tls.key_file", tls->key_file(), true));
+  COMITY_ASSIGN_OR_RETURN(
+      setup->operator_ca_pem,
+      ReadNamed(err, "tls.operator_ca_file", tls->operator_ca_file(), false));
+  {
+    auto own = IdentityFromCertPem(setup->tls_cert_pem);
+    if (!own.ok()) return err.Wrap("tls.cert_file", own.status());
+    if (own->kind != CertIdentity::Kind::kParty || own->party != c.party()) {
+      return err.Invalid("tls.cert_file",
+                         absl::StrCat("the certificate does not name party ", c.party(),
+                                      " (URI SAN urn:comity:party:", c.party(),
+                                      "); use this node's own certificate"));
+    }
+    auto ca = CaVerifier::Create(setup->operator_ca_pem);
+    if (!ca.ok()) return err.Wrap("tls.operator_ca_file", ca.status());
+    setup->operator_ca = *std::move(ca);
+  }
+
+  // Signing key.
+  const v1::SigningKeyConfig& sk = c.signing_key();
+  if (sk.key_id().empty()) {
+    return err.Invalid("signing_key.key_id", "is required (e.g. \"FR-2026-1\")");
+  }
+  c.mutable_signing_key()->set_private_key_file(
+      ResolvePath(base_dir, sk.private_key_file()));
+  COMITY_ASSIGN_OR_RETURN(std::string key_pem,
+                          ReadNamed(err, "signing_key.private_key_file",
+                                    c.signing_key().private_key_file(), true));
+  {
+    auto key = SigningKey::FromPem(key_pem);
+    if (!key.ok()) return err.Wrap("signing_key.private_key_file", key.status());
+    setup->signing_key = *std::move(key);
+  }
+  COMITY_RETURN_IF_ERROR(setup->key_ring.Add(c.party(), c.signing_key().key_id(),
+                                             setup->signing_key->public_key()));
+
+  // Peers.
+  if (c.peers().empty()) {
+    return err.Invalid("peers", "at least one peer is required");
+  }
+  for (int i = 0; i < c.peers_size(); ++i) {
+    v1::PeerConfig* p = c.mutable_peers(i);
+    std::string f = absl::StrCat("peers[", i, "]");
+    if (!IsPartyCode(p->party())) {
+      return err.Invalid(absl::StrCat(f, ".party"),
+                         absl::StrCat("'", p->party(),
+                                      "' is not an ISO 3166-1 alpha-2 code (e.g. JP)"));
+    }
+    if (p->party() == c.party()) {
+      return err.Invalid(absl::StrCat(f, ".party"),
+                         "is this node's own party; list only other parties");
+    }
+    if (setup->peers.count(p->party()) != 0) {
+      return err.Invalid(absl::StrCat(f, ".party"),
+                         absl::StrCat(p->party(), " is listed twice; merge the entries"));
+    }
+    COMITY_RETURN_IF_ERROR(CheckAddress(err, absl::StrCat(f, ".address"), p->address()));
+    p->set_ca_file(ResolvePath(base_dir, p->ca_file()));
+    PeerSetup peer;
+    peer.party = p->party();
+    peer.address = p->address();
+    COMITY_ASSIGN_OR_RETURN(peer.ca_pem,
+                            ReadNamed(err, absl::StrCat(f, ".ca_file"), p->ca_file(), false));
+    auto ca = CaVerifier::Create(peer.ca_pem);
+    if (!ca.ok()) return err.Wrap(absl::StrCat(f, ".ca_file"), ca.status());
+    peer.ca = *std::move(ca);
+    if (p->signing_keys().empty()) {
+      return err.Invalid(absl::StrCat(f, ".signing_keys"),
+                         "at least one signing key is required");
+    }
+    for (int k = 0; k < p->signing_keys_size(); ++k) {
+      const v1::PeerKey& key = p->signing_keys(k);
+      std::string kf = absl::StrCat(f, ".signing_keys[", k, "]");
+      if (key.key_id().empty()) return err.Invalid(absl::StrCat(kf, ".key_id"), "is required");
+      std::string raw;
+      if (!absl::Base64Unescape(key.ed25519_public_key(), &raw) ||
+          raw.size() != kEd25519PublicKeySize) {
+        return err.Invalid(
+            absl::StrCat(kf, ".ed25519_public_key"),
+            "must be the base64 of a 32-byte Ed25519 public key (e.g. the output of "
+            "'openssl pkey -pubin -in pub.pem -outform DER | tail -c 32 | base64')");
+      }
+      absl::Status added = setup->key_ring.Add(p->party(), key.key_id(), raw);
+      if (!added.ok()) return err.Wrap(kf, added);
+    }
+    setup->peers.emplace(p->party(), std::move(peer));
+  }
+  return setup;
+}
+
+absl::StatusOr<std::unique_ptr<NodeSetup>> LoadNodeConfig(const std::string& path) {
+  auto text = ReadFile(path);
+  if (!text.ok()) return text.status();
+  return ParseNodeConfig(*text, path, DirName(path));
+}
+
+absl::StatusOr<v1::ClientConfig> LoadClientConfig(const std::string& path) {
+  COMITY_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  v1::ClientConfig c;
+  COMITY_RETURN_IF_ERROR(ParseTextProto(text, path, &c));
+  FieldErrors err(path);
+  COMITY_RETURN_IF_ERROR(CheckAddress(err, "address", c.address()));
+  std::string base = DirName(path);
+  for (auto [field, value] :
+       {std::pair<const char*, std::string*>{"ca_file", c.mutable_ca_file()},
+        {"cert_file", c.mutable_cert_file()},
+        {"key_file", c.mutable_key_file()}}) {
+    if (value->empty()) return err.Invalid(field, "is required (a file path)");
+    *value = ResolvePath(base, *value);
+  }
+  return c;
+}
+
+}  // namespace comity

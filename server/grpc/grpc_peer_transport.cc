@@ -1,0 +1,51 @@
+#include "server/grpc/grpc_peer_transport.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "server/grpc/status_util.h"
+
+namespace comity {
+
+absl::StatusOr<v1::PeerService::Stub*> GrpcPeerTransport::StubFor(const std::string& party) {
+  absl::MutexLock lock(&mu_);
+  auto it = stubs_.find(party);
+  if (it != stubs_.end()) return it->second.get();
+  auto peer = setup_->peers.find(party);
+  if (peer == setup_->peers.end()) {
+    return absl::FailedPreconditionError(absl::StrCat("no peer ", party, " is configured"));
+  }
+  grpc::SslCredentialsOptions opts;
+  opts.pem_root_certs = peer->second.ca_pem;
+  opts.pem_private_key = setup_->tls_key_pem;
+  opts.pem_cert_chain = setup_->tls_cert_pem;
+  grpc::ChannelArguments args;
+  const int limit = static_cast<int>(setup_->config.limits().max_message_bytes());
+  args.SetMaxReceiveMessageSize(limit);
+  args.SetMaxSendMessageSize(limit);
+  auto channel =
+      grpc::CreateCustomChannel(peer->second.address, grpc::SslCredentials(opts), args);
+  auto stub = v1::PeerService::NewStub(channel);
+  v1::PeerService::Stub* raw = stub.get();
+  stubs_.emplace(party, std::move(stub));
+  return raw;
+}
+
+absl::StatusOr<v1::SignedEnvelope> GrpcPeerTransport::DeliverRequest(
+    const std::string& party, const v1::SignedEnvelope& request, absl::Duration timeout) {
+  auto stub = StubFor(party);
+  if (!stub.ok()) return stub.status();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  v1::DeliverRequestRequest req;
+  *req.mutable_request() = request;
+  v1::DeliverRequestResponse resp;
+  grpc::Status status = (*stub)->DeliverRequest(&ctx, req, &resp);
+  if (!status.ok()) {
+    absl::Status st = FromGrpcStatus(status);
+    return absl::Status(st.code(), absl::StrCat("peer ", party, ": ", st.message()));
+  }
+  return std::move(*resp.mutable_receipt());
+}
+
+}  // namespace comity

@@ -1,0 +1,35 @@
+// PeerTransport over gRPC with mutual TLS: one channel per peer, trusting
+// only that peer's CA and presenting this node's certificate.
+#ifndef COMITY_SERVER_GRPC_GRPC_PEER_TRANSPORT_H_
+#define COMITY_SERVER_GRPC_GRPC_PEER_TRANSPORT_H_
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "comity/v1/peer.grpc.pb.h"
+#include "server/config/node_config.h"
+#include "server/node/peer_transport.h"
+
+namespace comity {
+
+// Thread-safe. `setup` must outlive the transport.
+class GrpcPeerTransport final : public PeerTransport {
+ public:
+  explicit GrpcPeerTransport(const NodeSetup* setup) : setup_(setup) {}
+  absl::StatusOr<v1::SignedEnvelope> DeliverRequest(const std::string& party,
+                                                    const v1::SignedEnvelope& request,
+                                                    absl::Duration timeout) override;
+
+ private:
+  absl::StatusOr<v1::PeerService::Stub*> StubFor(const std::string& party);
+  const NodeSetup* setup_;
+  absl::Mutex mu_;
+  std::map<std::string, std::unique_ptr<v1::PeerService::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace comity
+
+#endif  // COMITY_SERVER_GRPC_GRPC_PEER_TRANSPORT_H_

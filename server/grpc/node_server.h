@@ -1,0 +1,63 @@
+// Runs a Node on gRPC: a peer listener (mutual TLS, peers' CAs) and an
+// operator listener (mutual TLS, the operator CA), each its own grpc::Server
+// so that neither service is reachable on the other's port, plus the
+// gRPC transport the node uses to reach its peers.
+//
+//   COMITY_ASSIGN_OR_RETURN(auto server, NodeServer::Start(setup.get(), SystemClock::Get()));
+//   server->Wait();  // Until Shutdown() from another thread.
+#ifndef COMITY_SERVER_GRPC_NODE_SERVER_H_
+#define COMITY_SERVER_GRPC_NODE_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "server/config/node_config.h"
+#include "server/node/node.h"
+#include "server/util/clock.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace comity {
+
+class GrpcPeerTransport;
+class PeerServiceImpl;
+class OperatorServiceImpl;
+
+class NodeServer {
+ public:
+  // Opens the store in setup->config.data_dir(), binds both listeners and
+  // starts the node. `setup` and `clock` must outlive the server.
+  static absl::StatusOr<std::unique_ptr<NodeServer>> Start(const NodeSetup* setup,
+                                                          const Clock* clock);
+  ~NodeServer();
+
+  int peer_port() const { return peer_port_; }
+  int operator_port() const { return operator_port_; }
+  Node* node() { return node_.get(); }
+
+  // Stops accepting calls, lets in-flight ones finish (up to `grace`), stops
+  // the node. Thread-safe, idempotent.
+  void Shutdown(absl::Duration grace = absl::Seconds(5));
+  // Blocks until Shutdown() has completed.
+  void Wait();
+
+ private:
+  NodeServer();
+  std::unique_ptr<GrpcPeerTransport> transport_;
+  std::unique_ptr<Node> node_;
+  std::unique_ptr<PeerServiceImpl> peer_service_;
+  std::unique_ptr<OperatorServiceImpl> operator_service_;
+  std::unique_ptr<grpc::Server> peer_server_;
+  std::unique_ptr<grpc::Server> operator_server_;
+  int peer_port_ = 0;
+  int operator_port_ = 0;
+  absl::Mutex mu_;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace comity
+
+#endif  // COMITY_SERVER_GRPC_NODE_SERVER_H_

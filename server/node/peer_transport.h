@@ -1,0 +1,29 @@
+// How a node reaches its peers. The gRPC implementation is in
+// server/grpc/grpc_peer_transport.h; tests may substitute a fake.
+#ifndef COMITY_SERVER_NODE_PEER_TRANSPORT_H_
+#define COMITY_SERVER_NODE_PEER_TRANSPORT_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "comity/v1/envelope.pb.h"
+
+namespace comity {
+
+// Implementations are thread-safe.
+class PeerTransport {
+ public:
+  virtual ~PeerTransport() = default;
+  // Delivers a signed request envelope to `party` and returns the receipt
+  // envelope it answers with, unverified. On failure, the peer's status (its
+  // code tells whether retrying can help), or Unavailable /
+  // DeadlineExceeded when it cannot be reached within `timeout`.
+  virtual absl::StatusOr<v1::SignedEnvelope> DeliverRequest(
+      const std::string& party, const v1::SignedEnvelope& request,
+      absl::Duration timeout) = 0;
+};
+
+}  // namespace comity
+
+#endif  // COMITY_SERVER_NODE_PEER_TRANSPORT_H_
