@@ -31,7 +31,7 @@ absl::StatusOr<v1::Receipt> VerifyReceipt(const v1::SignedEnvelope& request,
   }
   if (r.request_payload_sha256() != Sha256(request.payload())) {
     return absl::InvalidArgumentError(
-        "receipt acknowledges different request bytes (payload SHA-256 mismatch)");
+        "receipt acknowledges different request bytes (payload SHA-256 hash mismatch)");
   }
   return r;
 }

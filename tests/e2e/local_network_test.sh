@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the README's main command (deploy/local-network.sh) against the built
+# binaries and checks that a request was sent, received and its receipt
+# verified on both sides.
+set -euo pipefail
+root=$1 bin=$2
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+port=$((20000 + RANDOM % 20000))
+out=$("$root/deploy/local-network.sh" --dir "$dir/net" --bin "$bin" --base-port "$port" 2>&1) || {
+  echo "$out"; for l in "$dir"/net/*/comityd.log; do echo "== $l"; cat "$l"; done; exit 1; }
+echo "$out"
+check() { grep -qE -- "$1" <<< "$out" || { echo "FAIL: output lacks: $1"; exit 1; }; }
+check '^state: +DELIVERED'
+check '^signature: FR key FR-1: verified'
+check '^receipt: +JP key JP-1: verified'
+check 'received +FR +JP +PRESERVATION +RECEIVED'
+check 'sent +FR +JP +PRESERVATION +DELIVERED'
+[ "$(grep -c 'receipt:   JP key JP-1: verified' <<< "$out")" -ge 3 ] || { echo "FAIL: receipt not verified on both sides"; exit 1; }
+# Private keys were written with mode 0600.
+bad=$(find "$dir/net" -name '*.key' ! -perm 600 | head -1)
+[ -z "$bad" ] || { echo "FAIL: $bad is not mode 0600"; exit 1; }
+echo "local network: OK"

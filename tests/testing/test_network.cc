@@ -1,0 +1,122 @@
+#include "tests/testing/test_network.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "server/util/files.h"
+
+namespace comity::testing {
+
+std::string SourceDir() { return COMITY_SOURCE_DIR; }
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string templ = absl::StrCat(base != nullptr ? base : "/tmp", "/comity-test-XXXXXX");
+  char* made = ::mkdtemp(templ.data());
+  if (made == nullptr) {
+    ADD_FAILURE() << "mkdtemp failed";
+    return;
+  }
+  path_ = made;
+}
+
+TempDir::~TempDir() {
+  if (!path_.empty()) RunShell(absl::StrCat("rm -rf '", path_, "'"));
+}
+
+int PickUnusedPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  int port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
+int RunShell(const std::string& command) {
+  int rc = std::system(command.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+TestNetwork::TestNetwork(const std::vector<std::string>& parties) : parties_(parties) {
+  std::string cmd = absl::StrCat(SourceDir(), "/certs/make-network.sh '", dir(), "'");
+  for (const auto& p : parties) absl::StrAppend(&cmd, " ", p);
+  absl::StrAppend(&cmd, " --operators alice,bob >/dev/null");
+  EXPECT_EQ(RunShell(cmd), 0) << cmd;
+  for (const auto& p : parties) {
+    peer_ports_[p] = PickUnusedPort();
+    operator_ports_[p] = PickUnusedPort();
+  }
+  for (const auto& p : parties) {
+    std::string c = absl::StrCat(
+        "party: \"", p, "\"\n", "peer_listen_address: \"127.0.0.1:", peer_ports_[p], "\"\n",
+        "operator_listen_address: \"127.0.0.1:", operator_ports_[p], "\"\n",
+        "data_dir: \"data\"\n",
+        "tls { cert_file: \"node.pem\" key_file: \"node.key\" operator_ca_file: \"ca.pem\" }\n",
+        "signing_key { key_id: \"", p, "-1\" private_key_file: \"signing.key\" }\n",
+        "delivery { attempt_timeout_ms: 2000 retry_initial_ms: 100 retry_max_ms: 400 }\n");
+    for (const auto& q : parties) {
+      if (q == p) continue;
+      auto pub = ReadFile(absl::StrCat(PartyDir(q), "/signing.pub"));
+      EXPECT_TRUE(pub.ok()) << pub.status();
+      std::string key = pub.ok() ? *pub : "";
+      while (!key.empty() && key.back() == '\n') key.pop_back();
+      absl::StrAppend(&c, "peers {\n  party: \"", q, "\"\n  address: \"127.0.0.1:",
+                      peer_ports_[q], "\"\n  ca_file: \"../", q, "/ca.pem\"\n",
+                      "  signing_keys { key_id: \"", q, "-1\" ed25519_public_key: \"", key,
+                      "\" }\n}\n");
+    }
+    configs_[p] = c;
+  }
+}
+
+TestNetwork::~TestNetwork() {
+  for (auto& [party, server] : servers_) {
+    if (server) server->Shutdown(absl::ZeroDuration());
+  }
+  servers_.clear();
+}
+
+std::string TestNetwork::ClientConfigPath(const std::string& party, const std::string& name) {
+  std::string path = absl::StrCat(PartyDir(party), "/", name, ".conf");
+  std::ofstream out(path);
+  out << "address: \"127.0.0.1:" << operator_ports_.at(party) << "\"\n"
+      << "ca_file: \"ca.pem\"\ncert_file: \"operators/" << name << ".pem\"\n"
+      << "key_file: \"operators/" << name << ".key\"\n";
+  return path;
+}
+
+absl::Status TestNetwork::Start(const std::string& party, const Clock* clock) {
+  Stop(party);
+  auto setup = ParseNodeConfig(configs_.at(party), party + ".conf", PartyDir(party));
+  if (!setup.ok()) return setup.status();
+  setups_[party] = *std::move(setup);
+  auto server = NodeServer::Start(setups_[party].get(), clock);
+  if (!server.ok()) return server.status();
+  servers_[party] = *std::move(server);
+  return absl::OkStatus();
+}
+
+void TestNetwork::Stop(const std::string& party) {
+  auto it = servers_.find(party);
+  if (it == servers_.end()) return;
+  it->second->Shutdown(absl::ZeroDuration());
+  it->second->Wait();
+  servers_.erase(it);
+}
+
+}  // namespace comity::testing

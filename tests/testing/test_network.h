@@ -1,0 +1,76 @@
+// Test fixtures: a throwaway directory with real keys and certificates made
+// by certs/make-network.sh (so the script is tested too), node
+// configurations with free loopback ports, and in-process nodes on real
+// gRPC with real mutual TLS.
+#ifndef COMITY_TESTS_TESTING_TEST_NETWORK_H_
+#define COMITY_TESTS_TESTING_TEST_NETWORK_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/config/node_config.h"
+#include "server/grpc/node_server.h"
+#include "server/util/clock.h"
+
+namespace comity::testing {
+
+// A fresh directory under $TMPDIR, removed on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// A free TCP port on 127.0.0.1 (bound to port 0, read back, released).
+int PickUnusedPort();
+
+// Runs a shell command; returns its exit status.
+int RunShell(const std::string& command);
+
+// Keys, certificates and configurations of parties; nodes started on
+// demand.
+class TestNetwork {
+ public:
+  // Makes credentials for `parties` (e.g. {"FR", "JP", "DE"}); each party's
+  // node config lists every other party as a peer.
+  explicit TestNetwork(const std::vector<std::string>& parties);
+  ~TestNetwork();
+
+  const std::string& dir() const { return dir_.path(); }
+  std::string PartyDir(const std::string& party) const { return dir() + "/" + party; }
+  // The node configuration text of `party` (can be edited before Start).
+  std::string& ConfigText(const std::string& party) { return configs_[party]; }
+  // A client config for operator `name` ("alice" or "bob") of `party`.
+  std::string ClientConfigPath(const std::string& party, const std::string& name = "alice");
+
+  // Starts (or restarts) the node of `party` on its fixed ports.
+  absl::Status Start(const std::string& party, const Clock* clock = SystemClock::Get());
+  void Stop(const std::string& party);
+  NodeServer* server(const std::string& party) { return servers_.at(party).get(); }
+  const NodeSetup& setup(const std::string& party) { return *setups_.at(party); }
+  int peer_port(const std::string& party) { return peer_ports_.at(party); }
+  int operator_port(const std::string& party) { return operator_ports_.at(party); }
+
+ private:
+  TempDir dir_;
+  std::vector<std::string> parties_;
+  std::map<std::string, std::string> configs_;
+  std::map<std::string, int> peer_ports_;
+  std::map<std::string, int> operator_ports_;
+  std::map<std::string, std::unique_ptr<NodeSetup>> setups_;
+  std::map<std::string, std::unique_ptr<NodeServer>> servers_;
+};
+
+// The repository's root directory (compiled in).
+std::string SourceDir();
+
+}  // namespace comity::testing
+
+#endif  // COMITY_TESTS_TESTING_TEST_NETWORK_H_
