@@ -275,6 +275,11 @@ void PrintVerification(std::ostream& out, const v1::RequestRecord& r, const Veri
   out << "signature: " << r.request().signer_party() << " key " << r.request().key_id()
       << ": " << (v.signature.ok() ? "verified" : "FAILED: " + v.signature.ToString())
       << "\n";
+  if (r.state() == v1::DELIVERY_REJECTED) {
+    out << "receipt:   none: " << peer << " refused the request for good (" << r.last_error()
+        << "); it is not retried, submit a corrected request\n";
+    return;
+  }
   if (!v.has_receipt) {
     out << "receipt:   none yet";
     if (r.direction() == v1::OUTGOING) {
@@ -427,6 +432,11 @@ int Cli::Submit(const ParsedArgs& args) {
   *req.mutable_draft() = draft;
   v1::SubmitRequestResponse resp;
   grpc::Status status = stub_->SubmitRequest(&ctx, req, &resp);
+  if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return Fail({kExitFailure,
+                 "the node did not answer within 60 s; it may have stored the request and "
+                 "be delivering it: check 'comity list --sent' before submitting again"});
+  }
   if (!status.ok()) return Fail(RpcError(status));
   const v1::RequestRecord& r = resp.record();
   v1::RequestBody body;

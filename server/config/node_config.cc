@@ -17,6 +17,7 @@ namespace comity {
 namespace {
 
 constexpr uint32_t kDefaultMaxMessageBytes = 1 << 20;
+constexpr uint32_t kMaxMessageBytesCap = 64 << 20;
 constexpr uint32_t kDefaultReplayWindowSeconds = 86400;
 constexpr uint32_t kDefaultMaxClockSkewSeconds = 300;
 constexpr uint32_t kDefaultAttemptTimeoutMs = 5000;
@@ -53,7 +54,7 @@ class FieldErrors {
 };
 
 absl::Status CheckAddress(const FieldErrors& err, absl::string_view field,
-                          const std::string& address) {
+                          const std::string& address, bool listener = false) {
   if (address.empty()) {
     return err.Invalid(field, "is required (host:port, e.g. \"127.0.0.1:7401\")");
   }
@@ -63,6 +64,9 @@ absl::Status CheckAddress(const FieldErrors& err, absl::string_view field,
       !absl::SimpleAtoi(address.substr(colon + 1), &port) || port > 65535) {
     return err.Invalid(field, absl::StrCat("'", address,
                                            "' is not host:port (e.g. \"127.0.0.1:7401\")"));
+  }
+  if (port == 0 && !listener) {
+    return err.Invalid(field, absl::StrCat("'", address, "' has port 0; name the real port"));
   }
   return absl::OkStatus();
 }
@@ -127,9 +131,9 @@ absl::StatusOr<std::unique_ptr<NodeSetup>> ParseNodeConfig(const std::string& te
     return err.Invalid("party", absl::StrCat("'", c.party(),
                                              "' is not an ISO 3166-1 alpha-2 code (e.g. FR)"));
   }
-  COMITY_RETURN_IF_ERROR(CheckAddress(err, "peer_listen_address", c.peer_listen_address()));
+  COMITY_RETURN_IF_ERROR(CheckAddress(err, "peer_listen_address", c.peer_listen_address(), true));
   COMITY_RETURN_IF_ERROR(
-      CheckAddress(err, "operator_listen_address", c.operator_listen_address()));
+      CheckAddress(err, "operator_listen_address", c.operator_listen_address(), true));
   if (c.peer_listen_address() == c.operator_listen_address() &&
       !absl::EndsWith(c.peer_listen_address(), ":0")) {
     return err.Invalid("operator_listen_address",
@@ -138,8 +142,11 @@ absl::StatusOr<std::unique_ptr<NodeSetup>> ParseNodeConfig(const std::string& te
   }
   if (c.data_dir().empty()) return err.Invalid("data_dir", "is required (a directory)");
   c.set_data_dir(ResolvePath(base_dir, c.data_dir()));
-  if (c.limits().max_message_bytes() < 4096) {
-    return err.Invalid("limits.max_message_bytes", "must be at least 4096");
+  if (c.limits().max_message_bytes() < 4096 ||
+      c.limits().max_message_bytes() > kMaxMessageBytesCap) {
+    return err.Invalid("limits.max_message_bytes",
+                       absl::StrCat("must be at least 4096 and at most ", kMaxMessageBytesCap,
+                                    " (64 MiB); evidence files are not sent as messages"));
   }
   if (c.delivery().retry_max_ms() < c.delivery().retry_initial_ms()) {
     return err.Invalid("delivery.retry_max_ms", "must not be less than retry_initial_ms");

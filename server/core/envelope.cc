@@ -78,7 +78,7 @@ absl::Status VerifyEnvelope(const v1::SignedEnvelope& envelope,
                             absl::string_view expected_type, const KeyRing& ring) {
   if (envelope.payload_type() != expected_type) {
     return absl::InvalidArgumentError(absl::StrCat("envelope payload_type is '",
-                                                   envelope.payload_type(),
+                                                   envelope.payload_type().substr(0, 64),
                                                    "', expected '", expected_type, "'"));
   }
   if (envelope.signer_party().empty() || envelope.key_id().empty()) {
@@ -87,8 +87,8 @@ absl::Status VerifyEnvelope(const v1::SignedEnvelope& envelope,
   const VerifyingKey* key = ring.Find(envelope.signer_party(), envelope.key_id());
   if (key == nullptr) {
     return absl::UnauthenticatedError(
-        absl::StrCat("no signing key '", envelope.key_id(), "' is configured for party ",
-                     envelope.signer_party()));
+        absl::StrCat("no signing key '", envelope.key_id().substr(0, 64),
+                     "' is configured for party ", envelope.signer_party().substr(0, 8)));
   }
   absl::Status status =
       key->Verify(SigningInput(envelope.payload_type(), envelope.signer_party(),

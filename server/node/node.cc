@@ -8,6 +8,7 @@
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/core/envelope.h"
+#include "server/core/parties.h"
 #include "server/core/receipt.h"
 #include "server/core/request_validation.h"
 #include "server/crypto/ed25519.h"
@@ -151,7 +152,6 @@ absl::StatusOr<v1::SignedEnvelope> Node::ReceiveRequest(const std::string& peer_
         absl::StrCat("request is addressed to '", body.requested_party(),
                      "', this node is ", party()));
   }
-  COMITY_RETURN_IF_ERROR(ValidateRequestBody(body));
   const std::string payload_hash = Sha256(envelope.payload());
 
   auto same_or_conflict = [&](const v1::RequestRecord& existing)
@@ -164,10 +164,14 @@ absl::StatusOr<v1::SignedEnvelope> Node::ReceiveRequest(const std::string& peer_
 
   // A request seen before: the same bytes get the same receipt, whenever
   // they come; other bytes under the same id are a replay or a forgery.
+  if (!IsCanonicalUuid(body.id())) {
+    return absl::InvalidArgumentError("request id is not a lower-case UUID");
+  }
   COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> known, store_->Get(body.id()));
   for (const v1::RequestRecord& r : known) {
     if (r.direction() == v1::INCOMING) return same_or_conflict(r);
   }
+  COMITY_RETURN_IF_ERROR(ValidateRequestBody(body));
 
   const absl::Time now = clock_->Now();
   const absl::Time created = FromProto(body.created_at());
@@ -342,15 +346,16 @@ absl::StatusOr<v1::RequestRecord> Node::Deliver(const v1::RequestRecord& record)
   } else {
     std::string error = absl::StrCat(absl::StatusCodeToString(status.code()), ": ",
                                      status.message());
-    absl::Time next = now + Backoff(record.delivery_attempts() + 1);
-    if (receipt.ok() || !IsPermanentRejection(status.code())) {
-      // Unreachable, or an answer that did not verify: try again later.
+    if (!receipt.ok() && IsPermanentRejection(status.code())) {
+      // The peer refused these bytes for good: retrying cannot help.
+      COMITY_RETURN_IF_ERROR(store_->MarkRejected(body.id(), error, now));
+      LogEvent(LogLevel::kWarning, "delivery_rejected",
+               {{"request_id", body.id()}, {"to", peer}, {"error", error}});
     } else {
-      // The peer refused these bytes for good; keep retrying slowly so an
-      // operator can see it, and fix configuration if that was the cause.
-      next = now + absl::Milliseconds(setup_->config.delivery().retry_max_ms());
+      // Unreachable, or an answer that did not verify: try again later.
+      absl::Time next = now + Backoff(record.delivery_attempts() + 1);
+      COMITY_RETURN_IF_ERROR(store_->MarkDeliveryFailed(body.id(), error, now, next));
     }
-    COMITY_RETURN_IF_ERROR(store_->MarkDeliveryFailed(body.id(), error, now, next));
     LogEvent(LogLevel::kWarning, "delivery_failed",
              {{"request_id", body.id()},
               {"to", peer},

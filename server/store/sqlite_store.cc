@@ -55,7 +55,10 @@ absl::Status SqliteError(sqlite3* db, absl::string_view what) {
       code == SQLITE_FULL) {
     return absl::UnavailableError(msg);
   }
-  if (code == SQLITE_CONSTRAINT) return absl::AlreadyExistsError(msg);
+  int extended = sqlite3_extended_errcode(db);
+  if (extended == SQLITE_CONSTRAINT_PRIMARYKEY || extended == SQLITE_CONSTRAINT_UNIQUE) {
+    return absl::AlreadyExistsError(msg);
+  }
   return absl::InternalError(msg);
 }
 
@@ -308,14 +311,17 @@ absl::Status SqliteStore::MarkDelivered(const std::string& request_id,
   Statement st(db_,
                "UPDATE requests SET state = ?, receipt_envelope = ?, updated_at_us = ?, "
                "delivery_attempts = delivery_attempts + 1, last_error = '', "
-               "next_attempt_at_us = NULL WHERE request_id = ? AND direction = 1");
+               "next_attempt_at_us = NULL WHERE request_id = ? AND direction = 1 "
+               "AND state = ?");
   COMITY_RETURN_IF_ERROR(st.Int(v1::DELIVERED)
                              .Blob(receipt.SerializeAsString())
                              .Int(ToMicros(now))
                              .Text(request_id)
+                             .Int(v1::PENDING_DELIVERY)
                              .Run());
   if (sqlite3_changes(db_) != 1) {
-    return absl::NotFoundError(absl::StrCat("no outgoing request ", request_id));
+    return absl::NotFoundError(
+        absl::StrCat("no outgoing request ", request_id, " pending delivery"));
   }
   return absl::OkStatus();
 }
@@ -331,6 +337,26 @@ absl::Status SqliteStore::MarkDeliveryFailed(const std::string& request_id,
   COMITY_RETURN_IF_ERROR(st.Int(ToMicros(now))
                              .Text(error)
                              .Int(ToMicros(next_attempt_at))
+                             .Text(request_id)
+                             .Int(v1::PENDING_DELIVERY)
+                             .Run());
+  if (sqlite3_changes(db_) != 1) {
+    return absl::NotFoundError(
+        absl::StrCat("no outgoing request ", request_id, " pending delivery"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStore::MarkRejected(const std::string& request_id,
+                                       const std::string& error, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_,
+               "UPDATE requests SET state = ?, updated_at_us = ?, delivery_attempts = "
+               "delivery_attempts + 1, last_error = ?, next_attempt_at_us = NULL "
+               "WHERE request_id = ? AND direction = 1 AND state = ?");
+  COMITY_RETURN_IF_ERROR(st.Int(v1::DELIVERY_REJECTED)
+                             .Int(ToMicros(now))
+                             .Text(error)
                              .Text(request_id)
                              .Int(v1::PENDING_DELIVERY)
                              .Run());

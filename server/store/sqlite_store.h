@@ -38,6 +38,8 @@ class SqliteStore final : public Store {
                              const v1::SignedEnvelope& receipt, absl::Time now) override;
   absl::Status MarkDeliveryFailed(const std::string& request_id, const std::string& error,
                                   absl::Time now, absl::Time next_attempt_at) override;
+  absl::Status MarkRejected(const std::string& request_id, const std::string& error,
+                            absl::Time now) override;
   absl::StatusOr<std::vector<v1::RequestRecord>> Get(
       const std::string& request_id) override;
   absl::StatusOr<std::vector<v1::RequestRecord>> List(v1::Direction direction,

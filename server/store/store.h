@@ -49,6 +49,11 @@ class Store {
                                           const std::string& error, absl::Time now,
                                           absl::Time next_attempt_at) = 0;
 
+  // The peer refused the request for good: state DELIVERY_REJECTED, no
+  // further attempts.
+  virtual absl::Status MarkRejected(const std::string& request_id,
+                                    const std::string& error, absl::Time now) = 0;
+
   // Every record with this id (at most one per direction). Empty if none.
   virtual absl::StatusOr<std::vector<v1::RequestRecord>> Get(
       const std::string& request_id) = 0;

@@ -422,6 +422,24 @@ TEST_F(TwoNodesTest, DeliveryRetriesUntilThePeerComesBack) {
               IsOk());
 }
 
+TEST_F(TwoNodesTest, RequestRefusedForGoodIsNotRetried) {
+  // FR's clock is two days behind: JP refuses the request as outside its
+  // acceptance window, and FR stops retrying and says why.
+  FakeClock behind(absl::Now() - absl::Hours(48));
+  ASSERT_THAT(net_->Start("FR", &behind), IsOk());
+  CliResult submit = Cli(SubmitArgs(net_->ClientConfigPath("FR", "alice")));
+  ASSERT_EQ(submit.code, 0) << submit.err;
+  google::protobuf::Struct json = ParseJson(submit.out);
+  EXPECT_EQ(json.fields().at("state").string_value(), "DELIVERY_REJECTED");
+  EXPECT_THAT(json.fields().at("last_error").string_value(),
+              HasSubstr("FAILED_PRECONDITION"));
+  EXPECT_EQ(json.fields().count("next_attempt_at"), 0u);
+  EXPECT_EQ(ReceivedCount(), 0u);
+  std::string id = json.fields().at("id").string_value();
+  CliResult show = Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "show", id});
+  EXPECT_THAT(show.out, HasSubstr("refused the request for good"));
+}
+
 TEST_F(TwoNodesTest, SubmitErrorsAreClear) {
   std::string fr = net_->ClientConfigPath("FR", "alice");
   auto args = SubmitArgs(fr);
