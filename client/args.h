@@ -9,6 +9,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/descriptor.h"
 
 namespace comity {
 
@@ -41,6 +45,32 @@ struct ParsedArgs {
 // single-valued flag.
 absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,
                                      const FlagSpec& spec);
+
+// Parses an enum value name, accepting lower case and an optional prefix
+// ("amber" -> "TLP_AMBER" with prefix "TLP_").
+template <typename Enum>
+absl::StatusOr<Enum> ParseEnum(const google::protobuf::EnumDescriptor* desc,
+                               const std::string& flag, const std::string& text,
+                               const std::string& prefix = "") {
+  std::string upper = absl::AsciiStrToUpper(text);
+  for (char& c : upper) {
+    if (c == '-' || c == '+') c = '_';
+  }
+  const google::protobuf::EnumValueDescriptor* v = desc->FindValueByName(upper);
+  if (v == nullptr && !prefix.empty()) v = desc->FindValueByName(prefix + upper);
+  if (v == nullptr || v->number() == 0) {
+    std::vector<std::string> names;
+    for (int i = 1; i < desc->value_count(); ++i) {
+      std::string n = desc->value(i)->name();
+      if (!prefix.empty() && n.rfind(prefix, 0) == 0) n = n.substr(prefix.size());
+      names.push_back(n);
+    }
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, " '", text,
+                                                   "' is not one of: ",
+                                                   absl::StrJoin(names, ", ")));
+  }
+  return static_cast<Enum>(v->number());
+}
 
 }  // namespace comity
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "client/args.h"
+#include "client/treaty_cli.h"
 #include "comity/v1/operator.grpc.pb.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/text_format.h"
@@ -48,6 +49,8 @@ commands:
       Requests this node sent or received, newest first, with their state.
   show ID
       One request: its body, and its signature and receipt verified.
+  treaty check|matrix|parties|show ...
+      The treaty library and rules engine, offline; see 'comity treaty help'.
   help
       This text.
 
@@ -112,32 +115,6 @@ Value Obj(Struct s) {
 
 std::string FormatTs(const google::protobuf::Timestamp& ts) {
   return TimeUtil::ToString(ts);
-}
-
-// Parses an enum value name, accepting lower case and an optional prefix
-// ("amber" -> "TLP_AMBER" with prefix "TLP_").
-template <typename Enum>
-absl::StatusOr<Enum> ParseEnum(const google::protobuf::EnumDescriptor* desc,
-                               const std::string& flag, const std::string& text,
-                               const std::string& prefix = "") {
-  std::string upper = absl::AsciiStrToUpper(text);
-  for (char& c : upper) {
-    if (c == '-' || c == '+') c = '_';
-  }
-  const google::protobuf::EnumValueDescriptor* v = desc->FindValueByName(upper);
-  if (v == nullptr && !prefix.empty()) v = desc->FindValueByName(prefix + upper);
-  if (v == nullptr || v->number() == 0) {
-    std::vector<std::string> names;
-    for (int i = 1; i < desc->value_count(); ++i) {
-      std::string n = desc->value(i)->name();
-      if (!prefix.empty() && n.rfind(prefix, 0) == 0) n = n.substr(prefix.size());
-      names.push_back(n);
-    }
-    return absl::InvalidArgumentError(absl::StrCat("--", flag, " '", text,
-                                                   "' is not one of: ",
-                                                   absl::StrJoin(names, ", ")));
-  }
-  return static_cast<Enum>(v->number());
 }
 
 absl::StatusOr<v1::RequestBody> DraftFromFlags(const ParsedArgs& a) {
@@ -219,6 +196,42 @@ std::string DirectionName(v1::Direction d) {
   return d == v1::OUTGOING ? "sent" : d == v1::INCOMING ? "received" : "unknown";
 }
 
+std::string AssessmentLine(const v1::Assessment& a) {
+  std::string grounds;
+  for (int g : a.refusal_grounds()) {
+    absl::StrAppend(&grounds, grounds.empty() ? "" : ",",
+                    v1::RefusalGround_Name(static_cast<v1::RefusalGround>(g)));
+  }
+  return absl::StrCat(v1::Obligation_Name(a.obligation()),
+                      a.instrument().empty() ? "" : " under " + a.instrument(),
+                      a.basis().empty() ? "" : " (" + absl::StrJoin(a.basis(), "; ") + ")",
+                      grounds.empty() ? "" : "; open grounds " + grounds,
+                      a.deadline_days() ? absl::StrCat("; ", a.deadline_days(), " days") : "",
+                      "; library ", a.library_version().substr(0, 12));
+}
+
+bool Agree(const v1::Assessment& a, const v1::Assessment& b) {
+  return a.obligation() == b.obligation() && a.instrument() == b.instrument();
+}
+
+// The requester's assessment (in the signed body) and the receiver's (in
+// the signed receipt), and whether they agree.
+void PrintAssessments(std::ostream& out, const v1::RequestBody& body, const Verification& v) {
+  if (body.has_requester_assessment()) {
+    out << "assessment " << body.requesting_party() << ": "
+        << AssessmentLine(body.requester_assessment()) << "\n";
+  }
+  if (v.has_receipt && v.receipt.ok() && v.parsed_receipt.has_receiver_assessment()) {
+    const v1::Assessment& r = v.parsed_receipt.receiver_assessment();
+    out << "assessment " << body.requested_party() << ": " << AssessmentLine(r) << "\n";
+    if (body.has_requester_assessment() && !Agree(body.requester_assessment(), r)) {
+      out << "DISAGREEMENT: " << body.requesting_party() << " and " << body.requested_party()
+          << " assess this request differently; compare their treaty libraries and "
+             "reasoning (comity show --json)\n";
+    }
+  }
+}
+
 Struct SummaryJson(const v1::RequestRecord& r, const v1::RequestBody& body) {
   Struct s;
   auto& f = *s.mutable_fields();
@@ -237,6 +250,10 @@ Struct SummaryJson(const v1::RequestRecord& r, const v1::RequestBody& body) {
   if (!r.last_error().empty()) f["last_error"] = Str(r.last_error());
   if (r.has_next_attempt_at()) f["next_attempt_at"] = Str(FormatTs(r.next_attempt_at()));
   if (!r.submitted_by().empty()) f["submitted_by"] = Str(r.submitted_by());
+  if (body.has_requester_assessment()) {
+    f["obligation"] = Str(v1::Obligation_Name(body.requester_assessment().obligation()));
+    f["instrument"] = Str(body.requester_assessment().instrument());
+  }
   return s;
 }
 
@@ -256,6 +273,22 @@ Struct VerificationJson(const v1::RequestRecord& r, const Verification& v) {
     rf["key_id"] = Str(r.receipt().key_id());
     rf["verified"] = Bool(v.receipt.ok());
     if (v.receipt.ok()) {
+      if (v.parsed_receipt.has_receiver_assessment()) {
+        std::string json;
+        google::protobuf::util::JsonPrintOptions opts;
+        opts.preserve_proto_field_names = true;
+        (void)google::protobuf::util::MessageToJsonString(
+            v.parsed_receipt.receiver_assessment(), &json, opts);
+        Struct assessment;
+        (void)google::protobuf::util::JsonStringToMessage(json, &assessment);
+        rf["receiver_assessment"] = Obj(std::move(assessment));
+      }
+      v1::RequestBody body;
+      if (body.ParseFromString(r.request().payload()) && body.has_requester_assessment() &&
+          v.parsed_receipt.has_receiver_assessment()) {
+        f["assessments_agree"] =
+            Bool(Agree(body.requester_assessment(), v.parsed_receipt.receiver_assessment()));
+      }
       rf["received_at"] = Str(FormatTs(v.parsed_receipt.received_at()));
       rf["request_payload_sha256"] = Str(HexEncode(v.parsed_receipt.request_payload_sha256()));
     } else {
@@ -321,6 +354,11 @@ int Cli::Run(const std::vector<std::string>& args) {
       break;
     }
   }
+  if (command == "treaty") {
+    std::vector<std::string> rest = args;
+    rest.erase(std::find(rest.begin(), rest.end(), std::string("treaty")));
+    return RunTreatyCli(rest, env_, out_, err_);
+  }
   if (command == "submit") {
     spec.with_value.insert({"to", "type", "offence", "offence-description", "penalty-months",
                             "urgency", "authority", "facts", "data-sought", "relation",
@@ -333,7 +371,7 @@ int Cli::Run(const std::vector<std::string>& args) {
   } else if (command == "show" || command == "help" || command.empty()) {
   } else {
     return Fail({kExitUsage, absl::StrCat("unknown command '", command,
-                                          "'; commands: submit, list, show, help")});
+                                          "'; commands: submit, list, show, treaty, help")});
   }
   absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, spec);
   if (!parsed.ok()) {
@@ -458,6 +496,7 @@ int Cli::Submit(const ParsedArgs& args) {
     }
     out_ << "\n";
     PrintVerification(out_, r, v, body.requested_party());
+    PrintAssessments(out_, body, v);
   }
   if (!good) {
     err_ << "comity: verification failed; do not rely on this receipt\n";
@@ -555,6 +594,7 @@ int Cli::Show(const ParsedArgs& args) {
       out_ << "  " << line << "\n";
     }
     PrintVerification(out_, r, v, body.requested_party());
+    PrintAssessments(out_, body, v);
   }
   if (json_) PrintJson(resp.records_size() == 1 ? list.list_value().values(0) : list);
   if (!good) {

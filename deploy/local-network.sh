@@ -51,6 +51,7 @@ for i in "${!P[@]}"; do
     echo "peer_listen_address: \"127.0.0.1:$(peer_port "$i")\""
     echo "operator_listen_address: \"127.0.0.1:$(op_port "$i")\""
     echo "data_dir: \"data\""
+    echo "treaties_dir: \"$root/deploy/treaties\""
     echo "tls { cert_file: \"node.pem\" key_file: \"node.key\" operator_ca_file: \"ca.pem\" }"
     echo "signing_key { key_id: \"$p-1\" private_key_file: \"signing.key\" }"
     for j in "${!P[@]}"; do

@@ -178,6 +178,19 @@ absl::StatusOr<std::unique_ptr<NodeSetup>> ParseNodeConfig(const std::string& te
     setup->operator_ca = *std::move(ca);
   }
 
+  // Treaty library.
+  if (c.treaties_dir().empty()) {
+    return err.Invalid("treaties_dir",
+                       "is required: the treaty library directory (e.g. the project's "
+                       "deploy/treaties)");
+  }
+  c.set_treaties_dir(ResolvePath(base_dir, c.treaties_dir()));
+  {
+    auto lib = TreatyLibrary::LoadDirectory(c.treaties_dir());
+    if (!lib.ok()) return err.Wrap("treaties_dir", lib.status());
+    setup->treaties = *std::move(lib);
+  }
+
   // Signing key.
   const v1::SigningKeyConfig& sk = c.signing_key();
   if (sk.key_id().empty()) {

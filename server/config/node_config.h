@@ -17,6 +17,7 @@
 #include "server/core/envelope.h"
 #include "server/crypto/ed25519.h"
 #include "server/crypto/x509_identity.h"
+#include "server/treaty/library.h"
 
 namespace comity {
 
@@ -37,6 +38,7 @@ struct NodeSetup {
   std::unique_ptr<SigningKey> signing_key;
   KeyRing key_ring;  // Every peer's keys and this node's own.
   std::map<std::string, PeerSetup> peers;  // By party.
+  std::unique_ptr<TreatyLibrary> treaties;
 
   absl::Duration replay_window() const;
   absl::Duration max_clock_skew() const;

@@ -43,6 +43,9 @@ absl::Status ValidateCommon(const v1::RequestBody& body) {
   }
   COMITY_RETURN_IF_ERROR(
       CheckLength("offence.description", offence.description(), kMaxLongField));
+  if (!v1::DualCriminality_IsValid(offence.dual_criminality())) {
+    return absl::InvalidArgumentError("offence.dual_criminality is unknown");
+  }
   if (!v1::Urgency_IsValid(body.urgency())) {
     return absl::InvalidArgumentError("urgency is unknown");
   }
@@ -120,10 +123,10 @@ absl::Status ValidateRequestBody(const v1::RequestBody& body) {
 
 absl::Status ValidateDraft(const v1::RequestBody& draft) {
   if (!draft.id().empty() || draft.has_created_at() ||
-      !draft.requesting_party().empty()) {
+      !draft.requesting_party().empty() || draft.has_requester_assessment()) {
     return absl::InvalidArgumentError(
-        "a draft must leave id, created_at and requesting_party empty: the node fills "
-        "them in");
+        "a draft must leave id, created_at, requesting_party and requester_assessment "
+        "empty: the node fills them in");
   }
   return ValidateCommon(draft);
 }

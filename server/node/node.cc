@@ -4,6 +4,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
@@ -11,6 +12,7 @@
 #include "server/core/parties.h"
 #include "server/core/receipt.h"
 #include "server/core/request_validation.h"
+#include "server/treaty/engine.h"
 #include "server/crypto/ed25519.h"
 #include "server/util/log.h"
 #include "server/util/status_macros.h"
@@ -51,6 +53,34 @@ bool IsPermanentRejection(absl::StatusCode code) {
          code == absl::StatusCode::kAlreadyExists ||
          code == absl::StatusCode::kFailedPrecondition ||
          code == absl::StatusCode::kResourceExhausted;
+}
+
+// The date a request is assessed on: its created_at, in UTC, so that both
+// sides assess the same day.
+absl::CivilDay AssessmentDay(const v1::RequestBody& body) {
+  return absl::ToCivilDay(FromProto(body.created_at()), absl::UTCTimeZone());
+}
+
+std::string Summary(const v1::Assessment& a) {
+  return absl::StrCat(v1::Obligation_Name(a.obligation()),
+                      a.instrument().empty() ? "" : " under " + a.instrument());
+}
+
+// Logs when two parties' assessments of one request differ.
+void CompareAssessments(const std::string& request_id, const v1::Assessment& requester,
+                        const v1::Assessment& receiver) {
+  if (requester.obligation() == receiver.obligation() &&
+      requester.instrument() == receiver.instrument()) {
+    return;
+  }
+  LogEvent(LogLevel::kWarning, "assessment_disagreement",
+           {{"request_id", request_id},
+            {"requester", requester.requesting_party()},
+            {"requester_assessment", Summary(requester)},
+            {"requester_library", requester.library_version().substr(0, 12)},
+            {"receiver", receiver.requested_party()},
+            {"receiver_assessment", Summary(receiver)},
+            {"receiver_library", receiver.library_version().substr(0, 12)}});
 }
 
 }  // namespace
@@ -183,7 +213,15 @@ absl::StatusOr<v1::SignedEnvelope> Node::ReceiveRequest(const std::string& peer_
         " ahead of this node's clock); check the sender's clock or submit a new request"));
   }
 
+  absl::StatusOr<v1::Assessment> assessment =
+      Assess(*setup_->treaties, QueryForRequest(body, AssessmentDay(body)));
+  if (!assessment.ok()) {
+    return absl::InternalError(
+        absl::StrCat("cannot assess the request: ", assessment.status().message()));
+  }
+
   v1::Receipt receipt;
+  *receipt.mutable_receiver_assessment() = *assessment;
   receipt.set_request_id(body.id());
   receipt.set_requesting_party(body.requesting_party());
   receipt.set_receiving_party(party());
@@ -211,7 +249,11 @@ absl::StatusOr<v1::SignedEnvelope> Node::ReceiveRequest(const std::string& peer_
   LogEvent(LogLevel::kInfo, "request_received",
            {{"request_id", body.id()},
             {"from", peer_party},
-            {"type", v1::AssistanceType_Name(body.assistance_type())}});
+            {"type", v1::AssistanceType_Name(body.assistance_type())},
+            {"assessment", Summary(*assessment)}});
+  if (body.has_requester_assessment()) {
+    CompareAssessments(body.id(), body.requester_assessment(), *assessment);
+  }
   return signed_receipt;
 }
 
@@ -235,6 +277,18 @@ void Node::Submit(const std::string& operator_name, v1::RequestBody draft,
     *draft.mutable_created_at() = ToProto(now);
     if (draft.urgency() == v1::URGENCY_UNSPECIFIED) draft.set_urgency(v1::ROUTINE);
     COMITY_RETURN_IF_ERROR(ValidateRequestBody(draft));
+    COMITY_ASSIGN_OR_RETURN(
+        v1::Assessment assessment,
+        Assess(*setup_->treaties, QueryForRequest(draft, AssessmentDay(draft))));
+    if (assessment.obligation() == v1::INVALID) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the request is INVALID under ", assessment.instrument(), " (",
+          absl::StrJoin(assessment.basis(), ", "), "): ",
+          absl::StrJoin(assessment.notes().begin() + std::max(0, assessment.notes_size() - 3),
+                        assessment.notes().end(), " "),
+          " Complete it and submit again; nothing was sent."));
+    }
+    *draft.mutable_requester_assessment() = std::move(assessment);
     std::string payload = Serialize(draft);
     if (payload.size() + kEnvelopeOverhead > setup_->config.limits().max_message_bytes()) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -336,7 +390,13 @@ absl::StatusOr<v1::RequestRecord> Node::Deliver(const v1::RequestRecord& record)
       absl::Milliseconds(setup_->config.delivery().attempt_timeout_ms()));
   absl::Status status = receipt.status();
   if (status.ok()) {
-    status = VerifyReceipt(record.request(), *receipt, peer, setup_->key_ring).status();
+    absl::StatusOr<v1::Receipt> verified =
+        VerifyReceipt(record.request(), *receipt, peer, setup_->key_ring);
+    status = verified.status();
+    if (verified.ok() && verified->has_receiver_assessment()) {
+      CompareAssessments(body.id(), body.requester_assessment(),
+                         verified->receiver_assessment());
+    }
   }
   const absl::Time now = clock_->Now();
   if (status.ok()) {

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "client/cli.h"
 #include "comity/v1/peer.grpc.pb.h"
@@ -25,6 +26,7 @@ namespace comity {
 namespace {
 
 using ::comity::testing::IsOk;
+using ::comity::testing::IsOkAndHolds;
 using ::google::protobuf::util::TimeUtil;
 using ::testing::HasSubstr;
 
@@ -201,7 +203,10 @@ testing::TempDir* TwoNodesTest::outsider_ = nullptr;
 std::vector<std::string> SubmitArgs(const std::string& connect) {
   return {"--connect", connect, "submit", "--to", "JP", "--type", "PRESERVATION",
           "--offence", "DATA_INTERFERENCE", "--authority", "Parquet de Paris",
-          "--facts", "ransomware", "--intent-mla", "--tlp", "amber", "--json"};
+          "--facts", "ransomware", "--data-sought", "connection logs of 203.0.113.7",
+          "--relation", "C2 server", "--custodian", "Example Hosting KK",
+          "--necessity", "logs rotate after 14 days", "--intent-mla", "--tlp", "amber",
+          "--json"};
 }
 
 TEST_F(TwoNodesTest, RequestFromFrToJpIsStoredByBothWithAVerifiedReceipt) {
@@ -216,6 +221,13 @@ TEST_F(TwoNodesTest, RequestFromFrToJpIsStoredByBothWithAVerifiedReceipt) {
   const auto& verification = f.at("verification").struct_value().fields();
   EXPECT_TRUE(verification.at("signature").struct_value().fields().at("verified").bool_value());
   EXPECT_TRUE(verification.at("receipt").struct_value().fields().at("verified").bool_value());
+  // Both sides assessed it under the treaty library, and agree.
+  EXPECT_EQ(f.at("obligation").string_value(), "BINDING");
+  EXPECT_EQ(f.at("instrument").string_value(), "ETS185");
+  EXPECT_TRUE(verification.at("assessments_agree").bool_value());
+  EXPECT_EQ(verification.at("receipt").struct_value().fields().at("receiver_assessment")
+                .struct_value().fields().at("obligation").string_value(),
+            "BINDING");
 
   // Both nodes hold it; the receipts are the same bytes and verify.
   COMITY_ASSERT_OK_AND_ASSIGN(auto sent, net_->server("FR")->node()->Get(id));
@@ -242,6 +254,9 @@ TEST_F(TwoNodesTest, RequestFromFrToJpIsStoredByBothWithAVerifiedReceipt) {
   EXPECT_EQ(show.code, 0) << show.err;
   EXPECT_THAT(show.out, HasSubstr("signature: FR key FR-1: verified"));
   EXPECT_THAT(show.out, HasSubstr("receipt:   JP key JP-1: verified"));
+  EXPECT_THAT(show.out, HasSubstr("assessment FR: BINDING under ETS185"));
+  EXPECT_THAT(show.out, HasSubstr("assessment JP: BINDING under ETS185"));
+  EXPECT_THAT(show.out, ::testing::Not(HasSubstr("DISAGREEMENT")));
   CliResult show_json = Cli({"--connect", jp, "show", id, "--json"});
   EXPECT_EQ(show_json.code, 0) << show_json.err;
   EXPECT_EQ(ParseJson(show_json.out).fields().at("body").struct_value().fields().at(
@@ -438,6 +453,48 @@ TEST_F(TwoNodesTest, RequestRefusedForGoodIsNotRetried) {
   std::string id = json.fields().at("id").string_value();
   CliResult show = Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "show", id});
   EXPECT_THAT(show.out, HasSubstr("refused the request for good"));
+}
+
+TEST_F(TwoNodesTest, InvalidRequestIsNotSent) {
+  // A preservation request without the intent to follow with a mutual
+  // assistance request does not meet ETS185 Art 29(2)(f).
+  auto args = SubmitArgs(net_->ClientConfigPath("FR", "alice"));
+  args.erase(std::find(args.begin(), args.end(), "--intent-mla"));
+  CliResult submit = Cli(args);
+  EXPECT_EQ(submit.code, 1);
+  EXPECT_THAT(submit.err, HasSubstr("INVALID under ETS185 (ETS185 Art 29(2)(f))"));
+  EXPECT_THAT(submit.err, HasSubstr("nothing was sent"));
+  EXPECT_THAT(net_->server("FR")->node()->List(v1::OUTGOING, 10), IsOkAndHolds(::testing::IsEmpty()));
+  EXPECT_EQ(ReceivedCount(), 0u);
+}
+
+TEST_F(TwoNodesTest, DisagreementBetweenAssessmentsIsShownToBoth) {
+  LogCapture logs;
+  // JP runs a library in which it shares nothing with FR but a declaration.
+  testing::TempDir lib;
+  ASSERT_THAT(WriteFileAtomically(lib.path() + "/decl.textproto",
+                                  "id: \"DECL\" kind: POLITICAL_DECLARATION\n"
+                                  "parties { party: \"FR\" signed: \"2015-12-30\" }\n"
+                                  "parties { party: \"JP\" signed: \"2015-12-30\" }\n",
+                                  0644),
+              IsOk());
+  std::string original = net_->ConfigText("JP");
+  net_->ConfigText("JP") = absl::StrReplaceAll(
+      original, {{testing::SourceDir() + "/deploy/treaties", lib.path()}});
+  absl::Status started = net_->Start("JP");
+  net_->ConfigText("JP") = original;
+  ASSERT_THAT(started, IsOk());
+
+  CliResult submit = Cli(SubmitArgs(net_->ClientConfigPath("FR", "alice")));
+  ASSERT_EQ(submit.code, 0) << submit.err;
+  std::string id = ParseJson(submit.out).fields().at("id").string_value();
+  CliResult fr = Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "show", id});
+  EXPECT_THAT(fr.out, HasSubstr("assessment FR: BINDING under ETS185"));
+  EXPECT_THAT(fr.out, HasSubstr("assessment JP: VOLUNTARY under DECL"));
+  EXPECT_THAT(fr.out, HasSubstr("DISAGREEMENT"));
+  CliResult jp = Cli({"--connect", net_->ClientConfigPath("JP", "alice"), "show", id});
+  EXPECT_THAT(jp.out, HasSubstr("DISAGREEMENT"));
+  EXPECT_TRUE(logs.Contains("assessment_disagreement", "VOLUNTARY under DECL")) << logs.All();
 }
 
 TEST_F(TwoNodesTest, SubmitErrorsAreClear) {

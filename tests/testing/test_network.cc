@@ -65,7 +65,7 @@ TestNetwork::TestNetwork(const std::vector<std::string>& parties) : parties_(par
     std::string c = absl::StrCat(
         "party: \"", p, "\"\n", "peer_listen_address: \"127.0.0.1:", peer_ports_[p], "\"\n",
         "operator_listen_address: \"127.0.0.1:", operator_ports_[p], "\"\n",
-        "data_dir: \"data\"\n",
+        "data_dir: \"data\"\n", "treaties_dir: \"", SourceDir(), "/deploy/treaties\"\n",
         "tls { cert_file: \"node.pem\" key_file: \"node.key\" operator_ca_file: \"ca.pem\" }\n",
         "signing_key { key_id: \"", p, "-1\" private_key_file: \"signing.key\" }\n",
         "delivery { attempt_timeout_ms: 2000 retry_initial_ms: 100 retry_max_ms: 400 }\n");

@@ -1,0 +1,367 @@
+#include "client/treaty_cli.h"
+
+#include <cstdio>
+#include <memory>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "client/args.h"
+#include "google/protobuf/util/json_util.h"
+#include "server/config/node_config.h"
+#include "server/treaty/engine.h"
+#include "server/treaty/library.h"
+#include "server/util/files.h"
+#include "server/util/status_macros.h"
+
+namespace comity {
+namespace {
+
+constexpr char kTreatyUsage[] = R"(usage: comity treaty COMMAND [--treaties DIR] [--json] ...
+
+The treaty library (default: $COMITY_TREATIES) and the rules engine, offline.
+
+  check --from XX --to YY --type TYPE --offence CATEGORY [--date YYYY-MM-DD]
+        [--dual-criminality yes|no|unknown] [--penalty-months N]
+        [--requested-penalty-months N] [--request FILE]
+      Whether a request is BINDING, DISCRETIONARY, VOLUNTARY, NOT_COVERED or INVALID,
+      under which articles, with the refusal grounds left open, deadlines, duties and
+      the reasoning. --request FILE (a comity.v1.RequestBody in text format) also
+      checks the request's contents and supplies what the flags leave out.
+  matrix --from XX --type TYPE --offence CATEGORY [--date YYYY-MM-DD] [...check flags]
+      The same assessment for every partner in the library, one line each.
+  parties [--date YYYY-MM-DD]
+      Every party and the instruments that bind it on the date.
+  show ID
+      One instrument: kind, dates, provisions, reservations, parties.
+)";
+
+struct Error {
+  int code;
+  std::string message;
+};
+
+class TreatyCli {
+ public:
+  TreatyCli(const GetEnv& env, std::ostream& out, std::ostream& err)
+      : env_(env), out_(out), err_(err) {}
+  int Run(const std::vector<std::string>& args);
+
+ private:
+  int Fail(int code, absl::string_view message) {
+    err_ << "comity: " << message << "\n";
+    return code;
+  }
+  absl::StatusOr<AssessmentQuery> Query(const ParsedArgs& a, bool need_to);
+  int Check(const ParsedArgs& a);
+  int Matrix(const ParsedArgs& a);
+  int Parties(const ParsedArgs& a);
+  int Show(const ParsedArgs& a);
+  absl::StatusOr<absl::CivilDay> Date(const ParsedArgs& a);
+  void PrintAssessment(const v1::Assessment& as);
+
+  const GetEnv& env_;
+  std::ostream& out_;
+  std::ostream& err_;
+  bool json_ = false;
+  std::unique_ptr<TreatyLibrary> lib_;
+  v1::RequestBody request_;  // From --request.
+};
+
+std::string Json(const google::protobuf::Message& m) {
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.preserve_proto_field_names = true;
+  opts.always_print_primitive_fields = true;
+  std::string s;
+  (void)google::protobuf::util::MessageToJsonString(m, &s, opts);
+  return s;
+}
+
+std::string Grounds(const v1::Assessment& a) {
+  std::vector<std::string> g;
+  for (int x : a.refusal_grounds()) g.push_back(v1::RefusalGround_Name(static_cast<v1::RefusalGround>(x)));
+  return g.empty() ? "-" : absl::StrJoin(g, ",");
+}
+
+int TreatyCli::Run(const std::vector<std::string>& args) {
+  std::string command;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--treaties" || args[i] == "--from" || args[i] == "--date" ||
+        args[i] == "--connect") {
+      ++i;
+    } else if (args[i].rfind("--", 0) != 0) {
+      command = args[i];
+      break;
+    }
+  }
+  FlagSpec spec;
+  spec.with_value = {"treaties", "date", "connect"};  // --connect is not needed here.
+  spec.switches = {"json", "help"};
+  if (command == "check" || command == "matrix") {
+    spec.with_value.insert({"from", "type", "offence", "dual-criminality", "penalty-months",
+                            "requested-penalty-months", "request"});
+    if (command == "check") spec.with_value.insert("to");
+  } else if (command == "parties" || command == "show") {
+  } else if (command.empty() || command == "help") {
+    out_ << kTreatyUsage;
+    return command.empty() ? kExitUsage : kExitOk;
+  } else {
+    return Fail(kExitUsage, absl::StrCat("unknown treaty command '", command,
+                                         "'; commands: check, matrix, parties, show"));
+  }
+  auto parsed = ParseArgs(args, spec);
+  if (!parsed.ok()) {
+    return Fail(kExitUsage, absl::StrCat(parsed.status().message(), " (for treaty ", command,
+                                         "; see 'comity treaty help')"));
+  }
+  if (parsed->switches.count("help")) {
+    out_ << kTreatyUsage;
+    return kExitOk;
+  }
+  json_ = parsed->switches.count("json") != 0;
+  parsed->positional.erase(parsed->positional.begin());
+  if (command == "show" ? parsed->positional.size() != 1 : !parsed->positional.empty()) {
+    return Fail(kExitUsage, command == "show"
+                                ? "treaty show takes one instrument id, e.g. ETS185"
+                                : absl::StrCat("unexpected argument '", parsed->positional[0],
+                                               "'"));
+  }
+  std::string dir = parsed->Get("treaties", env_("COMITY_TREATIES"));
+  if (dir.empty()) {
+    return Fail(kExitUsage,
+                "no treaty library: pass --treaties DIR (e.g. deploy/treaties) or set "
+                "COMITY_TREATIES");
+  }
+  auto lib = TreatyLibrary::LoadDirectory(dir);
+  if (!lib.ok()) return Fail(kExitFailure, lib.status().message());
+  lib_ = *std::move(lib);
+  if (command == "check") return Check(*parsed);
+  if (command == "matrix") return Matrix(*parsed);
+  if (command == "parties") return Parties(*parsed);
+  return Show(*parsed);
+}
+
+absl::StatusOr<absl::CivilDay> TreatyCli::Date(const ParsedArgs& a) {
+  if (!a.Has("date")) return absl::CivilDay(absl::ToCivilDay(absl::Now(), absl::UTCTimeZone()));
+  absl::CivilDay day;
+  auto parsed = ParseDay(a.Get("date"));
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--date '", a.Get("date"), "' is not a date; write YYYY-MM-DD"));
+  }
+  return absl::CivilDay(1970, 1, 1) + *parsed;
+}
+
+absl::StatusOr<AssessmentQuery> TreatyCli::Query(const ParsedArgs& a, bool need_to) {
+  COMITY_ASSIGN_OR_RETURN(absl::CivilDay date, Date(a));
+  AssessmentQuery q;
+  if (a.Has("request")) {
+    COMITY_ASSIGN_OR_RETURN(std::string text, ReadFile(a.Get("request")));
+    COMITY_RETURN_IF_ERROR(ParseTextProto(text, a.Get("request"), &request_));
+    q = QueryForRequest(request_, date);
+    if (q.requesting_party.empty() && a.Has("from")) q.requesting_party = a.Get("from");
+  }
+  q.date = date;
+  if (a.Has("from")) q.requesting_party = absl::AsciiStrToUpper(a.Get("from"));
+  if (a.Has("to")) q.requested_party = absl::AsciiStrToUpper(a.Get("to"));
+  if (a.Has("type")) {
+    COMITY_ASSIGN_OR_RETURN(q.assistance_type,
+                            ParseEnum<v1::AssistanceType>(v1::AssistanceType_descriptor(), "type",
+                                                          a.Get("type")));
+  }
+  if (a.Has("offence")) {
+    COMITY_ASSIGN_OR_RETURN(q.offence, ParseEnum<v1::OffenceCategory>(
+                                           v1::OffenceCategory_descriptor(), "offence",
+                                           a.Get("offence")));
+  }
+  if (a.Has("dual-criminality")) {
+    std::string dc = absl::AsciiStrToLower(a.Get("dual-criminality"));
+    if (dc == "yes") {
+      q.dual_criminality = v1::DUAL_CRIMINALITY_MET;
+    } else if (dc == "no") {
+      q.dual_criminality = v1::DUAL_CRIMINALITY_NOT_MET;
+    } else if (dc == "unknown") {
+      q.dual_criminality = v1::DUAL_CRIMINALITY_UNKNOWN;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--dual-criminality '", a.Get("dual-criminality"), "' is not yes, no or unknown"));
+    }
+  }
+  for (auto [flag, slot] : {std::pair<const char*, uint32_t*>{"penalty-months", &q.penalty_months},
+                            {"requested-penalty-months", &q.requested_penalty_months}}) {
+    if (!a.Has(flag)) continue;
+    if (!absl::SimpleAtoi(a.Get(flag), slot)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, " '", a.Get(flag), "' is not a whole number of months"));
+    }
+  }
+  if (q.requesting_party.empty()) return absl::InvalidArgumentError("--from XX is required");
+  if (need_to && q.requested_party.empty()) {
+    return absl::InvalidArgumentError("--to YY is required");
+  }
+  if (q.assistance_type == v1::ASSISTANCE_TYPE_UNSPECIFIED) {
+    return absl::InvalidArgumentError("--type is required (e.g. PRESERVATION)");
+  }
+  if (q.offence == v1::OFFENCE_CATEGORY_UNSPECIFIED) {
+    return absl::InvalidArgumentError("--offence is required (e.g. DATA_INTERFERENCE or OTHER)");
+  }
+  if (a.Has("request")) q.request = &request_;
+  return q;
+}
+
+void TreatyCli::PrintAssessment(const v1::Assessment& as) {
+  out_ << as.requesting_party() << " -> " << as.requested_party() << " on " << as.date() << ": "
+       << v1::Obligation_Name(as.obligation());
+  if (!as.instrument().empty()) out_ << " under " << as.instrument();
+  out_ << "\n";
+  if (!as.basis().empty()) out_ << "basis:          " << absl::StrJoin(as.basis(), "; ") << "\n";
+  out_ << "refusal grounds: " << Grounds(as) << "\n";
+  if (as.deadline_days() > 0) out_ << "deadline:       " << as.deadline_days() << " days\n";
+  for (const auto& d : as.duties()) out_ << "duty:           " << d << "\n";
+  if (!as.also_applicable().empty()) {
+    out_ << "also applicable: " << absl::StrJoin(as.also_applicable(), ", ") << "\n";
+  }
+  out_ << "reasoning:\n";
+  int n = 0;
+  for (const auto& note : as.notes()) out_ << "  " << ++n << ". " << note << "\n";
+  out_ << "library " << as.library_version().substr(0, 12) << "\n";
+}
+
+int TreatyCli::Check(const ParsedArgs& a) {
+  auto q = Query(a, true);
+  if (!q.ok()) return Fail(kExitUsage, q.status().message());
+  auto as = Assess(*lib_, *q);
+  if (!as.ok()) return Fail(kExitUsage, as.status().message());
+  if (json_) {
+    out_ << Json(*as) << "\n";
+  } else {
+    PrintAssessment(*as);
+  }
+  return kExitOk;
+}
+
+int TreatyCli::Matrix(const ParsedArgs& a) {
+  auto q = Query(a, false);
+  if (!q.ok()) return Fail(kExitUsage, q.status().message());
+  std::vector<v1::Assessment> rows;
+  for (const std::string& party : lib_->Parties()) {
+    if (party == q->requesting_party) continue;
+    AssessmentQuery one = *q;
+    one.requested_party = party;
+    auto as = Assess(*lib_, one);
+    if (!as.ok()) return Fail(kExitUsage, as.status().message());
+    rows.push_back(*std::move(as));
+  }
+  if (json_) {
+    std::vector<std::string> items;
+    for (const auto& r : rows) items.push_back(Json(r));
+    out_ << "[" << absl::StrJoin(items, ",") << "]\n";
+    return kExitOk;
+  }
+  out_ << q->requesting_party << " -> *, " << v1::AssistanceType_Name(q->assistance_type) << ", "
+       << v1::OffenceCategory_Name(q->offence) << ", on " << absl::FormatCivilTime(q->date)
+       << "\n";
+  char line[512];
+  std::snprintf(line, sizeof(line), "%-3s %-14s %-18s %-28s %s", "TO", "OBLIGATION",
+                "INSTRUMENT", "BASIS", "REFUSAL GROUNDS");
+  out_ << line << "\n";
+  for (const auto& r : rows) {
+    std::string basis = r.basis().empty() ? "-" : r.basis(0);
+    std::snprintf(line, sizeof(line), "%-3s %-14s %-18s %-28s %s", r.requested_party().c_str(),
+                  v1::Obligation_Name(r.obligation()).c_str(),
+                  r.instrument().empty() ? "-" : r.instrument().c_str(), basis.c_str(),
+                  Grounds(r).c_str());
+    out_ << line << "\n";
+  }
+  return kExitOk;
+}
+
+int TreatyCli::Parties(const ParsedArgs& a) {
+  auto date = Date(a);
+  if (!date.ok()) return Fail(kExitUsage, date.status().message());
+  const Day day = ToDay(*date);
+  std::vector<std::string> json_items;
+  if (!json_) out_ << "PARTY  BOUND ON " << absl::FormatCivilTime(*date) << " BY\n";
+  for (const std::string& party : lib_->Parties()) {
+    std::vector<std::string> bound, other;
+    for (const InstrumentRecord* inst : lib_->InstrumentsOf(party)) {
+      const PartyRecord* p = inst->Party(party);
+      bool pol = inst->proto.kind() == v1::POLITICAL_DECLARATION;
+      (p->BoundOn(day, pol) ? bound : other).push_back(inst->proto.id());
+    }
+    if (json_) {
+      json_items.push_back(absl::StrCat(
+          "{\"party\":\"", party, "\",\"bound\":[", bound.empty() ? "" : "\"",
+          absl::StrJoin(bound, "\",\""), bound.empty() ? "" : "\"", "],\"not_bound\":[",
+          other.empty() ? "" : "\"", absl::StrJoin(other, "\",\""), other.empty() ? "" : "\"",
+          "]}"));
+      continue;
+    }
+    out_ << party << "     " << (bound.empty() ? "-" : absl::StrJoin(bound, ", "));
+    if (!other.empty()) out_ << "   (listed, not bound: " << absl::StrJoin(other, ", ") << ")";
+    out_ << "\n";
+  }
+  if (json_) out_ << "[" << absl::StrJoin(json_items, ",") << "]\n";
+  return kExitOk;
+}
+
+int TreatyCli::Show(const ParsedArgs& a) {
+  const InstrumentRecord* inst = lib_->Find(a.positional[0]);
+  if (inst == nullptr) {
+    std::vector<std::string> ids;
+    for (const auto& i : lib_->instruments()) ids.push_back(i->proto.id());
+    return Fail(kExitFailure, absl::StrCat("no instrument '", a.positional[0],
+                                           "' in the library; it has: ", absl::StrJoin(ids, ", ")));
+  }
+  if (json_) {
+    out_ << Json(inst->proto) << "\n";
+    return kExitOk;
+  }
+  const v1::Instrument& in = inst->proto;
+  out_ << in.id() << ": " << in.title() << "\n"
+       << "kind:       " << v1::InstrumentKind_Name(in.kind()) << "\n"
+       << "in force:   "
+       << (inst->general_in_force == kNever
+               ? absl::StrCat("no (", inst->consents, " consents",
+                              in.entry_into_force_rule().min_consents() > 0
+                                  ? absl::StrCat(" of ", in.entry_into_force_rule().min_consents(),
+                                                 " needed")
+                                  : "",
+                              ")")
+               : FormatDay(inst->general_in_force))
+       << "\n"
+       << "file:       " << inst->file << "\n";
+  out_ << "provisions:\n";
+  for (const auto& p : in.provisions()) {
+    std::vector<std::string> g;
+    for (int x : p.refusal_grounds()) g.push_back(v1::RefusalGround_Name(static_cast<v1::RefusalGround>(x)));
+    out_ << "  " << v1::AssistanceType_Name(p.assistance_type()) << ": "
+         << v1::Obligation_Name(p.obligation()) << " (" << absl::StrJoin(p.basis(), ", ")
+         << ")" << (g.empty() ? "" : "; grounds " + absl::StrJoin(g, ","))
+         << (p.deadline_days() ? absl::StrCat("; ", p.deadline_days(), " days") : "") << "\n";
+  }
+  out_ << "parties (" << inst->parties.size() << "):\n";
+  for (const PartyRecord& p : inst->parties) {
+    out_ << "  " << p.status->party() << "  signed " << FormatDay(p.signed_on) << ", consent "
+         << FormatDay(p.consent) << ", in force " << FormatDay(p.in_force);
+    if (p.bound_until != kNever) out_ << ", until " << FormatDay(p.bound_until);
+    for (const auto& r : p.reservations) {
+      out_ << "; reservation " << r.entry->id() << " " << FormatDay(r.from)
+           << (r.until == kNever ? "" : ".." + FormatDay(r.until));
+    }
+    out_ << (p.status->unverified() ? "  (unverified)" : "") << "\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunTreatyCli(const std::vector<std::string>& args, const GetEnv& env, std::ostream& out,
+                 std::ostream& err) {
+  TreatyCli cli(env, out, err);
+  return cli.Run(args);
+}
+
+}  // namespace comity

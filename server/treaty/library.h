@@ -1,0 +1,110 @@
+// The treaty library: instruments loaded from protobuf text files
+// (deploy/treaties/*.textproto, one comity.v1.Instrument each), validated,
+// and indexed for the rules engine (engine.h). docs/treaties.md describes
+// the format.
+//
+//   COMITY_ASSIGN_OR_RETURN(std::unique_ptr<TreatyLibrary> lib,
+//                           TreatyLibrary::LoadDirectory("deploy/treaties"));
+//   std::cout << lib->version();  // Content hash of the files.
+#ifndef COMITY_SERVER_TREATY_LIBRARY_H_
+#define COMITY_SERVER_TREATY_LIBRARY_H_
+
+#include <array>
+#include <climits>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/civil_time.h"
+#include "comity/v1/treaty.pb.h"
+
+namespace comity {
+
+// Days since 1970-01-01; kNever for "no such date".
+using Day = int32_t;
+inline constexpr Day kNever = INT32_MAX;
+
+// "YYYY-MM-DD" to a Day. InvalidArgument for anything else (including
+// dates that do not exist, such as 2023-02-30).
+absl::StatusOr<Day> ParseDay(absl::string_view text);
+std::string FormatDay(Day day);
+Day ToDay(absl::CivilDay day);
+
+// A reservation or declaration held by a party, resolved against the
+// instrument's list.
+struct HeldReservation {
+  const v1::PartyReservation* entry;
+  const v1::AllowedReservation* allowed;
+  Day from = kNever;
+  Day until = kNever;  // Withdrawn from this day on.
+};
+
+// One party's standing under one instrument, with dates resolved.
+struct PartyRecord {
+  const v1::PartyStatus* status;
+  Day signed_on = kNever;
+  Day consent = kNever;
+  Day in_force = kNever;        // Computed or given; kNever if not (yet) in force.
+  Day bound_until = kNever;     // Denunciation effective.
+  std::vector<HeldReservation> reservations;
+
+  // True if the party is bound by the instrument on `day` (for a political
+  // declaration: has endorsed it by then).
+  bool BoundOn(Day day, bool political) const;
+};
+
+struct InstrumentRecord {
+  v1::Instrument proto;
+  std::string file;
+  Day general_in_force = kNever;
+  int consents = 0;
+  // Provision per AssistanceType value (nullptr: none).
+  std::array<const v1::Provision*, 16> provisions{};
+  std::array<int, 16> provision_index{};  // Index in proto.provisions().
+  // Field paths of each provision's required contents, resolved.
+  std::vector<std::vector<std::vector<const google::protobuf::FieldDescriptor*>>> content_paths;
+  std::vector<PartyRecord> parties;
+  // parties[party_slot[code]] or -1.
+  std::array<int16_t, 26 * 26> party_slot;
+
+  const PartyRecord* Party(absl::string_view code) const;
+};
+
+// Immutable after loading; thread-safe.
+class TreatyLibrary {
+ public:
+  // Loads every *.textproto file in `dir`. Errors name the file, the line
+  // and the fix: "ets185.textproto:212: parties[3].reservations[0].id: ...".
+  static absl::StatusOr<std::unique_ptr<TreatyLibrary>> LoadDirectory(const std::string& dir);
+  // The same from (file name, contents) pairs; for tests and tools.
+  static absl::StatusOr<std::unique_ptr<TreatyLibrary>> FromFiles(
+      std::vector<std::pair<std::string, std::string>> files);
+
+  // SHA-256 (hex) over the files' names and contents, in name order.
+  const std::string& version() const { return version_; }
+  const std::vector<std::unique_ptr<InstrumentRecord>>& instruments() const {
+    return instruments_;
+  }
+  // nullptr if unknown.
+  const InstrumentRecord* Find(absl::string_view id) const;
+  // Instruments that list `party`, in library order.
+  const std::vector<const InstrumentRecord*>& InstrumentsOf(absl::string_view party) const;
+  // Every party code that appears in some instrument, sorted.
+  std::vector<std::string> Parties() const;
+
+ private:
+  TreatyLibrary() = default;
+  std::string version_;
+  std::vector<std::unique_ptr<InstrumentRecord>> instruments_;
+  std::array<std::vector<const InstrumentRecord*>, 26 * 26> by_party_;
+};
+
+// The slot of a two-letter upper-case code, or -1.
+int PartySlot(absl::string_view code);
+
+}  // namespace comity
+
+#endif  // COMITY_SERVER_TREATY_LIBRARY_H_

@@ -1,0 +1,430 @@
+// Every rule of the engine, on a small library written here so that each
+// test says exactly which facts it relies on.
+#include "server/treaty/engine.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+
+namespace comity {
+namespace {
+
+using ::comity::testing::IsOk;
+using ::comity::testing::StatusIs;
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+// A Budapest-like convention: Art 24 extradition, 25 MA (general procedure
+// Art 27), 29 preservation (specific, 29(4) reservation), 34 interception.
+constexpr char kConvention[] = R"pb(
+id: "CONV"
+title: "Test convention"
+kind: MULTILATERAL_TREATY
+in_force: "2004-07-01"
+entry_into_force_rule { min_consents: 2 months_after: 3 first_day_of_following_month: true basis: "Art 36(3)" }
+articles { number: "24" title: "Extradition" }
+articles { number: "25" title: "Mutual assistance" }
+articles { number: "27" title: "Procedure absent an MLAT" }
+articles { number: "29" title: "Preservation" }
+articles { number: "34" title: "Interception" }
+articles { number: "36" title: "Entry into force" }
+articles { number: "42" title: "Reservations" }
+general_procedure {
+  basis: "Art 27(1)"
+  refusal_grounds: [POLITICAL_OFFENCE, ESSENTIAL_INTERESTS]
+  duties { basis: "Art 27(7)" text: "give reasons" }
+}
+provisions {
+  assistance_type: EXTRADITION obligation: BINDING basis: "Art 24(1)(a)"
+  scope: CONVENTION_OFFENCES dual_criminality_required: true dual_criminality_mandatory: true
+  min_penalty_months: 12 min_penalty_both_parties: true
+  refusal_grounds: [DOMESTIC_LAW, NATIONALITY]
+  duties { basis: "Art 24(6)" text: "prosecute if refused on nationality" }
+}
+provisions {
+  assistance_type: MUTUAL_ASSISTANCE obligation: BINDING basis: "Art 25(1)"
+  refusal_grounds: [DOMESTIC_LAW, FISCAL_OFFENCE, DUAL_CRIMINALITY] dual_criminality_required: true
+  excluded_for_convention_offences: FISCAL_OFFENCE excluded_basis: "Art 25(4)"
+  uses_general_procedure: true
+}
+provisions {
+  assistance_type: PRESERVATION obligation: BINDING basis: ["Art 29(1)", "Art 29(3)"] specific: true
+  refusal_grounds: [POLITICAL_OFFENCE, ESSENTIAL_INTERESTS]
+  deadline_days: 60 deadline_basis: "Art 29(7)"
+  required_contents { field: "particulars.requesting_authority" basis: "Art 29(2)(a)" }
+  required_contents { field: "particulars.intends_mutual_assistance_request" basis: "Art 29(2)(f)" }
+}
+provisions { assistance_type: INTERCEPTION obligation: DISCRETIONARY basis: "Art 34" uses_general_procedure: true }
+allowed_reservations {
+  id: "Art 29(4)"
+  effect { assistance_types: PRESERVATION adds_refusal_grounds: DUAL_CRIMINALITY only_for_non_convention_offences: true }
+}
+allowed_reservations { id: "Art 24(1)" }
+parties { party: "FR" signed: "2001-11-23" consent: "2006-01-10" entry_into_force: "2006-05-01" }
+parties { party: "JP" consent: "2012-07-03"
+  reservations { id: "Art 29(4)" made: "2012-11-01" } }
+parties { party: "CZ" consent: "2013-08-22"
+  reservations { id: "Art 29(4)" made: "2013-12-01" withdrawn: "2019-07-05" } }
+parties { party: "US" consent: "2006-09-29" }
+parties { party: "UA" consent: "2006-03-10" denunciation_effective: "2020-01-01" }
+parties { party: "BR" signed: "2021-01-01" }
+)pb";
+
+constexpr char kMlat[] = R"pb(
+id: "FR-US-MLAT"
+kind: BILATERAL_TREATY
+governs_procedure: true
+articles { number: "1" } articles { number: "6" }
+provisions { assistance_type: MUTUAL_ASSISTANCE obligation: BINDING basis: "Art 1" refusal_grounds: [ESSENTIAL_INTERESTS] }
+provisions { assistance_type: PRESERVATION obligation: DISCRETIONARY basis: "Art 6" }
+provisions { assistance_type: INTERCEPTION obligation: DISCRETIONARY basis: "Art 6" }
+parties { party: "FR" signed: "1998-12-10" entry_into_force: "2001-12-01" }
+parties { party: "US" signed: "1998-12-10" entry_into_force: "2001-12-01" }
+)pb";
+
+constexpr char kExtraditionTreaty[] = R"pb(
+id: "FR-JP-EXT"
+kind: BILATERAL_TREATY
+governs_procedure: true
+articles { number: "2" }
+provisions { assistance_type: EXTRADITION obligation: BINDING basis: "Art 2" scope: ANY_OFFENCE
+  min_penalty_months: 24 min_penalty_both_parties: true dual_criminality_required: true
+  refusal_grounds: [NATIONALITY, POLITICAL_OFFENCE] }
+parties { party: "FR" signed: "2020-01-01" entry_into_force: "2021-01-01" }
+parties { party: "JP" signed: "2020-01-01" entry_into_force: "2021-01-01" }
+)pb";
+
+constexpr char kDeclaration[] = R"pb(
+id: "DECL"
+kind: POLITICAL_DECLARATION
+parties { party: "FR" signed: "2015-12-30" }
+parties { party: "RU" signed: "2015-12-30" }
+parties { party: "JP" signed: "2015-12-30" }
+)pb";
+
+std::unique_ptr<TreatyLibrary> Library(std::vector<std::pair<std::string, std::string>> files = {
+                                           {"conv.textproto", kConvention},
+                                           {"mlat.textproto", kMlat},
+                                           {"decl.textproto", kDeclaration}}) {
+  auto lib = TreatyLibrary::FromFiles(std::move(files));
+  EXPECT_THAT(lib, IsOk());
+  return lib.ok() ? *std::move(lib) : nullptr;
+}
+
+AssessmentQuery Query(const std::string& from, const std::string& to, v1::AssistanceType type,
+                      v1::OffenceCategory offence = v1::DATA_INTERFERENCE,
+                      absl::CivilDay date = absl::CivilDay(2024, 5, 1)) {
+  AssessmentQuery q;
+  q.requesting_party = from;
+  q.requested_party = to;
+  q.date = date;
+  q.assistance_type = type;
+  q.offence = offence;
+  return q;
+}
+
+v1::Assessment AssessOk(const TreatyLibrary& lib, const AssessmentQuery& q) {
+  auto a = Assess(lib, q);
+  EXPECT_THAT(a, IsOk());
+  return a.ok() ? *a : v1::Assessment();
+}
+
+std::vector<v1::RefusalGround> Grounds(const v1::Assessment& a) {
+  std::vector<v1::RefusalGround> g;
+  for (int x : a.refusal_grounds()) g.push_back(static_cast<v1::RefusalGround>(x));
+  return g;
+}
+
+TEST(EngineTest, PreservationIsBindingAndTheReservationSkipsConventionOffences) {
+  auto lib = Library();
+  v1::Assessment a = AssessOk(*lib, Query("FR", "JP", v1::PRESERVATION));
+  EXPECT_EQ(a.obligation(), v1::BINDING);
+  EXPECT_EQ(a.instrument(), "CONV");
+  EXPECT_THAT(a.basis(), ElementsAre("CONV Art 29(1)", "CONV Art 29(3)"));
+  EXPECT_THAT(Grounds(a), ElementsAre(v1::POLITICAL_OFFENCE, v1::ESSENTIAL_INTERESTS));
+  EXPECT_EQ(a.deadline_days(), 60u);
+  EXPECT_THAT(a.notes(), Contains(HasSubstr("reservation under CONV Art 29(4) does not apply")));
+  EXPECT_EQ(a.library_version(), lib->version());
+}
+
+TEST(EngineTest, ReservationOpensDualCriminalityForOtherOffences) {
+  auto lib = Library();
+  v1::Assessment a = AssessOk(*lib, Query("FR", "JP", v1::PRESERVATION, v1::OTHER));
+  EXPECT_EQ(a.obligation(), v1::BINDING);
+  EXPECT_THAT(Grounds(a), Contains(v1::DUAL_CRIMINALITY));
+  EXPECT_THAT(a.basis(), Contains("CONV Art 29(4)"));
+  // Stated dual criminality closes it again.
+  AssessmentQuery q = Query("FR", "JP", v1::PRESERVATION, v1::OTHER);
+  q.dual_criminality = v1::DUAL_CRIMINALITY_MET;
+  EXPECT_THAT(Grounds(AssessOk(*lib, q)), Not(Contains(v1::DUAL_CRIMINALITY)));
+  // A party without the reservation: no dual criminality for preservation.
+  EXPECT_THAT(Grounds(AssessOk(*lib, Query("JP", "FR", v1::PRESERVATION, v1::OTHER))),
+              Not(Contains(v1::DUAL_CRIMINALITY)));
+}
+
+TEST(EngineTest, ReservationsCountOnlyWhileHeld) {
+  auto lib = Library();
+  auto during = Query("FR", "CZ", v1::PRESERVATION, v1::OTHER, absl::CivilDay(2015, 1, 1));
+  EXPECT_THAT(Grounds(AssessOk(*lib, during)), Contains(v1::DUAL_CRIMINALITY));
+  auto after = Query("FR", "CZ", v1::PRESERVATION, v1::OTHER, absl::CivilDay(2019, 7, 5));
+  v1::Assessment a = AssessOk(*lib, after);
+  EXPECT_THAT(Grounds(a), Not(Contains(v1::DUAL_CRIMINALITY)));
+  EXPECT_THAT(a.notes(), Contains(HasSubstr("not in effect on 2019-07-05")));
+}
+
+TEST(EngineTest, EntryIntoForceIsComputedFromConsent) {
+  auto lib = Library();
+  // JP deposited 2012-07-03: in force 2012-11-01 (three months, then the
+  // first day of the following month).
+  EXPECT_EQ(AssessOk(*lib, Query("FR", "JP", v1::PRESERVATION, v1::DATA_INTERFERENCE,
+                            absl::CivilDay(2012, 10, 31)))
+                .obligation(),
+            v1::NOT_COVERED);  // Nor is the declaration endorsed yet (2015).
+  v1::Assessment before = AssessOk(*lib, Query("FR", "JP", v1::PRESERVATION, v1::DATA_INTERFERENCE,
+                                          absl::CivilDay(2012, 10, 31)));
+  EXPECT_THAT(before.notes(), Contains(HasSubstr("enters into force for JP only on 2012-11-01")));
+  EXPECT_EQ(AssessOk(*lib, Query("FR", "JP", v1::PRESERVATION, v1::DATA_INTERFERENCE,
+                            absl::CivilDay(2012, 11, 1)))
+                .obligation(),
+            v1::BINDING);
+  const PartyRecord* jp = lib->Find("CONV")->Party("JP");
+  EXPECT_EQ(FormatDay(jp->in_force), "2012-11-01");
+  // Early consents take effect with the convention itself.
+  EXPECT_EQ(FormatDay(lib->Find("CONV")->Party("FR")->in_force), "2006-05-01");
+}
+
+TEST(EngineTest, DenunciationEndsTheObligation) {
+  auto lib = Library();
+  EXPECT_EQ(AssessOk(*lib, Query("FR", "UA", v1::PRESERVATION, v1::DATA_INTERFERENCE,
+                            absl::CivilDay(2019, 12, 31)))
+                .obligation(),
+            v1::BINDING);
+  v1::Assessment a = AssessOk(*lib, Query("FR", "UA", v1::PRESERVATION, v1::DATA_INTERFERENCE,
+                                     absl::CivilDay(2020, 1, 1)));
+  EXPECT_EQ(a.obligation(), v1::NOT_COVERED);
+  EXPECT_THAT(a.notes(), Contains(HasSubstr("denunciation took effect on 2020-01-01")));
+}
+
+TEST(EngineTest, SignatureAloneDoesNotBind) {
+  v1::Assessment a = AssessOk(*Library(), Query("FR", "BR", v1::PRESERVATION));
+  EXPECT_EQ(a.obligation(), v1::NOT_COVERED);
+  EXPECT_THAT(a.notes(), Contains(HasSubstr("signature alone does not bind")));
+}
+
+TEST(EngineTest, InterceptionIsDiscretionary) {
+  v1::Assessment a = AssessOk(*Library(), Query("FR", "JP", v1::INTERCEPTION));
+  EXPECT_EQ(a.obligation(), v1::DISCRETIONARY);
+  EXPECT_THAT(a.basis(), Contains("CONV Art 34"));
+}
+
+TEST(EngineTest, PoliticalDeclarationAloneIsVoluntary) {
+  v1::Assessment a = AssessOk(*Library(), Query("FR", "RU", v1::PRESERVATION));
+  EXPECT_EQ(a.obligation(), v1::VOLUNTARY);
+  EXPECT_EQ(a.instrument(), "DECL");
+  EXPECT_THAT(a.refusal_grounds(), IsEmpty());
+  // Nothing shared at all.
+  EXPECT_EQ(AssessOk(*Library(), Query("US", "RU", v1::PRESERVATION)).obligation(),
+            v1::NOT_COVERED);
+}
+
+TEST(EngineTest, MissingArt29Contents) {
+  auto lib = Library();
+  v1::RequestBody body;
+  body.mutable_particulars()->set_requesting_authority("Parquet de Paris");
+  AssessmentQuery q = Query("FR", "JP", v1::PRESERVATION);
+  q.request = &body;
+  v1::Assessment a = AssessOk(*lib, q);
+  EXPECT_EQ(a.obligation(), v1::INVALID);
+  EXPECT_THAT(a.basis(), ElementsAre("CONV Art 29(2)(f)"));
+  body.mutable_particulars()->set_intends_mutual_assistance_request(true);
+  EXPECT_EQ(AssessOk(*lib, q).obligation(), v1::BINDING);
+}
+
+TEST(EngineTest, GeneralProcedureAppliesOnlyWithoutAnMlat) {
+  auto lib = Library();
+  // FR-JP: no MLAT, so Art 27 grounds and duties apply; fiscal excluded
+  // for a convention offence.
+  v1::Assessment a = AssessOk(*lib, Query("FR", "JP", v1::MUTUAL_ASSISTANCE));
+  EXPECT_EQ(a.instrument(), "CONV");
+  EXPECT_THAT(Grounds(a), ElementsAre(v1::POLITICAL_OFFENCE, v1::ESSENTIAL_INTERESTS,
+                                      v1::DUAL_CRIMINALITY, v1::DOMESTIC_LAW));
+  EXPECT_THAT(a.basis(), Contains("CONV Art 27(1)"));
+  EXPECT_THAT(a.duties(), Contains(HasSubstr("CONV Art 27(7)")));
+  EXPECT_THAT(a.notes(), Contains(HasSubstr("excludes refusal on FISCAL_OFFENCE")));
+  // An OTHER offence keeps the fiscal ground.
+  EXPECT_THAT(Grounds(AssessOk(*lib, Query("FR", "JP", v1::MUTUAL_ASSISTANCE, v1::OTHER))),
+              Contains(v1::FISCAL_OFFENCE));
+}
+
+TEST(EngineTest, BilateralTreatyGovernsProcedureAndConventionIsAFloor) {
+  auto lib = Library();
+  // MA between FR and US: the MLAT decides, with its grounds.
+  v1::Assessment ma = AssessOk(*lib, Query("FR", "US", v1::MUTUAL_ASSISTANCE));
+  EXPECT_EQ(ma.instrument(), "FR-US-MLAT");
+  EXPECT_EQ(ma.obligation(), v1::BINDING);
+  EXPECT_THAT(Grounds(ma), ElementsAre(v1::ESSENTIAL_INTERESTS));
+  EXPECT_THAT(ma.also_applicable(), Contains("CONV"));
+  // Preservation: the convention's article is specific and still decides.
+  v1::Assessment pres = AssessOk(*lib, Query("FR", "US", v1::PRESERVATION));
+  EXPECT_EQ(pres.instrument(), "CONV");
+  EXPECT_EQ(pres.obligation(), v1::BINDING);
+  // Interception: the MLAT governs; both are discretionary.
+  v1::Assessment icpt = AssessOk(*lib, Query("FR", "US", v1::INTERCEPTION));
+  EXPECT_EQ(icpt.instrument(), "FR-US-MLAT");
+  EXPECT_EQ(icpt.obligation(), v1::DISCRETIONARY);
+  EXPECT_THAT(icpt.basis(), Not(Contains("CONV Art 27(1)")));
+}
+
+TEST(EngineTest, FloorRaisesAWeakerBilateralObligation) {
+  std::string weak = absl::StrReplaceAll(kMlat, {{"assistance_type: MUTUAL_ASSISTANCE obligation: BINDING",
+                                                  "assistance_type: MUTUAL_ASSISTANCE obligation: DISCRETIONARY"}});
+  auto lib = Library({{"conv.textproto", kConvention}, {"mlat.textproto", weak}});
+  v1::Assessment a = AssessOk(*lib, Query("FR", "US", v1::MUTUAL_ASSISTANCE));
+  EXPECT_EQ(a.instrument(), "FR-US-MLAT");
+  EXPECT_EQ(a.obligation(), v1::BINDING);
+  EXPECT_THAT(a.basis(), Contains("CONV Art 25(1)"));
+}
+
+TEST(EngineTest, ExtraditionThresholdAndScope) {
+  auto lib = Library();
+  AssessmentQuery q = Query("FR", "JP", v1::EXTRADITION);
+  q.penalty_months = 60;
+  q.requested_penalty_months = 36;
+  v1::Assessment ok = AssessOk(*lib, q);
+  EXPECT_EQ(ok.obligation(), v1::BINDING);
+  EXPECT_THAT(Grounds(ok), ElementsAre(v1::DUAL_CRIMINALITY, v1::NATIONALITY, v1::DOMESTIC_LAW));
+  EXPECT_THAT(ok.duties(), Contains(HasSubstr("CONV Art 24(6)")));
+
+  q.requested_penalty_months = 6;  // Below a year in JP.
+  v1::Assessment low = AssessOk(*lib, q);
+  EXPECT_EQ(low.obligation(), v1::NOT_COVERED);
+  EXPECT_THAT(low.basis(), ElementsAre("CONV Art 24(1)(a)"));
+
+  AssessmentQuery other = Query("FR", "JP", v1::EXTRADITION, v1::OTHER);
+  other.penalty_months = 60;
+  EXPECT_EQ(AssessOk(*lib, other).obligation(), v1::NOT_COVERED);
+
+  AssessmentQuery unknown = Query("FR", "JP", v1::EXTRADITION);
+  EXPECT_THAT(AssessOk(*lib, unknown).notes(), Contains(HasSubstr("could not be confirmed")));
+
+  AssessmentQuery no_dc = Query("FR", "JP", v1::EXTRADITION);
+  no_dc.dual_criminality = v1::DUAL_CRIMINALITY_NOT_MET;
+  EXPECT_EQ(AssessOk(*lib, no_dc).obligation(), v1::NOT_COVERED);
+}
+
+TEST(EngineTest, ExtraditionTreatyThresholdPrevails) {
+  auto lib = Library({{"conv.textproto", kConvention}, {"ext.textproto", kExtraditionTreaty}});
+  AssessmentQuery q = Query("FR", "JP", v1::EXTRADITION);
+  q.penalty_months = 18;  // Enough for the convention (12), not for the treaty (24).
+  q.requested_penalty_months = 18;
+  v1::Assessment a = AssessOk(*lib, q);
+  EXPECT_EQ(a.instrument(), "CONV");  // The treaty drops out; the convention still binds.
+  q.penalty_months = 30;
+  q.requested_penalty_months = 30;
+  v1::Assessment b = AssessOk(*lib, q);
+  EXPECT_EQ(b.instrument(), "FR-JP-EXT");
+  EXPECT_THAT(Grounds(b), Contains(v1::POLITICAL_OFFENCE));
+  // The treaty covers an OTHER offence the convention does not.
+  AssessmentQuery other = Query("FR", "JP", v1::EXTRADITION, v1::OTHER);
+  other.penalty_months = 30;
+  other.requested_penalty_months = 30;
+  EXPECT_EQ(AssessOk(*lib, other).instrument(), "FR-JP-EXT");
+}
+
+TEST(EngineTest, BadQueriesAreErrors) {
+  auto lib = Library();
+  EXPECT_THAT(Assess(*lib, Query("FR", "FR", v1::PRESERVATION)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Assess(*lib, Query("XX", "FR", v1::PRESERVATION)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Assess(*lib, Query("FR", "JP", v1::ASSISTANCE_TYPE_UNSPECIFIED)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// --- Library validation: each error names the file, the line and the fix. ---
+
+struct BadCase {
+  std::string name;
+  std::string from, to;
+  std::string message;
+};
+
+TEST(LibraryTest, InvalidFilesAreRejectedWithFileLineAndFix) {
+  const std::string base = kConvention;
+  const BadCase cases[] = {
+      {"unknown party", "party: \"US\"", "party: \"XU\"", "conv.textproto:50: parties[3].party: 'XU'"},
+      {"consent before signature", "signed: \"2001-11-23\" consent: \"2006-01-10\"",
+       "signed: \"2007-11-23\" consent: \"2006-01-10\"", "consent 2006-01-10 is before signature"},
+      {"entry into force not following the rule", "entry_into_force: \"2006-05-01\"",
+       "entry_into_force: \"2006-06-01\"", "expected 2006-05-01"},
+      {"disallowed reservation", "reservations { id: \"Art 29(4)\" made: \"2012-11-01\" }",
+       "reservations { id: \"Art 29(9)\" made: \"2012-11-01\" }",
+       "'Art 29(9)' is not among the reservations CONV allows (Art 24(1), Art 29(4))"},
+      {"unknown article", "basis: \"Art 34\"", "basis: \"Art 99\"",
+       "cites article 99, which CONV does not list"},
+      {"withdrawn before made", "withdrawn: \"2019-07-05\"", "withdrawn: \"2010-07-05\"",
+       "is not after made"},
+      {"impossible date", "consent: \"2013-08-22\"", "consent: \"2013-02-30\"",
+       "'2013-02-30' is not a date"},
+      {"unknown request field", "particulars.requesting_authority", "particulars.nonsense",
+       "is not a field of comity.v1.RequestBody"},
+      {"syntax", "kind: MULTILATERAL_TREATY", "kind: MULTILATERAL_TREATY }", "conv.textproto:4:"},
+      {"unknown enum", "obligation: DISCRETIONARY", "obligation: MAYBE", "MAYBE"},
+  };
+  for (const BadCase& c : cases) {
+    ASSERT_NE(base.find(c.from), std::string::npos) << c.name;
+    std::string text = absl::StrReplaceAll(base, {{c.from, c.to}});
+    EXPECT_THAT(TreatyLibrary::FromFiles({{"conv.textproto", text}}),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(c.message)))
+        << c.name;
+  }
+  EXPECT_THAT(TreatyLibrary::FromFiles({{"a.textproto", kMlat}, {"b.textproto", kMlat}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("already used by")));
+  EXPECT_THAT(TreatyLibrary::FromFiles(
+                  {{"m.textproto", absl::StrReplaceAll(kMlat, {{"parties { party: \"US\"", "parties { party: \"US\" } parties { party: \"DE\""}})}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("exactly two parties")));
+}
+
+TEST(LibraryTest, MissingRepeatedFieldsStillGetALocation) {
+  EXPECT_THAT(TreatyLibrary::FromFiles({{"m.textproto", "id: \"X\" kind: BILATERAL_TREATY"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("m.textproto: parties: a bilateral treaty has exactly two "
+                                 "parties, this lists 0")));
+  EXPECT_THAT(TreatyLibrary::FromFiles({{"m.textproto", "kind: BILATERAL_TREATY"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("id: is required")));
+}
+
+TEST(LibraryTest, VersionIsTheContentHash) {
+  auto a = Library();
+  auto b = Library();
+  EXPECT_EQ(a->version(), b->version());
+  EXPECT_EQ(a->version().size(), 64u);
+  auto c = Library({{"conv.textproto", std::string(kConvention) + "\n# comment\n"},
+                    {"mlat.textproto", kMlat},
+                    {"decl.textproto", kDeclaration}});
+  EXPECT_NE(a->version(), c->version());
+}
+
+TEST(LibraryTest, NotYetInForceWithoutEnoughConsents) {
+  std::string protocol = R"pb(
+    id: "PROT" kind: MULTILATERAL_TREATY
+    entry_into_force_rule { min_consents: 5 months_after: 3 first_day_of_following_month: true }
+    articles { number: "7" }
+    provisions { assistance_type: SUBSCRIBER_INFORMATION obligation: BINDING basis: "Art 7" }
+    parties { party: "RS" consent: "2023-02-09" }
+    parties { party: "JP" consent: "2023-08-10" }
+  )pb";
+  auto lib = Library({{"p.textproto", protocol}});
+  EXPECT_EQ(lib->Find("PROT")->general_in_force, kNever);
+  v1::Assessment a = AssessOk(*lib, Query("RS", "JP", v1::SUBSCRIBER_INFORMATION));
+  EXPECT_EQ(a.obligation(), v1::NOT_COVERED);
+  EXPECT_THAT(a.notes(), Contains(HasSubstr("not in force (2 of 5 consents")));
+}
+
+}  // namespace
+}  // namespace comity
