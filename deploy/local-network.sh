@@ -111,6 +111,11 @@ echo "== ${#P[@]} nodes up: ${P[*]} (configs and keys in $dir)"
 
 from=${P[0]} to=${P[1]}
 echo
+echo "== The treaty question first, offline: is $to obliged to preserve data for $from?"
+"$bin/comity" treaty check --treaties "$root/deploy/treaties" --from "$from" --to "$to" \
+  --type PRESERVATION --offence DATA_INTERFERENCE | sed -n '1,4p'
+
+echo
 echo "== $from (operator alice) submits a preservation request to $to"
 out=$("$bin/comity" --connect "$dir/$from/alice.conf" submit --to "$to" \
   --type PRESERVATION --offence DATA_INTERFERENCE --penalty-months 60 --urgency URGENT \
@@ -136,7 +141,7 @@ echo "== $to: the request as received, signature and receipt verified"
 "$bin/comity" --connect "$dir/$to/alice.conf" show "$id"
 echo
 echo "== $from: the receipt as $from holds it, verified"
-"$bin/comity" --connect "$dir/$from/alice.conf" show "$id" | grep -E '^(request|signature|receipt)'
+"$bin/comity" --connect "$dir/$from/alice.conf" show "$id" | grep -E '^(request|signature|receipt|assessment|DISAGREEMENT)'
 
 if [ "$keep" = 1 ]; then
   echo

@@ -14,6 +14,8 @@ check() { grep -qE -- "$1" <<< "$out" || { echo "FAIL: output lacks: $1"; exit 1
 check '^state: +DELIVERED'
 check '^signature: FR key FR-1: verified'
 check '^receipt: +JP key JP-1: verified'
+check '^assessment FR: BINDING under ETS185'
+check '^assessment JP: BINDING under ETS185'
 check 'received +FR +JP +PRESERVATION +RECEIVED'
 check 'sent +FR +JP +PRESERVATION +DELIVERED'
 [ "$(grep -c 'receipt:   JP key JP-1: verified' <<< "$out")" -ge 3 ] || { echo "FAIL: receipt not verified on both sides"; exit 1; }
