@@ -9,7 +9,9 @@
 #                             DNS localhost, IP 127.0.0.1 and ::1
 #   signing.key               Ed25519 signing key (PKCS#8 PEM)
 #   signing.pub               its 32-byte raw public key, base64, for peers' configs
-#   operators/NAME.pem, .key  operator client certificates: urn:comity:operator:XX:NAME
+#   operators/NAME.pem, .key  operator client certificates: urn:comity:operator:XX:NAME,
+#                             plus urn:comity:role:ROLE for each role given as NAME:ROLE+ROLE
+#                             (e.g. --operators alice,carol:auditor)
 # Private keys are created with mode 0600 inside directories of mode 0700.
 # These are test credentials: never reuse them in production, never commit them.
 set -euo pipefail
@@ -80,12 +82,20 @@ for p in "${parties[@]}"; do
   openssl pkey -in "$dir/signing.key" -pubout -outform DER 2>/dev/null | tail -c 32 | base64 > "$dir/signing.pub"
   chmod 644 "$dir/signing.pub"
   IFS=, read -r -a names <<< "$operators"
-  for name in "${names[@]}"; do
+  for spec in "${names[@]}"; do
+    name=${spec%%:*}
+    roles=""
+    [ "$spec" != "$name" ] && roles=${spec#*:}
     if ! [[ "$name" =~ ^[a-z][a-z0-9_.-]*$ ]]; then
       echo "$0: operator name '$name' must be lower case letters, digits, . _ -" >&2; exit 2
     fi
-    issue "$dir" "/O=Comity test network/CN=$name ($p)" \
-      "URI:urn:comity:operator:$p:$name" "$dir/operators/$name" "clientAuth"
+    san="URI:urn:comity:operator:$p:$name"
+    IFS=+ read -r -a role_list <<< "$roles"
+    for role in "${role_list[@]}"; do
+      [[ "$role" =~ ^[a-z]+$ ]] || { echo "$0: role '$role' must be lower case letters" >&2; exit 2; }
+      san="$san, URI:urn:comity:role:$role"
+    done
+    issue "$dir" "/O=Comity test network/CN=$name ($p)" "$san" "$dir/operators/$name" "clientAuth"
   done
   echo "made $dir: CA, node certificate, signing key, operators: $operators"
 done

@@ -11,6 +11,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "client/args.h"
+#include "client/audit_cli.h"
+#include "client/connection.h"
 #include "client/treaty_cli.h"
 #include "comity/v1/operator.grpc.pb.h"
 #include "google/protobuf/struct.pb.h"
@@ -49,6 +51,8 @@ commands:
       Requests this node sent or received, newest first, with their state.
   show ID
       One request: its body, and its signature and receipt verified.
+  audit verify|log|prove|consistency|export|stats|head ...
+      The node's tamper-evident audit log (auditor role); see 'comity audit help'.
   treaty check|matrix|parties|show ...
       The treaty library and rules engine, offline; see 'comity treaty help'.
   help
@@ -354,6 +358,11 @@ int Cli::Run(const std::vector<std::string>& args) {
       break;
     }
   }
+  if (command == "audit") {
+    std::vector<std::string> rest = args;
+    rest.erase(std::find(rest.begin(), rest.end(), std::string("audit")));
+    return RunAuditCli(rest, env_, out_, err_);
+  }
   if (command == "treaty") {
     std::vector<std::string> rest = args;
     rest.erase(std::find(rest.begin(), rest.end(), std::string("treaty")));
@@ -371,7 +380,7 @@ int Cli::Run(const std::vector<std::string>& args) {
   } else if (command == "show" || command == "help" || command.empty()) {
   } else {
     return Fail({kExitUsage, absl::StrCat("unknown command '", command,
-                                          "'; commands: submit, list, show, treaty, help")});
+                                          "'; commands: submit, list, show, audit, treaty, help")});
   }
   absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, spec);
   if (!parsed.ok()) {
@@ -407,35 +416,14 @@ int Cli::Run(const std::vector<std::string>& args) {
 }
 
 absl::Status Cli::Connect(const ParsedArgs& args) {
-  std::string path = args.Get("connect", env_("COMITY_CONNECT"));
-  if (path.empty()) {
-    return absl::InvalidArgumentError(
-        "no node to talk to: pass --connect FILE (a comity.v1.ClientConfig) or set "
-        "COMITY_CONNECT");
-  }
-  COMITY_ASSIGN_OR_RETURN(v1::ClientConfig config, LoadClientConfig(path));
-  grpc::SslCredentialsOptions opts;
-  COMITY_ASSIGN_OR_RETURN(opts.pem_root_certs, ReadFile(config.ca_file()));
-  COMITY_ASSIGN_OR_RETURN(opts.pem_cert_chain, ReadFile(config.cert_file()));
-  COMITY_ASSIGN_OR_RETURN(opts.pem_private_key, ReadPrivateFile(config.key_file()));
-  address_ = config.address();
-  grpc::ChannelArguments channel_args;
-  channel_args.SetMaxReceiveMessageSize(64 << 20);
-  stub_ = v1::OperatorService::NewStub(
-      grpc::CreateCustomChannel(address_, grpc::SslCredentials(opts), channel_args));
+  COMITY_ASSIGN_OR_RETURN(NodeConnection c, ConnectToNode(args, env_));
+  address_ = c.address;
+  stub_ = v1::OperatorService::NewStub(c.channel);
   return absl::OkStatus();
 }
 
 CliError Cli::RpcError(const grpc::Status& status) const {
-  std::string code = absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
-  if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-      status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-    return {kExitFailure,
-            absl::StrCat("cannot reach the node at ", address_, " (", code, ": ",
-                         status.error_message(),
-                         "); is comityd running, and are the --connect files right?")};
-  }
-  return {kExitFailure, absl::StrCat("node refused: ", code, ": ", status.error_message())};
+  return {kExitFailure, DescribeRpcError(address_, status)};
 }
 
 void Cli::PrintJson(const Value& value) {

@@ -37,7 +37,7 @@ done
 
 rm -rf "$dir"
 mkdir -p "$dir"
-"$root/certs/make-network.sh" "$dir" "${P[@]}" --operators alice,bob >/dev/null
+"$root/certs/make-network.sh" "$dir" "${P[@]}" --operators alice,bob,carol:auditor >/dev/null
 
 peer_port() { echo $((base_port + 10 * $1)); }
 op_port() { echo $((base_port + 10 * $1 + 1)); }
@@ -65,7 +65,7 @@ for i in "${!P[@]}"; do
       echo "}"
     done
   } > "$conf"
-  for op in alice bob; do
+  for op in alice bob carol; do
     cat > "$dir/$p/$op.conf" <<CONF
 # How operator $op of $p reaches the node (comity.v1.ClientConfig).
 address: "127.0.0.1:$(op_port "$i")"

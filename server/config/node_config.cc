@@ -92,6 +92,7 @@ void FillDefaults(v1::NodeConfig* c) {
   if (d->attempt_timeout_ms() == 0) d->set_attempt_timeout_ms(kDefaultAttemptTimeoutMs);
   if (d->retry_initial_ms() == 0) d->set_retry_initial_ms(kDefaultRetryInitialMs);
   if (d->retry_max_ms() == 0) d->set_retry_max_ms(kDefaultRetryMaxMs);
+  if (c->audit().head_interval_seconds() == 0) c->mutable_audit()->set_head_interval_seconds(60);
 }
 
 }  // namespace

@@ -63,6 +63,16 @@ absl::Status KeyRing::Add(absl::string_view party, absl::string_view key_id,
   return absl::OkStatus();
 }
 
+std::vector<std::pair<std::string, std::string>> KeyRing::KeysOf(
+    absl::string_view party) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto it = keys_.lower_bound({std::string(party), std::string()});
+       it != keys_.end() && it->first.first == party; ++it) {
+    out.emplace_back(it->first.second, it->second->raw());
+  }
+  return out;
+}
+
 const VerifyingKey* KeyRing::Find(absl::string_view party,
                                   absl::string_view key_id) const {
   auto it = keys_.find({std::string(party), std::string(key_id)});

@@ -25,6 +25,7 @@ namespace comity {
 
 inline constexpr absl::string_view kRequestPayloadType = "comity.v1.RequestBody";
 inline constexpr absl::string_view kReceiptPayloadType = "comity.v1.Receipt";
+inline constexpr absl::string_view kTreeHeadPayloadType = "comity.v1.TreeHead";
 
 // The exact bytes an envelope's signature covers (docs/envelope.md).
 std::string SigningInput(absl::string_view payload_type, absl::string_view signer_party,
@@ -48,6 +49,8 @@ class KeyRing {
   // nullptr if unknown.
   const VerifyingKey* Find(absl::string_view party, absl::string_view key_id) const;
   bool HasParty(absl::string_view party) const;
+  // (key id, raw public key) of every key of `party`.
+  std::vector<std::pair<std::string, std::string>> KeysOf(absl::string_view party) const;
 
  private:
   std::map<std::pair<std::string, std::string>, std::unique_ptr<VerifyingKey>> keys_;

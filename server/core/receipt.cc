@@ -1,7 +1,10 @@
 #include "server/core/receipt.h"
 
 #include "absl/strings/str_cat.h"
+#include "comity/v1/audit.pb.h"
 #include "comity/v1/request.pb.h"
+#include "server/audit/merkle.h"
+#include "server/audit/verifier.h"
 #include "server/crypto/ed25519.h"
 #include "server/util/status_macros.h"
 
@@ -32,6 +35,38 @@ absl::StatusOr<v1::Receipt> VerifyReceipt(const v1::SignedEnvelope& request,
   if (r.request_payload_sha256() != Sha256(request.payload())) {
     return absl::InvalidArgumentError(
         "receipt acknowledges different request bytes (payload SHA-256 hash mismatch)");
+  }
+  // The receiver's log: a signed head, the "received" entry and its proof.
+  if (!r.has_tree_head()) {
+    return absl::InvalidArgumentError("receipt carries no tree head of the receiver's log");
+  }
+  COMITY_RETURN_IF_ERROR(VerifyEnvelope(r.tree_head(), kTreeHeadPayloadType, ring));
+  v1::TreeHead head;
+  if (r.tree_head().signer_party() != receiver || !head.ParseFromString(r.tree_head().payload()) ||
+      head.party() != receiver) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the receipt's tree head is not a head of ", receiver, "'s log"));
+  }
+  v1::AuditEntry entry;
+  if (!entry.ParseFromString(r.received_entry()) || entry.type() != v1::REQUEST_RECEIVED ||
+      entry.request_id() != body.id() || entry.hashes_size() < 1 ||
+      entry.hashes(0) != r.request_payload_sha256()) {
+    return absl::InvalidArgumentError(
+        "the receipt's log entry is not the REQUEST_RECEIVED event of this request");
+  }
+  const v1::InclusionProof& proof = r.received_entry_proof();
+  if (proof.leaf_index() != entry.index() || proof.tree_size() != head.tree_size()) {
+    return absl::InvalidArgumentError(
+        "the receipt's inclusion proof is not for its entry and tree head");
+  }
+  std::vector<std::string> hashes(proof.hashes().begin(), proof.hashes().end());
+  absl::Status included = merkle::VerifyInclusion(proof.leaf_index(), proof.tree_size(),
+                                                  merkle::LeafHash(r.received_entry()), hashes,
+                                                  head.root_hash());
+  if (!included.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the receipt's log entry is not in the receiver's signed tree head: ",
+        included.message()));
   }
   return r;
 }

@@ -6,6 +6,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -16,6 +17,7 @@ namespace comity {
 namespace {
 
 constexpr absl::string_view kUriPrefix = "urn:comity:";
+constexpr absl::string_view kRolePrefix = "urn:comity:role:";
 
 struct X509Deleter {
   void operator()(X509* x) const { X509_free(x); }
@@ -69,13 +71,18 @@ absl::StatusOr<CertIdentity> IdentityFromCertPem(absl::string_view cert_pem) {
         "peer certificate has no subject alternative name with a urn:comity: URI");
   }
   std::vector<std::string> uris;
+  std::vector<std::string> roles;
   for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
     const GENERAL_NAME* name = sk_GENERAL_NAME_value(names, i);
     if (name->type != GEN_URI) continue;
     const ASN1_IA5STRING* s = name->d.uniformResourceIdentifier;
     std::string uri(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
                     static_cast<size_t>(ASN1_STRING_length(s)));
-    if (absl::StartsWith(uri, kUriPrefix)) uris.push_back(std::move(uri));
+    if (absl::StartsWith(uri, kRolePrefix)) {
+      roles.push_back(uri.substr(kRolePrefix.size()));
+    } else if (absl::StartsWith(uri, kUriPrefix)) {
+      uris.push_back(std::move(uri));
+    }
   }
   GENERAL_NAMES_free(names);
   if (uris.empty()) {
@@ -86,7 +93,14 @@ absl::StatusOr<CertIdentity> IdentityFromCertPem(absl::string_view cert_pem) {
     return absl::UnauthenticatedError(
         "peer certificate has more than one urn:comity: URI; it must name one holder");
   }
-  return ParseComityUri(uris[0]);
+  auto id = ParseComityUri(uris[0]);
+  if (!id.ok()) return id;
+  id->roles = std::move(roles);
+  return id;
+}
+
+bool CertIdentity::HasRole(absl::string_view role) const {
+  return std::find(roles.begin(), roles.end(), role) != roles.end();
 }
 
 absl::StatusOr<std::unique_ptr<CaVerifier>> CaVerifier::Create(absl::string_view ca_pem) {

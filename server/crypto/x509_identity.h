@@ -3,6 +3,7 @@
 // Comity certificates name their holder in a URI subject alternative name:
 //   urn:comity:party:FR              a node speaking for party FR
 //   urn:comity:operator:FR:alice     operator "alice" of party FR's node
+//   urn:comity:role:auditor          a role of that operator (any number)
 // The CN is ignored. A certificate must also chain to the CA configured for
 // the party it claims (CaVerifier), so one party's CA cannot mint another
 // party's identity.
@@ -11,6 +12,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -25,6 +27,9 @@ struct CertIdentity {
   Kind kind = Kind::kParty;
   std::string party;          // ISO 3166-1 alpha-2 as written in the URI.
   std::string operator_name;  // Only for kOperator.
+  std::vector<std::string> roles;  // From urn:comity:role:NAME URIs.
+
+  bool HasRole(absl::string_view role) const;
 };
 
 // Parses the first "urn:comity:" URI SAN of a PEM certificate.

@@ -48,4 +48,58 @@ absl::StatusOr<v1::SignedEnvelope> GrpcPeerTransport::DeliverRequest(
   return std::move(*resp.mutable_receipt());
 }
 
+namespace {
+
+absl::Status PeerError(const std::string& party, const grpc::Status& status) {
+  absl::Status st = FromGrpcStatus(status);
+  return absl::Status(st.code(), absl::StrCat("peer ", party, ": ", st.message()));
+}
+
+}  // namespace
+
+absl::StatusOr<v1::SignedEnvelope> GrpcPeerTransport::ExchangeTreeHeads(
+    const std::string& party, const v1::SignedEnvelope& our_head, absl::Duration timeout) {
+  auto stub = StubFor(party);
+  if (!stub.ok()) return stub.status();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  v1::ExchangeTreeHeadsRequest req;
+  *req.mutable_head() = our_head;
+  v1::ExchangeTreeHeadsResponse resp;
+  grpc::Status status = (*stub)->ExchangeTreeHeads(&ctx, req, &resp);
+  if (!status.ok()) return PeerError(party, status);
+  return std::move(*resp.mutable_head());
+}
+
+absl::StatusOr<std::vector<std::string>> GrpcPeerTransport::GetConsistencyProof(
+    const std::string& party, uint64_t old_size, uint64_t new_size, absl::Duration timeout) {
+  auto stub = StubFor(party);
+  if (!stub.ok()) return stub.status();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  v1::GetConsistencyProofRequest req;
+  req.set_old_size(old_size);
+  req.set_new_size(new_size);
+  v1::GetConsistencyProofResponse resp;
+  grpc::Status status = (*stub)->GetConsistencyProof(&ctx, req, &resp);
+  if (!status.ok()) return PeerError(party, status);
+  return std::vector<std::string>(resp.hashes().begin(), resp.hashes().end());
+}
+
+absl::Status GrpcPeerTransport::ReportSplitView(const std::string& party,
+                                                const v1::SignedEnvelope& first,
+                                                const v1::SignedEnvelope& second,
+                                                absl::Duration timeout) {
+  auto stub = StubFor(party);
+  if (!stub.ok()) return stub.status();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  v1::ReportSplitViewRequest req;
+  *req.mutable_first() = first;
+  *req.mutable_second() = second;
+  v1::ReportSplitViewResponse resp;
+  grpc::Status status = (*stub)->ReportSplitView(&ctx, req, &resp);
+  return status.ok() ? absl::OkStatus() : PeerError(party, status);
+}
+
 }  // namespace comity

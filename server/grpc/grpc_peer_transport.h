@@ -22,6 +22,16 @@ class GrpcPeerTransport final : public PeerTransport {
   absl::StatusOr<v1::SignedEnvelope> DeliverRequest(const std::string& party,
                                                     const v1::SignedEnvelope& request,
                                                     absl::Duration timeout) override;
+  absl::StatusOr<v1::SignedEnvelope> ExchangeTreeHeads(const std::string& party,
+                                                       const v1::SignedEnvelope& our_head,
+                                                       absl::Duration timeout) override;
+  absl::StatusOr<std::vector<std::string>> GetConsistencyProof(const std::string& party,
+                                                               uint64_t old_size,
+                                                               uint64_t new_size,
+                                                               absl::Duration timeout) override;
+  absl::Status ReportSplitView(const std::string& party, const v1::SignedEnvelope& first,
+                               const v1::SignedEnvelope& second,
+                               absl::Duration timeout) override;
 
  private:
   absl::StatusOr<v1::PeerService::Stub*> StubFor(const std::string& party);

@@ -57,6 +57,7 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const NodeSetup* s
   const int limit = static_cast<int>(c.limits().max_message_bytes());
   server->peer_service_ = std::make_unique<PeerServiceImpl>(server->node_.get(), limit);
   server->operator_service_ = std::make_unique<OperatorServiceImpl>(server->node_.get());
+  server->audit_service_ = std::make_unique<AuditServiceImpl>(server->node_.get());
 
   std::string peer_cas;
   for (const auto& [party, peer] : setup->peers) absl::StrAppend(&peer_cas, peer.ca_pem, "\n");
@@ -79,6 +80,7 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const NodeSetup* s
                               MutualTls(*setup, setup->operator_ca_pem),
                               &server->operator_port_);
   op_builder.RegisterService(server->operator_service_.get());
+  op_builder.RegisterService(server->audit_service_.get());
   op_builder.SetMaxReceiveMessageSize(limit);
   op_builder.SetMaxSendMessageSize(limit * kHardCapFactor);
   server->operator_server_ = op_builder.BuildAndStart();

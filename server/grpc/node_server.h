@@ -25,6 +25,7 @@ namespace comity {
 class GrpcPeerTransport;
 class PeerServiceImpl;
 class OperatorServiceImpl;
+class AuditServiceImpl;
 
 class NodeServer {
  public:
@@ -50,6 +51,7 @@ class NodeServer {
   std::unique_ptr<Node> node_;
   std::unique_ptr<PeerServiceImpl> peer_service_;
   std::unique_ptr<OperatorServiceImpl> operator_service_;
+  std::unique_ptr<AuditServiceImpl> audit_service_;
   std::unique_ptr<grpc::Server> peer_server_;
   std::unique_ptr<grpc::Server> operator_server_;
   int peer_port_ = 0;

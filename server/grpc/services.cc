@@ -1,11 +1,41 @@
 #include "server/grpc/services.h"
 
 #include "absl/strings/str_cat.h"
+#include "comity/v1/audit.pb.h"
 #include "server/crypto/ed25519.h"
 #include "server/grpc/status_util.h"
 #include "server/util/log.h"
 
 namespace comity {
+namespace {
+
+constexpr uint64_t kExportChunk = 4096;
+
+// Finishes a unary call with `status`.
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+}  // namespace
+
+// --- Peer service. ---
+
+absl::StatusOr<std::string> PeerServiceImpl::Authenticate(grpc::CallbackServerContext* ctx,
+                                                          const char* method) {
+  auto [cert, chain] = PeerCertificatePem(*ctx);
+  absl::StatusOr<std::string> peer = node_->AuthenticatePeer(cert, chain);
+  if (!peer.ok()) {
+    LogEvent(LogLevel::kWarning, "peer_denied",
+             {{"method", method},
+              {"tls_peer", ctx->peer()},
+              {"reason", std::string(peer.status().message())}});
+    node_->RecordAuthFailure(absl::StrCat("tls:", ctx->peer()),
+                             absl::StrCat(method, ": ", peer.status().message()));
+  }
+  return peer;
+}
 
 grpc::ServerUnaryReactor* PeerServiceImpl::DeliverRequest(
     grpc::CallbackServerContext* ctx, const v1::DeliverRequestRequest* request,
@@ -26,26 +56,69 @@ grpc::ServerUnaryReactor* PeerServiceImpl::DeliverRequest(
     if (receipt.ok()) *response->mutable_receipt() = *std::move(receipt);
   }
   if (!status.ok()) {
+    const std::string payload_hash = Sha256(request->request().payload());
     LogEvent(LogLevel::kWarning, "peer_request_rejected",
              {{"peer", peer.ok() ? *peer : std::string("(unauthenticated)")},
               {"tls_peer", ctx->peer()},
-              {"payload_sha256", HexEncode(Sha256(request->request().payload()))},
+              {"payload_sha256", HexEncode(payload_hash)},
               {"code", absl::StatusCodeToString(status.code())},
               {"reason", std::string(status.message())}});
+    node_->RecordPeerRefusal(peer.ok() ? "peer:" + *peer : "tls:" + ctx->peer(), payload_hash,
+                             status);
   }
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
 
-absl::StatusOr<std::string> OperatorServiceImpl::Authenticate(
-    grpc::CallbackServerContext* ctx, const char* method) {
+grpc::ServerUnaryReactor* PeerServiceImpl::ExchangeTreeHeads(
+    grpc::CallbackServerContext* ctx, const v1::ExchangeTreeHeadsRequest* request,
+    v1::ExchangeTreeHeadsResponse* response) {
+  auto peer = Authenticate(ctx, "ExchangeTreeHeads");
+  if (!peer.ok()) return Done(ctx, peer.status());
+  auto ours = node_->ExchangeTreeHeads(*peer, request->head());
+  if (ours.ok()) *response->mutable_head() = *std::move(ours);
+  return Done(ctx, ours.status());
+}
+
+grpc::ServerUnaryReactor* PeerServiceImpl::GetConsistencyProof(
+    grpc::CallbackServerContext* ctx, const v1::GetConsistencyProofRequest* request,
+    v1::GetConsistencyProofResponse* response) {
+  auto peer = Authenticate(ctx, "GetConsistencyProof");
+  if (!peer.ok()) return Done(ctx, peer.status());
+  auto proof = node_->ConsistencyProof(request->old_size(), request->new_size());
+  if (proof.ok()) {
+    for (auto& h : *proof) response->add_hashes(std::move(h));
+  }
+  return Done(ctx, proof.status());
+}
+
+grpc::ServerUnaryReactor* PeerServiceImpl::ReportSplitView(
+    grpc::CallbackServerContext* ctx, const v1::ReportSplitViewRequest* request,
+    v1::ReportSplitViewResponse* response) {
+  auto peer = Authenticate(ctx, "ReportSplitView");
+  if (!peer.ok()) return Done(ctx, peer.status());
+  return Done(ctx, node_->HandleSplitViewReport(*peer, request->first(), request->second()));
+}
+
+// --- Operator service. ---
+
+absl::StatusOr<CertIdentity> AuthenticateOperatorCall(Node* node,
+                                                      grpc::CallbackServerContext* ctx,
+                                                      const char* method, const char* role) {
   auto [cert, chain] = PeerCertificatePem(*ctx);
-  absl::StatusOr<std::string> op = node_->AuthenticateOperator(cert, chain);
+  absl::StatusOr<CertIdentity> op = node->AuthenticateOperator(cert, chain);
+  if (op.ok() && role != nullptr && !op->HasRole(role)) {
+    op = absl::PermissionDeniedError(absl::StrCat(
+        "operator ", op->operator_name, " lacks the ", role, " role needed for ", method,
+        " (a urn:comity:role:", role, " URI in the operator certificate)"));
+  }
   if (!op.ok()) {
     LogEvent(LogLevel::kWarning, "operator_denied",
              {{"method", method},
               {"tls_peer", ctx->peer()},
               {"reason", std::string(op.status().message())}});
+    node->RecordAuthFailure(absl::StrCat("tls:", ctx->peer()),
+                            absl::StrCat(method, ": ", op.status().message()));
   }
   return op;
 }
@@ -53,13 +126,10 @@ absl::StatusOr<std::string> OperatorServiceImpl::Authenticate(
 grpc::ServerUnaryReactor* OperatorServiceImpl::SubmitRequest(
     grpc::CallbackServerContext* ctx, const v1::SubmitRequestRequest* request,
     v1::SubmitRequestResponse* response) {
+  auto op = AuthenticateOperatorCall(node_, ctx, "SubmitRequest");
+  if (!op.ok()) return Done(ctx, op.status());
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  absl::StatusOr<std::string> op = Authenticate(ctx, "SubmitRequest");
-  if (!op.ok()) {
-    reactor->Finish(ToGrpcStatus(op.status()));
-    return reactor;
-  }
-  node_->Submit(*op, request->draft(),
+  node_->Submit(op->operator_name, request->draft(),
                 [this, reactor, response](absl::StatusOr<v1::RequestRecord> record) {
                   if (record.ok()) {
                     for (auto& key : node_->SignerKeys({*record})) {
@@ -75,36 +145,207 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::SubmitRequest(
 grpc::ServerUnaryReactor* OperatorServiceImpl::ListRequests(
     grpc::CallbackServerContext* ctx, const v1::ListRequestsRequest* request,
     v1::ListRequestsResponse* response) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  absl::StatusOr<std::string> op = Authenticate(ctx, "ListRequests");
-  absl::Status status = op.status();
-  if (status.ok()) {
-    auto records = node_->List(request->direction(), static_cast<int>(request->limit()));
-    status = records.status();
-    if (records.ok()) {
-      for (auto& r : *records) *response->add_records() = std::move(r);
-    }
+  auto op = AuthenticateOperatorCall(node_, ctx, "ListRequests");
+  if (!op.ok()) return Done(ctx, op.status());
+  auto records = node_->List(request->direction(), static_cast<int>(request->limit()));
+  if (records.ok()) {
+    for (auto& r : *records) *response->add_records() = std::move(r);
   }
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
+  return Done(ctx, records.status());
 }
 
 grpc::ServerUnaryReactor* OperatorServiceImpl::GetRequest(
     grpc::CallbackServerContext* ctx, const v1::GetRequestRequest* request,
     v1::GetRequestResponse* response) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  absl::StatusOr<std::string> op = Authenticate(ctx, "GetRequest");
-  absl::Status status = op.status();
-  if (status.ok()) {
-    auto records = node_->Get(request->id());
-    status = records.status();
-    if (records.ok()) {
-      for (auto& key : node_->SignerKeys(*records)) *response->add_signer_keys() = key;
-      for (auto& r : *records) *response->add_records() = std::move(r);
-    }
+  auto op = AuthenticateOperatorCall(node_, ctx, "GetRequest");
+  if (!op.ok()) return Done(ctx, op.status());
+  auto records = node_->Get(request->id());
+  if (records.ok()) {
+    for (auto& key : node_->SignerKeys(*records)) *response->add_signer_keys() = key;
+    for (auto& r : *records) *response->add_records() = std::move(r);
   }
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
+  return Done(ctx, records.status());
+}
+
+// --- Audit service. ---
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(grpc::CallbackServerContext* ctx,
+                                                       const v1::GetAuditEntriesRequest* r,
+                                                       v1::GetAuditEntriesResponse* response) {
+  auto op = AuthenticateOperatorCall(node_, ctx, "audit.GetEntries", "auditor");
+  if (!op.ok()) return Done(ctx, op.status());
+  AuditFilter f;
+  f.from_index = r->from_index();
+  f.limit = r->limit();
+  f.from_time_us = r->from_time_unix_micros();
+  f.to_time_us = r->to_time_unix_micros();
+  f.request_id = r->request_id();
+  f.party = r->party();
+  f.actor = r->actor();
+  f.type = r->type();
+  auto entries = node_->store()->AuditEntries(f);
+  auto size = node_->store()->AuditSize();
+  absl::Status st = entries.ok() ? size.status() : entries.status();
+  if (st.ok()) {
+    for (auto& e : *entries) response->add_entries(std::move(e));
+    response->set_tree_size(*size);
+  }
+  return Done(ctx, st);
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetTreeHeads(grpc::CallbackServerContext* ctx,
+                                                         const v1::GetTreeHeadsRequest*,
+                                                         v1::GetTreeHeadsResponse* response) {
+  auto op = AuthenticateOperatorCall(node_, ctx, "audit.GetTreeHeads", "auditor");
+  if (!op.ok()) return Done(ctx, op.status());
+  auto heads = node_->store()->TreeHeads();
+  if (heads.ok()) {
+    for (auto& h : *heads) *response->add_heads() = std::move(h.signed_head);
+    for (auto& k : node_->OwnKeys()) *response->add_keys() = std::move(k);
+  }
+  return Done(ctx, heads.status());
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::SignTreeHead(grpc::CallbackServerContext* ctx,
+                                                         const v1::SignTreeHeadRequest*,
+                                                         v1::SignTreeHeadResponse* response) {
+  auto op = AuthenticateOperatorCall(node_, ctx, "audit.SignTreeHead", "auditor");
+  if (!op.ok()) return Done(ctx, op.status());
+  auto head = node_->SignTreeHead();
+  if (head.ok()) *response->mutable_head() = *std::move(head);
+  return Done(ctx, head.status());
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetProof(grpc::CallbackServerContext* ctx,
+                                                     const v1::GetAuditProofRequest* r,
+                                                     v1::GetAuditProofResponse* response) {
+  auto op = AuthenticateOperatorCall(node_, ctx, "audit.GetProof", "auditor");
+  if (!op.ok()) return Done(ctx, op.status());
+  Store* store = node_->store();
+  auto status = [&]() -> absl::Status {
+    auto size = store->AuditSize();
+    if (!size.ok()) return size.status();
+    const uint64_t tree_size = r->tree_size() == 0 ? *size : r->tree_size();
+    response->set_tree_size(tree_size);
+    auto root = store->RootAt(tree_size);
+    if (!root.ok()) return root.status();
+    response->set_root(*root);
+    if (r->consistency()) {
+      auto old_root = store->RootAt(r->old_size());
+      if (!old_root.ok()) return old_root.status();
+      response->set_old_root(*old_root);
+      auto proof = store->ConsistencyProofAt(r->old_size(), tree_size);
+      if (!proof.ok()) return proof.status();
+      for (auto& h : *proof) response->add_hashes(std::move(h));
+      return absl::OkStatus();
+    }
+    auto proof = store->InclusionProofAt(r->index(), tree_size);
+    if (!proof.ok()) return proof.status();
+    for (auto& h : *proof) response->add_hashes(std::move(h));
+    AuditFilter f;
+    f.from_index = r->index();
+    f.limit = 1;
+    auto entry = store->AuditEntries(f);
+    if (!entry.ok()) return entry.status();
+    if (!entry->empty()) response->set_entry((*entry)[0]);
+    return absl::OkStatus();
+  }();
+  return Done(ctx, status);
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::Verify(grpc::CallbackServerContext* ctx,
+                                                   const v1::VerifyAuditLogRequest*,
+                                                   v1::VerifyAuditLogResponse* response) {
+  auto op = AuthenticateOperatorCall(node_, ctx, "audit.Verify", "auditor");
+  if (!op.ok()) return Done(ctx, op.status());
+  auto report = node_->VerifyAuditLog();
+  if (report.ok()) {
+    response->set_ok(report->ok);
+    response->set_entries(report->entries);
+    response->set_root(report->root);
+    response->set_heads(report->heads);
+    response->set_nodes_checked(report->nodes_checked);
+    response->set_error(report->error);
+    response->set_summary(report->Summary());
+  }
+  return Done(ctx, report.status());
+}
+
+namespace {
+
+// Streams the log in chunks: the first carries the heads and keys.
+class ExportReactor final : public grpc::ServerWriteReactor<v1::AuditBundle> {
+ public:
+  ExportReactor(Node* node, uint64_t size) : node_(node), size_(size) {
+    v1::AuditBundle first;
+    first.set_party(node->party());
+    first.set_exported_at_unix_micros(absl::ToUnixMicros(absl::Now()));
+    auto heads = node->store()->TreeHeads();
+    if (!heads.ok()) {
+      Finish(ToGrpcStatus(heads.status()));
+      return;
+    }
+    for (const auto& h : *heads) first.add_tree_heads(h.signed_head.SerializeAsString());
+    for (const auto& k : node->OwnKeys()) {
+      v1::PublicKeyEntry* e = first.add_public_keys();
+      e->set_party(k.party());
+      e->set_key_id(k.key_id());
+      e->set_ed25519_public_key(k.ed25519_public_key());
+    }
+    current_ = std::move(first);
+    Next();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      return;
+    }
+    if (next_ >= size_) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    current_.Clear();
+    Next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Next() {
+    AuditFilter f;
+    f.from_index = next_;
+    f.limit = kExportChunk;
+    auto entries = node_->store()->AuditEntries(f);
+    if (!entries.ok()) {
+      Finish(ToGrpcStatus(entries.status()));
+      return;
+    }
+    for (auto& e : *entries) current_.add_entries(std::move(e));
+    next_ += entries->size();
+    if (entries->empty()) next_ = size_;
+    StartWrite(&current_);
+  }
+  Node* node_;
+  uint64_t size_;
+  uint64_t next_ = 0;
+  v1::AuditBundle current_;
+};
+
+class ErrorWriter final : public grpc::ServerWriteReactor<v1::AuditBundle> {
+ public:
+  explicit ErrorWriter(const absl::Status& st) { Finish(ToGrpcStatus(st)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::AuditBundle>* AuditServiceImpl::Export(
+    grpc::CallbackServerContext* ctx, const v1::ExportAuditLogRequest*) {
+  auto op = AuthenticateOperatorCall(node_, ctx, "audit.Export", "auditor");
+  if (!op.ok()) return new ErrorWriter(op.status());
+  node_->RecordAuditExport("auditor:" + op->operator_name);
+  auto size = node_->store()->AuditSize();
+  if (!size.ok()) return new ErrorWriter(size.status());
+  return new ExportReactor(node_, *size);
 }
 
 }  // namespace comity

@@ -20,8 +20,20 @@ class PeerServiceImpl final : public v1::PeerService::CallbackService {
   grpc::ServerUnaryReactor* DeliverRequest(grpc::CallbackServerContext* ctx,
                                            const v1::DeliverRequestRequest* request,
                                            v1::DeliverRequestResponse* response) override;
+  grpc::ServerUnaryReactor* ExchangeTreeHeads(grpc::CallbackServerContext* ctx,
+                                              const v1::ExchangeTreeHeadsRequest* request,
+                                              v1::ExchangeTreeHeadsResponse* response) override;
+  grpc::ServerUnaryReactor* GetConsistencyProof(
+      grpc::CallbackServerContext* ctx, const v1::GetConsistencyProofRequest* request,
+      v1::GetConsistencyProofResponse* response) override;
+  grpc::ServerUnaryReactor* ReportSplitView(grpc::CallbackServerContext* ctx,
+                                            const v1::ReportSplitViewRequest* request,
+                                            v1::ReportSplitViewResponse* response) override;
 
  private:
+  // The authenticated peer party, or the error (logged and audited).
+  absl::StatusOr<std::string> Authenticate(grpc::CallbackServerContext* ctx,
+                                           const char* method);
   Node* node_;
   size_t max_message_bytes_;
 };
@@ -41,9 +53,39 @@ class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
                                        v1::GetRequestResponse* response) override;
 
  private:
-  // The operator's name, or the error to finish the call with (logged).
-  absl::StatusOr<std::string> Authenticate(grpc::CallbackServerContext* ctx,
-                                           const char* method);
+  Node* node_;
+};
+
+// The operator's identity, or the error to finish the call with (logged
+// and audited). With `role`, the operator must also hold that role.
+absl::StatusOr<CertIdentity> AuthenticateOperatorCall(Node* node,
+                                                      grpc::CallbackServerContext* ctx,
+                                                      const char* method,
+                                                      const char* role = nullptr);
+
+// The audit log, for operators with the auditor role. Thread-safe.
+class AuditServiceImpl final : public v1::AuditService::CallbackService {
+ public:
+  explicit AuditServiceImpl(Node* node) : node_(node) {}
+  grpc::ServerUnaryReactor* GetEntries(grpc::CallbackServerContext* ctx,
+                                       const v1::GetAuditEntriesRequest* request,
+                                       v1::GetAuditEntriesResponse* response) override;
+  grpc::ServerUnaryReactor* GetTreeHeads(grpc::CallbackServerContext* ctx,
+                                         const v1::GetTreeHeadsRequest* request,
+                                         v1::GetTreeHeadsResponse* response) override;
+  grpc::ServerUnaryReactor* SignTreeHead(grpc::CallbackServerContext* ctx,
+                                         const v1::SignTreeHeadRequest* request,
+                                         v1::SignTreeHeadResponse* response) override;
+  grpc::ServerUnaryReactor* GetProof(grpc::CallbackServerContext* ctx,
+                                     const v1::GetAuditProofRequest* request,
+                                     v1::GetAuditProofResponse* response) override;
+  grpc::ServerUnaryReactor* Verify(grpc::CallbackServerContext* ctx,
+                                   const v1::VerifyAuditLogRequest* request,
+                                   v1::VerifyAuditLogResponse* response) override;
+  grpc::ServerWriteReactor<v1::AuditBundle>* Export(
+      grpc::CallbackServerContext* ctx, const v1::ExportAuditLogRequest* request) override;
+
+ private:
   Node* node_;
 };
 

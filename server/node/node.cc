@@ -10,6 +10,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "server/core/envelope.h"
 #include "server/core/parties.h"
+#include "server/audit/merkle.h"
 #include "server/core/receipt.h"
 #include "server/core/request_validation.h"
 #include "server/treaty/engine.h"
@@ -98,6 +99,10 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const NodeSetup* setup,
 Node::~Node() { Stop(); }
 
 void Node::Start() {
+  absl::Status logged = LogStart();
+  if (!logged.ok()) {
+    LogEvent(LogLevel::kError, "audit_error", {{"error", logged.ToString()}});
+  }
   absl::MutexLock lock(&mu_);
   if (worker_.joinable() || stopping_) return;
   worker_ = std::thread([this] { WorkerLoop(); });
@@ -144,8 +149,8 @@ absl::StatusOr<std::string> Node::AuthenticatePeer(const std::string& cert_pem,
   return id->party;
 }
 
-absl::StatusOr<std::string> Node::AuthenticateOperator(const std::string& cert_pem,
-                                                       const std::string& chain_pem) const {
+absl::StatusOr<CertIdentity> Node::AuthenticateOperator(const std::string& cert_pem,
+                                                        const std::string& chain_pem) const {
   auto id = IdentityFromCertPem(cert_pem);
   if (!id.ok()) return absl::PermissionDeniedError(id.status().message());
   if (id->kind != CertIdentity::Kind::kOperator || id->party != party()) {
@@ -155,7 +160,7 @@ absl::StatusOr<std::string> Node::AuthenticateOperator(const std::string& cert_p
   }
   absl::Status issued = setup_->operator_ca->Verify(cert_pem, chain_pem);
   if (!issued.ok()) return issued;
-  return id->operator_name;
+  return *std::move(id);
 }
 
 absl::StatusOr<v1::SignedEnvelope> Node::ReceiveRequest(const std::string& peer_party,
@@ -220,30 +225,68 @@ absl::StatusOr<v1::SignedEnvelope> Node::ReceiveRequest(const std::string& peer_
         absl::StrCat("cannot assess the request: ", assessment.status().message()));
   }
 
-  v1::Receipt receipt;
-  *receipt.mutable_receiver_assessment() = *assessment;
-  receipt.set_request_id(body.id());
-  receipt.set_requesting_party(body.requesting_party());
-  receipt.set_receiving_party(party());
-  receipt.set_request_payload_sha256(payload_hash);
-  *receipt.mutable_received_at() = ToProto(now);
-  COMITY_ASSIGN_OR_RETURN(
-      v1::SignedEnvelope signed_receipt,
-      SignEnvelope(kReceiptPayloadType, Serialize(receipt), party(),
-                   setup_->config.signing_key().key_id(), *setup_->signing_key));
+  const bool disagree =
+      body.has_requester_assessment() &&
+      (body.requester_assessment().obligation() != assessment->obligation() ||
+       body.requester_assessment().instrument() != assessment->instrument());
+  auto build = [&](AuditWriter& w) -> absl::StatusOr<v1::RequestRecord> {
+    // The "received" event, this node's assessment, then a signed head
+    // that covers both: the receipt proves where the event sits in the log.
+    v1::AuditEntry received = Event(v1::REQUEST_RECEIVED, "peer:" + peer_party, body.id(),
+                                    peer_party);
+    received.add_hashes(payload_hash);
+    received.set_assistance_type(body.assistance_type());
+    COMITY_ASSIGN_OR_RETURN(std::string received_bytes, w.Append(&received));
+    v1::AuditEntry assessed = Event(v1::ASSESSMENT_MADE, "node", body.id(), peer_party);
+    assessed.set_assistance_type(body.assistance_type());
+    assessed.set_instrument(assessment->instrument());
+    assessed.set_obligation(assessment->obligation());
+    for (int g : assessment->refusal_grounds()) {
+      assessed.add_refusal_grounds(static_cast<v1::RefusalGround>(g));
+    }
+    assessed.set_detail(absl::StrCat("library ", assessment->library_version()));
+    COMITY_RETURN_IF_ERROR(w.Append(&assessed).status());
+    if (disagree) {
+      v1::AuditEntry d = Event(v1::ASSESSMENT_DISAGREEMENT, "node", body.id(), peer_party);
+      d.set_detail(absl::StrCat(peer_party, ": ", Summary(body.requester_assessment()), "; ",
+                                party(), ": ", Summary(*assessment)));
+      COMITY_RETURN_IF_ERROR(w.Append(&d).status());
+    }
+    COMITY_ASSIGN_OR_RETURN(v1::SignedEnvelope head, SignHead(w));
+    COMITY_ASSIGN_OR_RETURN(std::vector<std::string> proof,
+                            w.InclusionProof(received.index(), w.size()));
 
-  v1::RequestRecord record;
-  record.set_direction(v1::INCOMING);
-  record.set_state(v1::RECEIVED);
-  *record.mutable_request() = envelope;
-  *record.mutable_receipt() = signed_receipt;
-  *record.mutable_stored_at() = ToProto(now);
-  *record.mutable_updated_at() = ToProto(now);
+    v1::Receipt receipt;
+    *receipt.mutable_receiver_assessment() = *assessment;
+    receipt.set_request_id(body.id());
+    receipt.set_requesting_party(body.requesting_party());
+    receipt.set_receiving_party(party());
+    receipt.set_request_payload_sha256(payload_hash);
+    *receipt.mutable_received_at() = ToProto(now);
+    *receipt.mutable_tree_head() = std::move(head);
+    receipt.set_received_entry(received_bytes);
+    receipt.mutable_received_entry_proof()->set_leaf_index(received.index());
+    receipt.mutable_received_entry_proof()->set_tree_size(w.size());
+    for (auto& h : proof) receipt.mutable_received_entry_proof()->add_hashes(std::move(h));
+    COMITY_ASSIGN_OR_RETURN(
+        v1::SignedEnvelope signed_receipt,
+        SignEnvelope(kReceiptPayloadType, Serialize(receipt), party(),
+                     setup_->config.signing_key().key_id(), *setup_->signing_key));
+
+    v1::RequestRecord record;
+    record.set_direction(v1::INCOMING);
+    record.set_state(v1::RECEIVED);
+    *record.mutable_request() = envelope;
+    *record.mutable_receipt() = std::move(signed_receipt);
+    *record.mutable_stored_at() = ToProto(now);
+    *record.mutable_updated_at() = ToProto(now);
+    return record;
+  };
   bool inserted = false;
   COMITY_ASSIGN_OR_RETURN(
       v1::RequestRecord stored,
       store_->InsertIncomingIfAbsent(
-          RecordKey{body.id(), body.requesting_party(), body.requested_party()}, record,
+          RecordKey{body.id(), body.requesting_party(), body.requested_party()}, build,
           &inserted));
   if (!inserted) return same_or_conflict(stored);
   LogEvent(LogLevel::kInfo, "request_received",
@@ -254,7 +297,7 @@ absl::StatusOr<v1::SignedEnvelope> Node::ReceiveRequest(const std::string& peer_
   if (body.has_requester_assessment()) {
     CompareAssessments(body.id(), body.requester_assessment(), *assessment);
   }
-  return signed_receipt;
+  return stored.receipt();
 }
 
 void Node::Submit(const std::string& operator_name, v1::RequestBody draft,
@@ -308,8 +351,26 @@ void Node::Submit(const std::string& operator_name, v1::RequestBody draft,
     *record.mutable_stored_at() = ToProto(now);
     *record.mutable_updated_at() = ToProto(now);
     *record.mutable_next_attempt_at() = ToProto(now);
+    const v1::Assessment& assessed = draft.requester_assessment();
     COMITY_RETURN_IF_ERROR(store_->InsertOutgoing(
-        RecordKey{draft.id(), draft.requesting_party(), draft.requested_party()}, record));
+        RecordKey{draft.id(), draft.requesting_party(), draft.requested_party()}, record,
+        [&](AuditWriter& w) -> absl::Status {
+          v1::AuditEntry submitted = Event(v1::REQUEST_SUBMITTED, "operator:" + operator_name,
+                                           draft.id(), draft.requested_party());
+          submitted.add_hashes(Sha256(record.request().payload()));
+          submitted.set_assistance_type(draft.assistance_type());
+          COMITY_RETURN_IF_ERROR(w.Append(&submitted).status());
+          v1::AuditEntry a = Event(v1::ASSESSMENT_MADE, "node", draft.id(),
+                                   draft.requested_party());
+          a.set_assistance_type(draft.assistance_type());
+          a.set_instrument(assessed.instrument());
+          a.set_obligation(assessed.obligation());
+          for (int g : assessed.refusal_grounds()) {
+            a.add_refusal_grounds(static_cast<v1::RefusalGround>(g));
+          }
+          a.set_detail(absl::StrCat("library ", assessed.library_version()));
+          return w.Append(&a).status();
+        }));
     LogEvent(LogLevel::kInfo, "request_submitted",
              {{"request_id", draft.id()},
               {"to", draft.requested_party()},
@@ -389,9 +450,9 @@ absl::StatusOr<v1::RequestRecord> Node::Deliver(const v1::RequestRecord& record)
       peer, record.request(),
       absl::Milliseconds(setup_->config.delivery().attempt_timeout_ms()));
   absl::Status status = receipt.status();
+  absl::StatusOr<v1::Receipt> verified = absl::UnknownError("no receipt");
   if (status.ok()) {
-    absl::StatusOr<v1::Receipt> verified =
-        VerifyReceipt(record.request(), *receipt, peer, setup_->key_ring);
+    verified = VerifyReceipt(record.request(), *receipt, peer, setup_->key_ring);
     status = verified.status();
     if (verified.ok() && verified->has_receiver_assessment()) {
       CompareAssessments(body.id(), body.requester_assessment(),
@@ -399,8 +460,42 @@ absl::StatusOr<v1::RequestRecord> Node::Deliver(const v1::RequestRecord& record)
     }
   }
   const absl::Time now = clock_->Now();
+  const uint32_t attempt = record.delivery_attempts() + 1;
+  // Every outcome is logged with the attempt, in the same transaction.
+  auto audit = [&](v1::AuditEventType outcome, std::string detail) {
+    return [this, &body, &peer, attempt, outcome, detail = std::move(detail),
+            &receipt](AuditWriter& w) -> absl::Status {
+      v1::AuditEntry tried = Event(v1::DELIVERY_ATTEMPTED, "node", body.id(), peer);
+      tried.set_detail(absl::StrCat("attempt ", attempt));
+      COMITY_RETURN_IF_ERROR(w.Append(&tried).status());
+      v1::AuditEntry result = Event(outcome, "node", body.id(), peer);
+      result.set_detail(detail);
+      if (outcome == v1::DELIVERY_ACKNOWLEDGED) {
+        result.add_hashes(Sha256(receipt->payload()));
+      }
+      return w.Append(&result).status();
+    };
+  };
   if (status.ok()) {
-    COMITY_RETURN_IF_ERROR(store_->MarkDelivered(body.id(), *receipt, now));
+    v1::TreeHead their_head;
+    their_head.ParseFromString(verified->tree_head().payload());
+    const bool disagree =
+        body.requester_assessment().obligation() != verified->receiver_assessment().obligation() ||
+        body.requester_assessment().instrument() != verified->receiver_assessment().instrument();
+    COMITY_RETURN_IF_ERROR(store_->MarkDelivered(
+        body.id(), *receipt, now,
+        [&](AuditWriter& w) -> absl::Status {
+          COMITY_RETURN_IF_ERROR(audit(v1::DELIVERY_ACKNOWLEDGED,
+                                       absl::StrCat(peer, " log entry ",
+                                                    verified->received_entry_proof().leaf_index(),
+                                                    " of ", their_head.tree_size()))(w));
+          if (!disagree) return absl::OkStatus();
+          v1::AuditEntry d = Event(v1::ASSESSMENT_DISAGREEMENT, "node", body.id(), peer);
+          d.set_detail(absl::StrCat(party(), ": ", Summary(body.requester_assessment()), "; ",
+                                    peer, ": ", Summary(verified->receiver_assessment())));
+          return w.Append(&d).status();
+        }));
+    CheckPeerHead(peer, verified->tree_head()).IgnoreError();  // Logged inside.
     LogEvent(LogLevel::kInfo, "request_delivered",
              {{"request_id", body.id()}, {"to", peer}});
   } else {
@@ -408,13 +503,15 @@ absl::StatusOr<v1::RequestRecord> Node::Deliver(const v1::RequestRecord& record)
                                      status.message());
     if (!receipt.ok() && IsPermanentRejection(status.code())) {
       // The peer refused these bytes for good: retrying cannot help.
-      COMITY_RETURN_IF_ERROR(store_->MarkRejected(body.id(), error, now));
+      COMITY_RETURN_IF_ERROR(
+          store_->MarkRejected(body.id(), error, now, audit(v1::DELIVERY_REFUSED, error)));
       LogEvent(LogLevel::kWarning, "delivery_rejected",
                {{"request_id", body.id()}, {"to", peer}, {"error", error}});
     } else {
       // Unreachable, or an answer that did not verify: try again later.
       absl::Time next = now + Backoff(record.delivery_attempts() + 1);
-      COMITY_RETURN_IF_ERROR(store_->MarkDeliveryFailed(body.id(), error, now, next));
+      COMITY_RETURN_IF_ERROR(store_->MarkDeliveryFailed(body.id(), error, now, next,
+                                                        audit(v1::DELIVERY_FAILED, error)));
     }
     LogEvent(LogLevel::kWarning, "delivery_failed",
              {{"request_id", body.id()},
@@ -461,6 +558,17 @@ void Node::WorkerLoop() {
       }
       if (job.done) job.done(std::move(result));
     }
+    bool gossip = false;
+    {
+      absl::MutexLock lock(&mu_);
+      const absl::Duration interval =
+          absl::Seconds(setup_->config.audit().head_interval_seconds());
+      if (absl::Now() - last_gossip_ >= interval) {
+        last_gossip_ = absl::Now();
+        gossip = true;
+      }
+    }
+    if (gossip) GossipHeads();
     auto due = store_->DueForDelivery(clock_->Now(), kRetryBatch);
     if (!due.ok()) {
       LogEvent(LogLevel::kError, "store_error", {{"error", due.status().ToString()}});
@@ -477,6 +585,285 @@ void Node::WorkerLoop() {
                  {{"error", delivered.status().ToString()}});
       }
     }
+  }
+}
+
+std::vector<v1::PublicKey> Node::OwnKeys() const {
+  std::vector<v1::PublicKey> keys;
+  for (const auto& [key_id, raw] : setup_->key_ring.KeysOf(party())) {
+    v1::PublicKey pk;
+    pk.set_party(party());
+    pk.set_key_id(key_id);
+    pk.set_ed25519_public_key(raw);
+    keys.push_back(std::move(pk));
+  }
+  return keys;
+}
+
+// --- Audit log. ---
+
+v1::AuditEntry Node::Event(v1::AuditEventType type, std::string actor, std::string request_id,
+                           std::string party) const {
+  v1::AuditEntry e;
+  e.set_time_unix_micros(absl::ToUnixMicros(clock_->Now()));
+  e.set_type(type);
+  e.set_actor(std::move(actor));
+  e.set_request_id(std::move(request_id));
+  e.set_party(std::move(party));
+  return e;
+}
+
+absl::StatusOr<v1::SignedEnvelope> Node::SignHead(AuditWriter& w) const {
+  v1::TreeHead head;
+  head.set_party(party());
+  head.set_tree_size(w.size());
+  head.set_root_hash(w.Root());
+  head.set_timestamp_unix_micros(absl::ToUnixMicros(clock_->Now()));
+  COMITY_ASSIGN_OR_RETURN(
+      v1::SignedEnvelope signed_head,
+      SignEnvelope(kTreeHeadPayloadType, Serialize(head), party(),
+                   setup_->config.signing_key().key_id(), *setup_->signing_key));
+  COMITY_RETURN_IF_ERROR(w.PutTreeHead(head, signed_head));
+  return signed_head;
+}
+
+absl::Status Node::LogStart() {
+  // The key this node signs with, to notice a change since the last start.
+  const std::string key_hash = Sha256(absl::StrCat(setup_->config.signing_key().key_id(), ":",
+                                                   setup_->signing_key->public_key()));
+  AuditFilter started;
+  started.type = v1::NODE_STARTED;
+  COMITY_ASSIGN_OR_RETURN(std::vector<std::string> starts, store_->AuditEntries(started));
+  std::string previous_key;
+  if (!starts.empty()) {
+    v1::AuditEntry last;
+    if (last.ParseFromString(starts.back()) && last.hashes_size() > 1) previous_key = last.hashes(1);
+  }
+  const std::string config_hash = Sha256(setup_->config.SerializeAsString());
+  return store_->Audit([&](AuditWriter& w) -> absl::Status {
+    v1::AuditEntry e = Event(v1::NODE_STARTED, "node");
+    e.add_hashes(config_hash);
+    e.add_hashes(key_hash);
+    e.set_detail(absl::StrCat("party ", party(), "; signing key ",
+                              setup_->config.signing_key().key_id(), "; treaty library ",
+                              setup_->treaties->version(), "; ", setup_->peers.size(),
+                              " peers"));
+    COMITY_RETURN_IF_ERROR(w.Append(&e).status());
+    if (!previous_key.empty() && previous_key != key_hash) {
+      v1::AuditEntry k = Event(v1::KEY_CHANGED, "node");
+      k.add_hashes(previous_key);
+      k.add_hashes(key_hash);
+      k.set_detail(absl::StrCat("signing key is now ", setup_->config.signing_key().key_id()));
+      COMITY_RETURN_IF_ERROR(w.Append(&k).status());
+    }
+    return SignHead(w).status();
+  });
+}
+
+void Node::RecordAuthFailure(const std::string& actor, const std::string& detail) {
+  absl::Status st = store_->Audit([&](AuditWriter& w) {
+    v1::AuditEntry e = Event(v1::AUTH_FAILURE, actor);
+    e.set_detail(detail.substr(0, 512));
+    return w.Append(&e).status();
+  });
+  if (!st.ok()) LogEvent(LogLevel::kError, "audit_error", {{"error", st.ToString()}});
+}
+
+void Node::RecordPeerRefusal(const std::string& actor, const std::string& payload_sha256,
+                             const absl::Status& why) {
+  absl::Status st = store_->Audit([&](AuditWriter& w) {
+    v1::AuditEntry e = Event(v1::PEER_REQUEST_REFUSED, actor);
+    if (actor.rfind("peer:", 0) == 0) e.set_party(actor.substr(5));
+    e.add_hashes(payload_sha256);
+    e.set_detail(absl::StrCat(absl::StatusCodeToString(why.code()), ": ",
+                              why.message().substr(0, 400)));
+    return w.Append(&e).status();
+  });
+  if (!st.ok()) LogEvent(LogLevel::kError, "audit_error", {{"error", st.ToString()}});
+}
+
+void Node::RecordAuditExport(const std::string& actor) {
+  absl::Status st = store_->Audit([&](AuditWriter& w) {
+    v1::AuditEntry e = Event(v1::AUDIT_EXPORTED, actor);
+    return w.Append(&e).status();
+  });
+  if (!st.ok()) LogEvent(LogLevel::kError, "audit_error", {{"error", st.ToString()}});
+}
+
+absl::StatusOr<v1::SignedEnvelope> Node::SignTreeHead() {
+  v1::SignedEnvelope head;
+  COMITY_RETURN_IF_ERROR(store_->Audit([&](AuditWriter& w) -> absl::Status {
+    COMITY_ASSIGN_OR_RETURN(head, SignHead(w));
+    return absl::OkStatus();
+  }));
+  return head;
+}
+
+absl::StatusOr<VerifyReport> Node::VerifyAuditLog() {
+  return VerifyStoredLog(*store_, party(), setup_->key_ring);
+}
+
+absl::StatusOr<std::vector<std::string>> Node::ConsistencyProof(uint64_t old_size,
+                                                                uint64_t new_size) {
+  return store_->ConsistencyProofAt(old_size, new_size);
+}
+
+absl::StatusOr<v1::SignedEnvelope> Node::ExchangeTreeHeads(
+    const std::string& peer_party, const v1::SignedEnvelope& their_head) {
+  if (their_head.signer_party() != peer_party) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "tree head is signed as '", their_head.signer_party().substr(0, 8),
+        "' but the TLS peer is ", peer_party));
+  }
+  absl::Status checked = CheckPeerHead(peer_party, their_head);
+  if (!checked.ok() && !absl::IsUnavailable(checked) && !absl::IsDeadlineExceeded(checked)) {
+    return checked;
+  }
+  COMITY_ASSIGN_OR_RETURN(std::optional<StoredTreeHead> ours, store_->LatestTreeHead());
+  if (!ours.has_value()) return SignTreeHead();
+  return ours->signed_head;
+}
+
+absl::Status Node::CheckPeerHead(const std::string& party_code,
+                                 const v1::SignedEnvelope& signed_head) {
+  COMITY_RETURN_IF_ERROR(VerifyEnvelope(signed_head, kTreeHeadPayloadType, setup_->key_ring));
+  StoredTreeHead now;
+  now.signed_head = signed_head;
+  if (!now.head.ParseFromString(signed_head.payload()) || now.head.party() != party_code ||
+      signed_head.signer_party() != party_code || now.head.root_hash().size() != 32) {
+    return absl::InvalidArgumentError(absl::StrCat("not a tree head of ", party_code));
+  }
+  COMITY_ASSIGN_OR_RETURN(std::optional<StoredTreeHead> last,
+                          store_->LatestPeerHead(party_code));
+  if (!last.has_value()) return store_->PutPeerHead(party_code, now);
+  const uint64_t old_size = last->head.tree_size();
+  const uint64_t new_size = now.head.tree_size();
+  const absl::Duration timeout =
+      absl::Milliseconds(setup_->config.delivery().attempt_timeout_ms());
+  if (new_size == old_size) {
+    if (now.head.root_hash() == last->head.root_hash()) return absl::OkStatus();
+    return RaiseSplitView(party_code, last->signed_head, signed_head,
+                          absl::StrCat("two different roots for size ", new_size), true);
+  }
+  // The smaller head must be a prefix of the larger: ask the peer to prove it.
+  const StoredTreeHead& small = new_size < old_size ? now : *last;
+  const StoredTreeHead& large = new_size < old_size ? *last : now;
+  auto proof = transport_->GetConsistencyProof(party_code, small.head.tree_size(),
+                                               large.head.tree_size(), timeout);
+  if (!proof.ok()) {
+    if (absl::IsUnavailable(proof.status()) || absl::IsDeadlineExceeded(proof.status())) {
+      return proof.status();  // Check again with the next head.
+    }
+    return RaiseSplitView(party_code, small.signed_head, large.signed_head,
+                          absl::StrCat("no consistency proof: ", proof.status().message()),
+                          true);
+  }
+  absl::Status consistent =
+      merkle::VerifyConsistency(small.head.tree_size(), large.head.tree_size(),
+                                small.head.root_hash(), large.head.root_hash(), *proof);
+  if (!consistent.ok()) {
+    return RaiseSplitView(party_code, small.signed_head, large.signed_head,
+                          std::string(consistent.message()), true);
+  }
+  if (new_size > old_size) return store_->PutPeerHead(party_code, now);
+  return absl::OkStatus();
+}
+
+absl::Status Node::RaiseSplitView(const std::string& party_code, const v1::SignedEnvelope& first,
+                                  const v1::SignedEnvelope& second, const std::string& why,
+                                  bool report_to_peer) {
+  v1::TreeHead a, b;
+  a.ParseFromString(first.payload());
+  b.ParseFromString(second.payload());
+  std::string detail = absl::StrCat(
+      party_code, "'s log: heads of size ", a.tree_size(), " (root ",
+      HexEncode(a.root_hash()).substr(0, 16), ") and ", b.tree_size(), " (root ",
+      HexEncode(b.root_hash()).substr(0, 16), ") are inconsistent: ", why);
+  LogEvent(LogLevel::kError, "split_view_detected",
+           {{"party", party_code}, {"detail", detail}});
+  absl::Status st = store_->Audit([&](AuditWriter& w) {
+    v1::AuditEntry e = Event(v1::SPLIT_VIEW_DETECTED,
+                             report_to_peer ? "node" : "peer:" + party_code, "", party_code);
+    e.add_hashes(Sha256(first.payload()));
+    e.add_hashes(Sha256(second.payload()));
+    e.set_detail(detail);
+    return w.Append(&e).status();
+  });
+  if (!st.ok()) LogEvent(LogLevel::kError, "audit_error", {{"error", st.ToString()}});
+  if (report_to_peer) {
+    absl::Status reported = transport_->ReportSplitView(
+        party_code, first, second,
+        absl::Milliseconds(setup_->config.delivery().attempt_timeout_ms()));
+    if (!reported.ok()) {
+      LogEvent(LogLevel::kWarning, "split_view_report_failed",
+               {{"party", party_code}, {"error", reported.ToString()}});
+    }
+  }
+  return absl::DataLossError(detail);
+}
+
+absl::Status Node::HandleSplitViewReport(const std::string& peer_party,
+                                         const v1::SignedEnvelope& first,
+                                         const v1::SignedEnvelope& second) {
+  // Both heads must be ours, and must really contradict each other.
+  v1::TreeHead heads[2];
+  const v1::SignedEnvelope* envs[2] = {&first, &second};
+  for (int i = 0; i < 2; ++i) {
+    if (envs[i]->signer_party() != party()) {
+      return absl::InvalidArgumentError("a reported head is not signed by this party");
+    }
+    COMITY_RETURN_IF_ERROR(VerifyEnvelope(*envs[i], kTreeHeadPayloadType, setup_->key_ring));
+    if (!heads[i].ParseFromString(envs[i]->payload())) {
+      return absl::InvalidArgumentError("a reported head does not parse");
+    }
+  }
+  bool contradict = false;
+  if (heads[0].tree_size() == heads[1].tree_size()) {
+    contradict = heads[0].root_hash() != heads[1].root_hash();
+  } else {
+    // Our own log decides: each head must match our root at its size.
+    for (const v1::TreeHead& h : heads) {
+      auto root = store_->RootAt(h.tree_size());
+      if (!root.ok() || *root != h.root_hash()) contradict = true;
+    }
+  }
+  if (!contradict) {
+    return absl::InvalidArgumentError(
+        "the reported heads are consistent with this node's log; no split view");
+  }
+  RaiseSplitView(party(), first, second,
+                 absl::StrCat("reported by ", peer_party, ": this party's key signed both"),
+                 false)
+      .IgnoreError();  // DataLoss by design: the alert is raised.
+  return absl::OkStatus();
+}
+
+void Node::GossipHeads() {
+  auto latest = store_->LatestTreeHead();
+  auto size = store_->AuditSize();
+  if (!latest.ok() || !size.ok()) return;
+  v1::SignedEnvelope ours;
+  if (!latest->has_value() || (*latest)->head.tree_size() < *size) {
+    auto signed_head = SignTreeHead();
+    if (!signed_head.ok()) {
+      LogEvent(LogLevel::kError, "audit_error", {{"error", signed_head.status().ToString()}});
+      return;
+    }
+    ours = *std::move(signed_head);
+  } else {
+    ours = (*latest)->signed_head;
+  }
+  const absl::Duration timeout =
+      absl::Milliseconds(setup_->config.delivery().attempt_timeout_ms());
+  for (const auto& [peer, unused] : setup_->peers) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+    }
+    auto theirs = transport_->ExchangeTreeHeads(peer, ours, timeout);
+    if (!theirs.ok()) continue;  // Unreachable peers are the delivery worker's concern.
+    if (theirs->signer_party() != peer) continue;
+    CheckPeerHead(peer, *theirs).IgnoreError();  // Logged and audited inside.
   }
 }
 

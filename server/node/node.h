@@ -25,6 +25,7 @@
 #include "comity/v1/request.pb.h"
 #include "server/config/node_config.h"
 #include "server/node/peer_transport.h"
+#include "server/audit/verifier.h"
 #include "server/store/store.h"
 #include "server/util/clock.h"
 
@@ -58,11 +59,18 @@ class Node {
   // it names a configured peer party and was issued by that party's CA.
   absl::StatusOr<std::string> AuthenticatePeer(const std::string& cert_pem,
                                                const std::string& chain_pem) const;
-  // The operator name ("alice") an operator certificate speaks for.
+  // The operator an operator certificate speaks for (name and roles).
   // PermissionDenied unless it names this node's party and was issued by the
   // operator CA.
-  absl::StatusOr<std::string> AuthenticateOperator(const std::string& cert_pem,
-                                                   const std::string& chain_pem) const;
+  absl::StatusOr<CertIdentity> AuthenticateOperator(const std::string& cert_pem,
+                                                    const std::string& chain_pem) const;
+
+  // Records in the audit log that a caller was refused: an operator's
+  // authentication or authorisation failure, or a peer's request refused.
+  // Errors are logged, not returned: the refusal stands either way.
+  void RecordAuthFailure(const std::string& actor, const std::string& detail);
+  void RecordPeerRefusal(const std::string& actor, const std::string& payload_sha256,
+                         const absl::Status& why);
 
   // --- Peer API. ---
 
@@ -83,6 +91,35 @@ class Node {
 
   absl::StatusOr<std::vector<v1::RequestRecord>> List(v1::Direction direction,
                                                       int limit) const;
+
+  // --- Audit log (docs/audit_log.md). ---
+
+  // Peer gossip: checks `their_head` (from the TLS peer `peer_party`) and
+  // returns this node's latest head.
+  absl::StatusOr<v1::SignedEnvelope> ExchangeTreeHeads(const std::string& peer_party,
+                                                       const v1::SignedEnvelope& their_head);
+  absl::StatusOr<std::vector<std::string>> ConsistencyProof(uint64_t old_size,
+                                                            uint64_t new_size);
+  // A peer reports two heads this node signed that contradict each other.
+  // InvalidArgument unless the evidence holds; if it does, the alert is
+  // raised here too.
+  absl::Status HandleSplitViewReport(const std::string& peer_party,
+                                     const v1::SignedEnvelope& first,
+                                     const v1::SignedEnvelope& second);
+  // Checks a head of `party`'s log against the last one seen, asking the
+  // peer for a consistency proof; a contradiction is a split view: logged,
+  // audited and reported to the peer. Returns the verdict.
+  absl::Status CheckPeerHead(const std::string& party, const v1::SignedEnvelope& head);
+
+  // For auditors.
+  absl::StatusOr<v1::SignedEnvelope> SignTreeHead();
+  Store* store() { return store_.get(); }
+  const KeyRing& key_ring() const { return setup_->key_ring; }
+  // This node's own signing public keys.
+  std::vector<v1::PublicKey> OwnKeys() const;
+  // Verifies this node's whole log: entries, stored hashes, signed heads.
+  absl::StatusOr<VerifyReport> VerifyAuditLog();
+  void RecordAuditExport(const std::string& actor);
   // NotFound if this node knows no request with that id.
   absl::StatusOr<std::vector<v1::RequestRecord>> Get(const std::string& request_id) const;
   // The public keys that signed the envelopes of `records`.
@@ -99,6 +136,16 @@ class Node {
       : setup_(setup), store_(std::move(store)), transport_(transport), clock_(clock) {}
 
   void WorkerLoop();
+  // One round of signing a head (if the log grew) and exchanging heads
+  // with every peer.
+  void GossipHeads();
+  v1::AuditEntry Event(v1::AuditEventType type, std::string actor,
+                       std::string request_id = "", std::string party = "") const;
+  absl::StatusOr<v1::SignedEnvelope> SignHead(AuditWriter& writer) const;
+  absl::Status RaiseSplitView(const std::string& party, const v1::SignedEnvelope& first,
+                              const v1::SignedEnvelope& second, const std::string& why,
+                              bool report_to_peer);
+  absl::Status LogStart();
   // One delivery attempt of a stored outgoing request; returns the updated
   // record.
   absl::StatusOr<v1::RequestRecord> Deliver(const v1::RequestRecord& record);
@@ -113,6 +160,7 @@ class Node {
   std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread worker_;
+  absl::Time last_gossip_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace comity

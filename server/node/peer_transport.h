@@ -4,6 +4,7 @@
 #define COMITY_SERVER_NODE_PEER_TRANSPORT_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -22,6 +23,17 @@ class PeerTransport {
   virtual absl::StatusOr<v1::SignedEnvelope> DeliverRequest(
       const std::string& party, const v1::SignedEnvelope& request,
       absl::Duration timeout) = 0;
+
+  // Audit log gossip (docs/audit_log.md). Errors as above.
+  virtual absl::StatusOr<v1::SignedEnvelope> ExchangeTreeHeads(
+      const std::string& party, const v1::SignedEnvelope& our_head, absl::Duration timeout) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> GetConsistencyProof(
+      const std::string& party, uint64_t old_size, uint64_t new_size,
+      absl::Duration timeout) = 0;
+  virtual absl::Status ReportSplitView(const std::string& party,
+                                       const v1::SignedEnvelope& first,
+                                       const v1::SignedEnvelope& second,
+                                       absl::Duration timeout) = 0;
 };
 
 }  // namespace comity

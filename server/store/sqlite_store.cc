@@ -2,51 +2,20 @@
 
 #include <sqlite3.h>
 
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
+#include "server/audit/merkle.h"
 #include "server/crypto/ed25519.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "server/util/log.h"
 #include "server/util/status_macros.h"
 
 namespace comity {
-namespace {
-
-using google::protobuf::util::TimeUtil;
-
-// Migration N (1-based) takes the schema from version N-1 to N. Append only;
-// never edit a released migration. Documented in docs/storage.md.
-constexpr const char* kMigrations[] = {
-    // 1: requests, sent and received.
-    R"sql(
-CREATE TABLE requests (
-  request_id         TEXT    NOT NULL,
-  direction          INTEGER NOT NULL CHECK (direction IN (1, 2)),
-  requesting_party   TEXT    NOT NULL,
-  requested_party    TEXT    NOT NULL,
-  state              INTEGER NOT NULL,
-  request_envelope   BLOB    NOT NULL,
-  payload_sha256     BLOB    NOT NULL,
-  receipt_envelope   BLOB,
-  submitted_by       TEXT    NOT NULL DEFAULT '',
-  stored_at_us       INTEGER NOT NULL,
-  updated_at_us      INTEGER NOT NULL,
-  delivery_attempts  INTEGER NOT NULL DEFAULT 0,
-  last_error         TEXT    NOT NULL DEFAULT '',
-  next_attempt_at_us INTEGER,
-  PRIMARY KEY (request_id, direction)
-);
-CREATE INDEX requests_by_time ON requests (direction, stored_at_us);
-CREATE INDEX requests_due ON requests (state, next_attempt_at_us);
-)sql",
-};
-constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
-static_assert(kMigrationCount == SqliteStore::kSchemaVersion,
-              "kSchemaVersion must equal the number of migrations");
-
-constexpr const char* kColumns =
-    "direction, state, request_envelope, receipt_envelope, submitted_by, "
-    "stored_at_us, updated_at_us, delivery_attempts, last_error, next_attempt_at_us";
+namespace sqlite_internal {
 
 absl::Status SqliteError(sqlite3* db, absl::string_view what) {
   int code = sqlite3_errcode(db);
@@ -62,12 +31,6 @@ absl::Status SqliteError(sqlite3* db, absl::string_view what) {
   return absl::InternalError(msg);
 }
 
-int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
-
-google::protobuf::Timestamp ToProto(int64_t micros) {
-  return TimeUtil::MicrosecondsToTimestamp(micros);
-}
-
 // A prepared statement, finalized on destruction.
 class Statement {
  public:
@@ -76,7 +39,26 @@ class Statement {
       status_ = SqliteError(db, "prepare");
     }
   }
-  ~Statement() { sqlite3_finalize(stmt_); }
+  // A statement from `cache`, prepared once and reset after use.
+  Statement(sqlite3* db, std::map<const char*, sqlite3_stmt*>* cache, const char* sql)
+      : db_(db), cached_(true) {
+    sqlite3_stmt*& slot = (*cache)[sql];
+    if (slot == nullptr && sqlite3_prepare_v2(db, sql, -1, &slot, nullptr) != SQLITE_OK) {
+      status_ = SqliteError(db, "prepare");
+      slot = nullptr;
+    }
+    stmt_ = slot;
+  }
+  ~Statement() {
+    if (cached_) {
+      if (stmt_ != nullptr) {
+        sqlite3_reset(stmt_);
+        sqlite3_clear_bindings(stmt_);
+      }
+    } else {
+      sqlite3_finalize(stmt_);
+    }
+  }
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
 
@@ -121,9 +103,102 @@ class Statement {
  private:
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
+  bool cached_ = false;
   absl::Status status_;
   int bound_ = 0;
 };
+
+}  // namespace sqlite_internal
+
+using sqlite_internal::SqliteError;
+using sqlite_internal::Statement;
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+// Migration N (1-based) takes the schema from version N-1 to N. Append only;
+// never edit a released migration. Documented in docs/storage.md.
+constexpr const char* kMigrations[] = {
+    // 1: requests, sent and received.
+    R"sql(
+CREATE TABLE requests (
+  request_id         TEXT    NOT NULL,
+  direction          INTEGER NOT NULL CHECK (direction IN (1, 2)),
+  requesting_party   TEXT    NOT NULL,
+  requested_party    TEXT    NOT NULL,
+  state              INTEGER NOT NULL,
+  request_envelope   BLOB    NOT NULL,
+  payload_sha256     BLOB    NOT NULL,
+  receipt_envelope   BLOB,
+  submitted_by       TEXT    NOT NULL DEFAULT '',
+  stored_at_us       INTEGER NOT NULL,
+  updated_at_us      INTEGER NOT NULL,
+  delivery_attempts  INTEGER NOT NULL DEFAULT 0,
+  last_error         TEXT    NOT NULL DEFAULT '',
+  next_attempt_at_us INTEGER,
+  PRIMARY KEY (request_id, direction)
+);
+CREATE INDEX requests_by_time ON requests (direction, stored_at_us);
+CREATE INDEX requests_due ON requests (state, next_attempt_at_us);
+)sql",
+    // 2: the audit log (docs/audit_log.md).
+    R"sql(
+CREATE TABLE audit_entries (
+  idx        INTEGER PRIMARY KEY,
+  time_us    INTEGER NOT NULL,
+  type       INTEGER NOT NULL,
+  actor      TEXT    NOT NULL,
+  request_id TEXT    NOT NULL,
+  party      TEXT    NOT NULL,
+  entry      BLOB    NOT NULL
+);
+CREATE INDEX audit_by_request ON audit_entries (request_id);
+CREATE TABLE audit_nodes (
+  level INTEGER NOT NULL,
+  idx   INTEGER NOT NULL,
+  hash  BLOB    NOT NULL,
+  PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TABLE audit_heads (
+  tree_size    INTEGER PRIMARY KEY,
+  root         BLOB    NOT NULL,
+  timestamp_us INTEGER NOT NULL,
+  signed_head  BLOB    NOT NULL
+);
+CREATE TABLE peer_heads (
+  party        TEXT    NOT NULL,
+  tree_size    INTEGER NOT NULL,
+  root         BLOB    NOT NULL,
+  timestamp_us INTEGER NOT NULL,
+  signed_head  BLOB    NOT NULL,
+  received_us  INTEGER NOT NULL,
+  PRIMARY KEY (party, tree_size)
+);
+)sql",
+};
+constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
+static_assert(kMigrationCount == SqliteStore::kSchemaVersion,
+              "kSchemaVersion must equal the number of migrations");
+
+constexpr const char* kColumns =
+    "direction, state, request_envelope, receipt_envelope, submitted_by, "
+    "stored_at_us, updated_at_us, delivery_attempts, last_error, next_attempt_at_us";
+
+int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
+
+std::string SerializeDeterministic(const google::protobuf::MessageLite& msg) {
+  std::string out;
+  google::protobuf::io::StringOutputStream stream(&out);
+  google::protobuf::io::CodedOutputStream coded(&stream);
+  coded.SetSerializationDeterministic(true);
+  msg.SerializeToCodedStream(&coded);
+  coded.Trim();
+  return out;
+}
+
+google::protobuf::Timestamp ToProto(int64_t micros) {
+  return TimeUtil::MicrosecondsToTimestamp(micros);
+}
 
 absl::StatusOr<v1::RequestRecord> ReadRecord(Statement& st) {
   v1::RequestRecord r;
@@ -157,6 +232,28 @@ absl::StatusOr<std::vector<v1::RequestRecord>> ReadAll(Statement& st) {
 
 }  // namespace
 
+// Reads stored node hashes through the store's connection (inside or outside
+// a transaction: the same connection sees its own uncommitted rows).
+class SqliteNodeSource final : public merkle::NodeSource {
+ public:
+  SqliteNodeSource(sqlite3* db, std::map<const char*, sqlite3_stmt*>* cache)
+      : db_(db), cache_(cache) {}
+  absl::StatusOr<std::string> Node(int level, uint64_t index) const override {
+    Statement st(db_, cache_, "SELECT hash FROM audit_nodes WHERE level = ? AND idx = ?");
+    st.Int(level).Int(static_cast<int64_t>(index));
+    COMITY_ASSIGN_OR_RETURN(int rc, st.Step());
+    if (rc != SQLITE_ROW) {
+      return absl::NotFoundError(
+          absl::StrCat("audit log node (level ", level, ", index ", index, ") is missing"));
+    }
+    return st.ColumnBytes(0);
+  }
+
+ private:
+  sqlite3* db_;
+  std::map<const char*, sqlite3_stmt*>* cache_;
+};
+
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) {
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db,
@@ -174,6 +271,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string
   absl::Status st = store->Exec(
       "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
   if (st.ok()) st = store->Migrate();
+  if (st.ok()) st = store->LoadFrontier();
   if (!st.ok()) {
     return absl::Status(st.code(), absl::StrCat("database ", path, ": ", st.message()));
   }
@@ -182,7 +280,29 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string
 
 SqliteStore::~SqliteStore() {
   absl::MutexLock lock(&mu_);
+  for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
   sqlite3_close(db_);
+}
+
+absl::Status SqliteStore::LoadFrontier() {
+  Statement st(db_, "SELECT COALESCE(MAX(idx) + 1, 0), COUNT(*) FROM audit_entries");
+  COMITY_ASSIGN_OR_RETURN(int rc, st.Step());
+  (void)rc;
+  const uint64_t size = static_cast<uint64_t>(st.ColumnInt(0));
+  if (static_cast<uint64_t>(st.ColumnInt(1)) != size) {
+    // The node still starts, so that an auditor can run verify and see where.
+    LogEvent(LogLevel::kError, "audit_log_damaged",
+             {{"detail", absl::StrCat("the audit log has ", st.ColumnInt(1),
+                                      " entries but its last index is ", size - 1,
+                                      ": entries were removed; run 'comity audit verify'")}});
+  }
+  auto frontier = merkle::Frontier::Load(SqliteNodeSource(db_, &statements_), size);
+  if (!frontier.ok()) {
+    return absl::DataLossError(absl::StrCat("cannot rebuild the audit log's Merkle tree: ",
+                                            frontier.status().message()));
+  }
+  frontier_ = *std::move(frontier);
+  return absl::OkStatus();
 }
 
 absl::Status SqliteStore::Exec(const char* sql) {
@@ -266,10 +386,85 @@ absl::Status SqliteStore::InsertLocked(const RecordKey& key, const v1::RequestRe
   return st.Run();
 }
 
-absl::Status SqliteStore::InsertOutgoing(const RecordKey& key,
-                                         const v1::RequestRecord& record) {
+class SqliteStore::Writer final : public AuditWriter {
+ public:
+  Writer(SqliteStore* store, merkle::Frontier frontier)
+      : store_(store), frontier_(std::move(frontier)) {}
+
+  absl::StatusOr<std::string> Append(v1::AuditEntry* entry) override
+      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    entry->set_index(frontier_.size());
+    std::string bytes = SerializeDeterministic(*entry);
+    created_.clear();
+    frontier_.Append(merkle::LeafHash(bytes), &created_);
+    sqlite3* db = store_->db_;
+    Statement ins(db, &store_->statements_,
+                  "INSERT INTO audit_entries (idx, time_us, type, actor, request_id, party, "
+                  "entry) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    COMITY_RETURN_IF_ERROR(ins.Int(static_cast<int64_t>(entry->index()))
+                               .Int(entry->time_unix_micros())
+                               .Int(entry->type())
+                               .Text(entry->actor())
+                               .Text(entry->request_id())
+                               .Text(entry->party())
+                               .Blob(bytes)
+                               .Run());
+    for (const merkle::NodeRef& node : created_) {
+      Statement put(db, &store_->statements_,
+                    "INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)");
+      COMITY_RETURN_IF_ERROR(
+          put.Int(node.level).Int(static_cast<int64_t>(node.index)).Blob(node.hash).Run());
+    }
+    return bytes;
+  }
+  uint64_t size() const override { return frontier_.size(); }
+  std::string Root() const override { return frontier_.Root(); }
+  absl::StatusOr<std::vector<std::string>> InclusionProof(uint64_t index,
+                                                          uint64_t size) const override
+      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return merkle::InclusionProof(SqliteNodeSource(store_->db_, &store_->statements_), index,
+                                  size);
+  }
+  absl::Status PutTreeHead(const v1::TreeHead& head,
+                           const v1::SignedEnvelope& signed_head) override
+      ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    Statement put(store_->db_, &store_->statements_,
+                  "INSERT OR IGNORE INTO audit_heads (tree_size, root, timestamp_us, "
+                  "signed_head) VALUES (?, ?, ?, ?)");
+    return put.Int(static_cast<int64_t>(head.tree_size()))
+        .Blob(head.root_hash())
+        .Int(head.timestamp_unix_micros())
+        .Blob(signed_head.SerializeAsString())
+        .Run();
+  }
+  merkle::Frontier& frontier() { return frontier_; }
+
+ private:
+  SqliteStore* store_;
+  merkle::Frontier frontier_;
+  std::vector<merkle::NodeRef> created_;
+};
+
+absl::Status SqliteStore::InTransaction(const std::function<absl::Status(Writer&)>& body) {
+  COMITY_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  Writer writer(this, frontier_);
+  absl::Status st = body(writer);
+  if (st.ok()) st = Exec("COMMIT");
+  if (!st.ok()) {
+    Exec("ROLLBACK").IgnoreError();
+    return st;
+  }
+  frontier_ = writer.frontier();
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStore::InsertOutgoing(const RecordKey& key, const v1::RequestRecord& record,
+                                         const AuditFn& audit) {
   absl::MutexLock lock(&mu_);
-  absl::Status st = InsertLocked(key, record);
+  absl::Status st = InTransaction([&](Writer& w) -> absl::Status {
+    COMITY_RETURN_IF_ERROR(InsertLocked(key, record));
+    return audit ? audit(w) : absl::OkStatus();
+  });
   if (absl::IsAlreadyExists(st)) {
     return absl::AlreadyExistsError(
         absl::StrCat("request ", key.request_id, " is already stored"));
@@ -278,93 +473,235 @@ absl::Status SqliteStore::InsertOutgoing(const RecordKey& key,
 }
 
 absl::StatusOr<v1::RequestRecord> SqliteStore::InsertIncomingIfAbsent(
-    const RecordKey& key, const v1::RequestRecord& record, bool* inserted) {
+    const RecordKey& key,
+    const std::function<absl::StatusOr<v1::RequestRecord>(AuditWriter&)>& build,
+    bool* inserted) {
   absl::MutexLock lock(&mu_);
-  COMITY_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-  auto body = [&]() -> absl::StatusOr<v1::RequestRecord> {
+  v1::RequestRecord result;
+  absl::Status status = InTransaction([&](Writer& w) -> absl::Status {
     Statement sel(db_, absl::StrCat("SELECT ", kColumns,
                                     " FROM requests WHERE request_id = ? AND direction = 2"));
     sel.Text(key.request_id);
     COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> existing, ReadAll(sel));
     if (!existing.empty()) {
       *inserted = false;
-      return existing[0];
+      result = std::move(existing[0]);
+      return absl::OkStatus();
     }
-    COMITY_RETURN_IF_ERROR(InsertLocked(key, record));
+    COMITY_ASSIGN_OR_RETURN(result, build(w));
+    COMITY_RETURN_IF_ERROR(InsertLocked(key, result));
     *inserted = true;
-    return record;
-  };
-  absl::StatusOr<v1::RequestRecord> result = body();
-  absl::Status end = Exec(result.ok() ? "COMMIT" : "ROLLBACK");
-  if (!result.ok()) return result.status();
-  if (!end.ok()) {
-    Exec("ROLLBACK").IgnoreError();
-    return end;
-  }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
   return result;
 }
 
-absl::Status SqliteStore::MarkDelivered(const std::string& request_id,
-                                        const v1::SignedEnvelope& receipt,
-                                        absl::Time now) {
+absl::Status SqliteStore::UpdateOutgoing(const std::string& request_id, const char* sql,
+                                         const std::function<void(Statement&)>& bind,
+                                         const AuditFn& audit) {
   absl::MutexLock lock(&mu_);
-  Statement st(db_,
-               "UPDATE requests SET state = ?, receipt_envelope = ?, updated_at_us = ?, "
-               "delivery_attempts = delivery_attempts + 1, last_error = '', "
-               "next_attempt_at_us = NULL WHERE request_id = ? AND direction = 1 "
-               "AND state = ?");
-  COMITY_RETURN_IF_ERROR(st.Int(v1::DELIVERED)
-                             .Blob(receipt.SerializeAsString())
-                             .Int(ToMicros(now))
-                             .Text(request_id)
-                             .Int(v1::PENDING_DELIVERY)
-                             .Run());
-  if (sqlite3_changes(db_) != 1) {
-    return absl::NotFoundError(
-        absl::StrCat("no outgoing request ", request_id, " pending delivery"));
-  }
-  return absl::OkStatus();
+  return InTransaction([&](Writer& w) -> absl::Status {
+    Statement st(db_, sql);
+    bind(st);
+    COMITY_RETURN_IF_ERROR(st.Text(request_id).Int(v1::PENDING_DELIVERY).Run());
+    if (sqlite3_changes(db_) != 1) {
+      return absl::NotFoundError(
+          absl::StrCat("no outgoing request ", request_id, " pending delivery"));
+    }
+    return audit ? audit(w) : absl::OkStatus();
+  });
+}
+
+absl::Status SqliteStore::MarkDelivered(const std::string& request_id,
+                                        const v1::SignedEnvelope& receipt, absl::Time now,
+                                        const AuditFn& audit) {
+  return UpdateOutgoing(
+      request_id,
+      "UPDATE requests SET state = ?, receipt_envelope = ?, updated_at_us = ?, "
+      "delivery_attempts = delivery_attempts + 1, last_error = '', "
+      "next_attempt_at_us = NULL WHERE request_id = ? AND direction = 1 AND state = ?",
+      [&](Statement& st) {
+        st.Int(v1::DELIVERED).Blob(receipt.SerializeAsString()).Int(ToMicros(now));
+      },
+      audit);
 }
 
 absl::Status SqliteStore::MarkDeliveryFailed(const std::string& request_id,
                                              const std::string& error, absl::Time now,
-                                             absl::Time next_attempt_at) {
-  absl::MutexLock lock(&mu_);
-  Statement st(db_,
-               "UPDATE requests SET updated_at_us = ?, delivery_attempts = "
-               "delivery_attempts + 1, last_error = ?, next_attempt_at_us = ? "
-               "WHERE request_id = ? AND direction = 1 AND state = ?");
-  COMITY_RETURN_IF_ERROR(st.Int(ToMicros(now))
-                             .Text(error)
-                             .Int(ToMicros(next_attempt_at))
-                             .Text(request_id)
-                             .Int(v1::PENDING_DELIVERY)
-                             .Run());
-  if (sqlite3_changes(db_) != 1) {
-    return absl::NotFoundError(
-        absl::StrCat("no outgoing request ", request_id, " pending delivery"));
-  }
-  return absl::OkStatus();
+                                             absl::Time next_attempt_at, const AuditFn& audit) {
+  return UpdateOutgoing(
+      request_id,
+      "UPDATE requests SET updated_at_us = ?, delivery_attempts = delivery_attempts + 1, "
+      "last_error = ?, next_attempt_at_us = ? WHERE request_id = ? AND direction = 1 AND "
+      "state = ?",
+      [&](Statement& st) { st.Int(ToMicros(now)).Text(error).Int(ToMicros(next_attempt_at)); },
+      audit);
 }
 
-absl::Status SqliteStore::MarkRejected(const std::string& request_id,
-                                       const std::string& error, absl::Time now) {
+absl::Status SqliteStore::MarkRejected(const std::string& request_id, const std::string& error,
+                                       absl::Time now, const AuditFn& audit) {
+  return UpdateOutgoing(
+      request_id,
+      "UPDATE requests SET state = ?, updated_at_us = ?, delivery_attempts = "
+      "delivery_attempts + 1, last_error = ?, next_attempt_at_us = NULL "
+      "WHERE request_id = ? AND direction = 1 AND state = ?",
+      [&](Statement& st) { st.Int(v1::DELIVERY_REJECTED).Int(ToMicros(now)).Text(error); },
+      audit);
+}
+
+// --- Audit log reads. ---
+
+absl::Status SqliteStore::Audit(const AuditFn& audit) {
+  absl::MutexLock lock(&mu_);
+  return InTransaction([&](Writer& w) { return audit(w); });
+}
+
+absl::StatusOr<uint64_t> SqliteStore::AuditSize() {
+  absl::MutexLock lock(&mu_);
+  return frontier_.size();
+}
+
+absl::StatusOr<std::vector<std::string>> SqliteStore::AuditEntries(const AuditFilter& f) {
+  absl::MutexLock lock(&mu_);
+  std::string sql = "SELECT entry FROM audit_entries WHERE idx >= ?";
+  if (f.from_time_us != 0) sql += " AND time_us >= ?";
+  if (f.to_time_us != 0) sql += " AND time_us < ?";
+  if (!f.request_id.empty()) sql += " AND request_id = ?";
+  if (!f.party.empty()) sql += " AND party = ?";
+  if (!f.actor.empty()) sql += " AND actor = ?";
+  if (f.type != 0) sql += " AND type = ?";
+  sql += " ORDER BY idx";
+  if (f.limit != 0) sql += " LIMIT ?";
+  Statement st(db_, sql);
+  st.Int(static_cast<int64_t>(f.from_index));
+  if (f.from_time_us != 0) st.Int(f.from_time_us);
+  if (f.to_time_us != 0) st.Int(f.to_time_us);
+  if (!f.request_id.empty()) st.Text(f.request_id);
+  if (!f.party.empty()) st.Text(f.party);
+  if (!f.actor.empty()) st.Text(f.actor);
+  if (f.type != 0) st.Int(f.type);
+  if (f.limit != 0) st.Int(static_cast<int64_t>(f.limit));
+  std::vector<std::string> out;
+  while (true) {
+    COMITY_ASSIGN_OR_RETURN(int rc, st.Step());
+    if (rc == SQLITE_DONE) break;
+    out.push_back(st.ColumnBytes(0));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<StoredTreeHead>> SqliteStore::TreeHeads() {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "SELECT signed_head FROM audit_heads ORDER BY tree_size");
+  std::vector<StoredTreeHead> out;
+  while (true) {
+    COMITY_ASSIGN_OR_RETURN(int rc, st.Step());
+    if (rc == SQLITE_DONE) break;
+    StoredTreeHead h;
+    if (!h.signed_head.ParseFromString(st.ColumnBytes(0)) ||
+        !h.head.ParseFromString(h.signed_head.payload())) {
+      return absl::DataLossError("a stored tree head does not parse");
+    }
+    out.push_back(std::move(h));
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> SqliteStore::RootAt(uint64_t size) {
+  absl::MutexLock lock(&mu_);
+  if (size > frontier_.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the log has ", frontier_.size(), " entries, not ", size));
+  }
+  return merkle::RootHash(SqliteNodeSource(db_, &statements_), size);
+}
+
+absl::StatusOr<std::vector<std::string>> SqliteStore::InclusionProofAt(uint64_t index,
+                                                                       uint64_t size) {
+  absl::MutexLock lock(&mu_);
+  if (size > frontier_.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the log has ", frontier_.size(), " entries, not ", size));
+  }
+  return merkle::InclusionProof(SqliteNodeSource(db_, &statements_), index, size);
+}
+
+absl::StatusOr<std::vector<std::string>> SqliteStore::ConsistencyProofAt(uint64_t old_size,
+                                                                         uint64_t new_size) {
+  absl::MutexLock lock(&mu_);
+  if (new_size > frontier_.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the log has ", frontier_.size(), " entries, not ", new_size));
+  }
+  return merkle::ConsistencyProof(SqliteNodeSource(db_, &statements_), old_size, new_size);
+}
+
+absl::Status SqliteStore::ForEachAuditEntry(
+    const std::function<absl::Status(uint64_t, const std::string&)>& fn) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "SELECT idx, entry FROM audit_entries ORDER BY idx");
+  while (true) {
+    COMITY_ASSIGN_OR_RETURN(int rc, st.Step());
+    if (rc == SQLITE_DONE) return absl::OkStatus();
+    COMITY_RETURN_IF_ERROR(fn(static_cast<uint64_t>(st.ColumnInt(0)), st.ColumnBytes(1)));
+  }
+}
+
+absl::StatusOr<std::optional<StoredTreeHead>> SqliteStore::LatestTreeHead() {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "SELECT signed_head FROM audit_heads ORDER BY tree_size DESC LIMIT 1");
+  COMITY_ASSIGN_OR_RETURN(int rc, st.Step());
+  if (rc != SQLITE_ROW) return std::optional<StoredTreeHead>();
+  StoredTreeHead h;
+  if (!h.signed_head.ParseFromString(st.ColumnBytes(0)) ||
+      !h.head.ParseFromString(h.signed_head.payload())) {
+    return absl::DataLossError("a stored tree head does not parse");
+  }
+  return std::optional<StoredTreeHead>(std::move(h));
+}
+
+absl::Status SqliteStore::ForEachAuditNode(
+    const std::function<absl::Status(int, uint64_t, const std::string&)>& fn) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "SELECT level, idx, hash FROM audit_nodes");
+  while (true) {
+    COMITY_ASSIGN_OR_RETURN(int rc, st.Step());
+    if (rc == SQLITE_DONE) return absl::OkStatus();
+    COMITY_RETURN_IF_ERROR(fn(static_cast<int>(st.ColumnInt(0)),
+                              static_cast<uint64_t>(st.ColumnInt(1)), st.ColumnBytes(2)));
+  }
+}
+
+absl::StatusOr<std::optional<StoredTreeHead>> SqliteStore::LatestPeerHead(
+    const std::string& party) {
   absl::MutexLock lock(&mu_);
   Statement st(db_,
-               "UPDATE requests SET state = ?, updated_at_us = ?, delivery_attempts = "
-               "delivery_attempts + 1, last_error = ?, next_attempt_at_us = NULL "
-               "WHERE request_id = ? AND direction = 1 AND state = ?");
-  COMITY_RETURN_IF_ERROR(st.Int(v1::DELIVERY_REJECTED)
-                             .Int(ToMicros(now))
-                             .Text(error)
-                             .Text(request_id)
-                             .Int(v1::PENDING_DELIVERY)
-                             .Run());
-  if (sqlite3_changes(db_) != 1) {
-    return absl::NotFoundError(
-        absl::StrCat("no outgoing request ", request_id, " pending delivery"));
+               "SELECT signed_head FROM peer_heads WHERE party = ? ORDER BY tree_size DESC "
+               "LIMIT 1");
+  st.Text(party);
+  COMITY_ASSIGN_OR_RETURN(int rc, st.Step());
+  if (rc != SQLITE_ROW) return std::optional<StoredTreeHead>();
+  StoredTreeHead h;
+  if (!h.signed_head.ParseFromString(st.ColumnBytes(0)) ||
+      !h.head.ParseFromString(h.signed_head.payload())) {
+    return absl::DataLossError("a stored peer tree head does not parse");
   }
-  return absl::OkStatus();
+  return std::optional<StoredTreeHead>(std::move(h));
+}
+
+absl::Status SqliteStore::PutPeerHead(const std::string& party, const StoredTreeHead& h) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_,
+               "INSERT OR IGNORE INTO peer_heads (party, tree_size, root, timestamp_us, "
+               "signed_head, received_us) VALUES (?, ?, ?, ?, ?, ?)");
+  return st.Text(party)
+      .Int(static_cast<int64_t>(h.head.tree_size()))
+      .Blob(h.head.root_hash())
+      .Int(h.head.timestamp_unix_micros())
+      .Blob(h.signed_head.SerializeAsString())
+      .Int(ToMicros(absl::Now()))
+      .Run();
 }
 
 absl::StatusOr<std::vector<v1::RequestRecord>> SqliteStore::Get(

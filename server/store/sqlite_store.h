@@ -7,45 +7,71 @@
 #ifndef COMITY_SERVER_STORE_SQLITE_STORE_H_
 #define COMITY_SERVER_STORE_SQLITE_STORE_H_
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "server/audit/merkle.h"
 #include "server/store/store.h"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace comity {
+namespace sqlite_internal {
+class Statement;
+}  // namespace sqlite_internal
 
 // Thread-safe: calls are serialized on one connection.
 class SqliteStore final : public Store {
  public:
   // The schema version this build writes.
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Opens (creating if needed) the database at `path` and migrates it.
   // FailedPrecondition if the file was written by a newer version.
   static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(const std::string& path);
   ~SqliteStore() override;
 
-  absl::Status InsertOutgoing(const RecordKey& key,
-                              const v1::RequestRecord& record) override;
+  absl::Status InsertOutgoing(const RecordKey& key, const v1::RequestRecord& record,
+                              const AuditFn& audit = nullptr) override;
   absl::StatusOr<v1::RequestRecord> InsertIncomingIfAbsent(
-      const RecordKey& key, const v1::RequestRecord& record, bool* inserted) override;
-  absl::Status MarkDelivered(const std::string& request_id,
-                             const v1::SignedEnvelope& receipt, absl::Time now) override;
+      const RecordKey& key,
+      const std::function<absl::StatusOr<v1::RequestRecord>(AuditWriter&)>& build,
+      bool* inserted) override;
+  absl::Status MarkDelivered(const std::string& request_id, const v1::SignedEnvelope& receipt,
+                             absl::Time now, const AuditFn& audit = nullptr) override;
   absl::Status MarkDeliveryFailed(const std::string& request_id, const std::string& error,
-                                  absl::Time now, absl::Time next_attempt_at) override;
+                                  absl::Time now, absl::Time next_attempt_at,
+                                  const AuditFn& audit = nullptr) override;
   absl::Status MarkRejected(const std::string& request_id, const std::string& error,
-                            absl::Time now) override;
-  absl::StatusOr<std::vector<v1::RequestRecord>> Get(
-      const std::string& request_id) override;
+                            absl::Time now, const AuditFn& audit = nullptr) override;
+  absl::StatusOr<std::vector<v1::RequestRecord>> Get(const std::string& request_id) override;
   absl::StatusOr<std::vector<v1::RequestRecord>> List(v1::Direction direction,
                                                       int limit) override;
   absl::StatusOr<std::vector<v1::RequestRecord>> DueForDelivery(absl::Time now,
                                                                 int limit) override;
+  absl::Status Audit(const AuditFn& audit) override;
+  absl::StatusOr<uint64_t> AuditSize() override;
+  absl::StatusOr<std::vector<std::string>> AuditEntries(const AuditFilter& filter) override;
+  absl::StatusOr<std::vector<StoredTreeHead>> TreeHeads() override;
+  absl::StatusOr<std::string> RootAt(uint64_t size) override;
+  absl::StatusOr<std::vector<std::string>> InclusionProofAt(uint64_t index,
+                                                            uint64_t size) override;
+  absl::StatusOr<std::vector<std::string>> ConsistencyProofAt(uint64_t old_size,
+                                                              uint64_t new_size) override;
+  absl::Status ForEachAuditEntry(
+      const std::function<absl::Status(uint64_t, const std::string&)>& fn) override;
+  absl::StatusOr<std::optional<StoredTreeHead>> LatestTreeHead() override;
+  absl::Status ForEachAuditNode(
+      const std::function<absl::Status(int, uint64_t, const std::string&)>& fn) override;
+  absl::StatusOr<std::optional<StoredTreeHead>> LatestPeerHead(
+      const std::string& party) override;
+  absl::Status PutPeerHead(const std::string& party, const StoredTreeHead& head) override;
 
   // The schema version recorded in the file.
   absl::StatusOr<int> SchemaVersion();
@@ -56,9 +82,21 @@ class SqliteStore final : public Store {
   absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status InsertLocked(const RecordKey& key, const v1::RequestRecord& record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  class Writer;
+  // BEGIN IMMEDIATE; body; COMMIT (ROLLBACK and the frontier restored on
+  // error).
+  absl::Status InTransaction(const std::function<absl::Status(Writer&)>& body)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status UpdateOutgoing(const std::string& request_id, const char* sql,
+                              const std::function<void(sqlite_internal::Statement&)>& bind,
+                              const AuditFn& audit);
+  absl::Status LoadFrontier() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex mu_;
   sqlite3* db_ ABSL_GUARDED_BY(mu_);  // Owned.
+  // Prepared statements for the hot paths, by SQL text. Owned.
+  std::map<const char*, sqlite3_stmt*> statements_ ABSL_GUARDED_BY(mu_);
+  merkle::Frontier frontier_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace comity

@@ -4,13 +4,18 @@
 #ifndef COMITY_SERVER_STORE_STORE_H_
 #define COMITY_SERVER_STORE_STORE_H_
 
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "comity/v1/audit.pb.h"
+#include "comity/v1/envelope.pb.h"
 #include "comity/v1/record.pb.h"
+#include "server/audit/verifier.h"
 
 namespace comity {
 
@@ -22,37 +27,107 @@ struct RecordKey {
   std::string requested_party;
 };
 
+// Appends to the audit log inside a store transaction: what it appends
+// commits or rolls back with the change it documents. Valid only during the
+// callback it is passed to; not thread-safe.
+class AuditWriter {
+ public:
+  virtual ~AuditWriter() = default;
+  // Sets entry->index to the next position and appends it. Returns the
+  // serialized entry exactly as hashed into the tree.
+  virtual absl::StatusOr<std::string> Append(v1::AuditEntry* entry) = 0;
+  // Size and root including what this transaction appended so far.
+  virtual uint64_t size() const = 0;
+  virtual std::string Root() const = 0;
+  virtual absl::StatusOr<std::vector<std::string>> InclusionProof(uint64_t index,
+                                                                  uint64_t size) const = 0;
+  // Stores a signed tree head of the current tree.
+  virtual absl::Status PutTreeHead(const v1::TreeHead& head,
+                                   const v1::SignedEnvelope& signed_head) = 0;
+};
+
+// Writes audit entries for a change; nullptr for none.
+using AuditFn = std::function<absl::Status(AuditWriter&)>;
+
+struct StoredTreeHead {
+  v1::TreeHead head;
+  v1::SignedEnvelope signed_head;
+};
+
+// Filters for reading the audit log; empty fields match everything.
+struct AuditFilter {
+  uint64_t from_index = 0;
+  uint64_t limit = 0;  // 0: no limit.
+  int64_t from_time_us = 0;
+  int64_t to_time_us = 0;  // Exclusive; 0: no bound.
+  std::string request_id;
+  std::string party;
+  std::string actor;
+  int type = 0;
+};
+
 // Implementations are thread-safe. Every mutating call is durable (fsync'd)
-// when it returns OK.
+// when it returns OK, with the audit entries its AuditFn appended.
 class Store {
  public:
   virtual ~Store() = default;
 
   // Stores a new outgoing request. AlreadyExists if the id is known.
-  virtual absl::Status InsertOutgoing(const RecordKey& key,
-                                      const v1::RequestRecord& record) = 0;
+  virtual absl::Status InsertOutgoing(const RecordKey& key, const v1::RequestRecord& record,
+                                      const AuditFn& audit = nullptr) = 0;
 
-  // Stores an incoming request with the receipt it will be answered with,
-  // in one transaction, unless a request with the same id was already
-  // received: then nothing is written and the stored record is returned
-  // with `*inserted` false.
+  // Unless a request with this id was already received, calls `build`
+  // inside the transaction (it may append to the audit log and sign a tree
+  // head) and stores the record it returns; else writes nothing and
+  // returns the stored record with `*inserted` false.
   virtual absl::StatusOr<v1::RequestRecord> InsertIncomingIfAbsent(
-      const RecordKey& key, const v1::RequestRecord& record, bool* inserted) = 0;
+      const RecordKey& key,
+      const std::function<absl::StatusOr<v1::RequestRecord>(AuditWriter&)>& build,
+      bool* inserted) = 0;
 
   // Outgoing request acknowledged: state DELIVERED with its receipt.
   virtual absl::Status MarkDelivered(const std::string& request_id,
-                                     const v1::SignedEnvelope& receipt,
-                                     absl::Time now) = 0;
+                                     const v1::SignedEnvelope& receipt, absl::Time now,
+                                     const AuditFn& audit = nullptr) = 0;
 
   // A delivery attempt failed: counts it and schedules the next.
   virtual absl::Status MarkDeliveryFailed(const std::string& request_id,
                                           const std::string& error, absl::Time now,
-                                          absl::Time next_attempt_at) = 0;
+                                          absl::Time next_attempt_at,
+                                          const AuditFn& audit = nullptr) = 0;
 
   // The peer refused the request for good: state DELIVERY_REJECTED, no
   // further attempts.
   virtual absl::Status MarkRejected(const std::string& request_id,
-                                    const std::string& error, absl::Time now) = 0;
+                                    const std::string& error, absl::Time now,
+                                    const AuditFn& audit = nullptr) = 0;
+
+  // --- The audit log. ---
+
+  // A transaction that only appends to the audit log (and may sign a head).
+  virtual absl::Status Audit(const AuditFn& audit) = 0;
+  virtual absl::StatusOr<uint64_t> AuditSize() = 0;
+  // Serialized entries (as hashed) matching `filter`, in log order.
+  virtual absl::StatusOr<std::vector<std::string>> AuditEntries(const AuditFilter& filter) = 0;
+  virtual absl::StatusOr<std::vector<StoredTreeHead>> TreeHeads() = 0;
+  virtual absl::StatusOr<std::string> RootAt(uint64_t size) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> InclusionProofAt(uint64_t index,
+                                                                    uint64_t size) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> ConsistencyProofAt(uint64_t old_size,
+                                                                      uint64_t new_size) = 0;
+  // Every entry in log order: (stored position, bytes).
+  virtual absl::Status ForEachAuditEntry(
+      const std::function<absl::Status(uint64_t, const std::string&)>& fn) = 0;
+  virtual absl::StatusOr<std::optional<StoredTreeHead>> LatestTreeHead() = 0;
+  // Every stored node hash, for verification: (level, index, hash) in any
+  // order, passed to `fn`.
+  virtual absl::Status ForEachAuditNode(
+      const std::function<absl::Status(int, uint64_t, const std::string&)>& fn) = 0;
+
+  // The latest tree head seen from each peer (for split-view detection).
+  virtual absl::StatusOr<std::optional<StoredTreeHead>> LatestPeerHead(
+      const std::string& party) = 0;
+  virtual absl::Status PutPeerHead(const std::string& party, const StoredTreeHead& head) = 0;
 
   // Every record with this id (at most one per direction). Empty if none.
   virtual absl::StatusOr<std::vector<v1::RequestRecord>> Get(
@@ -67,6 +142,11 @@ class Store {
   virtual absl::StatusOr<std::vector<v1::RequestRecord>> DueForDelivery(absl::Time now,
                                                                         int limit) = 0;
 };
+
+// Verifies the audit log held by `store`: every entry and stored node hash,
+// every signed tree head (signed by `party` with a key in `keys`).
+absl::StatusOr<VerifyReport> VerifyStoredLog(Store& store, const std::string& party,
+                                             const KeyRing& keys);
 
 }  // namespace comity
 

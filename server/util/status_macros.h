@@ -14,18 +14,21 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#define COMITY_RETURN_IF_ERROR(expr)                 \
-  do {                                               \
-    ::absl::Status comity_status_ = (expr);          \
-    if (!comity_status_.ok()) return comity_status_; \
-  } while (false)
-
 #define COMITY_STATUS_CONCAT_INNER_(a, b) a##b
 #define COMITY_STATUS_CONCAT_(a, b) COMITY_STATUS_CONCAT_INNER_(a, b)
 
-#define COMITY_ASSIGN_OR_RETURN(lhs, expr)                                  \
-  COMITY_ASSIGN_OR_RETURN_IMPL_(                                            \
-      COMITY_STATUS_CONCAT_(comity_statusor_, __LINE__), lhs, expr)
+// A unique name per expansion, so that the macro may nest (a lambda in
+// `expr` that uses it too) without shadowing.
+#define COMITY_RETURN_IF_ERROR(expr) \
+  COMITY_RETURN_IF_ERROR_IMPL_(COMITY_STATUS_CONCAT_(comity_status_, __COUNTER__), expr)
+#define COMITY_RETURN_IF_ERROR_IMPL_(status, expr) \
+  do {                                             \
+    ::absl::Status status = (expr);                \
+    if (!status.ok()) return status;               \
+  } while (false)
+
+#define COMITY_ASSIGN_OR_RETURN(lhs, expr) \
+  COMITY_ASSIGN_OR_RETURN_IMPL_(COMITY_STATUS_CONCAT_(comity_statusor_, __COUNTER__), lhs, expr)
 
 #define COMITY_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
   auto statusor = (expr);                                  \

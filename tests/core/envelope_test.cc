@@ -4,6 +4,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "comity/v1/request.pb.h"
+#include "server/audit/merkle.h"
 #include "server/core/receipt.h"
 #include "tests/testing/status_matchers.h"
 
@@ -124,6 +125,20 @@ TEST_F(EnvelopeTest, ReceiptMustMatchTheRequest) {
   r.set_requesting_party("FR");
   r.set_receiving_party("JP");
   r.set_request_payload_sha256(Sha256(request.payload()));
+  // JP's log: one REQUEST_RECEIVED entry, and a signed head over it.
+  v1::AuditEntry entry;
+  entry.set_type(v1::REQUEST_RECEIVED);
+  entry.set_request_id(body.id());
+  entry.add_hashes(r.request_payload_sha256());
+  r.set_received_entry(entry.SerializeAsString());
+  v1::TreeHead head;
+  head.set_party("JP");
+  head.set_tree_size(1);
+  head.set_root_hash(merkle::LeafHash(r.received_entry()));
+  COMITY_ASSERT_OK_AND_ASSIGN(
+      *r.mutable_tree_head(),
+      SignEnvelope(kTreeHeadPayloadType, head.SerializeAsString(), "JP", "JP-1", *jp_));
+  r.mutable_received_entry_proof()->set_tree_size(1);
   COMITY_ASSERT_OK_AND_ASSIGN(
       auto receipt, SignEnvelope(kReceiptPayloadType, r.SerializeAsString(), "JP", "JP-1", *jp_));
   EXPECT_THAT(VerifyReceipt(request, receipt, "JP", ring_), IsOk());
@@ -137,6 +152,26 @@ TEST_F(EnvelopeTest, ReceiptMustMatchTheRequest) {
                              *jp_));
   EXPECT_THAT(VerifyReceipt(request, bad, "JP", ring_),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hash")));
+
+  v1::Receipt no_head = r;
+  no_head.clear_tree_head();
+  COMITY_ASSERT_OK_AND_ASSIGN(
+      auto headless, SignEnvelope(kReceiptPayloadType, no_head.SerializeAsString(), "JP", "JP-1",
+                                  *jp_));
+  EXPECT_THAT(VerifyReceipt(request, headless, "JP", ring_),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no tree head")));
+
+  v1::Receipt wrong_root = r;
+  head.set_root_hash(Sha256("another log"));
+  COMITY_ASSERT_OK_AND_ASSIGN(
+      *wrong_root.mutable_tree_head(),
+      SignEnvelope(kTreeHeadPayloadType, head.SerializeAsString(), "JP", "JP-1", *jp_));
+  COMITY_ASSERT_OK_AND_ASSIGN(
+      auto bad_root, SignEnvelope(kReceiptPayloadType, wrong_root.SerializeAsString(), "JP",
+                                  "JP-1", *jp_));
+  EXPECT_THAT(VerifyReceipt(request, bad_root, "JP", ring_),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("not in the receiver's signed tree head")));
 
   v1::Receipt wrong_id = r;
   wrong_id.set_request_id("11111111-d9cb-469f-a165-70867728950e");

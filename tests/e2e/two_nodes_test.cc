@@ -79,7 +79,8 @@ google::protobuf::Struct ParseJson(const std::string& json) {
 
 class TwoNodesTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
+  // A fresh network per test: nothing one test stores can affect another.
+  void SetUp() override {
     net_ = new testing::TestNetwork({"FR", "JP", "DE"});
     // A party nobody trusts, with its own CA.
     outsider_ = new testing::TempDir();
@@ -99,19 +100,14 @@ class TwoNodesTest : public ::testing::Test {
           "-days 2 -extfile ", base, ".ext -out ", base, ".pem 2>/dev/null");
       ASSERT_EQ(testing::RunShell(cmd), 0) << cmd;
     }
-  }
-  static void TearDownTestSuite() {
-    delete net_;
-    delete outsider_;
-  }
-
-  void SetUp() override {
-    ASSERT_THAT(net_->Start("FR"), IsOk());
+      ASSERT_THAT(net_->Start("FR"), IsOk());
     ASSERT_THAT(net_->Start("JP"), IsOk());
   }
   void TearDown() override {
-    net_->Stop("FR");
-    net_->Stop("JP");
+    delete net_;
+    delete outsider_;
+    net_ = nullptr;
+    outsider_ = nullptr;
   }
 
   // A PeerService stub to JP's peer listener presenting the given
@@ -453,6 +449,7 @@ TEST_F(TwoNodesTest, RequestRefusedForGoodIsNotRetried) {
   std::string id = json.fields().at("id").string_value();
   CliResult show = Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "show", id});
   EXPECT_THAT(show.out, HasSubstr("refused the request for good"));
+  net_->Stop("FR");  // Before `behind` goes away.
 }
 
 TEST_F(TwoNodesTest, InvalidRequestIsNotSent) {

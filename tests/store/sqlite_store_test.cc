@@ -29,6 +29,11 @@ v1::RequestRecord Record(v1::Direction dir, const std::string& payload, int64_t 
   return r;
 }
 
+// A build function that returns a fixed record.
+std::function<absl::StatusOr<v1::RequestRecord>(AuditWriter&)> Fixed(v1::RequestRecord r) {
+  return [r](AuditWriter&) -> absl::StatusOr<v1::RequestRecord> { return r; };
+}
+
 class SqliteStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -104,10 +109,12 @@ TEST_F(SqliteStoreTest, IncomingInsertIsIdempotent) {
   RecordKey key{"id-2", "FR", "JP"};
   bool inserted = false;
   COMITY_ASSERT_OK_AND_ASSIGN(
-      auto first, store_->InsertIncomingIfAbsent(key, Record(v1::INCOMING, "a", 1), &inserted));
+      auto first, store_->InsertIncomingIfAbsent(key, Fixed(Record(v1::INCOMING, "a", 1)),
+                                                 &inserted));
   EXPECT_TRUE(inserted);
   COMITY_ASSERT_OK_AND_ASSIGN(
-      auto second, store_->InsertIncomingIfAbsent(key, Record(v1::INCOMING, "b", 2), &inserted));
+      auto second, store_->InsertIncomingIfAbsent(key, Fixed(Record(v1::INCOMING, "b", 2)),
+                                                  &inserted));
   EXPECT_FALSE(inserted);
   EXPECT_EQ(second.request().payload(), "a");  // The first one stays.
   // An outgoing request may share the id space without clashing.
@@ -119,8 +126,8 @@ TEST_F(SqliteStoreTest, IncomingInsertIsIdempotent) {
 TEST_F(SqliteStoreTest, ListIsNewestFirstAndFiltered) {
   bool inserted;
   ASSERT_THAT(store_->InsertOutgoing({"a", "FR", "JP"}, Record(v1::OUTGOING, "1", 10)), IsOk());
-  ASSERT_THAT(store_->InsertIncomingIfAbsent({"b", "JP", "FR"}, Record(v1::INCOMING, "2", 20),
-                                             &inserted),
+  ASSERT_THAT(store_->InsertIncomingIfAbsent({"b", "JP", "FR"},
+                                             Fixed(Record(v1::INCOMING, "2", 20)), &inserted),
               IsOk());
   ASSERT_THAT(store_->InsertOutgoing({"c", "FR", "DE"}, Record(v1::OUTGOING, "3", 30)), IsOk());
   COMITY_ASSERT_OK_AND_ASSIGN(auto all, store_->List(v1::DIRECTION_UNSPECIFIED, 10));

@@ -55,7 +55,7 @@ int RunShell(const std::string& command) {
 TestNetwork::TestNetwork(const std::vector<std::string>& parties) : parties_(parties) {
   std::string cmd = absl::StrCat(SourceDir(), "/certs/make-network.sh '", dir(), "'");
   for (const auto& p : parties) absl::StrAppend(&cmd, " ", p);
-  absl::StrAppend(&cmd, " --operators alice,bob >/dev/null");
+  absl::StrAppend(&cmd, " --operators alice,bob,carol:auditor >/dev/null");
   EXPECT_EQ(RunShell(cmd), 0) << cmd;
   for (const auto& p : parties) {
     peer_ports_[p] = PickUnusedPort();

@@ -1,0 +1,42 @@
+#include "client/connection.h"
+
+#include "absl/strings/str_cat.h"
+#include "server/config/node_config.h"
+#include "server/util/files.h"
+#include "server/util/status_macros.h"
+
+namespace comity {
+
+absl::StatusOr<NodeConnection> ConnectToNode(const ParsedArgs& args, const GetEnv& env) {
+  std::string path = args.Get("connect", env("COMITY_CONNECT"));
+  if (path.empty()) {
+    return absl::InvalidArgumentError(
+        "no node to talk to: pass --connect FILE (a comity.v1.ClientConfig) or set "
+        "COMITY_CONNECT");
+  }
+  COMITY_ASSIGN_OR_RETURN(v1::ClientConfig config, LoadClientConfig(path));
+  grpc::SslCredentialsOptions opts;
+  COMITY_ASSIGN_OR_RETURN(opts.pem_root_certs, ReadFile(config.ca_file()));
+  COMITY_ASSIGN_OR_RETURN(opts.pem_cert_chain, ReadFile(config.cert_file()));
+  COMITY_ASSIGN_OR_RETURN(opts.pem_private_key, ReadPrivateFile(config.key_file()));
+  grpc::ChannelArguments channel_args;
+  channel_args.SetMaxReceiveMessageSize(64 << 20);
+  NodeConnection c;
+  c.address = config.address();
+  c.channel = grpc::CreateCustomChannel(c.address, grpc::SslCredentials(opts), channel_args);
+  return c;
+}
+
+std::string DescribeRpcError(const std::string& address, const grpc::Status& status) {
+  std::string code =
+      absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return absl::StrCat("cannot reach the node at ", address, " (", code, ": ",
+                        status.error_message(),
+                        "); is comityd running, and are the --connect files right?");
+  }
+  return absl::StrCat("node refused: ", code, ": ", status.error_message());
+}
+
+}  // namespace comity
