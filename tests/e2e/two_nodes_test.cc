@@ -19,6 +19,7 @@
 #include "server/core/receipt.h"
 #include "server/util/files.h"
 #include "server/util/log.h"
+#include "tests/testing/e2e_helpers.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_network.h"
 
@@ -30,52 +31,10 @@ using ::comity::testing::IsOkAndHolds;
 using ::google::protobuf::util::TimeUtil;
 using ::testing::HasSubstr;
 
-// Collects log lines for the duration of a test.
-class LogCapture {
- public:
-  LogCapture() {
-    SetLogSinkForTesting([this](const std::string& line) {
-      absl::MutexLock lock(&mu_);
-      lines_.push_back(line);
-    });
-  }
-  ~LogCapture() { SetLogSinkForTesting(nullptr); }
-  bool Contains(const std::string& a, const std::string& b) {
-    absl::MutexLock lock(&mu_);
-    for (const auto& l : lines_) {
-      if (l.find(a) != std::string::npos && l.find(b) != std::string::npos) return true;
-    }
-    return false;
-  }
-  std::string All() {
-    absl::MutexLock lock(&mu_);
-    std::string all;
-    for (const auto& l : lines_) absl::StrAppend(&all, l, "\n");
-    return all;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<std::string> lines_;
-};
-
-struct CliResult {
-  int code;
-  std::string out;
-  std::string err;
-};
-
-CliResult Cli(const std::vector<std::string>& args) {
-  std::ostringstream out, err;
-  int code = RunCli(args, [](const std::string&) { return std::string(); }, out, err);
-  return {code, out.str(), err.str()};
-}
-
-google::protobuf::Struct ParseJson(const std::string& json) {
-  google::protobuf::Struct s;
-  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(json, &s).ok()) << json;
-  return s;
-}
+using ::comity::testing::Cli;
+using ::comity::testing::CliResult;
+using ::comity::testing::LogCapture;
+using ::comity::testing::ParseJson;
 
 class TwoNodesTest : public ::testing::Test {
  protected:
