@@ -576,7 +576,9 @@ int Cli::Show(const ParsedArgs& args) {
     if (!r.submitted_by().empty()) out_ << " by " << r.submitted_by();
     out_ << "\n";
     std::string text;
-    google::protobuf::TextFormat::PrintToString(body, &text);
+    v1::RequestBody shown = body;
+    shown.clear_requester_assessment();  // Printed below as "assessment XX:".
+    google::protobuf::TextFormat::PrintToString(shown, &text);
     out_ << "body:\n";
     for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
       out_ << "  " << line << "\n";

@@ -143,6 +143,12 @@ echo
 echo "== $from: the receipt as $from holds it, verified"
 "$bin/comity" --connect "$dir/$from/alice.conf" show "$id" | grep -E '^(request|signature|receipt|assessment|DISAGREEMENT)'
 
+echo
+echo "== Both audit logs verify (auditor carol), and JP's log proves it received the request"
+"$bin/comity" --connect "$dir/$from/carol.conf" audit verify
+"$bin/comity" --connect "$dir/$to/carol.conf" audit verify
+"$bin/comity" --connect "$dir/$to/carol.conf" audit log --request "$id"
+
 if [ "$keep" = 1 ]; then
   echo
   echo "nodes keep running; try: $bin/comity --connect $dir/$from/alice.conf list"

@@ -16,6 +16,8 @@ check '^signature: FR key FR-1: verified'
 check '^receipt: +JP key JP-1: verified'
 check '^assessment FR: BINDING under ETS185'
 check '^assessment JP: BINDING under ETS185'
+check 'REQUEST_RECEIVED +peer:FR +request '
+[ "$(grep -c 'consistent (' <<< "$out")" -ge 2 ] || { echo "FAIL: audit logs not verified on both sides"; exit 1; }
 check 'received +FR +JP +PRESERVATION +RECEIVED'
 check 'sent +FR +JP +PRESERVATION +DELIVERED'
 [ "$(grep -c 'receipt:   JP key JP-1: verified' <<< "$out")" -ge 3 ] || { echo "FAIL: receipt not verified on both sides"; exit 1; }
