@@ -4,6 +4,17 @@
 
 namespace comity {
 
+std::string FindCommand(const std::vector<std::string>& args,
+                        const std::set<std::string>& value_flags) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i].rfind("--", 0) != 0) return args[i];
+    if (args[i].find('=') == std::string::npos && value_flags.count(args[i].substr(2)) != 0) {
+      ++i;  // Skip its value.
+    }
+  }
+  return "";
+}
+
 absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,
                                      const FlagSpec& spec) {
   ParsedArgs parsed;

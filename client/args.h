@@ -41,6 +41,11 @@ struct ParsedArgs {
   }
 };
 
+// The first argument that is neither a flag nor the value of one of the
+// `value_flags` (names without dashes); "" if none.
+std::string FindCommand(const std::vector<std::string>& args,
+                        const std::set<std::string>& value_flags);
+
 // InvalidArgument for an unknown flag, a missing value or a repeated
 // single-valued flag.
 absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,

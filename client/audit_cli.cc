@@ -131,15 +131,7 @@ class AuditCli {
 };
 
 int AuditCli::Run(const std::vector<std::string>& args) {
-  std::string command;
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--connect") {
-      ++i;
-    } else if (args[i].rfind("--", 0) != 0) {
-      command = args[i];
-      break;
-    }
-  }
+  const std::string command = FindCommand(args, {"connect"});
   FlagSpec spec;
   spec.with_value = {"connect"};
   spec.switches = {"json", "help"};

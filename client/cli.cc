@@ -349,15 +349,7 @@ int Cli::Run(const std::vector<std::string>& args) {
   FlagSpec spec;
   spec.with_value = {"connect"};
   spec.switches = {"json", "help"};
-  std::string command;
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--connect") {
-      ++i;  // Skip its value.
-    } else if (args[i].rfind("--", 0) != 0) {
-      command = args[i];
-      break;
-    }
-  }
+  const std::string command = FindCommand(args, {"connect"});
   if (command == "audit") {
     std::vector<std::string> rest = args;
     rest.erase(std::find(rest.begin(), rest.end(), std::string("audit")));

@@ -86,16 +86,7 @@ std::string Grounds(const v1::Assessment& a) {
 }
 
 int TreatyCli::Run(const std::vector<std::string>& args) {
-  std::string command;
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--treaties" || args[i] == "--from" || args[i] == "--date" ||
-        args[i] == "--connect") {
-      ++i;
-    } else if (args[i].rfind("--", 0) != 0) {
-      command = args[i];
-      break;
-    }
-  }
+  const std::string command = FindCommand(args, {"treaties", "from", "date", "connect"});
   FlagSpec spec;
   spec.with_value = {"treaties", "date", "connect"};  // --connect is not needed here.
   spec.switches = {"json", "help"};

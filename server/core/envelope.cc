@@ -3,6 +3,8 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
 namespace comity {
 namespace {
@@ -16,6 +18,16 @@ void AppendBigEndian(std::string* out, uint64_t value, int bytes) {
 }
 
 }  // namespace
+
+std::string SerializeDeterministic(const google::protobuf::MessageLite& msg) {
+  std::string out;
+  google::protobuf::io::StringOutputStream stream(&out);
+  google::protobuf::io::CodedOutputStream coded(&stream);
+  coded.SetSerializationDeterministic(true);
+  msg.SerializeToCodedStream(&coded);
+  coded.Trim();
+  return out;
+}
 
 std::string SigningInput(absl::string_view payload_type, absl::string_view signer_party,
                          absl::string_view key_id, absl::string_view payload) {

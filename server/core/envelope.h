@@ -27,6 +27,10 @@ inline constexpr absl::string_view kRequestPayloadType = "comity.v1.RequestBody"
 inline constexpr absl::string_view kReceiptPayloadType = "comity.v1.Receipt";
 inline constexpr absl::string_view kTreeHeadPayloadType = "comity.v1.TreeHead";
 
+// Protobuf's deterministic serialization of `msg`: the bytes Comity signs
+// and hashes (parsers never re-serialize them).
+std::string SerializeDeterministic(const google::protobuf::MessageLite& msg);
+
 // The exact bytes an envelope's signature covers (docs/envelope.md).
 std::string SigningInput(absl::string_view payload_type, absl::string_view signer_party,
                          absl::string_view key_id, absl::string_view payload);

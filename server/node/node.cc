@@ -37,15 +37,6 @@ absl::Time FromProto(const google::protobuf::Timestamp& ts) {
   return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
 }
 
-std::string Serialize(const google::protobuf::MessageLite& msg) {
-  std::string out;
-  google::protobuf::io::StringOutputStream stream(&out);
-  google::protobuf::io::CodedOutputStream coded(&stream);
-  coded.SetSerializationDeterministic(true);
-  msg.SerializeToCodedStream(&coded);
-  coded.Trim();
-  return out;
-}
 
 // Statuses with which a peer refuses a request for good: retrying the same
 // bytes cannot succeed.
@@ -270,7 +261,7 @@ absl::StatusOr<v1::SignedEnvelope> Node::ReceiveRequest(const std::string& peer_
     for (auto& h : proof) receipt.mutable_received_entry_proof()->add_hashes(std::move(h));
     COMITY_ASSIGN_OR_RETURN(
         v1::SignedEnvelope signed_receipt,
-        SignEnvelope(kReceiptPayloadType, Serialize(receipt), party(),
+        SignEnvelope(kReceiptPayloadType, SerializeDeterministic(receipt), party(),
                      setup_->config.signing_key().key_id(), *setup_->signing_key));
 
     v1::RequestRecord record;
@@ -332,7 +323,7 @@ void Node::Submit(const std::string& operator_name, v1::RequestBody draft,
           " Complete it and submit again; nothing was sent."));
     }
     *draft.mutable_requester_assessment() = std::move(assessment);
-    std::string payload = Serialize(draft);
+    std::string payload = SerializeDeterministic(draft);
     if (payload.size() + kEnvelopeOverhead > setup_->config.limits().max_message_bytes()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "the request is ", payload.size(), " bytes, over the ",
@@ -621,7 +612,7 @@ absl::StatusOr<v1::SignedEnvelope> Node::SignHead(AuditWriter& w) const {
   head.set_timestamp_unix_micros(absl::ToUnixMicros(clock_->Now()));
   COMITY_ASSIGN_OR_RETURN(
       v1::SignedEnvelope signed_head,
-      SignEnvelope(kTreeHeadPayloadType, Serialize(head), party(),
+      SignEnvelope(kTreeHeadPayloadType, SerializeDeterministic(head), party(),
                    setup_->config.signing_key().key_id(), *setup_->signing_key));
   COMITY_RETURN_IF_ERROR(w.PutTreeHead(head, signed_head));
   return signed_head;

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/audit/merkle.h"
+#include "server/core/envelope.h"
 #include "server/crypto/ed25519.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -186,15 +187,6 @@ constexpr const char* kColumns =
 
 int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
 
-std::string SerializeDeterministic(const google::protobuf::MessageLite& msg) {
-  std::string out;
-  google::protobuf::io::StringOutputStream stream(&out);
-  google::protobuf::io::CodedOutputStream coded(&stream);
-  coded.SetSerializationDeterministic(true);
-  msg.SerializeToCodedStream(&coded);
-  coded.Trim();
-  return out;
-}
 
 google::protobuf::Timestamp ToProto(int64_t micros) {
   return TimeUtil::MicrosecondsToTimestamp(micros);
