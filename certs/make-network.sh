@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes the keys and certificates of a test network of Comity parties.
 #
-#   certs/make-network.sh OUT_DIR FR JP [DE ...] [--operators alice,bob]
+#   certs/make-network.sh OUT_DIR FR JP [DE ...] [--operators NAME[:ROLE+ROLE],...]
 #
 # For each party XX it writes into OUT_DIR/XX/:
 #   ca.pem, ca.key            the party's own CA (issues its node and operator certs)
@@ -11,7 +11,8 @@
 #   signing.pub               its 32-byte raw public key, base64, for peers' configs
 #   operators/NAME.pem, .key  operator client certificates: urn:comity:operator:XX:NAME,
 #                             plus urn:comity:role:ROLE for each role given as NAME:ROLE+ROLE
-#                             (e.g. --operators alice,carol:auditor)
+#                             (default: alice:submitter+reviewer,bob:reviewer+approver,
+#                             carol:auditor; roles: submitter reviewer approver auditor admin)
 # Private keys are created with mode 0600 inside directories of mode 0700.
 # These are test credentials: never reuse them in production, never commit them.
 set -euo pipefail
@@ -21,7 +22,7 @@ usage() { echo "usage: $0 OUT_DIR PARTY [PARTY ...] [--operators NAME[,NAME...]]
 [ $# -ge 2 ] || usage
 out=$1; shift
 parties=()
-operators=alice
+operators=alice:submitter+reviewer,bob:reviewer+approver,carol:auditor
 days=365
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -47,6 +47,11 @@ commands:
          [--related ID]...
   submit --file DRAFT.txtpb    a comity.v1.RequestBody draft in protobuf text format
       Signs the request, stores it and delivers it; prints the verified receipt.
+  approve ID
+      Approve a colleague's draft that needs two-person approval (approver role);
+      it is then signed and delivered.
+  inbox
+      What waits for this node's operators: drafts awaiting approval, requests received.
   list [--sent | --received] [--limit N]
       Requests this node sent or received, newest first, with their state.
   show ID
@@ -82,6 +87,11 @@ class Cli {
   absl::Status Connect(const ParsedArgs& args);
   int Submit(const ParsedArgs& args);
   int List(const ParsedArgs& args);
+  int Approve(const ParsedArgs& args);
+  int Inbox(const ParsedArgs& args);
+  // Prints a record returned by SubmitRequest or ApproveRequest.
+  int PrintSubmitted(const v1::RequestRecord& r,
+                     const google::protobuf::RepeatedPtrField<v1::PublicKey>& keys);
   int Show(const ParsedArgs& args);
   void PrintJson(const Value& value);
   CliError RpcError(const grpc::Status& status) const;
@@ -312,6 +322,10 @@ void PrintVerification(std::ostream& out, const v1::RequestRecord& r, const Veri
   out << "signature: " << r.request().signer_party() << " key " << r.request().key_id()
       << ": " << (v.signature.ok() ? "verified" : "FAILED: " + v.signature.ToString())
       << "\n";
+  if (r.state() == v1::AWAITING_APPROVAL) {
+    out << "signature: none yet: awaiting approval by a second operator (comity approve)\n";
+    return;
+  }
   if (r.state() == v1::DELIVERY_REJECTED) {
     out << "receipt:   none: " << peer << " refused the request for good (" << r.last_error()
         << "); it is not retried, submit a corrected request\n";
@@ -369,10 +383,11 @@ int Cli::Run(const std::vector<std::string>& args) {
   } else if (command == "list") {
     spec.with_value.insert("limit");
     spec.switches.insert({"sent", "received"});
-  } else if (command == "show" || command == "help" || command.empty()) {
+  } else if (command == "show" || command == "approve" || command == "inbox" ||
+             command == "help" || command.empty()) {
   } else {
     return Fail({kExitUsage, absl::StrCat("unknown command '", command,
-                                          "'; commands: submit, list, show, audit, treaty, help")});
+                                          "'; commands: submit, approve, inbox, list, show, audit, treaty, help")});
   }
   absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, spec);
   if (!parsed.ok()) {
@@ -387,9 +402,10 @@ int Cli::Run(const std::vector<std::string>& args) {
   json_ = parsed->switches.count("json") != 0;
   // The first positional is the command.
   parsed->positional.erase(parsed->positional.begin());
-  if (command == "show") {
+  if (command == "show" || command == "approve") {
     if (parsed->positional.size() != 1) {
-      return Fail({kExitUsage, "show takes exactly one request id: comity show ID"});
+      return Fail({kExitUsage, absl::StrCat(command, " takes exactly one request id: comity ",
+                                            command, " ID")});
     }
   } else if (!parsed->positional.empty()) {
     return Fail({kExitUsage, absl::StrCat("unexpected argument '", parsed->positional[0],
@@ -403,6 +419,8 @@ int Cli::Run(const std::vector<std::string>& args) {
                  std::string(st.message())});
   }
   if (command == "submit") return Submit(*parsed);
+  if (command == "approve") return Approve(*parsed);
+  if (command == "inbox") return Inbox(*parsed);
   if (command == "list") return List(*parsed);
   return Show(*parsed);
 }
@@ -456,14 +474,19 @@ int Cli::Submit(const ParsedArgs& args) {
                  "be delivering it: check 'comity list --sent' before submitting again"});
   }
   if (!status.ok()) return Fail(RpcError(status));
-  const v1::RequestRecord& r = resp.record();
+  return PrintSubmitted(resp.record(), resp.signer_keys());
+}
+
+int Cli::PrintSubmitted(const v1::RequestRecord& r,
+                        const google::protobuf::RepeatedPtrField<v1::PublicKey>& keys) {
   v1::RequestBody body;
   body.ParseFromString(r.request().payload());
-  Verification v = Verify(r, body, resp.signer_keys());
-  bool good = v.signature.ok() && (!v.has_receipt || v.receipt.ok());
+  Verification v = Verify(r, body, keys);
+  const bool awaiting = r.state() == v1::AWAITING_APPROVAL;
+  bool good = awaiting || (v.signature.ok() && (!v.has_receipt || v.receipt.ok()));
   if (json_) {
     Struct s = SummaryJson(r, body);
-    (*s.mutable_fields())["verification"] = Obj(VerificationJson(r, v));
+    if (!awaiting) (*s.mutable_fields())["verification"] = Obj(VerificationJson(r, v));
     PrintJson(Obj(std::move(s)));
   } else {
     out_ << "submitted " << body.id() << ": " << body.requesting_party() << " -> "
@@ -473,14 +496,72 @@ int Cli::Submit(const ParsedArgs& args) {
     if (r.state() == v1::PENDING_DELIVERY) {
       out_ << " (stored; the node keeps retrying until " << body.requested_party()
            << " acknowledges)";
+    } else if (awaiting) {
+      out_ << " (not sent: a second operator with the approver role must run: comity approve "
+           << body.id() << ")";
     }
     out_ << "\n";
-    PrintVerification(out_, r, v, body.requested_party());
+    if (!r.approved_by().empty()) {
+      out_ << "approved:  by " << r.approved_by() << " (submitted by " << r.submitted_by()
+           << ")\n";
+    }
+    if (!awaiting) PrintVerification(out_, r, v, body.requested_party());
     PrintAssessments(out_, body, v);
   }
   if (!good) {
     err_ << "comity: verification failed; do not rely on this receipt\n";
     return kExitFailure;
+  }
+  return kExitOk;
+}
+
+int Cli::Approve(const ParsedArgs& args) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+  v1::ApproveRequestRequest req;
+  req.set_id(args.positional[0]);
+  v1::ApproveRequestResponse resp;
+  grpc::Status status = stub_->ApproveRequest(&ctx, req, &resp);
+  if (!status.ok()) return Fail(RpcError(status));
+  return PrintSubmitted(resp.record(), resp.signer_keys());
+}
+
+int Cli::Inbox(const ParsedArgs&) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(15)));
+  v1::ListRequestsRequest req;
+  req.set_limit(1000);
+  v1::ListRequestsResponse resp;
+  grpc::Status status = stub_->ListRequests(&ctx, req, &resp);
+  if (!status.ok()) return Fail(RpcError(status));
+  Value list;
+  list.mutable_list_value();
+  int shown = 0;
+  for (const v1::RequestRecord& r : resp.records()) {
+    const char* action = r.state() == v1::AWAITING_APPROVAL ? "approve"
+                         : r.state() == v1::RECEIVED        ? "review"
+                         : r.state() == v1::DELIVERY_REJECTED ? "resubmit"
+                                                              : nullptr;
+    if (action == nullptr) continue;
+    ++shown;
+    v1::RequestBody body;
+    body.ParseFromString(r.request().payload());
+    if (json_) {
+      Struct s = SummaryJson(r, body);
+      (*s.mutable_fields())["action"] = Str(action);
+      *list.mutable_list_value()->add_values() = Obj(std::move(s));
+      continue;
+    }
+    out_ << action << "  " << body.id() << "  " << body.requesting_party() << " -> "
+         << body.requested_party() << "  " << v1::AssistanceType_Name(body.assistance_type())
+         << "  " << v1::RequestState_Name(r.state());
+    if (!r.submitted_by().empty()) out_ << "  submitted by " << r.submitted_by();
+    out_ << "\n";
+  }
+  if (json_) {
+    PrintJson(list);
+  } else if (shown == 0) {
+    out_ << "(nothing waits for you)\n";
   }
   return kExitOk;
 }
@@ -550,7 +631,8 @@ int Cli::Show(const ParsedArgs& args) {
       return Fail({kExitFailure, "the node returned a request payload that does not parse"});
     }
     Verification v = Verify(r, body, resp.signer_keys());
-    good = good && v.signature.ok() && (!v.has_receipt || v.receipt.ok());
+    good = good && (r.state() == v1::AWAITING_APPROVAL ||
+                    (v.signature.ok() && (!v.has_receipt || v.receipt.ok())));
     if (json_) {
       Struct s = SummaryJson(r, body);
       std::string body_json;

@@ -37,7 +37,7 @@ done
 
 rm -rf "$dir"
 mkdir -p "$dir"
-"$root/certs/make-network.sh" "$dir" "${P[@]}" --operators alice,bob,carol:auditor >/dev/null
+"$root/certs/make-network.sh" "$dir" "${P[@]}" --operators alice:submitter+reviewer,bob:reviewer+approver,carol:auditor >/dev/null
 
 peer_port() { echo $((base_port + 10 * $1)); }
 op_port() { echo $((base_port + 10 * $1 + 1)); }
@@ -52,6 +52,8 @@ for i in "${!P[@]}"; do
     echo "operator_listen_address: \"127.0.0.1:$(op_port "$i")\""
     echo "data_dir: \"data\""
     echo "treaties_dir: \"$root/deploy/treaties\""
+    echo "# Extradition and interception requests leave only with a second operator's approval."
+    echo "approval { assistance_types: [EXTRADITION, INTERCEPTION] }"
     echo "tls { cert_file: \"node.pem\" key_file: \"node.key\" operator_ca_file: \"ca.pem\" }"
     echo "signing_key { key_id: \"$p-1\" private_key_file: \"signing.key\" }"
     for j in "${!P[@]}"; do

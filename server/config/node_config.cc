@@ -179,6 +179,13 @@ absl::StatusOr<std::unique_ptr<NodeSetup>> ParseNodeConfig(const std::string& te
     setup->operator_ca = *std::move(ca);
   }
 
+  for (int i = 0; i < c.approval().assistance_types_size(); ++i) {
+    if (c.approval().assistance_types(i) == v1::ASSISTANCE_TYPE_UNSPECIFIED) {
+      return err.Invalid(absl::StrCat("approval.assistance_types[", i, "]"),
+                         "name an assistance type (e.g. EXTRADITION, INTERCEPTION)");
+    }
+  }
+
   // Treaty library.
   if (c.treaties_dir().empty()) {
     return err.Invalid("treaties_dir",

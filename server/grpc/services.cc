@@ -1,6 +1,9 @@
 #include "server/grpc/services.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "comity/v1/audit.pb.h"
 #include "server/crypto/ed25519.h"
 #include "server/grpc/status_util.h"
@@ -102,15 +105,18 @@ grpc::ServerUnaryReactor* PeerServiceImpl::ReportSplitView(
 
 // --- Operator service. ---
 
-absl::StatusOr<CertIdentity> AuthenticateOperatorCall(Node* node,
-                                                      grpc::CallbackServerContext* ctx,
-                                                      const char* method, const char* role) {
+absl::StatusOr<CertIdentity> AuthenticateOperatorCall(
+    Node* node, grpc::CallbackServerContext* ctx, const char* method,
+    std::initializer_list<const char*> roles) {
   auto [cert, chain] = PeerCertificatePem(*ctx);
   absl::StatusOr<CertIdentity> op = node->AuthenticateOperator(cert, chain);
-  if (op.ok() && role != nullptr && !op->HasRole(role)) {
+  if (op.ok() && std::none_of(roles.begin(), roles.end(),
+                              [&](const char* r) { return op->HasRole(r); })) {
+    std::vector<std::string> names(roles.begin(), roles.end());
     op = absl::PermissionDeniedError(absl::StrCat(
-        "operator ", op->operator_name, " lacks the ", role, " role needed for ", method,
-        " (a urn:comity:role:", role, " URI in the operator certificate)"));
+        "operator ", op->operator_name, " lacks the ", absl::StrJoin(names, " or "),
+        " role needed for ", method, " (a urn:comity:role:", names.front(),
+        " URI in the operator certificate)"));
   }
   if (!op.ok()) {
     LogEvent(LogLevel::kWarning, "operator_denied",
@@ -126,7 +132,7 @@ absl::StatusOr<CertIdentity> AuthenticateOperatorCall(Node* node,
 grpc::ServerUnaryReactor* OperatorServiceImpl::SubmitRequest(
     grpc::CallbackServerContext* ctx, const v1::SubmitRequestRequest* request,
     v1::SubmitRequestResponse* response) {
-  auto op = AuthenticateOperatorCall(node_, ctx, "SubmitRequest");
+  auto op = AuthenticateOperatorCall(node_, ctx, "SubmitRequest", {"submitter"});
   if (!op.ok()) return Done(ctx, op.status());
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   node_->Submit(op->operator_name, request->draft(),
@@ -142,10 +148,30 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::SubmitRequest(
   return reactor;
 }
 
+grpc::ServerUnaryReactor* OperatorServiceImpl::ApproveRequest(
+    grpc::CallbackServerContext* ctx, const v1::ApproveRequestRequest* request,
+    v1::ApproveRequestResponse* response) {
+  auto op = AuthenticateOperatorCall(node_, ctx, "ApproveRequest", {"approver"});
+  if (!op.ok()) return Done(ctx, op.status());
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  node_->Approve(op->operator_name, request->id(),
+                 [this, reactor, response](absl::StatusOr<v1::RequestRecord> record) {
+                   if (record.ok()) {
+                     for (auto& key : node_->SignerKeys({*record})) {
+                       *response->add_signer_keys() = key;
+                     }
+                     *response->mutable_record() = *std::move(record);
+                   }
+                   reactor->Finish(ToGrpcStatus(record.status()));
+                 });
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* OperatorServiceImpl::ListRequests(
     grpc::CallbackServerContext* ctx, const v1::ListRequestsRequest* request,
     v1::ListRequestsResponse* response) {
-  auto op = AuthenticateOperatorCall(node_, ctx, "ListRequests");
+  auto op = AuthenticateOperatorCall(node_, ctx, "ListRequests",
+                                     {"submitter", "reviewer", "approver", "auditor", "admin"});
   if (!op.ok()) return Done(ctx, op.status());
   auto records = node_->List(request->direction(), static_cast<int>(request->limit()));
   if (records.ok()) {
@@ -157,7 +183,8 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::ListRequests(
 grpc::ServerUnaryReactor* OperatorServiceImpl::GetRequest(
     grpc::CallbackServerContext* ctx, const v1::GetRequestRequest* request,
     v1::GetRequestResponse* response) {
-  auto op = AuthenticateOperatorCall(node_, ctx, "GetRequest");
+  auto op = AuthenticateOperatorCall(node_, ctx, "GetRequest",
+                                     {"submitter", "reviewer", "approver", "auditor", "admin"});
   if (!op.ok()) return Done(ctx, op.status());
   auto records = node_->Get(request->id());
   if (records.ok()) {
@@ -172,7 +199,7 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::GetRequest(
 grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(grpc::CallbackServerContext* ctx,
                                                        const v1::GetAuditEntriesRequest* r,
                                                        v1::GetAuditEntriesResponse* response) {
-  auto op = AuthenticateOperatorCall(node_, ctx, "audit.GetEntries", "auditor");
+  auto op = AuthenticateOperatorCall(node_, ctx, "audit.GetEntries", {"auditor"});
   if (!op.ok()) return Done(ctx, op.status());
   AuditFilter f;
   f.from_index = r->from_index();
@@ -196,7 +223,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* AuditServiceImpl::GetTreeHeads(grpc::CallbackServerContext* ctx,
                                                          const v1::GetTreeHeadsRequest*,
                                                          v1::GetTreeHeadsResponse* response) {
-  auto op = AuthenticateOperatorCall(node_, ctx, "audit.GetTreeHeads", "auditor");
+  auto op = AuthenticateOperatorCall(node_, ctx, "audit.GetTreeHeads", {"auditor"});
   if (!op.ok()) return Done(ctx, op.status());
   auto heads = node_->store()->TreeHeads();
   if (heads.ok()) {
@@ -209,7 +236,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetTreeHeads(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* AuditServiceImpl::SignTreeHead(grpc::CallbackServerContext* ctx,
                                                          const v1::SignTreeHeadRequest*,
                                                          v1::SignTreeHeadResponse* response) {
-  auto op = AuthenticateOperatorCall(node_, ctx, "audit.SignTreeHead", "auditor");
+  auto op = AuthenticateOperatorCall(node_, ctx, "audit.SignTreeHead", {"auditor"});
   if (!op.ok()) return Done(ctx, op.status());
   auto head = node_->SignTreeHead();
   if (head.ok()) *response->mutable_head() = *std::move(head);
@@ -219,7 +246,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::SignTreeHead(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* AuditServiceImpl::GetProof(grpc::CallbackServerContext* ctx,
                                                      const v1::GetAuditProofRequest* r,
                                                      v1::GetAuditProofResponse* response) {
-  auto op = AuthenticateOperatorCall(node_, ctx, "audit.GetProof", "auditor");
+  auto op = AuthenticateOperatorCall(node_, ctx, "audit.GetProof", {"auditor"});
   if (!op.ok()) return Done(ctx, op.status());
   Store* store = node_->store();
   auto status = [&]() -> absl::Status {
@@ -256,7 +283,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetProof(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* AuditServiceImpl::Verify(grpc::CallbackServerContext* ctx,
                                                    const v1::VerifyAuditLogRequest*,
                                                    v1::VerifyAuditLogResponse* response) {
-  auto op = AuthenticateOperatorCall(node_, ctx, "audit.Verify", "auditor");
+  auto op = AuthenticateOperatorCall(node_, ctx, "audit.Verify", {"auditor"});
   if (!op.ok()) return Done(ctx, op.status());
   auto report = node_->VerifyAuditLog();
   if (report.ok()) {
@@ -340,7 +367,7 @@ class ErrorWriter final : public grpc::ServerWriteReactor<v1::AuditBundle> {
 
 grpc::ServerWriteReactor<v1::AuditBundle>* AuditServiceImpl::Export(
     grpc::CallbackServerContext* ctx, const v1::ExportAuditLogRequest*) {
-  auto op = AuthenticateOperatorCall(node_, ctx, "audit.Export", "auditor");
+  auto op = AuthenticateOperatorCall(node_, ctx, "audit.Export", {"auditor"});
   if (!op.ok()) return new ErrorWriter(op.status());
   node_->RecordAuditExport("auditor:" + op->operator_name);
   auto size = node_->store()->AuditSize();

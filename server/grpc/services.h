@@ -45,6 +45,9 @@ class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
   grpc::ServerUnaryReactor* SubmitRequest(grpc::CallbackServerContext* ctx,
                                           const v1::SubmitRequestRequest* request,
                                           v1::SubmitRequestResponse* response) override;
+  grpc::ServerUnaryReactor* ApproveRequest(grpc::CallbackServerContext* ctx,
+                                           const v1::ApproveRequestRequest* request,
+                                           v1::ApproveRequestResponse* response) override;
   grpc::ServerUnaryReactor* ListRequests(grpc::CallbackServerContext* ctx,
                                          const v1::ListRequestsRequest* request,
                                          v1::ListRequestsResponse* response) override;
@@ -57,11 +60,11 @@ class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
 };
 
 // The operator's identity, or the error to finish the call with (logged
-// and audited). With `role`, the operator must also hold that role.
-absl::StatusOr<CertIdentity> AuthenticateOperatorCall(Node* node,
-                                                      grpc::CallbackServerContext* ctx,
-                                                      const char* method,
-                                                      const char* role = nullptr);
+// and audited). The operator must hold one of `roles` (the urn:comity:role
+// URIs of its certificate).
+absl::StatusOr<CertIdentity> AuthenticateOperatorCall(
+    Node* node, grpc::CallbackServerContext* ctx, const char* method,
+    std::initializer_list<const char*> roles);
 
 // The audit log, for operators with the auditor role. Thread-safe.
 class AuditServiceImpl final : public v1::AuditService::CallbackService {

@@ -291,8 +291,52 @@ absl::StatusOr<v1::SignedEnvelope> Node::ReceiveRequest(const std::string& peer_
   return stored.receipt();
 }
 
+absl::StatusOr<v1::SignedEnvelope> Node::DateAssessAndSign(v1::RequestBody* body) const {
+  *body->mutable_created_at() = ToProto(clock_->Now());
+  body->clear_requester_assessment();
+  COMITY_RETURN_IF_ERROR(ValidateRequestBody(*body));
+  COMITY_ASSIGN_OR_RETURN(
+      v1::Assessment assessment,
+      Assess(*setup_->treaties, QueryForRequest(*body, AssessmentDay(*body))));
+  if (assessment.obligation() == v1::INVALID) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the request is INVALID under ", assessment.instrument(), " (",
+        absl::StrJoin(assessment.basis(), ", "), "): ",
+        absl::StrJoin(assessment.notes().begin() + std::max(0, assessment.notes_size() - 3),
+                      assessment.notes().end(), " "),
+        " Complete it and submit again; nothing was sent."));
+  }
+  *body->mutable_requester_assessment() = std::move(assessment);
+  std::string payload = SerializeDeterministic(*body);
+  if (payload.size() + kEnvelopeOverhead > setup_->config.limits().max_message_bytes()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the request is ", payload.size(), " bytes, over the ",
+        setup_->config.limits().max_message_bytes(), "-byte message limit; shorten its texts"));
+  }
+  return SignEnvelope(kRequestPayloadType, std::move(payload), party(),
+                      setup_->config.signing_key().key_id(), *setup_->signing_key);
+}
+
+bool Node::NeedsApproval(v1::AssistanceType type) const {
+  const auto& types = setup_->config.approval().assistance_types();
+  return std::find(types.begin(), types.end(), type) != types.end();
+}
+
+void Node::Enqueue(const std::string& request_id, SubmitDone done,
+                   v1::RequestRecord stored) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      queue_.push_back(Job{request_id, std::move(done)});
+      return;
+    }
+  }
+  done(std::move(stored));  // Stored; delivered after the next start.
+}
+
 void Node::Submit(const std::string& operator_name, v1::RequestBody draft,
                   SubmitDone done) {
+  const bool needs_approval = NeedsApproval(draft.assistance_type());
   auto prepared = [&]() -> absl::StatusOr<v1::RequestRecord> {
     COMITY_RETURN_IF_ERROR(ValidateDraft(draft));
     if (draft.requested_party() == party()) {
@@ -308,40 +352,23 @@ void Node::Submit(const std::string& operator_name, v1::RequestBody draft,
     const absl::Time now = clock_->Now();
     draft.set_id(RandomUuid());
     draft.set_requesting_party(party());
-    *draft.mutable_created_at() = ToProto(now);
     if (draft.urgency() == v1::URGENCY_UNSPECIFIED) draft.set_urgency(v1::ROUTINE);
-    COMITY_RETURN_IF_ERROR(ValidateRequestBody(draft));
-    COMITY_ASSIGN_OR_RETURN(
-        v1::Assessment assessment,
-        Assess(*setup_->treaties, QueryForRequest(draft, AssessmentDay(draft))));
-    if (assessment.obligation() == v1::INVALID) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the request is INVALID under ", assessment.instrument(), " (",
-          absl::StrJoin(assessment.basis(), ", "), "): ",
-          absl::StrJoin(assessment.notes().begin() + std::max(0, assessment.notes_size() - 3),
-                        assessment.notes().end(), " "),
-          " Complete it and submit again; nothing was sent."));
-    }
-    *draft.mutable_requester_assessment() = std::move(assessment);
-    std::string payload = SerializeDeterministic(draft);
-    if (payload.size() + kEnvelopeOverhead > setup_->config.limits().max_message_bytes()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the request is ", payload.size(), " bytes, over the ",
-          setup_->config.limits().max_message_bytes(),
-          "-byte message limit; shorten its texts"));
-    }
-    COMITY_ASSIGN_OR_RETURN(
-        v1::SignedEnvelope env,
-        SignEnvelope(kRequestPayloadType, std::move(payload), party(),
-                     setup_->config.signing_key().key_id(), *setup_->signing_key));
+    // Assessed (and refused if INVALID) now; a draft awaiting approval is
+    // dated, assessed again and signed when it is approved.
+    COMITY_ASSIGN_OR_RETURN(v1::SignedEnvelope env, DateAssessAndSign(&draft));
     v1::RequestRecord record;
     record.set_direction(v1::OUTGOING);
-    record.set_state(v1::PENDING_DELIVERY);
-    *record.mutable_request() = std::move(env);
     record.set_submitted_by(operator_name);
     *record.mutable_stored_at() = ToProto(now);
     *record.mutable_updated_at() = ToProto(now);
-    *record.mutable_next_attempt_at() = ToProto(now);
+    if (needs_approval) {
+      record.set_state(v1::AWAITING_APPROVAL);
+      env.clear_signature();  // Not signed until approved.
+    } else {
+      record.set_state(v1::PENDING_DELIVERY);
+      *record.mutable_next_attempt_at() = ToProto(now);
+    }
+    *record.mutable_request() = std::move(env);
     const v1::Assessment& assessed = draft.requester_assessment();
     COMITY_RETURN_IF_ERROR(store_->InsertOutgoing(
         RecordKey{draft.id(), draft.requesting_party(), draft.requested_party()}, record,
@@ -350,6 +377,7 @@ void Node::Submit(const std::string& operator_name, v1::RequestBody draft,
                                            draft.id(), draft.requested_party());
           submitted.add_hashes(Sha256(record.request().payload()));
           submitted.set_assistance_type(draft.assistance_type());
+          if (needs_approval) submitted.set_detail("awaiting two-person approval");
           COMITY_RETURN_IF_ERROR(w.Append(&submitted).status());
           v1::AuditEntry a = Event(v1::ASSESSMENT_MADE, "node", draft.id(),
                                    draft.requested_party());
@@ -366,21 +394,65 @@ void Node::Submit(const std::string& operator_name, v1::RequestBody draft,
              {{"request_id", draft.id()},
               {"to", draft.requested_party()},
               {"operator", operator_name},
-              {"type", v1::AssistanceType_Name(draft.assistance_type())}});
+              {"type", v1::AssistanceType_Name(draft.assistance_type())},
+              {"awaiting_approval", needs_approval ? "true" : "false"}});
     return record;
   }();
-  if (!prepared.ok()) {
-    done(prepared.status());
+  if (!prepared.ok() || needs_approval) {
+    done(std::move(prepared));
     return;
   }
-  {
-    absl::MutexLock lock(&mu_);
-    if (!stopping_) {
-      queue_.push_back(Job{draft.id(), std::move(done)});
-      return;
+  Enqueue(draft.id(), std::move(done), *std::move(prepared));
+}
+
+void Node::Approve(const std::string& approver, const std::string& request_id,
+                   SubmitDone done) {
+  auto approved = [&]() -> absl::StatusOr<v1::RequestRecord> {
+    COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records, Get(request_id));
+    const v1::RequestRecord* draft_record = nullptr;
+    for (const auto& r : records) {
+      if (r.direction() == v1::OUTGOING) draft_record = &r;
     }
+    if (draft_record == nullptr || draft_record->state() != v1::AWAITING_APPROVAL) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "request ", request_id, " is not a draft awaiting approval",
+          draft_record ? absl::StrCat(" (it is ", v1::RequestState_Name(draft_record->state()),
+                                      ")")
+                       : ""));
+    }
+    if (draft_record->submitted_by() == approver) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "operator ", approver, " submitted this draft and cannot also approve it: a second "
+          "operator with the approver role must"));
+    }
+    v1::RequestBody body;
+    if (!body.ParseFromString(draft_record->request().payload())) {
+      return absl::DataLossError("the stored draft does not parse");
+    }
+    COMITY_ASSIGN_OR_RETURN(v1::SignedEnvelope env, DateAssessAndSign(&body));
+    const std::string submitter = draft_record->submitted_by();
+    COMITY_RETURN_IF_ERROR(store_->MarkApproved(
+        request_id, env, approver, clock_->Now(), [&](AuditWriter& w) -> absl::Status {
+          v1::AuditEntry e = Event(v1::REQUEST_APPROVED, "operator:" + approver, request_id,
+                                   body.requested_party());
+          e.add_hashes(Sha256(env.payload()));
+          e.set_assistance_type(body.assistance_type());
+          e.set_detail(absl::StrCat("submitted by ", submitter, ", approved by ", approver));
+          return w.Append(&e).status();
+        }));
+    LogEvent(LogLevel::kInfo, "request_approved",
+             {{"request_id", request_id}, {"submitter", submitter}, {"approver", approver}});
+    COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> now_stored, store_->Get(request_id));
+    for (auto& r : now_stored) {
+      if (r.direction() == v1::OUTGOING) return std::move(r);
+    }
+    return absl::InternalError("approved request vanished");
+  }();
+  if (!approved.ok()) {
+    done(approved.status());
+    return;
   }
-  done(*std::move(prepared));  // Stored; delivered after the next start.
+  Enqueue(request_id, std::move(done), *std::move(approved));
 }
 
 absl::StatusOr<std::vector<v1::RequestRecord>> Node::List(v1::Direction direction,

@@ -89,6 +89,12 @@ class Node {
   // for an unconfigured requested party.
   void Submit(const std::string& operator_name, v1::RequestBody draft, SubmitDone done);
 
+  // Two-person approval: `approver` (who must not be the submitter) approves
+  // a draft AWAITING_APPROVAL; it is dated, assessed, signed and delivered,
+  // and `done` gets the record as for Submit. FailedPrecondition if the
+  // request is not awaiting approval, PermissionDenied for the submitter.
+  void Approve(const std::string& approver, const std::string& request_id, SubmitDone done);
+
   absl::StatusOr<std::vector<v1::RequestRecord>> List(v1::Direction direction,
                                                       int limit) const;
 
@@ -136,6 +142,13 @@ class Node {
       : setup_(setup), store_(std::move(store)), transport_(transport), clock_(clock) {}
 
   void WorkerLoop();
+  // Sets created_at, assesses (InvalidArgument/FailedPrecondition if the
+  // request is INVALID) and signs `body`.
+  absl::StatusOr<v1::SignedEnvelope> DateAssessAndSign(v1::RequestBody* body) const;
+  bool NeedsApproval(v1::AssistanceType type) const;
+  // Queues a first delivery attempt; `done` gets its outcome (or `stored`
+  // when the node is stopping).
+  void Enqueue(const std::string& request_id, SubmitDone done, v1::RequestRecord stored);
   // One round of signing a head (if the log grew) and exchanging heads
   // with every peer.
   void GossipHeads();

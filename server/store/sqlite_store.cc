@@ -176,6 +176,10 @@ CREATE TABLE peer_heads (
   PRIMARY KEY (party, tree_size)
 );
 )sql",
+    // 3: two-person approval.
+    R"sql(
+ALTER TABLE requests ADD COLUMN approved_by TEXT NOT NULL DEFAULT '';
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == SqliteStore::kSchemaVersion,
@@ -183,7 +187,8 @@ static_assert(kMigrationCount == SqliteStore::kSchemaVersion,
 
 constexpr const char* kColumns =
     "direction, state, request_envelope, receipt_envelope, submitted_by, "
-    "stored_at_us, updated_at_us, delivery_attempts, last_error, next_attempt_at_us";
+    "stored_at_us, updated_at_us, delivery_attempts, last_error, next_attempt_at_us, "
+    "approved_by";
 
 int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
 
@@ -203,6 +208,7 @@ absl::StatusOr<v1::RequestRecord> ReadRecord(Statement& st) {
     return absl::DataLossError("stored receipt envelope does not parse");
   }
   r.set_submitted_by(st.ColumnBytes(4));
+  r.set_approved_by(st.ColumnBytes(10));
   *r.mutable_stored_at() = ToProto(st.ColumnInt(5));
   *r.mutable_updated_at() = ToProto(st.ColumnInt(6));
   r.set_delivery_attempts(static_cast<uint32_t>(st.ColumnInt(7)));
@@ -500,6 +506,33 @@ absl::Status SqliteStore::UpdateOutgoing(const std::string& request_id, const ch
     if (sqlite3_changes(db_) != 1) {
       return absl::NotFoundError(
           absl::StrCat("no outgoing request ", request_id, " pending delivery"));
+    }
+    return audit ? audit(w) : absl::OkStatus();
+  });
+}
+
+absl::Status SqliteStore::MarkApproved(const std::string& request_id,
+                                       const v1::SignedEnvelope& signed_request,
+                                       const std::string& approver, absl::Time now,
+                                       const AuditFn& audit) {
+  absl::MutexLock lock(&mu_);
+  return InTransaction([&](Writer& w) -> absl::Status {
+    Statement st(db_,
+                 "UPDATE requests SET state = ?, request_envelope = ?, payload_sha256 = ?, "
+                 "approved_by = ?, updated_at_us = ?, next_attempt_at_us = ? "
+                 "WHERE request_id = ? AND direction = 1 AND state = ?");
+    COMITY_RETURN_IF_ERROR(st.Int(v1::PENDING_DELIVERY)
+                               .Blob(signed_request.SerializeAsString())
+                               .Blob(Sha256(signed_request.payload()))
+                               .Text(approver)
+                               .Int(ToMicros(now))
+                               .Int(ToMicros(now))
+                               .Text(request_id)
+                               .Int(v1::AWAITING_APPROVAL)
+                               .Run());
+    if (sqlite3_changes(db_) != 1) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("request ", request_id, " is not awaiting approval"));
     }
     return audit ? audit(w) : absl::OkStatus();
   });

@@ -30,7 +30,7 @@ class Statement;
 class SqliteStore final : public Store {
  public:
   // The schema version this build writes.
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Opens (creating if needed) the database at `path` and migrates it.
   // FailedPrecondition if the file was written by a newer version.
@@ -43,6 +43,10 @@ class SqliteStore final : public Store {
       const RecordKey& key,
       const std::function<absl::StatusOr<v1::RequestRecord>(AuditWriter&)>& build,
       bool* inserted) override;
+  absl::Status MarkApproved(const std::string& request_id,
+                            const v1::SignedEnvelope& signed_request,
+                            const std::string& approver, absl::Time now,
+                            const AuditFn& audit = nullptr) override;
   absl::Status MarkDelivered(const std::string& request_id, const v1::SignedEnvelope& receipt,
                              absl::Time now, const AuditFn& audit = nullptr) override;
   absl::Status MarkDeliveryFailed(const std::string& request_id, const std::string& error,

@@ -85,6 +85,13 @@ class Store {
       const std::function<absl::StatusOr<v1::RequestRecord>(AuditWriter&)>& build,
       bool* inserted) = 0;
 
+  // A draft AWAITING_APPROVAL approved: stores its signed envelope and makes
+  // it PENDING_DELIVERY, due now. FailedPrecondition if not awaiting.
+  virtual absl::Status MarkApproved(const std::string& request_id,
+                                    const v1::SignedEnvelope& signed_request,
+                                    const std::string& approver, absl::Time now,
+                                    const AuditFn& audit = nullptr) = 0;
+
   // Outgoing request acknowledged: state DELIVERED with its receipt.
   virtual absl::Status MarkDelivered(const std::string& request_id,
                                      const v1::SignedEnvelope& receipt, absl::Time now,

@@ -453,6 +453,88 @@ TEST_F(TwoNodesTest, DisagreementBetweenAssessmentsIsShownToBoth) {
   EXPECT_TRUE(logs.Contains("assessment_disagreement", "VOLUNTARY under DECL")) << logs.All();
 }
 
+std::vector<std::string> ExtraditionArgs(const std::string& connect) {
+  return {"--connect", connect, "submit", "--to", "JP", "--type", "EXTRADITION",
+          "--offence", "ILLEGAL_ACCESS", "--penalty-months", "60", "--authority",
+          "Parquet de Paris", "--facts", "intrusion into a ministry", "--json"};
+}
+
+TEST_F(TwoNodesTest, ExtraditionLeavesOnlyWithASecondOperatorsApproval) {
+  LogCapture logs;
+  std::string alice = net_->ClientConfigPath("FR", "alice");
+  std::string bob = net_->ClientConfigPath("FR", "bob");
+  CliResult submit = Cli(ExtraditionArgs(alice));
+  ASSERT_EQ(submit.code, 0) << submit.err;
+  auto json = ParseJson(submit.out);
+  std::string id = json.fields().at("id").string_value();
+  EXPECT_EQ(json.fields().at("state").string_value(), "AWAITING_APPROVAL");
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(ReceivedCount(), 0u);  // Nothing left the country.
+
+  // Alice may not approve (she lacks the role, and it is her own draft).
+  CliResult self = Cli({"--connect", alice, "approve", id});
+  EXPECT_EQ(self.code, 1);
+  EXPECT_THAT(self.err, HasSubstr("lacks the approver role"));
+  CliResult inbox = Cli({"--connect", bob, "inbox"});
+  EXPECT_THAT(inbox.out, HasSubstr("approve  " + id));
+
+  CliResult approved = Cli({"--connect", bob, "approve", id, "--json"});
+  ASSERT_EQ(approved.code, 0) << approved.err;
+  auto approved_json = ParseJson(approved.out);
+  EXPECT_EQ(approved_json.fields().at("state").string_value(), "DELIVERED");
+  EXPECT_TRUE(WaitForState("JP", id, v1::RECEIVED));
+  CliResult again = Cli({"--connect", bob, "approve", id});
+  EXPECT_EQ(again.code, 1);
+  EXPECT_THAT(again.err, HasSubstr("not a draft awaiting approval"));
+
+  // Both identities are in the audit log.
+  CliResult log = Cli({"--connect", net_->ClientConfigPath("FR", "carol"), "audit", "log",
+                       "--request", id});
+  EXPECT_THAT(log.out, HasSubstr("REQUEST_SUBMITTED  operator:alice"));
+  EXPECT_THAT(log.out, HasSubstr("REQUEST_APPROVED  operator:bob"));
+  EXPECT_THAT(log.out, HasSubstr("submitted by alice, approved by bob"));
+}
+
+TEST_F(TwoNodesTest, ASubmitterCannotApproveTheirOwnDraft) {
+  // Bob holds the approver role but submits nothing; give the submitter the
+  // approver role too, with a certificate made for this test.
+  ASSERT_EQ(testing::RunShell(absl::StrCat(
+                "cd '", net_->PartyDir("FR"), "' && umask 077 && ",
+                "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "
+                "operators/erin.key 2>/dev/null && openssl req -new -key operators/erin.key "
+                "-subj /CN=erin -out erin.csr 2>/dev/null && printf 'subjectAltName=URI:urn:"
+                "comity:operator:FR:erin,URI:urn:comity:role:submitter,URI:urn:comity:role:"
+                "approver\\nextendedKeyUsage=clientAuth\\n' > erin.ext && openssl x509 -req -in "
+                "erin.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile erin.ext "
+                "-out operators/erin.pem 2>/dev/null")),
+            0);
+  std::string erin = net_->ClientConfigPath("FR", "erin");
+  CliResult submit = Cli(ExtraditionArgs(erin));
+  ASSERT_EQ(submit.code, 0) << submit.err;
+  std::string id = ParseJson(submit.out).fields().at("id").string_value();
+  CliResult self = Cli({"--connect", erin, "approve", id});
+  EXPECT_EQ(self.code, 1);
+  EXPECT_THAT(self.err, HasSubstr("cannot also approve it"));
+}
+
+TEST_F(TwoNodesTest, EveryCallChecksTheRoleAndDenialsAreAudited) {
+  // dave has no role, carol is an auditor: neither may submit.
+  for (const char* who : {"dave", "carol"}) {
+    CliResult r = Cli(SubmitArgs(net_->ClientConfigPath("FR", who)));
+    EXPECT_EQ(r.code, 1) << who;
+    EXPECT_THAT(r.err, HasSubstr("lacks the submitter role")) << who;
+  }
+  CliResult list = Cli({"--connect", net_->ClientConfigPath("FR", "dave"), "list"});
+  EXPECT_EQ(list.code, 1);
+  EXPECT_THAT(list.err, HasSubstr("PERMISSION_DENIED"));
+  CliResult audit = Cli({"--connect", net_->ClientConfigPath("FR", "bob"), "audit", "verify"});
+  EXPECT_EQ(audit.code, 1);
+  CliResult failures = Cli({"--connect", net_->ClientConfigPath("FR", "carol"), "audit", "log",
+                            "--type", "AUTH_FAILURE"});
+  EXPECT_THAT(failures.out, HasSubstr("SubmitRequest: operator dave lacks the submitter role"));
+  EXPECT_THAT(failures.out, HasSubstr("audit.Verify: operator bob lacks the auditor role"));
+}
+
 TEST_F(TwoNodesTest, SubmitErrorsAreClear) {
   std::string fr = net_->ClientConfigPath("FR", "alice");
   auto args = SubmitArgs(fr);

@@ -55,7 +55,8 @@ int RunShell(const std::string& command) {
 TestNetwork::TestNetwork(const std::vector<std::string>& parties) : parties_(parties) {
   std::string cmd = absl::StrCat(SourceDir(), "/certs/make-network.sh '", dir(), "'");
   for (const auto& p : parties) absl::StrAppend(&cmd, " ", p);
-  absl::StrAppend(&cmd, " --operators alice,bob,carol:auditor >/dev/null");
+  absl::StrAppend(&cmd, " --operators alice:submitter+reviewer,bob:reviewer+approver,carol:auditor,dave "
+                  ">/dev/null");
   EXPECT_EQ(RunShell(cmd), 0) << cmd;
   for (const auto& p : parties) {
     peer_ports_[p] = PickUnusedPort();
@@ -68,7 +69,8 @@ TestNetwork::TestNetwork(const std::vector<std::string>& parties) : parties_(par
         "data_dir: \"data\"\n", "treaties_dir: \"", SourceDir(), "/deploy/treaties\"\n",
         "tls { cert_file: \"node.pem\" key_file: \"node.key\" operator_ca_file: \"ca.pem\" }\n",
         "signing_key { key_id: \"", p, "-1\" private_key_file: \"signing.key\" }\n",
-        "delivery { attempt_timeout_ms: 2000 retry_initial_ms: 100 retry_max_ms: 400 }\n");
+        "delivery { attempt_timeout_ms: 2000 retry_initial_ms: 100 retry_max_ms: 400 }\n",
+        "approval { assistance_types: [EXTRADITION, INTERCEPTION] }\n");
     for (const auto& q : parties) {
       if (q == p) continue;
       auto pub = ReadFile(absl::StrCat(PartyDir(q), "/signing.pub"));
