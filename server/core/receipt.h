@@ -11,7 +11,9 @@ namespace comity {
 
 // Verifies that `receipt` is signed by `receiver` with a key in `ring` and
 // acknowledges exactly `request` (id, requesting party, receiving party and
-// SHA-256 of the payload bytes). Returns the parsed receipt.
+// SHA-256 of the payload bytes), and that it carries the receiver's signed
+// tree head with the REQUEST_RECEIVED entry of this request and its
+// inclusion proof (docs/audit_log.md). Returns the parsed receipt.
 // Errors: Unauthenticated (signer or signature), InvalidArgument (the
 // receipt is for something else, or does not parse).
 absl::StatusOr<v1::Receipt> VerifyReceipt(const v1::SignedEnvelope& request,

@@ -59,6 +59,9 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const NodeSetup* s
   server->operator_service_ = std::make_unique<OperatorServiceImpl>(server->node_.get());
   server->audit_service_ = std::make_unique<AuditServiceImpl>(server->node_.get());
 
+  // The node logs its start before any caller can reach it.
+  server->node_->Start();
+
   std::string peer_cas;
   for (const auto& [party, peer] : setup->peers) absl::StrAppend(&peer_cas, peer.ca_pem, "\n");
 
@@ -90,7 +93,6 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const NodeSetup* s
         "cannot listen on operator_listen_address ", c.operator_listen_address(),
         " (in use, or not a local address?)"));
   }
-  server->node_->Start();
   LogEvent(LogLevel::kInfo, "node_started",
            {{"party", c.party()},
             {"peer_port", absl::StrCat(server->peer_port_)},

@@ -66,8 +66,12 @@ grpc::ServerUnaryReactor* PeerServiceImpl::DeliverRequest(
               {"payload_sha256", HexEncode(payload_hash)},
               {"code", absl::StatusCodeToString(status.code())},
               {"reason", std::string(status.message())}});
-    node_->RecordPeerRefusal(peer.ok() ? "peer:" + *peer : "tls:" + ctx->peer(), payload_hash,
-                             status);
+    if (peer.ok()) {
+      node_->RecordPeerRefusal("peer:" + *peer, payload_hash, status);
+    } else {
+      node_->RecordAuthFailure(absl::StrCat("tls:", ctx->peer()),
+                               absl::StrCat("DeliverRequest: ", status.message()));
+    }
   }
   reactor->Finish(ToGrpcStatus(status));
   return reactor;

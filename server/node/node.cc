@@ -543,8 +543,11 @@ absl::StatusOr<v1::RequestRecord> Node::Deliver(const v1::RequestRecord& record)
     v1::TreeHead their_head;
     their_head.ParseFromString(verified->tree_head().payload());
     const bool disagree =
-        body.requester_assessment().obligation() != verified->receiver_assessment().obligation() ||
-        body.requester_assessment().instrument() != verified->receiver_assessment().instrument();
+        verified->has_receiver_assessment() &&
+        (body.requester_assessment().obligation() !=
+             verified->receiver_assessment().obligation() ||
+         body.requester_assessment().instrument() !=
+             verified->receiver_assessment().instrument());
     COMITY_RETURN_IF_ERROR(store_->MarkDelivered(
         body.id(), *receipt, now,
         [&](AuditWriter& w) -> absl::Status {
@@ -754,6 +757,9 @@ void Node::RecordAuditExport(const std::string& actor) {
 }
 
 absl::StatusOr<v1::SignedEnvelope> Node::SignTreeHead() {
+  COMITY_ASSIGN_OR_RETURN(std::optional<StoredTreeHead> latest, store_->LatestTreeHead());
+  COMITY_ASSIGN_OR_RETURN(uint64_t size, store_->AuditSize());
+  if (latest.has_value() && latest->head.tree_size() == size) return latest->signed_head;
   v1::SignedEnvelope head;
   COMITY_RETURN_IF_ERROR(store_->Audit([&](AuditWriter& w) -> absl::Status {
     COMITY_ASSIGN_OR_RETURN(head, SignHead(w));
@@ -806,7 +812,7 @@ absl::Status Node::CheckPeerHead(const std::string& party_code,
   if (new_size == old_size) {
     if (now.head.root_hash() == last->head.root_hash()) return absl::OkStatus();
     return RaiseSplitView(party_code, last->signed_head, signed_head,
-                          absl::StrCat("two different roots for size ", new_size), true);
+                          absl::StrCat("two different roots for size ", new_size), "");
   }
   // The smaller head must be a prefix of the larger: ask the peer to prove it.
   const StoredTreeHead& small = new_size < old_size ? now : *last;
@@ -814,19 +820,20 @@ absl::Status Node::CheckPeerHead(const std::string& party_code,
   auto proof = transport_->GetConsistencyProof(party_code, small.head.tree_size(),
                                                large.head.tree_size(), timeout);
   if (!proof.ok()) {
-    if (absl::IsUnavailable(proof.status()) || absl::IsDeadlineExceeded(proof.status())) {
-      return proof.status();  // Check again with the next head.
-    }
-    return RaiseSplitView(party_code, small.signed_head, large.signed_head,
-                          absl::StrCat("no consistency proof: ", proof.status().message()),
-                          true);
+    // Unreachable, or refusing (misconfigured, busy): not evidence of a split
+    // view. Check again with the next head.
+    LogEvent(LogLevel::kWarning, "peer_head_unchecked",
+             {{"party", party_code},
+              {"sizes", absl::StrCat(small.head.tree_size(), "..", large.head.tree_size())},
+              {"error", proof.status().ToString()}});
+    return proof.status();
   }
   absl::Status consistent =
       merkle::VerifyConsistency(small.head.tree_size(), large.head.tree_size(),
                                 small.head.root_hash(), large.head.root_hash(), *proof);
   if (!consistent.ok()) {
     return RaiseSplitView(party_code, small.signed_head, large.signed_head,
-                          std::string(consistent.message()), true);
+                          std::string(consistent.message()), "");
   }
   if (new_size > old_size) return store_->PutPeerHead(party_code, now);
   return absl::OkStatus();
@@ -834,7 +841,8 @@ absl::Status Node::CheckPeerHead(const std::string& party_code,
 
 absl::Status Node::RaiseSplitView(const std::string& party_code, const v1::SignedEnvelope& first,
                                   const v1::SignedEnvelope& second, const std::string& why,
-                                  bool report_to_peer) {
+                                  const std::string& reporter) {
+  const bool report_to_peer = reporter.empty();
   v1::TreeHead a, b;
   a.ParseFromString(first.payload());
   b.ParseFromString(second.payload());
@@ -846,7 +854,8 @@ absl::Status Node::RaiseSplitView(const std::string& party_code, const v1::Signe
            {{"party", party_code}, {"detail", detail}});
   absl::Status st = store_->Audit([&](AuditWriter& w) {
     v1::AuditEntry e = Event(v1::SPLIT_VIEW_DETECTED,
-                             report_to_peer ? "node" : "peer:" + party_code, "", party_code);
+                             report_to_peer ? "node" : "peer:" + reporter, "",
+                             report_to_peer ? party_code : reporter);
     e.add_hashes(Sha256(first.payload()));
     e.add_hashes(Sha256(second.payload()));
     e.set_detail(detail);
@@ -896,7 +905,7 @@ absl::Status Node::HandleSplitViewReport(const std::string& peer_party,
   }
   RaiseSplitView(party(), first, second,
                  absl::StrCat("reported by ", peer_party, ": this party's key signed both"),
-                 false)
+                 peer_party)
       .IgnoreError();  // DataLoss by design: the alert is raised.
   return absl::OkStatus();
 }

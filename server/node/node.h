@@ -155,9 +155,11 @@ class Node {
   v1::AuditEntry Event(v1::AuditEventType type, std::string actor,
                        std::string request_id = "", std::string party = "") const;
   absl::StatusOr<v1::SignedEnvelope> SignHead(AuditWriter& writer) const;
+  // Logs, audits and (when `reporter` is empty, i.e. this node found it)
+  // reports to `party` a split view of `party`'s log. Returns DataLoss.
   absl::Status RaiseSplitView(const std::string& party, const v1::SignedEnvelope& first,
                               const v1::SignedEnvelope& second, const std::string& why,
-                              bool report_to_peer);
+                              const std::string& reporter);
   absl::Status LogStart();
   // One delivery attempt of a stored outgoing request; returns the updated
   // record.

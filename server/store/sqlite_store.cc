@@ -294,6 +294,16 @@ absl::Status SqliteStore::LoadFrontier() {
                                       " entries but its last index is ", size - 1,
                                       ": entries were removed; run 'comity audit verify'")}});
   }
+  {
+    Statement beyond(db_, "SELECT COALESCE(MAX(tree_size), 0) FROM audit_heads");
+    COMITY_ASSIGN_OR_RETURN(int beyond_rc, beyond.Step());
+    if (beyond_rc == SQLITE_ROW && static_cast<uint64_t>(beyond.ColumnInt(0)) > size) {
+      LogEvent(LogLevel::kError, "audit_log_damaged",
+               {{"detail", absl::StrCat("a signed tree head covers ", beyond.ColumnInt(0),
+                                        " entries but the log has ", size,
+                                        ": entries were removed; run 'comity audit verify'")}});
+    }
+  }
   auto frontier = merkle::Frontier::Load(SqliteNodeSource(db_, &statements_), size);
   if (!frontier.ok()) {
     return absl::DataLossError(absl::StrCat("cannot rebuild the audit log's Merkle tree: ",
@@ -410,8 +420,15 @@ class SqliteStore::Writer final : public AuditWriter {
     for (const merkle::NodeRef& node : created_) {
       Statement put(db, &store_->statements_,
                     "INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)");
-      COMITY_RETURN_IF_ERROR(
-          put.Int(node.level).Int(static_cast<int64_t>(node.index)).Blob(node.hash).Run());
+      absl::Status st =
+          put.Int(node.level).Int(static_cast<int64_t>(node.index)).Blob(node.hash).Run();
+      if (absl::IsAlreadyExists(st)) {
+        return absl::DataLossError(absl::StrCat(
+            "the audit log is damaged: hashes exist beyond its ", entry->index(),
+            " entries (entries were removed); run 'comity audit verify' and restore from "
+            "backup"));
+      }
+      COMITY_RETURN_IF_ERROR(st);
     }
     return bytes;
   }
