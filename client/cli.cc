@@ -10,6 +10,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include <map>
+
 #include "client/args.h"
 #include "client/audit_cli.h"
 #include "client/connection.h"
@@ -21,6 +23,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "server/config/node_config.h"
 #include "server/core/envelope.h"
+#include "server/core/case_rules.h"
 #include "server/core/receipt.h"
 #include "server/crypto/ed25519.h"
 #include "server/util/files.h"
@@ -52,6 +55,11 @@ commands:
       it is then signed and delivered.
   inbox
       What waits for this node's operators: drafts awaiting approval, requests received.
+  ack|review|accept|refuse|postpone|ask|respond|close ID [--ground G]... [--reasons TEXT]
+      [--consultation TEXT] [--text TEXT] [--final]
+      A step of the case of a request this node received (reviewer role), signed and
+      delivered to the requesting party. A refusal must cite grounds the governing
+      instrument leaves open (comity show ID) and give --reasons (ETS185 Art 27(7)).
   list [--sent | --received] [--limit N]
       Requests this node sent or received, newest first, with their state.
   show ID
@@ -88,6 +96,7 @@ class Cli {
   int Submit(const ParsedArgs& args);
   int List(const ParsedArgs& args);
   int Approve(const ParsedArgs& args);
+  int Decide(const ParsedArgs& args, v1::CaseAction action);
   int Inbox(const ParsedArgs& args);
   // Prints a record returned by SubmitRequest or ApproveRequest.
   int PrintSubmitted(const v1::RequestRecord& r,
@@ -105,6 +114,16 @@ class Cli {
 };
 
 // --- Small helpers. ---
+
+// The case action a command names, or CASE_ACTION_UNSPECIFIED.
+v1::CaseAction CaseActionFor(const std::string& command) {
+  static const auto* actions = new std::map<std::string, v1::CaseAction>{
+      {"ack", v1::ACKNOWLEDGE},     {"review", v1::START_REVIEW}, {"accept", v1::ACCEPT},
+      {"refuse", v1::REFUSE},       {"postpone", v1::POSTPONE},   {"ask", v1::REQUEST_INFO},
+      {"respond", v1::RESPOND},     {"close", v1::CLOSE}};
+  auto it = actions->find(command);
+  return it == actions->end() ? v1::CASE_ACTION_UNSPECIFIED : it->second;
+}
 
 Value Str(const std::string& s) {
   Value v;
@@ -246,6 +265,37 @@ void PrintAssessments(std::ostream& out, const v1::RequestBody& body, const Veri
   }
 }
 
+// The case's state and its signed steps, each verified.
+void PrintCase(std::ostream& out, const v1::RequestRecord& r,
+               const google::protobuf::RepeatedPtrField<v1::PublicKey>& keys) {
+  if (r.case_state() == v1::CASE_STATE_UNSPECIFIED) return;
+  KeyRing ring;
+  for (const v1::PublicKey& k : keys) {
+    ring.Add(k.party(), k.key_id(), k.ed25519_public_key()).IgnoreError();
+  }
+  out << "case:      " << v1::CaseState_Name(r.case_state()) << "\n";
+  for (const v1::SignedEnvelope& env : r.transitions()) {
+    v1::Transition t;
+    t.ParseFromString(env.payload());
+    absl::Status ok = VerifyEnvelope(env, kTransitionPayloadType, ring);
+    out << "  " << t.sequence() << ". " << v1::CaseAction_Name(t.action()) << " -> "
+        << v1::CaseState_Name(t.to_state()) << " by " << t.party() << " ("
+        << t.operator_name() << ") "
+        << absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMicros(t.time_unix_micros()),
+                            absl::UTCTimeZone())
+        << (ok.ok() ? ", signature verified" : ", signature FAILED: " + ok.ToString()) << "\n";
+    std::vector<std::string> grounds;
+    for (int g : t.refusal_grounds()) {
+      grounds.push_back(v1::RefusalGround_Name(static_cast<v1::RefusalGround>(g)));
+    }
+    if (!grounds.empty()) out << "     grounds: " << absl::StrJoin(grounds, ", ") << "\n";
+    if (!t.reasons().empty()) out << "     reasons: " << t.reasons() << "\n";
+    if (!t.consultation().empty()) out << "     consultation: " << t.consultation() << "\n";
+    if (!t.text().empty()) out << "     " << t.text() << "\n";
+    for (const auto& d : t.open_duties()) out << "     open duty: " << d << "\n";
+  }
+}
+
 Struct SummaryJson(const v1::RequestRecord& r, const v1::RequestBody& body) {
   Struct s;
   auto& f = *s.mutable_fields();
@@ -262,6 +312,9 @@ Struct SummaryJson(const v1::RequestRecord& r, const v1::RequestBody& body) {
   f["updated_at"] = Str(FormatTs(r.updated_at()));
   f["delivery_attempts"] = Num(r.delivery_attempts());
   if (!r.last_error().empty()) f["last_error"] = Str(r.last_error());
+  if (r.case_state() != v1::CASE_STATE_UNSPECIFIED) {
+    f["case_state"] = Str(v1::CaseState_Name(r.case_state()));
+  }
   if (r.has_next_attempt_at()) f["next_attempt_at"] = Str(FormatTs(r.next_attempt_at()));
   if (!r.submitted_by().empty()) f["submitted_by"] = Str(r.submitted_by());
   if (body.has_requester_assessment()) {
@@ -383,11 +436,16 @@ int Cli::Run(const std::vector<std::string>& args) {
   } else if (command == "list") {
     spec.with_value.insert("limit");
     spec.switches.insert({"sent", "received"});
+  } else if (CaseActionFor(command) != v1::CASE_ACTION_UNSPECIFIED) {
+    spec.with_value.insert({"ground", "reasons", "consultation", "text"});
+    spec.repeated = {"ground"};
+    spec.switches.insert("final");
   } else if (command == "show" || command == "approve" || command == "inbox" ||
              command == "help" || command.empty()) {
   } else {
     return Fail({kExitUsage, absl::StrCat("unknown command '", command,
-                                          "'; commands: submit, approve, inbox, list, show, audit, treaty, help")});
+                                          "'; commands: submit, approve, inbox, list, show, ack, review, accept, refuse, "
+                                          "postpone, ask, respond, close, audit, treaty, help")});
   }
   absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, spec);
   if (!parsed.ok()) {
@@ -402,7 +460,8 @@ int Cli::Run(const std::vector<std::string>& args) {
   json_ = parsed->switches.count("json") != 0;
   // The first positional is the command.
   parsed->positional.erase(parsed->positional.begin());
-  if (command == "show" || command == "approve") {
+  if (command == "show" || command == "approve" ||
+      CaseActionFor(command) != v1::CASE_ACTION_UNSPECIFIED) {
     if (parsed->positional.size() != 1) {
       return Fail({kExitUsage, absl::StrCat(command, " takes exactly one request id: comity ",
                                             command, " ID")});
@@ -420,6 +479,9 @@ int Cli::Run(const std::vector<std::string>& args) {
   }
   if (command == "submit") return Submit(*parsed);
   if (command == "approve") return Approve(*parsed);
+  if (CaseActionFor(command) != v1::CASE_ACTION_UNSPECIFIED) {
+    return Decide(*parsed, CaseActionFor(command));
+  }
   if (command == "inbox") return Inbox(*parsed);
   if (command == "list") return List(*parsed);
   return Show(*parsed);
@@ -526,6 +588,42 @@ int Cli::Approve(const ParsedArgs& args) {
   return PrintSubmitted(resp.record(), resp.signer_keys());
 }
 
+int Cli::Decide(const ParsedArgs& args, v1::CaseAction action) {
+  v1::DecideRequestRequest req;
+  req.set_id(args.positional[0]);
+  req.set_action(action);
+  for (const std::string& g : args.GetAll("ground")) {
+    auto ground = ParseEnum<v1::RefusalGround>(v1::RefusalGround_descriptor(), "ground", g);
+    if (!ground.ok()) return Fail({kExitUsage, std::string(ground.status().message())});
+    req.add_refusal_grounds(*ground);
+  }
+  req.set_reasons(args.Get("reasons"));
+  req.set_consultation(args.Get("consultation"));
+  req.set_text(args.Get("text"));
+  req.set_final_response(args.switches.count("final") != 0);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  v1::DecideRequestResponse resp;
+  grpc::Status status = stub_->DecideRequest(&ctx, req, &resp);
+  if (!status.ok()) return Fail(RpcError(status));
+  const v1::RequestRecord& r = resp.record();
+  v1::Transition last;
+  if (r.transitions_size() > 0) last.ParseFromString(r.transitions().rbegin()->payload());
+  if (json_) {
+    v1::RequestBody body;
+    body.ParseFromString(r.request().payload());
+    Struct s = SummaryJson(r, body);
+    (*s.mutable_fields())["step"] = Num(last.sequence());
+    PrintJson(Obj(std::move(s)));
+  } else {
+    out_ << "request " << req.id() << " is now " << v1::CaseState_Name(r.case_state())
+         << " (step " << last.sequence() << ", signed; delivered to the requesting party "
+         << "in the background)\n";
+    for (const auto& duty : last.open_duties()) out_ << "open duty: " << duty << "\n";
+  }
+  return kExitOk;
+}
+
 int Cli::Inbox(const ParsedArgs&) {
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(15)));
@@ -539,7 +637,8 @@ int Cli::Inbox(const ParsedArgs&) {
   int shown = 0;
   for (const v1::RequestRecord& r : resp.records()) {
     const char* action = r.state() == v1::AWAITING_APPROVAL ? "approve"
-                         : r.state() == v1::RECEIVED        ? "review"
+                         : r.state() == v1::RECEIVED && !IsFinalCaseState(r.case_state())
+                             ? "decide"
                          : r.state() == v1::DELIVERY_REJECTED ? "resubmit"
                                                               : nullptr;
     if (action == nullptr) continue;
@@ -659,6 +758,7 @@ int Cli::Show(const ParsedArgs& args) {
     }
     PrintVerification(out_, r, v, body.requested_party());
     PrintAssessments(out_, body, v);
+    PrintCase(out_, r, resp.signer_keys());
   }
   if (json_) PrintJson(resp.records_size() == 1 ? list.list_value().values(0) : list);
   if (!good) {

@@ -26,6 +26,7 @@ namespace comity {
 inline constexpr absl::string_view kRequestPayloadType = "comity.v1.RequestBody";
 inline constexpr absl::string_view kReceiptPayloadType = "comity.v1.Receipt";
 inline constexpr absl::string_view kTreeHeadPayloadType = "comity.v1.TreeHead";
+inline constexpr absl::string_view kTransitionPayloadType = "comity.v1.Transition";
 
 // Protobuf's deterministic serialization of `msg`: the bytes Comity signs
 // and hashes (parsers never re-serialize them).

@@ -57,6 +57,20 @@ absl::Status PeerError(const std::string& party, const grpc::Status& status) {
 
 }  // namespace
 
+absl::Status GrpcPeerTransport::DeliverTransition(const std::string& party,
+                                                  const v1::SignedEnvelope& transition,
+                                                  absl::Duration timeout) {
+  auto stub = StubFor(party);
+  if (!stub.ok()) return stub.status();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  v1::DeliverTransitionRequest req;
+  *req.mutable_transition() = transition;
+  v1::DeliverTransitionResponse resp;
+  grpc::Status status = (*stub)->DeliverTransition(&ctx, req, &resp);
+  return status.ok() ? absl::OkStatus() : PeerError(party, status);
+}
+
 absl::StatusOr<v1::SignedEnvelope> GrpcPeerTransport::ExchangeTreeHeads(
     const std::string& party, const v1::SignedEnvelope& our_head, absl::Duration timeout) {
   auto stub = StubFor(party);

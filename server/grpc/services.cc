@@ -77,6 +77,24 @@ grpc::ServerUnaryReactor* PeerServiceImpl::DeliverRequest(
   return reactor;
 }
 
+grpc::ServerUnaryReactor* PeerServiceImpl::DeliverTransition(
+    grpc::CallbackServerContext* ctx, const v1::DeliverTransitionRequest* request,
+    v1::DeliverTransitionResponse* response) {
+  auto peer = Authenticate(ctx, "DeliverTransition");
+  if (!peer.ok()) return Done(ctx, peer.status());
+  absl::Status st = request->ByteSizeLong() > max_message_bytes_
+                        ? absl::ResourceExhaustedError("transition message over the size limit")
+                        : node_->ReceiveTransition(*peer, request->transition());
+  if (!st.ok() && !absl::IsFailedPrecondition(st)) {
+    LogEvent(LogLevel::kWarning, "peer_transition_rejected",
+             {{"peer", *peer},
+              {"code", absl::StatusCodeToString(st.code())},
+              {"reason", std::string(st.message())}});
+    node_->RecordPeerRefusal("peer:" + *peer, Sha256(request->transition().payload()), st);
+  }
+  return Done(ctx, st);
+}
+
 grpc::ServerUnaryReactor* PeerServiceImpl::ExchangeTreeHeads(
     grpc::CallbackServerContext* ctx, const v1::ExchangeTreeHeadsRequest* request,
     v1::ExchangeTreeHeadsResponse* response) {
@@ -169,6 +187,25 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::ApproveRequest(
                    reactor->Finish(ToGrpcStatus(record.status()));
                  });
   return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorServiceImpl::DecideRequest(
+    grpc::CallbackServerContext* ctx, const v1::DecideRequestRequest* request,
+    v1::DecideRequestResponse* response) {
+  auto op = AuthenticateOperatorCall(node_, ctx, "DecideRequest", {"reviewer"});
+  if (!op.ok()) return Done(ctx, op.status());
+  Node::Decision d;
+  d.action = request->action();
+  for (int g : request->refusal_grounds()) {
+    d.refusal_grounds.push_back(static_cast<v1::RefusalGround>(g));
+  }
+  d.reasons = request->reasons();
+  d.consultation = request->consultation();
+  d.text = request->text();
+  d.final_response = request->final_response();
+  auto record = node_->Decide(op->operator_name, request->id(), d);
+  if (record.ok()) *response->mutable_record() = *std::move(record);
+  return Done(ctx, record.status());
 }
 
 grpc::ServerUnaryReactor* OperatorServiceImpl::ListRequests(

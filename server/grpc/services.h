@@ -20,6 +20,9 @@ class PeerServiceImpl final : public v1::PeerService::CallbackService {
   grpc::ServerUnaryReactor* DeliverRequest(grpc::CallbackServerContext* ctx,
                                            const v1::DeliverRequestRequest* request,
                                            v1::DeliverRequestResponse* response) override;
+  grpc::ServerUnaryReactor* DeliverTransition(grpc::CallbackServerContext* ctx,
+                                              const v1::DeliverTransitionRequest* request,
+                                              v1::DeliverTransitionResponse* response) override;
   grpc::ServerUnaryReactor* ExchangeTreeHeads(grpc::CallbackServerContext* ctx,
                                               const v1::ExchangeTreeHeadsRequest* request,
                                               v1::ExchangeTreeHeadsResponse* response) override;
@@ -48,6 +51,9 @@ class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
   grpc::ServerUnaryReactor* ApproveRequest(grpc::CallbackServerContext* ctx,
                                            const v1::ApproveRequestRequest* request,
                                            v1::ApproveRequestResponse* response) override;
+  grpc::ServerUnaryReactor* DecideRequest(grpc::CallbackServerContext* ctx,
+                                          const v1::DecideRequestRequest* request,
+                                          v1::DecideRequestResponse* response) override;
   grpc::ServerUnaryReactor* ListRequests(grpc::CallbackServerContext* ctx,
                                          const v1::ListRequestsRequest* request,
                                          v1::ListRequestsResponse* response) override;

@@ -8,6 +8,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
+#include "server/core/case_rules.h"
 #include "server/core/envelope.h"
 #include "server/core/parties.h"
 #include "server/audit/merkle.h"
@@ -267,6 +268,7 @@ absl::StatusOr<v1::SignedEnvelope> Node::ReceiveRequest(const std::string& peer_
     v1::RequestRecord record;
     record.set_direction(v1::INCOMING);
     record.set_state(v1::RECEIVED);
+    record.set_case_state(v1::CASE_DELIVERED);
     *record.mutable_request() = envelope;
     *record.mutable_receipt() = std::move(signed_receipt);
     *record.mutable_stored_at() = ToProto(now);
@@ -489,6 +491,7 @@ std::vector<v1::PublicKey> Node::SignerKeys(
   for (const v1::RequestRecord& r : records) {
     add(r.request());
     if (r.has_receipt()) add(r.receipt());
+    for (const v1::SignedEnvelope& t : r.transitions()) add(t);
   }
   return keys;
 }
@@ -601,11 +604,12 @@ void Node::WorkerLoop() {
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !queue_.empty();
+        return stopping_ || !queue_.empty() || kick_;
       };
       mu_.AwaitWithTimeout(absl::Condition(&ready), poll);
       if (stopping_) return;
       jobs.swap(queue_);
+      kick_ = false;
     }
     for (Job& job : jobs) {
       absl::StatusOr<v1::RequestRecord> result = [&]() -> absl::StatusOr<v1::RequestRecord> {
@@ -635,6 +639,7 @@ void Node::WorkerLoop() {
       }
     }
     if (gossip) GossipHeads();
+    DeliverTransitions();
     auto due = store_->DueForDelivery(clock_->Now(), kRetryBatch);
     if (!due.ok()) {
       LogEvent(LogLevel::kError, "store_error", {{"error", due.status().ToString()}});
@@ -664,6 +669,228 @@ std::vector<v1::PublicKey> Node::OwnKeys() const {
     keys.push_back(std::move(pk));
   }
   return keys;
+}
+
+// --- Cases. ---
+
+namespace {
+
+// SHA-256 of the payload the next transition must chain to.
+std::string ChainHead(const v1::RequestRecord& r) {
+  if (r.transitions_size() == 0) return Sha256(r.request().payload());
+  return Sha256(r.transitions(r.transitions_size() - 1).payload());
+}
+
+const v1::RequestRecord* Row(const std::vector<v1::RequestRecord>& records,
+                             v1::Direction direction) {
+  for (const auto& r : records) {
+    if (r.direction() == direction) return &r;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::RequestRecord> Node::Decide(const std::string& operator_name,
+                                               const std::string& request_id,
+                                               const Decision& d) {
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records, Get(request_id));
+  const v1::RequestRecord* row = Row(records, v1::INCOMING);
+  if (row == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "request ", request_id, " was sent by this node: only the requested party decides on "
+                                "a request"));
+  }
+  v1::RequestBody body;
+  v1::Receipt receipt;
+  if (!body.ParseFromString(row->request().payload()) ||
+      !receipt.ParseFromString(row->receipt().payload())) {
+    return absl::DataLossError("the stored request or receipt does not parse");
+  }
+  COMITY_ASSIGN_OR_RETURN(v1::CaseState to,
+                          NextCaseState(row->case_state(), d.action, d.final_response));
+  std::vector<std::string> duties;
+  switch (d.action) {
+    case v1::REFUSE:
+      COMITY_RETURN_IF_ERROR(CheckRefusal(receipt.receiver_assessment(), body.assistance_type(),
+                                          d.refusal_grounds, d.reasons, &duties));
+      break;
+    case v1::REQUEST_INFO:
+    case v1::POSTPONE:
+    case v1::RESPOND:
+      if (d.text.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            v1::CaseAction_Name(d.action), " needs --text (",
+            d.action == v1::RESPOND      ? "the response"
+            : d.action == v1::POSTPONE ? "why, and until when (ETS185 Art 27(5))"
+                                       : "what information is needed",
+            ")"));
+      }
+      break;
+    default:
+      break;
+  }
+  if (d.action != v1::REFUSE && !d.refusal_grounds.empty()) {
+    return absl::InvalidArgumentError("refusal grounds go only with REFUSE");
+  }
+
+  v1::Transition t;
+  t.set_request_id(request_id);
+  t.set_sequence(static_cast<uint32_t>(row->transitions_size()) + 1);
+  t.set_previous_sha256(ChainHead(*row));
+  t.set_action(d.action);
+  t.set_from_state(row->case_state());
+  t.set_to_state(to);
+  t.set_party(party());
+  t.set_operator_name(operator_name);
+  t.set_time_unix_micros(absl::ToUnixMicros(clock_->Now()));
+  for (v1::RefusalGround g : d.refusal_grounds) t.add_refusal_grounds(g);
+  t.set_reasons(d.reasons);
+  t.set_consultation(d.consultation);
+  t.set_text(d.text);
+  t.set_final_response(d.final_response);
+  for (auto& duty : duties) t.add_open_duties(duty);
+  COMITY_ASSIGN_OR_RETURN(
+      v1::SignedEnvelope env,
+      SignEnvelope(kTransitionPayloadType, SerializeDeterministic(t), party(),
+                   setup_->config.signing_key().key_id(), *setup_->signing_key));
+  COMITY_RETURN_IF_ERROR(store_->AppendTransition(
+      request_id, v1::INCOMING, t, env, /*outbound=*/true, clock_->Now(),
+      [&](AuditWriter& w) -> absl::Status {
+        v1::AuditEntry e = Event(v1::CASE_DECIDED, "operator:" + operator_name, request_id,
+                                 body.requesting_party());
+        e.add_hashes(Sha256(env.payload()));
+        e.set_assistance_type(body.assistance_type());
+        e.set_instrument(receipt.receiver_assessment().instrument());
+        e.set_obligation(receipt.receiver_assessment().obligation());
+        for (v1::RefusalGround g : d.refusal_grounds) e.add_refusal_grounds(g);
+        e.set_detail(absl::StrCat(t.sequence(), ": ", v1::CaseAction_Name(d.action), " -> ",
+                                  v1::CaseState_Name(to),
+                                  duties.empty() ? "" : "; open duty: " + duties[0]));
+        return w.Append(&e).status();
+      }));
+  LogEvent(LogLevel::kInfo, "case_decided",
+           {{"request_id", request_id},
+            {"action", v1::CaseAction_Name(d.action)},
+            {"state", v1::CaseState_Name(to)},
+            {"operator", operator_name}});
+  {
+    absl::MutexLock lock(&mu_);
+    kick_ = true;
+  }
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> now_stored, Get(request_id));
+  return *Row(now_stored, v1::INCOMING);
+}
+
+absl::Status Node::ReceiveTransition(const std::string& peer_party,
+                                     const v1::SignedEnvelope& envelope) {
+  if (envelope.signer_party() != peer_party) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("transition is signed as party '", envelope.signer_party().substr(0, 8),
+                     "' but the TLS peer is ", peer_party));
+  }
+  COMITY_RETURN_IF_ERROR(VerifyEnvelope(envelope, kTransitionPayloadType, setup_->key_ring));
+  v1::Transition t;
+  if (!t.ParseFromString(envelope.payload())) {
+    return absl::InvalidArgumentError("transition payload is not a comity.v1.Transition");
+  }
+  if (t.party() != peer_party) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("transition names party '", t.party(), "' but is signed by ", peer_party));
+  }
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records, Get(t.request_id()));
+  const v1::RequestRecord* row = Row(records, v1::OUTGOING);
+  v1::RequestBody body;
+  if (row == nullptr || !body.ParseFromString(row->request().payload()) ||
+      body.requested_party() != peer_party) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "request ", t.request_id(), " is not a request this node sent to ", peer_party));
+  }
+  // Already applied: the same bytes are fine, other bytes are a conflict.
+  if (t.sequence() >= 1 && static_cast<int>(t.sequence()) <= row->transitions_size()) {
+    if (row->transitions(static_cast<int>(t.sequence()) - 1).payload() == envelope.payload()) {
+      return absl::OkStatus();
+    }
+    return absl::AlreadyExistsError(absl::StrCat("step ", t.sequence(), " of request ",
+                                                 t.request_id(),
+                                                 " was already received with other content"));
+  }
+  if (static_cast<int>(t.sequence()) != row->transitions_size() + 1 ||
+      t.previous_sha256() != ChainHead(*row) || t.from_state() != row->case_state()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "step ", t.sequence(), " does not follow the case as held here (step ",
+        row->transitions_size(), ", state ", v1::CaseState_Name(row->case_state()),
+        "); deliver the earlier steps first"));
+  }
+  auto legal = NextCaseState(t.from_state(), t.action(), t.final_response());
+  if (!legal.ok() || *legal != t.to_state()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "illegal step: ", legal.ok() ? absl::StrCat(v1::CaseAction_Name(t.action()), " leads to ",
+                                                     v1::CaseState_Name(*legal), ", not ",
+                                                     v1::CaseState_Name(t.to_state()))
+                                     : std::string(legal.status().message())));
+  }
+  COMITY_RETURN_IF_ERROR(store_->AppendTransition(
+      t.request_id(), v1::OUTGOING, t, envelope, /*outbound=*/false, clock_->Now(),
+      [&](AuditWriter& w) -> absl::Status {
+        v1::AuditEntry e = Event(v1::CASE_UPDATED, "peer:" + peer_party, t.request_id(),
+                                 peer_party);
+        e.add_hashes(Sha256(envelope.payload()));
+        e.set_assistance_type(body.assistance_type());
+        for (int g : t.refusal_grounds()) {
+          e.add_refusal_grounds(static_cast<v1::RefusalGround>(g));
+        }
+        e.set_detail(absl::StrCat(t.sequence(), ": ", v1::CaseAction_Name(t.action()), " -> ",
+                                  v1::CaseState_Name(t.to_state())));
+        return w.Append(&e).status();
+      }));
+  LogEvent(LogLevel::kInfo, "case_updated",
+           {{"request_id", t.request_id()},
+            {"from", peer_party},
+            {"action", v1::CaseAction_Name(t.action())},
+            {"state", v1::CaseState_Name(t.to_state())}});
+  return absl::OkStatus();
+}
+
+void Node::DeliverTransitions() {
+  auto due = store_->DueTransitions(clock_->Now(), kRetryBatch);
+  if (!due.ok()) {
+    LogEvent(LogLevel::kError, "store_error", {{"error", due.status().ToString()}});
+    return;
+  }
+  std::set<std::string> blocked;  // Cases whose earlier step failed this round.
+  for (const PendingTransition& p : *due) {
+    if (blocked.count(p.request_id) != 0) continue;
+    auto records = store_->Get(p.request_id);
+    const v1::RequestRecord* row = records.ok() ? Row(*records, v1::INCOMING) : nullptr;
+    v1::RequestBody body;
+    if (row == nullptr || !body.ParseFromString(row->request().payload())) continue;
+    const std::string& peer = body.requesting_party();
+    absl::Status st = transport_->DeliverTransition(
+        peer, p.envelope, absl::Milliseconds(setup_->config.delivery().attempt_timeout_ms()));
+    if (st.ok()) {
+      absl::Status marked = store_->MarkTransitionDelivered(
+          p.request_id, p.sequence, [&](AuditWriter& w) -> absl::Status {
+            v1::AuditEntry e = Event(v1::TRANSITION_DELIVERED, "node", p.request_id, peer);
+            e.add_hashes(Sha256(p.envelope.payload()));
+            e.set_detail(absl::StrCat("step ", p.sequence));
+            return w.Append(&e).status();
+          });
+      if (!marked.ok()) {
+        LogEvent(LogLevel::kError, "store_error", {{"error", marked.ToString()}});
+      }
+      continue;
+    }
+    blocked.insert(p.request_id);
+    std::string error = absl::StrCat(absl::StatusCodeToString(st.code()), ": ", st.message());
+    (void)store_->MarkTransitionFailed(p.request_id, p.sequence, error,
+                                       clock_->Now() + Backoff(p.attempts + 1));
+    LogEvent(LogLevel::kWarning, "transition_delivery_failed",
+             {{"request_id", p.request_id},
+              {"step", absl::StrCat(p.sequence)},
+              {"to", peer},
+              {"error", error}});
+  }
 }
 
 // --- Audit log. ---

@@ -98,6 +98,27 @@ class Node {
   absl::StatusOr<std::vector<v1::RequestRecord>> List(v1::Direction direction,
                                                       int limit) const;
 
+  // --- Cases (docs/lifecycle.md). ---
+
+  struct Decision {
+    v1::CaseAction action = v1::CASE_ACTION_UNSPECIFIED;
+    std::vector<v1::RefusalGround> refusal_grounds;
+    std::string reasons;
+    std::string consultation;
+    std::string text;
+    bool final_response = false;
+  };
+  // A step of the case of a request this node received, taken by
+  // `operator_name`: checked (legal from the current state; a refusal only on
+  // grounds the governing instrument leaves open), signed, stored, audited and
+  // queued for delivery to the requesting party. Returns the updated record.
+  absl::StatusOr<v1::RequestRecord> Decide(const std::string& operator_name,
+                                           const std::string& request_id,
+                                           const Decision& decision);
+  // The requested party's signed step of a case this node requested.
+  absl::Status ReceiveTransition(const std::string& peer_party,
+                                 const v1::SignedEnvelope& envelope);
+
   // --- Audit log (docs/audit_log.md). ---
 
   // Peer gossip: checks `their_head` (from the TLS peer `peer_party`) and
@@ -152,6 +173,8 @@ class Node {
   // One round of signing a head (if the log grew) and exchanging heads
   // with every peer.
   void GossipHeads();
+  // Delivers this node's due case transitions, in order per case.
+  void DeliverTransitions();
   v1::AuditEntry Event(v1::AuditEventType type, std::string actor,
                        std::string request_id = "", std::string party = "") const;
   absl::StatusOr<v1::SignedEnvelope> SignHead(AuditWriter& writer) const;
@@ -174,6 +197,7 @@ class Node {
   absl::Mutex mu_;
   std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool kick_ ABSL_GUARDED_BY(mu_) = false;  // Transitions to deliver now.
   std::thread worker_;
   absl::Time last_gossip_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };

@@ -24,6 +24,11 @@ class PeerTransport {
       const std::string& party, const v1::SignedEnvelope& request,
       absl::Duration timeout) = 0;
 
+  // Delivers a signed case transition to `party`. Errors as above.
+  virtual absl::Status DeliverTransition(const std::string& party,
+                                         const v1::SignedEnvelope& transition,
+                                         absl::Duration timeout) = 0;
+
   // Audit log gossip (docs/audit_log.md). Errors as above.
   virtual absl::StatusOr<v1::SignedEnvelope> ExchangeTreeHeads(
       const std::string& party, const v1::SignedEnvelope& our_head, absl::Duration timeout) = 0;

@@ -180,6 +180,22 @@ CREATE TABLE peer_heads (
     R"sql(
 ALTER TABLE requests ADD COLUMN approved_by TEXT NOT NULL DEFAULT '';
 )sql",
+    // 4: cases: state and signed transitions (docs/lifecycle.md).
+    R"sql(
+ALTER TABLE requests ADD COLUMN case_state INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE transitions (
+  request_id         TEXT    NOT NULL,
+  sequence           INTEGER NOT NULL,
+  envelope           BLOB    NOT NULL,
+  outbound           INTEGER NOT NULL,
+  delivered          INTEGER NOT NULL DEFAULT 0,
+  attempts           INTEGER NOT NULL DEFAULT 0,
+  last_error         TEXT    NOT NULL DEFAULT '',
+  next_attempt_at_us INTEGER,
+  PRIMARY KEY (request_id, sequence)
+);
+CREATE INDEX transitions_due ON transitions (outbound, delivered, next_attempt_at_us);
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == SqliteStore::kSchemaVersion,
@@ -188,7 +204,7 @@ static_assert(kMigrationCount == SqliteStore::kSchemaVersion,
 constexpr const char* kColumns =
     "direction, state, request_envelope, receipt_envelope, submitted_by, "
     "stored_at_us, updated_at_us, delivery_attempts, last_error, next_attempt_at_us, "
-    "approved_by";
+    "approved_by, case_state";
 
 int64_t ToMicros(absl::Time t) { return absl::ToUnixMicros(t); }
 
@@ -209,6 +225,7 @@ absl::StatusOr<v1::RequestRecord> ReadRecord(Statement& st) {
   }
   r.set_submitted_by(st.ColumnBytes(4));
   r.set_approved_by(st.ColumnBytes(10));
+  r.set_case_state(static_cast<v1::CaseState>(st.ColumnInt(11)));
   *r.mutable_stored_at() = ToProto(st.ColumnInt(5));
   *r.mutable_updated_at() = ToProto(st.ColumnInt(6));
   r.set_delivery_attempts(static_cast<uint32_t>(st.ColumnInt(7)));
@@ -367,8 +384,8 @@ absl::Status SqliteStore::InsertLocked(const RecordKey& key, const v1::RequestRe
                "INSERT INTO requests (request_id, direction, requesting_party, "
                "requested_party, state, request_envelope, payload_sha256, "
                "receipt_envelope, submitted_by, stored_at_us, updated_at_us, "
-               "delivery_attempts, last_error, next_attempt_at_us) "
-               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+               "delivery_attempts, last_error, next_attempt_at_us, case_state) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   st.Text(key.request_id)
       .Int(r.direction())
       .Text(key.requesting_party)
@@ -391,6 +408,7 @@ absl::Status SqliteStore::InsertLocked(const RecordKey& key, const v1::RequestRe
   } else {
     st.Null();
   }
+  st.Int(r.case_state());
   return st.Run();
 }
 
@@ -561,7 +579,7 @@ absl::Status SqliteStore::MarkDelivered(const std::string& request_id,
   return UpdateOutgoing(
       request_id,
       "UPDATE requests SET state = ?, receipt_envelope = ?, updated_at_us = ?, "
-      "delivery_attempts = delivery_attempts + 1, last_error = '', "
+      "delivery_attempts = delivery_attempts + 1, last_error = '', case_state = 1, "
       "next_attempt_at_us = NULL WHERE request_id = ? AND direction = 1 AND state = ?",
       [&](Statement& st) {
         st.Int(v1::DELIVERED).Blob(receipt.SerializeAsString()).Int(ToMicros(now));
@@ -752,7 +770,116 @@ absl::StatusOr<std::vector<v1::RequestRecord>> SqliteStore::Get(
   Statement st(db_, absl::StrCat("SELECT ", kColumns,
                                  " FROM requests WHERE request_id = ? ORDER BY direction"));
   st.Text(request_id);
-  return ReadAll(st);
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records, ReadAll(st));
+  if (records.empty()) return records;
+  Statement tr(db_, "SELECT envelope FROM transitions WHERE request_id = ? ORDER BY sequence");
+  tr.Text(request_id);
+  std::vector<v1::SignedEnvelope> transitions;
+  while (true) {
+    COMITY_ASSIGN_OR_RETURN(int rc, tr.Step());
+    if (rc == SQLITE_DONE) break;
+    v1::SignedEnvelope env;
+    if (!env.ParseFromString(tr.ColumnBytes(0))) {
+      return absl::DataLossError("a stored transition does not parse");
+    }
+    transitions.push_back(std::move(env));
+  }
+  for (auto& r : records) {
+    for (const auto& t : transitions) *r.add_transitions() = t;
+  }
+  return records;
+}
+
+absl::Status SqliteStore::AppendTransition(const std::string& request_id, v1::Direction row,
+                                           const v1::Transition& t,
+                                           const v1::SignedEnvelope& signed_transition,
+                                           bool outbound, absl::Time now, const AuditFn& audit) {
+  absl::MutexLock lock(&mu_);
+  return InTransaction([&](Writer& w) -> absl::Status {
+    Statement cur(db_,
+                  "SELECT case_state, (SELECT COALESCE(MAX(sequence), 0) FROM transitions "
+                  "WHERE request_id = ?1) FROM requests WHERE request_id = ?1 AND direction = ?2");
+    cur.Text(request_id).Int(row);
+    COMITY_ASSIGN_OR_RETURN(int rc, cur.Step());
+    if (rc != SQLITE_ROW) {
+      return absl::NotFoundError(absl::StrCat("no request ", request_id, " on this node"));
+    }
+    const int64_t state = cur.ColumnInt(0);
+    const int64_t last = cur.ColumnInt(1);
+    if (static_cast<int64_t>(t.sequence()) != last + 1 || state != t.from_state()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "transition ", t.sequence(), " (", v1::CaseState_Name(t.from_state()), " -> ",
+          v1::CaseState_Name(t.to_state()), ") does not follow the case as stored here: step ",
+          last, ", state ", v1::CaseState_Name(static_cast<v1::CaseState>(state))));
+    }
+    Statement ins(db_,
+                  "INSERT INTO transitions (request_id, sequence, envelope, outbound, "
+                  "next_attempt_at_us) VALUES (?, ?, ?, ?, ?)");
+    ins.Text(request_id)
+        .Int(t.sequence())
+        .Blob(signed_transition.SerializeAsString())
+        .Int(outbound ? 1 : 0);
+    if (outbound) {
+      ins.Int(ToMicros(now));
+    } else {
+      ins.Null();
+    }
+    COMITY_RETURN_IF_ERROR(ins.Run());
+    Statement upd(db_,
+                  "UPDATE requests SET case_state = ?, updated_at_us = ? WHERE request_id = ? "
+                  "AND direction = ?");
+    COMITY_RETURN_IF_ERROR(
+        upd.Int(t.to_state()).Int(ToMicros(now)).Text(request_id).Int(row).Run());
+    return audit ? audit(w) : absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<PendingTransition>> SqliteStore::DueTransitions(absl::Time now,
+                                                                           int limit) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_,
+               "SELECT request_id, sequence, envelope, attempts FROM transitions WHERE "
+               "outbound = 1 AND delivered = 0 AND next_attempt_at_us <= ? "
+               "ORDER BY request_id, sequence LIMIT ?");
+  st.Int(ToMicros(now)).Int(limit);
+  std::vector<PendingTransition> out;
+  while (true) {
+    COMITY_ASSIGN_OR_RETURN(int rc, st.Step());
+    if (rc == SQLITE_DONE) break;
+    PendingTransition p;
+    p.request_id = st.ColumnBytes(0);
+    p.sequence = static_cast<uint32_t>(st.ColumnInt(1));
+    if (!p.envelope.ParseFromString(st.ColumnBytes(2))) {
+      return absl::DataLossError("a stored transition does not parse");
+    }
+    p.attempts = static_cast<uint32_t>(st.ColumnInt(3));
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+absl::Status SqliteStore::MarkTransitionDelivered(const std::string& request_id,
+                                                  uint32_t sequence, const AuditFn& audit) {
+  absl::MutexLock lock(&mu_);
+  return InTransaction([&](Writer& w) -> absl::Status {
+    Statement st(db_,
+                 "UPDATE transitions SET delivered = 1, attempts = attempts + 1, "
+                 "last_error = '', next_attempt_at_us = NULL WHERE request_id = ? AND "
+                 "sequence = ? AND outbound = 1 AND delivered = 0");
+    COMITY_RETURN_IF_ERROR(st.Text(request_id).Int(sequence).Run());
+    if (sqlite3_changes(db_) != 1) return absl::OkStatus();  // Already delivered.
+    return audit ? audit(w) : absl::OkStatus();
+  });
+}
+
+absl::Status SqliteStore::MarkTransitionFailed(const std::string& request_id,
+                                               uint32_t sequence, const std::string& error,
+                                               absl::Time next_attempt_at) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_,
+               "UPDATE transitions SET attempts = attempts + 1, last_error = ?, "
+               "next_attempt_at_us = ? WHERE request_id = ? AND sequence = ? AND outbound = 1");
+  return st.Text(error).Int(ToMicros(next_attempt_at)).Text(request_id).Int(sequence).Run();
 }
 
 absl::StatusOr<std::vector<v1::RequestRecord>> SqliteStore::List(v1::Direction direction,

@@ -30,7 +30,7 @@ class Statement;
 class SqliteStore final : public Store {
  public:
   // The schema version this build writes.
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   // Opens (creating if needed) the database at `path` and migrates it.
   // FailedPrecondition if the file was written by a newer version.
@@ -55,6 +55,17 @@ class SqliteStore final : public Store {
   absl::Status MarkRejected(const std::string& request_id, const std::string& error,
                             absl::Time now, const AuditFn& audit = nullptr) override;
   absl::StatusOr<std::vector<v1::RequestRecord>> Get(const std::string& request_id) override;
+  absl::Status AppendTransition(const std::string& request_id, v1::Direction row,
+                                const v1::Transition& transition,
+                                const v1::SignedEnvelope& signed_transition, bool outbound,
+                                absl::Time now, const AuditFn& audit = nullptr) override;
+  absl::StatusOr<std::vector<PendingTransition>> DueTransitions(absl::Time now,
+                                                                int limit) override;
+  absl::Status MarkTransitionDelivered(const std::string& request_id, uint32_t sequence,
+                                       const AuditFn& audit = nullptr) override;
+  absl::Status MarkTransitionFailed(const std::string& request_id, uint32_t sequence,
+                                    const std::string& error,
+                                    absl::Time next_attempt_at) override;
   absl::StatusOr<std::vector<v1::RequestRecord>> List(v1::Direction direction,
                                                       int limit) override;
   absl::StatusOr<std::vector<v1::RequestRecord>> DueForDelivery(absl::Time now,

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "comity/v1/audit.pb.h"
+#include "comity/v1/case.pb.h"
 #include "comity/v1/envelope.pb.h"
 #include "comity/v1/record.pb.h"
 #include "server/audit/verifier.h"
@@ -48,6 +49,13 @@ class AuditWriter {
 
 // Writes audit entries for a change; nullptr for none.
 using AuditFn = std::function<absl::Status(AuditWriter&)>;
+
+struct PendingTransition {
+  std::string request_id;
+  uint32_t sequence = 0;
+  v1::SignedEnvelope envelope;
+  uint32_t attempts = 0;
+};
 
 struct StoredTreeHead {
   v1::TreeHead head;
@@ -136,7 +144,30 @@ class Store {
       const std::string& party) = 0;
   virtual absl::Status PutPeerHead(const std::string& party, const StoredTreeHead& head) = 0;
 
-  // Every record with this id (at most one per direction). Empty if none.
+  // --- Cases (docs/lifecycle.md). ---
+
+  // Appends a signed transition to the case of the request's `row` and
+  // moves its state, atomically; FailedPrecondition unless the transition
+  // is the next step (sequence) from the stored state. `outbound`: made by
+  // this node, to be delivered to the other party.
+  virtual absl::Status AppendTransition(const std::string& request_id, v1::Direction row,
+                                        const v1::Transition& transition,
+                                        const v1::SignedEnvelope& signed_transition,
+                                        bool outbound, absl::Time now,
+                                        const AuditFn& audit = nullptr) = 0;
+  // This node's transitions not yet acknowledged by the other party, due
+  // now, in case and sequence order.
+  virtual absl::StatusOr<std::vector<PendingTransition>> DueTransitions(absl::Time now,
+                                                                        int limit) = 0;
+  virtual absl::Status MarkTransitionDelivered(const std::string& request_id,
+                                               uint32_t sequence,
+                                               const AuditFn& audit = nullptr) = 0;
+  virtual absl::Status MarkTransitionFailed(const std::string& request_id, uint32_t sequence,
+                                            const std::string& error,
+                                            absl::Time next_attempt_at) = 0;
+
+  // Every record with this id (at most one per direction), with the case's
+  // transitions. Empty if none.
   virtual absl::StatusOr<std::vector<v1::RequestRecord>> Get(
       const std::string& request_id) = 0;
 

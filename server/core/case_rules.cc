@@ -1,0 +1,108 @@
+#include "server/core/case_rules.h"
+
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace comity {
+namespace {
+
+using v1::CaseAction;
+using v1::CaseState;
+
+struct Move {
+  CaseAction action;
+  std::vector<CaseState> from;
+  CaseState to;
+};
+
+const std::vector<Move>& Moves() {
+  static const auto* moves = new std::vector<Move>{
+      {v1::ACKNOWLEDGE, {v1::CASE_DELIVERED}, v1::CASE_ACKNOWLEDGED},
+      {v1::START_REVIEW,
+       {v1::CASE_DELIVERED, v1::CASE_ACKNOWLEDGED, v1::CASE_POSTPONED, v1::CASE_INFO_REQUESTED},
+       v1::CASE_UNDER_REVIEW},
+      {v1::ACCEPT, {v1::CASE_DELIVERED, v1::CASE_ACKNOWLEDGED, v1::CASE_UNDER_REVIEW},
+       v1::CASE_ACCEPTED},
+      {v1::REFUSE,
+       {v1::CASE_DELIVERED, v1::CASE_ACKNOWLEDGED, v1::CASE_UNDER_REVIEW, v1::CASE_POSTPONED,
+        v1::CASE_INFO_REQUESTED},
+       v1::CASE_REFUSED},
+      {v1::POSTPONE, {v1::CASE_ACKNOWLEDGED, v1::CASE_UNDER_REVIEW, v1::CASE_ACCEPTED},
+       v1::CASE_POSTPONED},
+      {v1::REQUEST_INFO, {v1::CASE_ACKNOWLEDGED, v1::CASE_UNDER_REVIEW}, v1::CASE_INFO_REQUESTED},
+      // RESPOND's target depends on final_response; see NextCaseState.
+      {v1::RESPOND, {v1::CASE_ACCEPTED, v1::CASE_PARTLY_EXECUTED}, v1::CASE_EXECUTED},
+      {v1::CLOSE, {v1::CASE_EXECUTED, v1::CASE_REFUSED, v1::CASE_WITHDRAWN}, v1::CASE_CLOSED},
+  };
+  return *moves;
+}
+
+std::string Name(CaseState s) { return v1::CaseState_Name(s); }
+
+}  // namespace
+
+absl::StatusOr<CaseState> NextCaseState(CaseState from, CaseAction action,
+                                        bool final_response) {
+  for (const Move& m : Moves()) {
+    if (m.action != action) continue;
+    if (std::find(m.from.begin(), m.from.end(), from) == m.from.end()) break;
+    if (action == v1::RESPOND && !final_response) return v1::CASE_PARTLY_EXECUTED;
+    return m.to;
+  }
+  std::vector<std::string> allowed;
+  for (const Move& m : Moves()) {
+    if (std::find(m.from.begin(), m.from.end(), from) != m.from.end()) {
+      allowed.push_back(v1::CaseAction_Name(m.action));
+    }
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      v1::CaseAction_Name(action), " is not allowed in state ", Name(from), "; allowed: ",
+      allowed.empty() ? "none (the case is closed)" : absl::StrJoin(allowed, ", ")));
+}
+
+bool IsFinalCaseState(CaseState state) {
+  return state == v1::CASE_EXECUTED || state == v1::CASE_REFUSED ||
+         state == v1::CASE_WITHDRAWN || state == v1::CASE_CLOSED;
+}
+
+absl::Status CheckRefusal(const v1::Assessment& assessment, v1::AssistanceType type,
+                          const std::vector<v1::RefusalGround>& grounds,
+                          const std::string& reasons, std::vector<std::string>* open_duties) {
+  if (grounds.empty()) {
+    return absl::FailedPreconditionError(
+        "a refusal must cite at least one ground (e.g. --ground ESSENTIAL_INTERESTS)");
+  }
+  if (reasons.empty()) {
+    return absl::FailedPreconditionError(
+        "a refusal must give its reasons to the requesting party (ETS185 Art 27(7)); add "
+        "--reasons");
+  }
+  if (assessment.obligation() == v1::BINDING) {
+    std::vector<std::string> open;
+    for (int g : assessment.refusal_grounds()) {
+      open.push_back(v1::RefusalGround_Name(static_cast<v1::RefusalGround>(g)));
+    }
+    for (v1::RefusalGround g : grounds) {
+      if (std::find(assessment.refusal_grounds().begin(), assessment.refusal_grounds().end(),
+                    g) == assessment.refusal_grounds().end()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the request is BINDING under ", assessment.instrument(), " (",
+            absl::StrJoin(assessment.basis(), "; "), ") and ", v1::RefusalGround_Name(g),
+            " is not a ground it leaves open for it; open grounds: ",
+            open.empty() ? "none" : absl::StrJoin(open, ", ")));
+      }
+    }
+  }
+  if (type == v1::EXTRADITION && grounds.size() == 1 && grounds[0] == v1::NATIONALITY) {
+    open_duties->push_back(
+        "ETS185 Art 24(6): extradition refused solely on nationality: at the requesting "
+        "party's request, submit the case to the competent authorities for prosecution and "
+        "report the final outcome");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace comity

@@ -1,0 +1,38 @@
+// The rules of a case (docs/lifecycle.md): which action may follow which
+// state, and which refusals the governing instrument allows. Pure functions.
+#ifndef COMITY_SERVER_CORE_CASE_RULES_H_
+#define COMITY_SERVER_CORE_CASE_RULES_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "comity/v1/assessment.pb.h"
+#include "comity/v1/case.pb.h"
+#include "comity/v1/request.pb.h"
+
+namespace comity {
+
+// The state `action` leads to from `from` (for RESPOND, `final_response`
+// chooses PARTLY_EXECUTED or EXECUTED). FailedPrecondition naming the
+// actions allowed from `from` if the move is illegal.
+absl::StatusOr<v1::CaseState> NextCaseState(v1::CaseState from, v1::CaseAction action,
+                                            bool final_response);
+
+// True for states no decision leaves but CLOSE (or none, for CLOSED).
+bool IsFinalCaseState(v1::CaseState state);
+
+// Checks a refusal against the requested party's own assessment of the
+// request: at least one ground; for a BINDING request every ground must be
+// one the governing instrument leaves open (e.g. not FISCAL_OFFENCE for an
+// Art 2-11 offence, ETS185 Art 25(4)); reasons are required (Art 27(7)).
+// Fills `open_duties` with the duties the refusal opens (Art 24(6) when
+// extradition is refused on nationality alone). FailedPrecondition with the
+// basis otherwise.
+absl::Status CheckRefusal(const v1::Assessment& assessment, v1::AssistanceType type,
+                          const std::vector<v1::RefusalGround>& grounds,
+                          const std::string& reasons, std::vector<std::string>* open_duties);
+
+}  // namespace comity
+
+#endif  // COMITY_SERVER_CORE_CASE_RULES_H_

@@ -1,0 +1,167 @@
+// A case end to end: decisions by the requested party, signed, delivered
+// and applied by the requesting party, so both nodes hold the same case.
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/core/envelope.h"
+#include "tests/testing/e2e_helpers.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/test_network.h"
+
+namespace comity {
+namespace {
+
+using ::comity::testing::Cli;
+using ::comity::testing::CliResult;
+using ::comity::testing::IsOk;
+using ::comity::testing::ParseJson;
+using ::testing::HasSubstr;
+
+class CaseE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    net_ = std::make_unique<testing::TestNetwork>(std::vector<std::string>{"FR", "JP"});
+    ASSERT_THAT(net_->Start("FR"), IsOk());
+    ASSERT_THAT(net_->Start("JP"), IsOk());
+  }
+  std::string Submit(const std::string& type, const std::string& offence) {
+    CliResult r = Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "submit", "--to",
+                       "JP", "--type", type, "--offence", offence, "--penalty-months", "60",
+                       "--authority", "Parquet de Paris", "--facts", "ransomware",
+                       "--data-sought", "logs", "--relation", "C2", "--custodian", "Hosting KK",
+                       "--necessity", "rotation", "--intent-mla", "--json"});
+    EXPECT_EQ(r.code, 0) << r.err;
+    std::string id = ParseJson(r.out).fields().at("id").string_value();
+    if (ParseJson(r.out).fields().at("state").string_value() == "AWAITING_APPROVAL") {
+      CliResult ok = Cli({"--connect", net_->ClientConfigPath("FR", "bob"), "approve", id});
+      EXPECT_EQ(ok.code, 0) << ok.err;
+    }
+    return id;
+  }
+  CliResult Jp(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--connect", net_->ClientConfigPath("JP", "bob")});
+    return Cli(args);
+  }
+  v1::CaseState CaseState(const std::string& party, const std::string& id) {
+    auto records = net_->server(party)->node()->Get(id);
+    return records.ok() ? (*records)[0].case_state() : v1::CASE_STATE_UNSPECIFIED;
+  }
+  // Waits until the requesting node holds the case in `state`.
+  bool FranceSees(const std::string& id, v1::CaseState state) {
+    for (int i = 0; i < 200; ++i) {
+      if (CaseState("FR", id) == state) return true;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return false;
+  }
+  std::unique_ptr<testing::TestNetwork> net_;
+};
+
+TEST_F(CaseE2eTest, AFullCaseConvergesOnBothNodes) {
+  std::string id = Submit("PRESERVATION", "DATA_INTERFERENCE");
+  EXPECT_EQ(CaseState("FR", id), v1::CASE_DELIVERED);
+  EXPECT_EQ(CaseState("JP", id), v1::CASE_DELIVERED);
+  struct Step {
+    std::vector<std::string> args;
+    v1::CaseState state;
+  };
+  const Step steps[] = {
+      {{"ack", id}, v1::CASE_ACKNOWLEDGED},
+      {{"review", id}, v1::CASE_UNDER_REVIEW},
+      {{"accept", id}, v1::CASE_ACCEPTED},
+      {{"respond", id, "--text", "preserved: 3 log files, 2.1 GB, until 2027-01-25"},
+       v1::CASE_PARTLY_EXECUTED},
+      {{"respond", id, "--text", "preservation confirmed for 90 days", "--final"},
+       v1::CASE_EXECUTED},
+      {{"close", id}, v1::CASE_CLOSED},
+  };
+  for (const Step& s : steps) {
+    CliResult r = Jp(s.args);
+    ASSERT_EQ(r.code, 0) << s.args[0] << ": " << r.err;
+    EXPECT_EQ(CaseState("JP", id), s.state);
+    EXPECT_TRUE(FranceSees(id, s.state)) << s.args[0];
+  }
+  // The same signed chain on both sides, every step verified.
+  auto fr = net_->server("FR")->node()->Get(id);
+  auto jp = net_->server("JP")->node()->Get(id);
+  ASSERT_EQ((*fr)[0].transitions_size(), 6);
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ((*fr)[0].transitions(i).SerializeAsString(),
+              (*jp)[0].transitions(i).SerializeAsString());
+  }
+  CliResult show = Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "show", id});
+  EXPECT_THAT(show.out, HasSubstr("case:      CASE_CLOSED"));
+  EXPECT_THAT(show.out, HasSubstr("6. CLOSE -> CASE_CLOSED by JP (bob)"));
+  EXPECT_THAT(show.out, ::testing::Not(HasSubstr("FAILED")));
+  // Both audit logs record every step.
+  CliResult jp_log = Cli({"--connect", net_->ClientConfigPath("JP", "carol"), "audit", "log",
+                          "--request", id, "--type", "CASE_DECIDED"});
+  EXPECT_THAT(jp_log.out, HasSubstr("(6 of"));
+  CliResult fr_log = Cli({"--connect", net_->ClientConfigPath("FR", "carol"), "audit", "log",
+                          "--request", id, "--type", "CASE_UPDATED"});
+  EXPECT_THAT(fr_log.out, HasSubstr("(6 of"));
+}
+
+TEST_F(CaseE2eTest, RefusalOnAnOpenGroundIsRecordedWithItsReasons) {
+  std::string id = Submit("PRESERVATION", "DATA_INTERFERENCE");
+  CliResult r = Jp({"refuse", id, "--ground", "ESSENTIAL_INTERESTS", "--reasons",
+                    "the server belongs to a state agency", "--consultation",
+                    "consulted FR's central authority on 2026-11-20"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(FranceSees(id, v1::CASE_REFUSED));
+  CliResult show = Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "show", id});
+  EXPECT_THAT(show.out, HasSubstr("grounds: ESSENTIAL_INTERESTS"));
+  EXPECT_THAT(show.out, HasSubstr("reasons: the server belongs to a state agency"));
+  EXPECT_THAT(show.out, HasSubstr("consultation: consulted FR's central authority"));
+}
+
+TEST_F(CaseE2eTest, ABindingRequestCannotBeRefusedOnAGroundTheTreatyExcludes) {
+  // Mutual assistance for an Art 2-11 offence: not refusable as fiscal
+  // (ETS185 Art 25(4)).
+  std::string id = Submit("MUTUAL_ASSISTANCE", "DATA_INTERFERENCE");
+  CliResult r = Jp({"refuse", id, "--ground", "FISCAL_OFFENCE", "--reasons", "tax matter"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("FISCAL_OFFENCE is not a ground it leaves open"));
+  EXPECT_EQ(CaseState("JP", id), v1::CASE_DELIVERED);
+  CliResult no_reasons = Jp({"refuse", id, "--ground", "ESSENTIAL_INTERESTS"});
+  EXPECT_EQ(no_reasons.code, 1);
+  EXPECT_THAT(no_reasons.err, HasSubstr("Art 27(7)"));
+}
+
+TEST_F(CaseE2eTest, IllegalStepsAndWrongSidesAreRefused) {
+  std::string id = Submit("PRESERVATION", "DATA_INTERFERENCE");
+  CliResult early = Jp({"respond", id, "--text", "here", "--final"});
+  EXPECT_EQ(early.code, 1);
+  EXPECT_THAT(early.err, HasSubstr("RESPOND is not allowed in state CASE_DELIVERED"));
+  // The requesting party does not decide on its own request.
+  CliResult fr = Cli({"--connect", net_->ClientConfigPath("FR", "bob"), "accept", id});
+  EXPECT_EQ(fr.code, 1);
+  EXPECT_THAT(fr.err, HasSubstr("only the requested party decides"));
+  // Deciding needs the reviewer role.
+  CliResult carol = Cli({"--connect", net_->ClientConfigPath("JP", "carol"), "accept", id});
+  EXPECT_EQ(carol.code, 1);
+  EXPECT_THAT(carol.err, HasSubstr("lacks the reviewer role"));
+}
+
+TEST_F(CaseE2eTest, ExtraditionRefusedOnNationalityOpensTheDutyToProsecute) {
+  std::string id = Submit("EXTRADITION", "ILLEGAL_ACCESS");
+  CliResult r = Jp({"refuse", id, "--ground", "NATIONALITY", "--reasons",
+                    "the person is a national of JP"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("open duty: ETS185 Art 24(6)"));
+  EXPECT_TRUE(FranceSees(id, v1::CASE_REFUSED));
+}
+
+TEST_F(CaseE2eTest, StepsReachARequesterThatWasDownInOrder) {
+  std::string id = Submit("PRESERVATION", "DATA_INTERFERENCE");
+  net_->Stop("FR");
+  ASSERT_EQ(Jp({"ack", id}).code, 0);
+  ASSERT_EQ(Jp({"accept", id}).code, 0);
+  ASSERT_THAT(net_->Start("FR"), IsOk());
+  EXPECT_TRUE(FranceSees(id, v1::CASE_ACCEPTED));
+  auto fr = net_->server("FR")->node()->Get(id);
+  EXPECT_EQ((*fr)[0].transitions_size(), 2);
+}
+
+}  // namespace
+}  // namespace comity
