@@ -60,6 +60,10 @@ commands:
       A step of the case of a request this node received (reviewer role), signed and
       delivered to the requesting party. A refusal must cite grounds the governing
       instrument leaves open (comity show ID) and give --reasons (ETS185 Art 27(7)).
+  withdraw|answer|close ID [--text TEXT]
+      A step of the case of a request this node sent (submitter role): withdraw it,
+      answer a request for information, close a finished case. Signed, and numbered
+      into the case by the requested party at once (it must be reachable).
   list [--sent | --received] [--limit N]
       Requests this node sent or received, newest first, with their state.
   show ID
@@ -120,7 +124,8 @@ v1::CaseAction CaseActionFor(const std::string& command) {
   static const auto* actions = new std::map<std::string, v1::CaseAction>{
       {"ack", v1::ACKNOWLEDGE},     {"review", v1::START_REVIEW}, {"accept", v1::ACCEPT},
       {"refuse", v1::REFUSE},       {"postpone", v1::POSTPONE},   {"ask", v1::REQUEST_INFO},
-      {"respond", v1::RESPOND},     {"close", v1::CLOSE}};
+      {"respond", v1::RESPOND},     {"close", v1::CLOSE},         {"withdraw", v1::WITHDRAW},
+      {"answer", v1::PROVIDE_INFO}};
   auto it = actions->find(command);
   return it == actions->end() ? v1::CASE_ACTION_UNSPECIFIED : it->second;
 }
@@ -445,7 +450,8 @@ int Cli::Run(const std::vector<std::string>& args) {
   } else {
     return Fail({kExitUsage, absl::StrCat("unknown command '", command,
                                           "'; commands: submit, approve, inbox, list, show, ack, review, accept, refuse, "
-                                          "postpone, ask, respond, close, audit, treaty, help")});
+                                          "postpone, ask, respond, close, withdraw, answer, audit, treaty, "
+                                          "help")});
   }
   absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, spec);
   if (!parsed.ok()) {
@@ -617,8 +623,11 @@ int Cli::Decide(const ParsedArgs& args, v1::CaseAction action) {
     PrintJson(Obj(std::move(s)));
   } else {
     out_ << "request " << req.id() << " is now " << v1::CaseState_Name(r.case_state())
-         << " (step " << last.sequence() << ", signed; delivered to the requesting party "
-         << "in the background)\n";
+         << " (step " << last.sequence() << ", signed"
+         << (r.direction() == v1::INCOMING
+                 ? "; delivered to the requesting party in the background)"
+                 : " by both parties)")
+         << "\n";
     for (const auto& duty : last.open_duties()) out_ << "open duty: " << duty << "\n";
   }
   return kExitOk;

@@ -32,10 +32,16 @@ const std::vector<Move>& Moves() {
        v1::CASE_REFUSED},
       {v1::POSTPONE, {v1::CASE_ACKNOWLEDGED, v1::CASE_UNDER_REVIEW, v1::CASE_ACCEPTED},
        v1::CASE_POSTPONED},
-      {v1::REQUEST_INFO, {v1::CASE_ACKNOWLEDGED, v1::CASE_UNDER_REVIEW}, v1::CASE_INFO_REQUESTED},
+      {v1::REQUEST_INFO, {v1::CASE_DELIVERED, v1::CASE_ACKNOWLEDGED, v1::CASE_UNDER_REVIEW},
+       v1::CASE_INFO_REQUESTED},
       // RESPOND's target depends on final_response; see NextCaseState.
       {v1::RESPOND, {v1::CASE_ACCEPTED, v1::CASE_PARTLY_EXECUTED}, v1::CASE_EXECUTED},
       {v1::CLOSE, {v1::CASE_EXECUTED, v1::CASE_REFUSED, v1::CASE_WITHDRAWN}, v1::CASE_CLOSED},
+      {v1::WITHDRAW,
+       {v1::CASE_DELIVERED, v1::CASE_ACKNOWLEDGED, v1::CASE_UNDER_REVIEW, v1::CASE_ACCEPTED,
+        v1::CASE_PARTLY_EXECUTED, v1::CASE_POSTPONED, v1::CASE_INFO_REQUESTED},
+       v1::CASE_WITHDRAWN},
+      {v1::PROVIDE_INFO, {v1::CASE_INFO_REQUESTED}, v1::CASE_UNDER_REVIEW},
   };
   return *moves;
 }
@@ -61,6 +67,15 @@ absl::StatusOr<CaseState> NextCaseState(CaseState from, CaseAction action,
   return absl::FailedPreconditionError(absl::StrCat(
       v1::CaseAction_Name(action), " is not allowed in state ", Name(from), "; allowed: ",
       allowed.empty() ? "none (the case is closed)" : absl::StrJoin(allowed, ", ")));
+}
+
+bool IsRequesterAction(CaseAction action) {
+  return action == v1::WITHDRAW || action == v1::PROVIDE_INFO || action == v1::CLOSE;
+}
+
+bool IsRequestedAction(CaseAction action) {
+  return action != v1::WITHDRAW && action != v1::PROVIDE_INFO &&
+         action != v1::CASE_ACTION_UNSPECIFIED;
 }
 
 bool IsFinalCaseState(CaseState state) {

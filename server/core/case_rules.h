@@ -19,6 +19,12 @@ namespace comity {
 absl::StatusOr<v1::CaseState> NextCaseState(v1::CaseState from, v1::CaseAction action,
                                             bool final_response);
 
+// Who may take an action: the requesting party withdraws, provides
+// information and closes; the requested party decides everything else (and
+// may close too).
+bool IsRequesterAction(v1::CaseAction action);
+bool IsRequestedAction(v1::CaseAction action);
+
 // True for states no decision leaves but CLOSE (or none, for CLOSED).
 bool IsFinalCaseState(v1::CaseState state);
 

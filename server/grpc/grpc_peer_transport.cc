@@ -71,6 +71,20 @@ absl::Status GrpcPeerTransport::DeliverTransition(const std::string& party,
   return status.ok() ? absl::OkStatus() : PeerError(party, status);
 }
 
+absl::StatusOr<v1::SignedEnvelope> GrpcPeerTransport::ProposeTransition(
+    const std::string& party, const v1::SignedEnvelope& proposal, absl::Duration timeout) {
+  auto stub = StubFor(party);
+  if (!stub.ok()) return stub.status();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  v1::ProposeTransitionRequest req;
+  *req.mutable_proposal() = proposal;
+  v1::ProposeTransitionResponse resp;
+  grpc::Status status = (*stub)->ProposeTransition(&ctx, req, &resp);
+  if (!status.ok()) return PeerError(party, status);
+  return std::move(*resp.mutable_transition());
+}
+
 absl::StatusOr<v1::SignedEnvelope> GrpcPeerTransport::ExchangeTreeHeads(
     const std::string& party, const v1::SignedEnvelope& our_head, absl::Duration timeout) {
   auto stub = StubFor(party);

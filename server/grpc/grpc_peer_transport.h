@@ -24,6 +24,9 @@ class GrpcPeerTransport final : public PeerTransport {
                                                     absl::Duration timeout) override;
   absl::Status DeliverTransition(const std::string& party, const v1::SignedEnvelope& transition,
                                  absl::Duration timeout) override;
+  absl::StatusOr<v1::SignedEnvelope> ProposeTransition(const std::string& party,
+                                                       const v1::SignedEnvelope& proposal,
+                                                       absl::Duration timeout) override;
   absl::StatusOr<v1::SignedEnvelope> ExchangeTreeHeads(const std::string& party,
                                                        const v1::SignedEnvelope& our_head,
                                                        absl::Duration timeout) override;

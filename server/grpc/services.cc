@@ -95,6 +95,16 @@ grpc::ServerUnaryReactor* PeerServiceImpl::DeliverTransition(
   return Done(ctx, st);
 }
 
+grpc::ServerUnaryReactor* PeerServiceImpl::ProposeTransition(
+    grpc::CallbackServerContext* ctx, const v1::ProposeTransitionRequest* request,
+    v1::ProposeTransitionResponse* response) {
+  auto peer = Authenticate(ctx, "ProposeTransition");
+  if (!peer.ok()) return Done(ctx, peer.status());
+  auto transition = node_->SequenceProposal(*peer, request->proposal());
+  if (transition.ok()) *response->mutable_transition() = *std::move(transition);
+  return Done(ctx, transition.status());
+}
+
 grpc::ServerUnaryReactor* PeerServiceImpl::ExchangeTreeHeads(
     grpc::CallbackServerContext* ctx, const v1::ExchangeTreeHeadsRequest* request,
     v1::ExchangeTreeHeadsResponse* response) {
@@ -192,7 +202,7 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::ApproveRequest(
 grpc::ServerUnaryReactor* OperatorServiceImpl::DecideRequest(
     grpc::CallbackServerContext* ctx, const v1::DecideRequestRequest* request,
     v1::DecideRequestResponse* response) {
-  auto op = AuthenticateOperatorCall(node_, ctx, "DecideRequest", {"reviewer"});
+  auto op = AuthenticateOperatorCall(node_, ctx, "DecideRequest", {"reviewer", "submitter"});
   if (!op.ok()) return Done(ctx, op.status());
   Node::Decision d;
   d.action = request->action();
@@ -203,7 +213,11 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::DecideRequest(
   d.consultation = request->consultation();
   d.text = request->text();
   d.final_response = request->final_response();
-  auto record = node_->Decide(op->operator_name, request->id(), d);
+  auto record = node_->Act(*op, request->id(), d);
+  if (absl::IsPermissionDenied(record.status())) {
+    node_->RecordAuthFailure("operator:" + op->operator_name,
+                             absl::StrCat("DecideRequest: ", record.status().message()));
+  }
   if (record.ok()) *response->mutable_record() = *std::move(record);
   return Done(ctx, record.status());
 }

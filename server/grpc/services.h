@@ -23,6 +23,9 @@ class PeerServiceImpl final : public v1::PeerService::CallbackService {
   grpc::ServerUnaryReactor* DeliverTransition(grpc::CallbackServerContext* ctx,
                                               const v1::DeliverTransitionRequest* request,
                                               v1::DeliverTransitionResponse* response) override;
+  grpc::ServerUnaryReactor* ProposeTransition(grpc::CallbackServerContext* ctx,
+                                              const v1::ProposeTransitionRequest* request,
+                                              v1::ProposeTransitionResponse* response) override;
   grpc::ServerUnaryReactor* ExchangeTreeHeads(grpc::CallbackServerContext* ctx,
                                               const v1::ExchangeTreeHeadsRequest* request,
                                               v1::ExchangeTreeHeadsResponse* response) override;

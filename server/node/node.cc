@@ -691,6 +691,26 @@ const v1::RequestRecord* Row(const std::vector<v1::RequestRecord>& records,
 
 }  // namespace
 
+absl::StatusOr<v1::RequestRecord> Node::Act(const CertIdentity& op,
+                                            const std::string& request_id,
+                                            const Decision& d) {
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records, Get(request_id));
+  if (Row(records, v1::INCOMING) != nullptr) {
+    if (!op.HasRole("reviewer")) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "operator ", op.operator_name, " lacks the reviewer role needed to decide on a "
+          "received request"));
+    }
+    return Decide(op.operator_name, request_id, d);
+  }
+  if (!op.HasRole("submitter")) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "operator ", op.operator_name, " lacks the submitter role needed to act on a sent "
+        "request"));
+  }
+  return Propose(op.operator_name, request_id, d);
+}
+
 absl::StatusOr<v1::RequestRecord> Node::Decide(const std::string& operator_name,
                                                const std::string& request_id,
                                                const Decision& d) {
@@ -701,14 +721,16 @@ absl::StatusOr<v1::RequestRecord> Node::Decide(const std::string& operator_name,
         "request ", request_id, " was sent by this node: only the requested party decides on "
                                 "a request"));
   }
+  if (!IsRequestedAction(d.action)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("only the requesting party can ", v1::CaseAction_Name(d.action)));
+  }
   v1::RequestBody body;
   v1::Receipt receipt;
   if (!body.ParseFromString(row->request().payload()) ||
       !receipt.ParseFromString(row->receipt().payload())) {
     return absl::DataLossError("the stored request or receipt does not parse");
   }
-  COMITY_ASSIGN_OR_RETURN(v1::CaseState to,
-                          NextCaseState(row->case_state(), d.action, d.final_response));
   std::vector<std::string> duties;
   switch (d.action) {
     case v1::REFUSE:
@@ -733,15 +755,26 @@ absl::StatusOr<v1::RequestRecord> Node::Decide(const std::string& operator_name,
   if (d.action != v1::REFUSE && !d.refusal_grounds.empty()) {
     return absl::InvalidArgumentError("refusal grounds go only with REFUSE");
   }
+  COMITY_RETURN_IF_ERROR(
+      AppendStep(*row, body, receipt, d, party(), operator_name, duties, nullptr).status());
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> now_stored, Get(request_id));
+  return *Row(now_stored, v1::INCOMING);
+}
 
+absl::StatusOr<v1::SignedEnvelope> Node::AppendStep(
+    const v1::RequestRecord& row, const v1::RequestBody& body, const v1::Receipt& receipt,
+    const Decision& d, const std::string& decided_by, const std::string& operator_name,
+    const std::vector<std::string>& duties, const v1::SignedEnvelope* proposal) {
+  COMITY_ASSIGN_OR_RETURN(v1::CaseState to,
+                          NextCaseState(row.case_state(), d.action, d.final_response));
   v1::Transition t;
-  t.set_request_id(request_id);
-  t.set_sequence(static_cast<uint32_t>(row->transitions_size()) + 1);
-  t.set_previous_sha256(ChainHead(*row));
+  t.set_request_id(body.id());
+  t.set_sequence(static_cast<uint32_t>(row.transitions_size()) + 1);
+  t.set_previous_sha256(ChainHead(row));
   t.set_action(d.action);
-  t.set_from_state(row->case_state());
+  t.set_from_state(row.case_state());
   t.set_to_state(to);
-  t.set_party(party());
+  t.set_party(decided_by);
   t.set_operator_name(operator_name);
   t.set_time_unix_micros(absl::ToUnixMicros(clock_->Now()));
   for (v1::RefusalGround g : d.refusal_grounds) t.add_refusal_grounds(g);
@@ -749,17 +782,22 @@ absl::StatusOr<v1::RequestRecord> Node::Decide(const std::string& operator_name,
   t.set_consultation(d.consultation);
   t.set_text(d.text);
   t.set_final_response(d.final_response);
-  for (auto& duty : duties) t.add_open_duties(duty);
+  for (const auto& duty : duties) t.add_open_duties(duty);
+  if (proposal != nullptr) *t.mutable_proposal() = *proposal;
   COMITY_ASSIGN_OR_RETURN(
       v1::SignedEnvelope env,
       SignEnvelope(kTransitionPayloadType, SerializeDeterministic(t), party(),
                    setup_->config.signing_key().key_id(), *setup_->signing_key));
+  const std::string actor = decided_by == party()
+                                ? "operator:" + operator_name
+                                : absl::StrCat("peer:", decided_by, " (", operator_name, ")");
   COMITY_RETURN_IF_ERROR(store_->AppendTransition(
-      request_id, v1::INCOMING, t, env, /*outbound=*/true, clock_->Now(),
+      body.id(), v1::INCOMING, t, env, /*outbound=*/true, clock_->Now(),
       [&](AuditWriter& w) -> absl::Status {
-        v1::AuditEntry e = Event(v1::CASE_DECIDED, "operator:" + operator_name, request_id,
-                                 body.requesting_party());
+        v1::AuditEntry e = Event(decided_by == party() ? v1::CASE_DECIDED : v1::CASE_UPDATED,
+                                 actor, body.id(), body.requesting_party());
         e.add_hashes(Sha256(env.payload()));
+        if (proposal != nullptr) e.add_hashes(Sha256(proposal->payload()));
         e.set_assistance_type(body.assistance_type());
         e.set_instrument(receipt.receiver_assessment().instrument());
         e.set_obligation(receipt.receiver_assessment().obligation());
@@ -770,16 +808,104 @@ absl::StatusOr<v1::RequestRecord> Node::Decide(const std::string& operator_name,
         return w.Append(&e).status();
       }));
   LogEvent(LogLevel::kInfo, "case_decided",
-           {{"request_id", request_id},
+           {{"request_id", body.id()},
             {"action", v1::CaseAction_Name(d.action)},
             {"state", v1::CaseState_Name(to)},
-            {"operator", operator_name}});
+            {"by", actor}});
   {
     absl::MutexLock lock(&mu_);
     kick_ = true;
   }
+  return env;
+}
+
+absl::StatusOr<v1::RequestRecord> Node::Propose(const std::string& operator_name,
+                                                const std::string& request_id,
+                                                const Decision& d) {
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records, Get(request_id));
+  const v1::RequestRecord* row = Row(records, v1::OUTGOING);
+  if (row == nullptr) return absl::NotFoundError(absl::StrCat("no request ", request_id));
+  if (!IsRequesterAction(d.action)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "request ", request_id, " was sent by this node: only the requested party can ",
+        v1::CaseAction_Name(d.action)));
+  }
+  if (row->case_state() == v1::CASE_STATE_UNSPECIFIED) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "request ", request_id, " has not been delivered yet (",
+        v1::RequestState_Name(row->state()), "); a case starts with its receipt"));
+  }
+  COMITY_RETURN_IF_ERROR(NextCaseState(row->case_state(), d.action, false).status());
+  if (d.action == v1::PROVIDE_INFO && d.text.empty()) {
+    return absl::InvalidArgumentError("PROVIDE_INFO needs --text (the information asked for)");
+  }
+  v1::RequestBody body;
+  body.ParseFromString(row->request().payload());
+  v1::TransitionProposal p;
+  p.set_request_id(request_id);
+  p.set_action(d.action);
+  p.set_party(party());
+  p.set_operator_name(operator_name);
+  p.set_time_unix_micros(absl::ToUnixMicros(clock_->Now()));
+  p.set_text(d.text);
+  p.set_based_on_sequence(static_cast<uint32_t>(row->transitions_size()));
+  COMITY_ASSIGN_OR_RETURN(
+      v1::SignedEnvelope env,
+      SignEnvelope(kProposalPayloadType, SerializeDeterministic(p), party(),
+                   setup_->config.signing_key().key_id(), *setup_->signing_key));
+  auto transition = transport_->ProposeTransition(
+      body.requested_party(), env,
+      absl::Milliseconds(setup_->config.delivery().attempt_timeout_ms()));
+  if (!transition.ok()) {
+    return absl::Status(transition.status().code(),
+                        absl::StrCat(transition.status().message(),
+                                     absl::IsUnavailable(transition.status()) ||
+                                             absl::IsDeadlineExceeded(transition.status())
+                                         ? "; nothing changed: try again when it is reachable"
+                                         : ""));
+  }
+  COMITY_RETURN_IF_ERROR(ReceiveTransition(body.requested_party(), *transition));
   COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> now_stored, Get(request_id));
-  return *Row(now_stored, v1::INCOMING);
+  return *Row(now_stored, v1::OUTGOING);
+}
+
+absl::StatusOr<v1::SignedEnvelope> Node::SequenceProposal(const std::string& peer_party,
+                                                          const v1::SignedEnvelope& envelope) {
+  if (envelope.signer_party() != peer_party) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("proposal is signed as party '", envelope.signer_party().substr(0, 8),
+                     "' but the TLS peer is ", peer_party));
+  }
+  COMITY_RETURN_IF_ERROR(VerifyEnvelope(envelope, kProposalPayloadType, setup_->key_ring));
+  v1::TransitionProposal p;
+  if (!p.ParseFromString(envelope.payload()) || p.party() != peer_party) {
+    return absl::InvalidArgumentError("not a comity.v1.TransitionProposal of the TLS peer");
+  }
+  if (!IsRequesterAction(p.action())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the requesting party cannot ", v1::CaseAction_Name(p.action())));
+  }
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records, Get(p.request_id()));
+  const v1::RequestRecord* row = Row(records, v1::INCOMING);
+  v1::RequestBody body;
+  v1::Receipt receipt;
+  if (row == nullptr || !body.ParseFromString(row->request().payload()) ||
+      body.requesting_party() != peer_party || !receipt.ParseFromString(row->receipt().payload())) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "request ", p.request_id(), " is not a request ", peer_party, " sent to this node"));
+  }
+  // The same proposal again: the step it became.
+  for (const v1::SignedEnvelope& existing : row->transitions()) {
+    v1::Transition t;
+    if (t.ParseFromString(existing.payload()) && t.has_proposal() &&
+        t.proposal().payload() == envelope.payload()) {
+      return existing;
+    }
+  }
+  Decision d;
+  d.action = p.action();
+  d.text = p.text();
+  return AppendStep(*row, body, receipt, d, peer_party, p.operator_name(), {}, &envelope);
 }
 
 absl::Status Node::ReceiveTransition(const std::string& peer_party,
@@ -795,8 +921,17 @@ absl::Status Node::ReceiveTransition(const std::string& peer_party,
     return absl::InvalidArgumentError("transition payload is not a comity.v1.Transition");
   }
   if (t.party() != peer_party) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("transition names party '", t.party(), "' but is signed by ", peer_party));
+    // A step of ours, numbered by the peer: it must carry our own signed
+    // proposal for exactly this action.
+    v1::TransitionProposal p;
+    if (t.party() != party() || !t.has_proposal() ||
+        !VerifyEnvelope(t.proposal(), kProposalPayloadType, setup_->key_ring).ok() ||
+        t.proposal().signer_party() != party() || !p.ParseFromString(t.proposal().payload()) ||
+        p.action() != t.action() || p.request_id() != t.request_id() || p.text() != t.text()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "transition names party '", t.party(), "' but is signed by ", peer_party,
+          " without that party's matching signed proposal"));
+    }
   }
   COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records, Get(t.request_id()));
   const v1::RequestRecord* row = Row(records, v1::OUTGOING);

@@ -115,6 +115,20 @@ class Node {
   absl::StatusOr<v1::RequestRecord> Decide(const std::string& operator_name,
                                            const std::string& request_id,
                                            const Decision& decision);
+  // A step of the case of a request this node sent (WITHDRAW, PROVIDE_INFO,
+  // CLOSE): signed as a proposal, numbered by the requested party, applied
+  // here from the transition it returns. Unavailable if that party cannot
+  // be reached (nothing changes).
+  absl::StatusOr<v1::RequestRecord> Propose(const std::string& operator_name,
+                                            const std::string& request_id,
+                                            const Decision& decision);
+  // Decide on a received request (reviewer role) or Propose on a sent one
+  // (submitter role), as the request is.
+  absl::StatusOr<v1::RequestRecord> Act(const CertIdentity& op, const std::string& request_id,
+                                        const Decision& decision);
+  // Peer API: numbers the requesting party's signed proposal into the case.
+  absl::StatusOr<v1::SignedEnvelope> SequenceProposal(const std::string& peer_party,
+                                                      const v1::SignedEnvelope& proposal);
   // The requested party's signed step of a case this node requested.
   absl::Status ReceiveTransition(const std::string& peer_party,
                                  const v1::SignedEnvelope& envelope);
@@ -173,6 +187,16 @@ class Node {
   // One round of signing a head (if the log grew) and exchanging heads
   // with every peer.
   void GossipHeads();
+  // Signs, numbers and stores the next step of a received request's case,
+  // decided by `decided_by` (this party, or the requesting party through
+  // `proposal`), and queues it for delivery.
+  absl::StatusOr<v1::SignedEnvelope> AppendStep(const v1::RequestRecord& row,
+                                                const v1::RequestBody& body,
+                                                const v1::Receipt& receipt, const Decision& d,
+                                                const std::string& decided_by,
+                                                const std::string& operator_name,
+                                                const std::vector<std::string>& duties,
+                                                const v1::SignedEnvelope* proposal);
   // Delivers this node's due case transitions, in order per case.
   void DeliverTransitions();
   v1::AuditEntry Event(v1::AuditEventType type, std::string actor,

@@ -29,6 +29,11 @@ class PeerTransport {
                                          const v1::SignedEnvelope& transition,
                                          absl::Duration timeout) = 0;
 
+  // Sends the requesting party's signed proposal to `party`; returns the
+  // transition it became.
+  virtual absl::StatusOr<v1::SignedEnvelope> ProposeTransition(
+      const std::string& party, const v1::SignedEnvelope& proposal, absl::Duration timeout) = 0;
+
   // Audit log gossip (docs/audit_log.md). Errors as above.
   virtual absl::StatusOr<v1::SignedEnvelope> ExchangeTreeHeads(
       const std::string& party, const v1::SignedEnvelope& our_head, absl::Duration timeout) = 0;

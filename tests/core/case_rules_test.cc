@@ -37,9 +37,20 @@ TEST(CaseRulesTest, IllegalMovesNameWhatIsAllowed) {
   EXPECT_THAT(NextCaseState(v1::CASE_DELIVERED, v1::RESPOND, true),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("RESPOND is not allowed in state CASE_DELIVERED; allowed: "
-                                 "ACKNOWLEDGE, START_REVIEW, ACCEPT, REFUSE")));
+                                 "ACKNOWLEDGE, START_REVIEW, ACCEPT, REFUSE, REQUEST_INFO, "
+                                 "WITHDRAW")));
   EXPECT_THAT(NextCaseState(v1::CASE_REFUSED, v1::ACCEPT, false),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("allowed: CLOSE")));
+  EXPECT_THAT(NextCaseState(v1::CASE_INFO_REQUESTED, v1::PROVIDE_INFO, false),
+              IsOkAndHolds(v1::CASE_UNDER_REVIEW));
+  EXPECT_THAT(NextCaseState(v1::CASE_ACCEPTED, v1::WITHDRAW, false),
+              IsOkAndHolds(v1::CASE_WITHDRAWN));
+  EXPECT_THAT(NextCaseState(v1::CASE_EXECUTED, v1::WITHDRAW, false),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_TRUE(IsRequesterAction(v1::WITHDRAW));
+  EXPECT_FALSE(IsRequesterAction(v1::ACCEPT));
+  EXPECT_TRUE(IsRequestedAction(v1::CLOSE));
+  EXPECT_FALSE(IsRequestedAction(v1::PROVIDE_INFO));
   EXPECT_THAT(NextCaseState(v1::CASE_CLOSED, v1::CLOSE, false),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("the case is closed")));
   EXPECT_TRUE(IsFinalCaseState(v1::CASE_REFUSED));

@@ -133,14 +133,21 @@ TEST_F(CaseE2eTest, IllegalStepsAndWrongSidesAreRefused) {
   CliResult early = Jp({"respond", id, "--text", "here", "--final"});
   EXPECT_EQ(early.code, 1);
   EXPECT_THAT(early.err, HasSubstr("RESPOND is not allowed in state CASE_DELIVERED"));
-  // The requesting party does not decide on its own request.
-  CliResult fr = Cli({"--connect", net_->ClientConfigPath("FR", "bob"), "accept", id});
+  // The requesting party does not decide on its own request...
+  CliResult fr = Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "accept", id});
   EXPECT_EQ(fr.code, 1);
-  EXPECT_THAT(fr.err, HasSubstr("only the requested party decides"));
-  // Deciding needs the reviewer role.
+  EXPECT_THAT(fr.err, HasSubstr("only the requested party can ACCEPT"));
+  // ...nor the requested party withdraw it.
+  CliResult jp = Jp({"withdraw", id});
+  EXPECT_EQ(jp.code, 1);
+  EXPECT_THAT(jp.err, HasSubstr("only the requesting party can WITHDRAW"));
+  // Deciding needs the reviewer role; acting on a sent request the submitter role.
   CliResult carol = Cli({"--connect", net_->ClientConfigPath("JP", "carol"), "accept", id});
   EXPECT_EQ(carol.code, 1);
-  EXPECT_THAT(carol.err, HasSubstr("lacks the reviewer role"));
+  EXPECT_THAT(carol.err, HasSubstr("lacks the reviewer"));
+  CliResult bob = Cli({"--connect", net_->ClientConfigPath("FR", "bob"), "withdraw", id});
+  EXPECT_EQ(bob.code, 1);
+  EXPECT_THAT(bob.err, HasSubstr("lacks the submitter role"));
 }
 
 TEST_F(CaseE2eTest, ExtraditionRefusedOnNationalityOpensTheDutyToProsecute) {
@@ -161,6 +168,38 @@ TEST_F(CaseE2eTest, StepsReachARequesterThatWasDownInOrder) {
   EXPECT_TRUE(FranceSees(id, v1::CASE_ACCEPTED));
   auto fr = net_->server("FR")->node()->Get(id);
   EXPECT_EQ((*fr)[0].transitions_size(), 2);
+}
+
+TEST_F(CaseE2eTest, TheRequesterAnswersQuestionsWithdrawsAndCloses) {
+  std::string id = Submit("PRESERVATION", "DATA_INTERFERENCE");
+  std::string alice = net_->ClientConfigPath("FR", "alice");
+  ASSERT_EQ(Jp({"ask", id, "--text", "which time zone are the log times in?"}).code, 0);
+  EXPECT_TRUE(FranceSees(id, v1::CASE_INFO_REQUESTED));
+  CliResult answer = Cli({"--connect", alice, "answer", id, "--text", "UTC"});
+  ASSERT_EQ(answer.code, 0) << answer.err;
+  EXPECT_EQ(CaseState("FR", id), v1::CASE_UNDER_REVIEW);
+  EXPECT_EQ(CaseState("JP", id), v1::CASE_UNDER_REVIEW);
+  CliResult again = Cli({"--connect", alice, "answer", id, "--text", "UTC"});
+  EXPECT_EQ(again.code, 1);
+  EXPECT_THAT(again.err, HasSubstr("PROVIDE_INFO is not allowed in state CASE_UNDER_REVIEW"));
+  CliResult withdraw = Cli({"--connect", alice, "withdraw", id, "--text", "suspect arrested"});
+  ASSERT_EQ(withdraw.code, 0) << withdraw.err;
+  EXPECT_EQ(CaseState("JP", id), v1::CASE_WITHDRAWN);
+  // JP cannot accept a withdrawn request.
+  EXPECT_EQ(Jp({"accept", id}).code, 1);
+  ASSERT_EQ(Cli({"--connect", alice, "close", id}).code, 0);
+  EXPECT_EQ(CaseState("JP", id), v1::CASE_CLOSED);
+  EXPECT_TRUE(FranceSees(id, v1::CASE_CLOSED));
+  // The steps FR took are signed by FR (its proposals) inside JP's numbering.
+  auto fr = net_->server("FR")->node()->Get(id);
+  auto jp = net_->server("JP")->node()->Get(id);
+  ASSERT_EQ((*fr)[0].transitions_size(), 4);  // Asked, answered, withdrawn, closed.
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ((*fr)[0].transitions(i).SerializeAsString(),
+              (*jp)[0].transitions(i).SerializeAsString());
+  }
+  CliResult show = Cli({"--connect", alice, "show", id});
+  EXPECT_THAT(show.out, HasSubstr("3. WITHDRAW -> CASE_WITHDRAWN by FR (alice)"));
 }
 
 }  // namespace

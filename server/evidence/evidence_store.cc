@@ -1,0 +1,772 @@
+#include "server/evidence/evidence_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "server/crypto/ed25519.h"
+#include "server/util/files.h"
+#include "server/util/status_macros.h"
+
+namespace comity {
+
+// ---------------------------------------------------------------------------
+// Sha256Stream
+
+namespace {
+
+[[noreturn]] void DieOnDigestFailure(const char* what) {
+  // Only on memory exhaustion or a broken OpenSSL: nothing sane to return
+  // (the same policy as Sha256 in server/crypto/ed25519.cc).
+  std::fprintf(stderr, "fatal: %s(SHA-256) failed\n", what);
+  std::abort();
+}
+
+}  // namespace
+
+Sha256Stream::Sha256Stream() : ctx_(EVP_MD_CTX_new()) {
+  if (ctx_ == nullptr) DieOnDigestFailure("EVP_MD_CTX_new");
+  if (EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) {
+    DieOnDigestFailure("EVP_DigestInit_ex");
+  }
+}
+
+Sha256Stream::~Sha256Stream() { EVP_MD_CTX_free(ctx_); }
+
+void Sha256Stream::Update(absl::string_view data) {
+  if (data.empty()) return;
+  if (EVP_DigestUpdate(ctx_, data.data(), data.size()) != 1) {
+    DieOnDigestFailure("EVP_DigestUpdate");
+  }
+}
+
+std::string Sha256Stream::Finish() {
+  std::string digest(kSha256Size, '\0');
+  unsigned int len = 0;
+  if (EVP_DigestFinal_ex(ctx_, reinterpret_cast<unsigned char*>(digest.data()), &len) !=
+          1 ||
+      len != kSha256Size) {
+    DieOnDigestFailure("EVP_DigestFinal_ex");
+  }
+  if (EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) {
+    DieOnDigestFailure("EVP_DigestInit_ex");
+  }
+  return digest;
+}
+
+// ---------------------------------------------------------------------------
+// File helpers
+
+namespace {
+
+constexpr size_t kMaxTransferIdLength = 128;
+constexpr char kMetaHeader[] = "comity-evidence-partial 1";
+constexpr char kImportPrefix[] = "import~";
+
+// Closes a file descriptor on scope exit unless released.
+class ScopedFd {
+ public:
+  explicit ScopedFd(int fd) : fd_(fd) {}
+  ~ScopedFd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  ScopedFd(const ScopedFd&) = delete;
+  ScopedFd& operator=(const ScopedFd&) = delete;
+  int get() const { return fd_; }
+  // Gives up ownership.
+  int Release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  // Closes now, reporting the error close(2) gives.
+  int Close() {
+    int rc = ::close(fd_);
+    fd_ = -1;
+    return rc;
+  }
+
+ private:
+  int fd_;
+};
+
+std::string ErrnoText(int err) { return std::strerror(err); }
+
+// Internal, or ResourceExhausted when the disk or quota is full.
+absl::Status IoError(int err, absl::string_view what) {
+  std::string msg = absl::StrCat(what, ": ", ErrnoText(err));
+  if (err == ENOSPC || err == EDQUOT) {
+    return absl::ResourceExhaustedError(absl::StrCat(msg, "; free disk space and retry"));
+  }
+  return absl::InternalError(msg);
+}
+
+absl::Status OpenError(int err, const std::string& path) {
+  std::string msg = absl::StrCat("cannot open ", path, ": ", ErrnoText(err));
+  if (err == ENOENT) return absl::NotFoundError(msg);
+  if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
+  return absl::InternalError(msg);
+}
+
+absl::Status MakeDir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0700) == 0 || errno == EEXIST) return absl::OkStatus();
+  return IoError(errno, absl::StrCat("cannot create directory ", path));
+}
+
+// Makes the entries of directory `path` (creations, renames, removals)
+// durable.
+absl::Status SyncDir(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return IoError(errno, absl::StrCat("cannot open directory ", path));
+  ScopedFd closer(fd);
+  if (::fsync(fd) != 0) return IoError(errno, absl::StrCat("cannot sync directory ", path));
+  return absl::OkStatus();
+}
+
+// Writes all of `data` to `fd`, retrying short writes and EINTR. `*written`
+// counts the bytes that reached the file, including on error, and `on_written`
+// sees each piece that did.
+absl::Status WriteAll(int fd, absl::string_view data, const std::string& path,
+                      const std::function<void(absl::string_view)>& on_written) {
+  constexpr size_t kMaxWrite = size_t{1} << 30;
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, std::min(data.size() - done, kMaxWrite));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return IoError(errno, absl::StrCat("cannot write ", path));
+    }
+    if (n == 0) return absl::InternalError(absl::StrCat("cannot write ", path, ": no progress"));
+    if (on_written) on_written(data.substr(done, static_cast<size_t>(n)));
+    done += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+// Reads up to `len` bytes at `offset` (fewer only at end of file), retrying
+// short reads and EINTR. Returns the number of bytes read.
+absl::StatusOr<size_t> ReadFull(int fd, char* buf, size_t len, uint64_t offset,
+                                const std::string& path) {
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = ::pread(fd, buf + done, len - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return IoError(errno, absl::StrCat("cannot read ", path));
+    }
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return done;
+}
+
+// Removes `path`; true if it existed.
+absl::StatusOr<bool> RemoveIfExists(const std::string& path) {
+  if (::unlink(path.c_str()) == 0) return true;
+  if (errno == ENOENT) return false;
+  return IoError(errno, absl::StrCat("cannot remove ", path));
+}
+
+bool IsTransferIdChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
+         c == '-';
+}
+
+absl::Status ValidateTransferId(const std::string& id) {
+  bool ok = !id.empty() && id.size() <= kMaxTransferIdLength &&
+            std::all_of(id.begin(), id.end(), IsTransferIdChar);
+  if (ok) return absl::OkStatus();
+  std::string shown = absl::CHexEscape(absl::string_view(id).substr(0, 40));
+  if (id.size() > 40) absl::StrAppend(&shown, "...");
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "invalid transfer id \"%s\" (%d characters): use 1 to %d characters from "
+      "[A-Za-z0-9._-]",
+      shown, id.size(), kMaxTransferIdLength));
+}
+
+absl::Status ValidateSha256(absl::string_view sha256) {
+  if (sha256.size() == kSha256Size) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "a SHA-256 must be %d raw bytes, got %d bytes", kSha256Size, sha256.size()));
+}
+
+std::string FormatMeta(uint64_t size, absl::string_view sha256) {
+  return absl::StrCat(kMetaHeader, "\nsize ", size, "\nsha256 ", HexEncode(sha256), "\n");
+}
+
+struct Meta {
+  uint64_t size = 0;
+  std::string sha256;  // Raw.
+};
+
+// False if `text` is not a metadata file as FormatMeta writes it.
+bool ParseMeta(absl::string_view text, Meta* meta) {
+  std::vector<absl::string_view> lines = absl::StrSplit(text, '\n');
+  if (lines.size() != 4 || lines[0] != kMetaHeader || !lines[3].empty()) return false;
+  if (!absl::ConsumePrefix(&lines[1], "size ") || !absl::SimpleAtoi(lines[1], &meta->size)) {
+    return false;
+  }
+  absl::string_view hex = lines[2];
+  if (!absl::ConsumePrefix(&hex, "sha256 ") || hex.size() != 2 * kSha256Size ||
+      !std::all_of(hex.begin(), hex.end(), [](char c) {
+        return absl::ascii_isdigit(static_cast<unsigned char>(c)) || (c >= 'a' && c <= 'f');
+      })) {
+    return false;
+  }
+  meta->sha256 = absl::HexStringToBytes(hex);
+  return true;
+}
+
+absl::Status MismatchError(const std::string& id, uint64_t have_size,
+                           absl::string_view have_sha256, uint64_t size,
+                           absl::string_view sha256) {
+  return absl::FailedPreconditionError(absl::StrFormat(
+      "transfer id %s already has an upload in progress for a file of %d bytes with "
+      "SHA-256 %s, not %d bytes with SHA-256 %s: resume it with the same size and hash, "
+      "or abort it first",
+      id, have_size, HexEncode(have_sha256), size, HexEncode(sha256)));
+}
+
+absl::Status NoUploadError(const std::string& id) {
+  return absl::FailedPreconditionError(absl::StrFormat(
+      "no upload in progress under transfer id %s: call BeginUpload first (it also "
+      "resumes an interrupted upload)",
+      id));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Per-upload state
+
+// Lock order: an Upload's mu before EvidenceStore::mu_.
+struct EvidenceStore::Upload {
+  ~Upload() {
+    if (fd >= 0) ::close(fd);
+  }
+
+  absl::Mutex mu;
+  // Finished, aborted or dropped: whoever waited for `mu` must look the
+  // transfer id up again.
+  bool closed ABSL_GUARDED_BY(mu) = false;
+  // The fields below are set (by BeginUpload).
+  bool loaded ABSL_GUARDED_BY(mu) = false;
+  uint64_t size ABSL_GUARDED_BY(mu) = 0;
+  std::string sha256 ABSL_GUARDED_BY(mu);  // Raw, as declared.
+  uint64_t received ABSL_GUARDED_BY(mu) = 0;
+  // The object was already stored at BeginUpload: there is no partial file.
+  bool already_stored ABSL_GUARDED_BY(mu) = false;
+  int fd ABSL_GUARDED_BY(mu) = -1;  // ROOT/partial/ID.part, O_APPEND. Owned.
+  Sha256Stream hash ABSL_GUARDED_BY(mu);  // Of the `received` bytes.
+};
+
+// An Upload whose mutex this object holds, released on destruction.
+class EvidenceStore::LockedUpload {
+ public:
+  LockedUpload() = default;
+  // `upload` must already be locked by the caller; ownership of the lock
+  // passes to this object.
+  explicit LockedUpload(std::shared_ptr<Upload> upload) : upload_(std::move(upload)) {}
+  LockedUpload(LockedUpload&& other) noexcept : upload_(std::move(other.upload_)) {}
+  LockedUpload& operator=(LockedUpload&&) = delete;
+  ~LockedUpload() {
+    if (upload_ != nullptr) upload_->mu.Unlock();
+  }
+
+  explicit operator bool() const { return upload_ != nullptr; }
+  Upload* operator->() const { return upload_.get(); }
+  Upload& operator*() const { return *upload_; }
+
+ private:
+  std::shared_ptr<Upload> upload_;
+};
+
+// ---------------------------------------------------------------------------
+// EvidenceStore
+
+absl::StatusOr<std::unique_ptr<EvidenceStore>> EvidenceStore::Open(const std::string& root,
+                                                                   uint64_t max_file_bytes) {
+  if (root.empty()) {
+    return absl::InvalidArgumentError("the evidence store needs a root directory");
+  }
+  std::string dir = root;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  COMITY_RETURN_IF_ERROR(MakeDir(dir));
+  COMITY_RETURN_IF_ERROR(MakeDir(dir + "/objects"));
+  COMITY_RETURN_IF_ERROR(MakeDir(dir + "/partial"));
+
+  std::string lock_path = dir + "/LOCK";
+  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0) return OpenError(errno, lock_path);
+  ScopedFd lock(lock_fd);
+  int rc;
+  do {
+    rc = ::flock(lock_fd, LOCK_EX | LOCK_NB);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    if (errno == EWOULDBLOCK) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "evidence store %s is already open (%s is locked by this or another "
+          "process): close the other EvidenceStore first",
+          dir, lock_path));
+    }
+    return IoError(errno, absl::StrCat("cannot lock ", lock_path));
+  }
+
+  // Leftovers of imports interrupted by a crash.
+  std::string partial_dir = dir + "/partial";
+  DIR* listing = ::opendir(partial_dir.c_str());
+  if (listing == nullptr) return OpenError(errno, partial_dir);
+  std::vector<std::string> stale;
+  while (struct dirent* entry = ::readdir(listing)) {
+    if (absl::StartsWith(entry->d_name, kImportPrefix)) stale.push_back(entry->d_name);
+  }
+  ::closedir(listing);
+  for (const std::string& name : stale) {
+    COMITY_RETURN_IF_ERROR(RemoveIfExists(partial_dir + "/" + name).status());
+  }
+
+  return std::unique_ptr<EvidenceStore>(
+      new EvidenceStore(std::move(dir), max_file_bytes, lock.Release()));
+}
+
+EvidenceStore::EvidenceStore(std::string root, uint64_t max_file_bytes, int lock_fd)
+    : root_(std::move(root)),
+      objects_dir_(root_ + "/objects"),
+      partial_dir_(root_ + "/partial"),
+      max_file_bytes_(max_file_bytes),
+      lock_fd_(lock_fd) {}
+
+EvidenceStore::~EvidenceStore() {
+  // Partial uploads stay on disk; their descriptors close with uploads_.
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+std::string EvidenceStore::PartPath(const std::string& transfer_id) const {
+  return absl::StrCat(partial_dir_, "/", transfer_id, ".part");
+}
+
+std::string EvidenceStore::MetaPath(const std::string& transfer_id) const {
+  return absl::StrCat(partial_dir_, "/", transfer_id, ".meta");
+}
+
+std::string EvidenceStore::PathOf(absl::string_view sha256) const {
+  if (sha256.size() != kSha256Size) return "";
+  std::string hex = HexEncode(sha256);
+  return absl::StrCat(objects_dir_, "/", hex.substr(0, 2), "/", hex);
+}
+
+bool EvidenceStore::Has(absl::string_view sha256) const {
+  if (sha256.size() != kSha256Size) return false;
+  struct stat st;
+  return ::stat(PathOf(sha256).c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+EvidenceStore::LockedUpload EvidenceStore::Lock(const std::string& transfer_id,
+                                                bool create) {
+  for (;;) {
+    std::shared_ptr<Upload> fresh;
+    if (create) {
+      fresh = std::make_shared<Upload>();
+      fresh->mu.Lock();  // Before mu_, per the lock order; uncontended.
+    }
+    std::shared_ptr<Upload> existing;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = uploads_.find(transfer_id);
+      if (it != uploads_.end()) {
+        existing = it->second;
+      } else if (fresh != nullptr) {
+        uploads_.emplace(transfer_id, fresh);
+      }
+    }
+    if (existing == nullptr) return LockedUpload(std::move(fresh));
+    if (fresh != nullptr) fresh->mu.Unlock();
+    existing->mu.Lock();
+    if (!existing->closed) return LockedUpload(std::move(existing));
+    existing->mu.Unlock();  // Finished or aborted meanwhile: look again.
+  }
+}
+
+void EvidenceStore::Forget(const std::string& transfer_id, Upload& upload) {
+  upload.mu.AssertHeld();
+  if (upload.fd >= 0) {
+    ::close(upload.fd);
+    upload.fd = -1;
+  }
+  upload.closed = true;
+  absl::MutexLock lock(&mu_);
+  auto it = uploads_.find(transfer_id);
+  if (it != uploads_.end() && it->second.get() == &upload) uploads_.erase(it);
+}
+
+absl::StatusOr<bool> EvidenceStore::RemovePartialFiles(const std::string& transfer_id) {
+  COMITY_ASSIGN_OR_RETURN(bool had_part, RemoveIfExists(PartPath(transfer_id)));
+  COMITY_ASSIGN_OR_RETURN(bool had_meta, RemoveIfExists(MetaPath(transfer_id)));
+  return had_part || had_meta;
+}
+
+absl::StatusOr<uint64_t> EvidenceStore::BeginUpload(const std::string& transfer_id,
+                                                    uint64_t size,
+                                                    absl::string_view sha256) {
+  COMITY_RETURN_IF_ERROR(ValidateTransferId(transfer_id));
+  COMITY_RETURN_IF_ERROR(ValidateSha256(sha256));
+  if (size > max_file_bytes_) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "transfer %s declares %d bytes, over this node's limit of %d bytes per evidence "
+        "file",
+        transfer_id, size, max_file_bytes_));
+  }
+  LockedUpload upload = Lock(transfer_id, /*create=*/true);
+  if (!upload->loaded) {
+    absl::Status status = Load(transfer_id, size, sha256, *upload);
+    if (!status.ok()) {
+      Forget(transfer_id, *upload);
+      return status;
+    }
+  } else if (upload->size != size || upload->sha256 != sha256) {
+    return MismatchError(transfer_id, upload->size, upload->sha256, size, sha256);
+  }
+  return upload->received;
+}
+
+absl::Status EvidenceStore::Load(const std::string& transfer_id, uint64_t size,
+                                 absl::string_view sha256, Upload& upload) {
+  upload.mu.AssertHeld();
+  const std::string part_path = PartPath(transfer_id);
+  const std::string meta_path = MetaPath(transfer_id);
+
+  // A partial upload left on disk by an earlier store (or a crash)?
+  bool resuming = false;
+  absl::StatusOr<std::string> meta_text = ReadFile(meta_path);
+  if (meta_text.ok()) {
+    Meta meta;
+    // An unreadable metadata file is discarded with its partial file below:
+    // the cost is sending the file again.
+    if (ParseMeta(*meta_text, &meta)) {
+      if (meta.size != size || meta.sha256 != sha256) {
+        return MismatchError(transfer_id, meta.size, meta.sha256, size, sha256);
+      }
+      resuming = true;
+    }
+  } else if (!absl::IsNotFound(meta_text.status())) {
+    return meta_text.status();
+  }
+
+  if (Has(sha256)) {
+    struct stat st;
+    std::string path = PathOf(sha256);
+    if (::stat(path.c_str(), &st) != 0) return OpenError(errno, path);
+    if (static_cast<uint64_t>(st.st_size) != size) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "transfer %s declares %d bytes, but the file with SHA-256 %s is stored with %d "
+          "bytes: the declared size is wrong",
+          transfer_id, size, HexEncode(sha256), st.st_size));
+    }
+    // Nothing to receive. A partial upload of the same file (left by a crash
+    // between the rename and the removal of its metadata, or sent in
+    // parallel under another id and finished first) is of no further use.
+    COMITY_RETURN_IF_ERROR(RemovePartialFiles(transfer_id).status());
+    upload.already_stored = true;
+  } else {
+    if (!resuming) {
+      // The metadata goes first: a partial file without it is discarded.
+      COMITY_RETURN_IF_ERROR(RemovePartialFiles(transfer_id).status());
+      COMITY_RETURN_IF_ERROR(WriteFileAtomically(meta_path, FormatMeta(size, sha256), 0600));
+    }
+    int fd = ::open(part_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return OpenError(errno, part_path);
+    upload.fd = fd;  // Closed by Forget if anything below fails.
+    if (!resuming) COMITY_RETURN_IF_ERROR(SyncDir(partial_dir_));
+
+    struct stat st;
+    if (::fstat(fd, &st) != 0) return IoError(errno, absl::StrCat("cannot stat ", part_path));
+    uint64_t length = static_cast<uint64_t>(st.st_size);
+    if (length > size) {
+      // Cannot come from AppendChunk, which stops at the declared size.
+      if (::ftruncate(fd, 0) != 0) {
+        return IoError(errno, absl::StrCat("cannot truncate ", part_path));
+      }
+      length = 0;
+    }
+    if (length > 0) {
+      // Rebuild the hash state from what is on disk. Bytes damaged by the
+      // crash are caught by the SHA-256 check in FinishUpload.
+      int read_fd = ::open(part_path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (read_fd < 0) return OpenError(errno, part_path);
+      ScopedFd closer(read_fd);
+      std::unique_ptr<char[]> buffer(new char[kIoBufferBytes]);
+      uint64_t pos = 0;
+      while (pos < length) {
+        size_t want = static_cast<size_t>(std::min<uint64_t>(kIoBufferBytes, length - pos));
+        COMITY_ASSIGN_OR_RETURN(size_t got,
+                                ReadFull(read_fd, buffer.get(), want, pos, part_path));
+        if (got < want) {
+          return absl::InternalError(
+              absl::StrCat(part_path, " shrank while it was being read"));
+        }
+        upload.hash.Update(absl::string_view(buffer.get(), got));
+        pos += got;
+      }
+    }
+    upload.received = length;
+  }
+  upload.size = size;
+  upload.sha256 = std::string(sha256);
+  if (upload.already_stored) upload.received = size;
+  upload.loaded = true;
+  return absl::OkStatus();
+}
+
+absl::Status EvidenceStore::AppendChunk(const std::string& transfer_id, uint64_t offset,
+                                        absl::string_view data) {
+  COMITY_RETURN_IF_ERROR(ValidateTransferId(transfer_id));
+  LockedUpload upload = Lock(transfer_id, /*create=*/false);
+  if (!upload || !upload->loaded) return NoUploadError(transfer_id);
+  if (offset != upload->received) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "transfer %s: chunk at offset %d, but %d bytes were received so far: send from "
+        "offset %d",
+        transfer_id, offset, upload->received, upload->received));
+  }
+  if (data.size() > upload->size - upload->received) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "transfer %s: a chunk of %d bytes at offset %d goes past the declared size of %d "
+        "bytes",
+        transfer_id, data.size(), offset, upload->size));
+  }
+  if (data.empty()) return absl::OkStatus();
+  Upload& u = *upload;
+  absl::Status status =
+      WriteAll(u.fd, data, PartPath(transfer_id), [&u](absl::string_view written) {
+        u.mu.AssertHeld();
+        u.hash.Update(written);
+        u.received += written.size();
+      });
+  if (!status.ok()) {
+    return absl::Status(status.code(),
+                        absl::StrFormat("%s; %d bytes of transfer %s are stored: continue "
+                                        "from offset %d",
+                                        status.message(), u.received, transfer_id,
+                                        u.received));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> EvidenceStore::FinishUpload(const std::string& transfer_id) {
+  COMITY_RETURN_IF_ERROR(ValidateTransferId(transfer_id));
+  LockedUpload upload = Lock(transfer_id, /*create=*/false);
+  if (!upload || !upload->loaded) return NoUploadError(transfer_id);
+  const std::string path = PathOf(upload->sha256);
+
+  if (upload->already_stored) {
+    Forget(transfer_id, *upload);
+    if (!Has(upload->sha256)) {
+      return absl::NotFoundError(absl::StrFormat(
+          "the file with SHA-256 %s was removed from the store during transfer %s: call "
+          "BeginUpload again",
+          HexEncode(upload->sha256), transfer_id));
+    }
+    return path;
+  }
+  if (upload->received < upload->size) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "transfer %s: received %d of %d bytes: send the rest from offset %d", transfer_id,
+        upload->received, upload->size, upload->received));
+  }
+
+  // From here on the in-memory state is spent (the descriptor closed, the
+  // hash finished) whatever happens; on an I/O error BeginUpload resumes
+  // from the disk. Disk changes happen before Forget, while the transfer id
+  // is still claimed.
+  const std::string part_path = PartPath(transfer_id);
+  absl::Status status;
+  if (::fsync(upload->fd) != 0) {
+    status = IoError(errno, absl::StrCat("cannot sync ", part_path));
+  }
+  int fd = upload->fd;
+  upload->fd = -1;
+  if (::close(fd) != 0 && status.ok()) {
+    status = IoError(errno, absl::StrCat("cannot close ", part_path));
+  }
+  if (!status.ok()) {
+    Forget(transfer_id, *upload);
+    return status;
+  }
+
+  std::string digest = upload->hash.Finish();
+  if (digest != upload->sha256) {
+    absl::Status removed = RemovePartialFiles(transfer_id).status();
+    Forget(transfer_id, *upload);
+    COMITY_RETURN_IF_ERROR(removed);
+    return absl::DataLossError(absl::StrFormat(
+        "transfer %s: the %d bytes received have SHA-256 %s, not the declared %s; the "
+        "partial upload was discarded: send the file again from offset 0",
+        transfer_id, upload->size, HexEncode(digest), HexEncode(upload->sha256)));
+  }
+
+  status = Install(part_path, upload->sha256);
+  if (status.ok()) {
+    // The object is safely stored. A metadata file left behind (by an error
+    // here, or a crash) is removed by the next BeginUpload of the same file.
+    if (RemoveIfExists(MetaPath(transfer_id)).ok()) (void)SyncDir(partial_dir_);
+  }
+  Forget(transfer_id, *upload);
+  COMITY_RETURN_IF_ERROR(status);
+  return path;
+}
+
+absl::Status EvidenceStore::AbortUpload(const std::string& transfer_id) {
+  COMITY_RETURN_IF_ERROR(ValidateTransferId(transfer_id));
+  // Claims the transfer id even when nothing is in memory, so that no
+  // BeginUpload reads the files while they are removed.
+  LockedUpload upload = Lock(transfer_id, /*create=*/true);
+  bool in_memory = upload->loaded;
+  if (upload->fd >= 0) {
+    ::close(upload->fd);
+    upload->fd = -1;
+  }
+  absl::StatusOr<bool> removed = RemovePartialFiles(transfer_id);
+  Forget(transfer_id, *upload);
+  if (!removed.ok()) return removed.status();
+  if (!in_memory && !*removed) {
+    return absl::NotFoundError(
+        absl::StrFormat("no upload under transfer id %s to abort", transfer_id));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EvidenceStore::Install(const std::string& from, absl::string_view sha256) {
+  std::string path = PathOf(sha256);
+  std::string dir = DirName(path);
+  if (::mkdir(dir.c_str(), 0700) == 0) {
+    COMITY_RETURN_IF_ERROR(SyncDir(objects_dir_));
+  } else if (errno != EEXIST) {
+    return IoError(errno, absl::StrCat("cannot create directory ", dir));
+  }
+  // Replacing an object stored meanwhile is harmless: same bytes.
+  if (::rename(from.c_str(), path.c_str()) != 0) {
+    return IoError(errno, absl::StrCat("cannot rename ", from, " to ", path));
+  }
+  return SyncDir(dir);
+}
+
+absl::Status EvidenceStore::Read(
+    absl::string_view sha256, uint64_t offset, size_t chunk_bytes,
+    const std::function<absl::Status(absl::string_view)>& fn) const {
+  COMITY_RETURN_IF_ERROR(ValidateSha256(sha256));
+  if (chunk_bytes == 0 || chunk_bytes > kMaxReadChunkBytes) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "chunk size %d is out of range: use 1 to %d bytes", chunk_bytes, kMaxReadChunkBytes));
+  }
+  std::string path = PathOf(sha256);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      return absl::NotFoundError(absl::StrFormat(
+          "no evidence file with SHA-256 %s in %s", HexEncode(sha256), root_));
+    }
+    return OpenError(errno, path);
+  }
+  ScopedFd closer(fd);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return IoError(errno, absl::StrCat("cannot stat ", path));
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (offset > size) {
+    return absl::OutOfRangeError(absl::StrFormat(
+        "offset %d is past the end of evidence file %s (%d bytes)", offset,
+        HexEncode(sha256), size));
+  }
+  if (offset == size) return absl::OkStatus();
+  size_t buffer_bytes = static_cast<size_t>(std::min<uint64_t>(chunk_bytes, size - offset));
+  std::unique_ptr<char[]> buffer(new char[buffer_bytes]);
+  uint64_t pos = offset;
+  for (;;) {
+    COMITY_ASSIGN_OR_RETURN(size_t got, ReadFull(fd, buffer.get(), buffer_bytes, pos, path));
+    if (got == 0) break;
+    COMITY_RETURN_IF_ERROR(fn(absl::string_view(buffer.get(), got)));
+    pos += got;
+    if (got < buffer_bytes) break;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::pair<std::string, uint64_t>> EvidenceStore::ImportFile(
+    const std::string& path) {
+  int in_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in_fd < 0) return OpenError(errno, path);
+  ScopedFd in(in_fd);
+  struct stat st;
+  if (::fstat(in_fd, &st) != 0) return IoError(errno, absl::StrCat("cannot stat ", path));
+  if (S_ISDIR(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is a directory: import its files one by one"));
+  }
+  auto too_big = [&](uint64_t bytes) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "%s has %s%d bytes, over this node's limit of %d bytes per evidence file", path,
+        S_ISREG(st.st_mode) ? "" : "at least ", bytes, max_file_bytes_));
+  };
+  if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) > max_file_bytes_) {
+    return too_big(static_cast<uint64_t>(st.st_size));
+  }
+
+  std::string tmp = absl::StrCat(partial_dir_, "/", kImportPrefix, RandomUuid());
+  int out_fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (out_fd < 0) return OpenError(errno, tmp);
+  ScopedFd out(out_fd);
+  bool keep_tmp = false;
+  struct RemoveTmp {
+    const std::string& tmp;
+    const bool& keep;
+    ~RemoveTmp() {
+      if (!keep) ::unlink(tmp.c_str());
+    }
+  } remove_tmp{tmp, keep_tmp};
+
+  Sha256Stream hash;
+  std::unique_ptr<char[]> buffer(new char[kIoBufferBytes]);
+  uint64_t total = 0;
+  for (;;) {
+    ssize_t n = ::read(in_fd, buffer.get(), kIoBufferBytes);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return IoError(errno, absl::StrCat("cannot read ", path));
+    }
+    if (n == 0) break;
+    total += static_cast<uint64_t>(n);
+    if (total > max_file_bytes_) return too_big(total);
+    absl::string_view piece(buffer.get(), static_cast<size_t>(n));
+    hash.Update(piece);
+    COMITY_RETURN_IF_ERROR(WriteAll(out_fd, piece, tmp, nullptr));
+  }
+  if (::fsync(out_fd) != 0) return IoError(errno, absl::StrCat("cannot sync ", tmp));
+  if (out.Close() != 0) return IoError(errno, absl::StrCat("cannot close ", tmp));
+
+  std::string digest = hash.Finish();
+  if (!Has(digest)) {
+    COMITY_RETURN_IF_ERROR(Install(tmp, digest));
+    keep_tmp = true;  // Renamed away.
+  }
+  return std::make_pair(std::move(digest), total);
+}
+
+}  // namespace comity
