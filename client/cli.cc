@@ -55,6 +55,9 @@ commands:
       it is then signed and delivered.
   inbox
       What waits for this node's operators: drafts awaiting approval, requests received.
+  overdue
+      Late acknowledgements and decisions on both sides (BINDING ones are escalated),
+      and preservations about to lapse (ETS185 Art 29(7)).
   ack|review|accept|refuse|postpone|ask|respond|close ID [--ground G]... [--reasons TEXT]
       [--consultation TEXT] [--text TEXT] [--final]
       A step of the case of a request this node received (reviewer role), signed and
@@ -102,6 +105,7 @@ class Cli {
   int Approve(const ParsedArgs& args);
   int Decide(const ParsedArgs& args, v1::CaseAction action);
   int Inbox(const ParsedArgs& args);
+  int Overdue(const ParsedArgs& args);
   // Prints a record returned by SubmitRequest or ApproveRequest.
   int PrintSubmitted(const v1::RequestRecord& r,
                      const google::protobuf::RepeatedPtrField<v1::PublicKey>& keys);
@@ -445,11 +449,12 @@ int Cli::Run(const std::vector<std::string>& args) {
     spec.with_value.insert({"ground", "reasons", "consultation", "text"});
     spec.repeated = {"ground"};
     spec.switches.insert("final");
+  } else if (command == "overdue") {
   } else if (command == "show" || command == "approve" || command == "inbox" ||
              command == "help" || command.empty()) {
   } else {
     return Fail({kExitUsage, absl::StrCat("unknown command '", command,
-                                          "'; commands: submit, approve, inbox, list, show, ack, review, accept, refuse, "
+                                          "'; commands: submit, approve, inbox, overdue, list, show, ack, review, accept, refuse, "
                                           "postpone, ask, respond, close, withdraw, answer, audit, treaty, "
                                           "help")});
   }
@@ -489,6 +494,7 @@ int Cli::Run(const std::vector<std::string>& args) {
     return Decide(*parsed, CaseActionFor(command));
   }
   if (command == "inbox") return Inbox(*parsed);
+  if (command == "overdue") return Overdue(*parsed);
   if (command == "list") return List(*parsed);
   return Show(*parsed);
 }
@@ -629,6 +635,45 @@ int Cli::Decide(const ParsedArgs& args, v1::CaseAction action) {
                  : " by both parties)")
          << "\n";
     for (const auto& duty : last.open_duties()) out_ << "open duty: " << duty << "\n";
+  }
+  return kExitOk;
+}
+
+int Cli::Overdue(const ParsedArgs&) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  v1::ListOverdueResponse resp;
+  grpc::Status status = stub_->ListOverdue(&ctx, v1::ListOverdueRequest(), &resp);
+  if (!status.ok()) return Fail(RpcError(status));
+  Value list;
+  list.mutable_list_value();
+  for (const v1::CaseDeadline& d : resp.deadlines()) {
+    const std::string due = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
+                                             absl::FromUnixMicros(d.due_unix_micros()),
+                                             absl::UTCTimeZone());
+    if (json_) {
+      Struct s;
+      auto& f = *s.mutable_fields();
+      f["request_id"] = Str(d.request_id());
+      f["direction"] = Str(DirectionName(d.direction()));
+      f["kind"] = Str(d.kind());
+      f["due"] = Str(due);
+      f["overdue"] = Bool(d.overdue());
+      f["expiring"] = Bool(d.expiring());
+      f["party"] = Str(d.party());
+      f["obligation"] = Str(v1::Obligation_Name(d.obligation()));
+      f["description"] = Str(d.description());
+      *list.mutable_list_value()->add_values() = Obj(std::move(s));
+      continue;
+    }
+    out_ << (d.overdue() ? "LATE    " : "EXPIRES ") << d.kind() << "  " << d.request_id() << "  ("
+         << DirectionName(d.direction()) << ", " << v1::Obligation_Name(d.obligation())
+         << ") due " << due << ": " << d.description() << "\n";
+  }
+  if (json_) {
+    PrintJson(list);
+  } else if (resp.deadlines().empty()) {
+    out_ << "(nothing is late)\n";
   }
   return kExitOk;
 }

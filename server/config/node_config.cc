@@ -93,6 +93,13 @@ void FillDefaults(v1::NodeConfig* c) {
   if (d->retry_initial_ms() == 0) d->set_retry_initial_ms(kDefaultRetryInitialMs);
   if (d->retry_max_ms() == 0) d->set_retry_max_ms(kDefaultRetryMaxMs);
   if (c->audit().head_interval_seconds() == 0) c->mutable_audit()->set_head_interval_seconds(60);
+  v1::ServiceLevels* sl = c->mutable_service_levels();
+  if (sl->acknowledge_hours() == 0) sl->set_acknowledge_hours(72);
+  if (sl->urgent_acknowledge_hours() == 0) sl->set_urgent_acknowledge_hours(24);
+  if (sl->emergency_acknowledge_hours() == 0) sl->set_emergency_acknowledge_hours(2);
+  if (sl->decide_days() == 0) sl->set_decide_days(30);
+  if (sl->urgent_decide_days() == 0) sl->set_urgent_decide_days(5);
+  if (sl->preservation_warning_days() == 0) sl->set_preservation_warning_days(7);
 }
 
 }  // namespace

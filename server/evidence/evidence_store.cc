@@ -137,13 +137,15 @@ absl::Status SyncDir(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return IoError(errno, absl::StrCat("cannot open directory ", path));
   ScopedFd closer(fd);
-  if (::fsync(fd) != 0) return IoError(errno, absl::StrCat("cannot sync directory ", path));
+  if (::fsync(fd) != 0) {
+    return IoError(errno, absl::StrCat("cannot sync directory ", path));
+  }
   return absl::OkStatus();
 }
 
-// Writes all of `data` to `fd`, retrying short writes and EINTR. `*written`
-// counts the bytes that reached the file, including on error, and `on_written`
-// sees each piece that did.
+// Writes all of `data` to `fd`, retrying short writes and EINTR.
+// `on_written` (if set) sees each piece that reached the file, so that on an
+// error the caller knows how much did.
 absl::Status WriteAll(int fd, absl::string_view data, const std::string& path,
                       const std::function<void(absl::string_view)>& on_written) {
   constexpr size_t kMaxWrite = size_t{1} << 30;
@@ -154,7 +156,9 @@ absl::Status WriteAll(int fd, absl::string_view data, const std::string& path,
       if (errno == EINTR) continue;
       return IoError(errno, absl::StrCat("cannot write ", path));
     }
-    if (n == 0) return absl::InternalError(absl::StrCat("cannot write ", path, ": no progress"));
+    if (n == 0) {
+      return absl::InternalError(absl::StrCat("cannot write ", path, ": no progress"));
+    }
     if (on_written) on_written(data.substr(done, static_cast<size_t>(n)));
     done += static_cast<size_t>(n);
   }
@@ -221,13 +225,15 @@ struct Meta {
 bool ParseMeta(absl::string_view text, Meta* meta) {
   std::vector<absl::string_view> lines = absl::StrSplit(text, '\n');
   if (lines.size() != 4 || lines[0] != kMetaHeader || !lines[3].empty()) return false;
-  if (!absl::ConsumePrefix(&lines[1], "size ") || !absl::SimpleAtoi(lines[1], &meta->size)) {
+  if (!absl::ConsumePrefix(&lines[1], "size ") ||
+      !absl::SimpleAtoi(lines[1], &meta->size)) {
     return false;
   }
   absl::string_view hex = lines[2];
   if (!absl::ConsumePrefix(&hex, "sha256 ") || hex.size() != 2 * kSha256Size ||
       !std::all_of(hex.begin(), hex.end(), [](char c) {
-        return absl::ascii_isdigit(static_cast<unsigned char>(c)) || (c >= 'a' && c <= 'f');
+        return absl::ascii_isdigit(static_cast<unsigned char>(c)) ||
+               (c >= 'a' && c <= 'f');
       })) {
     return false;
   }
@@ -274,36 +280,15 @@ struct EvidenceStore::Upload {
   uint64_t received ABSL_GUARDED_BY(mu) = 0;
   // The object was already stored at BeginUpload: there is no partial file.
   bool already_stored ABSL_GUARDED_BY(mu) = false;
-  int fd ABSL_GUARDED_BY(mu) = -1;  // ROOT/partial/ID.part, O_APPEND. Owned.
+  int fd ABSL_GUARDED_BY(mu) = -1;        // ROOT/partial/ID.part, O_APPEND. Owned.
   Sha256Stream hash ABSL_GUARDED_BY(mu);  // Of the `received` bytes.
-};
-
-// An Upload whose mutex this object holds, released on destruction.
-class EvidenceStore::LockedUpload {
- public:
-  LockedUpload() = default;
-  // `upload` must already be locked by the caller; ownership of the lock
-  // passes to this object.
-  explicit LockedUpload(std::shared_ptr<Upload> upload) : upload_(std::move(upload)) {}
-  LockedUpload(LockedUpload&& other) noexcept : upload_(std::move(other.upload_)) {}
-  LockedUpload& operator=(LockedUpload&&) = delete;
-  ~LockedUpload() {
-    if (upload_ != nullptr) upload_->mu.Unlock();
-  }
-
-  explicit operator bool() const { return upload_ != nullptr; }
-  Upload* operator->() const { return upload_.get(); }
-  Upload& operator*() const { return *upload_; }
-
- private:
-  std::shared_ptr<Upload> upload_;
 };
 
 // ---------------------------------------------------------------------------
 // EvidenceStore
 
-absl::StatusOr<std::unique_ptr<EvidenceStore>> EvidenceStore::Open(const std::string& root,
-                                                                   uint64_t max_file_bytes) {
+absl::StatusOr<std::unique_ptr<EvidenceStore>> EvidenceStore::Open(
+    const std::string& root, uint64_t max_file_bytes) {
   if (root.empty()) {
     return absl::InvalidArgumentError("the evidence store needs a root directory");
   }
@@ -380,30 +365,15 @@ bool EvidenceStore::Has(absl::string_view sha256) const {
   return ::stat(PathOf(sha256).c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
-EvidenceStore::LockedUpload EvidenceStore::Lock(const std::string& transfer_id,
-                                                bool create) {
-  for (;;) {
-    std::shared_ptr<Upload> fresh;
-    if (create) {
-      fresh = std::make_shared<Upload>();
-      fresh->mu.Lock();  // Before mu_, per the lock order; uncontended.
-    }
-    std::shared_ptr<Upload> existing;
-    {
-      absl::MutexLock lock(&mu_);
-      auto it = uploads_.find(transfer_id);
-      if (it != uploads_.end()) {
-        existing = it->second;
-      } else if (fresh != nullptr) {
-        uploads_.emplace(transfer_id, fresh);
-      }
-    }
-    if (existing == nullptr) return LockedUpload(std::move(fresh));
-    if (fresh != nullptr) fresh->mu.Unlock();
-    existing->mu.Lock();
-    if (!existing->closed) return LockedUpload(std::move(existing));
-    existing->mu.Unlock();  // Finished or aborted meanwhile: look again.
-  }
+std::shared_ptr<EvidenceStore::Upload> EvidenceStore::Find(const std::string& transfer_id,
+                                                           bool create) {
+  absl::MutexLock lock(&mu_);
+  auto it = uploads_.find(transfer_id);
+  if (it != uploads_.end()) return it->second;
+  if (!create) return nullptr;
+  auto upload = std::make_shared<Upload>();
+  uploads_.emplace(transfer_id, upload);
+  return upload;
 }
 
 void EvidenceStore::Forget(const std::string& transfer_id, Upload& upload) {
@@ -435,17 +405,21 @@ absl::StatusOr<uint64_t> EvidenceStore::BeginUpload(const std::string& transfer_
         "file",
         transfer_id, size, max_file_bytes_));
   }
-  LockedUpload upload = Lock(transfer_id, /*create=*/true);
-  if (!upload->loaded) {
-    absl::Status status = Load(transfer_id, size, sha256, *upload);
-    if (!status.ok()) {
-      Forget(transfer_id, *upload);
-      return status;
+  for (;;) {
+    std::shared_ptr<Upload> upload = Find(transfer_id, /*create=*/true);
+    absl::MutexLock lock(&upload->mu);
+    if (upload->closed) continue;  // Finished or aborted meanwhile: look again.
+    if (!upload->loaded) {
+      absl::Status status = Load(transfer_id, size, sha256, *upload);
+      if (!status.ok()) {
+        Forget(transfer_id, *upload);
+        return status;
+      }
+    } else if (upload->size != size || upload->sha256 != sha256) {
+      return MismatchError(transfer_id, upload->size, upload->sha256, size, sha256);
     }
-  } else if (upload->size != size || upload->sha256 != sha256) {
-    return MismatchError(transfer_id, upload->size, upload->sha256, size, sha256);
+    return upload->received;
   }
-  return upload->received;
 }
 
 absl::Status EvidenceStore::Load(const std::string& transfer_id, uint64_t size,
@@ -490,7 +464,8 @@ absl::Status EvidenceStore::Load(const std::string& transfer_id, uint64_t size,
     if (!resuming) {
       // The metadata goes first: a partial file without it is discarded.
       COMITY_RETURN_IF_ERROR(RemovePartialFiles(transfer_id).status());
-      COMITY_RETURN_IF_ERROR(WriteFileAtomically(meta_path, FormatMeta(size, sha256), 0600));
+      COMITY_RETURN_IF_ERROR(
+          WriteFileAtomically(meta_path, FormatMeta(size, sha256), 0600));
     }
     int fd = ::open(part_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) return OpenError(errno, part_path);
@@ -498,7 +473,9 @@ absl::Status EvidenceStore::Load(const std::string& transfer_id, uint64_t size,
     if (!resuming) COMITY_RETURN_IF_ERROR(SyncDir(partial_dir_));
 
     struct stat st;
-    if (::fstat(fd, &st) != 0) return IoError(errno, absl::StrCat("cannot stat ", part_path));
+    if (::fstat(fd, &st) != 0) {
+      return IoError(errno, absl::StrCat("cannot stat ", part_path));
+    }
     uint64_t length = static_cast<uint64_t>(st.st_size);
     if (length > size) {
       // Cannot come from AppendChunk, which stops at the declared size.
@@ -516,7 +493,8 @@ absl::Status EvidenceStore::Load(const std::string& transfer_id, uint64_t size,
       std::unique_ptr<char[]> buffer(new char[kIoBufferBytes]);
       uint64_t pos = 0;
       while (pos < length) {
-        size_t want = static_cast<size_t>(std::min<uint64_t>(kIoBufferBytes, length - pos));
+        size_t want =
+            static_cast<size_t>(std::min<uint64_t>(kIoBufferBytes, length - pos));
         COMITY_ASSIGN_OR_RETURN(size_t got,
                                 ReadFull(read_fd, buffer.get(), want, pos, part_path));
         if (got < want) {
@@ -539,119 +517,133 @@ absl::Status EvidenceStore::Load(const std::string& transfer_id, uint64_t size,
 absl::Status EvidenceStore::AppendChunk(const std::string& transfer_id, uint64_t offset,
                                         absl::string_view data) {
   COMITY_RETURN_IF_ERROR(ValidateTransferId(transfer_id));
-  LockedUpload upload = Lock(transfer_id, /*create=*/false);
-  if (!upload || !upload->loaded) return NoUploadError(transfer_id);
-  if (offset != upload->received) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "transfer %s: chunk at offset %d, but %d bytes were received so far: send from "
-        "offset %d",
-        transfer_id, offset, upload->received, upload->received));
+  for (;;) {
+    std::shared_ptr<Upload> upload = Find(transfer_id, /*create=*/false);
+    if (upload == nullptr) return NoUploadError(transfer_id);
+    absl::MutexLock lock(&upload->mu);
+    if (upload->closed) continue;  // Finished or aborted meanwhile: look again.
+    if (!upload->loaded) return NoUploadError(transfer_id);
+    if (offset != upload->received) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "transfer %s: chunk at offset %d, but %d bytes were received so far: send from "
+          "offset %d",
+          transfer_id, offset, upload->received, upload->received));
+    }
+    if (data.size() > upload->size - upload->received) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("transfer %s: a chunk of %d bytes at offset %d goes past the "
+                          "declared size of %d bytes",
+                          transfer_id, data.size(), offset, upload->size));
+    }
+    if (data.empty()) return absl::OkStatus();
+    Upload* u = upload.get();
+    absl::Status status =
+        WriteAll(upload->fd, data, PartPath(transfer_id), [u](absl::string_view written) {
+          u->mu.AssertHeld();  // By the caller of WriteAll.
+          u->hash.Update(written);
+          u->received += written.size();
+        });
+    if (!status.ok()) {
+      return absl::Status(status.code(),
+                          absl::StrFormat("%s; %d bytes of transfer %s are stored: "
+                                          "continue from offset %d",
+                                          status.message(), upload->received, transfer_id,
+                                          upload->received));
+    }
+    return absl::OkStatus();
   }
-  if (data.size() > upload->size - upload->received) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "transfer %s: a chunk of %d bytes at offset %d goes past the declared size of %d "
-        "bytes",
-        transfer_id, data.size(), offset, upload->size));
-  }
-  if (data.empty()) return absl::OkStatus();
-  Upload& u = *upload;
-  absl::Status status =
-      WriteAll(u.fd, data, PartPath(transfer_id), [&u](absl::string_view written) {
-        u.mu.AssertHeld();
-        u.hash.Update(written);
-        u.received += written.size();
-      });
-  if (!status.ok()) {
-    return absl::Status(status.code(),
-                        absl::StrFormat("%s; %d bytes of transfer %s are stored: continue "
-                                        "from offset %d",
-                                        status.message(), u.received, transfer_id,
-                                        u.received));
-  }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> EvidenceStore::FinishUpload(const std::string& transfer_id) {
   COMITY_RETURN_IF_ERROR(ValidateTransferId(transfer_id));
-  LockedUpload upload = Lock(transfer_id, /*create=*/false);
-  if (!upload || !upload->loaded) return NoUploadError(transfer_id);
-  const std::string path = PathOf(upload->sha256);
+  for (;;) {
+    std::shared_ptr<Upload> upload = Find(transfer_id, /*create=*/false);
+    if (upload == nullptr) return NoUploadError(transfer_id);
+    absl::MutexLock lock(&upload->mu);
+    if (upload->closed) continue;  // Finished or aborted meanwhile: look again.
+    if (!upload->loaded) return NoUploadError(transfer_id);
+    const std::string path = PathOf(upload->sha256);
 
-  if (upload->already_stored) {
-    Forget(transfer_id, *upload);
-    if (!Has(upload->sha256)) {
-      return absl::NotFoundError(absl::StrFormat(
-          "the file with SHA-256 %s was removed from the store during transfer %s: call "
-          "BeginUpload again",
-          HexEncode(upload->sha256), transfer_id));
+    if (upload->already_stored) {
+      Forget(transfer_id, *upload);
+      if (!Has(upload->sha256)) {
+        return absl::NotFoundError(
+            absl::StrFormat("the file with SHA-256 %s was removed from the store during "
+                            "transfer %s: call BeginUpload again",
+                            HexEncode(upload->sha256), transfer_id));
+      }
+      return path;
     }
+    if (upload->received < upload->size) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "transfer %s: received %d of %d bytes: send the rest from offset %d",
+          transfer_id, upload->received, upload->size, upload->received));
+    }
+
+    // From here on the in-memory state is spent (the descriptor closed, the
+    // hash finished) whatever happens; on an I/O error BeginUpload resumes
+    // from the disk. Disk changes happen before Forget, while the transfer id
+    // is still claimed.
+    const std::string part_path = PartPath(transfer_id);
+    absl::Status status;
+    if (::fsync(upload->fd) != 0) {
+      status = IoError(errno, absl::StrCat("cannot sync ", part_path));
+    }
+    int fd = upload->fd;
+    upload->fd = -1;
+    if (::close(fd) != 0 && status.ok()) {
+      status = IoError(errno, absl::StrCat("cannot close ", part_path));
+    }
+    if (!status.ok()) {
+      Forget(transfer_id, *upload);
+      return status;
+    }
+
+    std::string digest = upload->hash.Finish();
+    if (digest != upload->sha256) {
+      absl::Status removed = RemovePartialFiles(transfer_id).status();
+      Forget(transfer_id, *upload);
+      COMITY_RETURN_IF_ERROR(removed);
+      return absl::DataLossError(absl::StrFormat(
+          "transfer %s: the %d bytes received have SHA-256 %s, not the declared %s; the "
+          "partial upload was discarded: send the file again from offset 0",
+          transfer_id, upload->size, HexEncode(digest), HexEncode(upload->sha256)));
+    }
+
+    status = Install(part_path, upload->sha256);
+    if (status.ok()) {
+      // The object is safely stored. A metadata file left behind (by an error
+      // here, or a crash) is removed by the next BeginUpload of the same file.
+      if (RemoveIfExists(MetaPath(transfer_id)).ok()) (void)SyncDir(partial_dir_);
+    }
+    Forget(transfer_id, *upload);
+    COMITY_RETURN_IF_ERROR(status);
     return path;
   }
-  if (upload->received < upload->size) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "transfer %s: received %d of %d bytes: send the rest from offset %d", transfer_id,
-        upload->received, upload->size, upload->received));
-  }
-
-  // From here on the in-memory state is spent (the descriptor closed, the
-  // hash finished) whatever happens; on an I/O error BeginUpload resumes
-  // from the disk. Disk changes happen before Forget, while the transfer id
-  // is still claimed.
-  const std::string part_path = PartPath(transfer_id);
-  absl::Status status;
-  if (::fsync(upload->fd) != 0) {
-    status = IoError(errno, absl::StrCat("cannot sync ", part_path));
-  }
-  int fd = upload->fd;
-  upload->fd = -1;
-  if (::close(fd) != 0 && status.ok()) {
-    status = IoError(errno, absl::StrCat("cannot close ", part_path));
-  }
-  if (!status.ok()) {
-    Forget(transfer_id, *upload);
-    return status;
-  }
-
-  std::string digest = upload->hash.Finish();
-  if (digest != upload->sha256) {
-    absl::Status removed = RemovePartialFiles(transfer_id).status();
-    Forget(transfer_id, *upload);
-    COMITY_RETURN_IF_ERROR(removed);
-    return absl::DataLossError(absl::StrFormat(
-        "transfer %s: the %d bytes received have SHA-256 %s, not the declared %s; the "
-        "partial upload was discarded: send the file again from offset 0",
-        transfer_id, upload->size, HexEncode(digest), HexEncode(upload->sha256)));
-  }
-
-  status = Install(part_path, upload->sha256);
-  if (status.ok()) {
-    // The object is safely stored. A metadata file left behind (by an error
-    // here, or a crash) is removed by the next BeginUpload of the same file.
-    if (RemoveIfExists(MetaPath(transfer_id)).ok()) (void)SyncDir(partial_dir_);
-  }
-  Forget(transfer_id, *upload);
-  COMITY_RETURN_IF_ERROR(status);
-  return path;
 }
 
 absl::Status EvidenceStore::AbortUpload(const std::string& transfer_id) {
   COMITY_RETURN_IF_ERROR(ValidateTransferId(transfer_id));
   // Claims the transfer id even when nothing is in memory, so that no
   // BeginUpload reads the files while they are removed.
-  LockedUpload upload = Lock(transfer_id, /*create=*/true);
-  bool in_memory = upload->loaded;
-  if (upload->fd >= 0) {
-    ::close(upload->fd);
-    upload->fd = -1;
+  for (;;) {
+    std::shared_ptr<Upload> upload = Find(transfer_id, /*create=*/true);
+    absl::MutexLock lock(&upload->mu);
+    if (upload->closed) continue;  // Finished or aborted meanwhile: look again.
+    bool in_memory = upload->loaded;
+    if (upload->fd >= 0) {
+      ::close(upload->fd);
+      upload->fd = -1;
+    }
+    absl::StatusOr<bool> removed = RemovePartialFiles(transfer_id);
+    Forget(transfer_id, *upload);
+    if (!removed.ok()) return removed.status();
+    if (!in_memory && !*removed) {
+      return absl::NotFoundError(
+          absl::StrFormat("no upload under transfer id %s to abort", transfer_id));
+    }
+    return absl::OkStatus();
   }
-  absl::StatusOr<bool> removed = RemovePartialFiles(transfer_id);
-  Forget(transfer_id, *upload);
-  if (!removed.ok()) return removed.status();
-  if (!in_memory && !*removed) {
-    return absl::NotFoundError(
-        absl::StrFormat("no upload under transfer id %s to abort", transfer_id));
-  }
-  return absl::OkStatus();
 }
 
 absl::Status EvidenceStore::Install(const std::string& from, absl::string_view sha256) {
@@ -674,15 +666,16 @@ absl::Status EvidenceStore::Read(
     const std::function<absl::Status(absl::string_view)>& fn) const {
   COMITY_RETURN_IF_ERROR(ValidateSha256(sha256));
   if (chunk_bytes == 0 || chunk_bytes > kMaxReadChunkBytes) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "chunk size %d is out of range: use 1 to %d bytes", chunk_bytes, kMaxReadChunkBytes));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("chunk size %d is out of range: use 1 to %d bytes", chunk_bytes,
+                        kMaxReadChunkBytes));
   }
   std::string path = PathOf(sha256);
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) {
-      return absl::NotFoundError(absl::StrFormat(
-          "no evidence file with SHA-256 %s in %s", HexEncode(sha256), root_));
+      return absl::NotFoundError(absl::StrFormat("no evidence file with SHA-256 %s in %s",
+                                                 HexEncode(sha256), root_));
     }
     return OpenError(errno, path);
   }
@@ -691,16 +684,18 @@ absl::Status EvidenceStore::Read(
   if (::fstat(fd, &st) != 0) return IoError(errno, absl::StrCat("cannot stat ", path));
   uint64_t size = static_cast<uint64_t>(st.st_size);
   if (offset > size) {
-    return absl::OutOfRangeError(absl::StrFormat(
-        "offset %d is past the end of evidence file %s (%d bytes)", offset,
-        HexEncode(sha256), size));
+    return absl::OutOfRangeError(
+        absl::StrFormat("offset %d is past the end of evidence file %s (%d bytes)",
+                        offset, HexEncode(sha256), size));
   }
   if (offset == size) return absl::OkStatus();
-  size_t buffer_bytes = static_cast<size_t>(std::min<uint64_t>(chunk_bytes, size - offset));
+  size_t buffer_bytes =
+      static_cast<size_t>(std::min<uint64_t>(chunk_bytes, size - offset));
   std::unique_ptr<char[]> buffer(new char[buffer_bytes]);
   uint64_t pos = offset;
   for (;;) {
-    COMITY_ASSIGN_OR_RETURN(size_t got, ReadFull(fd, buffer.get(), buffer_bytes, pos, path));
+    COMITY_ASSIGN_OR_RETURN(size_t got,
+                            ReadFull(fd, buffer.get(), buffer_bytes, pos, path));
     if (got == 0) break;
     COMITY_RETURN_IF_ERROR(fn(absl::string_view(buffer.get(), got)));
     pos += got;
@@ -720,13 +715,13 @@ absl::StatusOr<std::pair<std::string, uint64_t>> EvidenceStore::ImportFile(
     return absl::InvalidArgumentError(
         absl::StrCat(path, " is a directory: import its files one by one"));
   }
-  auto too_big = [&](uint64_t bytes) {
+  auto too_big = [&](absl::string_view how_many, uint64_t bytes) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "%s has %s%d bytes, over this node's limit of %d bytes per evidence file", path,
-        S_ISREG(st.st_mode) ? "" : "at least ", bytes, max_file_bytes_));
+        how_many, bytes, max_file_bytes_));
   };
   if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) > max_file_bytes_) {
-    return too_big(static_cast<uint64_t>(st.st_size));
+    return too_big("", static_cast<uint64_t>(st.st_size));
   }
 
   std::string tmp = absl::StrCat(partial_dir_, "/", kImportPrefix, RandomUuid());
@@ -753,7 +748,7 @@ absl::StatusOr<std::pair<std::string, uint64_t>> EvidenceStore::ImportFile(
     }
     if (n == 0) break;
     total += static_cast<uint64_t>(n);
-    if (total > max_file_bytes_) return too_big(total);
+    if (total > max_file_bytes_) return too_big("at least ", total);
     absl::string_view piece(buffer.get(), static_cast<size_t>(n));
     hash.Update(piece);
     COMITY_RETURN_IF_ERROR(WriteAll(out_fd, piece, tmp, nullptr));

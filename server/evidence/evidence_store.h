@@ -106,8 +106,9 @@ class EvidenceStore {
   // (mode 0700) if needed, and removing leftovers of interrupted imports.
   // `max_file_bytes` caps the size of any one file: uploads declaring more,
   // and imports of larger files, fail with ResourceExhausted.
-  // Errors: FailedPrecondition if another EvidenceStore has ROOT open;
-  // Internal (naming the path) if a directory cannot be created or opened.
+  // Errors: InvalidArgument for an empty root; FailedPrecondition if another
+  // EvidenceStore has ROOT open; PermissionDenied or Internal (naming the
+  // path) if a directory or the lock file cannot be created or opened.
   static absl::StatusOr<std::unique_ptr<EvidenceStore>> Open(const std::string& root,
                                                              uint64_t max_file_bytes);
   ~EvidenceStore();
@@ -187,19 +188,19 @@ class EvidenceStore {
 
  private:
   struct Upload;
-  class LockedUpload;
 
   EvidenceStore(std::string root, uint64_t max_file_bytes, int lock_fd);
 
   std::string PartPath(const std::string& transfer_id) const;
   std::string MetaPath(const std::string& transfer_id) const;
 
-  // The upload `transfer_id`, locked. If none is in memory, a new one is
-  // registered in `uploads_` (not yet loaded) unless `create` is false, in
-  // which case the result holds no upload.
-  LockedUpload Lock(const std::string& transfer_id, bool create);
-  // Forgets `upload` (locked by the caller): closes its file and removes it
-  // from `uploads_`. Leaves the files on disk.
+  // The upload registered under `transfer_id`, unlocked. If there is none,
+  // registers a new one (not yet loaded) if `create`, else returns null.
+  // Callers lock it and, if they find it closed, look it up again.
+  std::shared_ptr<Upload> Find(const std::string& transfer_id, bool create);
+  // Forgets `upload` (locked by the caller): closes its file, marks it
+  // closed and removes it from `uploads_`. Leaves the files on disk, so it
+  // must come after any change to them.
   void Forget(const std::string& transfer_id, Upload& upload);
   // Fills a just-registered upload from the disk or starts it anew.
   absl::Status Load(const std::string& transfer_id, uint64_t size,

@@ -222,6 +222,19 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::DecideRequest(
   return Done(ctx, record.status());
 }
 
+grpc::ServerUnaryReactor* OperatorServiceImpl::ListOverdue(grpc::CallbackServerContext* ctx,
+                                                           const v1::ListOverdueRequest*,
+                                                           v1::ListOverdueResponse* response) {
+  auto op = AuthenticateOperatorCall(node_, ctx, "ListOverdue",
+                                     {"submitter", "reviewer", "approver", "auditor", "admin"});
+  if (!op.ok()) return Done(ctx, op.status());
+  auto deadlines = node_->Overdue();
+  if (deadlines.ok()) {
+    for (auto& d : *deadlines) *response->add_deadlines() = std::move(d);
+  }
+  return Done(ctx, deadlines.status());
+}
+
 grpc::ServerUnaryReactor* OperatorServiceImpl::ListRequests(
     grpc::CallbackServerContext* ctx, const v1::ListRequestsRequest* request,
     v1::ListRequestsResponse* response) {

@@ -57,6 +57,9 @@ class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
   grpc::ServerUnaryReactor* DecideRequest(grpc::CallbackServerContext* ctx,
                                           const v1::DecideRequestRequest* request,
                                           v1::DecideRequestResponse* response) override;
+  grpc::ServerUnaryReactor* ListOverdue(grpc::CallbackServerContext* ctx,
+                                        const v1::ListOverdueRequest* request,
+                                        v1::ListOverdueResponse* response) override;
   grpc::ServerUnaryReactor* ListRequests(grpc::CallbackServerContext* ctx,
                                          const v1::ListRequestsRequest* request,
                                          v1::ListRequestsResponse* response) override;

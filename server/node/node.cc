@@ -9,6 +9,7 @@
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/core/case_rules.h"
+#include "server/core/deadlines.h"
 #include "server/core/envelope.h"
 #include "server/core/parties.h"
 #include "server/audit/merkle.h"
@@ -640,6 +641,15 @@ void Node::WorkerLoop() {
     }
     if (gossip) GossipHeads();
     DeliverTransitions();
+    bool check = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (absl::Now() - last_deadline_check_ >= absl::Seconds(30)) {
+        last_deadline_check_ = absl::Now();
+        check = true;
+      }
+    }
+    if (check) CheckDeadlines();
     auto due = store_->DueForDelivery(clock_->Now(), kRetryBatch);
     if (!due.ok()) {
       LogEvent(LogLevel::kError, "store_error", {{"error", due.status().ToString()}});
@@ -1025,6 +1035,72 @@ void Node::DeliverTransitions() {
               {"step", absl::StrCat(p.sequence)},
               {"to", peer},
               {"error", error}});
+  }
+}
+
+absl::StatusOr<std::vector<v1::CaseDeadline>> Node::Overdue() {
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> listed,
+                          store_->List(v1::DIRECTION_UNSPECIFIED, kMaxListLimit));
+  std::vector<v1::CaseDeadline> out;
+  const absl::Time now = clock_->Now();
+  for (const v1::RequestRecord& summary : listed) {
+    if (summary.case_state() == v1::CASE_STATE_UNSPECIFIED ||
+        IsFinalCaseState(summary.case_state())) {
+      continue;
+    }
+    v1::RequestBody body;
+    if (!body.ParseFromString(summary.request().payload())) continue;
+    COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> full, store_->Get(body.id()));
+    for (const v1::RequestRecord& r : full) {
+      if (r.direction() != summary.direction()) continue;
+      for (v1::CaseDeadline& d : CaseDeadlines(r, setup_->config.service_levels(), now)) {
+        if (d.overdue() || d.expiring()) out.push_back(std::move(d));
+      }
+    }
+  }
+  return out;
+}
+
+void Node::CheckDeadlines() {
+  auto deadlines = Overdue();
+  if (!deadlines.ok()) {
+    LogEvent(LogLevel::kError, "store_error", {{"error", deadlines.status().ToString()}});
+    return;
+  }
+  for (const v1::CaseDeadline& d : *deadlines) {
+    if (!d.overdue() || d.obligation() != v1::BINDING ||
+        (d.kind() != "ACKNOWLEDGE" && d.kind() != "DECIDE")) {
+      continue;
+    }
+    // Once per deadline: the log says whether it was escalated already.
+    AuditFilter f;
+    f.request_id = d.request_id();
+    f.type = v1::CASE_ESCALATED;
+    auto earlier = store_->AuditEntries(f);
+    bool done = false;
+    if (earlier.ok()) {
+      for (const std::string& bytes : *earlier) {
+        v1::AuditEntry e;
+        if (e.ParseFromString(bytes) && e.detail().rfind(d.kind() + " ", 0) == 0) done = true;
+      }
+    }
+    if (done) continue;
+    const std::string due = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
+                                             absl::FromUnixMicros(d.due_unix_micros()),
+                                             absl::UTCTimeZone());
+    LogEvent(LogLevel::kError, "deadline_missed",
+             {{"request_id", d.request_id()},
+              {"deadline", d.kind()},
+              {"due", due},
+              {"party", d.party()},
+              {"detail", d.description()}});
+    absl::Status st = store_->Audit([&](AuditWriter& w) {
+      v1::AuditEntry e = Event(v1::CASE_ESCALATED, "node", d.request_id(), d.party());
+      e.set_obligation(d.obligation());
+      e.set_detail(absl::StrCat(d.kind(), " overdue since ", due, ": ", d.description()));
+      return w.Append(&e).status();
+    });
+    if (!st.ok()) LogEvent(LogLevel::kError, "audit_error", {{"error", st.ToString()}});
   }
 }
 

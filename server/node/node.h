@@ -126,6 +126,14 @@ class Node {
   // (submitter role), as the request is.
   absl::StatusOr<v1::RequestRecord> Act(const CertIdentity& op, const std::string& request_id,
                                         const Decision& decision);
+  // Late and expiring deadlines of open cases on this node (both
+  // directions), at the node's clock.
+  absl::StatusOr<std::vector<v1::CaseDeadline>> Overdue();
+  // Escalates (audit entry CASE_ESCALATED, error log) each BINDING request
+  // that missed its acknowledge or decide deadline, once per deadline. Run
+  // by the worker; public for tests.
+  void CheckDeadlines();
+
   // Peer API: numbers the requesting party's signed proposal into the case.
   absl::StatusOr<v1::SignedEnvelope> SequenceProposal(const std::string& peer_party,
                                                       const v1::SignedEnvelope& proposal);
@@ -224,6 +232,7 @@ class Node {
   bool kick_ ABSL_GUARDED_BY(mu_) = false;  // Transitions to deliver now.
   std::thread worker_;
   absl::Time last_gossip_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Time last_deadline_check_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace comity

@@ -4,6 +4,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/core/envelope.h"
+#include "server/util/clock.h"
 #include "tests/testing/e2e_helpers.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_network.h"
@@ -54,6 +55,7 @@ class CaseE2eTest : public ::testing::Test {
     }
     return false;
   }
+  FakeClock clock_{absl::Now()};  // Outlives the nodes (declared before net_).
   std::unique_ptr<testing::TestNetwork> net_;
 };
 
@@ -200,6 +202,42 @@ TEST_F(CaseE2eTest, TheRequesterAnswersQuestionsWithdrawsAndCloses) {
   }
   CliResult show = Cli({"--connect", alice, "show", id});
   EXPECT_THAT(show.out, HasSubstr("3. WITHDRAW -> CASE_WITHDRAWN by FR (alice)"));
+}
+
+TEST_F(CaseE2eTest, LateBindingRequestsAreEscalatedAndPreservationsFlagged) {
+  testing::LogCapture logs;
+  ASSERT_THAT(net_->Start("FR", &clock_), IsOk());
+  ASSERT_THAT(net_->Start("JP", &clock_), IsOk());
+  std::string id = Submit("PRESERVATION", "DATA_INTERFERENCE");  // BINDING, ROUTINE.
+  CliResult none = Jp({"overdue"});
+  EXPECT_THAT(none.out, HasSubstr("nothing is late"));
+
+  clock_.Advance(absl::Hours(73));  // Past the 72 h to acknowledge.
+  for (const char* party : {"JP", "FR"}) {
+    CliResult late = Cli({"--connect", net_->ClientConfigPath(party, "alice"), "overdue"});
+    EXPECT_THAT(late.out, HasSubstr("LATE    ACKNOWLEDGE  " + id)) << party;
+  }
+  net_->server("JP")->node()->CheckDeadlines();
+  net_->server("JP")->node()->CheckDeadlines();  // Escalated once, not twice.
+  EXPECT_TRUE(logs.Contains("deadline_missed", id)) << logs.All();
+  CliResult escalated = Cli({"--connect", net_->ClientConfigPath("JP", "carol"), "audit",
+                             "log", "--request", id, "--type", "CASE_ESCALATED"});
+  EXPECT_THAT(escalated.out, HasSubstr("ACKNOWLEDGE overdue since"));
+  EXPECT_THAT(escalated.out, HasSubstr("(1 of"));
+
+  // Accepted, the preservation runs 60 days (ETS185 Art 29(7)); a week
+  // before it lapses both sides see it.
+  ASSERT_EQ(Jp({"accept", id}).code, 0);
+  EXPECT_TRUE(FranceSees(id, v1::CASE_ACCEPTED));
+  EXPECT_THAT(Jp({"overdue"}).out, HasSubstr("nothing is late"));
+  clock_.Advance(absl::Hours(24 * 54));
+  for (const char* party : {"JP", "FR"}) {
+    CliResult expiring = Cli({"--connect", net_->ClientConfigPath(party, "alice"), "overdue"});
+    EXPECT_THAT(expiring.out, HasSubstr("EXPIRES PRESERVATION_EXPIRY  " + id)) << party;
+    EXPECT_THAT(expiring.out, HasSubstr("Art 29(7)"));
+  }
+  net_->Stop("FR");
+  net_->Stop("JP");
 }
 
 }  // namespace

@@ -1,0 +1,23 @@
+// Deadlines of a case: the node's service levels (acknowledge, decide) and
+// the instrument's (a preservation's term, ETS185 Art 29(7)). Pure.
+#ifndef COMITY_SERVER_CORE_DEADLINES_H_
+#define COMITY_SERVER_CORE_DEADLINES_H_
+
+#include <vector>
+
+#include "absl/time/time.h"
+#include "comity/v1/config.pb.h"
+#include "comity/v1/record.pb.h"
+
+namespace comity {
+
+// Every deadline of `record` still relevant at `now`: unmet service-level
+// deadlines (overdue when past), and a preservation's expiry once accepted
+// (expiring within the warning period). `record` must hold its receipt and
+// transitions; records without a case yield none.
+std::vector<v1::CaseDeadline> CaseDeadlines(const v1::RequestRecord& record,
+                                            const v1::ServiceLevels& levels, absl::Time now);
+
+}  // namespace comity
+
+#endif  // COMITY_SERVER_CORE_DEADLINES_H_
