@@ -69,8 +69,9 @@ commands:
       into the case by the requested party at once (it must be reachable).
   list [--sent | --received] [--limit N]
       Requests this node sent or received, newest first, with their state.
-  show ID
-      One request: its body, and its signature and receipt verified.
+  show ID [--chain]
+      One request: its body, its signature and receipt verified, its case. With
+      --chain, first the whole chain of linked requests (submit --related ID).
   audit verify|log|prove|consistency|export|stats|head ...
       The node's tamper-evident audit log (auditor role); see 'comity audit help'.
   treaty check|matrix|parties|show ...
@@ -449,6 +450,8 @@ int Cli::Run(const std::vector<std::string>& args) {
     spec.with_value.insert({"ground", "reasons", "consultation", "text"});
     spec.repeated = {"ground"};
     spec.switches.insert("final");
+  } else if (command == "show") {
+    spec.switches.insert("chain");
   } else if (command == "overdue") {
   } else if (command == "show" || command == "approve" || command == "inbox" ||
              command == "help" || command.empty()) {
@@ -770,6 +773,7 @@ int Cli::List(const ParsedArgs& args) {
 int Cli::Show(const ParsedArgs& args) {
   v1::GetRequestRequest req;
   req.set_id(args.positional[0]);
+  req.set_chain(args.switches.count("chain") != 0);
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(15)));
   v1::GetRequestResponse resp;
@@ -778,11 +782,31 @@ int Cli::Show(const ParsedArgs& args) {
   bool good = true;
   Value list;
   list.mutable_list_value();
+  if (req.chain() && !json_) {
+    out_ << "chain of " << resp.records_size() << " request record(s), oldest first:\n";
+    int n = 0;
+    for (const v1::RequestRecord& r : resp.records()) {
+      v1::RequestBody body;
+      body.ParseFromString(r.request().payload());
+      out_ << "  " << ++n << ". " << FormatTs(body.created_at()) << "  "
+           << v1::AssistanceType_Name(body.assistance_type()) << "  "
+           << body.requesting_party() << " -> " << body.requested_party() << "  "
+           << (r.case_state() ? v1::CaseState_Name(r.case_state())
+                              : v1::RequestState_Name(r.state()))
+           << "  " << body.id()
+           << (body.related_request_ids().empty()
+                   ? ""
+                   : "  (follows " + absl::StrJoin(body.related_request_ids(), ", ") + ")")
+           << "\n";
+    }
+    out_ << "\n";
+  }
   for (const v1::RequestRecord& r : resp.records()) {
     v1::RequestBody body;
     if (!body.ParseFromString(r.request().payload())) {
       return Fail({kExitFailure, "the node returned a request payload that does not parse"});
     }
+    if (req.chain() && !json_ && body.id() != req.id()) continue;  // Details of ID only.
     Verification v = Verify(r, body, resp.signer_keys());
     good = good && (r.state() == v1::AWAITING_APPROVAL ||
                     (v.signature.ok() && (!v.has_receipt || v.receipt.ok())));

@@ -254,7 +254,7 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::GetRequest(
   auto op = AuthenticateOperatorCall(node_, ctx, "GetRequest",
                                      {"submitter", "reviewer", "approver", "auditor", "admin"});
   if (!op.ok()) return Done(ctx, op.status());
-  auto records = node_->Get(request->id());
+  auto records = request->chain() ? node_->Chain(request->id()) : node_->Get(request->id());
   if (records.ok()) {
     for (auto& key : node_->SignerKeys(*records)) *response->add_signer_keys() = key;
     for (auto& r : *records) *response->add_records() = std::move(r);

@@ -1,7 +1,9 @@
 #include "server/node/node.h"
 
 #include <algorithm>
+#include <map>
 #include <random>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -352,6 +354,15 @@ void Node::Submit(const std::string& operator_name, v1::RequestBody draft,
           "add it to the node's configuration (peers { party: \"",
           draft.requested_party(), "\" ... })"));
     }
+    for (const std::string& related : draft.related_request_ids()) {
+      auto known = store_->Get(related);
+      if (!known.ok()) return known.status();
+      if (known->empty()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "related request ", related.substr(0, 64), " is unknown to this node; a follow-up "
+            "links to a request this node sent or received"));
+      }
+    }
     const absl::Time now = clock_->Now();
     draft.set_id(RandomUuid());
     draft.set_requesting_party(party());
@@ -472,6 +483,46 @@ absl::StatusOr<std::vector<v1::RequestRecord>> Node::Get(
         absl::StrCat("no request ", request_id.substr(0, 64), " on this node"));
   }
   return records;
+}
+
+absl::StatusOr<std::vector<v1::RequestRecord>> Node::Chain(
+    const std::string& request_id) const {
+  COMITY_RETURN_IF_ERROR(Get(request_id).status());
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> all,
+                          store_->List(v1::DIRECTION_UNSPECIFIED, kMaxListLimit));
+  // Links both ways, from the bodies.
+  std::map<std::string, std::set<std::string>> links;
+  for (const v1::RequestRecord& r : all) {
+    v1::RequestBody body;
+    if (!body.ParseFromString(r.request().payload())) continue;
+    for (const std::string& related : body.related_request_ids()) {
+      links[body.id()].insert(related);
+      links[related].insert(body.id());
+    }
+  }
+  std::set<std::string> seen = {request_id};
+  std::vector<std::string> todo = {request_id};
+  while (!todo.empty()) {
+    std::string id = todo.back();
+    todo.pop_back();
+    for (const std::string& next : links[id]) {
+      if (seen.insert(next).second) todo.push_back(next);
+    }
+  }
+  std::vector<v1::RequestRecord> out;
+  for (const std::string& id : seen) {
+    auto records = store_->Get(id);
+    if (!records.ok()) return records.status();
+    for (auto& r : *records) out.push_back(std::move(r));
+  }
+  std::sort(out.begin(), out.end(), [](const v1::RequestRecord& a, const v1::RequestRecord& b) {
+    v1::RequestBody x, y;
+    x.ParseFromString(a.request().payload());
+    y.ParseFromString(b.request().payload());
+    return std::make_pair(x.created_at().seconds(), x.created_at().nanos()) <
+           std::make_pair(y.created_at().seconds(), y.created_at().nanos());
+  });
+  return out;
 }
 
 std::vector<v1::PublicKey> Node::SignerKeys(

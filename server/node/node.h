@@ -171,6 +171,9 @@ class Node {
   void RecordAuditExport(const std::string& actor);
   // NotFound if this node knows no request with that id.
   absl::StatusOr<std::vector<v1::RequestRecord>> Get(const std::string& request_id) const;
+  // `request_id` and every request linked to it through
+  // related_request_ids, both ways, as this node knows them; oldest first.
+  absl::StatusOr<std::vector<v1::RequestRecord>> Chain(const std::string& request_id) const;
   // The public keys that signed the envelopes of `records`.
   std::vector<v1::PublicKey> SignerKeys(const std::vector<v1::RequestRecord>& records) const;
 

@@ -240,5 +240,39 @@ TEST_F(CaseE2eTest, LateBindingRequestsAreEscalatedAndPreservationsFlagged) {
   net_->Stop("JP");
 }
 
+TEST_F(CaseE2eTest, FollowUpRequestsFormAChainBothSidesCanShow) {
+  std::string preservation = Submit("PRESERVATION", "DATA_INTERFERENCE");
+  std::string alice = net_->ClientConfigPath("FR", "alice");
+  auto follow = [&](const std::string& type, const std::string& related) {
+    CliResult r = Cli({"--connect", alice, "submit", "--to", "JP", "--type", type, "--offence",
+                       "DATA_INTERFERENCE", "--authority", "Parquet de Paris", "--facts",
+                       "ransomware", "--related", related, "--json"});
+    EXPECT_EQ(r.code, 0) << r.err;
+    return ParseJson(r.out).fields().at("id").string_value();
+  };
+  std::string disclosure = follow("TRAFFIC_DATA_DISCLOSURE", preservation);
+  std::string access = follow("STORED_DATA_ACCESS", disclosure);
+  for (const char* party : {"FR", "JP"}) {
+    CliResult chain = Cli({"--connect", net_->ClientConfigPath(party, "alice"), "show",
+                           disclosure, "--chain"});
+    ASSERT_EQ(chain.code, 0) << chain.err;
+    EXPECT_THAT(chain.out, HasSubstr("chain of 3 request record(s)")) << party;
+    size_t a = chain.out.find("1. "), b = chain.out.find("2. "), c = chain.out.find("3. ");
+    EXPECT_LT(chain.out.find(preservation), chain.out.find(disclosure));
+    EXPECT_NE(a, std::string::npos);
+    EXPECT_LT(a, b);
+    EXPECT_LT(b, c);
+    EXPECT_THAT(chain.out, HasSubstr("STORED_DATA_ACCESS  FR -> JP"));
+    EXPECT_THAT(chain.out, HasSubstr("(follows " + disclosure + ")"));
+  }
+  CliResult unknown = Cli({"--connect", alice, "submit", "--to", "JP", "--type",
+                           "TRAFFIC_DATA_DISCLOSURE", "--offence", "DATA_INTERFERENCE",
+                           "--authority", "x", "--facts", "y", "--related",
+                           "0f8fad5b-d9cb-469f-a165-70867728950e"});
+  EXPECT_EQ(unknown.code, 1);
+  EXPECT_THAT(unknown.err, HasSubstr("is unknown to this node"));
+  (void)access;
+}
+
 }  // namespace
 }  // namespace comity

@@ -1,6 +1,5 @@
 #include "server/evidence/evidence_store.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -367,6 +366,26 @@ TEST_F(EvidenceStoreTest, ExistingObjectNeedsNoBytes) {
 
   EXPECT_THAT(store_->BeginUpload("third", kSize + 1, sha),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("declared size")));
+}
+
+TEST_F(EvidenceStoreTest, CrashBetweenInstallAndMetadataRemovalIsHarmless) {
+  const std::string sha = HashOf(22, 5000);
+  ASSERT_THAT(store_->BeginUpload("t22", 5000, sha), IsOk());
+  ASSERT_THAT(Send("t22", 22, 0, 5000), IsOk());
+  ASSERT_THAT(store_->FinishUpload("t22"), IsOk());
+  store_.reset();
+  {  // The metadata file as it was before the crash.
+    std::string meta = absl::StrCat("comity-evidence-partial 1\nsize 5000\nsha256 ",
+                                    HexEncode(sha), "\n");
+    int fd = ::open((root_ + "/partial/t22.meta").c_str(), O_WRONLY | O_CREAT, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::write(fd, meta.data(), meta.size()), static_cast<ssize_t>(meta.size()));
+    ::close(fd);
+  }
+  ASSERT_NO_FATAL_FAILURE(Reopen());
+  EXPECT_THAT(store_->BeginUpload("t22", 5000, sha), IsOkAndHolds(5000u));
+  EXPECT_THAT(ListDir(root_ + "/partial"), IsEmpty());
+  EXPECT_THAT(store_->FinishUpload("t22"), IsOkAndHolds(store_->PathOf(sha)));
 }
 
 TEST_F(EvidenceStoreTest, EmptyFile) {
