@@ -10,6 +10,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 
 #include "client/args.h"
@@ -59,7 +63,7 @@ commands:
       Late acknowledgements and decisions on both sides (BINDING ones are escalated),
       and preservations about to lapse (ETS185 Art 29(7)).
   ack|review|accept|refuse|postpone|ask|respond|close ID [--ground G]... [--reasons TEXT]
-      [--consultation TEXT] [--text TEXT] [--final]
+      [--consultation TEXT] [--text TEXT] [--final] [--file PATH]...
       A step of the case of a request this node received (reviewer role), signed and
       delivered to the requesting party. A refusal must cite grounds the governing
       instrument leaves open (comity show ID) and give --reasons (ETS185 Art 27(7)).
@@ -306,6 +310,23 @@ void PrintCase(std::ostream& out, const v1::RequestRecord& r,
   }
 }
 
+// The evidence files of the case's responses, and which this node holds.
+void PrintEvidence(std::ostream& out, const v1::RequestRecord& r,
+                   const google::protobuf::RepeatedPtrField<v1::StoredEvidence>& stored) {
+  for (const v1::SignedEnvelope& env : r.transitions()) {
+    v1::Transition t;
+    if (!t.ParseFromString(env.payload())) continue;
+    for (const v1::EvidenceFile& f : t.evidence()) {
+      std::string where = "not here yet (fetched and verified in the background)";
+      for (const v1::StoredEvidence& s : stored) {
+        if (s.sha256() == f.sha256()) where = "verified, " + s.path();
+      }
+      out << "evidence:  " << f.name() << ", " << f.size() << " bytes, sha256 "
+          << HexEncode(f.sha256()).substr(0, 16) << "...: " << where << "\n";
+    }
+  }
+}
+
 Struct SummaryJson(const v1::RequestRecord& r, const v1::RequestBody& body) {
   Struct s;
   auto& f = *s.mutable_fields();
@@ -447,8 +468,8 @@ int Cli::Run(const std::vector<std::string>& args) {
     spec.with_value.insert("limit");
     spec.switches.insert({"sent", "received"});
   } else if (CaseActionFor(command) != v1::CASE_ACTION_UNSPECIFIED) {
-    spec.with_value.insert({"ground", "reasons", "consultation", "text"});
-    spec.repeated = {"ground"};
+    spec.with_value.insert({"ground", "reasons", "consultation", "text", "file"});
+    spec.repeated = {"ground", "file"};
     spec.switches.insert("final");
   } else if (command == "show") {
     spec.switches.insert("chain");
@@ -616,6 +637,15 @@ int Cli::Decide(const ParsedArgs& args, v1::CaseAction action) {
   req.set_consultation(args.Get("consultation"));
   req.set_text(args.Get("text"));
   req.set_final_response(args.switches.count("final") != 0);
+  for (const std::string& path : args.GetAll("file")) {
+    // The node reads the file: give it an absolute path on its machine.
+    char* real = ::realpath(path.c_str(), nullptr);
+    if (real == nullptr) {
+      return Fail({kExitUsage, absl::StrCat("--file ", path, ": ", std::strerror(errno))});
+    }
+    req.add_evidence_paths(real);
+    std::free(real);
+  }
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
   v1::DecideRequestResponse resp;
@@ -837,6 +867,7 @@ int Cli::Show(const ParsedArgs& args) {
     PrintVerification(out_, r, v, body.requested_party());
     PrintAssessments(out_, body, v);
     PrintCase(out_, r, resp.signer_keys());
+    PrintEvidence(out_, r, resp.stored_evidence());
   }
   if (json_) PrintJson(resp.records_size() == 1 ? list.list_value().values(0) : list);
   if (!good) {

@@ -100,6 +100,9 @@ void FillDefaults(v1::NodeConfig* c) {
   if (sl->decide_days() == 0) sl->set_decide_days(30);
   if (sl->urgent_decide_days() == 0) sl->set_urgent_decide_days(5);
   if (sl->preservation_warning_days() == 0) sl->set_preservation_warning_days(7);
+  if (c->evidence().max_file_bytes() == 0) {
+    c->mutable_evidence()->set_max_file_bytes(uint64_t{1} << 40);
+  }
 }
 
 }  // namespace

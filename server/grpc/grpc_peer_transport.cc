@@ -85,6 +85,31 @@ absl::StatusOr<v1::SignedEnvelope> GrpcPeerTransport::ProposeTransition(
   return std::move(*resp.mutable_transition());
 }
 
+absl::Status GrpcPeerTransport::FetchEvidence(
+    const std::string& party, const std::string& request_id, const std::string& sha256,
+    uint64_t offset, const std::function<absl::Status(absl::string_view)>& fn,
+    absl::Duration timeout) {
+  auto stub = StubFor(party);
+  if (!stub.ok()) return stub.status();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  v1::FetchEvidenceRequest req;
+  req.set_request_id(request_id);
+  req.set_sha256(sha256);
+  req.set_offset(offset);
+  auto reader = (*stub)->FetchEvidence(&ctx, req);
+  v1::EvidenceChunk chunk;
+  absl::Status local;
+  while (local.ok() && reader->Read(&chunk)) local = fn(chunk.data());
+  if (!local.ok()) {
+    ctx.TryCancel();
+    reader->Finish().IgnoreError();
+    return local;
+  }
+  grpc::Status status = reader->Finish();
+  return status.ok() ? absl::OkStatus() : PeerError(party, status);
+}
+
 absl::StatusOr<v1::SignedEnvelope> GrpcPeerTransport::ExchangeTreeHeads(
     const std::string& party, const v1::SignedEnvelope& our_head, absl::Duration timeout) {
   auto stub = StubFor(party);

@@ -27,6 +27,10 @@ class GrpcPeerTransport final : public PeerTransport {
   absl::StatusOr<v1::SignedEnvelope> ProposeTransition(const std::string& party,
                                                        const v1::SignedEnvelope& proposal,
                                                        absl::Duration timeout) override;
+  absl::Status FetchEvidence(const std::string& party, const std::string& request_id,
+                             const std::string& sha256, uint64_t offset,
+                             const std::function<absl::Status(absl::string_view)>& fn,
+                             absl::Duration timeout) override;
   absl::StatusOr<v1::SignedEnvelope> ExchangeTreeHeads(const std::string& party,
                                                        const v1::SignedEnvelope& our_head,
                                                        absl::Duration timeout) override;

@@ -105,6 +105,70 @@ grpc::ServerUnaryReactor* PeerServiceImpl::ProposeTransition(
   return Done(ctx, transition.status());
 }
 
+namespace {
+
+// Streams an evidence file in chunks of at most 1 MiB (and under the
+// message limit), reading one chunk per write, so memory stays bounded
+// whatever the file's size.
+class EvidenceReactor final : public grpc::ServerWriteReactor<v1::EvidenceChunk> {
+ public:
+  EvidenceReactor(Node* node, std::string peer, v1::FetchEvidenceRequest request,
+                  size_t chunk_bytes)
+      : node_(node), peer_(std::move(peer)), request_(std::move(request)),
+        offset_(request_.offset()), chunk_bytes_(chunk_bytes) {
+    Next();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the peer went away"));
+      return;
+    }
+    Next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Next() {
+    chunk_.Clear();
+    bool got = false;
+    absl::Status st = node_->ReadEvidence(
+        peer_, request_.request_id(), request_.sha256(), offset_, chunk_bytes_,
+        [&](absl::string_view data) {
+          chunk_.set_data(std::string(data));
+          got = true;
+          return absl::CancelledError("one chunk");  // Stop after one.
+        });
+    if (!got) {
+      Finish(st.ok() ? grpc::Status::OK : ToGrpcStatus(st));
+      return;
+    }
+    offset_ += chunk_.data().size();
+    StartWrite(&chunk_);
+  }
+  Node* node_;
+  std::string peer_;
+  v1::FetchEvidenceRequest request_;
+  uint64_t offset_;
+  size_t chunk_bytes_;
+  v1::EvidenceChunk chunk_;
+};
+
+class EvidenceError final : public grpc::ServerWriteReactor<v1::EvidenceChunk> {
+ public:
+  explicit EvidenceError(const absl::Status& st) { Finish(ToGrpcStatus(st)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::EvidenceChunk>* PeerServiceImpl::FetchEvidence(
+    grpc::CallbackServerContext* ctx, const v1::FetchEvidenceRequest* request) {
+  auto peer = Authenticate(ctx, "FetchEvidence");
+  if (!peer.ok()) return new EvidenceError(peer.status());
+  return new EvidenceReactor(node_, *peer, *request,
+                             std::min<size_t>(1 << 20, max_message_bytes_ - 1024));
+}
+
 grpc::ServerUnaryReactor* PeerServiceImpl::ExchangeTreeHeads(
     grpc::CallbackServerContext* ctx, const v1::ExchangeTreeHeadsRequest* request,
     v1::ExchangeTreeHeadsResponse* response) {
@@ -213,6 +277,7 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::DecideRequest(
   d.consultation = request->consultation();
   d.text = request->text();
   d.final_response = request->final_response();
+  d.evidence_paths.assign(request->evidence_paths().begin(), request->evidence_paths().end());
   auto record = node_->Act(*op, request->id(), d);
   if (absl::IsPermissionDenied(record.status())) {
     node_->RecordAuthFailure("operator:" + op->operator_name,
@@ -257,6 +322,18 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::GetRequest(
   auto records = request->chain() ? node_->Chain(request->id()) : node_->Get(request->id());
   if (records.ok()) {
     for (auto& key : node_->SignerKeys(*records)) *response->add_signer_keys() = key;
+    for (const auto& r : *records) {
+      for (const auto& env : r.transitions()) {
+        v1::Transition t;
+        if (!t.ParseFromString(env.payload())) continue;
+        for (const auto& f : t.evidence()) {
+          if (!node_->evidence()->Has(f.sha256())) continue;
+          v1::StoredEvidence* s = response->add_stored_evidence();
+          s->set_sha256(f.sha256());
+          s->set_path(node_->evidence()->PathOf(f.sha256()));
+        }
+      }
+    }
     for (auto& r : *records) *response->add_records() = std::move(r);
   }
   return Done(ctx, records.status());

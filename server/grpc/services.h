@@ -26,6 +26,8 @@ class PeerServiceImpl final : public v1::PeerService::CallbackService {
   grpc::ServerUnaryReactor* ProposeTransition(grpc::CallbackServerContext* ctx,
                                               const v1::ProposeTransitionRequest* request,
                                               v1::ProposeTransitionResponse* response) override;
+  grpc::ServerWriteReactor<v1::EvidenceChunk>* FetchEvidence(
+      grpc::CallbackServerContext* ctx, const v1::FetchEvidenceRequest* request) override;
   grpc::ServerUnaryReactor* ExchangeTreeHeads(grpc::CallbackServerContext* ctx,
                                               const v1::ExchangeTreeHeadsRequest* request,
                                               v1::ExchangeTreeHeadsResponse* response) override;

@@ -88,7 +88,12 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const NodeSetup* setup,
   if (setup == nullptr || store == nullptr || transport == nullptr || clock == nullptr) {
     return absl::InvalidArgumentError("Node::Create: null dependency");
   }
-  return std::unique_ptr<Node>(new Node(setup, std::move(store), transport, clock));
+  COMITY_ASSIGN_OR_RETURN(
+      std::unique_ptr<EvidenceStore> evidence,
+      EvidenceStore::Open(setup->config.data_dir() + "/evidence",
+                          setup->config.evidence().max_file_bytes()));
+  return std::unique_ptr<Node>(
+      new Node(setup, std::move(store), std::move(evidence), transport, clock));
 }
 
 Node::~Node() { Stop(); }
@@ -701,6 +706,15 @@ void Node::WorkerLoop() {
       }
     }
     if (check) CheckDeadlines();
+    bool fetch = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (absl::Now() - last_evidence_check_ >= absl::Seconds(2)) {
+        last_evidence_check_ = absl::Now();
+        fetch = true;
+      }
+    }
+    if (fetch) FetchPendingEvidence();
     auto due = store_->DueForDelivery(clock_->Now(), kRetryBatch);
     if (!due.ok()) {
       LogEvent(LogLevel::kError, "store_error", {{"error", due.status().ToString()}});
@@ -816,8 +830,25 @@ absl::StatusOr<v1::RequestRecord> Node::Decide(const std::string& operator_name,
   if (d.action != v1::REFUSE && !d.refusal_grounds.empty()) {
     return absl::InvalidArgumentError("refusal grounds go only with REFUSE");
   }
+  if (d.action != v1::RESPOND && !d.evidence_paths.empty()) {
+    return absl::InvalidArgumentError("evidence files go only with RESPOND");
+  }
+  std::vector<v1::EvidenceFile> evidence;
+  for (const std::string& path : d.evidence_paths) {
+    auto imported = evidence_->ImportFile(path);
+    if (!imported.ok()) {
+      return absl::Status(imported.status().code(),
+                          absl::StrCat("evidence file ", path, ": ", imported.status().message()));
+    }
+    v1::EvidenceFile f;
+    f.set_name(path.substr(path.rfind('/') + 1));
+    f.set_sha256(imported->first);
+    f.set_size(imported->second);
+    evidence.push_back(std::move(f));
+  }
   COMITY_RETURN_IF_ERROR(
-      AppendStep(*row, body, receipt, d, party(), operator_name, duties, nullptr).status());
+      AppendStep(*row, body, receipt, d, party(), operator_name, duties, nullptr, evidence)
+          .status());
   COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> now_stored, Get(request_id));
   return *Row(now_stored, v1::INCOMING);
 }
@@ -825,7 +856,8 @@ absl::StatusOr<v1::RequestRecord> Node::Decide(const std::string& operator_name,
 absl::StatusOr<v1::SignedEnvelope> Node::AppendStep(
     const v1::RequestRecord& row, const v1::RequestBody& body, const v1::Receipt& receipt,
     const Decision& d, const std::string& decided_by, const std::string& operator_name,
-    const std::vector<std::string>& duties, const v1::SignedEnvelope* proposal) {
+    const std::vector<std::string>& duties, const v1::SignedEnvelope* proposal,
+    const std::vector<v1::EvidenceFile>& evidence) {
   COMITY_ASSIGN_OR_RETURN(v1::CaseState to,
                           NextCaseState(row.case_state(), d.action, d.final_response));
   v1::Transition t;
@@ -845,6 +877,7 @@ absl::StatusOr<v1::SignedEnvelope> Node::AppendStep(
   t.set_final_response(d.final_response);
   for (const auto& duty : duties) t.add_open_duties(duty);
   if (proposal != nullptr) *t.mutable_proposal() = *proposal;
+  for (const v1::EvidenceFile& f : evidence) *t.add_evidence() = f;
   COMITY_ASSIGN_OR_RETURN(
       v1::SignedEnvelope env,
       SignEnvelope(kTransitionPayloadType, SerializeDeterministic(t), party(),
@@ -966,7 +999,7 @@ absl::StatusOr<v1::SignedEnvelope> Node::SequenceProposal(const std::string& pee
   Decision d;
   d.action = p.action();
   d.text = p.text();
-  return AppendStep(*row, body, receipt, d, peer_party, p.operator_name(), {}, &envelope);
+  return AppendStep(*row, body, receipt, d, peer_party, p.operator_name(), {}, &envelope, {});
 }
 
 absl::Status Node::ReceiveTransition(const std::string& peer_party,
@@ -1040,6 +1073,10 @@ absl::Status Node::ReceiveTransition(const std::string& peer_party,
                                   v1::CaseState_Name(t.to_state())));
         return w.Append(&e).status();
       }));
+  if (t.evidence_size() > 0) {
+    absl::MutexLock lock(&mu_);
+    last_evidence_check_ = absl::InfinitePast();  // Fetch it soon.
+  }
   LogEvent(LogLevel::kInfo, "case_updated",
            {{"request_id", t.request_id()},
             {"from", peer_party},
@@ -1152,6 +1189,87 @@ void Node::CheckDeadlines() {
       return w.Append(&e).status();
     });
     if (!st.ok()) LogEvent(LogLevel::kError, "audit_error", {{"error", st.ToString()}});
+  }
+}
+
+// --- Evidence. ---
+
+absl::Status Node::ReadEvidence(const std::string& peer_party, const std::string& request_id,
+                                const std::string& sha256, uint64_t offset, size_t chunk_bytes,
+                                const std::function<absl::Status(absl::string_view)>& fn) {
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records, store_->Get(request_id));
+  const v1::RequestRecord* row = Row(records, v1::INCOMING);
+  v1::RequestBody body;
+  bool listed = false;
+  if (row != nullptr && body.ParseFromString(row->request().payload()) &&
+      body.requesting_party() == peer_party) {
+    for (const v1::SignedEnvelope& env : row->transitions()) {
+      v1::Transition t;
+      if (!t.ParseFromString(env.payload())) continue;
+      for (const v1::EvidenceFile& f : t.evidence()) listed |= f.sha256() == sha256;
+    }
+  }
+  if (!listed) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "no evidence file ", HexEncode(sha256).substr(0, 16), " was given to ", peer_party,
+        " for request ", request_id.substr(0, 64)));
+  }
+  return evidence_->Read(sha256, offset, chunk_bytes, fn);
+}
+
+void Node::FetchPendingEvidence() {
+  auto listed = store_->List(v1::OUTGOING, kMaxListLimit);
+  if (!listed.ok()) return;
+  for (const v1::RequestRecord& summary : *listed) {
+    const v1::CaseState s = summary.case_state();
+    if (s != v1::CASE_PARTLY_EXECUTED && s != v1::CASE_EXECUTED && s != v1::CASE_CLOSED) continue;
+    v1::RequestBody body;
+    if (!body.ParseFromString(summary.request().payload())) continue;
+    auto records = store_->Get(body.id());
+    const v1::RequestRecord* row = records.ok() ? Row(*records, v1::OUTGOING) : nullptr;
+    if (row == nullptr) continue;
+    for (const v1::SignedEnvelope& env : row->transitions()) {
+      v1::Transition t;
+      if (!t.ParseFromString(env.payload())) continue;
+      for (const v1::EvidenceFile& f : t.evidence()) {
+        if (evidence_->Has(f.sha256())) continue;
+        {
+          absl::MutexLock lock(&mu_);
+          if (stopping_) return;
+        }
+        const std::string transfer = HexEncode(f.sha256());
+        absl::Status st = [&]() -> absl::Status {
+          COMITY_ASSIGN_OR_RETURN(uint64_t offset,
+                                  evidence_->BeginUpload(transfer, f.size(), f.sha256()));
+          if (offset < f.size()) {
+            COMITY_RETURN_IF_ERROR(transport_->FetchEvidence(
+                body.requested_party(), body.id(), f.sha256(), offset,
+                [&](absl::string_view chunk) -> absl::Status {
+                  COMITY_RETURN_IF_ERROR(evidence_->AppendChunk(transfer, offset, chunk));
+                  offset += chunk.size();
+                  return absl::OkStatus();
+                },
+                absl::Hours(1)));
+          }
+          COMITY_RETURN_IF_ERROR(evidence_->FinishUpload(transfer).status());
+          return store_->Audit([&](AuditWriter& w) {
+            v1::AuditEntry e = Event(v1::EVIDENCE_RECEIVED, "peer:" + body.requested_party(),
+                                     body.id(), body.requested_party());
+            e.add_hashes(f.sha256());
+            e.set_detail(absl::StrCat(f.name(), ", ", f.size(), " bytes, SHA-256 verified"));
+            return w.Append(&e).status();
+          });
+        }();
+        if (st.ok()) {
+          LogEvent(LogLevel::kInfo, "evidence_received",
+                   {{"request_id", body.id()}, {"file", f.name()},
+                    {"bytes", absl::StrCat(f.size())}});
+        } else {
+          LogEvent(LogLevel::kWarning, "evidence_fetch_failed",
+                   {{"request_id", body.id()}, {"file", f.name()}, {"error", st.ToString()}});
+        }
+      }
+    }
   }
 }
 

@@ -26,6 +26,7 @@
 #include "server/config/node_config.h"
 #include "server/node/peer_transport.h"
 #include "server/audit/verifier.h"
+#include "server/evidence/evidence_store.h"
 #include "server/store/store.h"
 #include "server/util/clock.h"
 
@@ -107,6 +108,8 @@ class Node {
     std::string consultation;
     std::string text;
     bool final_response = false;
+    // RESPOND: files on this node's machine, added to its evidence store.
+    std::vector<std::string> evidence_paths;
   };
   // A step of the case of a request this node received, taken by
   // `operator_name`: checked (legal from the current state; a refusal only on
@@ -126,6 +129,18 @@ class Node {
   // (submitter role), as the request is.
   absl::StatusOr<v1::RequestRecord> Act(const CertIdentity& op, const std::string& request_id,
                                         const Decision& decision);
+  // Evidence (docs/lifecycle.md). Streams a file listed in a response to
+  // `peer_party`'s request, from `offset`, to `fn`; PermissionDenied unless
+  // it is one.
+  absl::Status ReadEvidence(const std::string& peer_party, const std::string& request_id,
+                            const std::string& sha256, uint64_t offset, size_t chunk_bytes,
+                            const std::function<absl::Status(absl::string_view)>& fn);
+  // Fetches every evidence file listed in responses to this node's requests
+  // that it does not hold yet, resuming partial transfers. Run by the
+  // worker; public for tests.
+  void FetchPendingEvidence();
+  EvidenceStore* evidence() { return evidence_.get(); }
+
   // Late and expiring deadlines of open cases on this node (both
   // directions), at the node's clock.
   absl::StatusOr<std::vector<v1::CaseDeadline>> Overdue();
@@ -183,9 +198,13 @@ class Node {
     SubmitDone done;  // May be empty (retries).
   };
 
-  Node(const NodeSetup* setup, std::unique_ptr<Store> store, PeerTransport* transport,
-       const Clock* clock)
-      : setup_(setup), store_(std::move(store)), transport_(transport), clock_(clock) {}
+  Node(const NodeSetup* setup, std::unique_ptr<Store> store,
+       std::unique_ptr<EvidenceStore> evidence, PeerTransport* transport, const Clock* clock)
+      : setup_(setup),
+        store_(std::move(store)),
+        evidence_(std::move(evidence)),
+        transport_(transport),
+        clock_(clock) {}
 
   void WorkerLoop();
   // Sets created_at, assesses (InvalidArgument/FailedPrecondition if the
@@ -207,7 +226,8 @@ class Node {
                                                 const std::string& decided_by,
                                                 const std::string& operator_name,
                                                 const std::vector<std::string>& duties,
-                                                const v1::SignedEnvelope* proposal);
+                                                const v1::SignedEnvelope* proposal,
+                                                const std::vector<v1::EvidenceFile>& evidence);
   // Delivers this node's due case transitions, in order per case.
   void DeliverTransitions();
   v1::AuditEntry Event(v1::AuditEventType type, std::string actor,
@@ -226,6 +246,7 @@ class Node {
 
   const NodeSetup* const setup_;
   const std::unique_ptr<Store> store_;
+  const std::unique_ptr<EvidenceStore> evidence_;
   PeerTransport* const transport_;
   const Clock* const clock_;
 
@@ -236,6 +257,7 @@ class Node {
   std::thread worker_;
   absl::Time last_gossip_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time last_deadline_check_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Time last_evidence_check_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace comity

@@ -3,6 +3,7 @@
 #ifndef COMITY_SERVER_NODE_PEER_TRANSPORT_H_
 #define COMITY_SERVER_NODE_PEER_TRANSPORT_H_
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,14 @@ class PeerTransport {
   // transition it became.
   virtual absl::StatusOr<v1::SignedEnvelope> ProposeTransition(
       const std::string& party, const v1::SignedEnvelope& proposal, absl::Duration timeout) = 0;
+
+  // Streams evidence file `sha256` of `request_id` from `party`, from
+  // `offset`, passing each chunk to `fn` (a non-OK status from `fn` stops
+  // the stream and is returned).
+  virtual absl::Status FetchEvidence(const std::string& party, const std::string& request_id,
+                                     const std::string& sha256, uint64_t offset,
+                                     const std::function<absl::Status(absl::string_view)>& fn,
+                                     absl::Duration timeout) = 0;
 
   // Audit log gossip (docs/audit_log.md). Errors as above.
   virtual absl::StatusOr<v1::SignedEnvelope> ExchangeTreeHeads(

@@ -4,6 +4,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/core/envelope.h"
+#include "server/crypto/ed25519.h"
+#include "server/evidence/evidence_store.h"
+#include "server/util/files.h"
 #include "server/util/clock.h"
 #include "tests/testing/e2e_helpers.h"
 #include "tests/testing/status_matchers.h"
@@ -272,6 +275,64 @@ TEST_F(CaseE2eTest, FollowUpRequestsFormAChainBothSidesCanShow) {
   EXPECT_EQ(unknown.code, 1);
   EXPECT_THAT(unknown.err, HasSubstr("is unknown to this node"));
   (void)access;
+}
+
+// Writes `bytes` of deterministic pseudo-random data to `path`.
+std::string MakeFile(const std::string& path, size_t bytes) {
+  std::string data(bytes, '\0');
+  uint64_t x = 0x9e3779b97f4a7c15;
+  for (size_t i = 0; i < bytes; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    data[i] = static_cast<char>(x);
+  }
+  EXPECT_THAT(WriteFileAtomically(path, data, 0600), IsOk());
+  return Sha256(data);
+}
+
+TEST_F(CaseE2eTest, EvidenceIsStreamedVerifiedAndResumed) {
+  std::string id = Submit("PRESERVATION", "DATA_INTERFERENCE");
+  ASSERT_EQ(Jp({"accept", id}).code, 0);
+  const std::string logs_path = net_->dir() + "/connection-logs.tar";
+  const std::string disk_path = net_->dir() + "/disk-image.raw";
+  const std::string logs_sha = MakeFile(logs_path, 5 << 20);
+  const std::string disk_sha = MakeFile(disk_path, (6 << 20) + 12345);
+
+  // FR already holds the first 2 MiB of the disk image, as after a transfer
+  // cut short: the fetch must resume there.
+  EvidenceStore* fr_store = net_->server("FR")->node()->evidence();
+  auto disk = ReadFile(disk_path);
+  ASSERT_THAT(disk, IsOk());
+  ASSERT_THAT(fr_store->BeginUpload(HexEncode(disk_sha), disk->size(), disk_sha),
+              testing::IsOkAndHolds(0u));
+  ASSERT_THAT(fr_store->AppendChunk(HexEncode(disk_sha), 0, disk->substr(0, 2 << 20)), IsOk());
+
+  CliResult partial = Jp({"respond", id, "--text", "connection logs", "--file", logs_path});
+  ASSERT_EQ(partial.code, 0) << partial.err;
+  CliResult final_response = Jp({"respond", id, "--text", "disk image of the C2 server",
+                                 "--file", disk_path, "--final"});
+  ASSERT_EQ(final_response.code, 0) << final_response.err;
+  EXPECT_TRUE(FranceSees(id, v1::CASE_EXECUTED));
+  net_->server("FR")->node()->FetchPendingEvidence();
+  EXPECT_TRUE(fr_store->Has(logs_sha));
+  EXPECT_TRUE(fr_store->Has(disk_sha));
+  auto fetched = ReadFile(fr_store->PathOf(disk_sha));
+  ASSERT_THAT(fetched, IsOk());
+  EXPECT_EQ(Sha256(*fetched), disk_sha);
+
+  CliResult show = Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "show", id});
+  EXPECT_THAT(show.out, HasSubstr("evidence:  connection-logs.tar, 5242880 bytes"));
+  EXPECT_THAT(show.out, HasSubstr("verified, " + fr_store->PathOf(disk_sha)));
+  CliResult log = Cli({"--connect", net_->ClientConfigPath("FR", "carol"), "audit", "log",
+                       "--request", id, "--type", "EVIDENCE_RECEIVED"});
+  EXPECT_THAT(log.out, HasSubstr("disk-image.raw, 6303801 bytes, SHA-256 verified"));
+
+  // Evidence is only for the party that asked: JP's own request elsewhere
+  // is not readable, and FR cannot fetch what was not given to it.
+  absl::Status denied = net_->server("JP")->node()->ReadEvidence(
+      "FR", id, Sha256("not given"), 0, 1024, [](absl::string_view) { return absl::OkStatus(); });
+  EXPECT_TRUE(absl::IsPermissionDenied(denied)) << denied;
 }
 
 }  // namespace
