@@ -10,6 +10,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -63,14 +66,18 @@ commands:
       Late acknowledgements and decisions on both sides (BINDING ones are escalated),
       and preservations about to lapse (ETS185 Art 29(7)).
   ack|review|accept|refuse|postpone|ask|respond|close ID [--ground G]... [--reasons TEXT]
-      [--consultation TEXT] [--text TEXT] [--final] [--file PATH]...
+      [--consultation TEXT] [--text TEXT] [--final] [--file PATH]... [--condition TEXT]...
       A step of the case of a request this node received (reviewer role), signed and
       delivered to the requesting party. A refusal must cite grounds the governing
       instrument leaves open (comity show ID) and give --reasons (ETS185 Art 27(7)).
-  withdraw|answer|close ID [--text TEXT]
+  withdraw|answer|accept-conditions|close ID [--text TEXT]
       A step of the case of a request this node sent (submitter role): withdraw it,
-      answer a request for information, close a finished case. Signed, and numbered
-      into the case by the requested party at once (it must be reachable).
+      answer a request for information, accept the conditions attached to released
+      data (ETS185 Art 28(2): evidence is released only then), close a finished case.
+      Signed, and numbered into the case by the requested party at once.
+  export ID --out DIR [--allow-tlp-red]
+      Save the case's evidence files this node holds into DIR. TLP:RED material needs
+      --allow-tlp-red; every export is audited.
   list [--sent | --received] [--limit N]
       Requests this node sent or received, newest first, with their state.
   show ID [--chain]
@@ -111,6 +118,7 @@ class Cli {
   int Decide(const ParsedArgs& args, v1::CaseAction action);
   int Inbox(const ParsedArgs& args);
   int Overdue(const ParsedArgs& args);
+  int Export(const ParsedArgs& args);
   // Prints a record returned by SubmitRequest or ApproveRequest.
   int PrintSubmitted(const v1::RequestRecord& r,
                      const google::protobuf::RepeatedPtrField<v1::PublicKey>& keys);
@@ -134,7 +142,7 @@ v1::CaseAction CaseActionFor(const std::string& command) {
       {"ack", v1::ACKNOWLEDGE},     {"review", v1::START_REVIEW}, {"accept", v1::ACCEPT},
       {"refuse", v1::REFUSE},       {"postpone", v1::POSTPONE},   {"ask", v1::REQUEST_INFO},
       {"respond", v1::RESPOND},     {"close", v1::CLOSE},         {"withdraw", v1::WITHDRAW},
-      {"answer", v1::PROVIDE_INFO}};
+      {"answer", v1::PROVIDE_INFO}, {"accept-conditions", v1::ACCEPT_CONDITIONS}};
   auto it = actions->find(command);
   return it == actions->end() ? v1::CASE_ACTION_UNSPECIFIED : it->second;
 }
@@ -468,17 +476,20 @@ int Cli::Run(const std::vector<std::string>& args) {
     spec.with_value.insert("limit");
     spec.switches.insert({"sent", "received"});
   } else if (CaseActionFor(command) != v1::CASE_ACTION_UNSPECIFIED) {
-    spec.with_value.insert({"ground", "reasons", "consultation", "text", "file"});
-    spec.repeated = {"ground", "file"};
+    spec.with_value.insert({"ground", "reasons", "consultation", "text", "file", "condition"});
+    spec.repeated = {"ground", "file", "condition"};
     spec.switches.insert("final");
   } else if (command == "show") {
     spec.switches.insert("chain");
+  } else if (command == "export") {
+    spec.with_value.insert("out");
+    spec.switches.insert("allow-tlp-red");
   } else if (command == "overdue") {
   } else if (command == "show" || command == "approve" || command == "inbox" ||
              command == "help" || command.empty()) {
   } else {
     return Fail({kExitUsage, absl::StrCat("unknown command '", command,
-                                          "'; commands: submit, approve, inbox, overdue, list, show, ack, review, accept, refuse, "
+                                          "'; commands: submit, approve, inbox, overdue, export, list, show, ack, review, accept, refuse, "
                                           "postpone, ask, respond, close, withdraw, answer, audit, treaty, "
                                           "help")});
   }
@@ -495,7 +506,7 @@ int Cli::Run(const std::vector<std::string>& args) {
   json_ = parsed->switches.count("json") != 0;
   // The first positional is the command.
   parsed->positional.erase(parsed->positional.begin());
-  if (command == "show" || command == "approve" ||
+  if (command == "show" || command == "approve" || command == "export" ||
       CaseActionFor(command) != v1::CASE_ACTION_UNSPECIFIED) {
     if (parsed->positional.size() != 1) {
       return Fail({kExitUsage, absl::StrCat(command, " takes exactly one request id: comity ",
@@ -519,6 +530,7 @@ int Cli::Run(const std::vector<std::string>& args) {
   }
   if (command == "inbox") return Inbox(*parsed);
   if (command == "overdue") return Overdue(*parsed);
+  if (command == "export") return Export(*parsed);
   if (command == "list") return List(*parsed);
   return Show(*parsed);
 }
@@ -637,6 +649,7 @@ int Cli::Decide(const ParsedArgs& args, v1::CaseAction action) {
   req.set_consultation(args.Get("consultation"));
   req.set_text(args.Get("text"));
   req.set_final_response(args.switches.count("final") != 0);
+  for (const std::string& c : args.GetAll("condition")) req.add_release_conditions(c);
   for (const std::string& path : args.GetAll("file")) {
     // The node reads the file: give it an absolute path on its machine.
     char* real = ::realpath(path.c_str(), nullptr);
@@ -668,7 +681,77 @@ int Cli::Decide(const ParsedArgs& args, v1::CaseAction action) {
                  : " by both parties)")
          << "\n";
     for (const auto& duty : last.open_duties()) out_ << "open duty: " << duty << "\n";
+    for (const auto& c : last.accepted_conditions()) out_ << "accepted condition: " << c << "\n";
   }
+  return kExitOk;
+}
+
+int Cli::Export(const ParsedArgs& args) {
+  if (!args.Has("out")) return Fail({kExitUsage, "export needs --out DIR"});
+  const std::string dir = args.Get("out");
+  v1::GetRequestRequest get;
+  get.set_id(args.positional[0]);
+  v1::GetRequestResponse found;
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(15)));
+    grpc::Status status = stub_->GetRequest(&ctx, get, &found);
+    if (!status.ok()) return Fail(RpcError(status));
+  }
+  int exported = 0;
+  for (const v1::StoredEvidence& stored : found.stored_evidence()) {
+    std::string name = HexEncode(stored.sha256());
+    for (const auto& r : found.records()) {
+      for (const auto& env : r.transitions()) {
+        v1::Transition t;
+        t.ParseFromString(env.payload());
+        for (const auto& f : t.evidence()) {
+          if (f.sha256() == stored.sha256()) name = f.name();
+        }
+      }
+    }
+    if (name.find('/') != std::string::npos || name == "." || name == "..") {
+      name = HexEncode(stored.sha256());
+    }
+    const std::string path = absl::StrCat(dir, "/", name);
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      return Fail({kExitFailure, absl::StrCat("cannot create ", path, ": ",
+                                              std::strerror(errno))});
+    }
+    grpc::ClientContext ctx;
+    v1::ExportEvidenceRequest req;
+    req.set_id(get.id());
+    req.set_sha256(stored.sha256());
+    req.set_allow_tlp_red(args.switches.count("allow-tlp-red") != 0);
+    auto reader = stub_->ExportEvidence(&ctx, req);
+    v1::EvidenceChunk chunk;
+    bool write_ok = true;
+    while (write_ok && reader->Read(&chunk)) {
+      const std::string& data = chunk.data();
+      size_t done = 0;
+      while (done < data.size()) {
+        ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+          write_ok = false;
+          break;
+        }
+        done += static_cast<size_t>(n);
+      }
+    }
+    if (!write_ok) ctx.TryCancel();
+    grpc::Status status = reader->Finish();
+    ::close(fd);
+    if (!write_ok || !status.ok()) {
+      ::unlink(path.c_str());
+      if (!write_ok) return Fail({kExitFailure, absl::StrCat("cannot write ", path)});
+      return Fail(RpcError(status));
+    }
+    out_ << "exported " << path << "\n";
+    ++exported;
+  }
+  if (exported == 0) out_ << "(no evidence held here for this request)\n";
   return kExitOk;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -42,6 +43,10 @@ const std::vector<Move>& Moves() {
         v1::CASE_PARTLY_EXECUTED, v1::CASE_POSTPONED, v1::CASE_INFO_REQUESTED},
        v1::CASE_WITHDRAWN},
       {v1::PROVIDE_INFO, {v1::CASE_INFO_REQUESTED}, v1::CASE_UNDER_REVIEW},
+      // Keeps the state; see NextCaseState.
+      {v1::ACCEPT_CONDITIONS,
+       {v1::CASE_PARTLY_EXECUTED, v1::CASE_EXECUTED, v1::CASE_CLOSED},
+       v1::CASE_STATE_UNSPECIFIED},
   };
   return *moves;
 }
@@ -56,6 +61,7 @@ absl::StatusOr<CaseState> NextCaseState(CaseState from, CaseAction action,
     if (m.action != action) continue;
     if (std::find(m.from.begin(), m.from.end(), from) == m.from.end()) break;
     if (action == v1::RESPOND && !final_response) return v1::CASE_PARTLY_EXECUTED;
+    if (action == v1::ACCEPT_CONDITIONS) return from;
     return m.to;
   }
   std::vector<std::string> allowed;
@@ -70,12 +76,38 @@ absl::StatusOr<CaseState> NextCaseState(CaseState from, CaseAction action,
 }
 
 bool IsRequesterAction(CaseAction action) {
-  return action == v1::WITHDRAW || action == v1::PROVIDE_INFO || action == v1::CLOSE;
+  return action == v1::WITHDRAW || action == v1::PROVIDE_INFO || action == v1::CLOSE ||
+         action == v1::ACCEPT_CONDITIONS;
 }
 
 bool IsRequestedAction(CaseAction action) {
   return action != v1::WITHDRAW && action != v1::PROVIDE_INFO &&
-         action != v1::CASE_ACTION_UNSPECIFIED;
+         action != v1::ACCEPT_CONDITIONS && action != v1::CASE_ACTION_UNSPECIFIED;
+}
+
+std::vector<std::string> UnacceptedConditions(
+    const google::protobuf::RepeatedPtrField<v1::SignedEnvelope>& transitions,
+    absl::string_view sha256) {
+  std::vector<std::string> conditions;
+  std::set<std::string> accepted;
+  bool listed = false;
+  for (const v1::SignedEnvelope& env : transitions) {
+    v1::Transition t;
+    if (!t.ParseFromString(env.payload())) continue;
+    for (const std::string& c : t.accepted_conditions()) accepted.insert(c);
+    bool here = false;
+    for (const v1::EvidenceFile& f : t.evidence()) here |= f.sha256() == sha256;
+    if (here) {
+      listed = true;
+      for (const std::string& c : t.release_conditions()) conditions.push_back(c);
+    }
+  }
+  std::vector<std::string> open;
+  if (!listed) return open;
+  for (const std::string& c : conditions) {
+    if (accepted.count(c) == 0) open.push_back(c);
+  }
+  return open;
 }
 
 bool IsFinalCaseState(CaseState state) {

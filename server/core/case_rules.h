@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "comity/v1/assessment.pb.h"
 #include "comity/v1/case.pb.h"
+#include "comity/v1/envelope.pb.h"
 #include "comity/v1/request.pb.h"
 
 namespace comity {
@@ -24,6 +25,13 @@ absl::StatusOr<v1::CaseState> NextCaseState(v1::CaseState from, v1::CaseAction a
 // may close too).
 bool IsRequesterAction(v1::CaseAction action);
 bool IsRequestedAction(v1::CaseAction action);
+
+// The release conditions (ETS185 Art 28(2)) attached to the response that
+// listed evidence file `sha256` that no later ACCEPT_CONDITIONS step of the
+// requesting party accepted; empty if none (or if no response lists it).
+std::vector<std::string> UnacceptedConditions(
+    const google::protobuf::RepeatedPtrField<v1::SignedEnvelope>& transitions,
+    absl::string_view sha256);
 
 // True for states no decision leaves but CLOSE (or none, for CLOSED).
 bool IsFinalCaseState(v1::CaseState state);

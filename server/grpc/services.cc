@@ -278,6 +278,8 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::DecideRequest(
   d.text = request->text();
   d.final_response = request->final_response();
   d.evidence_paths.assign(request->evidence_paths().begin(), request->evidence_paths().end());
+  d.release_conditions.assign(request->release_conditions().begin(),
+                              request->release_conditions().end());
   auto record = node_->Act(*op, request->id(), d);
   if (absl::IsPermissionDenied(record.status())) {
     node_->RecordAuthFailure("operator:" + op->operator_name,
@@ -298,6 +300,60 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::ListOverdue(grpc::CallbackServerC
     for (auto& d : *deadlines) *response->add_deadlines() = std::move(d);
   }
   return Done(ctx, deadlines.status());
+}
+
+namespace {
+
+// Streams an evidence file to an operator, one chunk in memory at a time.
+class ExportEvidenceReactor final : public grpc::ServerWriteReactor<v1::EvidenceChunk> {
+ public:
+  ExportEvidenceReactor(Node* node, std::string operator_name, v1::ExportEvidenceRequest request)
+      : node_(node), operator_(std::move(operator_name)), request_(std::move(request)),
+        offset_(request_.offset()) {
+    Next();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+      return;
+    }
+    Next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Next() {
+    chunk_.Clear();
+    bool got = false;
+    absl::Status st = node_->ExportEvidence(operator_, request_.id(), request_.sha256(), offset_,
+                                            request_.allow_tlp_red(),
+                                            [&](absl::string_view data) {
+                                              chunk_.set_data(std::string(data));
+                                              got = true;
+                                              return absl::CancelledError("one chunk");
+                                            });
+    if (!got) {
+      Finish(st.ok() ? grpc::Status::OK : ToGrpcStatus(st));
+      return;
+    }
+    offset_ += chunk_.data().size();
+    StartWrite(&chunk_);
+  }
+  Node* node_;
+  std::string operator_;
+  v1::ExportEvidenceRequest request_;
+  uint64_t offset_;
+  v1::EvidenceChunk chunk_;
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::EvidenceChunk>* OperatorServiceImpl::ExportEvidence(
+    grpc::CallbackServerContext* ctx, const v1::ExportEvidenceRequest* request) {
+  auto op = AuthenticateOperatorCall(node_, ctx, "ExportEvidence",
+                                     {"submitter", "reviewer", "approver", "auditor", "admin"});
+  if (!op.ok()) return new EvidenceError(op.status());
+  return new ExportEvidenceReactor(node_, op->operator_name, *request);
 }
 
 grpc::ServerUnaryReactor* OperatorServiceImpl::ListRequests(

@@ -62,6 +62,8 @@ class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
   grpc::ServerUnaryReactor* ListOverdue(grpc::CallbackServerContext* ctx,
                                         const v1::ListOverdueRequest* request,
                                         v1::ListOverdueResponse* response) override;
+  grpc::ServerWriteReactor<v1::EvidenceChunk>* ExportEvidence(
+      grpc::CallbackServerContext* ctx, const v1::ExportEvidenceRequest* request) override;
   grpc::ServerUnaryReactor* ListRequests(grpc::CallbackServerContext* ctx,
                                          const v1::ListRequestsRequest* request,
                                          v1::ListRequestsResponse* response) override;

@@ -750,6 +750,26 @@ std::vector<v1::PublicKey> Node::OwnKeys() const {
 
 namespace {
 
+// Release conditions of the case's responses not yet accepted.
+std::vector<std::string> PendingConditions(
+    const google::protobuf::RepeatedPtrField<v1::SignedEnvelope>& transitions) {
+  std::vector<std::string> all;
+  std::set<std::string> accepted;
+  for (const v1::SignedEnvelope& env : transitions) {
+    v1::Transition t;
+    if (!t.ParseFromString(env.payload())) continue;
+    for (const std::string& c : t.release_conditions()) all.push_back(c);
+    for (const std::string& c : t.accepted_conditions()) accepted.insert(c);
+  }
+  std::vector<std::string> out;
+  for (const std::string& c : all) {
+    if (accepted.count(c) == 0 && std::find(out.begin(), out.end(), c) == out.end()) {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
 // SHA-256 of the payload the next transition must chain to.
 std::string ChainHead(const v1::RequestRecord& r) {
   if (r.transitions_size() == 0) return Sha256(r.request().payload());
@@ -830,8 +850,8 @@ absl::StatusOr<v1::RequestRecord> Node::Decide(const std::string& operator_name,
   if (d.action != v1::REFUSE && !d.refusal_grounds.empty()) {
     return absl::InvalidArgumentError("refusal grounds go only with REFUSE");
   }
-  if (d.action != v1::RESPOND && !d.evidence_paths.empty()) {
-    return absl::InvalidArgumentError("evidence files go only with RESPOND");
+  if (d.action != v1::RESPOND && (!d.evidence_paths.empty() || !d.release_conditions.empty())) {
+    return absl::InvalidArgumentError("evidence files and release conditions go only with RESPOND");
   }
   std::vector<v1::EvidenceFile> evidence;
   for (const std::string& path : d.evidence_paths) {
@@ -878,6 +898,8 @@ absl::StatusOr<v1::SignedEnvelope> Node::AppendStep(
   for (const auto& duty : duties) t.add_open_duties(duty);
   if (proposal != nullptr) *t.mutable_proposal() = *proposal;
   for (const v1::EvidenceFile& f : evidence) *t.add_evidence() = f;
+  for (const std::string& c : d.release_conditions) t.add_release_conditions(c);
+  for (const std::string& c : d.accepted_conditions) t.add_accepted_conditions(c);
   COMITY_ASSIGN_OR_RETURN(
       v1::SignedEnvelope env,
       SignEnvelope(kTransitionPayloadType, SerializeDeterministic(t), party(),
@@ -933,6 +955,14 @@ absl::StatusOr<v1::RequestRecord> Node::Propose(const std::string& operator_name
   if (d.action == v1::PROVIDE_INFO && d.text.empty()) {
     return absl::InvalidArgumentError("PROVIDE_INFO needs --text (the information asked for)");
   }
+  std::vector<std::string> accepting;
+  if (d.action == v1::ACCEPT_CONDITIONS) {
+    accepting = PendingConditions(row->transitions());
+    if (accepting.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "request ", request_id, " has no release conditions waiting for acceptance"));
+    }
+  }
   v1::RequestBody body;
   body.ParseFromString(row->request().payload());
   v1::TransitionProposal p;
@@ -943,6 +973,7 @@ absl::StatusOr<v1::RequestRecord> Node::Propose(const std::string& operator_name
   p.set_time_unix_micros(absl::ToUnixMicros(clock_->Now()));
   p.set_text(d.text);
   p.set_based_on_sequence(static_cast<uint32_t>(row->transitions_size()));
+  for (const std::string& c : accepting) p.add_accepted_conditions(c);
   COMITY_ASSIGN_OR_RETURN(
       v1::SignedEnvelope env,
       SignEnvelope(kProposalPayloadType, SerializeDeterministic(p), party(),
@@ -999,6 +1030,20 @@ absl::StatusOr<v1::SignedEnvelope> Node::SequenceProposal(const std::string& pee
   Decision d;
   d.action = p.action();
   d.text = p.text();
+  if (p.action() == v1::ACCEPT_CONDITIONS) {
+    std::vector<std::string> pending = PendingConditions(row->transitions());
+    if (p.accepted_conditions().empty()) {
+      return absl::InvalidArgumentError("ACCEPT_CONDITIONS names no conditions");
+    }
+    for (const std::string& c : p.accepted_conditions()) {
+      if (std::find(pending.begin(), pending.end(), c) == pending.end()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "condition '", c.substr(0, 200), "' is not a pending release condition of request ",
+            p.request_id()));
+      }
+      d.accepted_conditions.push_back(c);
+    }
+  }
   return AppendStep(*row, body, receipt, d, peer_party, p.operator_name(), {}, &envelope, {});
 }
 
@@ -1021,7 +1066,9 @@ absl::Status Node::ReceiveTransition(const std::string& peer_party,
     if (t.party() != party() || !t.has_proposal() ||
         !VerifyEnvelope(t.proposal(), kProposalPayloadType, setup_->key_ring).ok() ||
         t.proposal().signer_party() != party() || !p.ParseFromString(t.proposal().payload()) ||
-        p.action() != t.action() || p.request_id() != t.request_id() || p.text() != t.text()) {
+        p.action() != t.action() || p.request_id() != t.request_id() || p.text() != t.text() ||
+        !std::equal(p.accepted_conditions().begin(), p.accepted_conditions().end(),
+                    t.accepted_conditions().begin(), t.accepted_conditions().end())) {
       return absl::InvalidArgumentError(absl::StrCat(
           "transition names party '", t.party(), "' but is signed by ", peer_party,
           " without that party's matching signed proposal"));
@@ -1214,6 +1261,12 @@ absl::Status Node::ReadEvidence(const std::string& peer_party, const std::string
         "no evidence file ", HexEncode(sha256).substr(0, 16), " was given to ", peer_party,
         " for request ", request_id.substr(0, 64)));
   }
+  std::vector<std::string> open = UnacceptedConditions(row->transitions(), sha256);
+  if (!open.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "released only under conditions ", peer_party, " has not accepted yet (ETS185 Art "
+        "28(2)): ", absl::StrJoin(open, "; "), "; accept them with comity accept-conditions"));
+  }
   return evidence_->Read(sha256, offset, chunk_bytes, fn);
 }
 
@@ -1233,6 +1286,8 @@ void Node::FetchPendingEvidence() {
       if (!t.ParseFromString(env.payload())) continue;
       for (const v1::EvidenceFile& f : t.evidence()) {
         if (evidence_->Has(f.sha256())) continue;
+        // Released only once its conditions are accepted: nothing to fetch yet.
+        if (!UnacceptedConditions(row->transitions(), f.sha256()).empty()) continue;
         {
           absl::MutexLock lock(&mu_);
           if (stopping_) return;
@@ -1271,6 +1326,49 @@ void Node::FetchPendingEvidence() {
       }
     }
   }
+}
+
+absl::Status Node::ExportEvidence(const std::string& operator_name,
+                                  const std::string& request_id, const std::string& sha256,
+                                  uint64_t offset, bool allow_tlp_red,
+                                  const std::function<absl::Status(absl::string_view)>& fn) {
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records, Get(request_id));
+  const v1::RequestRecord& row = records[0];
+  v1::RequestBody body;
+  body.ParseFromString(row.request().payload());
+  std::string name;
+  for (const v1::SignedEnvelope& env : row.transitions()) {
+    v1::Transition t;
+    if (!t.ParseFromString(env.payload())) continue;
+    for (const v1::EvidenceFile& f : t.evidence()) {
+      if (f.sha256() == sha256) name = f.name();
+    }
+  }
+  if (name.empty() || !evidence_->Has(sha256)) {
+    return absl::NotFoundError(absl::StrCat("request ", request_id,
+                                            " has no evidence file with that SHA-256 here"));
+  }
+  const bool red = body.handling().tlp() == v1::TLP_RED;
+  if (red && !allow_tlp_red) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "request ", request_id, " is TLP:RED: its material may not leave the node unless you "
+        "say so explicitly (--allow-tlp-red); that export is logged"));
+  }
+  if (offset == 0) {
+    COMITY_RETURN_IF_ERROR(store_->Audit([&](AuditWriter& w) {
+      v1::AuditEntry e = Event(v1::EVIDENCE_EXPORTED, "operator:" + operator_name, request_id,
+                               row.direction() == v1::OUTGOING ? body.requested_party()
+                                                               : body.requesting_party());
+      e.add_hashes(sha256);
+      e.set_detail(absl::StrCat(name, "; ", v1::Tlp_Name(body.handling().tlp()),
+                                red ? ", exported with --allow-tlp-red" : ""));
+      return w.Append(&e).status();
+    }));
+    LogEvent(red ? LogLevel::kWarning : LogLevel::kInfo, "evidence_exported",
+             {{"request_id", request_id}, {"file", name}, {"operator", operator_name},
+              {"tlp", v1::Tlp_Name(body.handling().tlp())}});
+  }
+  return evidence_->Read(sha256, offset, 1 << 20, fn);
 }
 
 // --- Audit log. ---

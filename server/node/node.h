@@ -108,8 +108,12 @@ class Node {
     std::string consultation;
     std::string text;
     bool final_response = false;
-    // RESPOND: files on this node's machine, added to its evidence store.
+    // RESPOND: files on this node's machine, added to its evidence store,
+    // and conditions on their use (ETS185 Art 28(2)).
     std::vector<std::string> evidence_paths;
+    std::vector<std::string> release_conditions;
+    // ACCEPT_CONDITIONS (filled by the node): the conditions accepted.
+    std::vector<std::string> accepted_conditions;
   };
   // A step of the case of a request this node received, taken by
   // `operator_name`: checked (legal from the current state; a refusal only on
@@ -139,6 +143,13 @@ class Node {
   // that it does not hold yet, resuming partial transfers. Run by the
   // worker; public for tests.
   void FetchPendingEvidence();
+  // An operator saves an evidence file of request `request_id` outside the
+  // node: streamed to `fn` from `offset`. FailedPrecondition for TLP:RED
+  // material unless `allow_tlp_red`; audited (EVIDENCE_EXPORTED) when it
+  // starts.
+  absl::Status ExportEvidence(const std::string& operator_name, const std::string& request_id,
+                              const std::string& sha256, uint64_t offset, bool allow_tlp_red,
+                              const std::function<absl::Status(absl::string_view)>& fn);
   EvidenceStore* evidence() { return evidence_.get(); }
 
   // Late and expiring deadlines of open cases on this node (both

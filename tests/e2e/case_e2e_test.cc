@@ -335,5 +335,57 @@ TEST_F(CaseE2eTest, EvidenceIsStreamedVerifiedAndResumed) {
   EXPECT_TRUE(absl::IsPermissionDenied(denied)) << denied;
 }
 
+TEST_F(CaseE2eTest, ConditionalReleaseAndTlpRedExport) {
+  CliResult submitted = Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "submit", "--to",
+                             "JP", "--type", "PRESERVATION", "--offence", "DATA_INTERFERENCE",
+                             "--authority", "Parquet de Paris", "--facts", "ransomware",
+                             "--data-sought", "logs", "--relation", "C2", "--custodian", "DC",
+                             "--necessity", "rotation", "--intent-mla", "--tlp", "RED", "--json"});
+  ASSERT_EQ(submitted.code, 0) << submitted.err;
+  std::string id = ParseJson(submitted.out).fields().at("id").string_value();
+  ASSERT_EQ(Jp({"accept", id}).code, 0);
+  const std::string path = net_->dir() + "/subscriber-records.csv";
+  const std::string sha = MakeFile(path, 300000);
+  const std::string condition = "use only in the proceedings against the ransomware group";
+  ASSERT_EQ(Jp({"respond", id, "--text", "records", "--file", path, "--final", "--condition",
+                condition})
+                .code,
+            0);
+  EXPECT_TRUE(FranceSees(id, v1::CASE_EXECUTED));
+
+  // Not released before FR accepts the condition.
+  Node* fr = net_->server("FR")->node();
+  fr->FetchPendingEvidence();
+  EXPECT_FALSE(fr->evidence()->Has(sha));
+  absl::Status held = net_->server("JP")->node()->ReadEvidence(
+      "FR", id, sha, 0, 1024, [](absl::string_view) { return absl::OkStatus(); });
+  EXPECT_TRUE(absl::IsFailedPrecondition(held)) << held;
+  EXPECT_THAT(std::string(held.message()), HasSubstr(condition));
+
+  std::string alice = net_->ClientConfigPath("FR", "alice");
+  CliResult accepted = Cli({"--connect", alice, "accept-conditions", id});
+  ASSERT_EQ(accepted.code, 0) << accepted.err;
+  EXPECT_THAT(accepted.out, HasSubstr("accepted condition: " + condition));
+  EXPECT_EQ(CaseState("JP", id), v1::CASE_EXECUTED);  // The state does not move.
+  fr->FetchPendingEvidence();
+  EXPECT_TRUE(fr->evidence()->Has(sha));
+
+  // TLP:RED leaves the node only with the explicit flag, and that is logged.
+  testing::TempDir out;
+  CliResult refused = Cli({"--connect", alice, "export", id, "--out", out.path()});
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("TLP:RED"));
+  CliResult exported =
+      Cli({"--connect", alice, "export", id, "--out", out.path(), "--allow-tlp-red"});
+  ASSERT_EQ(exported.code, 0) << exported.err;
+  auto copy = ReadFile(out.path() + "/subscriber-records.csv");
+  ASSERT_THAT(copy, IsOk());
+  EXPECT_EQ(Sha256(*copy), sha);
+  CliResult log = Cli({"--connect", net_->ClientConfigPath("FR", "carol"), "audit", "log",
+                       "--request", id, "--type", "EVIDENCE_EXPORTED"});
+  EXPECT_THAT(log.out, HasSubstr("operator:alice"));
+  EXPECT_THAT(log.out, HasSubstr("TLP_RED, exported with --allow-tlp-red"));
+}
+
 }  // namespace
 }  // namespace comity
