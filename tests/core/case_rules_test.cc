@@ -51,8 +51,14 @@ TEST(CaseRulesTest, IllegalMovesNameWhatIsAllowed) {
   EXPECT_FALSE(IsRequesterAction(v1::ACCEPT));
   EXPECT_TRUE(IsRequestedAction(v1::CLOSE));
   EXPECT_FALSE(IsRequestedAction(v1::PROVIDE_INFO));
+  // A closed case still lets the requester accept release conditions.
   EXPECT_THAT(NextCaseState(v1::CASE_CLOSED, v1::CLOSE, false),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("the case is closed")));
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("allowed: ACCEPT_CONDITIONS")));
+  EXPECT_THAT(NextCaseState(v1::CASE_CLOSED, v1::ACCEPT_CONDITIONS, false),
+              IsOkAndHolds(v1::CASE_CLOSED));
+  EXPECT_THAT(NextCaseState(v1::CASE_WITHDRAWN, v1::ACCEPT, false),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("allowed: CLOSE")));
   EXPECT_TRUE(IsFinalCaseState(v1::CASE_REFUSED));
   EXPECT_FALSE(IsFinalCaseState(v1::CASE_ACCEPTED));
 }
