@@ -2,7 +2,7 @@
 # Starts a local Comity network on loopback and exchanges a real request.
 #
 #   deploy/local-network.sh [--dir DIR] [--parties FR,JP] [--base-port 7400]
-#                           [--bin BUILD_DIR] [--keep]
+#                           [--bin BUILD_DIR] [--keep] [--memory-limit-mb N]
 #
 # Makes fresh keys and certificates (certs/make-network.sh), writes one node
 # configuration per party and one operator client configuration, starts a
@@ -18,6 +18,7 @@ parties=FR,JP
 base_port=7400
 bin=$root/build/bin
 keep=0
+memory_limit_mb=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --dir) dir=$2; shift 2 ;;
@@ -25,6 +26,7 @@ while [ $# -gt 0 ]; do
     --base-port) base_port=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
     --keep) keep=1; shift ;;
+    --memory-limit-mb) memory_limit_mb=$2; shift 2 ;;
     -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "$0: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -87,7 +89,14 @@ if [ "$keep" = 0 ]; then trap stop_nodes EXIT; fi
 
 for i in "${!P[@]}"; do
   p=${P[$i]}
-  "$bin/comityd" --config "$dir/$p/node.conf" 2> "$dir/$p/comityd.log" &
+  if [ "$memory_limit_mb" -gt 0 ]; then
+    # Each node in its own address-space limit (ulimit -v), e.g. to show that
+    # evidence larger than it streams through.
+    (ulimit -v $((memory_limit_mb * 1024)); exec "$bin/comityd" --config "$dir/$p/node.conf") \
+      2> "$dir/$p/comityd.log" &
+  else
+    "$bin/comityd" --config "$dir/$p/node.conf" 2> "$dir/$p/comityd.log" &
+  fi
   pids+=($!)
   echo $! > "$dir/$p/comityd.pid"
 done
