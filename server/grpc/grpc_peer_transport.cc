@@ -23,6 +23,10 @@ absl::StatusOr<v1::PeerService::Stub*> GrpcPeerTransport::StubFor(const std::str
   const int limit = static_cast<int>(setup_->config.limits().max_message_bytes());
   args.SetMaxReceiveMessageSize(limit);
   args.SetMaxSendMessageSize(limit);
+  // Bound what a peer can queue in this node's memory (evidence streams):
+  // a fixed HTTP/2 window instead of one that grows with the link.
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8 << 20);
   auto channel =
       grpc::CreateCustomChannel(peer->second.address, grpc::SslCredentials(opts), args);
   auto stub = v1::PeerService::NewStub(channel);
