@@ -1197,6 +1197,8 @@ absl::StatusOr<std::vector<v1::CaseDeadline>> Node::Overdue() {
 }
 
 void Node::CheckDeadlines() {
+  // The check-then-log below must not run twice at once.
+  absl::MutexLock checking(&deadline_mu_);
   auto deadlines = Overdue();
   if (!deadlines.ok()) {
     LogEvent(LogLevel::kError, "store_error", {{"error", deadlines.status().ToString()}});
@@ -1271,6 +1273,9 @@ absl::Status Node::ReadEvidence(const std::string& peer_party, const std::string
 }
 
 void Node::FetchPendingEvidence() {
+  // One fetch round at a time (the worker's, or a test's): two would fetch
+  // the same file at once.
+  absl::MutexLock fetching(&fetch_mu_);
   auto listed = store_->List(v1::OUTGOING, kMaxListLimit);
   if (!listed.ok()) return;
   for (const v1::RequestRecord& summary : *listed) {

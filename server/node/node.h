@@ -261,6 +261,8 @@ class Node {
   PeerTransport* const transport_;
   const Clock* const clock_;
 
+  absl::Mutex fetch_mu_;     // Serializes FetchPendingEvidence.
+  absl::Mutex deadline_mu_;  // Serializes CheckDeadlines.
   absl::Mutex mu_;
   std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
