@@ -550,6 +550,14 @@ absl::Status EvidenceStore::AppendChunk(const std::string& transfer_id, uint64_t
                                           status.message(), upload->received, transfer_id,
                                           upload->received));
     }
+    // Start writing back every 32 MiB as it comes, so that dirty pages do not
+    // pile up for the final fsync (which then has little left to do).
+    constexpr uint64_t kWritebackWindow = uint64_t{32} << 20;
+    const uint64_t window_start = (offset / kWritebackWindow) * kWritebackWindow;
+    if (upload->received / kWritebackWindow != offset / kWritebackWindow) {
+      ::sync_file_range(upload->fd, static_cast<off_t>(window_start),
+                        static_cast<off_t>(kWritebackWindow), SYNC_FILE_RANGE_WRITE);
+    }
     return absl::OkStatus();
   }
 }
@@ -752,6 +760,10 @@ absl::StatusOr<std::pair<std::string, uint64_t>> EvidenceStore::ImportFile(
     absl::string_view piece(buffer.get(), static_cast<size_t>(n));
     hash.Update(piece);
     COMITY_RETURN_IF_ERROR(WriteAll(out_fd, piece, tmp, nullptr));
+    // Write back as it goes (see AppendChunk).
+    if (total % (uint64_t{32} << 20) < static_cast<uint64_t>(n)) {
+      ::sync_file_range(out_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    }
   }
   if (::fsync(out_fd) != 0) return IoError(errno, absl::StrCat("cannot sync ", tmp));
   if (out.Close() != 0) return IoError(errno, absl::StrCat("cannot close ", tmp));
