@@ -107,20 +107,19 @@ grpc::ServerUnaryReactor* PeerServiceImpl::ProposeTransition(
 
 namespace {
 
-// Streams an evidence file in chunks of at most 1 MiB (and under the
-// message limit), reading one chunk per write, so memory stays bounded
-// whatever the file's size.
+// Streams an evidence file from the node's store in chunks of at most
+// `chunk_bytes`, reading one chunk per write, so memory stays bounded
+// whatever the file's size. Access is checked before it is created.
 class EvidenceReactor final : public grpc::ServerWriteReactor<v1::EvidenceChunk> {
  public:
-  EvidenceReactor(Node* node, std::string peer, v1::FetchEvidenceRequest request,
+  EvidenceReactor(const EvidenceStore* store, std::string sha256, uint64_t offset,
                   size_t chunk_bytes)
-      : node_(node), peer_(std::move(peer)), request_(std::move(request)),
-        offset_(request_.offset()), chunk_bytes_(chunk_bytes) {
+      : store_(store), sha256_(std::move(sha256)), offset_(offset), chunk_bytes_(chunk_bytes) {
     Next();
   }
   void OnWriteDone(bool ok) override {
     if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the peer went away"));
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the other side went away"));
       return;
     }
     Next();
@@ -131,18 +130,11 @@ class EvidenceReactor final : public grpc::ServerWriteReactor<v1::EvidenceChunk>
   void Next() {
     chunk_.Clear();
     bool got = false;
-    auto one_chunk = [&](absl::string_view data) {
+    absl::Status st = store_->Read(sha256_, offset_, chunk_bytes_, [&](absl::string_view data) {
       chunk_.set_data(std::string(data));
       got = true;
       return absl::CancelledError("one chunk");  // Stop after one.
-    };
-    // Access is checked once, with the first chunk; the rest is read
-    // straight from the store.
-    absl::Status st =
-        checked_ ? node_->evidence()->Read(request_.sha256(), offset_, chunk_bytes_, one_chunk)
-                 : node_->ReadEvidence(peer_, request_.request_id(), request_.sha256(), offset_,
-                                       chunk_bytes_, one_chunk);
-    checked_ = checked_ || got;
+    });
     if (!got) {
       Finish(st.ok() ? grpc::Status::OK : ToGrpcStatus(st));
       return;
@@ -150,12 +142,10 @@ class EvidenceReactor final : public grpc::ServerWriteReactor<v1::EvidenceChunk>
     offset_ += chunk_.data().size();
     StartWrite(&chunk_);
   }
-  Node* node_;
-  std::string peer_;
-  v1::FetchEvidenceRequest request_;
+  const EvidenceStore* store_;
+  std::string sha256_;
   uint64_t offset_;
   size_t chunk_bytes_;
-  bool checked_ = false;
   v1::EvidenceChunk chunk_;
 };
 
@@ -171,7 +161,10 @@ grpc::ServerWriteReactor<v1::EvidenceChunk>* PeerServiceImpl::FetchEvidence(
     grpc::CallbackServerContext* ctx, const v1::FetchEvidenceRequest* request) {
   auto peer = Authenticate(ctx, "FetchEvidence");
   if (!peer.ok()) return new EvidenceError(peer.status());
-  return new EvidenceReactor(node_, *peer, *request,
+  absl::Status access =
+      node_->CheckEvidenceAccess(*peer, request->request_id(), request->sha256());
+  if (!access.ok()) return new EvidenceError(access);
+  return new EvidenceReactor(node_->evidence(), request->sha256(), request->offset(),
                              std::min<size_t>(1 << 20, max_message_bytes_ - 1024));
 }
 
@@ -308,58 +301,16 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::ListOverdue(grpc::CallbackServerC
   return Done(ctx, deadlines.status());
 }
 
-namespace {
-
-// Streams an evidence file to an operator, one chunk in memory at a time.
-class ExportEvidenceReactor final : public grpc::ServerWriteReactor<v1::EvidenceChunk> {
- public:
-  ExportEvidenceReactor(Node* node, std::string operator_name, v1::ExportEvidenceRequest request)
-      : node_(node), operator_(std::move(operator_name)), request_(std::move(request)),
-        offset_(request_.offset()) {
-    Next();
-  }
-  void OnWriteDone(bool ok) override {
-    if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
-      return;
-    }
-    Next();
-  }
-  void OnDone() override { delete this; }
-
- private:
-  void Next() {
-    chunk_.Clear();
-    bool got = false;
-    absl::Status st = node_->ExportEvidence(operator_, request_.id(), request_.sha256(), offset_,
-                                            request_.allow_tlp_red(),
-                                            [&](absl::string_view data) {
-                                              chunk_.set_data(std::string(data));
-                                              got = true;
-                                              return absl::CancelledError("one chunk");
-                                            });
-    if (!got) {
-      Finish(st.ok() ? grpc::Status::OK : ToGrpcStatus(st));
-      return;
-    }
-    offset_ += chunk_.data().size();
-    StartWrite(&chunk_);
-  }
-  Node* node_;
-  std::string operator_;
-  v1::ExportEvidenceRequest request_;
-  uint64_t offset_;
-  v1::EvidenceChunk chunk_;
-};
-
-}  // namespace
-
 grpc::ServerWriteReactor<v1::EvidenceChunk>* OperatorServiceImpl::ExportEvidence(
     grpc::CallbackServerContext* ctx, const v1::ExportEvidenceRequest* request) {
   auto op = AuthenticateOperatorCall(node_, ctx, "ExportEvidence",
                                      {"submitter", "reviewer", "approver", "auditor", "admin"});
   if (!op.ok()) return new EvidenceError(op.status());
-  return new ExportEvidenceReactor(node_, op->operator_name, *request);
+  absl::Status ok = node_->BeginEvidenceExport(op->operator_name, request->id(),
+                                               request->sha256(), request->offset(),
+                                               request->allow_tlp_red());
+  if (!ok.ok()) return new EvidenceError(ok);
+  return new EvidenceReactor(node_->evidence(), request->sha256(), request->offset(), 1 << 20);
 }
 
 grpc::ServerUnaryReactor* OperatorServiceImpl::ListRequests(

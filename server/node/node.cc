@@ -1243,9 +1243,9 @@ void Node::CheckDeadlines() {
 
 // --- Evidence. ---
 
-absl::Status Node::ReadEvidence(const std::string& peer_party, const std::string& request_id,
-                                const std::string& sha256, uint64_t offset, size_t chunk_bytes,
-                                const std::function<absl::Status(absl::string_view)>& fn) {
+absl::Status Node::CheckEvidenceAccess(const std::string& peer_party,
+                                       const std::string& request_id,
+                                       const std::string& sha256) {
   COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records, store_->Get(request_id));
   const v1::RequestRecord* row = Row(records, v1::INCOMING);
   v1::RequestBody body;
@@ -1269,7 +1269,7 @@ absl::Status Node::ReadEvidence(const std::string& peer_party, const std::string
         "released only under conditions ", peer_party, " has not accepted yet (ETS185 Art "
         "28(2)): ", absl::StrJoin(open, "; "), "; accept them with comity accept-conditions"));
   }
-  return evidence_->Read(sha256, offset, chunk_bytes, fn);
+  return absl::OkStatus();
 }
 
 void Node::FetchPendingEvidence() {
@@ -1333,10 +1333,9 @@ void Node::FetchPendingEvidence() {
   }
 }
 
-absl::Status Node::ExportEvidence(const std::string& operator_name,
-                                  const std::string& request_id, const std::string& sha256,
-                                  uint64_t offset, bool allow_tlp_red,
-                                  const std::function<absl::Status(absl::string_view)>& fn) {
+absl::Status Node::BeginEvidenceExport(const std::string& operator_name,
+                                       const std::string& request_id, const std::string& sha256,
+                                       uint64_t offset, bool allow_tlp_red) {
   COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records, Get(request_id));
   const v1::RequestRecord& row = records[0];
   v1::RequestBody body;
@@ -1373,7 +1372,7 @@ absl::Status Node::ExportEvidence(const std::string& operator_name,
              {{"request_id", request_id}, {"file", name}, {"operator", operator_name},
               {"tlp", v1::Tlp_Name(body.handling().tlp())}});
   }
-  return evidence_->Read(sha256, offset, 1 << 20, fn);
+  return absl::OkStatus();
 }
 
 // --- Audit log. ---

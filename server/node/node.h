@@ -133,23 +133,23 @@ class Node {
   // (submitter role), as the request is.
   absl::StatusOr<v1::RequestRecord> Act(const CertIdentity& op, const std::string& request_id,
                                         const Decision& decision);
-  // Evidence (docs/lifecycle.md). Streams a file listed in a response to
-  // `peer_party`'s request, from `offset`, to `fn`; PermissionDenied unless
-  // it is one.
-  absl::Status ReadEvidence(const std::string& peer_party, const std::string& request_id,
-                            const std::string& sha256, uint64_t offset, size_t chunk_bytes,
-                            const std::function<absl::Status(absl::string_view)>& fn);
+  // Evidence (docs/lifecycle.md). OK if `peer_party` may fetch evidence
+  // file `sha256` of `request_id`: listed in a response to its request, with
+  // every release condition accepted. PermissionDenied / FailedPrecondition
+  // otherwise. The bytes are then read from evidence().
+  absl::Status CheckEvidenceAccess(const std::string& peer_party, const std::string& request_id,
+                                   const std::string& sha256);
   // Fetches every evidence file listed in responses to this node's requests
   // that it does not hold yet, resuming partial transfers. Run by the
   // worker; public for tests.
   void FetchPendingEvidence();
-  // An operator saves an evidence file of request `request_id` outside the
-  // node: streamed to `fn` from `offset`. FailedPrecondition for TLP:RED
-  // material unless `allow_tlp_red`; audited (EVIDENCE_EXPORTED) when it
-  // starts.
-  absl::Status ExportEvidence(const std::string& operator_name, const std::string& request_id,
-                              const std::string& sha256, uint64_t offset, bool allow_tlp_red,
-                              const std::function<absl::Status(absl::string_view)>& fn);
+  // An operator is about to save evidence file `sha256` of `request_id`
+  // outside the node (the bytes are then read from evidence()).
+  // FailedPrecondition for TLP:RED material unless `allow_tlp_red`; NotFound
+  // if not held here; audited (EVIDENCE_EXPORTED) when it starts (offset 0).
+  absl::Status BeginEvidenceExport(const std::string& operator_name,
+                                   const std::string& request_id, const std::string& sha256,
+                                   uint64_t offset, bool allow_tlp_red);
   EvidenceStore* evidence() { return evidence_.get(); }
 
   // Late and expiring deadlines of open cases on this node (both

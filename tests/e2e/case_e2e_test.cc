@@ -330,8 +330,8 @@ TEST_F(CaseE2eTest, EvidenceIsStreamedVerifiedAndResumed) {
 
   // Evidence is only for the party that asked: JP's own request elsewhere
   // is not readable, and FR cannot fetch what was not given to it.
-  absl::Status denied = net_->server("JP")->node()->ReadEvidence(
-      "FR", id, Sha256("not given"), 0, 1024, [](absl::string_view) { return absl::OkStatus(); });
+  absl::Status denied =
+      net_->server("JP")->node()->CheckEvidenceAccess("FR", id, Sha256("not given"));
   EXPECT_TRUE(absl::IsPermissionDenied(denied)) << denied;
 }
 
@@ -357,8 +357,7 @@ TEST_F(CaseE2eTest, ConditionalReleaseAndTlpRedExport) {
   Node* fr = net_->server("FR")->node();
   fr->FetchPendingEvidence();
   EXPECT_FALSE(fr->evidence()->Has(sha));
-  absl::Status held = net_->server("JP")->node()->ReadEvidence(
-      "FR", id, sha, 0, 1024, [](absl::string_view) { return absl::OkStatus(); });
+  absl::Status held = net_->server("JP")->node()->CheckEvidenceAccess("FR", id, sha);
   EXPECT_TRUE(absl::IsFailedPrecondition(held)) << held;
   EXPECT_THAT(std::string(held.message()), HasSubstr(condition));
 
