@@ -872,7 +872,9 @@ int Cli::List(const ParsedArgs& args) {
                   DirectionName(r.direction()).c_str(), body.requesting_party().c_str(),
                   body.requested_party().c_str(),
                   v1::AssistanceType_Name(body.assistance_type()).c_str(),
-                  v1::RequestState_Name(r.state()).c_str());
+                  r.case_state() != v1::CASE_STATE_UNSPECIFIED
+                      ? v1::CaseState_Name(r.case_state()).c_str()
+                      : v1::RequestState_Name(r.state()).c_str());
     out_ << line << "\n";
   }
   if (json_) {

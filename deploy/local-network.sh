@@ -155,6 +155,15 @@ echo "== $from: the receipt as $from holds it, verified"
 "$bin/comity" --connect "$dir/$from/alice.conf" show "$id" | grep -E '^(request|signature|receipt|assessment|DISAGREEMENT)'
 
 echo
+echo "== JP (operator bob, reviewer) accepts; the signed step reaches FR"
+"$bin/comity" --connect "$dir/$to/bob.conf" accept "$id"
+for _ in $(seq 1 50); do
+  "$bin/comity" --connect "$dir/$from/alice.conf" show "$id" | grep -q '^case: *CASE_ACCEPTED' && break
+  sleep 0.1
+done
+"$bin/comity" --connect "$dir/$from/alice.conf" show "$id" | grep -E '^(case|  [0-9]+\.)'
+
+echo
 echo "== Both audit logs verify (auditor carol), and JP's log proves it received the request"
 "$bin/comity" --connect "$dir/$from/carol.conf" audit verify
 "$bin/comity" --connect "$dir/$to/carol.conf" audit verify

@@ -17,9 +17,11 @@ check '^receipt: +JP key JP-1: verified'
 check '^assessment FR: BINDING under ETS185'
 check '^assessment JP: BINDING under ETS185'
 check 'REQUEST_RECEIVED +peer:FR +request '
+check '^case: +CASE_ACCEPTED'
+check '1\. ACCEPT -> CASE_ACCEPTED by JP \(bob\).*signature verified'
 [ "$(grep -c 'consistent (' <<< "$out")" -ge 2 ] || { echo "FAIL: audit logs not verified on both sides"; exit 1; }
-check 'received +FR +JP +PRESERVATION +RECEIVED'
-check 'sent +FR +JP +PRESERVATION +DELIVERED'
+check 'received +FR +JP +PRESERVATION +CASE_DELIVERED'
+check 'sent +FR +JP +PRESERVATION +CASE_DELIVERED'
 [ "$(grep -c 'receipt:   JP key JP-1: verified' <<< "$out")" -ge 3 ] || { echo "FAIL: receipt not verified on both sides"; exit 1; }
 # Private keys were written with mode 0600.
 bad=$(find "$dir/net" -name '*.key' ! -perm 600 | head -1)

@@ -204,7 +204,7 @@ TEST_F(TwoNodesTest, RequestFromFrToJpIsStoredByBothWithAVerifiedReceipt) {
   CliResult list = Cli({"--connect", jp, "list", "--received"});
   EXPECT_EQ(list.code, 0) << list.err;
   EXPECT_THAT(list.out, HasSubstr(id));
-  EXPECT_THAT(list.out, HasSubstr("RECEIVED"));
+  EXPECT_THAT(list.out, HasSubstr("CASE_DELIVERED"));
   CliResult show = Cli({"--connect", jp, "show", id});
   EXPECT_EQ(show.code, 0) << show.err;
   EXPECT_THAT(show.out, HasSubstr("signature: FR key FR-1: verified"));
