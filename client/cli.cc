@@ -62,6 +62,8 @@ commands:
       it is then signed and delivered.
   inbox
       What waits for this node's operators: drafts awaiting approval, requests received.
+  peers
+      Each peer: reachable or not, what waits for it (requests, case steps), last error.
   overdue
       Late acknowledgements and decisions on both sides (BINDING ones are escalated),
       and preservations about to lapse (ETS185 Art 29(7)).
@@ -118,6 +120,7 @@ class Cli {
   int Decide(const ParsedArgs& args, v1::CaseAction action);
   int Inbox(const ParsedArgs& args);
   int Overdue(const ParsedArgs& args);
+  int Peers(const ParsedArgs& args);
   int Export(const ParsedArgs& args);
   // Prints a record returned by SubmitRequest or ApproveRequest.
   int PrintSubmitted(const v1::RequestRecord& r,
@@ -484,12 +487,13 @@ int Cli::Run(const std::vector<std::string>& args) {
   } else if (command == "export") {
     spec.with_value.insert("out");
     spec.switches.insert("allow-tlp-red");
+  } else if (command == "peers") {
   } else if (command == "overdue") {
   } else if (command == "show" || command == "approve" || command == "inbox" ||
              command == "help" || command.empty()) {
   } else {
     return Fail({kExitUsage, absl::StrCat("unknown command '", command,
-                                          "'; commands: submit, approve, inbox, overdue, export, list, show, ack, review, accept, refuse, "
+                                          "'; commands: submit, approve, inbox, overdue, peers, export, list, show, ack, review, accept, refuse, "
                                           "postpone, ask, respond, close, withdraw, answer, audit, treaty, "
                                           "help")});
   }
@@ -530,6 +534,7 @@ int Cli::Run(const std::vector<std::string>& args) {
   }
   if (command == "inbox") return Inbox(*parsed);
   if (command == "overdue") return Overdue(*parsed);
+  if (command == "peers") return Peers(*parsed);
   if (command == "export") return Export(*parsed);
   if (command == "list") return List(*parsed);
   return Show(*parsed);
@@ -752,6 +757,45 @@ int Cli::Export(const ParsedArgs& args) {
     ++exported;
   }
   if (exported == 0) out_ << "(no evidence held here for this request)\n";
+  return kExitOk;
+}
+
+int Cli::Peers(const ParsedArgs&) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(15)));
+  v1::ListPeersResponse resp;
+  grpc::Status status = stub_->ListPeers(&ctx, v1::ListPeersRequest(), &resp);
+  if (!status.ok()) return Fail(RpcError(status));
+  auto when = [](int64_t us) {
+    return us == 0 ? std::string("never")
+                   : absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMicros(us),
+                                      absl::UTCTimeZone());
+  };
+  Value list;
+  list.mutable_list_value();
+  for (const v1::PeerStatus& p : resp.peers()) {
+    if (json_) {
+      Struct s;
+      auto& f = *s.mutable_fields();
+      f["party"] = Str(p.party());
+      f["address"] = Str(p.address());
+      f["reachable"] = Bool(p.reachable());
+      f["last_contact"] = Str(when(p.last_contact_unix_micros()));
+      f["requests_queued"] = Num(p.requests_queued());
+      f["transitions_queued"] = Num(p.transitions_queued());
+      if (!p.last_error().empty()) f["last_error"] = Str(p.last_error());
+      *list.mutable_list_value()->add_values() = Obj(std::move(s));
+      continue;
+    }
+    const bool tried = p.last_attempt_unix_micros() != 0;
+    out_ << p.party() << "  " << p.address() << "  "
+         << (!tried ? "not contacted yet" : p.reachable() ? "reachable" : "UNREACHABLE")
+         << "  queued: " << p.requests_queued() << " requests, " << p.transitions_queued()
+         << " case steps  last contact: " << when(p.last_contact_unix_micros());
+    if (!p.last_error().empty()) out_ << "\n    last error: " << p.last_error();
+    out_ << "\n";
+  }
+  if (json_) PrintJson(list);
   return kExitOk;
 }
 

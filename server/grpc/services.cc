@@ -288,6 +288,19 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::DecideRequest(
   return Done(ctx, record.status());
 }
 
+grpc::ServerUnaryReactor* OperatorServiceImpl::ListPeers(grpc::CallbackServerContext* ctx,
+                                                         const v1::ListPeersRequest*,
+                                                         v1::ListPeersResponse* response) {
+  auto op = AuthenticateOperatorCall(node_, ctx, "ListPeers",
+                                     {"submitter", "reviewer", "approver", "auditor", "admin"});
+  if (!op.ok()) return Done(ctx, op.status());
+  auto peers = node_->Peers();
+  if (peers.ok()) {
+    for (auto& p : *peers) *response->add_peers() = std::move(p);
+  }
+  return Done(ctx, peers.status());
+}
+
 grpc::ServerUnaryReactor* OperatorServiceImpl::ListOverdue(grpc::CallbackServerContext* ctx,
                                                            const v1::ListOverdueRequest*,
                                                            v1::ListOverdueResponse* response) {

@@ -59,6 +59,9 @@ class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
   grpc::ServerUnaryReactor* DecideRequest(grpc::CallbackServerContext* ctx,
                                           const v1::DecideRequestRequest* request,
                                           v1::DecideRequestResponse* response) override;
+  grpc::ServerUnaryReactor* ListPeers(grpc::CallbackServerContext* ctx,
+                                      const v1::ListPeersRequest* request,
+                                      v1::ListPeersResponse* response) override;
   grpc::ServerUnaryReactor* ListOverdue(grpc::CallbackServerContext* ctx,
                                         const v1::ListOverdueRequest* request,
                                         v1::ListOverdueResponse* response) override;

@@ -572,6 +572,7 @@ absl::StatusOr<v1::RequestRecord> Node::Deliver(const v1::RequestRecord& record)
   absl::StatusOr<v1::SignedEnvelope> receipt = transport_->DeliverRequest(
       peer, record.request(),
       absl::Milliseconds(setup_->config.delivery().attempt_timeout_ms()));
+  NoteContact(peer, receipt.status());
   absl::Status status = receipt.status();
   absl::StatusOr<v1::Receipt> verified = absl::UnknownError("no receipt");
   if (status.ok()) {
@@ -1148,6 +1149,7 @@ void Node::DeliverTransitions() {
     const std::string& peer = body.requesting_party();
     absl::Status st = transport_->DeliverTransition(
         peer, p.envelope, absl::Milliseconds(setup_->config.delivery().attempt_timeout_ms()));
+    NoteContact(peer, st);
     if (st.ok()) {
       absl::Status marked = store_->MarkTransitionDelivered(
           p.request_id, p.sequence, [&](AuditWriter& w) -> absl::Status {
@@ -1373,6 +1375,47 @@ absl::Status Node::BeginEvidenceExport(const std::string& operator_name,
               {"tlp", v1::Tlp_Name(body.handling().tlp())}});
   }
   return absl::OkStatus();
+}
+
+void Node::NoteContact(const std::string& party, const absl::Status& status) {
+  // A peer that answers, even with a refusal, is reachable.
+  const bool reached = status.ok() || (!absl::IsUnavailable(status) &&
+                                       !absl::IsDeadlineExceeded(status));
+  absl::MutexLock lock(&contacts_mu_);
+  Contact& c = contacts_[party];
+  c.last_attempt = absl::Now();
+  c.reachable = reached;
+  if (reached) c.last_ok = c.last_attempt;
+  if (!status.ok()) {
+    c.last_error = absl::StrCat(absl::StatusCodeToString(status.code()), ": ", status.message());
+  }
+}
+
+absl::StatusOr<std::vector<v1::PeerStatus>> Node::Peers() {
+  COMITY_ASSIGN_OR_RETURN(auto depths, store_->QueueDepths());
+  std::vector<v1::PeerStatus> out;
+  absl::MutexLock lock(&contacts_mu_);
+  for (const auto& [code, peer] : setup_->peers) {
+    v1::PeerStatus s;
+    s.set_party(code);
+    s.set_address(peer.address);
+    auto it = contacts_.find(code);
+    if (it != contacts_.end()) {
+      s.set_reachable(it->second.reachable);
+      if (it->second.last_ok != absl::InfinitePast()) {
+        s.set_last_contact_unix_micros(absl::ToUnixMicros(it->second.last_ok));
+      }
+      s.set_last_attempt_unix_micros(absl::ToUnixMicros(it->second.last_attempt));
+      s.set_last_error(it->second.last_error);
+    }
+    auto d = depths.find(code);
+    if (d != depths.end()) {
+      s.set_requests_queued(d->second.first);
+      s.set_transitions_queued(d->second.second);
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
 }
 
 // --- Audit log. ---
@@ -1642,6 +1685,7 @@ void Node::GossipHeads() {
       if (stopping_) return;
     }
     auto theirs = transport_->ExchangeTreeHeads(peer, ours, timeout);
+    NoteContact(peer, theirs.status());
     if (!theirs.ok()) continue;  // Unreachable peers are the delivery worker's concern.
     if (theirs->signer_party() != peer) continue;
     CheckPeerHead(peer, *theirs).IgnoreError();  // Logged and audited inside.

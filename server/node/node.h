@@ -11,6 +11,7 @@
 #define COMITY_SERVER_NODE_NODE_H_
 
 #include <deque>
+#include <map>
 #include <functional>
 #include <memory>
 #include <set>
@@ -152,6 +153,9 @@ class Node {
                                    uint64_t offset, bool allow_tlp_red);
   EvidenceStore* evidence() { return evidence_.get(); }
 
+  // Each configured peer's reachability, queue depth and last error.
+  absl::StatusOr<std::vector<v1::PeerStatus>> Peers();
+
   // Late and expiring deadlines of open cases on this node (both
   // directions), at the node's clock.
   absl::StatusOr<std::vector<v1::CaseDeadline>> Overdue();
@@ -218,6 +222,8 @@ class Node {
         clock_(clock) {}
 
   void WorkerLoop();
+  // Notes the outcome of a call to `party` for Peers().
+  void NoteContact(const std::string& party, const absl::Status& status);
   // Sets created_at, assesses (InvalidArgument/FailedPrecondition if the
   // request is INVALID) and signs `body`.
   absl::StatusOr<v1::SignedEnvelope> DateAssessAndSign(v1::RequestBody* body) const;
@@ -261,6 +267,14 @@ class Node {
   PeerTransport* const transport_;
   const Clock* const clock_;
 
+  struct Contact {
+    absl::Time last_ok = absl::InfinitePast();
+    absl::Time last_attempt = absl::InfinitePast();
+    std::string last_error;
+    bool reachable = false;
+  };
+  absl::Mutex contacts_mu_;
+  std::map<std::string, Contact> contacts_ ABSL_GUARDED_BY(contacts_mu_);
   absl::Mutex fetch_mu_;     // Serializes FetchPendingEvidence.
   absl::Mutex deadline_mu_;  // Serializes CheckDeadlines.
   absl::Mutex mu_;

@@ -790,6 +790,33 @@ absl::StatusOr<std::vector<v1::RequestRecord>> SqliteStore::Get(
   return records;
 }
 
+absl::StatusOr<std::map<std::string, std::pair<uint32_t, uint32_t>>>
+SqliteStore::QueueDepths() {
+  absl::MutexLock lock(&mu_);
+  std::map<std::string, std::pair<uint32_t, uint32_t>> out;
+  {
+    Statement st(db_,
+                 "SELECT requested_party, COUNT(*) FROM requests WHERE direction = 1 AND "
+                 "state = ? GROUP BY requested_party");
+    st.Int(v1::PENDING_DELIVERY);
+    while (true) {
+      COMITY_ASSIGN_OR_RETURN(int rc, st.Step());
+      if (rc == SQLITE_DONE) break;
+      out[st.ColumnBytes(0)].first = static_cast<uint32_t>(st.ColumnInt(1));
+    }
+  }
+  Statement st(db_,
+               "SELECT r.requesting_party, COUNT(*) FROM transitions t JOIN requests r ON "
+               "r.request_id = t.request_id AND r.direction = 2 WHERE t.outbound = 1 AND "
+               "t.delivered = 0 GROUP BY r.requesting_party");
+  while (true) {
+    COMITY_ASSIGN_OR_RETURN(int rc, st.Step());
+    if (rc == SQLITE_DONE) break;
+    out[st.ColumnBytes(0)].second = static_cast<uint32_t>(st.ColumnInt(1));
+  }
+  return out;
+}
+
 absl::Status SqliteStore::AppendTransition(const std::string& request_id, v1::Direction row,
                                            const v1::Transition& t,
                                            const v1::SignedEnvelope& signed_transition,

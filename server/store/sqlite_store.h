@@ -55,6 +55,7 @@ class SqliteStore final : public Store {
   absl::Status MarkRejected(const std::string& request_id, const std::string& error,
                             absl::Time now, const AuditFn& audit = nullptr) override;
   absl::StatusOr<std::vector<v1::RequestRecord>> Get(const std::string& request_id) override;
+  absl::StatusOr<std::map<std::string, std::pair<uint32_t, uint32_t>>> QueueDepths() override;
   absl::Status AppendTransition(const std::string& request_id, v1::Direction row,
                                 const v1::Transition& transition,
                                 const v1::SignedEnvelope& signed_transition, bool outbound,

@@ -5,6 +5,8 @@
 #define COMITY_SERVER_STORE_STORE_H_
 
 #include <functional>
+#include <map>
+#include <utility>
 #include <optional>
 #include <string>
 #include <vector>
@@ -143,6 +145,11 @@ class Store {
   virtual absl::StatusOr<std::optional<StoredTreeHead>> LatestPeerHead(
       const std::string& party) = 0;
   virtual absl::Status PutPeerHead(const std::string& party, const StoredTreeHead& head) = 0;
+
+  // Per peer party: (requests pending delivery to it, case steps pending
+  // delivery to it).
+  virtual absl::StatusOr<std::map<std::string, std::pair<uint32_t, uint32_t>>>
+  QueueDepths() = 0;
 
   // --- Cases (docs/lifecycle.md). ---
 

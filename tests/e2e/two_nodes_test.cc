@@ -379,6 +379,26 @@ TEST_F(TwoNodesTest, DeliveryRetriesUntilThePeerComesBack) {
   EXPECT_EQ(json.fields().at("state").string_value(), "PENDING_DELIVERY");
   EXPECT_THAT(json.fields().at("last_error").string_value(), HasSubstr("UNAVAILABLE"));
 
+  // comity peers tells why: JP unreachable, one request queued for it.
+  CliResult peers = Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "peers", "--json"});
+  ASSERT_EQ(peers.code, 0) << peers.err;
+  bool seen_jp = false;
+  for (absl::string_view line : {absl::string_view(peers.out)}) {
+    google::protobuf::Struct wrapper;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(
+                    absl::StrCat("{\"p\":", line, "}"), &wrapper)
+                    .ok());
+    for (const auto& v : wrapper.fields().at("p").list_value().values()) {
+      const auto& f = v.struct_value().fields();
+      if (f.at("party").string_value() != "JP") continue;
+      seen_jp = true;
+      EXPECT_FALSE(f.at("reachable").bool_value());
+      EXPECT_EQ(f.at("requests_queued").number_value(), 1);
+      EXPECT_THAT(f.at("last_error").string_value(), HasSubstr("UNAVAILABLE"));
+    }
+  }
+  EXPECT_TRUE(seen_jp) << peers.out;
+
   // FR restarts too: the request was stored before delivery, so it survives.
   net_->Stop("FR");
   ASSERT_THAT(net_->Start("FR"), IsOk());
@@ -387,6 +407,9 @@ TEST_F(TwoNodesTest, DeliveryRetriesUntilThePeerComesBack) {
   EXPECT_TRUE(WaitForState("JP", id, v1::RECEIVED));
   COMITY_ASSERT_OK_AND_ASSIGN(auto sent, net_->server("FR")->node()->Get(id));
   EXPECT_GE(sent[0].delivery_attempts(), 2u);
+  CliResult after = Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "peers"});
+  EXPECT_THAT(after.out, HasSubstr("JP  127.0.0.1:"));
+  EXPECT_THAT(after.out, HasSubstr("reachable  queued: 0 requests, 0 case steps"));
   EXPECT_THAT(VerifyReceipt(sent[0].request(), sent[0].receipt(), "JP",
                             net_->setup("FR").key_ring),
               IsOk());
