@@ -1,5 +1,7 @@
 #include "client/args.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace comity {
@@ -13,6 +15,21 @@ std::string FindCommand(const std::vector<std::string>& args,
     }
   }
   return "";
+}
+
+absl::StatusOr<ParsedArgs> ParseSubcommand(const std::vector<std::string>& args,
+                                           const FlagSpec& spec, const std::string& group,
+                                           const std::string& command) {
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, spec);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(parsed.status().message(), " (for ", group,
+                                                   " ", command, "; see 'comity ", group,
+                                                   " help')"));
+  }
+  auto& positional = parsed->positional;
+  auto it = std::find(positional.begin(), positional.end(), command);
+  if (it != positional.end()) positional.erase(it);
+  return parsed;
 }
 
 absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,

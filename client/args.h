@@ -46,6 +46,12 @@ struct ParsedArgs {
 std::string FindCommand(const std::vector<std::string>& args,
                         const std::set<std::string>& value_flags);
 
+// ParseArgs for `comity GROUP COMMAND ...`, with the command removed from
+// the positionals; errors say "(for GROUP COMMAND; see 'comity GROUP help')".
+absl::StatusOr<ParsedArgs> ParseSubcommand(const std::vector<std::string>& args,
+                                           const FlagSpec& spec, const std::string& group,
+                                           const std::string& command);
+
 // InvalidArgument for an unknown flag, a missing value or a repeated
 // single-valued flag.
 absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,

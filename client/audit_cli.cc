@@ -156,17 +156,13 @@ int AuditCli::Run(const std::vector<std::string>& args) {
                 absl::StrCat("unknown audit command '", command,
                              "'; commands: verify, log, prove, consistency, export, stats, head"));
   }
-  auto parsed = ParseArgs(args, spec);
-  if (!parsed.ok()) {
-    return Fail(kExitUsage, absl::StrCat(parsed.status().message(), " (for audit ", command,
-                                         "; see 'comity audit help')"));
-  }
+  auto parsed = ParseSubcommand(args, spec, "audit", command);
+  if (!parsed.ok()) return Fail(kExitUsage, parsed.status().message());
   if (parsed->switches.count("help")) {
     out_ << kAuditUsage;
     return kExitOk;
   }
   json_ = parsed->switches.count("json") != 0;
-  parsed->positional.erase(parsed->positional.begin());
   if (parsed->positional.size() != positional) {
     return Fail(kExitUsage, command == "prove"         ? "audit prove takes one entry index"
                             : command == "consistency" ? "audit consistency takes OLD NEW sizes"

@@ -102,17 +102,13 @@ int TreatyCli::Run(const std::vector<std::string>& args) {
     return Fail(kExitUsage, absl::StrCat("unknown treaty command '", command,
                                          "'; commands: check, matrix, parties, show"));
   }
-  auto parsed = ParseArgs(args, spec);
-  if (!parsed.ok()) {
-    return Fail(kExitUsage, absl::StrCat(parsed.status().message(), " (for treaty ", command,
-                                         "; see 'comity treaty help')"));
-  }
+  auto parsed = ParseSubcommand(args, spec, "treaty", command);
+  if (!parsed.ok()) return Fail(kExitUsage, parsed.status().message());
   if (parsed->switches.count("help")) {
     out_ << kTreatyUsage;
     return kExitOk;
   }
   json_ = parsed->switches.count("json") != 0;
-  parsed->positional.erase(parsed->positional.begin());
   if (command == "show" ? parsed->positional.size() != 1 : !parsed->positional.empty()) {
     return Fail(kExitUsage, command == "show"
                                 ? "treaty show takes one instrument id, e.g. ETS185"
