@@ -319,6 +319,12 @@ void PrintCase(std::ostream& out, const v1::RequestRecord& r,
     if (!t.text().empty()) out << "     " << t.text() << "\n";
     for (const auto& d : t.open_duties()) out << "     open duty: " << d << "\n";
   }
+  for (const v1::SignedEnvelope& env : r.queued_proposals()) {
+    v1::TransitionProposal p;
+    p.ParseFromString(env.payload());
+    out << "  queued: " << v1::CaseAction_Name(p.action()) << " by " << p.operator_name()
+        << ", signed, waiting for delivery to the requested party\n";
+  }
 }
 
 // The evidence files of the case's responses, and which this node holds.
@@ -677,7 +683,17 @@ int Cli::Decide(const ParsedArgs& args, v1::CaseAction action) {
     body.ParseFromString(r.request().payload());
     Struct s = SummaryJson(r, body);
     (*s.mutable_fields())["step"] = Num(last.sequence());
+    if (r.queued_proposals_size() > 0) {
+      (*s.mutable_fields())["queued_proposals"] = Num(r.queued_proposals_size());
+    }
     PrintJson(Obj(std::move(s)));
+  } else if (r.queued_proposals_size() > 0) {
+    v1::RequestBody body;
+    body.ParseFromString(r.request().payload());
+    out_ << "request " << req.id() << ": " << v1::CaseAction_Name(action)
+         << " signed and queued for " << body.requested_party()
+         << ", which cannot be reached now; it is delivered when it can (see 'comity peers')."
+         << " The case stays " << v1::CaseState_Name(r.case_state()) << " until then.\n";
   } else {
     out_ << "request " << req.id() << " is now " << v1::CaseState_Name(r.case_state())
          << " (step " << last.sequence() << ", signed"
@@ -783,6 +799,10 @@ int Cli::Peers(const ParsedArgs&) {
       f["last_contact"] = Str(when(p.last_contact_unix_micros()));
       f["requests_queued"] = Num(p.requests_queued());
       f["transitions_queued"] = Num(p.transitions_queued());
+      f["consecutive_failures"] = Num(p.consecutive_failures());
+      if (p.next_attempt_unix_micros() != 0) {
+        f["next_attempt"] = Str(when(p.next_attempt_unix_micros()));
+      }
       if (!p.last_error().empty()) f["last_error"] = Str(p.last_error());
       *list.mutable_list_value()->add_values() = Obj(std::move(s));
       continue;
@@ -793,6 +813,10 @@ int Cli::Peers(const ParsedArgs&) {
          << "  queued: " << p.requests_queued() << " requests, " << p.transitions_queued()
          << " case steps  last contact: " << when(p.last_contact_unix_micros());
     if (!p.last_error().empty()) out_ << "\n    last error: " << p.last_error();
+    if (p.next_attempt_unix_micros() != 0) {
+      out_ << "\n    backing off after " << p.consecutive_failures()
+           << " failed attempts; next try " << when(p.next_attempt_unix_micros());
+    }
     out_ << "\n";
   }
   if (json_) PrintJson(list);
@@ -977,6 +1001,11 @@ int Cli::Show(const ParsedArgs& args) {
       (void)google::protobuf::util::JsonStringToMessage(body_json, &body_struct);
       (*s.mutable_fields())["body"] = Obj(std::move(body_struct));
       (*s.mutable_fields())["verification"] = Obj(VerificationJson(r, v));
+      // The signed steps this node holds (list does not load them): both
+      // parties must hold the same number.
+      if (r.case_state() != v1::CASE_STATE_UNSPECIFIED) {
+        (*s.mutable_fields())["steps"] = Num(r.transitions_size());
+      }
       *list.mutable_list_value()->add_values() = Obj(std::move(s));
       continue;
     }

@@ -1,5 +1,6 @@
 #include "client/connection.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/config/node_config.h"
 #include "server/util/files.h"
@@ -30,8 +31,12 @@ absl::StatusOr<NodeConnection> ConnectToNode(const ParsedArgs& args, const GetEn
 std::string DescribeRpcError(const std::string& address, const grpc::Status& status) {
   std::string code =
       absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
-  if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-      status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+  // The node's own answers about a peer it cannot reach, or about its own
+  // shutdown, come with the node's message: the node itself was reached.
+  const bool from_node = absl::StartsWith(status.error_message(), "peer ") ||
+                         absl::StartsWith(status.error_message(), "node is ");
+  if (!from_node && (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                     status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)) {
     return absl::StrCat("cannot reach the node at ", address, " (", code, ": ",
                         status.error_message(),
                         "); is comityd running, and are the --connect files right?");

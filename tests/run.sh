@@ -9,3 +9,12 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOMITY_WERROR=O
 cmake --build "$build" -j2
 cd "$build"
 ctest -j2 --output-on-failure --timeout 300
+
+# The store suite and the end-to-end suites again on PostgreSQL: a throwaway
+# server on a Unix socket, each test its own database (docs/storage.md).
+pg_dir=$(mktemp -d /tmp/comity-pg-XXXXXX)
+trap '"$root/tests/store/postgres_server.sh" stop "$pg_dir"' EXIT
+pg_url=$("$root/tests/store/postgres_server.sh" start "$pg_dir")
+COMITY_TEST_POSTGRES=$pg_url \
+  ctest -j2 --output-on-failure --timeout 300 -R 'StoreTest|PgReplicasTest|E2eTest|TwoNodesTest'
+

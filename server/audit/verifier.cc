@@ -28,8 +28,14 @@ class VectorSource final : public merkle::NodeSource {
 
 std::string VerifyReport::Summary() const {
   if (!ok) return absl::StrCat("FAILED: ", error);
-  return absl::StrCat(entries, " entries, root ", HexEncode(root), ", consistent (", heads,
-                      " signed tree heads and ", nodes_checked, " stored hashes checked)");
+  std::string out = absl::StrCat(entries, " entries, root ", HexEncode(root), ", consistent (",
+                                 heads, " signed tree heads and ", nodes_checked,
+                                 " stored hashes checked)");
+  if (signed_size < entries) {
+    absl::StrAppend(&out, "; entries ", signed_size, "..", entries - 1,
+                    " are not covered by a signed tree head yet");
+  }
+  return out;
 }
 
 void LogVerifier::Fail(std::string message) {
@@ -119,6 +125,7 @@ void LogVerifier::CheckHead(const v1::SignedEnvelope& signed_head) {
                       head.tree_size() - 1, " were removed (truncated)"));
     return;
   }
+  report_.signed_size = std::max<uint64_t>(report_.signed_size, head.tree_size());
   std::string root = RootAt(head.tree_size());
   if (root != head.root_hash()) {
     Fail(absl::StrCat(what, ": signed root ", HexEncode(head.root_hash()),

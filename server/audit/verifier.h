@@ -27,6 +27,9 @@ struct VerifyReport {
   uint64_t entries = 0;
   std::string root;  // Of all entries, raw 32 bytes.
   uint64_t heads = 0;
+  // The largest size a signed head covers: entries at or after it are not
+  // signed yet (a live log's tail), so a copy could change them unseen.
+  uint64_t signed_size = 0;
   uint64_t nodes_checked = 0;
   // The first problem found: where and why.
   std::string error;

@@ -23,6 +23,8 @@ constexpr uint32_t kDefaultMaxClockSkewSeconds = 300;
 constexpr uint32_t kDefaultAttemptTimeoutMs = 5000;
 constexpr uint32_t kDefaultRetryInitialMs = 500;
 constexpr uint32_t kDefaultRetryMaxMs = 60000;
+constexpr uint32_t kDefaultMaxInFlight = 16;
+constexpr uint32_t kMaxInFlightLimit = 256;
 
 class CollectFirstError : public google::protobuf::io::ErrorCollector {
  public:
@@ -92,6 +94,7 @@ void FillDefaults(v1::NodeConfig* c) {
   if (d->attempt_timeout_ms() == 0) d->set_attempt_timeout_ms(kDefaultAttemptTimeoutMs);
   if (d->retry_initial_ms() == 0) d->set_retry_initial_ms(kDefaultRetryInitialMs);
   if (d->retry_max_ms() == 0) d->set_retry_max_ms(kDefaultRetryMaxMs);
+  if (d->max_in_flight() == 0) d->set_max_in_flight(kDefaultMaxInFlight);
   if (c->audit().head_interval_seconds() == 0) c->mutable_audit()->set_head_interval_seconds(60);
   v1::ServiceLevels* sl = c->mutable_service_levels();
   if (sl->acknowledge_hours() == 0) sl->set_acknowledge_hours(72);
@@ -153,6 +156,13 @@ absl::StatusOr<std::unique_ptr<NodeSetup>> ParseNodeConfig(const std::string& te
   }
   if (c.data_dir().empty()) return err.Invalid("data_dir", "is required (a directory)");
   c.set_data_dir(ResolvePath(base_dir, c.data_dir()));
+  // Not echoed: a URL may hold a password.
+  if (!c.database().empty() && !absl::StartsWith(c.database(), "postgresql://") &&
+      !absl::StartsWith(c.database(), "postgres://")) {
+    return err.Invalid("database",
+                       "must be empty (SQLite in data_dir) or a PostgreSQL URL starting "
+                       "with postgresql:// (e.g. \"postgresql://comity@db.example:5432/comity\")");
+  }
   if (c.limits().max_message_bytes() < 4096 ||
       c.limits().max_message_bytes() > kMaxMessageBytesCap) {
     return err.Invalid("limits.max_message_bytes",
@@ -161,6 +171,10 @@ absl::StatusOr<std::unique_ptr<NodeSetup>> ParseNodeConfig(const std::string& te
   }
   if (c.delivery().retry_max_ms() < c.delivery().retry_initial_ms()) {
     return err.Invalid("delivery.retry_max_ms", "must not be less than retry_initial_ms");
+  }
+  if (c.delivery().max_in_flight() > kMaxInFlightLimit) {
+    return err.Invalid("delivery.max_in_flight",
+                       absl::StrCat("must be at most ", kMaxInFlightLimit));
   }
 
   // TLS.

@@ -28,6 +28,7 @@ inline constexpr absl::string_view kReceiptPayloadType = "comity.v1.Receipt";
 inline constexpr absl::string_view kTreeHeadPayloadType = "comity.v1.TreeHead";
 inline constexpr absl::string_view kTransitionPayloadType = "comity.v1.Transition";
 inline constexpr absl::string_view kProposalPayloadType = "comity.v1.TransitionProposal";
+inline constexpr absl::string_view kAckPayloadType = "comity.v1.Acknowledgement";
 
 // Protobuf's deterministic serialization of `msg`: the bytes Comity signs
 // and hashes (parsers never re-serialize them).

@@ -61,9 +61,8 @@ absl::Status PeerError(const std::string& party, const grpc::Status& status) {
 
 }  // namespace
 
-absl::Status GrpcPeerTransport::DeliverTransition(const std::string& party,
-                                                  const v1::SignedEnvelope& transition,
-                                                  absl::Duration timeout) {
+absl::StatusOr<v1::SignedEnvelope> GrpcPeerTransport::DeliverTransition(
+    const std::string& party, const v1::SignedEnvelope& transition, absl::Duration timeout) {
   auto stub = StubFor(party);
   if (!stub.ok()) return stub.status();
   grpc::ClientContext ctx;
@@ -72,7 +71,8 @@ absl::Status GrpcPeerTransport::DeliverTransition(const std::string& party,
   *req.mutable_transition() = transition;
   v1::DeliverTransitionResponse resp;
   grpc::Status status = (*stub)->DeliverTransition(&ctx, req, &resp);
-  return status.ok() ? absl::OkStatus() : PeerError(party, status);
+  if (!status.ok()) return PeerError(party, status);
+  return std::move(*resp.mutable_ack());
 }
 
 absl::StatusOr<v1::SignedEnvelope> GrpcPeerTransport::ProposeTransition(

@@ -22,7 +22,8 @@ class GrpcPeerTransport final : public PeerTransport {
   absl::StatusOr<v1::SignedEnvelope> DeliverRequest(const std::string& party,
                                                     const v1::SignedEnvelope& request,
                                                     absl::Duration timeout) override;
-  absl::Status DeliverTransition(const std::string& party, const v1::SignedEnvelope& transition,
+  absl::StatusOr<v1::SignedEnvelope> DeliverTransition(const std::string& party,
+                                                       const v1::SignedEnvelope& transition,
                                  absl::Duration timeout) override;
   absl::StatusOr<v1::SignedEnvelope> ProposeTransition(const std::string& party,
                                                        const v1::SignedEnvelope& proposal,

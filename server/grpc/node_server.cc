@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/grpc/grpc_peer_transport.h"
 #include "server/grpc/services.h"
-#include "server/store/sqlite_store.h"
+#include "server/store/open_store.h"
 #include "server/util/log.h"
 #include "server/util/status_macros.h"
 
@@ -48,8 +48,7 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const NodeSetup* s
                                                               const Clock* clock) {
   const v1::NodeConfig& c = setup->config;
   COMITY_RETURN_IF_ERROR(EnsureDir(c.data_dir()));
-  COMITY_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStore> store,
-                          SqliteStore::Open(c.data_dir() + "/comity.db"));
+  COMITY_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, OpenStore(c));
   std::unique_ptr<NodeServer> server(new NodeServer());
   server->transport_ = std::make_unique<GrpcPeerTransport>(setup);
   COMITY_ASSIGN_OR_RETURN(server->node_, Node::Create(setup, std::move(store),
@@ -97,7 +96,8 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const NodeSetup* s
            {{"party", c.party()},
             {"peer_port", absl::StrCat(server->peer_port_)},
             {"operator_port", absl::StrCat(server->operator_port_)},
-            {"data_dir", c.data_dir()}});
+            {"data_dir", c.data_dir()},
+            {"store", StoreDescription(c)}});
   return server;
 }
 

@@ -82,9 +82,12 @@ grpc::ServerUnaryReactor* PeerServiceImpl::DeliverTransition(
     v1::DeliverTransitionResponse* response) {
   auto peer = Authenticate(ctx, "DeliverTransition");
   if (!peer.ok()) return Done(ctx, peer.status());
-  absl::Status st = request->ByteSizeLong() > max_message_bytes_
-                        ? absl::ResourceExhaustedError("transition message over the size limit")
-                        : node_->ReceiveTransition(*peer, request->transition());
+  absl::StatusOr<v1::SignedEnvelope> ack =
+      request->ByteSizeLong() > max_message_bytes_
+          ? absl::ResourceExhaustedError("transition message over the size limit")
+          : node_->ReceiveTransition(*peer, request->transition());
+  absl::Status st = ack.status();
+  if (ack.ok()) *response->mutable_ack() = *std::move(ack);
   if (!st.ok() && !absl::IsFailedPrecondition(st)) {
     LogEvent(LogLevel::kWarning, "peer_transition_rejected",
              {{"peer", *peer},

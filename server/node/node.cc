@@ -1,12 +1,14 @@
 #include "server/node/node.h"
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <random>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
@@ -92,8 +94,12 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const NodeSetup* setup,
       std::unique_ptr<EvidenceStore> evidence,
       EvidenceStore::Open(setup->config.data_dir() + "/evidence",
                           setup->config.evidence().max_file_bytes()));
-  return std::unique_ptr<Node>(
+  std::unique_ptr<Node> node(
       new Node(setup, std::move(store), std::move(evidence), transport, clock));
+  for (const auto& [peer, unused] : setup->peers) {
+    node->lanes_.emplace(peer, std::make_unique<Lane>(peer));
+  }
+  return node;
 }
 
 Node::~Node() { Stop(); }
@@ -104,8 +110,13 @@ void Node::Start() {
     LogEvent(LogLevel::kError, "audit_error", {{"error", logged.ToString()}});
   }
   absl::MutexLock lock(&mu_);
-  if (worker_.joinable() || stopping_) return;
+  if (started_ || stopping_) return;
+  started_ = true;
   worker_ = std::thread([this] { WorkerLoop(); });
+  for (auto& [peer, lane] : lanes_) {
+    Lane* l = lane.get();
+    l->thread = std::thread([this, l] { LaneLoop(l); });
+  }
 }
 
 void Node::Stop() {
@@ -114,18 +125,10 @@ void Node::Stop() {
     stopping_ = true;
   }
   if (worker_.joinable()) worker_.join();
-  std::deque<Job> left;
-  {
-    absl::MutexLock lock(&mu_);
-    left.swap(queue_);
+  for (auto& [peer, lane] : lanes_) {
+    if (lane->thread.joinable()) lane->thread.join();
   }
-  for (Job& job : left) {
-    if (job.done) {
-      job.done(absl::UnavailableError(
-          "node is shutting down; the request is stored and will be delivered after "
-          "restart"));
-    }
-  }
+  for (auto& [peer, lane] : lanes_) ResolveStale(lane.get(), /*all=*/true);
 }
 
 absl::StatusOr<std::string> Node::AuthenticatePeer(const std::string& cert_pem,
@@ -332,18 +335,6 @@ bool Node::NeedsApproval(v1::AssistanceType type) const {
   return std::find(types.begin(), types.end(), type) != types.end();
 }
 
-void Node::Enqueue(const std::string& request_id, SubmitDone done,
-                   v1::RequestRecord stored) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (!stopping_) {
-      queue_.push_back(Job{request_id, std::move(done)});
-      return;
-    }
-  }
-  done(std::move(stored));  // Stored; delivered after the next start.
-}
-
 void Node::Submit(const std::string& operator_name, v1::RequestBody draft,
                   SubmitDone done) {
   const bool needs_approval = NeedsApproval(draft.assistance_type());
@@ -421,7 +412,7 @@ void Node::Submit(const std::string& operator_name, v1::RequestBody draft,
     done(std::move(prepared));
     return;
   }
-  Enqueue(draft.id(), std::move(done), *std::move(prepared));
+  AwaitAttempt(draft.requested_party(), "r:" + draft.id(), std::move(done));
 }
 
 void Node::Approve(const std::string& approver, const std::string& request_id,
@@ -471,7 +462,9 @@ void Node::Approve(const std::string& approver, const std::string& request_id,
     done(approved.status());
     return;
   }
-  Enqueue(request_id, std::move(done), *std::move(approved));
+  v1::RequestBody approved_body;
+  approved_body.ParseFromString(approved->request().payload());
+  AwaitAttempt(approved_body.requested_party(), "r:" + request_id, std::move(done));
 }
 
 absl::StatusOr<std::vector<v1::RequestRecord>> Node::List(v1::Direction direction,
@@ -486,6 +479,12 @@ absl::StatusOr<std::vector<v1::RequestRecord>> Node::Get(
   if (records.empty()) {
     return absl::NotFoundError(
         absl::StrCat("no request ", request_id.substr(0, 64), " on this node"));
+  }
+  for (v1::RequestRecord& r : records) {
+    if (r.direction() != v1::OUTGOING) continue;
+    COMITY_ASSIGN_OR_RETURN(std::vector<PendingProposal> queued,
+                            store_->QueuedProposals(request_id));
+    for (PendingProposal& q : queued) *r.add_queued_proposals() = std::move(q.envelope);
   }
   return records;
 }
@@ -622,7 +621,19 @@ absl::StatusOr<v1::RequestRecord> Node::Deliver(const v1::RequestRecord& record)
                                     peer, ": ", Summary(verified->receiver_assessment())));
           return w.Append(&d).status();
         }));
-    CheckPeerHead(peer, verified->tree_head()).IgnoreError();  // Logged inside.
+    // The head in a receipt is checked against the last one seen (a
+    // consistency proof: another call and a commit) at most once a second
+    // per peer; gossip checks the rest.
+    bool check_head = false;
+    {
+      absl::MutexLock lock(&contacts_mu_);
+      Contact& c = contacts_[peer];
+      if (absl::Now() - c.last_head_check >= absl::Seconds(1)) {
+        c.last_head_check = absl::Now();
+        check_head = true;
+      }
+    }
+    if (check_head) CheckPeerHead(peer, verified->tree_head()).IgnoreError();  // Logged inside.
     LogEvent(LogLevel::kInfo, "request_delivered",
              {{"request_id", body.id()}, {"to", peer}});
   } else {
@@ -655,84 +666,228 @@ absl::StatusOr<v1::RequestRecord> Node::Deliver(const v1::RequestRecord& record)
 }
 
 void Node::WorkerLoop() {
-  const absl::Duration poll = absl::Milliseconds(
-      std::min<uint32_t>(1000, setup_->config.delivery().retry_initial_ms()));
   while (true) {
-    std::deque<Job> jobs;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !queue_.empty() || kick_;
-      };
-      mu_.AwaitWithTimeout(absl::Condition(&ready), poll);
+      mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Milliseconds(500));
       if (stopping_) return;
-      jobs.swap(queue_);
-      kick_ = false;
-    }
-    for (Job& job : jobs) {
-      absl::StatusOr<v1::RequestRecord> result = [&]() -> absl::StatusOr<v1::RequestRecord> {
-        COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records,
-                                store_->Get(job.request_id));
-        for (const v1::RequestRecord& r : records) {
-          if (r.direction() != v1::OUTGOING) continue;
-          if (r.state() != v1::PENDING_DELIVERY) return r;
-          return Deliver(r);
-        }
-        return absl::NotFoundError(absl::StrCat("no outgoing request ", job.request_id));
-      }();
-      if (!result.ok()) {
-        LogEvent(LogLevel::kError, "delivery_error",
-                 {{"request_id", job.request_id}, {"error", result.status().ToString()}});
-      }
-      if (job.done) job.done(std::move(result));
     }
     bool gossip = false;
+    bool check = false;
+    bool fetch = false;
     {
       absl::MutexLock lock(&mu_);
       const absl::Duration interval =
           absl::Seconds(setup_->config.audit().head_interval_seconds());
-      if (absl::Now() - last_gossip_ >= interval) {
-        last_gossip_ = absl::Now();
+      const absl::Time now = absl::Now();
+      if (now - last_gossip_ >= interval) {
+        last_gossip_ = now;
         gossip = true;
       }
-    }
-    if (gossip) GossipHeads();
-    DeliverTransitions();
-    bool check = false;
-    {
-      absl::MutexLock lock(&mu_);
-      if (absl::Now() - last_deadline_check_ >= absl::Seconds(30)) {
-        last_deadline_check_ = absl::Now();
+      if (now - last_deadline_check_ >= absl::Seconds(30)) {
+        last_deadline_check_ = now;
         check = true;
       }
-    }
-    if (check) CheckDeadlines();
-    bool fetch = false;
-    {
-      absl::MutexLock lock(&mu_);
-      if (absl::Now() - last_evidence_check_ >= absl::Seconds(2)) {
-        last_evidence_check_ = absl::Now();
+      if (now - last_evidence_check_ >= absl::Seconds(2)) {
+        last_evidence_check_ = now;
         fetch = true;
       }
     }
+    if (gossip) GossipHeads();
+    if (check) CheckDeadlines();
     if (fetch) FetchPendingEvidence();
-    auto due = store_->DueForDelivery(clock_->Now(), kRetryBatch);
-    if (!due.ok()) {
-      LogEvent(LogLevel::kError, "store_error", {{"error", due.status().ToString()}});
+  }
+}
+
+// --- The outbox: one delivery lane per peer. ---
+
+Node::Lane* Node::LaneFor(const std::string& peer) const {
+  auto it = lanes_.find(peer);
+  return it == lanes_.end() ? nullptr : it->second.get();
+}
+
+void Node::Kick(const std::string& peer) {
+  Lane* lane = LaneFor(peer);
+  if (lane == nullptr) return;
+  absl::MutexLock lock(&mu_);
+  lane->kick = true;
+}
+
+void Node::AwaitAttempt(const std::string& peer, const std::string& key, SubmitDone done) {
+  Lane* lane = LaneFor(peer);
+  if (lane != nullptr) {
+    absl::MutexLock lock(&mu_);
+    if (started_ && !stopping_) {
+      // Long enough for a round already under way and then this attempt.
+      const absl::Duration wait =
+          2 * absl::Milliseconds(setup_->config.delivery().attempt_timeout_ms()) +
+          absl::Seconds(1);
+      lane->waiters.emplace(key, Lane::Waiter{std::move(done), absl::Now() + wait});
+      lane->kick = true;
+      return;
+    }
+  }
+  // Not delivering now (stopped, or not started yet): the stored state.
+  const std::string id = key.substr(2);
+  done(StoredOutgoing(id));
+}
+
+void Node::Resolve(Lane* lane, const std::string& key,
+                   const absl::StatusOr<v1::RequestRecord>& result) {
+  std::vector<SubmitDone> ready;
+  {
+    absl::MutexLock lock(&mu_);
+    auto range = lane->waiters.equal_range(key);
+    for (auto it = range.first; it != range.second; ++it) ready.push_back(std::move(it->second.done));
+    lane->waiters.erase(range.first, range.second);
+  }
+  for (SubmitDone& done : ready) done(result);
+}
+
+void Node::ResolveStale(Lane* lane, bool all) {
+  std::vector<std::pair<std::string, SubmitDone>> ready;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = absl::Now();
+    const bool backing_off = clock_->Now() < lane->retry_at;
+    for (auto it = lane->waiters.begin(); it != lane->waiters.end();) {
+      if (all || backing_off || it->second.give_up_at <= now) {
+        ready.emplace_back(it->first, std::move(it->second.done));
+        it = lane->waiters.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& [key, done] : ready) {
+    absl::StatusOr<v1::RequestRecord> stored = StoredOutgoing(key.substr(2));
+    if (all && stored.ok() && key[0] == 'r' && stored->state() == v1::PENDING_DELIVERY) {
+      done(absl::UnavailableError(
+          "node is shutting down; the request is stored and will be delivered after restart"));
+    } else {
+      done(std::move(stored));
+    }
+  }
+}
+
+absl::StatusOr<v1::RequestRecord> Node::StoredOutgoing(const std::string& request_id) const {
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records, Get(request_id));
+  for (v1::RequestRecord& r : records) {
+    if (r.direction() == v1::OUTGOING) return std::move(r);
+  }
+  return absl::NotFoundError(absl::StrCat("no outgoing request ", request_id));
+}
+
+void Node::LaneLoop(Lane* lane) {
+  const absl::Duration poll = absl::Milliseconds(
+      std::clamp<uint32_t>(setup_->config.delivery().retry_initial_ms(), 10, 1000));
+  while (true) {
+    bool backing_off = false;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this, lane]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || lane->kick;
+      };
+      mu_.AwaitWithTimeout(absl::Condition(&ready), poll);
+      if (stopping_) return;
+      lane->kick = false;
+      backing_off = clock_->Now() < lane->retry_at;
+    }
+    if (backing_off) {
+      // Callers waiting for an attempt get the stored state now.
+      ResolveStale(lane, false);
       continue;
     }
-    for (const v1::RequestRecord& r : *due) {
+    const bool unreachable = RunLane(lane);
+    {
+      absl::MutexLock lock(&mu_);
+      if (unreachable) {
+        ++lane->failures;
+        lane->retry_at = clock_->Now() + Backoff(lane->failures);
+      } else {
+        lane->failures = 0;
+        lane->retry_at = absl::InfinitePast();
+      }
+    }
+    ResolveStale(lane, false);
+  }
+}
+
+bool Node::RunLane(Lane* lane) {
+  const absl::Time now = clock_->Now();
+  const std::string& peer = lane->peer;
+  // What is due to this peer: steps and proposals first (they move open
+  // cases), then requests, each kind oldest first.
+  std::vector<std::function<absl::StatusOr<bool>()>> tasks;
+  auto transitions = store_->DueTransitions(peer, now, kRetryBatch);
+  auto proposals = store_->DueProposals(peer, now, kRetryBatch);
+  auto requests = store_->DueForDelivery(peer, now, kRetryBatch);
+  for (const auto* failed : {&transitions.status(), &proposals.status(), &requests.status()}) {
+    if (!failed->ok()) {
+      LogEvent(LogLevel::kError, "store_error", {{"error", failed->ToString()}});
+    }
+  }
+  if (transitions.ok()) {
+    for (PendingTransition& t : *transitions) {
+      tasks.push_back([this, &peer, t = std::move(t)]() -> absl::StatusOr<bool> {
+        return DeliverTransition(peer, t);
+      });
+    }
+  }
+  if (proposals.ok()) {
+    for (PendingProposal& p : *proposals) {
+      tasks.push_back([this, p = std::move(p)]() { return DeliverProposal(p); });
+    }
+  }
+  if (requests.ok()) {
+    for (v1::RequestRecord& r : *requests) {
+      tasks.push_back([this, lane, r = std::move(r)]() -> absl::StatusOr<bool> {
+        v1::RequestBody body;
+        body.ParseFromString(r.request().payload());
+        absl::StatusOr<v1::RequestRecord> after = Deliver(r);
+        if (!after.ok()) {
+          LogEvent(LogLevel::kError, "delivery_error",
+                   {{"request_id", body.id()}, {"error", after.status().ToString()}});
+        }
+        const bool reached = !after.ok() || after->state() != v1::PENDING_DELIVERY;
+        Resolve(lane, "r:" + body.id(), after);
+        return reached;
+      });
+    }
+  }
+  if (tasks.empty()) return false;
+  const bool more = (transitions.ok() && transitions->size() == kRetryBatch) ||
+                    (proposals.ok() && proposals->size() == kRetryBatch) ||
+                    (requests.ok() && requests->size() == kRetryBatch);
+
+  // Up to max_in_flight attempts at once. The first one that cannot reach
+  // the peer stops the round: the rest wait for the lane's next try.
+  std::atomic<size_t> next{0};
+  std::atomic<bool> unreachable{false};
+  auto work = [&]() {
+    while (!unreachable.load()) {
+      const size_t i = next.fetch_add(1);
+      if (i >= tasks.size()) return;
       {
         absl::MutexLock lock(&mu_);
         if (stopping_) return;
       }
-      auto delivered = Deliver(r);
-      if (!delivered.ok()) {
-        LogEvent(LogLevel::kError, "delivery_error",
-                 {{"error", delivered.status().ToString()}});
-      }
+      absl::StatusOr<bool> reached = tasks[i]();
+      if (reached.ok() && !*reached) unreachable.store(true);
     }
+  };
+  const size_t width = std::min<size_t>(
+      tasks.size(), std::max<uint32_t>(1, setup_->config.delivery().max_in_flight()));
+  std::vector<std::thread> helpers;
+  helpers.reserve(width - 1);
+  for (size_t i = 1; i < width; ++i) helpers.emplace_back(work);
+  work();
+  for (std::thread& t : helpers) t.join();
+  if (more && !unreachable.load()) {
+    absl::MutexLock lock(&mu_);
+    lane->kick = true;
   }
+  return unreachable.load();
 }
 
 std::vector<v1::PublicKey> Node::OwnKeys() const {
@@ -929,10 +1084,7 @@ absl::StatusOr<v1::SignedEnvelope> Node::AppendStep(
             {"action", v1::CaseAction_Name(d.action)},
             {"state", v1::CaseState_Name(to)},
             {"by", actor}});
-  {
-    absl::MutexLock lock(&mu_);
-    kick_ = true;
-  }
+  Kick(body.requesting_party());
   return env;
 }
 
@@ -979,20 +1131,85 @@ absl::StatusOr<v1::RequestRecord> Node::Propose(const std::string& operator_name
       v1::SignedEnvelope env,
       SignEnvelope(kProposalPayloadType, SerializeDeterministic(p), party(),
                    setup_->config.signing_key().key_id(), *setup_->signing_key));
-  auto transition = transport_->ProposeTransition(
-      body.requested_party(), env,
-      absl::Milliseconds(setup_->config.delivery().attempt_timeout_ms()));
-  if (!transition.ok()) {
-    return absl::Status(transition.status().code(),
-                        absl::StrCat(transition.status().message(),
-                                     absl::IsUnavailable(transition.status()) ||
-                                             absl::IsDeadlineExceeded(transition.status())
-                                         ? "; nothing changed: try again when it is reachable"
-                                         : ""));
+  const std::string& peer = body.requested_party();
+  COMITY_RETURN_IF_ERROR(
+      store_->EnqueueProposal(request_id, peer, env, clock_->Now(),
+                              [&](AuditWriter& w) -> absl::Status {
+                                v1::AuditEntry e = Event(v1::PROPOSAL_QUEUED,
+                                                         "operator:" + operator_name,
+                                                         request_id, peer);
+                                e.add_hashes(Sha256(env.payload()));
+                                e.set_assistance_type(body.assistance_type());
+                                e.set_detail(v1::CaseAction_Name(d.action));
+                                return w.Append(&e).status();
+                              })
+          .status());
+  LogEvent(LogLevel::kInfo, "proposal_queued",
+           {{"request_id", request_id}, {"to", peer}, {"action", v1::CaseAction_Name(d.action)}});
+  // Wait for the first attempt (or the stored state, if the peer is
+  // backing off).
+  absl::Notification attempted;
+  absl::StatusOr<v1::RequestRecord> result = absl::UnknownError("no attempt");
+  AwaitAttempt(peer, "p:" + request_id, [&](absl::StatusOr<v1::RequestRecord> r) {
+    result = std::move(r);
+    attempted.Notify();
+  });
+  attempted.WaitForNotification();
+  return result;
+}
+
+absl::StatusOr<bool> Node::DeliverProposal(const PendingProposal& q) {
+  const absl::Duration timeout =
+      absl::Milliseconds(setup_->config.delivery().attempt_timeout_ms());
+  absl::StatusOr<v1::SignedEnvelope> transition =
+      transport_->ProposeTransition(q.peer, q.envelope, timeout);
+  NoteContact(q.peer, transition.status());
+  absl::Status st = transition.status();
+  if (st.ok()) {
+    // The peer numbered our proposal into the case: it is off the queue.
+    // Apply the step now if it follows what is held here; if earlier steps
+    // of the peer are still on their way, its outbox delivers this one after
+    // them (applying twice is harmless).
+    absl::StatusOr<v1::SignedEnvelope> applied = ReceiveTransition(q.peer, *transition);
+    if (!applied.ok() && !absl::IsFailedPrecondition(applied.status())) {
+      LogEvent(LogLevel::kWarning, "proposal_step_not_applied",
+               {{"request_id", q.request_id},
+                {"from", q.peer},
+                {"error", applied.status().ToString()}});
+    }
+    COMITY_RETURN_IF_ERROR(store_->FinishProposal(q.id, ""));
+    LogEvent(LogLevel::kInfo, "proposal_delivered",
+             {{"request_id", q.request_id}, {"to", q.peer}});
+    Resolve(LaneFor(q.peer), "p:" + q.request_id, StoredOutgoing(q.request_id));
+    return true;
   }
-  COMITY_RETURN_IF_ERROR(ReceiveTransition(body.requested_party(), *transition));
-  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> now_stored, Get(request_id));
-  return *Row(now_stored, v1::OUTGOING);
+  const std::string error =
+      absl::StrCat(absl::StatusCodeToString(st.code()), ": ", st.message());
+  const bool transient = absl::IsUnavailable(st) || absl::IsDeadlineExceeded(st) ||
+                         absl::IsInternal(st) || absl::IsUnknown(st) ||
+                         absl::IsAborted(st) || absl::IsUnauthenticated(st);
+  if (transient) {
+    COMITY_RETURN_IF_ERROR(
+        store_->MarkProposalFailed(q.id, error, clock_->Now() + Backoff(q.attempts + 1)));
+    LogEvent(LogLevel::kWarning, "proposal_delivery_failed",
+             {{"request_id", q.request_id}, {"to", q.peer}, {"error", error}});
+    const bool reached = !absl::IsUnavailable(st) && !absl::IsDeadlineExceeded(st);
+    if (reached) Resolve(LaneFor(q.peer), "p:" + q.request_id, StoredOutgoing(q.request_id));
+    return reached;
+  }
+  // Refused for good (the case moved on, an illegal step...): off the queue.
+  COMITY_RETURN_IF_ERROR(store_->FinishProposal(
+      q.id, error, [&](AuditWriter& w) -> absl::Status {
+        v1::AuditEntry e = Event(v1::PROPOSAL_REFUSED, "node", q.request_id, q.peer);
+        e.add_hashes(Sha256(q.envelope.payload()));
+        e.set_detail(error);
+        return w.Append(&e).status();
+      }));
+  LogEvent(LogLevel::kWarning, "proposal_refused",
+           {{"request_id", q.request_id}, {"to", q.peer}, {"error", error}});
+  Resolve(LaneFor(q.peer), "p:" + q.request_id,
+          absl::Status(st.code(), absl::StrCat(q.peer, " refused the proposal: ", st.message())));
+  return true;
 }
 
 absl::StatusOr<v1::SignedEnvelope> Node::SequenceProposal(const std::string& peer_party,
@@ -1048,8 +1265,8 @@ absl::StatusOr<v1::SignedEnvelope> Node::SequenceProposal(const std::string& pee
   return AppendStep(*row, body, receipt, d, peer_party, p.operator_name(), {}, &envelope, {});
 }
 
-absl::Status Node::ReceiveTransition(const std::string& peer_party,
-                                     const v1::SignedEnvelope& envelope) {
+absl::StatusOr<v1::SignedEnvelope> Node::ReceiveTransition(
+    const std::string& peer_party, const v1::SignedEnvelope& envelope) {
   if (envelope.signer_party() != peer_party) {
     return absl::PermissionDeniedError(
         absl::StrCat("transition is signed as party '", envelope.signer_party().substr(0, 8),
@@ -1083,10 +1300,21 @@ absl::Status Node::ReceiveTransition(const std::string& peer_party,
     return absl::PermissionDeniedError(absl::StrCat(
         "request ", t.request_id(), " is not a request this node sent to ", peer_party));
   }
+  // The receipt of this step: what the sender keeps as proof.
+  auto acknowledge = [&]() -> absl::StatusOr<v1::SignedEnvelope> {
+    v1::Acknowledgement ack;
+    ack.set_request_id(t.request_id());
+    ack.set_sequence(t.sequence());
+    ack.set_payload_sha256(Sha256(envelope.payload()));
+    ack.set_party(party());
+    ack.set_received_at_unix_micros(absl::ToUnixMicros(clock_->Now()));
+    return SignEnvelope(kAckPayloadType, SerializeDeterministic(ack), party(),
+                        setup_->config.signing_key().key_id(), *setup_->signing_key);
+  };
   // Already applied: the same bytes are fine, other bytes are a conflict.
   if (t.sequence() >= 1 && static_cast<int>(t.sequence()) <= row->transitions_size()) {
     if (row->transitions(static_cast<int>(t.sequence()) - 1).payload() == envelope.payload()) {
-      return absl::OkStatus();
+      return acknowledge();
     }
     return absl::AlreadyExistsError(absl::StrCat("step ", t.sequence(), " of request ",
                                                  t.request_id(),
@@ -1130,49 +1358,47 @@ absl::Status Node::ReceiveTransition(const std::string& peer_party,
             {"from", peer_party},
             {"action", v1::CaseAction_Name(t.action())},
             {"state", v1::CaseState_Name(t.to_state())}});
-  return absl::OkStatus();
+  return acknowledge();
 }
 
-void Node::DeliverTransitions() {
-  auto due = store_->DueTransitions(clock_->Now(), kRetryBatch);
-  if (!due.ok()) {
-    LogEvent(LogLevel::kError, "store_error", {{"error", due.status().ToString()}});
-    return;
-  }
-  std::set<std::string> blocked;  // Cases whose earlier step failed this round.
-  for (const PendingTransition& p : *due) {
-    if (blocked.count(p.request_id) != 0) continue;
-    auto records = store_->Get(p.request_id);
-    const v1::RequestRecord* row = records.ok() ? Row(*records, v1::INCOMING) : nullptr;
-    v1::RequestBody body;
-    if (row == nullptr || !body.ParseFromString(row->request().payload())) continue;
-    const std::string& peer = body.requesting_party();
-    absl::Status st = transport_->DeliverTransition(
-        peer, p.envelope, absl::Milliseconds(setup_->config.delivery().attempt_timeout_ms()));
-    NoteContact(peer, st);
-    if (st.ok()) {
-      absl::Status marked = store_->MarkTransitionDelivered(
-          p.request_id, p.sequence, [&](AuditWriter& w) -> absl::Status {
-            v1::AuditEntry e = Event(v1::TRANSITION_DELIVERED, "node", p.request_id, peer);
-            e.add_hashes(Sha256(p.envelope.payload()));
-            e.set_detail(absl::StrCat("step ", p.sequence));
-            return w.Append(&e).status();
-          });
-      if (!marked.ok()) {
-        LogEvent(LogLevel::kError, "store_error", {{"error", marked.ToString()}});
-      }
-      continue;
+bool Node::DeliverTransition(const std::string& peer, const PendingTransition& p) {
+  absl::StatusOr<v1::SignedEnvelope> ack = transport_->DeliverTransition(
+      peer, p.envelope, absl::Milliseconds(setup_->config.delivery().attempt_timeout_ms()));
+  NoteContact(peer, ack.status());
+  absl::Status st = ack.status();
+  if (st.ok()) {
+    // Delivered only with the peer's signed acknowledgement of these bytes.
+    st = VerifyEnvelope(*ack, kAckPayloadType, setup_->key_ring);
+    v1::Acknowledgement a;
+    if (st.ok() && (ack->signer_party() != peer || !a.ParseFromString(ack->payload()) ||
+                    a.payload_sha256() != Sha256(p.envelope.payload()) ||
+                    a.sequence() != p.sequence || a.request_id() != p.request_id)) {
+      st = absl::DataLossError("the acknowledgement does not match the step sent");
     }
-    blocked.insert(p.request_id);
-    std::string error = absl::StrCat(absl::StatusCodeToString(st.code()), ": ", st.message());
-    (void)store_->MarkTransitionFailed(p.request_id, p.sequence, error,
-                                       clock_->Now() + Backoff(p.attempts + 1));
-    LogEvent(LogLevel::kWarning, "transition_delivery_failed",
-             {{"request_id", p.request_id},
-              {"step", absl::StrCat(p.sequence)},
-              {"to", peer},
-              {"error", error}});
   }
+  if (st.ok()) {
+    absl::Status marked = store_->MarkTransitionDelivered(
+        p.request_id, p.sequence, *ack, [&](AuditWriter& w) -> absl::Status {
+          v1::AuditEntry e = Event(v1::TRANSITION_DELIVERED, "node", p.request_id, peer);
+          e.add_hashes(Sha256(p.envelope.payload()));
+          e.add_hashes(Sha256(ack->payload()));
+          e.set_detail(absl::StrCat("step ", p.sequence));
+          return w.Append(&e).status();
+        });
+    if (!marked.ok()) {
+      LogEvent(LogLevel::kError, "store_error", {{"error", marked.ToString()}});
+    }
+    return true;
+  }
+  std::string error = absl::StrCat(absl::StatusCodeToString(st.code()), ": ", st.message());
+  (void)store_->MarkTransitionFailed(p.request_id, p.sequence, error,
+                                     clock_->Now() + Backoff(p.attempts + 1));
+  LogEvent(LogLevel::kWarning, "transition_delivery_failed",
+           {{"request_id", p.request_id},
+            {"step", absl::StrCat(p.sequence)},
+            {"to", peer},
+            {"error", error}});
+  return !absl::IsUnavailable(st) && !absl::IsDeadlineExceeded(st);
 }
 
 absl::StatusOr<std::vector<v1::CaseDeadline>> Node::Overdue() {
@@ -1408,6 +1634,13 @@ absl::StatusOr<std::vector<v1::PeerStatus>> Node::Peers() {
       s.set_last_attempt_unix_micros(absl::ToUnixMicros(it->second.last_attempt));
       s.set_last_error(it->second.last_error);
     }
+    if (Lane* lane = LaneFor(code); lane != nullptr) {
+      absl::MutexLock lane_lock(&mu_);
+      if (lane->retry_at != absl::InfinitePast()) {
+        s.set_next_attempt_unix_micros(absl::ToUnixMicros(lane->retry_at));
+      }
+      s.set_consecutive_failures(lane->failures);
+    }
     auto d = depths.find(code);
     if (d != depths.end()) {
       s.set_requests_queued(d->second.first);
@@ -1503,7 +1736,10 @@ void Node::RecordPeerRefusal(const std::string& actor, const std::string& payloa
 void Node::RecordAuditExport(const std::string& actor) {
   absl::Status st = store_->Audit([&](AuditWriter& w) {
     v1::AuditEntry e = Event(v1::AUDIT_EXPORTED, actor);
-    return w.Append(&e).status();
+    COMITY_RETURN_IF_ERROR(w.Append(&e).status());
+    // The export is covered by a head signed now: a copy cannot be changed
+    // unseen, even in entries no gossip round has signed yet.
+    return SignHead(w).status();
   });
   if (!st.ok()) LogEvent(LogLevel::kError, "audit_error", {{"error", st.ToString()}});
 }
@@ -1683,6 +1919,10 @@ void Node::GossipHeads() {
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
+      // A peer the outbox cannot reach is its lane's concern: a gossip call
+      // would only wait for the timeout and hold up the others.
+      Lane* lane = LaneFor(peer);
+      if (lane != nullptr && clock_->Now() < lane->retry_at) continue;
     }
     auto theirs = transport_->ExchangeTreeHeads(peer, ours, timeout);
     NoteContact(peer, theirs.status());

@@ -47,10 +47,13 @@ class Node {
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
-  // Starts the delivery worker, which delivers submitted requests and
-  // retries undelivered ones (also those left from before a restart).
+  // Starts the outbox (one delivery lane per peer, see docs/delivery.md),
+  // which delivers submitted requests, case steps and proposals and retries
+  // undelivered ones (also those left from before a restart), and the
+  // housekeeping worker (gossip, deadlines, evidence).
   void Start();
-  // Stops the worker; queued Submit callbacks get Unavailable. Idempotent.
+  // Stops the workers; waiting Submit callbacks get Unavailable (what they
+  // submitted is stored and delivered after restart). Idempotent.
   void Stop();
 
   const std::string& party() const { return setup_->config.party(); }
@@ -124,9 +127,12 @@ class Node {
                                            const std::string& request_id,
                                            const Decision& decision);
   // A step of the case of a request this node sent (WITHDRAW, PROVIDE_INFO,
-  // CLOSE): signed as a proposal, numbered by the requested party, applied
-  // here from the transition it returns. Unavailable if that party cannot
-  // be reached (nothing changes).
+  // CLOSE, ACCEPT_CONDITIONS): signed as a proposal and queued durably for
+  // the requested party, which numbers it into the case; applied here from
+  // the transition it returns. Waits for the first delivery attempt: the
+  // returned record lists the proposal in queued_proposals while that party
+  // is unreachable (it is delivered when it returns). FailedPrecondition if
+  // the party refuses the proposal for good.
   absl::StatusOr<v1::RequestRecord> Propose(const std::string& operator_name,
                                             const std::string& request_id,
                                             const Decision& decision);
@@ -167,9 +173,11 @@ class Node {
   // Peer API: numbers the requesting party's signed proposal into the case.
   absl::StatusOr<v1::SignedEnvelope> SequenceProposal(const std::string& peer_party,
                                                       const v1::SignedEnvelope& proposal);
-  // The requested party's signed step of a case this node requested.
-  absl::Status ReceiveTransition(const std::string& peer_party,
-                                 const v1::SignedEnvelope& envelope);
+  // The requested party's signed step of a case this node requested;
+  // returns this node's signed Acknowledgement (also for a step it already
+  // holds, so that a retried delivery is acknowledged again).
+  absl::StatusOr<v1::SignedEnvelope> ReceiveTransition(const std::string& peer_party,
+                                                       const v1::SignedEnvelope& envelope);
 
   // --- Audit log (docs/audit_log.md). ---
 
@@ -208,9 +216,29 @@ class Node {
   std::vector<v1::PublicKey> SignerKeys(const std::vector<v1::RequestRecord>& records) const;
 
  private:
-  struct Job {
-    std::string request_id;
-    SubmitDone done;  // May be empty (retries).
+  // Delivery to one peer: a thread that takes what is due to that peer
+  // from the store, oldest first, and delivers up to max_in_flight items at
+  // once; while the peer is unreachable the lane backs off as a whole, so a
+  // dead peer costs one probe per backoff interval and never delays others.
+  struct Lane {
+    explicit Lane(std::string p) : peer(std::move(p)) {}
+    const std::string peer;
+    std::thread thread;
+    // Guarded by Node::mu_.
+    bool kick = false;
+    uint32_t failures = 0;  // Consecutive attempts that could not reach the peer.
+    absl::Time retry_at = absl::InfinitePast();
+    // Callers waiting for the first attempt of an item: "r:<request id>" or
+    // "p:<proposal id>", with the time after which they get the stored
+    // state anyway.
+    struct Waiter {
+      SubmitDone done;
+      absl::Time give_up_at;
+    };
+    std::multimap<std::string, Waiter> waiters;
+  };
+  struct LaneResult {
+    bool unreachable = false;  // The peer could not be reached: back off.
   };
 
   Node(const NodeSetup* setup, std::unique_ptr<Store> store,
@@ -222,15 +250,32 @@ class Node {
         clock_(clock) {}
 
   void WorkerLoop();
+  void LaneLoop(Lane* lane);
+  // One round of a lane: everything due to its peer. Returns whether the
+  // peer was unreachable.
+  bool RunLane(Lane* lane);
+  Lane* LaneFor(const std::string& peer) const;
+  void Kick(const std::string& peer);
+  // Registers `done` for the first attempt of `key` on `peer`'s lane and
+  // kicks it; `fallback` gives the stored state if the attempt is not made
+  // in time (peer backing off, node stopping).
+  void AwaitAttempt(const std::string& peer, const std::string& key, SubmitDone done);
+  // Calls the waiters of `key` with `result`.
+  void Resolve(Lane* lane, const std::string& key, const absl::StatusOr<v1::RequestRecord>& result);
+  // Calls waiters that cannot expect an attempt soon with the stored state.
+  void ResolveStale(Lane* lane, bool all);
+  absl::StatusOr<v1::RequestRecord> StoredOutgoing(const std::string& request_id) const;
+  // One delivery attempt of a queued proposal; false if the peer was
+  // unreachable.
+  absl::StatusOr<bool> DeliverProposal(const PendingProposal& p);
+  // One delivery attempt of a case step; false if the peer was unreachable.
+  bool DeliverTransition(const std::string& peer, const PendingTransition& p);
   // Notes the outcome of a call to `party` for Peers().
   void NoteContact(const std::string& party, const absl::Status& status);
   // Sets created_at, assesses (InvalidArgument/FailedPrecondition if the
   // request is INVALID) and signs `body`.
   absl::StatusOr<v1::SignedEnvelope> DateAssessAndSign(v1::RequestBody* body) const;
   bool NeedsApproval(v1::AssistanceType type) const;
-  // Queues a first delivery attempt; `done` gets its outcome (or `stored`
-  // when the node is stopping).
-  void Enqueue(const std::string& request_id, SubmitDone done, v1::RequestRecord stored);
   // One round of signing a head (if the log grew) and exchanging heads
   // with every peer.
   void GossipHeads();
@@ -245,8 +290,6 @@ class Node {
                                                 const std::vector<std::string>& duties,
                                                 const v1::SignedEnvelope* proposal,
                                                 const std::vector<v1::EvidenceFile>& evidence);
-  // Delivers this node's due case transitions, in order per case.
-  void DeliverTransitions();
   v1::AuditEntry Event(v1::AuditEventType type, std::string actor,
                        std::string request_id = "", std::string party = "") const;
   absl::StatusOr<v1::SignedEnvelope> SignHead(AuditWriter& writer) const;
@@ -272,15 +315,16 @@ class Node {
     absl::Time last_attempt = absl::InfinitePast();
     std::string last_error;
     bool reachable = false;
+    absl::Time last_head_check = absl::InfinitePast();
   };
   absl::Mutex contacts_mu_;
   std::map<std::string, Contact> contacts_ ABSL_GUARDED_BY(contacts_mu_);
   absl::Mutex fetch_mu_;     // Serializes FetchPendingEvidence.
   absl::Mutex deadline_mu_;  // Serializes CheckDeadlines.
   absl::Mutex mu_;
-  std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool kick_ ABSL_GUARDED_BY(mu_) = false;  // Transitions to deliver now.
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, std::unique_ptr<Lane>> lanes_;  // One per peer; fixed at Create.
   std::thread worker_;
   absl::Time last_gossip_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time last_deadline_check_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();

@@ -25,10 +25,11 @@ class PeerTransport {
       const std::string& party, const v1::SignedEnvelope& request,
       absl::Duration timeout) = 0;
 
-  // Delivers a signed case transition to `party`. Errors as above.
-  virtual absl::Status DeliverTransition(const std::string& party,
-                                         const v1::SignedEnvelope& transition,
-                                         absl::Duration timeout) = 0;
+  // Delivers a signed case transition to `party` and returns its signed
+  // Acknowledgement, unverified. Errors as above.
+  virtual absl::StatusOr<v1::SignedEnvelope> DeliverTransition(
+      const std::string& party, const v1::SignedEnvelope& transition,
+      absl::Duration timeout) = 0;
 
   // Sends the requesting party's signed proposal to `party`; returns the
   // transition it became.

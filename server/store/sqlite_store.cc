@@ -196,6 +196,25 @@ CREATE TABLE transitions (
 );
 CREATE INDEX transitions_due ON transitions (outbound, delivered, next_attempt_at_us);
 )sql",
+    // 5: the outbox: signed acknowledgements of delivered steps, and queued
+    // proposals of the requesting party.
+    R"sql(
+ALTER TABLE transitions ADD COLUMN ack BLOB;
+CREATE TABLE proposals (
+  id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+  request_id         TEXT    NOT NULL,
+  peer               TEXT    NOT NULL,
+  envelope           BLOB    NOT NULL,
+  queued_at_us       INTEGER NOT NULL,
+  finished           INTEGER NOT NULL DEFAULT 0,
+  outcome            TEXT    NOT NULL DEFAULT '',
+  attempts           INTEGER NOT NULL DEFAULT 0,
+  last_error         TEXT    NOT NULL DEFAULT '',
+  next_attempt_at_us INTEGER NOT NULL
+);
+CREATE INDEX proposals_due ON proposals (finished, peer, next_attempt_at_us);
+CREATE INDEX requests_due_by_peer ON requests (state, requested_party, next_attempt_at_us);
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == SqliteStore::kSchemaVersion,
@@ -808,11 +827,12 @@ SqliteStore::QueueDepths() {
   Statement st(db_,
                "SELECT r.requesting_party, COUNT(*) FROM transitions t JOIN requests r ON "
                "r.request_id = t.request_id AND r.direction = 2 WHERE t.outbound = 1 AND "
-               "t.delivered = 0 GROUP BY r.requesting_party");
+               "t.delivered = 0 GROUP BY r.requesting_party "
+               "UNION ALL SELECT peer, COUNT(*) FROM proposals WHERE finished = 0 GROUP BY peer");
   while (true) {
     COMITY_ASSIGN_OR_RETURN(int rc, st.Step());
     if (rc == SQLITE_DONE) break;
-    out[st.ColumnBytes(0)].second = static_cast<uint32_t>(st.ColumnInt(1));
+    out[st.ColumnBytes(0)].second += static_cast<uint32_t>(st.ColumnInt(1));
   }
   return out;
 }
@@ -861,14 +881,20 @@ absl::Status SqliteStore::AppendTransition(const std::string& request_id, v1::Di
   });
 }
 
-absl::StatusOr<std::vector<PendingTransition>> SqliteStore::DueTransitions(absl::Time now,
-                                                                           int limit) {
+absl::StatusOr<std::vector<PendingTransition>> SqliteStore::DueTransitions(
+    const std::string& peer, absl::Time now, int limit) {
   absl::MutexLock lock(&mu_);
-  Statement st(db_,
-               "SELECT request_id, sequence, envelope, attempts FROM transitions WHERE "
-               "outbound = 1 AND delivered = 0 AND next_attempt_at_us <= ? "
-               "ORDER BY request_id, sequence LIMIT ?");
-  st.Int(ToMicros(now)).Int(limit);
+  // Only the earliest undelivered step of each case: a later one waits
+  // until the peer has acknowledged it, whatever their retry times.
+  Statement st(db_, &statements_,
+               "SELECT t.request_id, t.sequence, t.envelope, t.attempts FROM transitions t "
+               "JOIN requests r ON r.request_id = t.request_id AND r.direction = 2 "
+               "WHERE t.outbound = 1 AND t.delivered = 0 AND t.next_attempt_at_us <= ?1 "
+               "AND (?2 = '' OR r.requesting_party = ?2) AND NOT EXISTS (SELECT 1 FROM "
+               "transitions e WHERE e.request_id = t.request_id AND e.outbound = 1 AND "
+               "e.delivered = 0 AND e.sequence < t.sequence) "
+               "ORDER BY t.next_attempt_at_us, t.request_id LIMIT ?3");
+  st.Int(ToMicros(now)).Text(peer).Int(limit);
   std::vector<PendingTransition> out;
   while (true) {
     COMITY_ASSIGN_OR_RETURN(int rc, st.Step());
@@ -886,14 +912,16 @@ absl::StatusOr<std::vector<PendingTransition>> SqliteStore::DueTransitions(absl:
 }
 
 absl::Status SqliteStore::MarkTransitionDelivered(const std::string& request_id,
-                                                  uint32_t sequence, const AuditFn& audit) {
+                                                  uint32_t sequence,
+                                                  const v1::SignedEnvelope& ack,
+                                                  const AuditFn& audit) {
   absl::MutexLock lock(&mu_);
   return InTransaction([&](Writer& w) -> absl::Status {
-    Statement st(db_,
+    Statement st(db_, &statements_,
                  "UPDATE transitions SET delivered = 1, attempts = attempts + 1, "
-                 "last_error = '', next_attempt_at_us = NULL WHERE request_id = ? AND "
+                 "last_error = '', next_attempt_at_us = NULL, ack = ? WHERE request_id = ? AND "
                  "sequence = ? AND outbound = 1 AND delivered = 0");
-    COMITY_RETURN_IF_ERROR(st.Text(request_id).Int(sequence).Run());
+    COMITY_RETURN_IF_ERROR(st.Blob(ack.SerializeAsString()).Text(request_id).Int(sequence).Run());
     if (sqlite3_changes(db_) != 1) return absl::OkStatus();  // Already delivered.
     return audit ? audit(w) : absl::OkStatus();
   });
@@ -921,15 +949,115 @@ absl::StatusOr<std::vector<v1::RequestRecord>> SqliteStore::List(v1::Direction d
   return ReadAll(st);
 }
 
-absl::StatusOr<std::vector<v1::RequestRecord>> SqliteStore::DueForDelivery(absl::Time now,
-                                                                           int limit) {
+absl::StatusOr<std::vector<v1::RequestRecord>> SqliteStore::DueForDelivery(
+    const std::string& peer, absl::Time now, int limit) {
   absl::MutexLock lock(&mu_);
-  Statement st(db_, absl::StrCat("SELECT ", kColumns,
-                                 " FROM requests WHERE state = ? AND direction = 1 AND "
-                                 "(next_attempt_at_us IS NULL OR next_attempt_at_us <= ?) "
-                                 "ORDER BY stored_at_us LIMIT ?"));
-  st.Int(v1::PENDING_DELIVERY).Int(ToMicros(now)).Int(limit);
+  static const std::string kSql = absl::StrCat(
+      "SELECT ", kColumns,
+      " FROM requests WHERE state = ?1 AND direction = 1 AND (?2 = '' OR requested_party = ?2) "
+      "AND (next_attempt_at_us IS NULL OR next_attempt_at_us <= ?3) "
+      "ORDER BY stored_at_us LIMIT ?4");
+  Statement st(db_, &statements_, kSql.c_str());
+  st.Int(v1::PENDING_DELIVERY).Text(peer).Int(ToMicros(now)).Int(limit);
   return ReadAll(st);
+}
+
+namespace {
+
+absl::StatusOr<std::vector<PendingProposal>> ReadProposals(Statement& st) {
+  std::vector<PendingProposal> out;
+  while (true) {
+    COMITY_ASSIGN_OR_RETURN(int rc, st.Step());
+    if (rc == SQLITE_DONE) break;
+    PendingProposal p;
+    p.id = st.ColumnInt(0);
+    p.request_id = st.ColumnBytes(1);
+    p.peer = st.ColumnBytes(2);
+    if (!p.envelope.ParseFromString(st.ColumnBytes(3))) {
+      return absl::DataLossError("a queued proposal does not parse");
+    }
+    p.attempts = static_cast<uint32_t>(st.ColumnInt(4));
+    p.last_error = st.ColumnBytes(5);
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> SqliteStore::EnqueueProposal(const std::string& request_id,
+                                                     const std::string& peer,
+                                                     const v1::SignedEnvelope& proposal,
+                                                     absl::Time now, const AuditFn& audit) {
+  absl::MutexLock lock(&mu_);
+  int64_t id = 0;
+  COMITY_RETURN_IF_ERROR(InTransaction([&](Writer& w) -> absl::Status {
+    Statement queued(db_, &statements_,
+                     "SELECT COUNT(*) FROM proposals WHERE request_id = ? AND finished = 0");
+    queued.Text(request_id);
+    COMITY_RETURN_IF_ERROR(queued.Step().status());
+    if (queued.ColumnInt(0) != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "request ", request_id, " already has a proposal queued for ", peer,
+          "; the next step can be proposed once that one is delivered (see 'comity peers')"));
+    }
+    Statement ins(db_, &statements_,
+                  "INSERT INTO proposals (request_id, peer, envelope, queued_at_us, "
+                  "next_attempt_at_us) VALUES (?, ?, ?, ?, ?)");
+    COMITY_RETURN_IF_ERROR(ins.Text(request_id)
+                               .Text(peer)
+                               .Blob(proposal.SerializeAsString())
+                               .Int(ToMicros(now))
+                               .Int(ToMicros(now))
+                               .Run());
+    id = sqlite3_last_insert_rowid(db_);
+    return audit ? audit(w) : absl::OkStatus();
+  }));
+  return id;
+}
+
+absl::StatusOr<std::vector<PendingProposal>> SqliteStore::DueProposals(const std::string& peer,
+                                                                       absl::Time now,
+                                                                       int limit) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, &statements_,
+               "SELECT id, request_id, peer, envelope, attempts, last_error FROM proposals "
+               "WHERE finished = 0 AND (?1 = '' OR peer = ?1) AND next_attempt_at_us <= ?2 "
+               "ORDER BY id LIMIT ?3");
+  st.Text(peer).Int(ToMicros(now)).Int(limit);
+  return ReadProposals(st);
+}
+
+absl::StatusOr<std::vector<PendingProposal>> SqliteStore::QueuedProposals(
+    const std::string& request_id) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, &statements_,
+               "SELECT id, request_id, peer, envelope, attempts, last_error FROM proposals "
+               "WHERE finished = 0 AND request_id = ? ORDER BY id");
+  st.Text(request_id);
+  return ReadProposals(st);
+}
+
+absl::Status SqliteStore::FinishProposal(int64_t id, const std::string& outcome,
+                                         const AuditFn& audit) {
+  absl::MutexLock lock(&mu_);
+  return InTransaction([&](Writer& w) -> absl::Status {
+    Statement st(db_, &statements_,
+                 "UPDATE proposals SET finished = 1, outcome = ?, attempts = attempts + 1 "
+                 "WHERE id = ? AND finished = 0");
+    COMITY_RETURN_IF_ERROR(st.Text(outcome).Int(id).Run());
+    if (sqlite3_changes(db_) != 1) return absl::OkStatus();  // Already finished.
+    return audit ? audit(w) : absl::OkStatus();
+  });
+}
+
+absl::Status SqliteStore::MarkProposalFailed(int64_t id, const std::string& error,
+                                             absl::Time next_attempt_at) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, &statements_,
+               "UPDATE proposals SET attempts = attempts + 1, last_error = ?, "
+               "next_attempt_at_us = ? WHERE id = ? AND finished = 0");
+  return st.Text(error).Int(ToMicros(next_attempt_at)).Int(id).Run();
 }
 
 }  // namespace comity

@@ -30,7 +30,7 @@ class Statement;
 class SqliteStore final : public Store {
  public:
   // The schema version this build writes.
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
 
   // Opens (creating if needed) the database at `path` and migrates it.
   // FailedPrecondition if the file was written by a newer version.
@@ -60,16 +60,32 @@ class SqliteStore final : public Store {
                                 const v1::Transition& transition,
                                 const v1::SignedEnvelope& signed_transition, bool outbound,
                                 absl::Time now, const AuditFn& audit = nullptr) override;
-  absl::StatusOr<std::vector<PendingTransition>> DueTransitions(absl::Time now,
+  absl::StatusOr<std::vector<PendingTransition>> DueTransitions(const std::string& peer,
+                                                                absl::Time now,
                                                                 int limit) override;
   absl::Status MarkTransitionDelivered(const std::string& request_id, uint32_t sequence,
+                                       const v1::SignedEnvelope& ack,
                                        const AuditFn& audit = nullptr) override;
+  absl::StatusOr<int64_t> EnqueueProposal(const std::string& request_id,
+                                          const std::string& peer,
+                                          const v1::SignedEnvelope& proposal, absl::Time now,
+                                          const AuditFn& audit = nullptr) override;
+  absl::StatusOr<std::vector<PendingProposal>> DueProposals(const std::string& peer,
+                                                            absl::Time now,
+                                                            int limit) override;
+  absl::StatusOr<std::vector<PendingProposal>> QueuedProposals(
+      const std::string& request_id) override;
+  absl::Status FinishProposal(int64_t id, const std::string& outcome,
+                              const AuditFn& audit = nullptr) override;
+  absl::Status MarkProposalFailed(int64_t id, const std::string& error,
+                                  absl::Time next_attempt_at) override;
   absl::Status MarkTransitionFailed(const std::string& request_id, uint32_t sequence,
                                     const std::string& error,
                                     absl::Time next_attempt_at) override;
   absl::StatusOr<std::vector<v1::RequestRecord>> List(v1::Direction direction,
                                                       int limit) override;
-  absl::StatusOr<std::vector<v1::RequestRecord>> DueForDelivery(absl::Time now,
+  absl::StatusOr<std::vector<v1::RequestRecord>> DueForDelivery(const std::string& peer,
+                                                                absl::Time now,
                                                                 int limit) override;
   absl::Status Audit(const AuditFn& audit) override;
   absl::StatusOr<uint64_t> AuditSize() override;

@@ -59,6 +59,17 @@ struct PendingTransition {
   uint32_t attempts = 0;
 };
 
+// A requesting party's signed proposal (docs/lifecycle.md) queued for the
+// requested party, which numbers it into the case.
+struct PendingProposal {
+  int64_t id = 0;  // Queue position; proposals to a peer go out in this order.
+  std::string request_id;
+  std::string peer;
+  v1::SignedEnvelope envelope;
+  uint32_t attempts = 0;
+  std::string last_error;
+};
+
 struct StoredTreeHead {
   v1::TreeHead head;
   v1::SignedEnvelope signed_head;
@@ -146,8 +157,8 @@ class Store {
       const std::string& party) = 0;
   virtual absl::Status PutPeerHead(const std::string& party, const StoredTreeHead& head) = 0;
 
-  // Per peer party: (requests pending delivery to it, case steps pending
-  // delivery to it).
+  // Per peer party: (requests pending delivery to it, case steps and
+  // proposals pending delivery to it).
   virtual absl::StatusOr<std::map<std::string, std::pair<uint32_t, uint32_t>>>
   QueueDepths() = 0;
 
@@ -162,16 +173,43 @@ class Store {
                                         const v1::SignedEnvelope& signed_transition,
                                         bool outbound, absl::Time now,
                                         const AuditFn& audit = nullptr) = 0;
-  // This node's transitions not yet acknowledged by the other party, due
-  // now, in case and sequence order.
-  virtual absl::StatusOr<std::vector<PendingTransition>> DueTransitions(absl::Time now,
+  // This node's transitions to `peer` (the requesting party of their case;
+  // empty: any) not yet acknowledged, due at `now`: of each case only the
+  // earliest undelivered step, so that no step overtakes an earlier one.
+  virtual absl::StatusOr<std::vector<PendingTransition>> DueTransitions(const std::string& peer,
+                                                                        absl::Time now,
                                                                         int limit) = 0;
+  // The peer acknowledged the step with `ack`, its signed Acknowledgement,
+  // which is kept as proof of delivery.
   virtual absl::Status MarkTransitionDelivered(const std::string& request_id,
                                                uint32_t sequence,
+                                               const v1::SignedEnvelope& ack,
                                                const AuditFn& audit = nullptr) = 0;
   virtual absl::Status MarkTransitionFailed(const std::string& request_id, uint32_t sequence,
                                             const std::string& error,
                                             absl::Time next_attempt_at) = 0;
+
+  // Queues a signed proposal for the requested party `peer`, durably.
+  // FailedPrecondition if a proposal for this request is already queued
+  // (the next one must be based on the step that one becomes).
+  virtual absl::StatusOr<int64_t> EnqueueProposal(const std::string& request_id,
+                                                  const std::string& peer,
+                                                  const v1::SignedEnvelope& proposal,
+                                                  absl::Time now,
+                                                  const AuditFn& audit = nullptr) = 0;
+  // Queued proposals to `peer` (empty: any) due at `now`, in queue order.
+  virtual absl::StatusOr<std::vector<PendingProposal>> DueProposals(const std::string& peer,
+                                                                    absl::Time now,
+                                                                    int limit) = 0;
+  // The queued (not yet finished) proposals of one request.
+  virtual absl::StatusOr<std::vector<PendingProposal>> QueuedProposals(
+      const std::string& request_id) = 0;
+  // The proposal left the queue: applied (`outcome` empty) or refused by
+  // the peer for good (`outcome` says why).
+  virtual absl::Status FinishProposal(int64_t id, const std::string& outcome,
+                                      const AuditFn& audit = nullptr) = 0;
+  virtual absl::Status MarkProposalFailed(int64_t id, const std::string& error,
+                                          absl::Time next_attempt_at) = 0;
 
   // Every record with this id (at most one per direction), with the case's
   // transitions. Empty if none.
@@ -182,9 +220,10 @@ class Store {
   virtual absl::StatusOr<std::vector<v1::RequestRecord>> List(v1::Direction direction,
                                                               int limit) = 0;
 
-  // Outgoing requests still PENDING_DELIVERY whose next attempt is due at
-  // `now`, oldest first.
-  virtual absl::StatusOr<std::vector<v1::RequestRecord>> DueForDelivery(absl::Time now,
+  // Outgoing requests to `peer` (empty: any) still PENDING_DELIVERY whose
+  // next attempt is due at `now`, oldest first.
+  virtual absl::StatusOr<std::vector<v1::RequestRecord>> DueForDelivery(const std::string& peer,
+                                                                        absl::Time now,
                                                                         int limit) = 0;
 };
 

@@ -2,7 +2,10 @@
 
 #include <sys/stat.h>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -89,6 +92,28 @@ TEST_F(NodeConfigTest, ErrorsNameTheFieldAndTheFix) {
     EXPECT_THAT(Parse(c.text), StatusIs(c.code, AllOf(HasSubstr(c.field), HasSubstr(c.fix))))
         << c.field;
   }
+}
+
+TEST_F(NodeConfigTest, DatabaseIsEmptyOrAPostgresUrl) {
+  // The configuration without a database line (TestNetwork adds one when
+  // $COMITY_TEST_POSTGRES is set).
+  std::string base;
+  for (absl::string_view line : absl::StrSplit(net_->ConfigText("FR"), '\n')) {
+    if (!absl::StartsWith(line, "database:")) absl::StrAppend(&base, line, "\n");
+  }
+  COMITY_ASSERT_OK_AND_ASSIGN(auto sqlite, Parse(base));
+  EXPECT_EQ(sqlite->config.database(), "");
+  COMITY_ASSERT_OK_AND_ASSIGN(
+      auto pg, Parse(base + "database: \"postgresql://comity@db.example:5432/comity\"\n"));
+  EXPECT_EQ(pg->config.database(), "postgresql://comity@db.example:5432/comity");
+  EXPECT_THAT(Parse(base + "database: \"postgres://comity@db/comity\"\n"), IsOk());
+  // Refused without echoing the value, which may hold a password.
+  auto bad = Parse(base + "database: \"mysql://comity:s3cret@db/comity\"\n");
+  EXPECT_THAT(bad, StatusIs(absl::StatusCode::kInvalidArgument,
+                            AllOf(HasSubstr("fr.conf: database:"), HasSubstr("postgresql://"),
+                                  ::testing::Not(HasSubstr("s3cret")))));
+  EXPECT_THAT(Parse(base + "database: \"data/comity.db\"\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("SQLite in data_dir")));
 }
 
 TEST_F(NodeConfigTest, PrivateKeyReadableByOthersIsRefused) {

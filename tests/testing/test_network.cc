@@ -71,6 +71,14 @@ TestNetwork::TestNetwork(const std::vector<std::string>& parties) : parties_(par
         "signing_key { key_id: \"", p, "-1\" private_key_file: \"signing.key\" }\n",
         "delivery { attempt_timeout_ms: 2000 retry_initial_ms: 100 retry_max_ms: 400 }\n",
         "approval { assistance_types: [EXTRADITION, INTERCEPTION] }\n");
+    if (!PostgresTestDb::ServerUrl().empty()) {
+      auto db = PostgresTestDb::Create();
+      EXPECT_TRUE(db.ok()) << db.status();
+      if (db.ok()) {
+        absl::StrAppend(&c, "database: \"", (*db)->url(), "\"\n");
+        databases_[p] = *std::move(db);
+      }
+    }
     for (const auto& q : parties) {
       if (q == p) continue;
       auto pub = ReadFile(absl::StrCat(PartyDir(q), "/signing.pub"));

@@ -14,6 +14,7 @@
 #include "server/config/node_config.h"
 #include "server/grpc/node_server.h"
 #include "server/util/clock.h"
+#include "tests/testing/postgres_test_db.h"
 
 namespace comity::testing {
 
@@ -39,7 +40,9 @@ int RunShell(const std::string& command);
 class TestNetwork {
  public:
   // Makes credentials for `parties` (e.g. {"FR", "JP", "DE"}); each party's
-  // node config lists every other party as a peer.
+  // node config lists every other party as a peer. When
+  // $COMITY_TEST_POSTGRES is set, each node stores in a fresh PostgreSQL
+  // database of its own (config field `database`), else in SQLite.
   explicit TestNetwork(const std::vector<std::string>& parties);
   ~TestNetwork();
 
@@ -64,6 +67,8 @@ class TestNetwork {
   std::map<std::string, std::string> configs_;
   std::map<std::string, int> peer_ports_;
   std::map<std::string, int> operator_ports_;
+  // Declared before servers_: dropped after the nodes stopped.
+  std::map<std::string, std::unique_ptr<PostgresTestDb>> databases_;
   std::map<std::string, std::unique_ptr<NodeSetup>> setups_;
   std::map<std::string, std::unique_ptr<NodeServer>> servers_;
 };

@@ -1,0 +1,35 @@
+#include "server/store/open_store.h"
+
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "server/store/pg_store.h"
+#include "server/store/sqlite_store.h"
+#include "server/util/status_macros.h"
+
+namespace comity {
+
+bool IsPostgresUrl(const std::string& database) {
+  return absl::StartsWith(database, "postgresql://") || absl::StartsWith(database, "postgres://");
+}
+
+absl::StatusOr<std::unique_ptr<Store>> OpenStore(const v1::NodeConfig& config) {
+  if (config.database().empty()) {
+    COMITY_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStore> store,
+                            SqliteStore::Open(config.data_dir() + "/comity.db"));
+    return std::unique_ptr<Store>(std::move(store));
+  }
+  if (!IsPostgresUrl(config.database())) {
+    return absl::InvalidArgumentError(
+        "database: must be empty (SQLite in data_dir) or a postgresql:// URL");
+  }
+  COMITY_ASSIGN_OR_RETURN(std::unique_ptr<PgStore> store, PgStore::Open(config.database()));
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+std::string StoreDescription(const v1::NodeConfig& config) {
+  return config.database().empty() ? "sqlite:" + config.data_dir() + "/comity.db"
+                                   : "postgresql";
+}
+
+}  // namespace comity
