@@ -131,8 +131,29 @@ void Node::Stop() {
   for (auto& [peer, lane] : lanes_) ResolveStale(lane.get(), /*all=*/true);
 }
 
+std::optional<CertIdentity> Node::CachedIdentity(const std::string& key) const {
+  absl::MutexLock lock(&auth_mu_);
+  auto it = auth_cache_.find(key);
+  if (it == auth_cache_.end() || it->second.expires <= absl::Now()) return std::nullopt;
+  return it->second.identity;
+}
+
+void Node::CacheIdentity(const std::string& key, const CertIdentity& id) const {
+  absl::MutexLock lock(&auth_mu_);
+  if (auth_cache_.size() >= kAuthCacheSize) auth_cache_.clear();
+  auth_cache_[key] = AuthCacheEntry{id, absl::Now() + kAuthCacheTtl};
+}
+
 absl::StatusOr<std::string> Node::AuthenticatePeer(const std::string& cert_pem,
                                                    const std::string& chain_pem) const {
+  // Parsing and chain-verifying a certificate costs more than the rest of a
+  // request; a certificate that verified is remembered for a short while
+  // (by the hash of its bytes and chain, so any other certificate misses).
+  const std::string cache_key = Sha256(absl::StrCat(cert_pem, "\n", chain_pem));
+  if (auto cached = CachedIdentity(cache_key);
+      cached.has_value() && cached->kind == CertIdentity::Kind::kParty) {
+    return cached->party;
+  }
   auto id = IdentityFromCertPem(cert_pem);
   if (!id.ok()) return absl::PermissionDeniedError(id.status().message());
   if (id->kind != CertIdentity::Kind::kParty) {
@@ -149,11 +170,17 @@ absl::StatusOr<std::string> Node::AuthenticatePeer(const std::string& cert_pem,
     return absl::PermissionDeniedError(
         absl::StrCat("certificate claiming party ", id->party, ": ", issued.message()));
   }
+  CacheIdentity(cache_key, *id);
   return id->party;
 }
 
 absl::StatusOr<CertIdentity> Node::AuthenticateOperator(const std::string& cert_pem,
                                                         const std::string& chain_pem) const {
+  const std::string cache_key = Sha256(absl::StrCat(cert_pem, "\n", chain_pem));
+  if (auto cached = CachedIdentity(cache_key);
+      cached.has_value() && cached->kind == CertIdentity::Kind::kOperator) {
+    return *std::move(cached);
+  }
   auto id = IdentityFromCertPem(cert_pem);
   if (!id.ok()) return absl::PermissionDeniedError(id.status().message());
   if (id->kind != CertIdentity::Kind::kOperator || id->party != party()) {
@@ -163,6 +190,7 @@ absl::StatusOr<CertIdentity> Node::AuthenticateOperator(const std::string& cert_
   }
   absl::Status issued = setup_->operator_ca->Verify(cert_pem, chain_pem);
   if (!issued.ok()) return issued;
+  CacheIdentity(cache_key, *id);
   return *std::move(id);
 }
 

@@ -14,6 +14,7 @@
 #include <map>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -249,6 +250,10 @@ class Node {
         transport_(transport),
         clock_(clock) {}
 
+  // Certificates that authenticated recently, by the hash of their PEM and
+  // chain.
+  std::optional<CertIdentity> CachedIdentity(const std::string& key) const;
+  void CacheIdentity(const std::string& key, const CertIdentity& id) const;
   void WorkerLoop();
   void LaneLoop(Lane* lane);
   // One round of a lane: everything due to its peer. Returns whether the
@@ -317,6 +322,14 @@ class Node {
     bool reachable = false;
     absl::Time last_head_check = absl::InfinitePast();
   };
+  static constexpr size_t kAuthCacheSize = 4096;
+  static constexpr absl::Duration kAuthCacheTtl = absl::Minutes(1);
+  struct AuthCacheEntry {
+    CertIdentity identity;
+    absl::Time expires;
+  };
+  mutable absl::Mutex auth_mu_;
+  mutable std::map<std::string, AuthCacheEntry> auth_cache_ ABSL_GUARDED_BY(auth_mu_);
   absl::Mutex contacts_mu_;
   std::map<std::string, Contact> contacts_ ABSL_GUARDED_BY(contacts_mu_);
   absl::Mutex fetch_mu_;     // Serializes FetchPendingEvidence.

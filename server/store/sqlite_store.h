@@ -115,9 +115,17 @@ class SqliteStore final : public Store {
   absl::Status InsertLocked(const RecordKey& key, const v1::RequestRecord& record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   class Writer;
-  // BEGIN IMMEDIATE; body; COMMIT (ROLLBACK and the frontier restored on
-  // error).
+  // Runs `body` in a durable transaction (rolled back, with the frontier,
+  // if it fails), committed together with the transactions other threads
+  // queued meanwhile: one fsync for all. Call without holding mu_.
   absl::Status InTransaction(const std::function<absl::Status(Writer&)>& body)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  struct PendingTransaction {
+    const std::function<absl::Status(Writer&)>* body;
+    absl::Status result;
+    bool done = false;
+  };
+  void CommitBatch(const std::vector<PendingTransaction*>& batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status UpdateOutgoing(const std::string& request_id, const char* sql,
                               const std::function<void(sqlite_internal::Statement&)>& bind,
@@ -129,6 +137,10 @@ class SqliteStore final : public Store {
   // Prepared statements for the hot paths, by SQL text. Owned.
   std::map<const char*, sqlite3_stmt*> statements_ ABSL_GUARDED_BY(mu_);
   merkle::Frontier frontier_ ABSL_GUARDED_BY(mu_);
+  // Group commit (InTransaction).
+  absl::Mutex commit_mu_;
+  std::vector<PendingTransaction*> commit_queue_ ABSL_GUARDED_BY(commit_mu_);
+  bool leader_active_ ABSL_GUARDED_BY(commit_mu_) = false;
 };
 
 }  // namespace comity
