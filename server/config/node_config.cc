@@ -90,6 +90,8 @@ void FillDefaults(v1::NodeConfig* c) {
   if (limits->max_clock_skew_seconds() == 0) {
     limits->set_max_clock_skew_seconds(kDefaultMaxClockSkewSeconds);
   }
+  if (limits->peer_rate_per_second() == 0) limits->set_peer_rate_per_second(2000);
+  if (limits->peer_burst() == 0) limits->set_peer_burst(2 * limits->peer_rate_per_second());
   v1::DeliveryConfig* d = c->mutable_delivery();
   if (d->attempt_timeout_ms() == 0) d->set_attempt_timeout_ms(kDefaultAttemptTimeoutMs);
   if (d->retry_initial_ms() == 0) d->set_retry_initial_ms(kDefaultRetryInitialMs);

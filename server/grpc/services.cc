@@ -36,7 +36,10 @@ absl::StatusOr<std::string> PeerServiceImpl::Authenticate(grpc::CallbackServerCo
               {"reason", std::string(peer.status().message())}});
     node_->RecordAuthFailure(absl::StrCat("tls:", ctx->peer()),
                              absl::StrCat(method, ": ", peer.status().message()));
+    return peer;
   }
+  absl::Status admitted = node_->AdmitPeer(*peer);
+  if (!admitted.ok()) return admitted;
   return peer;
 }
 
@@ -47,6 +50,15 @@ grpc::ServerUnaryReactor* PeerServiceImpl::DeliverRequest(
   auto [cert, chain] = PeerCertificatePem(*ctx);
   absl::StatusOr<std::string> peer = node_->AuthenticatePeer(cert, chain);
   absl::Status status = peer.status();
+  if (status.ok()) {
+    // Over its rate limit: refused before anything is checked, logged and
+    // audited in aggregate (Node::AdmitPeer).
+    absl::Status admitted = node_->AdmitPeer(*peer);
+    if (!admitted.ok()) {
+      reactor->Finish(ToGrpcStatus(admitted));
+      return reactor;
+    }
+  }
   if (status.ok() && request->ByteSizeLong() > max_message_bytes_) {
     status = absl::ResourceExhaustedError(absl::StrCat(
         "request message is ", request->ByteSizeLong(), " bytes; the limit is ",

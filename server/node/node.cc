@@ -721,9 +721,26 @@ void Node::WorkerLoop() {
         fetch = true;
       }
     }
+    AuditRateLimited();
     if (gossip) GossipHeads();
     if (check) CheckDeadlines();
     if (fetch) FetchPendingEvidence();
+  }
+}
+
+void Node::AuditRateLimited() {
+  for (const auto& [peer, refused] : peer_limiter_.TakeRefusals()) {
+    LogEvent(LogLevel::kWarning, "peer_rate_limited",
+             {{"peer", peer}, {"refused", absl::StrCat(refused)}});
+    absl::Status st = store_->Audit([&, p = peer, n = refused](AuditWriter& w) {
+      v1::AuditEntry e = Event(v1::PEER_RATE_LIMITED, "peer:" + p, "", p);
+      e.set_detail(absl::StrCat(n, " calls refused over the rate limit (",
+                                setup_->config.limits().peer_rate_per_second(),
+                                " per second, burst ", setup_->config.limits().peer_burst(),
+                                ")"));
+      return w.Append(&e).status();
+    });
+    if (!st.ok()) LogEvent(LogLevel::kError, "audit_error", {{"error", st.ToString()}});
   }
 }
 

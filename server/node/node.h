@@ -27,6 +27,7 @@
 #include "comity/v1/request.pb.h"
 #include "server/config/node_config.h"
 #include "server/node/peer_transport.h"
+#include "server/node/rate_limiter.h"
 #include "server/audit/verifier.h"
 #include "server/evidence/evidence_store.h"
 #include "server/store/store.h"
@@ -70,6 +71,13 @@ class Node {
   // operator CA.
   absl::StatusOr<CertIdentity> AuthenticateOperator(const std::string& cert_pem,
                                                     const std::string& chain_pem) const;
+
+  // Admission of one call of peer party `peer_party` (already
+  // authenticated) under its rate limit (limits.peer_rate_per_second):
+  // Unavailable over it. Refusals are audited as one PEER_RATE_LIMITED entry
+  // per peer and interval, not one per call, so a flood cannot turn into a
+  // flood of audit commits.
+  absl::Status AdmitPeer(const std::string& peer_party) { return peer_limiter_.Admit(peer_party); }
 
   // Records in the audit log that a caller was refused: an operator's
   // authentication or authorisation failure, or a peer's request refused.
@@ -248,7 +256,9 @@ class Node {
         store_(std::move(store)),
         evidence_(std::move(evidence)),
         transport_(transport),
-        clock_(clock) {}
+        clock_(clock),
+        peer_limiter_(setup->config.limits().peer_rate_per_second(),
+                      setup->config.limits().peer_burst(), SystemClock::Get()) {}
 
   // Certificates that authenticated recently, by the hash of their PEM and
   // chain.
@@ -314,6 +324,9 @@ class Node {
   const std::unique_ptr<EvidenceStore> evidence_;
   PeerTransport* const transport_;
   const Clock* const clock_;
+  RateLimiter peer_limiter_;
+  // Writes one PEER_RATE_LIMITED entry per peer refused since the last call.
+  void AuditRateLimited();
 
   struct Contact {
     absl::Time last_ok = absl::InfinitePast();

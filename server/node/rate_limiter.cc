@@ -1,0 +1,41 @@
+#include "server/node/rate_limiter.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace comity {
+
+absl::Status RateLimiter::Admit(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  Bucket& b = buckets_[key];
+  const absl::Time now = clock_->Now();
+  if (b.refilled == absl::InfinitePast()) {
+    b.tokens = burst_;
+  } else if (now > b.refilled) {
+    b.tokens = std::min<double>(burst_, b.tokens + rate_ * absl::ToDoubleSeconds(now - b.refilled));
+  }
+  b.refilled = now;
+  if (b.tokens < 1) {
+    ++b.refused;
+    const double wait_s = (1 - b.tokens) / rate_;
+    return absl::UnavailableError(absl::StrCat(
+        "party ", key, " is over its rate limit on this node (", rate_,
+        " calls per second, burst ", burst_, "; limits.peer_rate_per_second); retry in ",
+        absl::FormatDuration(absl::Milliseconds(std::max(1.0, wait_s * 1000)))));
+  }
+  b.tokens -= 1;
+  return absl::OkStatus();
+}
+
+std::map<std::string, uint64_t> RateLimiter::TakeRefusals() {
+  absl::MutexLock lock(&mu_);
+  std::map<std::string, uint64_t> out;
+  for (auto& [key, b] : buckets_) {
+    if (b.refused != 0) out[key] = b.refused;
+    b.refused = 0;
+  }
+  return out;
+}
+
+}  // namespace comity
