@@ -16,5 +16,5 @@ pg_dir=$(mktemp -d /tmp/comity-pg-XXXXXX)
 trap '"$root/tests/store/postgres_server.sh" stop "$pg_dir"' EXIT
 pg_url=$("$root/tests/store/postgres_server.sh" start "$pg_dir")
 COMITY_TEST_POSTGRES=$pg_url \
-  ctest -j2 --output-on-failure --timeout 300 -R 'StoreTest|PgReplicasTest|E2eTest|TwoNodesTest'
+  ctest -j2 --output-on-failure --timeout 300 -R 'StoreTest|PgReplicasTest|E2eTest|TwoNodesTest|crash_safety'
 

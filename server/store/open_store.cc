@@ -1,8 +1,12 @@
 #include "server/store/open_store.h"
 
+#include <unistd.h>
+
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "server/store/pg_store.h"
 #include "server/store/sqlite_store.h"
 #include "server/util/status_macros.h"
@@ -23,7 +27,12 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const v1::NodeConfig& config) {
     return absl::InvalidArgumentError(
         "database: must be empty (SQLite in data_dir) or a postgresql:// URL");
   }
-  COMITY_ASSIGN_OR_RETURN(std::unique_ptr<PgStore> store, PgStore::Open(config.database()));
+  PgStore::Options options;
+  char host[256] = {0};
+  if (::gethostname(host, sizeof(host) - 1) != 0) std::strcpy(host, "unknown");
+  options.replica_id = absl::StrCat(host, ":", config.peer_listen_address());
+  COMITY_ASSIGN_OR_RETURN(std::unique_ptr<PgStore> store,
+                          PgStore::Open(config.database(), options));
   return std::unique_ptr<Store>(std::move(store));
 }
 

@@ -390,7 +390,9 @@ absl::StatusOr<std::unique_ptr<PgStore>> PgStore::Open(const std::string& connin
   }
   PQsetNoticeProcessor(conn, &IgnoreNotice, nullptr);
   const std::string where = Describe(conn);
-  std::unique_ptr<PgStore> store(new PgStore(conn, conninfo, options, NewReplicaId()));
+  std::unique_ptr<PgStore> store(new PgStore(
+      conn, conninfo, options,
+      options.replica_id.empty() ? NewReplicaId() : options.replica_id));
   absl::MutexLock lock(&store->mu_);
   absl::Status st = store->SetUpSession();
   if (st.ok()) st = store->Migrate();

@@ -65,6 +65,11 @@ class PgStore final : public Store {
     // delivery.attempt_timeout_ms), else a slow batch may be delivered twice
     // (harmless: the receiver answers a repeat with what it stored).
     absl::Duration claim_lease = absl::Minutes(5);
+    // This replica's name in claims. Stable across restarts (comityd uses
+    // host and peer listen address), so that a replica killed mid-batch gets
+    // its own claims back at once instead of after the lease; empty: a new
+    // name per process.
+    std::string replica_id;
   };
 
   // Connects with libpq (`conninfo`: a postgresql:// URL or key=value

@@ -120,6 +120,7 @@ class Network:
         self.comity = os.path.join(bin_dir, "comity")
         self.env = {k: v for k, v in os.environ.items() if k != "COMITY_CONNECT"}
         self.hangs = []
+        self.databases = {}  # party -> PostgreSQL URL, when COMITY_TEST_POSTGRES is set
 
     def conf(self, party, operator):
         return os.path.join(self.dir, party, f"{operator}.conf")
@@ -216,6 +217,29 @@ def tail(path, n):
     return "".join("    " + line for line in lines[-n:])
 
 
+PG_SERVER = os.environ.get("COMITY_TEST_POSTGRES", "")
+
+
+def with_database(url, name):
+    """A libpq URL for database `name` on the server of `url`."""
+    return url + ("&" if "?" in url else "?") + "dbname=" + name
+
+
+def create_pg_database(server):
+    name = "comity_crash_%016x" % random.SystemRandom().getrandbits(64)
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", server, "-c",
+                    f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' "
+                    "LC_COLLATE 'C' LC_CTYPE 'C'"], check=True, stdout=subprocess.DEVNULL)
+    return with_database(server, name)
+
+
+def drop_pg_databases(net):
+    for url in net.databases.values():
+        name = url.rsplit("dbname=", 1)[1]
+        subprocess.run(["psql", "-q", PG_SERVER, "-c", f"DROP DATABASE IF EXISTS {name}"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def write_configs(net, parties, ports):
     """Node and operator configurations as deploy/local-network.sh writes them,
     with short delivery retries and gossip so the test runs in seconds."""
@@ -235,6 +259,8 @@ def write_configs(net, parties, ports):
             "delivery { attempt_timeout_ms: 2000 retry_initial_ms: 100 retry_max_ms: 1000 }",
             "audit { head_interval_seconds: 2 }",
         ]
+        if net.databases:
+            lines.append(f'database: "{net.databases[p]}"')
         for q in parties:
             if q == p:
                 continue
@@ -718,6 +744,11 @@ def main():
                         "alice:submitter+reviewer,bob:reviewer+approver,carol:auditor"],
                        check=True, stdout=subprocess.DEVNULL)
         p = free_ports(4)
+        if PG_SERVER:
+            # The same scenarios on PostgreSQL: each node its own database.
+            for party in ("FR", "JP"):
+                net.databases[party] = create_pg_database(PG_SERVER)
+            say(f"PostgreSQL stores: {', '.join(net.databases.values())}")
         write_configs(net, ["FR", "JP"], {"FR": (p[0], p[1]), "JP": (p[2], p[3])})
         for party in ("FR", "JP"):
             nodes[party] = Node(net, party)
@@ -747,6 +778,7 @@ def main():
         FAILURES.add(f"{e.cmd[0]} failed with status {e.returncode}")
     finally:
         stop_all()
+        drop_pg_databases(net)
     check_logs(nodes)
 
     kills_done = {p: n.kills for p, n in nodes.items()}
