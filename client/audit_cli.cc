@@ -12,6 +12,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
 #include "client/args.h"
+#include "client/audit_page.h"
 #include "client/connection.h"
 #include "comity/v1/audit.pb.h"
 #include "comity/v1/operator.grpc.pb.h"
@@ -47,6 +48,10 @@ auditor role.
   stats                      requests per partner, per instrument and obligation,
                              acknowledgement times, refusals: computed from the log
   head                       sign a tree head of the log now
+  serve [--listen HOST:PORT] a read-only review page (cases with every signed step
+                             verified, the log and its verification, statistics) on a
+                             local HTTP port (default 127.0.0.1, a free port); prints the
+                             URL with a one-time access token (docs/audit_page.md)
 )";
 
 using google::protobuf::Struct;
@@ -148,13 +153,16 @@ int AuditCli::Run(const std::vector<std::string>& args) {
   } else if (command == "export") {
     spec.with_value.insert("out");
   } else if (command == "stats" || command == "head") {
+  } else if (command == "serve") {
+    spec.with_value.insert("listen");
   } else if (command.empty() || command == "help") {
     out_ << kAuditUsage;
     return command.empty() ? kExitUsage : kExitOk;
   } else {
     return Fail(kExitUsage,
                 absl::StrCat("unknown audit command '", command,
-                             "'; commands: verify, log, prove, consistency, export, stats, head"));
+                             "'; commands: verify, log, prove, consistency, export, stats, head, "
+                             "serve"));
   }
   auto parsed = ParseSubcommand(args, spec, "audit", command);
   if (!parsed.ok()) return Fail(kExitUsage, parsed.status().message());
@@ -170,6 +178,7 @@ int AuditCli::Run(const std::vector<std::string>& args) {
                                                                       parsed->positional[0], "'"));
   }
   if (command == "verify" && parsed->Has("bundle")) return VerifyBundleFile(parsed->Get("bundle"));
+  if (command == "serve") return RunAuditServe(*parsed, env_, out_, err_);
   auto connection = ConnectToNode(*parsed, env_);
   if (!connection.ok()) {
     return Fail(absl::IsInvalidArgument(connection.status()) ? kExitUsage : kExitFailure,
@@ -430,44 +439,14 @@ int AuditCli::Stats(const ParsedArgs&) {
   v1::GetAuditEntriesResponse resp;
   grpc::Status st = stub_->GetEntries(ctx.get(), v1::GetAuditEntriesRequest(), &resp);
   if (!st.ok()) return Rpc(st);
-  std::map<std::string, int> sent, received, by_instrument, by_obligation, refused;
-  std::map<std::string, int64_t> submitted_at;
-  std::vector<double> ack_ms;
-  for (const std::string& bytes : resp.entries()) {
-    v1::AuditEntry e;
-    e.ParseFromString(bytes);
-    switch (e.type()) {
-      case v1::REQUEST_SUBMITTED:
-        ++sent[e.party()];
-        submitted_at[e.request_id()] = e.time_unix_micros();
-        break;
-      case v1::REQUEST_RECEIVED:
-        ++received[e.party()];
-        break;
-      case v1::ASSESSMENT_MADE:
-        ++by_instrument[e.instrument().empty() ? "(none)" : e.instrument()];
-        ++by_obligation[v1::Obligation_Name(e.obligation())];
-        break;
-      case v1::DELIVERY_ACKNOWLEDGED: {
-        auto it = submitted_at.find(e.request_id());
-        if (it != submitted_at.end()) {
-          ack_ms.push_back((e.time_unix_micros() - it->second) / 1000.0);
-        }
-        break;
-      }
-      case v1::DELIVERY_REFUSED:
-      case v1::PEER_REQUEST_REFUSED:
-        ++refused[e.detail().substr(0, e.detail().find(':'))];
-        break;
-      default:
-        break;
-    }
-  }
-  std::sort(ack_ms.begin(), ack_ms.end());
-  auto pct = [&](double p) {
-    return ack_ms.empty() ? 0.0 : ack_ms[std::min(ack_ms.size() - 1,
-                                                  static_cast<size_t>(p * ack_ms.size()))];
-  };
+  const AuditLogStats stats = ComputeAuditLogStats(resp.entries());
+  const auto& sent = stats.sent_by_partner;
+  const auto& received = stats.received_by_partner;
+  const auto& by_instrument = stats.assessments_by_instrument;
+  const auto& by_obligation = stats.assessments_by_obligation;
+  const auto& refused = stats.refusals_by_reason;
+  const auto& ack_ms = stats.acknowledgement_ms;
+  auto pct = [&stats](double p) { return stats.AcknowledgementPercentile(p); };
   auto obj = [](const std::map<std::string, int>& m) {
     std::vector<std::string> items;
     for (const auto& [k, v] : m) items.push_back(absl::StrCat("\"", k, "\":", v));

@@ -6,7 +6,8 @@ packages=(build-essential cmake pkg-config ccache openssl
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libssl-dev libsqlite3-dev sqlite3 libgtest-dev libgmock-dev libbenchmark-dev bc
   libpq-dev postgresql
-  clang libclang-rt-14-dev)  # clang and the libFuzzer runtime: tests/fuzz.sh
+  clang libclang-rt-14-dev  # clang and the libFuzzer runtime: tests/fuzz.sh
+  chromium chromium-driver)  # headless browser: tests/e2e/audit_page_test (comity audit serve)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

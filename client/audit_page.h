@@ -1,0 +1,109 @@
+// The auditors' review page, `comity audit serve`: a read-only local web
+// page rendered on the server side from the node's data, fetched over the
+// operator's mutual-TLS channel with an auditor's credentials on each page
+// load (docs/audit_page.md):
+//   /            the cases, newest first
+//   /case/ID     one case: every signed step, each signature verified here
+//   /log         the audit log, filtered and paged, with its verification
+//   /stats       volumes and response times per partner and instrument (SVG)
+// The HTTP listener is plain HTTP on loopback: every page needs a random
+// access token (the URL printed at start sets a cookie). Everything shown
+// that comes from the node or the other parties is HTML-escaped.
+//
+//   AuditPageOptions options;
+//   options.token = token;  // 64 hex digits, from RAND_bytes.
+//   AuditPage page(operator_stub, audit_stub, options);
+//   auto server = HttpServer::Create("127.0.0.1:0",
+//       [&page](const HttpRequest& r) { return page.Handle(r); });
+#ifndef COMITY_CLIENT_AUDIT_PAGE_H_
+#define COMITY_CLIENT_AUDIT_PAGE_H_
+
+#include <functional>
+#include <map>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "client/args.h"
+#include "client/cli.h"
+#include "client/http_server.h"
+#include "comity/v1/audit.pb.h"
+#include "comity/v1/operator.grpc.pb.h"
+
+namespace comity {
+
+// `comity audit serve [--listen HOST:PORT]`: checks that the --connect
+// certificate holds the auditor role and that the node agrees, prints the
+// URL with the access token once, and serves until killed. Exit codes as
+// RunCli (1 when the role is missing or the node refuses).
+int RunAuditServe(const ParsedArgs& args, const GetEnv& env, std::ostream& out,
+                  std::ostream& err);
+
+// What `comity audit stats` and the /stats page compute from the log.
+struct AuditLogStats {
+  int entries = 0;
+  std::map<std::string, int> sent_by_partner;
+  std::map<std::string, int> received_by_partner;
+  std::map<std::string, int> assessments_by_instrument;
+  std::map<std::string, int> assessments_by_obligation;
+  std::map<std::string, int> refusals_by_reason;
+  // From REQUEST_SUBMITTED to DELIVERY_ACKNOWLEDGED, sorted.
+  std::vector<double> acknowledgement_ms;
+
+  // The p-quantile (0..1) of acknowledgement_ms; 0 if there is none.
+  double AcknowledgementPercentile(double p) const;
+};
+
+// `entries` are serialized AuditEntry messages, in log order.
+AuditLogStats ComputeAuditLogStats(
+    const google::protobuf::RepeatedPtrField<std::string>& entries);
+
+// Escapes & < > " ' for HTML text and quoted attribute values.
+std::string HtmlEscape(absl::string_view text);
+
+// A horizontal bar chart as inline SVG: one bar per (label, value), the
+// value shown beside it through `format`. Labels are escaped.
+std::string SvgBarChart(absl::string_view title,
+                        const std::vector<std::pair<std::string, double>>& bars,
+                        const std::function<std::string(double)>& format);
+
+struct AuditPageOptions {
+  std::string token;         // The access token (hex); required.
+  int port = 0;              // The HTTP port: names the cookie.
+  std::string node_address;  // Shown in the header.
+  std::string who;           // "carol (auditor) of FR", shown in the header.
+};
+
+// Renders the pages. Thread-safe (gRPC stubs are); the stubs must outlive it.
+class AuditPage {
+ public:
+  AuditPage(v1::OperatorService::StubInterface* operator_stub,
+            v1::AuditService::StubInterface* audit_stub, AuditPageOptions options)
+      : operator_(operator_stub), audit_(audit_stub), options_(std::move(options)) {}
+
+  // Access control first: a valid ?token= answers 303 to the same URL
+  // without it and sets the cookie; a request without a valid token or
+  // cookie gets 403. Then the page, or 404.
+  HttpResponse Handle(const HttpRequest& request) const;
+
+  // The cookie's name: per port, since browsers share cookies across ports.
+  std::string CookieName() const;
+
+ private:
+  HttpResponse Cases(const HttpRequest& request) const;
+  HttpResponse Case(const std::string& id) const;
+  HttpResponse Log(const HttpRequest& request) const;
+  HttpResponse Stats() const;
+  HttpResponse Page(int status, absl::string_view title, absl::string_view body) const;
+  HttpResponse RpcErrorPage(absl::string_view what, const grpc::Status& status) const;
+  bool Authorized(const HttpRequest& request) const;
+
+  v1::OperatorService::StubInterface* operator_;
+  v1::AuditService::StubInterface* audit_;
+  const AuditPageOptions options_;
+};
+
+}  // namespace comity
+
+#endif  // COMITY_CLIENT_AUDIT_PAGE_H_
