@@ -18,3 +18,6 @@ pg_url=$("$root/tests/store/postgres_server.sh" start "$pg_dir")
 COMITY_TEST_POSTGRES=$pg_url \
   ctest -j2 --output-on-failure --timeout 300 -R 'StoreTest|PgReplicasTest|E2eTest|TwoNodesTest|crash_safety'
 
+# Fuzzing: each libFuzzer target for a bounded run, built with clang in
+# build-fuzz (docs/fuzzing.md). Non-zero, with the reproducer, on a crash.
+"$root/tests/fuzz.sh" "${COMITY_FUZZ_SECONDS:-15}"

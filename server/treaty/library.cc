@@ -99,6 +99,10 @@ std::string ArticleNumber(absl::string_view ref) {
   return std::string(ref.substr(0, end));
 }
 
+// Upper bounds of EntryIntoForceRule delays (treaties use a few months).
+constexpr uint32_t kMaxEntryIntoForceDays = 36525;
+constexpr uint32_t kMaxEntryIntoForceMonths = 1200;
+
 Day AddMonthsThenFirstOfNext(Day day, int months) {
   absl::CivilDay d = absl::CivilDay(1970, 1, 1) + day;
   absl::CivilMonth m(d);
@@ -349,6 +353,19 @@ absl::Status Validate(InstrumentRecord* rec, const Locator& loc) {
   COMITY_ASSIGN_OR_RETURN(rec->general_in_force, DateField(loc, {{"in_force", -1}}, in.in_force()));
   rec->consents = static_cast<int>(consents.size());
   const v1::EntryIntoForceRule& rule = in.entry_into_force_rule();
+  // Bounded so that a consent date plus the delay stays a valid Day (the
+  // sum is int32 arithmetic in EffectiveFrom; an unbounded uint32 overflowed).
+  if (rule.days_after() > kMaxEntryIntoForceDays) {
+    return loc.Error({{"entry_into_force_rule", -1}, {"days_after", -1}},
+                     absl::StrCat(rule.days_after(), " is more than ", kMaxEntryIntoForceDays,
+                                  " days (100 years); give the treaty's real delay"));
+  }
+  if (rule.months_after() > kMaxEntryIntoForceMonths) {
+    return loc.Error({{"entry_into_force_rule", -1}, {"months_after", -1}},
+                     absl::StrCat(rule.months_after(), " is more than ",
+                                  kMaxEntryIntoForceMonths,
+                                  " months (100 years); give the treaty's real delay"));
+  }
   if (rec->general_in_force == kNever && rule.min_consents() > 0 &&
       consents.size() >= rule.min_consents()) {
     std::sort(consents.begin(), consents.end());
