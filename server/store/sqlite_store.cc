@@ -305,9 +305,10 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string
   absl::MutexLock lock(&store->mu_);
   absl::Status st = store->Exec(
       "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; "
-      // Pages read through a mapping and a 32 MiB cache rather than copied
-      // by pread on every statement: reads were most of a request's CPU.
-      "PRAGMA mmap_size=1073741824; PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY;");
+      // A 32 MiB page cache (the default is 2 MiB). No mmap: mapped pages
+      // count in the process's RSS, which must stay small however large the
+      // database grows (docs/performance.md).
+      "PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY;");
   if (st.ok()) st = store->Migrate();
   if (st.ok()) st = store->LoadFrontier();
   if (!st.ok()) {
