@@ -1006,15 +1006,18 @@ absl::StatusOr<std::vector<v1::RequestRecord>> SqliteStore::DueForDelivery(
     const std::string& peer, absl::Time now, int limit) {
   absl::MutexLock lock(&mu_);
   // Two statements rather than "(? = '' OR ...)", which would keep SQLite
-  // from using the per-peer index.
+  // from using the per-peer index; and the index named, because for
+  // "ORDER BY stored_at_us LIMIT n" the planner prefers walking every
+  // request in time order (e2e_bench: a third of a node's CPU at 200 req/s).
   static const std::string kAll = absl::StrCat(
       "SELECT ", kColumns,
-      " FROM requests WHERE state = ?1 AND direction = 1 "
+      " FROM requests INDEXED BY requests_due WHERE state = ?1 AND direction = 1 "
       "AND (next_attempt_at_us IS NULL OR next_attempt_at_us <= ?2) "
       "ORDER BY stored_at_us LIMIT ?3");
   static const std::string kPeer = absl::StrCat(
       "SELECT ", kColumns,
-      " FROM requests WHERE state = ?1 AND requested_party = ?2 AND direction = 1 "
+      " FROM requests INDEXED BY requests_due_by_peer WHERE state = ?1 AND "
+      "requested_party = ?2 AND direction = 1 "
       "AND (next_attempt_at_us IS NULL OR next_attempt_at_us <= ?3) "
       "ORDER BY stored_at_us LIMIT ?4");
   if (peer.empty()) {
