@@ -19,9 +19,12 @@
 #include <cstring>
 #include <map>
 
+#include "client/admin_cli.h"
 #include "client/args.h"
 #include "client/audit_cli.h"
 #include "client/connection.h"
+#include "client/health_cli.h"
+#include "client/keys_cli.h"
 #include "client/treaty_cli.h"
 #include "comity/v1/operator.grpc.pb.h"
 #include "google/protobuf/struct.pb.h"
@@ -64,6 +67,15 @@ commands:
       What waits for this node's operators: drafts awaiting approval, requests received.
   peers
       Each peer: reachable or not, what waits for it (requests, case steps), last error.
+  keys [--party XX]
+      Every signing key this node knows, its own and its peers': validity window,
+      revocation, state, and which peers acknowledged this node's new keys.
+  admin backup --out FILE
+      A consistent copy of the node's database while it runs (admin role);
+      restore as in docs/backup.md.
+  health [--service NAME] [--timeout-ms N]
+      Whether the node serves (grpc.health.v1); exit 0 only if SERVING. For probes:
+      any operator certificate will do, no role needed.
   overdue
       Late acknowledgements and decisions on both sides (BINDING ones are escalated),
       and preservations about to lapse (ETS185 Art 29(7)).
@@ -475,6 +487,21 @@ int Cli::Run(const std::vector<std::string>& args) {
     rest.erase(std::find(rest.begin(), rest.end(), std::string("treaty")));
     return RunTreatyCli(rest, env_, out_, err_);
   }
+  if (command == "admin") {
+    std::vector<std::string> rest = args;
+    rest.erase(std::find(rest.begin(), rest.end(), std::string("admin")));
+    return RunAdminCli(rest, env_, out_, err_);
+  }
+  if (command == "keys") {
+    std::vector<std::string> rest = args;
+    rest.erase(std::find(rest.begin(), rest.end(), std::string("keys")));
+    return RunKeysCli(rest, env_, out_, err_);
+  }
+  if (command == "health") {
+    std::vector<std::string> rest = args;
+    rest.erase(std::find(rest.begin(), rest.end(), std::string("health")));
+    return RunHealthCli(rest, env_, out_, err_);
+  }
   if (command == "submit") {
     spec.with_value.insert({"to", "type", "offence", "offence-description", "penalty-months",
                             "urgency", "authority", "facts", "data-sought", "relation",
@@ -499,7 +526,7 @@ int Cli::Run(const std::vector<std::string>& args) {
              command == "help" || command.empty()) {
   } else {
     return Fail({kExitUsage, absl::StrCat("unknown command '", command,
-                                          "'; commands: submit, approve, inbox, overdue, peers, export, list, show, ack, review, accept, refuse, "
+                                          "'; commands: submit, approve, inbox, overdue, peers, keys, health, admin, export, list, show, ack, review, accept, refuse, "
                                           "postpone, ask, respond, close, withdraw, answer, audit, treaty, "
                                           "help")});
   }

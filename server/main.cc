@@ -6,16 +6,26 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "server/config/node_config.h"
 #include "server/grpc/node_server.h"
 #include "server/util/clock.h"
+#include "server/util/log.h"
 
 namespace {
 
 constexpr char kUsage[] =
     "usage: comityd --config FILE [--check-config]\n"
     "  --config FILE     node configuration (protobuf text format, comity.v1.NodeConfig)\n"
-    "  --check-config    check the configuration and its files, then exit\n";
+    "  --check-config    check the configuration and its files, then exit\n"
+    "On SIGTERM or SIGINT the node stops accepting calls, lets calls in flight\n"
+    "finish for up to 10 s, and exits 0.\n";
+
+// How long calls in flight may run on after SIGTERM/SIGINT. Below
+// systemd's TimeoutStopSec and Kubernetes' terminationGracePeriodSeconds
+// (deploy/), which must leave room for it.
+constexpr absl::Duration kDrainGrace = absl::Seconds(10);
 
 }  // namespace
 
@@ -70,7 +80,10 @@ int main(int argc, char** argv) {
   std::thread stopper([&signals, s = server->get()] {
     int sig = 0;
     sigwait(&signals, &sig);
-    s->Shutdown();
+    comity::LogEvent(comity::LogLevel::kInfo, "signal_received",
+                     {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
+                      {"grace_ms", absl::StrCat(absl::ToInt64Milliseconds(kDrainGrace))}});
+    s->Shutdown(kDrainGrace);
   });
   (*server)->Wait();
   stopper.join();

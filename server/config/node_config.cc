@@ -105,12 +105,58 @@ void FillDefaults(v1::NodeConfig* c) {
   if (sl->decide_days() == 0) sl->set_decide_days(30);
   if (sl->urgent_decide_days() == 0) sl->set_urgent_decide_days(5);
   if (sl->preservation_warning_days() == 0) sl->set_preservation_warning_days(7);
+  if (c->tls().reload_interval_seconds() == 0) c->mutable_tls()->set_reload_interval_seconds(60);
   if (c->evidence().max_file_bytes() == 0) {
     c->mutable_evidence()->set_max_file_bytes(uint64_t{1} << 40);
   }
 }
 
+absl::StatusOr<std::string> DecodePublicKey(const FieldErrors& err, const std::string& field,
+                                            const std::string& b64) {
+  std::string raw;
+  if (!absl::Base64Unescape(b64, &raw) || raw.size() != kEd25519PublicKeySize) {
+    return err.Invalid(field,
+                       "must be the base64 of a 32-byte Ed25519 public key (e.g. the output of "
+                       "'openssl pkey -pubin -in pub.pem -outform DER | tail -c 32 | base64')");
+  }
+  return raw;
+}
+
+// The window and revocation of a key entry; `prefix` names it in errors.
+absl::StatusOr<KeyValidity> ParseValidity(const FieldErrors& err, const std::string& prefix,
+                                          const std::string& not_before,
+                                          const std::string& not_after,
+                                          const std::string& revoked_at) {
+  KeyValidity v;
+  const std::pair<const char*, std::pair<const std::string*, absl::Time*>> fields[] = {
+      {"not_before", {&not_before, &v.not_before}},
+      {"not_after", {&not_after, &v.not_after}},
+      {"revoked_at", {&revoked_at, &v.revoked_at}}};
+  for (const auto& [name, f] : fields) {
+    auto t = ParseKeyTime(*f.first, *f.second);
+    if (!t.ok()) return err.Invalid(absl::StrCat(prefix, ".", name), t.status().message());
+    *f.second = *t;
+  }
+  if (v.not_before >= v.not_after) {
+    return err.Invalid(absl::StrCat(prefix, ".not_after"),
+                       "must be later than not_before (the key would never be valid)");
+  }
+  return v;
+}
+
 }  // namespace
+
+absl::StatusOr<absl::Time> ParseKeyTime(const std::string& text, absl::Time fallback) {
+  if (text.empty()) return fallback;
+  absl::Time t;
+  std::string why;
+  if (!absl::ParseTime(absl::RFC3339_full, text, &t, &why)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", text.substr(0, 64), "' is not an RFC 3339 time with a zone (e.g. "
+        "\"2026-01-01T00:00:00Z\"): ", why));
+  }
+  return t;
+}
 
 absl::Duration NodeSetup::replay_window() const {
   return absl::Seconds(config.limits().replay_window_seconds());
@@ -155,6 +201,18 @@ absl::StatusOr<std::unique_ptr<NodeSetup>> ParseNodeConfig(const std::string& te
     return err.Invalid("operator_listen_address",
                        "must differ from peer_listen_address: peers and operators are "
                        "served on separate listeners");
+  }
+  if (!c.metrics_listen_address().empty()) {  // Optional: docs/metrics.md.
+    COMITY_RETURN_IF_ERROR(
+        CheckAddress(err, "metrics_listen_address", c.metrics_listen_address(), true));
+    if (!absl::EndsWith(c.metrics_listen_address(), ":0") &&
+        (c.metrics_listen_address() == c.peer_listen_address() ||
+         c.metrics_listen_address() == c.operator_listen_address())) {
+      return err.Invalid("metrics_listen_address",
+                         "must differ from peer_listen_address and operator_listen_address: "
+                         "metrics are plain HTTP on a port of their own (or leave it empty for "
+                         "no metrics endpoint)");
+    }
   }
   if (c.data_dir().empty()) return err.Invalid("data_dir", "is required (a directory)");
   c.set_data_dir(ResolvePath(base_dir, c.data_dir()));
@@ -240,8 +298,59 @@ absl::StatusOr<std::unique_ptr<NodeSetup>> ParseNodeConfig(const std::string& te
     if (!key.ok()) return err.Wrap("signing_key.private_key_file", key.status());
     setup->signing_key = *std::move(key);
   }
+  if (!sk.revoked_at().empty()) {
+    return err.Invalid("signing_key.revoked_at",
+                       "the key this node signs with cannot be revoked; rotate first: move it "
+                       "to previous_signing_keys with a new signing_key (docs/keys.md)");
+  }
+  if (!sk.ed25519_public_key().empty()) {
+    return err.Invalid("signing_key.ed25519_public_key",
+                       "is only for previous_signing_keys; the public key of signing_key is "
+                       "taken from its private key");
+  }
+  COMITY_ASSIGN_OR_RETURN(setup->signing_key_validity,
+                          ParseValidity(err, "signing_key", sk.not_before(), sk.not_after(), ""));
   COMITY_RETURN_IF_ERROR(setup->key_ring.Add(c.party(), c.signing_key().key_id(),
-                                             setup->signing_key->public_key()));
+                                             setup->signing_key->public_key(),
+                                             setup->signing_key_validity));
+  for (int i = 0; i < c.previous_signing_keys_size(); ++i) {
+    v1::SigningKeyConfig* pk = c.mutable_previous_signing_keys(i);
+    const std::string f = absl::StrCat("previous_signing_keys[", i, "]");
+    PreviousSigningKey prev;
+    prev.key_id = pk->key_id();
+    if (prev.key_id.empty()) {
+      return err.Invalid(absl::StrCat(f, ".key_id"), "is required (e.g. \"FR-2025-1\")");
+    }
+    if (prev.key_id == sk.key_id()) {
+      return err.Invalid(absl::StrCat(f, ".key_id"),
+                         absl::StrCat("'", prev.key_id, "' is the current signing_key's id; "
+                                      "a new key needs a new id"));
+    }
+    if (pk->private_key_file().empty() == pk->ed25519_public_key().empty()) {
+      return err.Invalid(f, "give exactly one of private_key_file (the key can vouch for its "
+                            "successor) and ed25519_public_key (verification only)");
+    }
+    if (!pk->private_key_file().empty()) {
+      pk->set_private_key_file(ResolvePath(base_dir, pk->private_key_file()));
+      COMITY_ASSIGN_OR_RETURN(std::string pem,
+                              ReadNamed(err, absl::StrCat(f, ".private_key_file"),
+                                        pk->private_key_file(), true));
+      auto key = SigningKey::FromPem(pem);
+      if (!key.ok()) return err.Wrap(absl::StrCat(f, ".private_key_file"), key.status());
+      prev.key = *std::move(key);
+      prev.public_key = prev.key->public_key();
+    } else {
+      COMITY_ASSIGN_OR_RETURN(prev.public_key,
+                              DecodePublicKey(err, absl::StrCat(f, ".ed25519_public_key"),
+                                              pk->ed25519_public_key()));
+    }
+    COMITY_ASSIGN_OR_RETURN(prev.validity, ParseValidity(err, f, pk->not_before(),
+                                                         pk->not_after(), pk->revoked_at()));
+    absl::Status added =
+        setup->key_ring.Add(c.party(), prev.key_id, prev.public_key, prev.validity);
+    if (!added.ok()) return err.Wrap(f, added);
+    setup->previous_signing_keys.push_back(std::move(prev));
+  }
 
   // Peers.
   if (c.peers().empty()) {
@@ -281,15 +390,13 @@ absl::StatusOr<std::unique_ptr<NodeSetup>> ParseNodeConfig(const std::string& te
       const v1::PeerKey& key = p->signing_keys(k);
       std::string kf = absl::StrCat(f, ".signing_keys[", k, "]");
       if (key.key_id().empty()) return err.Invalid(absl::StrCat(kf, ".key_id"), "is required");
-      std::string raw;
-      if (!absl::Base64Unescape(key.ed25519_public_key(), &raw) ||
-          raw.size() != kEd25519PublicKeySize) {
-        return err.Invalid(
-            absl::StrCat(kf, ".ed25519_public_key"),
-            "must be the base64 of a 32-byte Ed25519 public key (e.g. the output of "
-            "'openssl pkey -pubin -in pub.pem -outform DER | tail -c 32 | base64')");
-      }
-      absl::Status added = setup->key_ring.Add(p->party(), key.key_id(), raw);
+      COMITY_ASSIGN_OR_RETURN(std::string raw,
+                              DecodePublicKey(err, absl::StrCat(kf, ".ed25519_public_key"),
+                                              key.ed25519_public_key()));
+      COMITY_ASSIGN_OR_RETURN(KeyValidity validity,
+                              ParseValidity(err, kf, key.not_before(), key.not_after(),
+                                            key.revoked_at()));
+      absl::Status added = setup->key_ring.Add(p->party(), key.key_id(), raw, validity);
       if (!added.ok()) return err.Wrap(kf, added);
     }
     setup->peers.emplace(p->party(), std::move(peer));

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -28,7 +29,16 @@ struct PeerSetup {
   std::unique_ptr<CaVerifier> ca;     // The same, ready to check a certificate.
 };
 
-// A checked configuration with its files read and keys parsed. Immutable.
+// One of this node's previous signing keys (previous_signing_keys).
+struct PreviousSigningKey {
+  std::string key_id;
+  std::unique_ptr<SigningKey> key;  // Null when only the public key is configured.
+  std::string public_key;           // 32 raw bytes.
+  KeyValidity validity;
+};
+
+// A checked configuration with its files read and keys parsed. Immutable,
+// except for key_ring (below).
 struct NodeSetup {
   v1::NodeConfig config;  // Paths resolved, defaults filled in.
   std::string tls_cert_pem;
@@ -36,7 +46,12 @@ struct NodeSetup {
   std::string operator_ca_pem;
   std::unique_ptr<CaVerifier> operator_ca;
   std::unique_ptr<SigningKey> signing_key;
-  KeyRing key_ring;  // Every peer's keys and this node's own.
+  KeyValidity signing_key_validity;
+  std::vector<PreviousSigningKey> previous_signing_keys;  // Oldest first.
+  // Every peer's keys and this node's own (current and previous). KeyRing
+  // is thread-safe; the node adds the keys its peers announce at run time
+  // (docs/keys.md), hence mutable in an otherwise immutable setup.
+  mutable KeyRing key_ring;
   std::map<std::string, PeerSetup> peers;  // By party.
   std::unique_ptr<TreatyLibrary> treaties;
 
@@ -53,6 +68,11 @@ absl::StatusOr<std::unique_ptr<NodeSetup>> ParseNodeConfig(const std::string& te
 
 // Reads the file at `path` and calls ParseNodeConfig with its directory.
 absl::StatusOr<std::unique_ptr<NodeSetup>> LoadNodeConfig(const std::string& path);
+
+// Parses a key window time: RFC 3339 with a zone ("2026-01-01T00:00:00Z",
+// "2026-01-01T09:00:00+09:00"). `fallback` for an empty string;
+// InvalidArgument otherwise.
+absl::StatusOr<absl::Time> ParseKeyTime(const std::string& text, absl::Time fallback);
 
 // Parses a ClientConfig text file (relative paths from its directory).
 absl::StatusOr<v1::ClientConfig> LoadClientConfig(const std::string& path);

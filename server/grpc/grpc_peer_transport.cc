@@ -1,6 +1,9 @@
 #include "server/grpc/grpc_peer_transport.h"
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 
 #include "absl/strings/str_cat.h"
 #include "server/grpc/status_util.h"
@@ -15,10 +18,24 @@ absl::StatusOr<v1::PeerService::Stub*> GrpcPeerTransport::StubFor(const std::str
   if (peer == setup_->peers.end()) {
     return absl::FailedPreconditionError(absl::StrCat("no peer ", party, " is configured"));
   }
-  grpc::SslCredentialsOptions opts;
-  opts.pem_root_certs = peer->second.ca_pem;
-  opts.pem_private_key = setup_->tls_key_pem;
-  opts.pem_cert_chain = setup_->tls_cert_pem;
+  // This node's certificate and key, and the peer's CA, re-read from their
+  // files every tls.reload_interval_seconds: new connections use a
+  // certificate replaced on disk without a restart (docs/keys.md).
+  const v1::TlsConfig& tls = setup_->config.tls();
+  const v1::PeerConfig* peer_config = nullptr;
+  for (const v1::PeerConfig& p : setup_->config.peers()) {
+    if (p.party() == party) peer_config = &p;
+  }
+  if (peer_config == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat("no peer ", party, " is configured"));
+  }
+  grpc::experimental::TlsChannelCredentialsOptions opts;
+  opts.set_certificate_provider(
+      std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+          tls.key_file(), tls.cert_file(), peer_config->ca_file(),
+          tls.reload_interval_seconds()));
+  opts.watch_root_certs();
+  opts.watch_identity_key_cert_pairs();
   grpc::ChannelArguments args;
   const int limit = static_cast<int>(setup_->config.limits().max_message_bytes());
   args.SetMaxReceiveMessageSize(limit);
@@ -28,7 +45,8 @@ absl::StatusOr<v1::PeerService::Stub*> GrpcPeerTransport::StubFor(const std::str
   args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8 << 20);
   auto channel =
-      grpc::CreateCustomChannel(peer->second.address, grpc::SslCredentials(opts), args);
+      grpc::CreateCustomChannel(peer->second.address,
+                                grpc::experimental::TlsCredentials(opts), args);
   auto stub = v1::PeerService::NewStub(channel);
   v1::PeerService::Stub* raw = stub.get();
   stubs_.emplace(party, std::move(stub));
@@ -157,6 +175,32 @@ absl::Status GrpcPeerTransport::ReportSplitView(const std::string& party,
   v1::ReportSplitViewResponse resp;
   grpc::Status status = (*stub)->ReportSplitView(&ctx, req, &resp);
   return status.ok() ? absl::OkStatus() : PeerError(party, status);
+}
+
+absl::StatusOr<bool> GrpcPeerTransport::AnnounceKey(const std::string& party,
+                                                    const v1::AnnounceKeyRequest& request,
+                                                    absl::Duration timeout) {
+  auto stub = StubFor(party);
+  if (!stub.ok()) return stub.status();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  v1::AnnounceKeyResponse resp;
+  grpc::Status status = (*stub)->AnnounceKey(&ctx, request, &resp);
+  if (!status.ok()) return PeerError(party, status);
+  return resp.changed();
+}
+
+absl::StatusOr<std::optional<v1::SignedEnvelope>> GrpcPeerTransport::GetHeldHead(
+    const std::string& party, absl::Duration timeout) {
+  auto stub = StubFor(party);
+  if (!stub.ok()) return stub.status();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  v1::GetHeldHeadResponse resp;
+  grpc::Status status = (*stub)->GetHeldHead(&ctx, v1::GetHeldHeadRequest(), &resp);
+  if (!status.ok()) return PeerError(party, status);
+  if (!resp.has_head()) return std::optional<v1::SignedEnvelope>();
+  return std::optional<v1::SignedEnvelope>(std::move(*resp.mutable_head()));
 }
 
 }  // namespace comity

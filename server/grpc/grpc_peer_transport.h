@@ -42,6 +42,11 @@ class GrpcPeerTransport final : public PeerTransport {
   absl::Status ReportSplitView(const std::string& party, const v1::SignedEnvelope& first,
                                const v1::SignedEnvelope& second,
                                absl::Duration timeout) override;
+  absl::StatusOr<bool> AnnounceKey(const std::string& party,
+                                   const v1::AnnounceKeyRequest& request,
+                                   absl::Duration timeout) override;
+  absl::StatusOr<std::optional<v1::SignedEnvelope>> GetHeldHead(
+      const std::string& party, absl::Duration timeout) override;
 
  private:
   absl::StatusOr<v1::PeerService::Stub*> StubFor(const std::string& party);

@@ -1,15 +1,23 @@
 #include "server/grpc/node_server.h"
 
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "server/grpc/grpc_peer_transport.h"
 #include "server/grpc/services.h"
 #include "server/store/open_store.h"
+#include "server/util/files.h"
 #include "server/util/log.h"
 #include "server/util/status_macros.h"
 
@@ -21,13 +29,20 @@ namespace {
 // explanation; anything beyond this is cut off by gRPC itself.
 constexpr int kHardCapFactor = 4;
 
+// Mutual TLS whose certificate, key and client CAs are re-read from
+// their files every tls.reload_interval_seconds: a certificate replaced on
+// disk is presented in the next handshakes, without a restart and without
+// closing the listener (docs/keys.md, "TLS certificates").
 std::shared_ptr<grpc::ServerCredentials> MutualTls(const NodeSetup& setup,
-                                                   const std::string& client_ca_pem) {
-  grpc::SslServerCredentialsOptions opts(
-      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  opts.pem_root_certs = client_ca_pem;
-  opts.pem_key_cert_pairs.push_back({setup.tls_key_pem, setup.tls_cert_pem});
-  return grpc::SslServerCredentials(opts);
+                                                   const std::string& client_ca_file) {
+  const v1::TlsConfig& tls = setup.config.tls();
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      tls.key_file(), tls.cert_file(), client_ca_file, tls.reload_interval_seconds());
+  grpc::experimental::TlsServerCredentialsOptions opts(provider);
+  opts.watch_root_certs();
+  opts.watch_identity_key_cert_pairs();
+  opts.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  return grpc::experimental::TlsServerCredentials(opts);
 }
 
 absl::Status EnsureDir(const std::string& dir) {
@@ -37,6 +52,34 @@ absl::Status EnsureDir(const std::string& dir) {
   }
   return absl::OkStatus();
 }
+
+// The standard health service (grpc.health.v1.Health) and server reflection
+// (grpc.reflection.v1alpha.ServerReflection) on every listener. Both are
+// process-wide switches that gRPC applies to each ServerBuilder built after
+// them, so they are thrown once, before the first listener. They are served
+// behind the same mutual TLS as everything else: a caller needs a
+// certificate the listener accepts, but no role (deploy/k8s probes with a
+// role-less operator certificate, `comity health`).
+void EnableHealthAndReflection() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  });
+}
+
+// Sets the overall status ("") and that of each named service of `server`.
+void SetServing(grpc::Server* server, absl::Span<const char* const> services, bool serving) {
+  if (server == nullptr) return;
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus(serving);
+  for (const char* service : services) health->SetServingStatus(service, serving);
+}
+
+constexpr const char* kPeerServices[] = {"comity.v1.PeerService"};
+constexpr const char* kOperatorServices[] = {"comity.v1.OperatorService",
+                                             "comity.v1.AuditService"};
 
 }  // namespace
 
@@ -58,14 +101,23 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const NodeSetup* s
   server->operator_service_ = std::make_unique<OperatorServiceImpl>(server->node_.get());
   server->audit_service_ = std::make_unique<AuditServiceImpl>(server->node_.get());
 
+  // A database restored from a backup is checked against the peers before
+  // the node signs anything (docs/backup.md).
+  COMITY_RETURN_IF_ERROR(server->node_->CheckRestoredLog());
   // The node logs its start before any caller can reach it.
   server->node_->Start();
+  EnableHealthAndReflection();
 
+  // The peer listener accepts a certificate from any peer's CA (which
+  // party it speaks for is checked per call): they are pooled in one file,
+  // which the TLS stack watches like the others.
   std::string peer_cas;
   for (const auto& [party, peer] : setup->peers) absl::StrAppend(&peer_cas, peer.ca_pem, "\n");
+  const std::string peer_cas_file = c.data_dir() + "/peer-cas.pem";
+  COMITY_RETURN_IF_ERROR(WriteFileAtomically(peer_cas_file, peer_cas, 0644));
 
   grpc::ServerBuilder peer_builder;
-  peer_builder.AddListeningPort(c.peer_listen_address(), MutualTls(*setup, peer_cas),
+  peer_builder.AddListeningPort(c.peer_listen_address(), MutualTls(*setup, peer_cas_file),
                                 &server->peer_port_);
   peer_builder.RegisterService(server->peer_service_.get());
   peer_builder.SetMaxReceiveMessageSize(limit * kHardCapFactor);
@@ -76,10 +128,13 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const NodeSetup* s
         "cannot listen on peer_listen_address ", c.peer_listen_address(),
         " (in use, or not a local address?)"));
   }
+  // gRPC's default health service starts out SERVING; not until both
+  // listeners are up.
+  SetServing(server->peer_server_.get(), kPeerServices, false);
 
   grpc::ServerBuilder op_builder;
   op_builder.AddListeningPort(c.operator_listen_address(),
-                              MutualTls(*setup, setup->operator_ca_pem),
+                              MutualTls(*setup, c.tls().operator_ca_file()),
                               &server->operator_port_);
   op_builder.RegisterService(server->operator_service_.get());
   op_builder.RegisterService(server->audit_service_.get());
@@ -92,10 +147,17 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const NodeSetup* s
         "cannot listen on operator_listen_address ", c.operator_listen_address(),
         " (in use, or not a local address?)"));
   }
+  if (!c.metrics_listen_address().empty()) {  // docs/metrics.md
+    COMITY_ASSIGN_OR_RETURN(server->metrics_port_,
+                            server->node_->metrics().Serve(c.metrics_listen_address()));
+  }
+  SetServing(server->peer_server_.get(), kPeerServices, true);
+  SetServing(server->operator_server_.get(), kOperatorServices, true);
   LogEvent(LogLevel::kInfo, "node_started",
            {{"party", c.party()},
             {"peer_port", absl::StrCat(server->peer_port_)},
             {"operator_port", absl::StrCat(server->operator_port_)},
+            {"metrics_port", absl::StrCat(server->metrics_port_)},
             {"data_dir", c.data_dir()},
             {"store", StoreDescription(c)}});
   return server;
@@ -107,10 +169,30 @@ void NodeServer::Shutdown(absl::Duration grace) {
     if (shut_down_) return;
     shut_down_ = true;
   }
-  auto deadline = absl::ToChronoTime(absl::Now() + grace);
+  const bool listening = operator_server_ != nullptr || peer_server_ != nullptr;
+  const absl::Time start = absl::Now();
+  if (listening) {
+    LogEvent(LogLevel::kInfo, "shutdown_started",
+             {{"grace_ms", absl::StrCat(absl::ToInt64Milliseconds(grace))}});
+  }
+  // Load balancers and probes see NOT_SERVING first; then both listeners
+  // refuse new calls and the calls in flight have until `deadline` to
+  // finish (after it gRPC cancels them). Submissions in flight wait for the
+  // delivery worker, so the node stops only after the listeners.
+  SetServing(operator_server_.get(), kOperatorServices, false);
+  SetServing(peer_server_.get(), kPeerServices, false);
+  auto deadline = absl::ToChronoTime(start + grace);
   if (operator_server_) operator_server_->Shutdown(deadline);
   if (peer_server_) peer_server_->Shutdown(deadline);
+  if (node_) node_->metrics().StopServing();
   if (node_) node_->Stop();
+  if (listening) {
+    const absl::Duration took = absl::Now() - start;
+    LogEvent(LogLevel::kInfo, "shutdown_complete",
+             {{"duration_ms", absl::StrCat(absl::ToInt64Milliseconds(took))},
+              // false: calls still running at the deadline were cancelled.
+              {"within_grace", took <= grace ? "true" : "false"}});
+  }
 }
 
 void NodeServer::Wait() {

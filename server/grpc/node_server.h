@@ -1,7 +1,11 @@
 // Runs a Node on gRPC: a peer listener (mutual TLS, peers' CAs) and an
 // operator listener (mutual TLS, the operator CA), each its own grpc::Server
 // so that neither service is reachable on the other's port, plus the
-// gRPC transport the node uses to reach its peers.
+// gRPC transport the node uses to reach its peers. Both listeners also
+// serve the standard health service (grpc.health.v1.Health: the overall
+// status "" and each Comity service by name, SERVING once both listeners are
+// up, NOT_SERVING from the start of Shutdown) and server reflection
+// (grpc.reflection.v1alpha), behind the same mutual TLS.
 //
 //   COMITY_ASSIGN_OR_RETURN(auto server, NodeServer::Start(setup.get(), SystemClock::Get()));
 //   server->Wait();  // Until Shutdown() from another thread.
@@ -37,10 +41,15 @@ class NodeServer {
 
   int peer_port() const { return peer_port_; }
   int operator_port() const { return operator_port_; }
+  // The Prometheus endpoint's port; 0 without metrics_listen_address.
+  int metrics_port() const { return metrics_port_; }
   Node* node() { return node_.get(); }
 
-  // Stops accepting calls, lets in-flight ones finish (up to `grace`), stops
-  // the node. Thread-safe, idempotent.
+  // Sets the health status NOT_SERVING, stops accepting calls, lets
+  // in-flight ones finish (gRPC cancels those still running `grace` after
+  // the call), stops the node. Logs `shutdown_started` and
+  // `shutdown_complete` (with its duration). Thread-safe, idempotent: a
+  // second call returns at once, possibly before the first has finished.
   void Shutdown(absl::Duration grace = absl::Seconds(5));
   // Blocks until Shutdown() has completed.
   void Wait();
@@ -56,6 +65,7 @@ class NodeServer {
   std::unique_ptr<grpc::Server> operator_server_;
   int peer_port_ = 0;
   int operator_port_ = 0;
+  int metrics_port_ = 0;
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
 };

@@ -1,11 +1,14 @@
 #include "server/grpc/services.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "comity/v1/audit.pb.h"
 #include "server/crypto/ed25519.h"
+#include "server/evidence/evidence_store.h"
 #include "server/grpc/status_util.h"
 #include "server/util/log.h"
 
@@ -213,6 +216,28 @@ grpc::ServerUnaryReactor* PeerServiceImpl::ReportSplitView(
   return Done(ctx, node_->HandleSplitViewReport(*peer, request->first(), request->second()));
 }
 
+grpc::ServerUnaryReactor* PeerServiceImpl::AnnounceKey(grpc::CallbackServerContext* ctx,
+                                                       const v1::AnnounceKeyRequest* request,
+                                                       v1::AnnounceKeyResponse* response) {
+  auto peer = Authenticate(ctx, "AnnounceKey");
+  if (!peer.ok()) return Done(ctx, peer.status());
+  absl::StatusOr<bool> changed =
+      request->ByteSizeLong() > max_message_bytes_
+          ? absl::ResourceExhaustedError("key announcement over the size limit")
+          : node_->ReceiveKeyAnnouncement(*peer, *request);
+  if (changed.ok()) {
+    response->set_changed(*changed);
+  } else {
+    LogEvent(LogLevel::kWarning, "peer_key_announcement_rejected",
+             {{"peer", *peer},
+              {"code", absl::StatusCodeToString(changed.status().code())},
+              {"reason", std::string(changed.status().message())}});
+    node_->RecordPeerRefusal("peer:" + *peer, Sha256(request->announcement().payload()),
+                             changed.status());
+  }
+  return Done(ctx, changed.status());
+}
+
 // --- Operator service. ---
 
 absl::StatusOr<CertIdentity> AuthenticateOperatorCall(
@@ -314,6 +339,16 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::ListPeers(grpc::CallbackServerCon
     for (auto& p : *peers) *response->add_peers() = std::move(p);
   }
   return Done(ctx, peers.status());
+}
+
+grpc::ServerUnaryReactor* OperatorServiceImpl::ListKeys(grpc::CallbackServerContext* ctx,
+                                                        const v1::ListKeysRequest*,
+                                                        v1::ListKeysResponse* response) {
+  auto op = AuthenticateOperatorCall(node_, ctx, "ListKeys",
+                                     {"submitter", "reviewer", "approver", "auditor", "admin"});
+  if (!op.ok()) return Done(ctx, op.status());
+  for (auto& k : node_->Keys()) *response->add_keys() = std::move(k);
+  return Done(ctx, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* OperatorServiceImpl::ListOverdue(grpc::CallbackServerContext* ctx,
@@ -559,6 +594,98 @@ grpc::ServerWriteReactor<v1::AuditBundle>* AuditServiceImpl::Export(
   auto size = node_->store()->AuditSize();
   if (!size.ok()) return new ErrorWriter(size.status());
   return new ExportReactor(node_, *size);
+}
+
+// --- Operations: held heads (peers), backup (admins); docs/backup.md. ---
+
+grpc::ServerUnaryReactor* PeerServiceImpl::GetHeldHead(grpc::CallbackServerContext* ctx,
+                                                       const v1::GetHeldHeadRequest*,
+                                                       v1::GetHeldHeadResponse* response) {
+  auto peer = Authenticate(ctx, "GetHeldHead");
+  if (!peer.ok()) return Done(ctx, peer.status());
+  auto held = node_->HeldHeadOf(*peer);
+  if (held.ok() && held->has_value()) *response->mutable_head() = **held;
+  return Done(ctx, held.status());
+}
+
+namespace {
+
+// Streams a backup file in chunks of 1 MiB, then deletes it.
+class BackupReactor final : public grpc::ServerWriteReactor<v1::BackupChunk> {
+ public:
+  static constexpr size_t kChunk = 1 << 20;
+
+  BackupReactor(std::string path, uint64_t audit_size)
+      : path_(std::move(path)), in_(path_, std::ios::binary | std::ios::ate) {
+    if (!in_) {
+      Finish(grpc::Status(grpc::StatusCode::INTERNAL, "cannot read the backup copy"));
+      return;
+    }
+    total_ = static_cast<uint64_t>(in_.tellg());
+    in_.seekg(0);
+    chunk_.set_total_bytes(total_);
+    chunk_.set_audit_size(audit_size);
+    Next();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      return;
+    }
+    if (sent_ >= total_ && last_sent_) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    chunk_.Clear();
+    Next();
+  }
+  void OnDone() override {
+    in_.close();
+    std::remove(path_.c_str());
+    delete this;
+  }
+
+ private:
+  void Next() {
+    std::string buf(static_cast<size_t>(std::min<uint64_t>(kChunk, total_ - sent_)), '\0');
+    if (!buf.empty() && !in_.read(buf.data(), static_cast<std::streamsize>(buf.size()))) {
+      Finish(grpc::Status(grpc::StatusCode::INTERNAL, "cannot read the backup copy"));
+      return;
+    }
+    sent_ += buf.size();
+    hash_.Update(buf);
+    chunk_.set_data(std::move(buf));
+    if (sent_ >= total_) {
+      chunk_.set_sha256(hash_.Finish());
+      last_sent_ = true;
+    }
+    StartWrite(&chunk_);
+  }
+
+  const std::string path_;
+  std::ifstream in_;
+  uint64_t total_ = 0;
+  uint64_t sent_ = 0;
+  bool last_sent_ = false;
+  Sha256Stream hash_;
+  v1::BackupChunk chunk_;
+};
+
+class BackupErrorWriter final : public grpc::ServerWriteReactor<v1::BackupChunk> {
+ public:
+  explicit BackupErrorWriter(const absl::Status& st) { Finish(ToGrpcStatus(st)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::BackupChunk>* OperatorServiceImpl::Backup(
+    grpc::CallbackServerContext* ctx, const v1::BackupRequest*) {
+  auto op = AuthenticateOperatorCall(node_, ctx, "Backup", {"admin"});
+  if (!op.ok()) return new BackupErrorWriter(op.status());
+  absl::StatusOr<Node::BackupCopy> copy = node_->WriteBackup(op->operator_name);
+  if (!copy.ok()) return new BackupErrorWriter(copy.status());
+  return new BackupReactor(copy->path, copy->origin.audit_size);
 }
 
 }  // namespace comity

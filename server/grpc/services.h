@@ -37,6 +37,12 @@ class PeerServiceImpl final : public v1::PeerService::CallbackService {
   grpc::ServerUnaryReactor* ReportSplitView(grpc::CallbackServerContext* ctx,
                                             const v1::ReportSplitViewRequest* request,
                                             v1::ReportSplitViewResponse* response) override;
+  grpc::ServerUnaryReactor* AnnounceKey(grpc::CallbackServerContext* ctx,
+                                        const v1::AnnounceKeyRequest* request,
+                                        v1::AnnounceKeyResponse* response) override;
+  grpc::ServerUnaryReactor* GetHeldHead(grpc::CallbackServerContext* ctx,
+                                        const v1::GetHeldHeadRequest* request,
+                                        v1::GetHeldHeadResponse* response) override;
 
  private:
   // The authenticated peer party, or the error (logged and audited).
@@ -73,6 +79,12 @@ class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
   grpc::ServerUnaryReactor* GetRequest(grpc::CallbackServerContext* ctx,
                                        const v1::GetRequestRequest* request,
                                        v1::GetRequestResponse* response) override;
+  grpc::ServerUnaryReactor* ListKeys(grpc::CallbackServerContext* ctx,
+                                     const v1::ListKeysRequest* request,
+                                     v1::ListKeysResponse* response) override;
+  // Role admin (docs/backup.md).
+  grpc::ServerWriteReactor<v1::BackupChunk>* Backup(grpc::CallbackServerContext* ctx,
+                                                    const v1::BackupRequest* request) override;
 
  private:
   Node* node_;

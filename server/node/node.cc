@@ -6,6 +6,7 @@
 #include <random>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
@@ -99,6 +100,16 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const NodeSetup* setup,
   for (const auto& [peer, unused] : setup->peers) {
     node->lanes_.emplace(peer, std::make_unique<Lane>(peer));
   }
+  COMITY_RETURN_IF_ERROR(node->LoadAcceptedKeys());         // node_keys.cc
+  Store* store_for_scrape = node->store_.get();
+  node->metrics_.SetScrapeSource([store_for_scrape]() -> absl::StatusOr<MetricsSnapshot> {
+    MetricsSnapshot snap;  // Aggregate queries only: a scrape stays cheap.
+    COMITY_ASSIGN_OR_RETURN(snap.requests, store_for_scrape->CountRequests());
+    COMITY_ASSIGN_OR_RETURN(snap.queue_depths, store_for_scrape->QueueDepths());
+    COMITY_ASSIGN_OR_RETURN(snap.audit_entries, store_for_scrape->AuditSize());
+    return snap;
+  });
+  COMITY_RETURN_IF_ERROR(node->PrepareKeyAnnouncements());
   return node;
 }
 
@@ -321,6 +332,7 @@ absl::StatusOr<v1::SignedEnvelope> Node::ReceiveRequest(const std::string& peer_
           RecordKey{body.id(), body.requesting_party(), body.requested_party()}, build,
           &inserted));
   if (!inserted) return same_or_conflict(stored);
+  metrics_.RequestAssessed("received", peer_party, assessment->obligation());
   LogEvent(LogLevel::kInfo, "request_received",
            {{"request_id", body.id()},
             {"from", peer_party},
@@ -434,6 +446,7 @@ void Node::Submit(const std::string& operator_name, v1::RequestBody draft,
               {"operator", operator_name},
               {"type", v1::AssistanceType_Name(draft.assistance_type())},
               {"awaiting_approval", needs_approval ? "true" : "false"}});
+    metrics_.RequestAssessed("sent", draft.requested_party(), assessed.obligation());
     return record;
   }();
   if (!prepared.ok() || needs_approval) {
@@ -662,6 +675,7 @@ absl::StatusOr<v1::RequestRecord> Node::Deliver(const v1::RequestRecord& record)
       }
     }
     if (check_head) CheckPeerHead(peer, verified->tree_head()).IgnoreError();  // Logged inside.
+    metrics_.RequestDelivered(peer, now - FromProto(body.created_at()));
     LogEvent(LogLevel::kInfo, "request_delivered",
              {{"request_id", body.id()}, {"to", peer}});
   } else {
@@ -723,6 +737,7 @@ void Node::WorkerLoop() {
     }
     AuditRateLimited();
     if (gossip) GossipHeads();
+    AnnounceKeys();  // Until each peer acknowledged them; backs off by itself.
     if (check) CheckDeadlines();
     if (fetch) FetchPendingEvidence();
   }
@@ -730,6 +745,7 @@ void Node::WorkerLoop() {
 
 void Node::AuditRateLimited() {
   for (const auto& [peer, refused] : peer_limiter_.TakeRefusals()) {
+    metrics_.PeerRateLimited(peer, refused);
     LogEvent(LogLevel::kWarning, "peer_rate_limited",
              {{"peer", peer}, {"refused", absl::StrCat(refused)}});
     absl::Status st = store_->Audit([&, p = peer, n = refused](AuditWriter& w) {
@@ -1264,7 +1280,8 @@ absl::StatusOr<v1::SignedEnvelope> Node::SequenceProposal(const std::string& pee
         absl::StrCat("proposal is signed as party '", envelope.signer_party().substr(0, 8),
                      "' but the TLS peer is ", peer_party));
   }
-  COMITY_RETURN_IF_ERROR(VerifyEnvelope(envelope, kProposalPayloadType, setup_->key_ring));
+  COMITY_RETURN_IF_ERROR(VerifyEnvelope(envelope, kProposalPayloadType, setup_->key_ring,
+                                        ArrivingNow(clock_->Now(), setup_->replay_window())));
   v1::TransitionProposal p;
   if (!p.ParseFromString(envelope.payload()) || p.party() != peer_party) {
     return absl::InvalidArgumentError("not a comity.v1.TransitionProposal of the TLS peer");
@@ -1317,7 +1334,8 @@ absl::StatusOr<v1::SignedEnvelope> Node::ReceiveTransition(
         absl::StrCat("transition is signed as party '", envelope.signer_party().substr(0, 8),
                      "' but the TLS peer is ", peer_party));
   }
-  COMITY_RETURN_IF_ERROR(VerifyEnvelope(envelope, kTransitionPayloadType, setup_->key_ring));
+  COMITY_RETURN_IF_ERROR(VerifyEnvelope(envelope, kTransitionPayloadType, setup_->key_ring,
+                                        ArrivingNow(clock_->Now(), setup_->replay_window())));
   v1::Transition t;
   if (!t.ParseFromString(envelope.payload())) {
     return absl::InvalidArgumentError("transition payload is not a comity.v1.Transition");
@@ -1438,6 +1456,20 @@ bool Node::DeliverTransition(const std::string& peer, const PendingTransition& p
   std::string error = absl::StrCat(absl::StatusCodeToString(st.code()), ": ", st.message());
   (void)store_->MarkTransitionFailed(p.request_id, p.sequence, error,
                                      clock_->Now() + Backoff(p.attempts + 1));
+  if (absl::IsFailedPrecondition(st) && p.sequence > 1 &&
+      absl::StrContains(st.message(), "does not follow the case")) {
+    // The peer no longer holds steps it acknowledged (restored from a
+    // backup, docs/backup.md): send the case again from its first step;
+    // what it still holds it acknowledges again. (Its other
+    // FAILED_PRECONDITION, a step outside its acceptance window, is not
+    // helped by sending older steps.)
+    auto rewound = store_->RewindTransitions(p.request_id, p.sequence, clock_->Now());
+    if (rewound.ok() && *rewound > 0) {
+      LogEvent(LogLevel::kWarning, "transitions_rewound",
+               {{"request_id", p.request_id}, {"to", peer},
+                {"steps", absl::StrCat(*rewound)}});
+    }
+  }
   LogEvent(LogLevel::kWarning, "transition_delivery_failed",
            {{"request_id", p.request_id},
             {"step", absl::StrCat(p.sequence)},
@@ -1757,6 +1789,7 @@ absl::Status Node::LogStart() {
 }
 
 void Node::RecordAuthFailure(const std::string& actor, const std::string& detail) {
+  metrics_.AuthFailure(actor.rfind("operator:", 0) == 0 ? "operator" : "tls");
   absl::Status st = store_->Audit([&](AuditWriter& w) {
     v1::AuditEntry e = Event(v1::AUTH_FAILURE, actor);
     e.set_detail(detail.substr(0, 512));
@@ -1767,6 +1800,8 @@ void Node::RecordAuthFailure(const std::string& actor, const std::string& detail
 
 void Node::RecordPeerRefusal(const std::string& actor, const std::string& payload_sha256,
                              const absl::Status& why) {
+  metrics_.PeerRefusal(actor.rfind("peer:", 0) == 0 ? actor.substr(5) : actor,
+                       absl::StatusCodeToString(why.code()));
   absl::Status st = store_->Audit([&](AuditWriter& w) {
     v1::AuditEntry e = Event(v1::PEER_REQUEST_REFUSED, actor);
     if (actor.rfind("peer:", 0) == 0) e.set_party(actor.substr(5));

@@ -23,9 +23,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "comity/v1/peer.pb.h"
 #include "comity/v1/record.pb.h"
 #include "comity/v1/request.pb.h"
 #include "server/config/node_config.h"
+#include "server/node/metrics.h"
 #include "server/node/peer_transport.h"
 #include "server/node/rate_limiter.h"
 #include "server/audit/verifier.h"
@@ -207,12 +209,58 @@ class Node {
   // audited and reported to the peer. Returns the verdict.
   absl::Status CheckPeerHead(const std::string& party, const v1::SignedEnvelope& head);
 
+  // Peer API: the latest head of `peer_party`'s own log this node holds
+  // (nullopt if none), so that a peer restored from a backup can check it
+  // never signed more than it now holds (docs/backup.md).
+  absl::StatusOr<std::optional<v1::SignedEnvelope>> HeldHeadOf(const std::string& peer_party);
+
+  // --- Operations (server/node/node_backup.cc; docs/backup.md, docs/metrics.md). ---
+
+  // Counters, histograms and scrape-time gauges of this node.
+  Metrics& metrics() { return metrics_; }
+  // A consistent copy of the database, written to a new file in data_dir
+  // (mode 0600) while the node runs, after a BACKUP_TAKEN entry by
+  // `operator_name`; the caller deletes the file when done.
+  // Unimplemented for a PostgreSQL store.
+  struct BackupCopy {
+    std::string path;
+    BackupOrigin origin;
+  };
+  absl::StatusOr<BackupCopy> WriteBackup(const std::string& operator_name);
+  // Before the node signs anything: if its database was restored from a
+  // backup (Store::RestoredBackupOrigin), asks every peer for the latest
+  // head of this node's log it holds. FailedPrecondition if a peer holds a
+  // head this log does not contain (the node signed more after the backup:
+  // going on would sign a second, different log of those sizes, a split
+  // view), or if a peer cannot be asked; unless the operator acknowledged
+  // the restore (file data_dir/accept-restored-log, consumed), which is
+  // then audited (LOG_RESTORED). Called by NodeServer::Start.
+  absl::Status CheckRestoredLog();
+
   // For auditors.
   absl::StatusOr<v1::SignedEnvelope> SignTreeHead();
   Store* store() { return store_.get(); }
   const KeyRing& key_ring() const { return setup_->key_ring; }
   // This node's own signing public keys.
   std::vector<v1::PublicKey> OwnKeys() const;
+
+  // --- Keys over time (docs/keys.md; server/node/node_keys.cc). ---
+
+  // A peer's signed announcement of a new key of its own, or of the
+  // revocation of one: checked, added to the key ring, kept in
+  // data_dir/peer_keys.pb (replayed at start) and audited. Returns whether
+  // it taught this node anything. Errors as documented on
+  // PeerService.AnnounceKey in proto/comity/v1/peer.proto.
+  absl::StatusOr<bool> ReceiveKeyAnnouncement(const std::string& peer_party,
+                                              const v1::AnnounceKeyRequest& request);
+  // Sends this node's key announcements (its current key vouched for by
+  // its last previous key, its revocations) to each peer that has not
+  // acknowledged them since the node started, with backoff. Run by the
+  // worker; public for tests.
+  void AnnounceKeys();
+  // Every key in the key ring with its window and state at the node's
+  // clock, and for this node's own keys, which peers acknowledged them.
+  std::vector<v1::KeyStatus> Keys();
   // Verifies this node's whole log: entries, stored hashes, signed heads.
   absl::StatusOr<VerifyReport> VerifyAuditLog();
   void RecordAuditExport(const std::string& actor);
@@ -314,6 +362,17 @@ class Node {
                               const v1::SignedEnvelope& second, const std::string& why,
                               const std::string& reporter);
   absl::Status LogStart();
+  // Keys (node_keys.cc). Called by Create: signs this node's announcements
+  // and replays the peers' announcements accepted before the restart.
+  absl::Status PrepareKeyAnnouncements();
+  absl::Status LoadAcceptedKeys();
+  // Checks `request` from `peer_party` and applies it to the key ring;
+  // `live` for one arriving now (time window, revocation grace), not for
+  // one replayed from data_dir. Sets *changed if the ring changed.
+  absl::StatusOr<v1::KeyAnnouncement> ApplyKeyAnnouncement(const std::string& peer_party,
+                                                           const v1::AnnounceKeyRequest& request,
+                                                           bool live, bool* changed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(keys_mu_);
   // One delivery attempt of a stored outgoing request; returns the updated
   // record.
   absl::StatusOr<v1::RequestRecord> Deliver(const v1::RequestRecord& record);
@@ -345,6 +404,17 @@ class Node {
   mutable std::map<std::string, AuthCacheEntry> auth_cache_ ABSL_GUARDED_BY(auth_mu_);
   absl::Mutex contacts_mu_;
   std::map<std::string, Contact> contacts_ ABSL_GUARDED_BY(contacts_mu_);
+  // Keys over time. own_announcements_ is fixed after Create.
+  std::vector<v1::AnnounceKeyRequest> own_announcements_;
+  struct Announcing {
+    size_t next = 0;  // Index into own_announcements_ of the next one to send.
+    uint32_t failures = 0;
+    absl::Time retry_at = absl::InfinitePast();
+    std::string last_error;
+  };
+  absl::Mutex keys_mu_;
+  std::map<std::string, Announcing> announcing_ ABSL_GUARDED_BY(keys_mu_);
+  v1::AcceptedKeyAnnouncements accepted_keys_ ABSL_GUARDED_BY(keys_mu_);
   absl::Mutex fetch_mu_;     // Serializes FetchPendingEvidence.
   absl::Mutex deadline_mu_;  // Serializes CheckDeadlines.
   absl::Mutex mu_;
@@ -355,6 +425,8 @@ class Node {
   absl::Time last_gossip_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time last_deadline_check_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time last_evidence_check_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // Last member: destroyed first, so no scrape reaches a half-destroyed node.
+  Metrics metrics_;
 };
 
 }  // namespace comity

@@ -4,12 +4,14 @@
 #define COMITY_SERVER_NODE_PEER_TRANSPORT_H_
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "comity/v1/envelope.pb.h"
+#include "comity/v1/peer.pb.h"
 
 namespace comity {
 
@@ -54,6 +56,29 @@ class PeerTransport {
                                        const v1::SignedEnvelope& first,
                                        const v1::SignedEnvelope& second,
                                        absl::Duration timeout) = 0;
+
+  // The latest head of this node's own log that `party` holds (nullopt if
+  // none): a node restored from a backup asks before signing anything
+  // (docs/backup.md). Errors as above; the default (for fakes) is
+  // Unimplemented.
+  virtual absl::StatusOr<std::optional<v1::SignedEnvelope>> GetHeldHead(
+      const std::string& party, absl::Duration timeout) {
+    (void)party;
+    (void)timeout;
+    return absl::UnimplementedError("this transport cannot ask for held heads");
+  }
+
+  // Sends a key announcement (docs/keys.md) to `party`; returns whether
+  // it taught the peer anything. Errors as above. The default (for fakes
+  // that do not model keys) is Unimplemented.
+  virtual absl::StatusOr<bool> AnnounceKey(const std::string& party,
+                                           const v1::AnnounceKeyRequest& request,
+                                           absl::Duration timeout) {
+    (void)party;
+    (void)request;
+    (void)timeout;
+    return absl::UnimplementedError("this transport does not carry key announcements");
+  }
 };
 
 }  // namespace comity

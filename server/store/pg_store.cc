@@ -1335,4 +1335,54 @@ absl::Status PgStore::PutPeerHead(const std::string& party, const StoredTreeHead
       .status();
 }
 
+// --- Operations: metrics and backup (docs/metrics.md, docs/backup.md). ---
+
+absl::StatusOr<std::vector<RequestCount>> PgStore::CountRequests() {
+  absl::MutexLock lock(&mu_);
+  COMITY_RETURN_IF_ERROR(EnsureConnected());
+  COMITY_ASSIGN_OR_RETURN(
+      Result res,
+      Query("SELECT direction, state, CASE WHEN direction = 1 THEN requested_party ELSE "
+            "requesting_party END AS partner, COUNT(*) FROM requests "
+            "GROUP BY direction, state, partner",
+            Params()));
+  std::vector<RequestCount> out;
+  for (int i = 0; i < res.rows(); ++i) {
+    RequestCount c;
+    c.direction = static_cast<v1::Direction>(res.Int(i, 0));
+    c.state = static_cast<v1::RequestState>(res.Int(i, 1));
+    c.partner = res.Bytes(i, 2);
+    c.count = static_cast<uint64_t>(res.Int(i, 3));
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+absl::StatusOr<BackupOrigin> PgStore::Backup(const std::string& dest_path) {
+  (void)dest_path;
+  return absl::UnimplementedError(
+      "this node stores in PostgreSQL: back it up with PostgreSQL's own tools while the node "
+      "runs, e.g. pg_dump --format=custom --file=comity.dump 'postgresql://...' (the URL of "
+      "the node's `database` setting), and restore with pg_restore (docs/backup.md)");
+}
+
+absl::StatusOr<std::optional<BackupOrigin>> PgStore::RestoredBackupOrigin() {
+  return std::optional<BackupOrigin>();
+}
+
+absl::Status PgStore::ClearBackupOrigin() { return absl::OkStatus(); }
+
+absl::StatusOr<int> PgStore::RewindTransitions(const std::string& request_id,
+                                               uint32_t before_sequence, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  COMITY_RETURN_IF_ERROR(EnsureConnected());
+  COMITY_ASSIGN_OR_RETURN(
+      Result res,
+      Query("UPDATE transitions SET delivered = 0, next_attempt_at_us = $1, claimed_by = NULL, "
+            "claim_until_us = NULL WHERE request_id = $2 AND outbound = 1 AND delivered = 1 "
+            "AND sequence < $3",
+            Params().Int(ToMicros(now)).Text(request_id).Int(before_sequence)));
+  return static_cast<int>(res.Affected());
+}
+
 }  // namespace comity

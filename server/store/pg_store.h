@@ -104,6 +104,15 @@ class PgStore final : public Store {
                             absl::Time now, const AuditFn& audit = nullptr) override;
   absl::StatusOr<std::vector<v1::RequestRecord>> Get(const std::string& request_id) override;
   absl::StatusOr<std::map<std::string, std::pair<uint32_t, uint32_t>>> QueueDepths() override;
+  absl::StatusOr<std::vector<RequestCount>> CountRequests() override;
+  // Unimplemented: a PostgreSQL database is backed up with pg_dump, which
+  // takes a consistent snapshot while the node runs (docs/backup.md).
+  absl::StatusOr<BackupOrigin> Backup(const std::string& dest_path) override;
+  // Always none: copies are not made by this store.
+  absl::StatusOr<std::optional<BackupOrigin>> RestoredBackupOrigin() override;
+  absl::Status ClearBackupOrigin() override;
+  absl::StatusOr<int> RewindTransitions(const std::string& request_id,
+                                        uint32_t before_sequence, absl::Time now) override;
   absl::Status AppendTransition(const std::string& request_id, v1::Direction row,
                                 const v1::Transition& transition,
                                 const v1::SignedEnvelope& signed_transition, bool outbound,

@@ -1,11 +1,16 @@
 #include "server/store/sqlite_store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/audit/merkle.h"
 #include "server/core/envelope.h"
@@ -1124,6 +1129,133 @@ absl::Status SqliteStore::MarkProposalFailed(int64_t id, const std::string& erro
                "UPDATE proposals SET attempts = attempts + 1, last_error = ?, "
                "next_attempt_at_us = ? WHERE id = ? AND finished = 0");
   return st.Text(error).Int(ToMicros(next_attempt_at)).Int(id).Run();
+}
+
+// --- Operations: metrics and backup (docs/metrics.md, docs/backup.md). ---
+
+absl::StatusOr<std::vector<RequestCount>> SqliteStore::CountRequests() {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_,
+               "SELECT direction, state, CASE WHEN direction = 1 THEN requested_party ELSE "
+               "requesting_party END AS partner, COUNT(*) FROM requests "
+               "GROUP BY direction, state, partner");
+  std::vector<RequestCount> out;
+  while (true) {
+    COMITY_ASSIGN_OR_RETURN(int rc, st.Step());
+    if (rc == SQLITE_DONE) break;
+    RequestCount c;
+    c.direction = static_cast<v1::Direction>(st.ColumnInt(0));
+    c.state = static_cast<v1::RequestState>(st.ColumnInt(1));
+    c.partner = st.ColumnBytes(2);
+    c.count = static_cast<uint64_t>(st.ColumnInt(3));
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+absl::StatusOr<BackupOrigin> SqliteStore::Backup(const std::string& dest_path) {
+  // The copy is created 0600 before SQLite opens it: it holds everything
+  // the node holds.
+  int fd = ::open(dest_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("backup: cannot create ", dest_path, ": ", std::strerror(errno)));
+  }
+  ::close(fd);
+  sqlite3* dest = nullptr;
+  if (sqlite3_open_v2(dest_path.c_str(), &dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    absl::Status st = absl::UnavailableError(absl::StrCat(
+        "backup: cannot open ", dest_path, ": ", dest ? sqlite3_errmsg(dest) : "out of memory"));
+    sqlite3_close(dest);
+    return st;
+  }
+  struct CloseDest {
+    sqlite3* db;
+    ~CloseDest() { sqlite3_close(db); }
+  } close_dest{dest};
+  sqlite3_backup* backup = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    backup = sqlite3_backup_init(dest, "main", db_, "main");
+  }
+  if (backup == nullptr) return SqliteError(dest, "backup: init");
+  constexpr int kPagesPerStep = 256;
+  int rc = SQLITE_OK;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      rc = sqlite3_backup_step(backup, kPagesPerStep);
+    }
+    if (rc == SQLITE_DONE) break;
+    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
+      absl::SleepFor(absl::Milliseconds(5));
+      continue;
+    }
+    if (rc != SQLITE_OK) break;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    sqlite3_backup_finish(backup);
+  }
+  if (rc != SQLITE_DONE) {
+    return absl::InternalError(absl::StrCat("backup: copy failed: ", sqlite3_errstr(rc)));
+  }
+  // A self-contained file (no -wal beside it), marked as a copy: a node
+  // that starts on it checks its log against its peers first
+  // (Node::CheckRestoredLog).
+  BackupOrigin origin;
+  origin.taken_at_us = absl::ToUnixMicros(absl::Now());
+  {  // Finalized before the copy is changed below.
+    Statement count(dest, "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries");
+    COMITY_ASSIGN_OR_RETURN(int counted, count.Step());
+    (void)counted;
+    origin.audit_size = static_cast<uint64_t>(count.ColumnInt(0));
+  }
+  char* error = nullptr;
+  const std::string mark = absl::StrCat(
+      "PRAGMA journal_mode=DELETE; "
+      "CREATE TABLE backup_origin (taken_at_us INTEGER NOT NULL, audit_size INTEGER NOT NULL); "
+      "INSERT INTO backup_origin VALUES (",
+      origin.taken_at_us, ", ", origin.audit_size, ");");
+  if (sqlite3_exec(dest, mark.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
+    std::string why = error != nullptr ? error : "unknown error";
+    sqlite3_free(error);
+    return absl::InternalError(absl::StrCat("backup: cannot mark the copy: ", why));
+  }
+  return origin;
+}
+
+absl::StatusOr<std::optional<BackupOrigin>> SqliteStore::RestoredBackupOrigin() {
+  absl::MutexLock lock(&mu_);
+  Statement exists(db_,
+                   "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND "
+                   "name = 'backup_origin'");
+  COMITY_ASSIGN_OR_RETURN(int rc, exists.Step());
+  if (rc != SQLITE_ROW || exists.ColumnInt(0) == 0) return std::optional<BackupOrigin>();
+  Statement st(db_, "SELECT taken_at_us, audit_size FROM backup_origin LIMIT 1");
+  COMITY_ASSIGN_OR_RETURN(rc, st.Step());
+  if (rc != SQLITE_ROW) return std::optional<BackupOrigin>();
+  BackupOrigin origin;
+  origin.taken_at_us = st.ColumnInt(0);
+  origin.audit_size = static_cast<uint64_t>(st.ColumnInt(1));
+  return std::optional<BackupOrigin>(origin);
+}
+
+absl::Status SqliteStore::ClearBackupOrigin() {
+  absl::MutexLock lock(&mu_);
+  return Exec("DROP TABLE IF EXISTS backup_origin");
+}
+
+absl::StatusOr<int> SqliteStore::RewindTransitions(const std::string& request_id,
+                                                   uint32_t before_sequence, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_,
+               "UPDATE transitions SET delivered = 0, next_attempt_at_us = ? WHERE "
+               "request_id = ? AND outbound = 1 AND delivered = 1 AND sequence < ?");
+  COMITY_RETURN_IF_ERROR(
+      st.Int(ToMicros(now)).Text(request_id).Int(static_cast<int64_t>(before_sequence)).Run());
+  return sqlite3_changes(db_);
 }
 
 }  // namespace comity

@@ -105,6 +105,17 @@ class SqliteStore final : public Store {
       const std::string& party) override;
   absl::Status PutPeerHead(const std::string& party, const StoredTreeHead& head) override;
 
+  absl::StatusOr<std::vector<RequestCount>> CountRequests() override;
+  // SQLite's online backup API, a few pages per step with the store's
+  // mutex held only during each step (other calls run in between; their
+  // changes go through the same connection, so SQLite carries them into
+  // the copy): the copy is the database as it stood after the last step.
+  absl::StatusOr<BackupOrigin> Backup(const std::string& dest_path) override;
+  absl::StatusOr<std::optional<BackupOrigin>> RestoredBackupOrigin() override;
+  absl::Status ClearBackupOrigin() override;
+  absl::StatusOr<int> RewindTransitions(const std::string& request_id,
+                                        uint32_t before_sequence, absl::Time now) override;
+
   // The schema version recorded in the file.
   absl::StatusOr<int> SchemaVersion();
 

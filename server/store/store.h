@@ -87,6 +87,24 @@ struct AuditFilter {
   int type = 0;
 };
 
+// How many requests a node holds in one direction and state with one
+// other party (`partner`: the requested party of a sent request, the
+// requesting party of a received one). For metrics (docs/metrics.md).
+struct RequestCount {
+  v1::Direction direction = v1::DIRECTION_UNSPECIFIED;
+  v1::RequestState state = v1::REQUEST_STATE_UNSPECIFIED;
+  std::string partner;
+  uint64_t count = 0;
+};
+
+// What a database copy made by Store::Backup held when it was taken
+// (docs/backup.md). Found in a database restored from such a copy until
+// the node has checked it against its peers (ClearBackupOrigin).
+struct BackupOrigin {
+  int64_t taken_at_us = 0;
+  uint64_t audit_size = 0;
+};
+
 // Implementations are thread-safe. Every mutating call is durable (fsync'd)
 // when it returns OK, with the audit entries its AuditFn appended.
 class Store {
@@ -162,6 +180,21 @@ class Store {
   virtual absl::StatusOr<std::map<std::string, std::pair<uint32_t, uint32_t>>>
   QueueDepths() = 0;
 
+  // --- Operations (docs/metrics.md, docs/backup.md). ---
+
+  // Every (direction, state, partner) with its number of requests: one
+  // aggregate query, cheap enough for every metrics scrape.
+  virtual absl::StatusOr<std::vector<RequestCount>> CountRequests() = 0;
+  // Writes a consistent copy of the whole database to `dest_path` (a new
+  // file, mode 0600) while the store stays in use, marked with its
+  // BackupOrigin, which it returns. Unimplemented where the database has its own tools
+  // (PostgreSQL: pg_dump).
+  virtual absl::StatusOr<BackupOrigin> Backup(const std::string& dest_path) = 0;
+  // The origin mark of a database restored from a Backup copy; nullopt for
+  // one that was not (or was already checked).
+  virtual absl::StatusOr<std::optional<BackupOrigin>> RestoredBackupOrigin() = 0;
+  virtual absl::Status ClearBackupOrigin() = 0;
+
   // --- Cases (docs/lifecycle.md). ---
 
   // Appends a signed transition to the case of the request's `row` and
@@ -188,6 +221,12 @@ class Store {
   virtual absl::Status MarkTransitionFailed(const std::string& request_id, uint32_t sequence,
                                             const std::string& error,
                                             absl::Time next_attempt_at) = 0;
+  // The peer no longer holds the steps of this case it acknowledged (it
+  // was restored from a backup, docs/backup.md): this node's steps before
+  // `before_sequence` become undelivered, due at `now`, so that the outbox
+  // sends them again in order. Returns how many were rewound.
+  virtual absl::StatusOr<int> RewindTransitions(const std::string& request_id,
+                                                uint32_t before_sequence, absl::Time now) = 0;
 
   // Queues a signed proposal for the requested party `peer`, durably.
   // FailedPrecondition if a proposal for this request is already queued

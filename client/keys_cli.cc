@@ -1,0 +1,101 @@
+#include "client/keys_cli.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "client/args.h"
+#include "client/connection.h"
+#include "comity/v1/operator.grpc.pb.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace comity {
+namespace {
+
+std::string When(int64_t micros, const char* unset) {
+  if (micros == 0) return unset;
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMicros(micros),
+                          absl::UTCTimeZone());
+}
+
+}  // namespace
+
+int RunKeysCli(const std::vector<std::string>& args, const GetEnv& env, std::ostream& out,
+               std::ostream& err) {
+  FlagSpec spec;
+  spec.with_value = {"connect", "party"};
+  spec.switches = {"json", "help"};
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, spec);
+  if (!parsed.ok()) {
+    err << "comity keys: " << parsed.status().message()
+        << " (usage: comity keys [--party XX] [--json])\n";
+    return kExitUsage;
+  }
+  if (parsed->switches.count("help") != 0) {
+    out << "usage: comity [--connect FILE] keys [--party XX] [--json]\n"
+           "  Every signing key this node knows, its own and its peers': key id, "
+           "validity\n"
+           "  window, revocation, state now, where it came from (config or a signed\n"
+           "  announcement), and for this node's keys which peers acknowledged them.\n";
+    return kExitOk;
+  }
+  if (!parsed->positional.empty()) {
+    err << "comity keys: unexpected argument '" << parsed->positional[0] << "'\n";
+    return kExitUsage;
+  }
+  absl::StatusOr<NodeConnection> conn = ConnectToNode(*parsed, env);
+  if (!conn.ok()) {
+    err << "comity keys: " << conn.status().message() << "\n";
+    return absl::IsInvalidArgument(conn.status()) ? kExitUsage : kExitFailure;
+  }
+  auto stub = v1::OperatorService::NewStub(conn->channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(15)));
+  v1::ListKeysResponse resp;
+  grpc::Status status = stub->ListKeys(&ctx, v1::ListKeysRequest(), &resp);
+  if (!status.ok()) {
+    err << "comity keys: " << DescribeRpcError(conn->address, status) << "\n";
+    return kExitFailure;
+  }
+  const std::string party = parsed->Get("party", "");
+  v1::ListKeysResponse shown;
+  for (const v1::KeyStatus& k : resp.keys()) {
+    if (party.empty() || k.party() == party) *shown.add_keys() = k;
+  }
+  if (parsed->switches.count("json") != 0) {
+    std::string json;
+    google::protobuf::util::JsonPrintOptions opts;
+    opts.add_whitespace = true;
+    opts.preserve_proto_field_names = true;
+    if (!google::protobuf::util::MessageToJsonString(shown, &json, opts).ok()) {
+      err << "comity keys: cannot print JSON\n";
+      return kExitFailure;
+    }
+    out << json;
+    return kExitOk;
+  }
+  for (const v1::KeyStatus& k : shown.keys()) {
+    out << k.party() << "  " << k.key_id() << "  " << k.state()
+        << (k.signing() ? ", signing" : "") << "  valid "
+        << When(k.not_before_unix_micros(), "-") << " .. "
+        << When(k.not_after_unix_micros(), "-");
+    if (k.revoked_at_unix_micros() != 0) {
+      out << "  revoked from " << When(k.revoked_at_unix_micros(), "");
+    }
+    out << "  (" << k.source() << ")  " << absl::Base64Escape(k.ed25519_public_key())
+        << "\n";
+    if (!k.acknowledged_by().empty()) {
+      out << "    announced to: " << absl::StrJoin(k.acknowledged_by(), ", ") << "\n";
+    }
+    if (!k.pending().empty()) {
+      out << "    announcement pending for: " << absl::StrJoin(k.pending(), ", ") << "\n";
+    }
+  }
+  if (shown.keys().empty())
+    out << "(no keys" << (party.empty() ? "" : " of " + party) << ")\n";
+  return kExitOk;
+}
+
+}  // namespace comity
