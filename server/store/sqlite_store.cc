@@ -594,8 +594,9 @@ absl::StatusOr<v1::RequestRecord> SqliteStore::InsertIncomingIfAbsent(
     bool* inserted) {
   v1::RequestRecord result;
   absl::Status status = InTransaction([&](Writer& w) -> absl::Status {
-    Statement sel(db_, absl::StrCat("SELECT ", kColumns,
-                                    " FROM requests WHERE request_id = ? AND direction = 2"));
+    static const std::string kSql =
+        absl::StrCat("SELECT ", kColumns, " FROM requests WHERE request_id = ? AND direction = 2");
+    Statement sel(db_, &statements_, kSql.c_str());
     sel.Text(key.request_id);
     COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> existing, ReadAll(sel));
     if (!existing.empty()) {
@@ -616,7 +617,7 @@ absl::Status SqliteStore::UpdateOutgoing(const std::string& request_id, const ch
                                          const std::function<void(Statement&)>& bind,
                                          const AuditFn& audit) {
   return InTransaction([&](Writer& w) -> absl::Status {
-    Statement st(db_, sql);
+    Statement st(db_, &statements_, sql);  // `sql` is a literal: cached by address.
     bind(st);
     COMITY_RETURN_IF_ERROR(st.Text(request_id).Int(v1::PENDING_DELIVERY).Run());
     if (sqlite3_changes(db_) != 1) {
@@ -789,7 +790,8 @@ absl::Status SqliteStore::ForEachAuditEntry(
 
 absl::StatusOr<std::optional<StoredTreeHead>> SqliteStore::LatestTreeHead() {
   absl::MutexLock lock(&mu_);
-  Statement st(db_, "SELECT signed_head FROM audit_heads ORDER BY tree_size DESC LIMIT 1");
+  Statement st(db_, &statements_,
+               "SELECT signed_head FROM audit_heads ORDER BY tree_size DESC LIMIT 1");
   COMITY_ASSIGN_OR_RETURN(int rc, st.Step());
   if (rc != SQLITE_ROW) return std::optional<StoredTreeHead>();
   StoredTreeHead h;
@@ -846,12 +848,14 @@ absl::Status SqliteStore::PutPeerHead(const std::string& party, const StoredTree
 absl::StatusOr<std::vector<v1::RequestRecord>> SqliteStore::Get(
     const std::string& request_id) {
   absl::MutexLock lock(&mu_);
-  Statement st(db_, absl::StrCat("SELECT ", kColumns,
-                                 " FROM requests WHERE request_id = ? ORDER BY direction"));
+  static const std::string kSql =
+      absl::StrCat("SELECT ", kColumns, " FROM requests WHERE request_id = ? ORDER BY direction");
+  Statement st(db_, &statements_, kSql.c_str());
   st.Text(request_id);
   COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records, ReadAll(st));
   if (records.empty()) return records;
-  Statement tr(db_, "SELECT envelope FROM transitions WHERE request_id = ? ORDER BY sequence");
+  Statement tr(db_, &statements_,
+               "SELECT envelope FROM transitions WHERE request_id = ? ORDER BY sequence");
   tr.Text(request_id);
   std::vector<v1::SignedEnvelope> transitions;
   while (true) {
