@@ -839,7 +839,11 @@ int Cli::Peers(const ParsedArgs&) {
          << (!tried ? "not contacted yet" : p.reachable() ? "reachable" : "UNREACHABLE")
          << "  queued: " << p.requests_queued() << " requests, " << p.transitions_queued()
          << " case steps  last contact: " << when(p.last_contact_unix_micros());
-    if (!p.last_error().empty()) out_ << "\n    last error: " << p.last_error();
+    if (!p.last_error().empty()) {
+      // The error stays after the peer answers again: say which it is.
+      out_ << "\n    " << (p.reachable() ? "last error, before the last contact: " : "last error: ")
+           << p.last_error();
+    }
     if (p.next_attempt_unix_micros() != 0) {
       out_ << "\n    backing off after " << p.consecutive_failures()
            << " failed attempts; next try " << when(p.next_attempt_unix_micros());

@@ -78,9 +78,13 @@ int RunKeysCli(const std::vector<std::string>& args, const GetEnv& env, std::ost
   }
   for (const v1::KeyStatus& k : shown.keys()) {
     out << k.party() << "  " << k.key_id() << "  " << k.state()
-        << (k.signing() ? ", signing" : "") << "  valid "
-        << When(k.not_before_unix_micros(), "-") << " .. "
-        << When(k.not_after_unix_micros(), "-");
+        << (k.signing() ? ", signing" : "");
+    if (k.not_before_unix_micros() == 0 && k.not_after_unix_micros() == 0) {
+      out << "  no validity window";
+    } else {
+      out << "  valid from " << When(k.not_before_unix_micros(), "(any time)") << " until "
+          << When(k.not_after_unix_micros(), "(no end)");
+    }
     if (k.revoked_at_unix_micros() != 0) {
       out << "  revoked from " << When(k.revoked_at_unix_micros(), "");
     }
