@@ -42,6 +42,8 @@
 #include "server/config/node_config.h"
 #include "server/core/envelope.h"
 #include "server/crypto/ed25519.h"
+#include "server/crypto/random.h"
+#include "server/crypto/sha256.h"
 #include "server/store/sqlite_store.h"
 #include "server/treaty/engine.h"
 #include "server/util/status_macros.h"

@@ -15,6 +15,7 @@
 #include "client/args.h"
 #include "client/connection.h"
 #include "comity/v1/operator.grpc.pb.h"
+#include "server/crypto/sha256.h"
 #include "server/evidence/evidence_store.h"
 
 namespace comity {

@@ -22,7 +22,9 @@
 #include "server/audit/verifier.h"
 #include "server/core/envelope.h"
 #include "server/crypto/ed25519.h"
+#include "server/crypto/sha256.h"
 #include "server/util/files.h"
+#include "server/util/hex.h"
 
 namespace comity {
 namespace {

@@ -18,10 +18,12 @@
 #include "client/connection.h"
 #include "server/config/node_config.h"
 #include "server/core/envelope.h"
-#include "server/core/receipt.h"
+#include "server/audit/receipt.h"
 #include "server/crypto/ed25519.h"
+#include "server/crypto/sha256.h"
 #include "server/crypto/x509_identity.h"
 #include "server/util/files.h"
+#include "server/util/hex.h"
 
 namespace comity {
 namespace {

@@ -34,10 +34,12 @@
 #include "server/config/node_config.h"
 #include "server/core/envelope.h"
 #include "server/core/case_rules.h"
-#include "server/core/receipt.h"
+#include "server/audit/receipt.h"
 #include "server/crypto/ed25519.h"
 #include "server/util/files.h"
+#include "server/util/hex.h"
 #include "server/util/status_macros.h"
+#include "server/util/text_proto.h"
 
 namespace comity {
 namespace {

@@ -15,6 +15,7 @@
 #include "server/treaty/library.h"
 #include "server/util/files.h"
 #include "server/util/status_macros.h"
+#include "server/util/text_proto.h"
 
 namespace comity {
 namespace {

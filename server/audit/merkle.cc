@@ -11,6 +11,8 @@
 #include "absl/numeric/bits.h"
 #include "absl/strings/str_cat.h"
 #include "server/crypto/ed25519.h"
+#include "server/crypto/sha256.h"
+#include "server/util/hex.h"
 #include "server/util/status_macros.h"
 
 namespace comity::merkle {

@@ -6,6 +6,7 @@
 #include "comity/v1/audit.pb.h"
 #include "server/audit/merkle.h"
 #include "server/crypto/ed25519.h"
+#include "server/util/hex.h"
 
 namespace comity {
 namespace {

@@ -7,11 +7,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "google/protobuf/io/tokenizer.h"
-#include "google/protobuf/text_format.h"
 #include "server/core/parties.h"
 #include "server/util/files.h"
 #include "server/util/status_macros.h"
+#include "server/util/text_proto.h"
 
 namespace comity {
 namespace {
@@ -25,19 +24,6 @@ constexpr uint32_t kDefaultRetryInitialMs = 500;
 constexpr uint32_t kDefaultRetryMaxMs = 60000;
 constexpr uint32_t kDefaultMaxInFlight = 16;
 constexpr uint32_t kMaxInFlightLimit = 256;
-
-class CollectFirstError : public google::protobuf::io::ErrorCollector {
- public:
-  void AddError(int line, google::protobuf::io::ColumnNumber column,
-                const std::string& message) override {
-    if (!error_.empty()) return;
-    error_ = absl::StrCat("line ", line + 1, " column ", column + 1, ": ", message);
-  }
-  const std::string& error() const { return error_; }
-
- private:
-  std::string error_;
-};
 
 // Builds errors of the form "<source>: <field>: <problem>".
 class FieldErrors {
@@ -164,19 +150,6 @@ absl::Duration NodeSetup::replay_window() const {
 
 absl::Duration NodeSetup::max_clock_skew() const {
   return absl::Seconds(config.limits().max_clock_skew_seconds());
-}
-
-absl::Status ParseTextProto(const std::string& text, const std::string& source,
-                            google::protobuf::Message* msg) {
-  google::protobuf::TextFormat::Parser parser;
-  CollectFirstError errors;
-  parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(text, msg)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source, ": ", errors.error().empty() ? "cannot parse" : errors.error(),
-        " (expected protobuf text format of ", msg->GetDescriptor()->full_name(), ")"));
-  }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<NodeSetup>> ParseNodeConfig(const std::string& text,

@@ -77,11 +77,6 @@ absl::StatusOr<absl::Time> ParseKeyTime(const std::string& text, absl::Time fall
 // Parses a ClientConfig text file (relative paths from its directory).
 absl::StatusOr<v1::ClientConfig> LoadClientConfig(const std::string& path);
 
-// Parses protobuf text format into `msg`, with an error that gives the
-// source, line and column of the first problem.
-absl::Status ParseTextProto(const std::string& text, const std::string& source,
-                            google::protobuf::Message* msg);
-
 }  // namespace comity
 
 #endif  // COMITY_SERVER_CONFIG_NODE_CONFIG_H_

@@ -155,41 +155,4 @@ absl::Status VerifyingKey::Verify(absl::string_view message,
   return absl::OkStatus();
 }
 
-std::string Sha256(absl::string_view data) {
-  std::string digest(kSha256Size, '\0');
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(digest.data()),
-                 &len, EVP_sha256(), nullptr) != 1 ||
-      len != kSha256Size) {
-    // Only on memory exhaustion or a broken OpenSSL: nothing sane to return.
-    std::fprintf(stderr, "fatal: EVP_Digest(SHA-256) failed: %s\n", OpenSslError().c_str());
-    std::abort();
-  }
-  return digest;
-}
-
-std::string RandomUuid() {
-  unsigned char b[16];
-  if (RAND_bytes(b, sizeof(b)) != 1) {
-    std::fprintf(stderr, "fatal: RAND_bytes failed: %s\n", OpenSslError().c_str());
-    std::abort();
-  }
-  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);  // Version 4.
-  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);  // RFC 9562 variant.
-  std::string hex = HexEncode(absl::string_view(reinterpret_cast<char*>(b), sizeof(b)));
-  return absl::StrCat(hex.substr(0, 8), "-", hex.substr(8, 4), "-", hex.substr(12, 4), "-",
-                      hex.substr(16, 4), "-", hex.substr(20));
-}
-
-std::string HexEncode(absl::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out.push_back(kDigits[c >> 4]);
-    out.push_back(kDigits[c & 0xf]);
-  }
-  return out;
-}
-
 }  // namespace comity

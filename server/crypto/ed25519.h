@@ -1,4 +1,4 @@
-// Ed25519 signing and verification, SHA-256 and random ids, on OpenSSL 3 EVP.
+// Ed25519 signing and verification on OpenSSL 3 EVP.
 //
 //   COMITY_ASSIGN_OR_RETURN(auto key, SigningKey::FromPem(pem));
 //   COMITY_ASSIGN_OR_RETURN(std::string sig, key->Sign(message));
@@ -20,7 +20,6 @@ namespace comity {
 
 inline constexpr size_t kEd25519PublicKeySize = 32;
 inline constexpr size_t kEd25519SignatureSize = 64;
-inline constexpr size_t kSha256Size = 32;
 
 // An Ed25519 private key. Immutable after creation; Sign is thread-safe.
 // The key material is never exposed except as the public key.
@@ -68,15 +67,6 @@ class VerifyingKey {
   EVP_PKEY* pkey_;  // Owned.
   std::string raw_;
 };
-
-// SHA-256 of `data`, 32 raw bytes.
-std::string Sha256(absl::string_view data);
-
-// A random (version 4) UUID in lower-case canonical form.
-std::string RandomUuid();
-
-// Lower-case hex of `bytes`.
-std::string HexEncode(absl::string_view bytes);
 
 }  // namespace comity
 

@@ -23,54 +23,13 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "server/crypto/ed25519.h"
+#include "server/crypto/random.h"
+#include "server/crypto/sha256.h"
 #include "server/util/files.h"
+#include "server/util/hex.h"
 #include "server/util/status_macros.h"
 
 namespace comity {
-
-// ---------------------------------------------------------------------------
-// Sha256Stream
-
-namespace {
-
-[[noreturn]] void DieOnDigestFailure(const char* what) {
-  // Only on memory exhaustion or a broken OpenSSL: nothing sane to return
-  // (the same policy as Sha256 in server/crypto/ed25519.cc).
-  std::fprintf(stderr, "fatal: %s(SHA-256) failed\n", what);
-  std::abort();
-}
-
-}  // namespace
-
-Sha256Stream::Sha256Stream() : ctx_(EVP_MD_CTX_new()) {
-  if (ctx_ == nullptr) DieOnDigestFailure("EVP_MD_CTX_new");
-  if (EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) {
-    DieOnDigestFailure("EVP_DigestInit_ex");
-  }
-}
-
-Sha256Stream::~Sha256Stream() { EVP_MD_CTX_free(ctx_); }
-
-void Sha256Stream::Update(absl::string_view data) {
-  if (data.empty()) return;
-  if (EVP_DigestUpdate(ctx_, data.data(), data.size()) != 1) {
-    DieOnDigestFailure("EVP_DigestUpdate");
-  }
-}
-
-std::string Sha256Stream::Finish() {
-  std::string digest(kSha256Size, '\0');
-  unsigned int len = 0;
-  if (EVP_DigestFinal_ex(ctx_, reinterpret_cast<unsigned char*>(digest.data()), &len) !=
-          1 ||
-      len != kSha256Size) {
-    DieOnDigestFailure("EVP_DigestFinal_ex");
-  }
-  if (EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) {
-    DieOnDigestFailure("EVP_DigestInit_ex");
-  }
-  return digest;
-}
 
 // ---------------------------------------------------------------------------
 // File helpers

@@ -55,34 +55,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 
-typedef struct evp_md_ctx_st EVP_MD_CTX;
-
 namespace comity {
-
-// Incremental SHA-256 over OpenSSL EVP.
-//
-//   Sha256Stream h;
-//   h.Update("ab");
-//   h.Update("c");
-//   std::string digest = h.Finish();  // == Sha256("abc"), 32 raw bytes.
-//
-// Thread-compatible, not thread-safe. Neither copyable nor movable.
-class Sha256Stream {
- public:
-  Sha256Stream();
-  ~Sha256Stream();
-  Sha256Stream(const Sha256Stream&) = delete;
-  Sha256Stream& operator=(const Sha256Stream&) = delete;
-
-  // Hashes `data` after everything given so far.
-  void Update(absl::string_view data);
-  // The 32 raw bytes of the SHA-256 of everything given since construction
-  // (or the previous Finish). Resets the stream, which may then be reused.
-  std::string Finish();
-
- private:
-  EVP_MD_CTX* ctx_;  // Owned.
-};
 
 // The evidence files under one root directory (layout above).
 //

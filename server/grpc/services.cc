@@ -8,8 +8,10 @@
 #include "absl/strings/str_join.h"
 #include "comity/v1/audit.pb.h"
 #include "server/crypto/ed25519.h"
+#include "server/crypto/sha256.h"
 #include "server/evidence/evidence_store.h"
 #include "server/grpc/status_util.h"
+#include "server/util/hex.h"
 #include "server/util/log.h"
 
 namespace comity {

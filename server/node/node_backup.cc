@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "server/core/envelope.h"
 #include "server/crypto/ed25519.h"
+#include "server/crypto/random.h"
 #include "server/node/node.h"
 #include "server/util/log.h"
 #include "server/util/status_macros.h"

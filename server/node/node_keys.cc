@@ -9,6 +9,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "server/crypto/sha256.h"
 #include "server/node/node.h"
 #include "server/util/files.h"
 #include "server/util/log.h"

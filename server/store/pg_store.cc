@@ -17,6 +17,7 @@
 #include "server/audit/merkle.h"
 #include "server/core/envelope.h"
 #include "server/crypto/ed25519.h"
+#include "server/crypto/sha256.h"
 #include "server/util/log.h"
 #include "server/util/status_macros.h"
 

@@ -17,6 +17,7 @@
 #include "server/crypto/ed25519.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "server/crypto/sha256.h"
 #include "server/util/log.h"
 #include "server/util/status_macros.h"
 

@@ -15,7 +15,9 @@
 #include "google/protobuf/text_format.h"
 #include "server/core/parties.h"
 #include "server/crypto/ed25519.h"
+#include "server/crypto/sha256.h"
 #include "server/util/files.h"
+#include "server/util/hex.h"
 #include "server/util/status_macros.h"
 
 namespace comity {

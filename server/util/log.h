@@ -28,9 +28,6 @@ void LogEvent(LogLevel level, absl::string_view event, const LogFields& fields);
 using LogSink = std::function<void(const std::string& line)>;
 LogSink SetLogSinkForTesting(LogSink sink);
 
-// Quotes a string as a JSON string literal, escaping as RFC 8259 requires.
-std::string JsonQuote(absl::string_view s);
-
 }  // namespace comity
 
 #endif  // COMITY_SERVER_UTIL_LOG_H_

@@ -9,6 +9,7 @@
 #include "server/audit/merkle.h"
 #include "server/audit/verifier.h"
 #include "server/core/envelope.h"
+#include "server/crypto/sha256.h"
 #include "server/store/sqlite_store.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_network.h"

@@ -15,6 +15,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/crypto/ed25519.h"
+#include "server/crypto/sha256.h"
+#include "server/util/hex.h"
 #include "tests/testing/status_matchers.h"
 
 namespace comity::merkle {

@@ -5,7 +5,8 @@
 #include "gtest/gtest.h"
 #include "comity/v1/request.pb.h"
 #include "server/audit/merkle.h"
-#include "server/core/receipt.h"
+#include "server/audit/receipt.h"
+#include "server/crypto/sha256.h"
 #include "tests/testing/status_matchers.h"
 
 namespace comity {

@@ -7,6 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/crypto/random.h"
+#include "server/crypto/sha256.h"
+#include "server/util/hex.h"
 #include "tests/testing/status_matchers.h"
 
 namespace comity {

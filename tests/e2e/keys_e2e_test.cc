@@ -13,6 +13,8 @@
 #include "gtest/gtest.h"
 #include "server/core/envelope.h"
 #include "server/crypto/ed25519.h"
+#include "server/crypto/random.h"
+#include "server/crypto/sha256.h"
 #include "server/grpc/grpc_peer_transport.h"
 #include "server/util/files.h"
 #include "tests/testing/e2e_helpers.h"

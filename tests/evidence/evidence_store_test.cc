@@ -1,3 +1,4 @@
+#include "server/crypto/sha256.h"
 #include "server/evidence/evidence_store.h"
 
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/crypto/ed25519.h"
+#include "server/util/hex.h"
 #include "tests/testing/status_matchers.h"
 
 namespace comity {

@@ -20,6 +20,7 @@
 #include "comity/v1/config.pb.h"
 #include "server/config/node_config.h"
 #include "server/util/files.h"
+#include "server/util/text_proto.h"
 #include "tests/fuzz/fuzz_common.h"
 
 namespace comity::fuzz {

@@ -29,7 +29,7 @@
 #include "comity/v1/envelope.pb.h"
 #include "comity/v1/record.pb.h"
 #include "server/core/envelope.h"
-#include "server/core/receipt.h"
+#include "server/audit/receipt.h"
 #include "tests/fuzz/node_fixture.h"
 
 namespace comity::fuzz {

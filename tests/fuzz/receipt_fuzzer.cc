@@ -1,4 +1,4 @@
-// Fuzzes receipt verification (server/core/receipt.h: VerifyReceipt), which
+// Fuzzes receipt verification (server/audit/receipt.h: VerifyReceipt), which
 // a node runs on what a peer answers to a delivered request: the receipt
 // envelope, its payload, the embedded signed tree head, the log entry and
 // its Merkle inclusion proof. Also fuzzes merkle::VerifyConsistency, which
@@ -25,8 +25,9 @@
 #include "comity/v1/request.pb.h"
 #include "server/audit/merkle.h"
 #include "server/core/envelope.h"
-#include "server/core/receipt.h"
+#include "server/audit/receipt.h"
 #include "server/crypto/ed25519.h"
+#include "server/crypto/sha256.h"
 #include "tests/fuzz/fuzz_common.h"
 
 namespace comity::fuzz {

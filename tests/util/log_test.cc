@@ -1,3 +1,4 @@
+#include "server/util/json.h"
 #include "server/util/log.h"
 
 #include "gmock/gmock.h"

@@ -1,6 +1,6 @@
 // Checking that a signed receipt acknowledges a given signed request.
-#ifndef COMITY_SERVER_CORE_RECEIPT_H_
-#define COMITY_SERVER_CORE_RECEIPT_H_
+#ifndef COMITY_SERVER_AUDIT_RECEIPT_H_
+#define COMITY_SERVER_AUDIT_RECEIPT_H_
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -22,4 +22,4 @@ absl::StatusOr<v1::Receipt> VerifyReceipt(const v1::SignedEnvelope& request,
 
 }  // namespace comity
 
-#endif  // COMITY_SERVER_CORE_RECEIPT_H_
+#endif  // COMITY_SERVER_AUDIT_RECEIPT_H_

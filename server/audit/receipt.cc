@@ -1,4 +1,4 @@
-#include "server/core/receipt.h"
+#include "server/audit/receipt.h"
 
 #include "absl/strings/str_cat.h"
 #include "comity/v1/audit.pb.h"
@@ -6,6 +6,7 @@
 #include "server/audit/merkle.h"
 #include "server/audit/verifier.h"
 #include "server/crypto/ed25519.h"
+#include "server/crypto/sha256.h"
 #include "server/util/status_macros.h"
 
 namespace comity {
