@@ -16,7 +16,7 @@
 #include "server/audit/merkle.h"
 #include "server/core/envelope.h"
 #include "server/crypto/ed25519.h"
-#include "server/store/sqlite_store.h"
+#include "server/store/sqlite/sqlite_store.h"
 
 namespace comity {
 namespace {
@@ -39,10 +39,10 @@ v1::AuditEntry Entry(uint64_t i) {
   return e;
 }
 
-absl::Status AppendBatches(SqliteStore* store, uint64_t total, uint64_t batch,
+absl::Status AppendBatches(Store* store, uint64_t total, uint64_t batch,
                            const SigningKey* key) {
   for (uint64_t done = 0; done < total; done += batch) {
-    absl::Status st = store->Audit([&](AuditWriter& w) -> absl::Status {
+    absl::Status st = store->audit().Append([&](AuditWriter& w) -> absl::Status {
       for (uint64_t i = 0; i < batch; ++i) {
         v1::AuditEntry e = Entry(w.size());
         auto appended = w.Append(&e);
@@ -85,7 +85,7 @@ int Main(int argc, char** argv) {
   std::printf("%-48s %14s\n", "audit log (SQLite WAL, synchronous=FULL)", "figure");
   // 1. Durable appends by batch size (each batch one fsync'd transaction).
   for (uint64_t batch : {1, 10, 100, 1000}) {
-    auto store = SqliteStore::Open(TempDb(absl::StrCat("batch", batch).c_str()));
+    auto store = OpenSqliteStore(TempDb(absl::StrCat("batch", batch).c_str()));
     if (!store.ok()) {
       std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
       return 1;
@@ -104,7 +104,7 @@ int Main(int argc, char** argv) {
   }
   // 2. A large log, with a signed head every 10,000 entries.
   const std::string path = TempDb("big");
-  auto store = SqliteStore::Open(path);
+  auto store = OpenSqliteStore(path);
   if (!store.ok()) return 1;
   auto start = Clock::now();
   absl::Status st = AppendBatches(store->get(), big, 10000, key->get());
@@ -117,7 +117,7 @@ int Main(int argc, char** argv) {
               big / Seconds(start));
   // 3. Verify everything: entries, stored hashes, heads.
   start = Clock::now();
-  auto report = VerifyStoredLog(**store, "FR", keys);
+  auto report = VerifyStoredLog((*store)->audit(), "FR", keys);
   double verify_s = Seconds(start);
   if (!report.ok() || !report->ok) {
     std::fprintf(stderr, "verify failed: %s\n",
@@ -131,7 +131,7 @@ int Main(int argc, char** argv) {
   const int kProofs = 1000;
   start = Clock::now();
   for (int i = 0; i < kProofs; ++i) {
-    auto proof = (*store)->InclusionProofAt(rng() % big, big);
+    auto proof = (*store)->audit().InclusionProofAt(rng() % big, big);
     if (!proof.ok()) return 1;
   }
   std::printf("%-48s %14.1f\n", "inclusion proof, us (mean of 1000)",
@@ -139,7 +139,7 @@ int Main(int argc, char** argv) {
   start = Clock::now();
   for (int i = 0; i < kProofs; ++i) {
     uint64_t old_size = 1 + rng() % (big - 1);
-    auto proof = (*store)->ConsistencyProofAt(old_size, big);
+    auto proof = (*store)->audit().ConsistencyProofAt(old_size, big);
     if (!proof.ok()) return 1;
   }
   std::printf("%-48s %14.1f\n", "consistency proof, us (mean of 1000)",

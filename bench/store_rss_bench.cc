@@ -44,7 +44,7 @@
 #include "server/crypto/ed25519.h"
 #include "server/crypto/random.h"
 #include "server/crypto/sha256.h"
-#include "server/store/sqlite_store.h"
+#include "server/store/sqlite/sqlite_store.h"
 #include "server/treaty/engine.h"
 #include "server/util/status_macros.h"
 
@@ -195,10 +195,10 @@ struct Filler {
   }
 
   // Stores one item the way Node does, one transaction per Store call.
-  absl::Status Store(SqliteStore& store, const Item& item) const {
+  absl::Status Put(Store& store, const Item& item) const {
     const std::string& id = item.key.request_id;
     if (item.outgoing) {
-      COMITY_RETURN_IF_ERROR(store.InsertOutgoing(
+      COMITY_RETURN_IF_ERROR(store.requests().InsertOutgoing(
           item.key, item.record, [&](AuditWriter& w) -> absl::Status {
             v1::AuditEntry submitted =
                 Event(v1::REQUEST_SUBMITTED, "operator:alice", id, "JP", item.at);
@@ -208,7 +208,7 @@ struct Filler {
             v1::AuditEntry a = Assessed(item.assessment, id, "JP", item.at);
             return w.Append(&a).status();
           }));
-      return store.MarkDelivered(id, item.receipt, item.at, [&](AuditWriter& w) -> absl::Status {
+      return store.outbox().MarkDelivered(id, item.receipt, item.at, absl::InfiniteFuture(), [&](AuditWriter& w) -> absl::Status {
         v1::AuditEntry tried = Event(v1::DELIVERY_ATTEMPTED, "node", id, "JP", item.at);
         tried.set_detail("attempt 1");
         COMITY_RETURN_IF_ERROR(w.Append(&tried).status());
@@ -219,7 +219,7 @@ struct Filler {
       });
     }
     bool inserted = false;
-    auto stored = store.InsertIncomingIfAbsent(
+    auto stored = store.requests().InsertIncomingIfAbsent(
         item.key,
         [&](AuditWriter& w) -> absl::StatusOr<v1::RequestRecord> {
           const std::string payload_hash = Sha256(item.record.request().payload());
@@ -354,7 +354,7 @@ int Main(int argc, char** argv) {
   const std::string fill_db = *fill_dir + "/comity.db";
   double fill_s = 0;
   {
-    auto store = SqliteStore::Open(fill_db);
+    auto store = OpenSqliteStore(fill_db);
     if (!store.ok()) {
       cleanup();
       return Fail(store.status());
@@ -386,7 +386,7 @@ int Main(int argc, char** argv) {
     for (int64_t done = 0; done < n; ++done) {
       Item item = queue.Pop();
       if (!st.ok() || failed || item.key.request_id.empty()) continue;
-      st = filler.Store(**store, item);
+      st = filler.Put(**store, item);
       if ((done + 1) % 100000 == 0) {
         std::fprintf(stderr, "  %lld stored, %.0f/s\n", static_cast<long long>(done + 1),
                      static_cast<double>(done + 1) / SecondsSince(start));

@@ -1,5 +1,7 @@
 #include "server/core/deadlines.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "comity/v1/case.pb.h"
 #include "comity/v1/envelope.pb.h"
@@ -16,9 +18,18 @@ bool Decided(v1::CaseState s) {
 
 }  // namespace
 
-std::vector<v1::CaseDeadline> CaseDeadlines(const v1::RequestRecord& record,
-                                            const v1::ServiceLevels& levels, absl::Time now) {
-  std::vector<v1::CaseDeadline> out;
+namespace {
+
+// One deadline of a case, met or not.
+struct Deadline {
+  v1::CaseDeadline d;  // Without overdue/expiring, set by the caller.
+  bool met = false;
+  absl::Time look_from;  // When it starts to matter (its due time, or the warning).
+};
+
+std::vector<Deadline> AllDeadlines(const v1::RequestRecord& record,
+                                   const v1::ServiceLevels& levels) {
+  std::vector<Deadline> out;
   const v1::CaseState state = record.case_state();
   if (state == v1::CASE_STATE_UNSPECIFIED || state == v1::CASE_CLOSED ||
       state == v1::CASE_WITHDRAWN) {
@@ -33,18 +44,19 @@ std::vector<v1::CaseDeadline> CaseDeadlines(const v1::RequestRecord& record,
   const absl::Time received = absl::FromUnixSeconds(receipt.received_at().seconds()) +
                               absl::Nanoseconds(receipt.received_at().nanos());
   const v1::Assessment& assessment = receipt.receiver_assessment();
-  auto add = [&](const char* kind, absl::Time due, bool met, std::string what) {
-    if (met) return;
-    v1::CaseDeadline d;
-    d.set_request_id(body.id());
-    d.set_direction(record.direction());
-    d.set_kind(kind);
-    d.set_due_unix_micros(absl::ToUnixMicros(due));
-    d.set_overdue(now > due);
-    d.set_party(body.requested_party());
-    d.set_description(std::move(what));
-    d.set_obligation(assessment.obligation());
-    out.push_back(std::move(d));
+  auto add = [&](const char* kind, absl::Time due, bool met, std::string what,
+                 const std::string& party, absl::Time look_from) {
+    Deadline x;
+    x.d.set_request_id(body.id());
+    x.d.set_direction(record.direction());
+    x.d.set_kind(kind);
+    x.d.set_due_unix_micros(absl::ToUnixMicros(due));
+    x.d.set_party(party);
+    x.d.set_description(std::move(what));
+    x.d.set_obligation(assessment.obligation());
+    x.met = met;
+    x.look_from = look_from;
+    out.push_back(std::move(x));
   };
 
   const absl::Duration ack =
@@ -57,39 +69,57 @@ std::vector<v1::CaseDeadline> CaseDeadlines(const v1::RequestRecord& record,
                              : levels.urgent_decide_days());
   add("ACKNOWLEDGE", received + ack, state != v1::CASE_DELIVERED,
       absl::StrCat(body.requested_party(), " to acknowledge within ", absl::FormatDuration(ack),
-                   " of receipt (", v1::Urgency_Name(body.urgency()), ")"));
+                   " of receipt (", v1::Urgency_Name(body.urgency()), ")"),
+      body.requested_party(), received + ack);
   add("DECIDE", received + decide, Decided(state),
       absl::StrCat(body.requested_party(), " to accept, refuse or postpone within ",
-                   absl::FormatDuration(decide), " of receipt"));
+                   absl::FormatDuration(decide), " of receipt"),
+      body.requested_party(), received + decide);
 
   // A preservation's term runs from its acceptance (ETS185 Art 29(7)).
-  if (body.assistance_type() == v1::PRESERVATION && assessment.deadline_days() > 0) {
+  if (body.assistance_type() == v1::PRESERVATION && assessment.deadline_days() > 0 &&
+      state != v1::CASE_REFUSED) {
     for (const v1::SignedEnvelope& env : record.transitions()) {
       v1::Transition t;
       if (!t.ParseFromString(env.payload()) || t.action() != v1::ACCEPT) continue;
       const absl::Time until = absl::FromUnixMicros(t.time_unix_micros()) +
                                absl::Hours(24) * assessment.deadline_days();
       const absl::Time warn = until - absl::Hours(24) * levels.preservation_warning_days();
-      if (now >= warn && state != v1::CASE_REFUSED) {
-        v1::CaseDeadline d;
-        d.set_request_id(body.id());
-        d.set_direction(record.direction());
-        d.set_kind("PRESERVATION_EXPIRY");
-        d.set_due_unix_micros(absl::ToUnixMicros(until));
-        d.set_overdue(now > until);
-        d.set_expiring(true);
-        d.set_party(body.requesting_party());
-        d.set_description(absl::StrCat(
-            "preservation kept at least ", assessment.deadline_days(), " days (",
-            assessment.instrument(), " Art 29(7)): follow up with a mutual assistance request "
-                                     "or ask for an extension"));
-        d.set_obligation(assessment.obligation());
-        out.push_back(std::move(d));
-      }
+      add("PRESERVATION_EXPIRY", until, false,
+          absl::StrCat("preservation kept at least ", assessment.deadline_days(), " days (",
+                       assessment.instrument(),
+                       " Art 29(7)): follow up with a mutual assistance request "
+                       "or ask for an extension"),
+          body.requesting_party(), warn);
       break;
     }
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<v1::CaseDeadline> CaseDeadlines(const v1::RequestRecord& record,
+                                            const v1::ServiceLevels& levels, absl::Time now) {
+  std::vector<v1::CaseDeadline> out;
+  for (Deadline& x : AllDeadlines(record, levels)) {
+    if (x.met) continue;
+    const absl::Time due = absl::FromUnixMicros(x.d.due_unix_micros());
+    const bool expiry = x.d.kind() == "PRESERVATION_EXPIRY";
+    if (expiry && now < x.look_from) continue;
+    x.d.set_overdue(now > due);
+    x.d.set_expiring(expiry);
+    out.push_back(std::move(x.d));
+  }
+  return out;
+}
+
+absl::Time NextDeadline(const v1::RequestRecord& record, const v1::ServiceLevels& levels) {
+  absl::Time next = absl::InfiniteFuture();
+  for (const Deadline& x : AllDeadlines(record, levels)) {
+    if (!x.met) next = std::min(next, x.look_from);
+  }
+  return next;
 }
 
 }  // namespace comity

@@ -433,8 +433,8 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(grpc::CallbackServerConte
   f.party = r->party();
   f.actor = r->actor();
   f.type = r->type();
-  auto entries = node_->store()->AuditEntries(f);
-  auto size = node_->store()->AuditSize();
+  auto entries = node_->store()->audit().Entries(f);
+  auto size = node_->store()->audit().Size();
   absl::Status st = entries.ok() ? size.status() : entries.status();
   if (st.ok()) {
     for (auto& e : *entries) response->add_entries(std::move(e));
@@ -448,7 +448,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetTreeHeads(grpc::CallbackServerCon
                                                          v1::GetTreeHeadsResponse* response) {
   auto op = AuthenticateOperatorCall(node_, ctx, "audit.GetTreeHeads", {"auditor"});
   if (!op.ok()) return Done(ctx, op.status());
-  auto heads = node_->store()->TreeHeads();
+  auto heads = node_->store()->audit().TreeHeads();
   if (heads.ok()) {
     for (auto& h : *heads) *response->add_heads() = std::move(h.signed_head);
     for (auto& k : node_->OwnKeys()) *response->add_keys() = std::move(k);
@@ -473,29 +473,29 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetProof(grpc::CallbackServerContext
   if (!op.ok()) return Done(ctx, op.status());
   Store* store = node_->store();
   auto status = [&]() -> absl::Status {
-    auto size = store->AuditSize();
+    auto size = store->audit().Size();
     if (!size.ok()) return size.status();
     const uint64_t tree_size = r->tree_size() == 0 ? *size : r->tree_size();
     response->set_tree_size(tree_size);
-    auto root = store->RootAt(tree_size);
+    auto root = store->audit().RootAt(tree_size);
     if (!root.ok()) return root.status();
     response->set_root(*root);
     if (r->consistency()) {
-      auto old_root = store->RootAt(r->old_size());
+      auto old_root = store->audit().RootAt(r->old_size());
       if (!old_root.ok()) return old_root.status();
       response->set_old_root(*old_root);
-      auto proof = store->ConsistencyProofAt(r->old_size(), tree_size);
+      auto proof = store->audit().ConsistencyProofAt(r->old_size(), tree_size);
       if (!proof.ok()) return proof.status();
       for (auto& h : *proof) response->add_hashes(std::move(h));
       return absl::OkStatus();
     }
-    auto proof = store->InclusionProofAt(r->index(), tree_size);
+    auto proof = store->audit().InclusionProofAt(r->index(), tree_size);
     if (!proof.ok()) return proof.status();
     for (auto& h : *proof) response->add_hashes(std::move(h));
     AuditFilter f;
     f.from_index = r->index();
     f.limit = 1;
-    auto entry = store->AuditEntries(f);
+    auto entry = store->audit().Entries(f);
     if (!entry.ok()) return entry.status();
     if (!entry->empty()) response->set_entry((*entry)[0]);
     return absl::OkStatus();
@@ -530,7 +530,7 @@ class ExportReactor final : public grpc::ServerWriteReactor<v1::AuditBundle> {
     v1::AuditBundle first;
     first.set_party(node->party());
     first.set_exported_at_unix_micros(absl::ToUnixMicros(absl::Now()));
-    auto heads = node->store()->TreeHeads();
+    auto heads = node->store()->audit().TreeHeads();
     if (!heads.ok()) {
       Finish(ToGrpcStatus(heads.status()));
       return;
@@ -564,7 +564,7 @@ class ExportReactor final : public grpc::ServerWriteReactor<v1::AuditBundle> {
     AuditFilter f;
     f.from_index = next_;
     f.limit = kExportChunk;
-    auto entries = node_->store()->AuditEntries(f);
+    auto entries = node_->store()->audit().Entries(f);
     if (!entries.ok()) {
       Finish(ToGrpcStatus(entries.status()));
       return;
@@ -593,7 +593,7 @@ grpc::ServerWriteReactor<v1::AuditBundle>* AuditServiceImpl::Export(
   auto op = AuthenticateOperatorCall(node_, ctx, "audit.Export", {"auditor"});
   if (!op.ok()) return new ErrorWriter(op.status());
   node_->RecordAuditExport("auditor:" + op->operator_name);
-  auto size = node_->store()->AuditSize();
+  auto size = node_->store()->audit().Size();
   if (!size.ok()) return new ErrorWriter(size.status());
   return new ExportReactor(node_, *size);
 }

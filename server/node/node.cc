@@ -85,6 +85,21 @@ void CompareAssessments(const std::string& request_id, const v1::Assessment& req
             {"receiver_library", receiver.library_version().substr(0, 12)}});
 }
 
+// The fields of a request the store indexes.
+RecordKey KeyOf(const v1::RequestBody& body) {
+  return RecordKey{body.id(), body.requesting_party(), body.requested_party(),
+                   {body.related_request_ids().begin(), body.related_request_ids().end()}};
+}
+
+// The next deadline of `row`'s case once `env` (transition `t`) is appended.
+absl::Time NextDeadlineAfter(const v1::RequestRecord& row, const v1::Transition& t,
+                             const v1::SignedEnvelope& env, const v1::ServiceLevels& levels) {
+  v1::RequestRecord after = row;
+  after.set_case_state(t.to_state());
+  *after.add_transitions() = env;
+  return NextDeadline(after, levels);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Node>> Node::Create(const NodeSetup* setup,
@@ -107,9 +122,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Create(const NodeSetup* setup,
   Store* store_for_scrape = node->store_.get();
   node->metrics_.SetScrapeSource([store_for_scrape]() -> absl::StatusOr<MetricsSnapshot> {
     MetricsSnapshot snap;  // Aggregate queries only: a scrape stays cheap.
-    COMITY_ASSIGN_OR_RETURN(snap.requests, store_for_scrape->CountRequests());
-    COMITY_ASSIGN_OR_RETURN(snap.queue_depths, store_for_scrape->QueueDepths());
-    COMITY_ASSIGN_OR_RETURN(snap.audit_entries, store_for_scrape->AuditSize());
+    COMITY_ASSIGN_OR_RETURN(snap.requests, store_for_scrape->requests().Count());
+    COMITY_ASSIGN_OR_RETURN(snap.queue_depths, store_for_scrape->outbox().Depths());
+    COMITY_ASSIGN_OR_RETURN(snap.audit_entries, store_for_scrape->audit().Size());
     return snap;
   });
   COMITY_RETURN_IF_ERROR(node->PrepareKeyAnnouncements());
@@ -247,7 +262,7 @@ absl::StatusOr<v1::SignedEnvelope> Node::ReceiveRequest(const std::string& peer_
   if (!IsCanonicalUuid(body.id())) {
     return absl::InvalidArgumentError("request id is not a lower-case UUID");
   }
-  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> known, store_->Get(body.id()));
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> known, store_->requests().Get(body.id()));
   for (const v1::RequestRecord& r : known) {
     if (r.direction() == v1::INCOMING) return same_or_conflict(r);
   }
@@ -326,14 +341,17 @@ absl::StatusOr<v1::SignedEnvelope> Node::ReceiveRequest(const std::string& peer_
     *record.mutable_receipt() = std::move(signed_receipt);
     *record.mutable_stored_at() = ToProto(now);
     *record.mutable_updated_at() = ToProto(now);
+    if (absl::Time next = NextDeadline(record, setup_->config.service_levels());
+        next != absl::InfiniteFuture()) {
+      *record.mutable_next_deadline() = ToProto(next);
+    }
     return record;
   };
   bool inserted = false;
   COMITY_ASSIGN_OR_RETURN(
       v1::RequestRecord stored,
-      store_->InsertIncomingIfAbsent(
-          RecordKey{body.id(), body.requesting_party(), body.requested_party()}, build,
-          &inserted));
+      store_->requests().InsertIncomingIfAbsent(
+          KeyOf(body), build, &inserted));
   if (!inserted) return same_or_conflict(stored);
   metrics_.RequestAssessed("received", peer_party, assessment->obligation());
   LogEvent(LogLevel::kInfo, "request_received",
@@ -394,7 +412,7 @@ void Node::Submit(const std::string& operator_name, v1::RequestBody draft,
           draft.requested_party(), "\" ... })"));
     }
     for (const std::string& related : draft.related_request_ids()) {
-      auto known = store_->Get(related);
+      auto known = store_->requests().Get(related);
       if (!known.ok()) return known.status();
       if (known->empty()) {
         return absl::FailedPreconditionError(absl::StrCat(
@@ -423,8 +441,8 @@ void Node::Submit(const std::string& operator_name, v1::RequestBody draft,
     }
     *record.mutable_request() = std::move(env);
     const v1::Assessment& assessed = draft.requester_assessment();
-    COMITY_RETURN_IF_ERROR(store_->InsertOutgoing(
-        RecordKey{draft.id(), draft.requesting_party(), draft.requested_party()}, record,
+    COMITY_RETURN_IF_ERROR(store_->requests().InsertOutgoing(
+        KeyOf(draft), record,
         [&](AuditWriter& w) -> absl::Status {
           v1::AuditEntry submitted = Event(v1::REQUEST_SUBMITTED, "operator:" + operator_name,
                                            draft.id(), draft.requested_party());
@@ -485,7 +503,7 @@ void Node::Approve(const std::string& approver, const std::string& request_id,
     }
     COMITY_ASSIGN_OR_RETURN(v1::SignedEnvelope env, DateAssessAndSign(&body));
     const std::string submitter = draft_record->submitted_by();
-    COMITY_RETURN_IF_ERROR(store_->MarkApproved(
+    COMITY_RETURN_IF_ERROR(store_->requests().MarkApproved(
         request_id, env, approver, clock_->Now(), [&](AuditWriter& w) -> absl::Status {
           v1::AuditEntry e = Event(v1::REQUEST_APPROVED, "operator:" + approver, request_id,
                                    body.requested_party());
@@ -496,7 +514,7 @@ void Node::Approve(const std::string& approver, const std::string& request_id,
         }));
     LogEvent(LogLevel::kInfo, "request_approved",
              {{"request_id", request_id}, {"submitter", submitter}, {"approver", approver}});
-    COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> now_stored, store_->Get(request_id));
+    COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> now_stored, store_->requests().Get(request_id));
     for (auto& r : now_stored) {
       if (r.direction() == v1::OUTGOING) return std::move(r);
     }
@@ -513,13 +531,16 @@ void Node::Approve(const std::string& approver, const std::string& request_id,
 
 absl::StatusOr<std::vector<v1::RequestRecord>> Node::List(v1::Direction direction,
                                                           int limit) const {
-  if (limit <= 0) limit = kDefaultListLimit;
-  return store_->List(direction, std::min(limit, kMaxListLimit));
+  ListQuery q;
+  q.direction = direction;
+  q.limit = limit <= 0 ? kDefaultListLimit : std::min(limit, kMaxListLimit);
+  COMITY_ASSIGN_OR_RETURN(RecordPage page, store_->requests().List(q));
+  return std::move(page.records);
 }
 
 absl::StatusOr<std::vector<v1::RequestRecord>> Node::Get(
     const std::string& request_id) const {
-  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records, store_->Get(request_id));
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records, store_->requests().Get(request_id));
   if (records.empty()) {
     return absl::NotFoundError(
         absl::StrCat("no request ", request_id.substr(0, 64), " on this node"));
@@ -527,7 +548,7 @@ absl::StatusOr<std::vector<v1::RequestRecord>> Node::Get(
   for (v1::RequestRecord& r : records) {
     if (r.direction() != v1::OUTGOING) continue;
     COMITY_ASSIGN_OR_RETURN(std::vector<PendingProposal> queued,
-                            store_->QueuedProposals(request_id));
+                            store_->outbox().QueuedProposals(request_id));
     for (PendingProposal& q : queued) *r.add_queued_proposals() = std::move(q.envelope);
   }
   return records;
@@ -536,30 +557,20 @@ absl::StatusOr<std::vector<v1::RequestRecord>> Node::Get(
 absl::StatusOr<std::vector<v1::RequestRecord>> Node::Chain(
     const std::string& request_id) const {
   COMITY_RETURN_IF_ERROR(Get(request_id).status());
-  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> all,
-                          store_->List(v1::DIRECTION_UNSPECIFIED, kMaxListLimit));
-  // Links both ways, from the bodies.
-  std::map<std::string, std::set<std::string>> links;
-  for (const v1::RequestRecord& r : all) {
-    v1::RequestBody body;
-    if (!body.ParseFromString(r.request().payload())) continue;
-    for (const std::string& related : body.related_request_ids()) {
-      links[body.id()].insert(related);
-      links[related].insert(body.id());
-    }
-  }
+  // Links both ways, from the store's index, a bounded number of hops.
   std::set<std::string> seen = {request_id};
   std::vector<std::string> todo = {request_id};
-  while (!todo.empty()) {
+  while (!todo.empty() && seen.size() < static_cast<size_t>(kMaxListLimit)) {
     std::string id = todo.back();
     todo.pop_back();
-    for (const std::string& next : links[id]) {
+    COMITY_ASSIGN_OR_RETURN(std::vector<std::string> linked, store_->requests().Linked(id));
+    for (const std::string& next : linked) {
       if (seen.insert(next).second) todo.push_back(next);
     }
   }
   std::vector<v1::RequestRecord> out;
   for (const std::string& id : seen) {
-    auto records = store_->Get(id);
+    auto records = store_->requests().Get(id);
     if (!records.ok()) return records.status();
     for (auto& r : *records) out.push_back(std::move(r));
   }
@@ -652,8 +663,12 @@ absl::StatusOr<v1::RequestRecord> Node::Deliver(const v1::RequestRecord& record)
              verified->receiver_assessment().obligation() ||
          body.requester_assessment().instrument() !=
              verified->receiver_assessment().instrument());
-    COMITY_RETURN_IF_ERROR(store_->MarkDelivered(
-        body.id(), *receipt, now,
+    v1::RequestRecord delivered = record;
+    delivered.set_state(v1::DELIVERED);
+    delivered.set_case_state(v1::CASE_DELIVERED);
+    *delivered.mutable_receipt() = *receipt;
+    COMITY_RETURN_IF_ERROR(store_->outbox().MarkDelivered(
+        body.id(), *receipt, now, NextDeadline(delivered, setup_->config.service_levels()),
         [&](AuditWriter& w) -> absl::Status {
           COMITY_RETURN_IF_ERROR(audit(v1::DELIVERY_ACKNOWLEDGED,
                                        absl::StrCat(peer, " log entry ",
@@ -687,13 +702,13 @@ absl::StatusOr<v1::RequestRecord> Node::Deliver(const v1::RequestRecord& record)
     if (!receipt.ok() && IsPermanentRejection(status.code())) {
       // The peer refused these bytes for good: retrying cannot help.
       COMITY_RETURN_IF_ERROR(
-          store_->MarkRejected(body.id(), error, now, audit(v1::DELIVERY_REFUSED, error)));
+          store_->outbox().MarkRejected(body.id(), error, now, audit(v1::DELIVERY_REFUSED, error)));
       LogEvent(LogLevel::kWarning, "delivery_rejected",
                {{"request_id", body.id()}, {"to", peer}, {"error", error}});
     } else {
       // Unreachable, or an answer that did not verify: try again later.
       absl::Time next = now + Backoff(record.delivery_attempts() + 1);
-      COMITY_RETURN_IF_ERROR(store_->MarkDeliveryFailed(body.id(), error, now, next,
+      COMITY_RETURN_IF_ERROR(store_->outbox().MarkDeliveryFailed(body.id(), error, now, next,
                                                         audit(v1::DELIVERY_FAILED, error)));
     }
     LogEvent(LogLevel::kWarning, "delivery_failed",
@@ -703,7 +718,7 @@ absl::StatusOr<v1::RequestRecord> Node::Deliver(const v1::RequestRecord& record)
               {"error", error}});
   }
   COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> now_stored,
-                          store_->Get(body.id()));
+                          store_->requests().Get(body.id()));
   for (v1::RequestRecord& r : now_stored) {
     if (r.direction() == v1::OUTGOING) return std::move(r);
   }
@@ -751,7 +766,7 @@ void Node::AuditRateLimited() {
     metrics_.PeerRateLimited(peer, refused);
     LogEvent(LogLevel::kWarning, "peer_rate_limited",
              {{"peer", peer}, {"refused", absl::StrCat(refused)}});
-    absl::Status st = store_->Audit([&, p = peer, n = refused](AuditWriter& w) {
+    absl::Status st = store_->audit().Append([&, p = peer, n = refused](AuditWriter& w) {
       v1::AuditEntry e = Event(v1::PEER_RATE_LIMITED, "peer:" + p, "", p);
       e.set_detail(absl::StrCat(n, " calls refused over the rate limit (",
                                 setup_->config.limits().peer_rate_per_second(),
@@ -883,9 +898,9 @@ bool Node::RunLane(Lane* lane) {
   // What is due to this peer: steps and proposals first (they move open
   // cases), then requests, each kind oldest first.
   std::vector<std::function<absl::StatusOr<bool>()>> tasks;
-  auto transitions = store_->DueTransitions(peer, now, kRetryBatch);
-  auto proposals = store_->DueProposals(peer, now, kRetryBatch);
-  auto requests = store_->DueForDelivery(peer, now, kRetryBatch);
+  auto transitions = store_->outbox().DueTransitions(peer, now, kRetryBatch);
+  auto proposals = store_->outbox().DueProposals(peer, now, kRetryBatch);
+  auto requests = store_->outbox().DueRequests(peer, now, kRetryBatch);
   for (const auto* failed : {&transitions.status(), &proposals.status(), &requests.status()}) {
     if (!failed->ok()) {
       LogEvent(LogLevel::kError, "store_error", {{"error", failed->ToString()}});
@@ -1127,8 +1142,9 @@ absl::StatusOr<v1::SignedEnvelope> Node::AppendStep(
   const std::string actor = decided_by == party()
                                 ? "operator:" + operator_name
                                 : absl::StrCat("peer:", decided_by, " (", operator_name, ")");
-  COMITY_RETURN_IF_ERROR(store_->AppendTransition(
+  COMITY_RETURN_IF_ERROR(store_->cases().AppendTransition(
       body.id(), v1::INCOMING, t, env, /*outbound=*/true, clock_->Now(),
+      NextDeadlineAfter(row, t, env, setup_->config.service_levels()),
       [&](AuditWriter& w) -> absl::Status {
         v1::AuditEntry e = Event(decided_by == party() ? v1::CASE_DECIDED : v1::CASE_UPDATED,
                                  actor, body.id(), body.requesting_party());
@@ -1197,7 +1213,7 @@ absl::StatusOr<v1::RequestRecord> Node::Propose(const std::string& operator_name
                    setup_->config.signing_key().key_id(), *setup_->signing_key));
   const std::string& peer = body.requested_party();
   COMITY_RETURN_IF_ERROR(
-      store_->EnqueueProposal(request_id, peer, env, clock_->Now(),
+      store_->outbox().EnqueueProposal(request_id, peer, env, clock_->Now(),
                               [&](AuditWriter& w) -> absl::Status {
                                 v1::AuditEntry e = Event(v1::PROPOSAL_QUEUED,
                                                          "operator:" + operator_name,
@@ -1241,7 +1257,7 @@ absl::StatusOr<bool> Node::DeliverProposal(const PendingProposal& q) {
                 {"from", q.peer},
                 {"error", applied.status().ToString()}});
     }
-    COMITY_RETURN_IF_ERROR(store_->FinishProposal(q.id, ""));
+    COMITY_RETURN_IF_ERROR(store_->outbox().FinishProposal(q.id, ""));
     LogEvent(LogLevel::kInfo, "proposal_delivered",
              {{"request_id", q.request_id}, {"to", q.peer}});
     Resolve(LaneFor(q.peer), "p:" + q.request_id, StoredOutgoing(q.request_id));
@@ -1254,7 +1270,7 @@ absl::StatusOr<bool> Node::DeliverProposal(const PendingProposal& q) {
                          absl::IsAborted(st) || absl::IsUnauthenticated(st);
   if (transient) {
     COMITY_RETURN_IF_ERROR(
-        store_->MarkProposalFailed(q.id, error, clock_->Now() + Backoff(q.attempts + 1)));
+        store_->outbox().MarkProposalFailed(q.id, error, clock_->Now() + Backoff(q.attempts + 1)));
     LogEvent(LogLevel::kWarning, "proposal_delivery_failed",
              {{"request_id", q.request_id}, {"to", q.peer}, {"error", error}});
     const bool reached = !absl::IsUnavailable(st) && !absl::IsDeadlineExceeded(st);
@@ -1262,7 +1278,7 @@ absl::StatusOr<bool> Node::DeliverProposal(const PendingProposal& q) {
     return reached;
   }
   // Refused for good (the case moved on, an illegal step...): off the queue.
-  COMITY_RETURN_IF_ERROR(store_->FinishProposal(
+  COMITY_RETURN_IF_ERROR(store_->outbox().FinishProposal(
       q.id, error, [&](AuditWriter& w) -> absl::Status {
         v1::AuditEntry e = Event(v1::PROPOSAL_REFUSED, "node", q.request_id, q.peer);
         e.add_hashes(Sha256(q.envelope.payload()));
@@ -1401,8 +1417,9 @@ absl::StatusOr<v1::SignedEnvelope> Node::ReceiveTransition(
                                                      v1::CaseState_Name(t.to_state()))
                                      : std::string(legal.status().message())));
   }
-  COMITY_RETURN_IF_ERROR(store_->AppendTransition(
+  COMITY_RETURN_IF_ERROR(store_->cases().AppendTransition(
       t.request_id(), v1::OUTGOING, t, envelope, /*outbound=*/false, clock_->Now(),
+      NextDeadlineAfter(*row, t, envelope, setup_->config.service_levels()),
       [&](AuditWriter& w) -> absl::Status {
         v1::AuditEntry e = Event(v1::CASE_UPDATED, "peer:" + peer_party, t.request_id(),
                                  peer_party);
@@ -1443,7 +1460,7 @@ bool Node::DeliverTransition(const std::string& peer, const PendingTransition& p
     }
   }
   if (st.ok()) {
-    absl::Status marked = store_->MarkTransitionDelivered(
+    absl::Status marked = store_->outbox().MarkTransitionDelivered(
         p.request_id, p.sequence, *ack, [&](AuditWriter& w) -> absl::Status {
           v1::AuditEntry e = Event(v1::TRANSITION_DELIVERED, "node", p.request_id, peer);
           e.add_hashes(Sha256(p.envelope.payload()));
@@ -1457,7 +1474,7 @@ bool Node::DeliverTransition(const std::string& peer, const PendingTransition& p
     return true;
   }
   std::string error = absl::StrCat(absl::StatusCodeToString(st.code()), ": ", st.message());
-  (void)store_->MarkTransitionFailed(p.request_id, p.sequence, error,
+  (void)store_->outbox().MarkTransitionFailed(p.request_id, p.sequence, error,
                                      clock_->Now() + Backoff(p.attempts + 1));
   if (absl::IsFailedPrecondition(st) && p.sequence > 1 &&
       absl::StrContains(st.message(), "does not follow the case")) {
@@ -1466,7 +1483,7 @@ bool Node::DeliverTransition(const std::string& peer, const PendingTransition& p
     // what it still holds it acknowledges again. (Its other
     // FAILED_PRECONDITION, a step outside its acceptance window, is not
     // helped by sending older steps.)
-    auto rewound = store_->RewindTransitions(p.request_id, p.sequence, clock_->Now());
+    auto rewound = store_->outbox().RewindTransitions(p.request_id, p.sequence, clock_->Now());
     if (rewound.ok() && *rewound > 0) {
       LogEvent(LogLevel::kWarning, "transitions_rewound",
                {{"request_id", p.request_id}, {"to", peer},
@@ -1482,24 +1499,25 @@ bool Node::DeliverTransition(const std::string& peer, const PendingTransition& p
 }
 
 absl::StatusOr<std::vector<v1::CaseDeadline>> Node::Overdue() {
-  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> listed,
-                          store_->List(v1::DIRECTION_UNSPECIFIED, kMaxListLimit));
   std::vector<v1::CaseDeadline> out;
   const absl::Time now = clock_->Now();
-  for (const v1::RequestRecord& summary : listed) {
-    if (summary.case_state() == v1::CASE_STATE_UNSPECIFIED ||
-        IsFinalCaseState(summary.case_state())) {
-      continue;
-    }
-    v1::RequestBody body;
-    if (!body.ParseFromString(summary.request().payload())) continue;
-    COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> full, store_->Get(body.id()));
-    for (const v1::RequestRecord& r : full) {
-      if (r.direction() != summary.direction()) continue;
-      for (v1::CaseDeadline& d : CaseDeadlines(r, setup_->config.service_levels(), now)) {
+  // Every case whose next deadline has come, from the store's index.
+  std::optional<CaseRef> after;
+  while (out.size() < static_cast<size_t>(kMaxListLimit)) {
+    COMITY_ASSIGN_OR_RETURN(
+        std::vector<CaseRef> refs,
+        store_->cases().WithDeadlineBefore(now, after ? &*after : nullptr, kRetryBatch));
+    for (const CaseRef& ref : refs) {
+      COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> full,
+                              store_->requests().Get(ref.request_id));
+      const v1::RequestRecord* r = Row(full, ref.direction);
+      if (r == nullptr) continue;
+      for (v1::CaseDeadline& d : CaseDeadlines(*r, setup_->config.service_levels(), now)) {
         if (d.overdue() || d.expiring()) out.push_back(std::move(d));
       }
     }
+    if (refs.size() < static_cast<size_t>(kRetryBatch)) break;
+    after = refs.back();
   }
   return out;
 }
@@ -1507,45 +1525,59 @@ absl::StatusOr<std::vector<v1::CaseDeadline>> Node::Overdue() {
 void Node::CheckDeadlines() {
   // The check-then-log below must not run twice at once.
   absl::MutexLock checking(&deadline_mu_);
-  auto deadlines = Overdue();
-  if (!deadlines.ok()) {
-    LogEvent(LogLevel::kError, "store_error", {{"error", deadlines.status().ToString()}});
-    return;
-  }
-  for (const v1::CaseDeadline& d : *deadlines) {
-    if (!d.overdue() || d.obligation() != v1::BINDING ||
-        (d.kind() != "ACKNOWLEDGE" && d.kind() != "DECIDE")) {
-      continue;
+  const absl::Time now = clock_->Now();
+  for (;;) {
+    auto due = store_->cases().Due(now, kRetryBatch);
+    if (!due.ok()) {
+      LogEvent(LogLevel::kError, "store_error", {{"error", due.status().ToString()}});
+      return;
     }
-    // Once per deadline: the log says whether it was escalated already.
-    AuditFilter f;
-    f.request_id = d.request_id();
-    f.type = v1::CASE_ESCALATED;
-    auto earlier = store_->AuditEntries(f);
-    bool done = false;
-    if (earlier.ok()) {
-      for (const std::string& bytes : *earlier) {
-        v1::AuditEntry e;
-        if (e.ParseFromString(bytes) && e.detail().rfind(d.kind() + " ", 0) == 0) done = true;
+    for (const CaseRef& ref : *due) {
+      auto full = store_->requests().Get(ref.request_id);
+      const v1::RequestRecord* r = full.ok() ? Row(*full, ref.direction) : nullptr;
+      absl::Time handled = ref.next_deadline;
+      std::vector<v1::CaseDeadline> escalate;
+      if (r != nullptr) {
+        for (v1::CaseDeadline& d : CaseDeadlines(*r, setup_->config.service_levels(), now)) {
+          if (!d.overdue()) continue;
+          handled = std::max(handled, absl::FromUnixMicros(d.due_unix_micros()));
+          if (d.obligation() == v1::BINDING && (d.kind() == "ACKNOWLEDGE" || d.kind() == "DECIDE")) {
+            escalate.push_back(std::move(d));
+          }
+        }
+      }
+      for (const v1::CaseDeadline& d : escalate) {
+        LogEvent(LogLevel::kError, "deadline_missed",
+                 {{"request_id", d.request_id()},
+                  {"deadline", d.kind()},
+                  {"due", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
+                                           absl::FromUnixMicros(d.due_unix_micros()),
+                                           absl::UTCTimeZone())},
+                  {"party", d.party()},
+                  {"detail", d.description()}});
+      }
+      // Escalated once per deadline: the entries and the mark commit together.
+      absl::Status st = store_->cases().MarkDeadlinesHandled(
+          ref.request_id, ref.direction, handled,
+          escalate.empty() ? AuditFn() : [&](AuditWriter& w) -> absl::Status {
+            for (const v1::CaseDeadline& d : escalate) {
+              v1::AuditEntry e = Event(v1::CASE_ESCALATED, "node", d.request_id(), d.party());
+              e.set_obligation(d.obligation());
+              e.set_detail(absl::StrCat(
+                  d.kind(), " overdue since ",
+                  absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMicros(d.due_unix_micros()),
+                                   absl::UTCTimeZone()),
+                  ": ", d.description()));
+              COMITY_RETURN_IF_ERROR(w.Append(&e).status());
+            }
+            return absl::OkStatus();
+          });
+      if (!st.ok()) {
+        LogEvent(LogLevel::kError, "audit_error", {{"error", st.ToString()}});
+        return;
       }
     }
-    if (done) continue;
-    const std::string due = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
-                                             absl::FromUnixMicros(d.due_unix_micros()),
-                                             absl::UTCTimeZone());
-    LogEvent(LogLevel::kError, "deadline_missed",
-             {{"request_id", d.request_id()},
-              {"deadline", d.kind()},
-              {"due", due},
-              {"party", d.party()},
-              {"detail", d.description()}});
-    absl::Status st = store_->Audit([&](AuditWriter& w) {
-      v1::AuditEntry e = Event(v1::CASE_ESCALATED, "node", d.request_id(), d.party());
-      e.set_obligation(d.obligation());
-      e.set_detail(absl::StrCat(d.kind(), " overdue since ", due, ": ", d.description()));
-      return w.Append(&e).status();
-    });
-    if (!st.ok()) LogEvent(LogLevel::kError, "audit_error", {{"error", st.ToString()}});
+    if (due->size() < static_cast<size_t>(kRetryBatch)) return;
   }
 }
 
@@ -1554,7 +1586,7 @@ void Node::CheckDeadlines() {
 absl::Status Node::CheckEvidenceAccess(const std::string& peer_party,
                                        const std::string& request_id,
                                        const std::string& sha256) {
-  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records, store_->Get(request_id));
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records, store_->requests().Get(request_id));
   const v1::RequestRecord* row = Row(records, v1::INCOMING);
   v1::RequestBody body;
   bool listed = false;
@@ -1584,59 +1616,64 @@ void Node::FetchPendingEvidence() {
   // One fetch round at a time (the worker's, or a test's): two would fetch
   // the same file at once.
   absl::MutexLock fetching(&fetch_mu_);
-  auto listed = store_->List(v1::OUTGOING, kMaxListLimit);
-  if (!listed.ok()) return;
-  for (const v1::RequestRecord& summary : *listed) {
-    const v1::CaseState s = summary.case_state();
-    if (s != v1::CASE_PARTLY_EXECUTED && s != v1::CASE_EXECUTED && s != v1::CASE_CLOSED) continue;
-    v1::RequestBody body;
-    if (!body.ParseFromString(summary.request().payload())) continue;
-    auto records = store_->Get(body.id());
+  auto due = store_->cases().DueEvidence("", clock_->Now(), kRetryBatch);
+  if (!due.ok()) {
+    LogEvent(LogLevel::kError, "store_error", {{"error", due.status().ToString()}});
+    return;
+  }
+  for (const PendingEvidence& f : *due) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+    }
+    if (evidence_->Has(f.sha256)) {  // Held already (another request's copy).
+      store_->cases().MarkEvidenceHeld(f.request_id, f.sha256).IgnoreError();
+      continue;
+    }
+    auto records = store_->requests().Get(f.request_id);
     const v1::RequestRecord* row = records.ok() ? Row(*records, v1::OUTGOING) : nullptr;
     if (row == nullptr) continue;
-    for (const v1::SignedEnvelope& env : row->transitions()) {
-      v1::Transition t;
-      if (!t.ParseFromString(env.payload())) continue;
-      for (const v1::EvidenceFile& f : t.evidence()) {
-        if (evidence_->Has(f.sha256())) continue;
-        // Released only once its conditions are accepted: nothing to fetch yet.
-        if (!UnacceptedConditions(row->transitions(), f.sha256()).empty()) continue;
-        {
-          absl::MutexLock lock(&mu_);
-          if (stopping_) return;
-        }
-        const std::string transfer = HexEncode(f.sha256());
-        absl::Status st = [&]() -> absl::Status {
-          COMITY_ASSIGN_OR_RETURN(uint64_t offset,
-                                  evidence_->BeginUpload(transfer, f.size(), f.sha256()));
-          if (offset < f.size()) {
-            COMITY_RETURN_IF_ERROR(transport_->FetchEvidence(
-                body.requested_party(), body.id(), f.sha256(), offset,
-                [&](absl::string_view chunk) -> absl::Status {
-                  COMITY_RETURN_IF_ERROR(evidence_->AppendChunk(transfer, offset, chunk));
-                  offset += chunk.size();
-                  return absl::OkStatus();
-                },
-                absl::Hours(1)));
-          }
-          COMITY_RETURN_IF_ERROR(evidence_->FinishUpload(transfer).status());
-          return store_->Audit([&](AuditWriter& w) {
-            v1::AuditEntry e = Event(v1::EVIDENCE_RECEIVED, "peer:" + body.requested_party(),
-                                     body.id(), body.requested_party());
-            e.add_hashes(f.sha256());
-            e.set_detail(absl::StrCat(f.name(), ", ", f.size(), " bytes, SHA-256 verified"));
-            return w.Append(&e).status();
-          });
-        }();
-        if (st.ok()) {
-          LogEvent(LogLevel::kInfo, "evidence_received",
-                   {{"request_id", body.id()}, {"file", f.name()},
-                    {"bytes", absl::StrCat(f.size())}});
-        } else {
-          LogEvent(LogLevel::kWarning, "evidence_fetch_failed",
-                   {{"request_id", body.id()}, {"file", f.name()}, {"error", st.ToString()}});
-        }
+    // Released only once its conditions are accepted: not due until then.
+    if (!UnacceptedConditions(row->transitions(), f.sha256).empty()) {
+      store_->cases()
+          .MarkEvidenceDeferred(f.request_id, f.sha256,
+                                "waiting for the release conditions to be accepted", false,
+                                absl::InfiniteFuture())
+          .IgnoreError();
+      continue;
+    }
+    const std::string transfer = HexEncode(f.sha256);
+    absl::Status st = [&]() -> absl::Status {
+      COMITY_ASSIGN_OR_RETURN(uint64_t offset, evidence_->BeginUpload(transfer, f.size, f.sha256));
+      if (offset < f.size) {
+        COMITY_RETURN_IF_ERROR(transport_->FetchEvidence(
+            f.peer, f.request_id, f.sha256, offset,
+            [&](absl::string_view chunk) -> absl::Status {
+              COMITY_RETURN_IF_ERROR(evidence_->AppendChunk(transfer, offset, chunk));
+              offset += chunk.size();
+              return absl::OkStatus();
+            },
+            absl::Hours(1)));
       }
+      COMITY_RETURN_IF_ERROR(evidence_->FinishUpload(transfer).status());
+      return store_->cases().MarkEvidenceHeld(f.request_id, f.sha256, [&](AuditWriter& w) {
+        v1::AuditEntry e =
+            Event(v1::EVIDENCE_RECEIVED, "peer:" + f.peer, f.request_id, f.peer);
+        e.add_hashes(f.sha256);
+        e.set_detail(absl::StrCat(f.name, ", ", f.size, " bytes, SHA-256 verified"));
+        return w.Append(&e).status();
+      });
+    }();
+    if (st.ok()) {
+      LogEvent(LogLevel::kInfo, "evidence_received",
+               {{"request_id", f.request_id}, {"file", f.name}, {"bytes", absl::StrCat(f.size)}});
+    } else {
+      store_->cases()
+          .MarkEvidenceDeferred(f.request_id, f.sha256, st.ToString(), true,
+                                clock_->Now() + Backoff(f.attempts + 1))
+          .IgnoreError();
+      LogEvent(LogLevel::kWarning, "evidence_fetch_failed",
+               {{"request_id", f.request_id}, {"file", f.name}, {"error", st.ToString()}});
     }
   }
 }
@@ -1667,7 +1704,7 @@ absl::Status Node::BeginEvidenceExport(const std::string& operator_name,
         "say so explicitly (--allow-tlp-red); that export is logged"));
   }
   if (offset == 0) {
-    COMITY_RETURN_IF_ERROR(store_->Audit([&](AuditWriter& w) {
+    COMITY_RETURN_IF_ERROR(store_->audit().Append([&](AuditWriter& w) {
       v1::AuditEntry e = Event(v1::EVIDENCE_EXPORTED, "operator:" + operator_name, request_id,
                                row.direction() == v1::OUTGOING ? body.requested_party()
                                                                : body.requesting_party());
@@ -1698,7 +1735,7 @@ void Node::NoteContact(const std::string& party, const absl::Status& status) {
 }
 
 absl::StatusOr<std::vector<v1::PeerStatus>> Node::Peers() {
-  COMITY_ASSIGN_OR_RETURN(auto depths, store_->QueueDepths());
+  COMITY_ASSIGN_OR_RETURN(auto depths, store_->outbox().Depths());
   std::vector<v1::PeerStatus> out;
   absl::MutexLock lock(&contacts_mu_);
   for (const auto& [code, peer] : setup_->peers) {
@@ -1764,14 +1801,14 @@ absl::Status Node::LogStart() {
                                                    setup_->signing_key->public_key()));
   AuditFilter started;
   started.type = v1::NODE_STARTED;
-  COMITY_ASSIGN_OR_RETURN(std::vector<std::string> starts, store_->AuditEntries(started));
+  COMITY_ASSIGN_OR_RETURN(std::vector<std::string> starts, store_->audit().Entries(started));
   std::string previous_key;
   if (!starts.empty()) {
     v1::AuditEntry last;
     if (last.ParseFromString(starts.back()) && last.hashes_size() > 1) previous_key = last.hashes(1);
   }
   const std::string config_hash = Sha256(setup_->config.SerializeAsString());
-  return store_->Audit([&](AuditWriter& w) -> absl::Status {
+  return store_->audit().Append([&](AuditWriter& w) -> absl::Status {
     v1::AuditEntry e = Event(v1::NODE_STARTED, "node");
     e.add_hashes(config_hash);
     e.add_hashes(key_hash);
@@ -1793,7 +1830,7 @@ absl::Status Node::LogStart() {
 
 void Node::RecordAuthFailure(const std::string& actor, const std::string& detail) {
   metrics_.AuthFailure(actor.rfind("operator:", 0) == 0 ? "operator" : "tls");
-  absl::Status st = store_->Audit([&](AuditWriter& w) {
+  absl::Status st = store_->audit().Append([&](AuditWriter& w) {
     v1::AuditEntry e = Event(v1::AUTH_FAILURE, actor);
     e.set_detail(detail.substr(0, 512));
     return w.Append(&e).status();
@@ -1805,7 +1842,7 @@ void Node::RecordPeerRefusal(const std::string& actor, const std::string& payloa
                              const absl::Status& why) {
   metrics_.PeerRefusal(actor.rfind("peer:", 0) == 0 ? actor.substr(5) : actor,
                        absl::StatusCodeToString(why.code()));
-  absl::Status st = store_->Audit([&](AuditWriter& w) {
+  absl::Status st = store_->audit().Append([&](AuditWriter& w) {
     v1::AuditEntry e = Event(v1::PEER_REQUEST_REFUSED, actor);
     if (actor.rfind("peer:", 0) == 0) e.set_party(actor.substr(5));
     e.add_hashes(payload_sha256);
@@ -1817,7 +1854,7 @@ void Node::RecordPeerRefusal(const std::string& actor, const std::string& payloa
 }
 
 void Node::RecordAuditExport(const std::string& actor) {
-  absl::Status st = store_->Audit([&](AuditWriter& w) {
+  absl::Status st = store_->audit().Append([&](AuditWriter& w) {
     v1::AuditEntry e = Event(v1::AUDIT_EXPORTED, actor);
     COMITY_RETURN_IF_ERROR(w.Append(&e).status());
     // The export is covered by a head signed now: a copy cannot be changed
@@ -1828,11 +1865,11 @@ void Node::RecordAuditExport(const std::string& actor) {
 }
 
 absl::StatusOr<v1::SignedEnvelope> Node::SignTreeHead() {
-  COMITY_ASSIGN_OR_RETURN(std::optional<StoredTreeHead> latest, store_->LatestTreeHead());
-  COMITY_ASSIGN_OR_RETURN(uint64_t size, store_->AuditSize());
+  COMITY_ASSIGN_OR_RETURN(std::optional<StoredTreeHead> latest, store_->audit().LatestTreeHead());
+  COMITY_ASSIGN_OR_RETURN(uint64_t size, store_->audit().Size());
   if (latest.has_value() && latest->head.tree_size() == size) return latest->signed_head;
   v1::SignedEnvelope head;
-  COMITY_RETURN_IF_ERROR(store_->Audit([&](AuditWriter& w) -> absl::Status {
+  COMITY_RETURN_IF_ERROR(store_->audit().Append([&](AuditWriter& w) -> absl::Status {
     COMITY_ASSIGN_OR_RETURN(head, SignHead(w));
     return absl::OkStatus();
   }));
@@ -1840,12 +1877,12 @@ absl::StatusOr<v1::SignedEnvelope> Node::SignTreeHead() {
 }
 
 absl::StatusOr<VerifyReport> Node::VerifyAuditLog() {
-  return VerifyStoredLog(*store_, party(), setup_->key_ring);
+  return VerifyStoredLog(store_->audit(), party(), setup_->key_ring);
 }
 
 absl::StatusOr<std::vector<std::string>> Node::ConsistencyProof(uint64_t old_size,
                                                                 uint64_t new_size) {
-  return store_->ConsistencyProofAt(old_size, new_size);
+  return store_->audit().ConsistencyProofAt(old_size, new_size);
 }
 
 absl::StatusOr<v1::SignedEnvelope> Node::ExchangeTreeHeads(
@@ -1859,7 +1896,7 @@ absl::StatusOr<v1::SignedEnvelope> Node::ExchangeTreeHeads(
   if (!checked.ok() && !absl::IsUnavailable(checked) && !absl::IsDeadlineExceeded(checked)) {
     return checked;
   }
-  COMITY_ASSIGN_OR_RETURN(std::optional<StoredTreeHead> ours, store_->LatestTreeHead());
+  COMITY_ASSIGN_OR_RETURN(std::optional<StoredTreeHead> ours, store_->audit().LatestTreeHead());
   if (!ours.has_value()) return SignTreeHead();
   return ours->signed_head;
 }
@@ -1874,8 +1911,8 @@ absl::Status Node::CheckPeerHead(const std::string& party_code,
     return absl::InvalidArgumentError(absl::StrCat("not a tree head of ", party_code));
   }
   COMITY_ASSIGN_OR_RETURN(std::optional<StoredTreeHead> last,
-                          store_->LatestPeerHead(party_code));
-  if (!last.has_value()) return store_->PutPeerHead(party_code, now);
+                          store_->audit().LatestPeerHead(party_code));
+  if (!last.has_value()) return store_->audit().PutPeerHead(party_code, now, clock_->Now());
   const uint64_t old_size = last->head.tree_size();
   const uint64_t new_size = now.head.tree_size();
   const absl::Duration timeout =
@@ -1906,7 +1943,7 @@ absl::Status Node::CheckPeerHead(const std::string& party_code,
     return RaiseSplitView(party_code, small.signed_head, large.signed_head,
                           std::string(consistent.message()), "");
   }
-  if (new_size > old_size) return store_->PutPeerHead(party_code, now);
+  if (new_size > old_size) return store_->audit().PutPeerHead(party_code, now, clock_->Now());
   return absl::OkStatus();
 }
 
@@ -1923,7 +1960,7 @@ absl::Status Node::RaiseSplitView(const std::string& party_code, const v1::Signe
       HexEncode(b.root_hash()).substr(0, 16), ") are inconsistent: ", why);
   LogEvent(LogLevel::kError, "split_view_detected",
            {{"party", party_code}, {"detail", detail}});
-  absl::Status st = store_->Audit([&](AuditWriter& w) {
+  absl::Status st = store_->audit().Append([&](AuditWriter& w) {
     v1::AuditEntry e = Event(v1::SPLIT_VIEW_DETECTED,
                              report_to_peer ? "node" : "peer:" + reporter, "",
                              report_to_peer ? party_code : reporter);
@@ -1966,7 +2003,7 @@ absl::Status Node::HandleSplitViewReport(const std::string& peer_party,
   } else {
     // Our own log decides: each head must match our root at its size.
     for (const v1::TreeHead& h : heads) {
-      auto root = store_->RootAt(h.tree_size());
+      auto root = store_->audit().RootAt(h.tree_size());
       if (!root.ok() || *root != h.root_hash()) contradict = true;
     }
   }
@@ -1982,8 +2019,8 @@ absl::Status Node::HandleSplitViewReport(const std::string& peer_party,
 }
 
 void Node::GossipHeads() {
-  auto latest = store_->LatestTreeHead();
-  auto size = store_->AuditSize();
+  auto latest = store_->audit().LatestTreeHead();
+  auto size = store_->audit().Size();
   if (!latest.ok() || !size.ok()) return;
   v1::SignedEnvelope ours;
   if (!latest->has_value() || (*latest)->head.tree_size() < *size) {

@@ -34,7 +34,7 @@ absl::StatusOr<Node::BackupCopy> Node::WriteBackup(const std::string& operator_n
   }
   copy.origin = *origin;
   // Logged after the copy, so the entry says exactly what the copy holds.
-  absl::Status audited = store_->Audit([&](AuditWriter& w) {
+  absl::Status audited = store_->audit().Append([&](AuditWriter& w) {
     v1::AuditEntry e = Event(v1::BACKUP_TAKEN, "operator:" + operator_name);
     e.set_detail(absl::StrCat("database copied with ", copy.origin.audit_size,
                               " audit log entries"));
@@ -53,7 +53,7 @@ absl::StatusOr<Node::BackupCopy> Node::WriteBackup(const std::string& operator_n
 absl::StatusOr<std::optional<v1::SignedEnvelope>> Node::HeldHeadOf(
     const std::string& peer_party) {
   COMITY_ASSIGN_OR_RETURN(std::optional<StoredTreeHead> held,
-                          store_->LatestPeerHead(peer_party));
+                          store_->audit().LatestPeerHead(peer_party));
   if (!held.has_value()) return std::optional<v1::SignedEnvelope>();
   return std::optional<v1::SignedEnvelope>(held->signed_head);
 }
@@ -61,7 +61,7 @@ absl::StatusOr<std::optional<v1::SignedEnvelope>> Node::HeldHeadOf(
 absl::Status Node::CheckRestoredLog() {
   COMITY_ASSIGN_OR_RETURN(std::optional<BackupOrigin> origin, store_->RestoredBackupOrigin());
   if (!origin.has_value()) return absl::OkStatus();
-  COMITY_ASSIGN_OR_RETURN(uint64_t size, store_->AuditSize());
+  COMITY_ASSIGN_OR_RETURN(uint64_t size, store_->audit().Size());
   const absl::Duration timeout =
       absl::Milliseconds(setup_->config.delivery().attempt_timeout_ms());
   // What each peer saw of this node's log must be in the restored log:
@@ -97,7 +97,7 @@ absl::Status Node::CheckRestoredLog() {
           " entries restored"));
       continue;
     }
-    absl::StatusOr<std::string> root = store_->RootAt(head.tree_size());
+    absl::StatusOr<std::string> root = store_->audit().RootAt(head.tree_size());
     if (!root.ok() || *root != head.root_hash()) {
       conflicts.push_back(absl::StrCat(peer, " holds a head of size ", head.tree_size(),
                                        " whose root differs from the restored log's"));
@@ -137,7 +137,7 @@ absl::Status Node::CheckRestoredLog() {
                     absl::StrJoin(conflicts, "; "), conflicts.empty() ? "" : "; ",
                     absl::StrJoin(unchecked, "; "));
   }
-  COMITY_RETURN_IF_ERROR(store_->Audit([&](AuditWriter& w) {
+  COMITY_RETURN_IF_ERROR(store_->audit().Append([&](AuditWriter& w) {
     v1::AuditEntry e = Event(v1::LOG_RESTORED, "node");
     e.set_detail(detail.substr(0, 2000));
     return w.Append(&e).status();

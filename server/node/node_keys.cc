@@ -261,7 +261,7 @@ absl::StatusOr<bool> Node::ReceiveKeyAnnouncement(const std::string& peer_party,
       WriteFileAtomically(setup_->config.data_dir() + kAcceptedKeysFile,
                           accepted_keys_.SerializeAsString(), 0600));
   const std::string hash = Sha256(request.announcement().payload());
-  absl::Status audited = store_->Audit([&](AuditWriter& w) -> absl::Status {
+  absl::Status audited = store_->audit().Append([&](AuditWriter& w) -> absl::Status {
     if (!a.key_id().empty()) {
       v1::AuditEntry e = Event(v1::KEY_ANNOUNCED, "peer:" + peer_party, "", peer_party);
       e.add_hashes(hash);
@@ -322,7 +322,7 @@ void Node::AnnounceKeys() {
       if (!*taught) continue;
       v1::KeyAnnouncement a;
       a.ParseFromString(req.announcement().payload());
-      absl::Status audited = store_->Audit([&](AuditWriter& w) {
+      absl::Status audited = store_->audit().Append([&](AuditWriter& w) {
         v1::AuditEntry e = Event(a.key_id().empty() ? v1::KEY_REVOKED : v1::KEY_ANNOUNCED,
                                  "node", "", peer);
         e.add_hashes(Sha256(req.announcement().payload()));

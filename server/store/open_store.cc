@@ -7,8 +7,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "server/store/pg_store.h"
-#include "server/store/sqlite_store.h"
+#include "server/store/postgres/pg_store.h"
+#include "server/store/sqlite/sqlite_store.h"
 #include "server/util/status_macros.h"
 
 namespace comity {
@@ -19,21 +19,17 @@ bool IsPostgresUrl(const std::string& database) {
 
 absl::StatusOr<std::unique_ptr<Store>> OpenStore(const v1::NodeConfig& config) {
   if (config.database().empty()) {
-    COMITY_ASSIGN_OR_RETURN(std::unique_ptr<SqliteStore> store,
-                            SqliteStore::Open(config.data_dir() + "/comity.db"));
-    return std::unique_ptr<Store>(std::move(store));
+    return OpenSqliteStore(config.data_dir() + "/comity.db");
   }
   if (!IsPostgresUrl(config.database())) {
     return absl::InvalidArgumentError(
         "database: must be empty (SQLite in data_dir) or a postgresql:// URL");
   }
-  PgStore::Options options;
+  PostgresOptions options;
   char host[256] = {0};
   if (::gethostname(host, sizeof(host) - 1) != 0) std::strcpy(host, "unknown");
   options.replica_id = absl::StrCat(host, ":", config.peer_listen_address());
-  COMITY_ASSIGN_OR_RETURN(std::unique_ptr<PgStore> store,
-                          PgStore::Open(config.database(), options));
-  return std::unique_ptr<Store>(std::move(store));
+  return OpenPostgresStore(config.database(), options);
 }
 
 std::string StoreDescription(const v1::NodeConfig& config) {

@@ -19,8 +19,8 @@ namespace comity {
 bool IsPostgresUrl(const std::string& database);
 
 // The store of a validated configuration (ParseNodeConfig). For SQLite,
-// data_dir must exist. Errors are those of SqliteStore::Open or
-// PgStore::Open.
+// data_dir must exist. Errors are those of OpenSqliteStore or
+// OpenPostgresStore.
 absl::StatusOr<std::unique_ptr<Store>> OpenStore(const v1::NodeConfig& config);
 
 // Where the store is, for logs: "sqlite:<path>" or "postgresql" (never the

@@ -1,14 +1,27 @@
-// Durable storage of requests, behind an interface so that the node logic
-// can be tested against a fake and run on SQLite (here) or, later,
-// PostgreSQL. The SQLite schema is specified in docs/storage.md.
+// Durable storage of a node, split by aggregate: requests, cases, the
+// outbox and the audit log, each an interface of a few methods, all over one
+// database so that one transaction can change a request and append the
+// audit entries that document it. The SQL is written once
+// (server/store/sql/) for both backends, SQLite (server/store/sqlite/, the
+// default) and PostgreSQL (server/store/postgres/, for several replicas);
+// the schema is specified in docs/storage.md.
+//
+//   COMITY_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, OpenStore(config));
+//   COMITY_RETURN_IF_ERROR(store->requests().InsertOutgoing(key, record, audit_fn));
+//   COMITY_ASSIGN_OR_RETURN(auto due, store->outbox().DueRequests("JP", now, 64));
+//
+// Every implementation is thread-safe, and every mutating call is durable
+// (fsync'd, or committed with synchronous_commit) when it returns OK,
+// together with the audit entries its AuditFn appended.
 #ifndef COMITY_SERVER_STORE_STORE_H_
 #define COMITY_SERVER_STORE_STORE_H_
 
+#include <cstdint>
 #include <functional>
 #include <map>
-#include <utility>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -22,12 +35,14 @@
 
 namespace comity {
 
-// The identifying fields of a stored record, copied out of its request
-// envelope when it is stored.
+// The fields of a request the store indexes, copied out of its envelope by
+// the caller when it is stored (the store never parses a request body).
 struct RecordKey {
   std::string request_id;
   std::string requesting_party;
   std::string requested_party;
+  // Earlier requests this one follows up (RequestBody.related_request_ids).
+  std::vector<std::string> related_request_ids = {};
 };
 
 // Appends to the audit log inside a store transaction: what it appends
@@ -52,39 +67,19 @@ class AuditWriter {
 // Writes audit entries for a change; nullptr for none.
 using AuditFn = std::function<absl::Status(AuditWriter&)>;
 
-struct PendingTransition {
-  std::string request_id;
-  uint32_t sequence = 0;
-  v1::SignedEnvelope envelope;
-  uint32_t attempts = 0;
+// --- Requests. ---
+
+// A page of requests, newest first.
+struct RecordPage {
+  std::vector<v1::RequestRecord> records;
+  // Pass as ListQuery::after for the next page; empty on the last page.
+  std::string next_cursor;
 };
 
-// A requesting party's signed proposal (docs/lifecycle.md) queued for the
-// requested party, which numbers it into the case.
-struct PendingProposal {
-  int64_t id = 0;  // Queue position; proposals to a peer go out in this order.
-  std::string request_id;
-  std::string peer;
-  v1::SignedEnvelope envelope;
-  uint32_t attempts = 0;
-  std::string last_error;
-};
-
-struct StoredTreeHead {
-  v1::TreeHead head;
-  v1::SignedEnvelope signed_head;
-};
-
-// Filters for reading the audit log; empty fields match everything.
-struct AuditFilter {
-  uint64_t from_index = 0;
-  uint64_t limit = 0;  // 0: no limit.
-  int64_t from_time_us = 0;
-  int64_t to_time_us = 0;  // Exclusive; 0: no bound.
-  std::string request_id;
-  std::string party;
-  std::string actor;
-  int type = 0;
+struct ListQuery {
+  v1::Direction direction = v1::DIRECTION_UNSPECIFIED;  // Unspecified: both.
+  int limit = 100;                                      // 1..1000.
+  std::string after;  // A RecordPage::next_cursor; empty: from the newest.
 };
 
 // How many requests a node holds in one direction and state with one
@@ -97,19 +92,11 @@ struct RequestCount {
   uint64_t count = 0;
 };
 
-// What a database copy made by Store::Backup held when it was taken
-// (docs/backup.md). Found in a database restored from such a copy until
-// the node has checked it against its peers (ClearBackupOrigin).
-struct BackupOrigin {
-  int64_t taken_at_us = 0;
-  uint64_t audit_size = 0;
-};
-
-// Implementations are thread-safe. Every mutating call is durable (fsync'd)
-// when it returns OK, with the audit entries its AuditFn appended.
-class Store {
+// The requests a node sent and received. A record's `transitions` are the
+// case's steps (CaseStore), read with it.
+class RequestStore {
  public:
-  virtual ~Store() = default;
+  virtual ~RequestStore() = default;
 
   // Stores a new outgoing request. AlreadyExists if the id is known.
   virtual absl::Status InsertOutgoing(const RecordKey& key, const v1::RequestRecord& record,
@@ -131,81 +118,157 @@ class Store {
                                     const std::string& approver, absl::Time now,
                                     const AuditFn& audit = nullptr) = 0;
 
-  // Outgoing request acknowledged: state DELIVERED with its receipt.
+  // Every record with this id (at most one per direction), with the case's
+  // transitions. Empty if none.
+  virtual absl::StatusOr<std::vector<v1::RequestRecord>> Get(
+      const std::string& request_id) = 0;
+
+  // One page of requests, newest first (by stored_at, then id). A record
+  // in a page carries no transitions. InvalidArgument for a bad cursor.
+  virtual absl::StatusOr<RecordPage> List(const ListQuery& query) = 0;
+
+  // The ids of the requests linked to `request_id` through
+  // related_request_ids, either way (one hop), in id order.
+  virtual absl::StatusOr<std::vector<std::string>> Linked(const std::string& request_id) = 0;
+
+  // Every (direction, state, partner) with its number of requests: one
+  // aggregate query, cheap enough for every metrics scrape.
+  virtual absl::StatusOr<std::vector<RequestCount>> Count() = 0;
+};
+
+// --- Cases. ---
+
+// A case whose next deadline has come (CaseStore::Due).
+struct CaseRef {
+  std::string request_id;
+  v1::Direction direction = v1::DIRECTION_UNSPECIFIED;
+  absl::Time next_deadline;
+};
+
+// An evidence file listed in a response to a request this node sent, not
+// yet held here (docs/lifecycle.md, "Evidence").
+struct PendingEvidence {
+  std::string request_id;
+  std::string peer;  // The requested party, which holds the file.
+  std::string sha256;
+  std::string name;
+  uint64_t size = 0;
+  uint32_t attempts = 0;
+  std::string last_error;
+};
+
+// The state of each case (RequestRecord.case_state), its signed steps, and
+// what the node watches in it: the next deadline and the evidence still to
+// fetch.
+class CaseStore {
+ public:
+  virtual ~CaseStore() = default;
+
+  // Appends a signed transition to the case of the request's `row` and
+  // moves its state, atomically; FailedPrecondition unless the transition
+  // is the next step (sequence) from the stored state. `outbound`: made by
+  // this node, to be delivered to the other party. `next_deadline`: when
+  // the case must next be looked at for its deadlines (InfiniteFuture:
+  // never, e.g. once closed). Evidence files the transition lists become
+  // PendingEvidence of an OUTGOING row; a transition that accepts release
+  // conditions makes that row's pending evidence due again.
+  virtual absl::Status AppendTransition(const std::string& request_id, v1::Direction row,
+                                        const v1::Transition& transition,
+                                        const v1::SignedEnvelope& signed_transition,
+                                        bool outbound, absl::Time now, absl::Time next_deadline,
+                                        const AuditFn& audit = nullptr) = 0;
+
+  // Cases whose next deadline is at or before `before` and was not yet
+  // handled (MarkDeadlinesHandled), soonest first; at most `limit`.
+  virtual absl::StatusOr<std::vector<CaseRef>> Due(absl::Time before, int limit) = 0;
+  // Every case with a deadline at or before `before`, handled or not,
+  // soonest first, from `after` (a request id and direction, exclusive;
+  // empty: the start) so that a caller can page through them.
+  virtual absl::StatusOr<std::vector<CaseRef>> WithDeadlineBefore(absl::Time before,
+                                                                  const CaseRef* after,
+                                                                  int limit) = 0;
+  // Every deadline of the case due up to `until` was dealt with
+  // (escalated or found not to need it): Due skips the case until its next
+  // deadline is later than that.
+  virtual absl::Status MarkDeadlinesHandled(const std::string& request_id,
+                                            v1::Direction direction, absl::Time until,
+                                            const AuditFn& audit = nullptr) = 0;
+  // Open cases (a state that is not final) from `after` (exclusive; empty:
+  // the start), in (request id, direction) order: to recompute their
+  // deadlines (SetNextDeadline) after a change of service levels.
+  virtual absl::StatusOr<std::vector<CaseRef>> Open(const CaseRef* after, int limit) = 0;
+  virtual absl::Status SetNextDeadline(const std::string& request_id, v1::Direction direction,
+                                       absl::Time next_deadline) = 0;
+
+  // Evidence files of responses to `peer` (empty: any) this node does not
+  // hold, due for a fetch attempt at `now`; at most `limit`, oldest first.
+  virtual absl::StatusOr<std::vector<PendingEvidence>> DueEvidence(const std::string& peer,
+                                                                   absl::Time now,
+                                                                   int limit) = 0;
+  // Every evidence file of `request_id` not held here yet.
+  virtual absl::StatusOr<std::vector<PendingEvidence>> PendingEvidenceOf(
+      const std::string& request_id) = 0;
+  // The file is held here now (fetched and verified, or already held).
+  virtual absl::Status MarkEvidenceHeld(const std::string& request_id, const std::string& sha256,
+                                        const AuditFn& audit = nullptr) = 0;
+  // A fetch attempt failed (`count_attempt`) or cannot start yet (release
+  // conditions not accepted: `count_attempt` false): next try at
+  // `next_attempt_at` (InfiniteFuture: only once conditions are accepted).
+  virtual absl::Status MarkEvidenceDeferred(const std::string& request_id,
+                                            const std::string& sha256, const std::string& error,
+                                            bool count_attempt, absl::Time next_attempt_at) = 0;
+};
+
+// --- The outbox. ---
+
+struct PendingTransition {
+  std::string request_id;
+  uint32_t sequence = 0;
+  v1::SignedEnvelope envelope;
+  uint32_t attempts = 0;
+};
+
+// A requesting party's signed proposal (docs/lifecycle.md) queued for the
+// requested party, which numbers it into the case.
+struct PendingProposal {
+  int64_t id = 0;  // Queue position; proposals to a peer go out in this order.
+  std::string request_id;
+  std::string peer;
+  v1::SignedEnvelope envelope;
+  uint32_t attempts = 0;
+  std::string last_error;
+};
+
+// What waits for delivery to one peer (docs/delivery.md): outgoing
+// requests pending delivery, this node's case steps not yet acknowledged,
+// and the requesting party's queued proposals. On a database shared by
+// several replicas, the Due* calls claim what they return for a lease, and
+// the Mark*/Finish* calls release the claim.
+class OutboxStore {
+ public:
+  virtual ~OutboxStore() = default;
+
+  // Outgoing requests to `peer` (empty: any) still PENDING_DELIVERY whose
+  // next attempt is due at `now`, oldest first.
+  virtual absl::StatusOr<std::vector<v1::RequestRecord>> DueRequests(const std::string& peer,
+                                                                     absl::Time now,
+                                                                     int limit) = 0;
+  // Outgoing request acknowledged: state DELIVERED with its receipt; the
+  // case starts (CASE_DELIVERED) with `next_deadline` (CaseStore).
   virtual absl::Status MarkDelivered(const std::string& request_id,
                                      const v1::SignedEnvelope& receipt, absl::Time now,
+                                     absl::Time next_deadline,
                                      const AuditFn& audit = nullptr) = 0;
-
   // A delivery attempt failed: counts it and schedules the next.
   virtual absl::Status MarkDeliveryFailed(const std::string& request_id,
                                           const std::string& error, absl::Time now,
                                           absl::Time next_attempt_at,
                                           const AuditFn& audit = nullptr) = 0;
-
   // The peer refused the request for good: state DELIVERY_REJECTED, no
   // further attempts.
-  virtual absl::Status MarkRejected(const std::string& request_id,
-                                    const std::string& error, absl::Time now,
-                                    const AuditFn& audit = nullptr) = 0;
+  virtual absl::Status MarkRejected(const std::string& request_id, const std::string& error,
+                                    absl::Time now, const AuditFn& audit = nullptr) = 0;
 
-  // --- The audit log. ---
-
-  // A transaction that only appends to the audit log (and may sign a head).
-  virtual absl::Status Audit(const AuditFn& audit) = 0;
-  virtual absl::StatusOr<uint64_t> AuditSize() = 0;
-  // Serialized entries (as hashed) matching `filter`, in log order.
-  virtual absl::StatusOr<std::vector<std::string>> AuditEntries(const AuditFilter& filter) = 0;
-  virtual absl::StatusOr<std::vector<StoredTreeHead>> TreeHeads() = 0;
-  virtual absl::StatusOr<std::string> RootAt(uint64_t size) = 0;
-  virtual absl::StatusOr<std::vector<std::string>> InclusionProofAt(uint64_t index,
-                                                                    uint64_t size) = 0;
-  virtual absl::StatusOr<std::vector<std::string>> ConsistencyProofAt(uint64_t old_size,
-                                                                      uint64_t new_size) = 0;
-  // Every entry in log order: (stored position, bytes).
-  virtual absl::Status ForEachAuditEntry(
-      const std::function<absl::Status(uint64_t, const std::string&)>& fn) = 0;
-  virtual absl::StatusOr<std::optional<StoredTreeHead>> LatestTreeHead() = 0;
-  // Every stored node hash, for verification: (level, index, hash) in any
-  // order, passed to `fn`.
-  virtual absl::Status ForEachAuditNode(
-      const std::function<absl::Status(int, uint64_t, const std::string&)>& fn) = 0;
-
-  // The latest tree head seen from each peer (for split-view detection).
-  virtual absl::StatusOr<std::optional<StoredTreeHead>> LatestPeerHead(
-      const std::string& party) = 0;
-  virtual absl::Status PutPeerHead(const std::string& party, const StoredTreeHead& head) = 0;
-
-  // Per peer party: (requests pending delivery to it, case steps and
-  // proposals pending delivery to it).
-  virtual absl::StatusOr<std::map<std::string, std::pair<uint32_t, uint32_t>>>
-  QueueDepths() = 0;
-
-  // --- Operations (docs/metrics.md, docs/backup.md). ---
-
-  // Every (direction, state, partner) with its number of requests: one
-  // aggregate query, cheap enough for every metrics scrape.
-  virtual absl::StatusOr<std::vector<RequestCount>> CountRequests() = 0;
-  // Writes a consistent copy of the whole database to `dest_path` (a new
-  // file, mode 0600) while the store stays in use, marked with its
-  // BackupOrigin, which it returns. Unimplemented where the database has its own tools
-  // (PostgreSQL: pg_dump).
-  virtual absl::StatusOr<BackupOrigin> Backup(const std::string& dest_path) = 0;
-  // The origin mark of a database restored from a Backup copy; nullopt for
-  // one that was not (or was already checked).
-  virtual absl::StatusOr<std::optional<BackupOrigin>> RestoredBackupOrigin() = 0;
-  virtual absl::Status ClearBackupOrigin() = 0;
-
-  // --- Cases (docs/lifecycle.md). ---
-
-  // Appends a signed transition to the case of the request's `row` and
-  // moves its state, atomically; FailedPrecondition unless the transition
-  // is the next step (sequence) from the stored state. `outbound`: made by
-  // this node, to be delivered to the other party.
-  virtual absl::Status AppendTransition(const std::string& request_id, v1::Direction row,
-                                        const v1::Transition& transition,
-                                        const v1::SignedEnvelope& signed_transition,
-                                        bool outbound, absl::Time now,
-                                        const AuditFn& audit = nullptr) = 0;
   // This node's transitions to `peer` (the requesting party of their case;
   // empty: any) not yet acknowledged, due at `now`: of each case only the
   // earliest undelivered step, so that no step overtakes an earlier one.
@@ -250,25 +313,119 @@ class Store {
   virtual absl::Status MarkProposalFailed(int64_t id, const std::string& error,
                                           absl::Time next_attempt_at) = 0;
 
-  // Every record with this id (at most one per direction), with the case's
-  // transitions. Empty if none.
-  virtual absl::StatusOr<std::vector<v1::RequestRecord>> Get(
-      const std::string& request_id) = 0;
-
-  // Newest first; `direction` DIRECTION_UNSPECIFIED for both.
-  virtual absl::StatusOr<std::vector<v1::RequestRecord>> List(v1::Direction direction,
-                                                              int limit) = 0;
-
-  // Outgoing requests to `peer` (empty: any) still PENDING_DELIVERY whose
-  // next attempt is due at `now`, oldest first.
-  virtual absl::StatusOr<std::vector<v1::RequestRecord>> DueForDelivery(const std::string& peer,
-                                                                        absl::Time now,
-                                                                        int limit) = 0;
+  // Per peer party: (requests pending delivery to it, case steps and
+  // proposals pending delivery to it).
+  virtual absl::StatusOr<std::map<std::string, std::pair<uint32_t, uint32_t>>> Depths() = 0;
 };
 
-// Verifies the audit log held by `store`: every entry and stored node hash,
-// every signed tree head (signed by `party` with a key in `keys`).
-absl::StatusOr<VerifyReport> VerifyStoredLog(Store& store, const std::string& party,
+// --- The audit log (docs/audit_log.md). ---
+
+struct StoredTreeHead {
+  v1::TreeHead head;
+  v1::SignedEnvelope signed_head;
+};
+
+// Filters for reading the audit log; empty fields match everything.
+struct AuditFilter {
+  uint64_t from_index = 0;
+  uint64_t limit = 0;  // 0: no limit.
+  int64_t from_time_us = 0;
+  int64_t to_time_us = 0;  // Exclusive; 0: no bound.
+  std::string request_id;
+  std::string party;
+  std::string actor;
+  int type = 0;
+};
+
+// The log as it stood at one moment, for reading it whole (verification,
+// export) while the node appends: AuditStore::ReadSnapshot. Valid only
+// during the callback it is passed to.
+class AuditSnapshot {
+ public:
+  virtual ~AuditSnapshot() = default;
+  // Entries in the snapshot.
+  virtual uint64_t size() const = 0;
+  // Entries from `from_index`, in log order: (stored index, bytes).
+  virtual absl::Status ForEachEntry(
+      uint64_t from_index, const std::function<absl::Status(uint64_t, const std::string&)>& fn) = 0;
+  // Every stored node hash: (level, index, hash), in (level, index) order.
+  virtual absl::Status ForEachNode(
+      const std::function<absl::Status(int, uint64_t, const std::string&)>& fn) = 0;
+  // Every signed head of this node's log, in tree-size order.
+  virtual absl::Status ForEachTreeHead(const std::function<absl::Status(StoredTreeHead)>& fn) = 0;
+};
+
+// The node's tamper-evident log, its signed heads, and the latest heads
+// seen from each peer.
+class AuditStore {
+ public:
+  virtual ~AuditStore() = default;
+
+  // A transaction that only appends to the audit log (and may sign a head).
+  virtual absl::Status Append(const AuditFn& audit) = 0;
+  virtual absl::StatusOr<uint64_t> Size() = 0;
+  // Serialized entries (as hashed) matching `filter`, in log order.
+  virtual absl::StatusOr<std::vector<std::string>> Entries(const AuditFilter& filter) = 0;
+  // Signed heads of this node's log with tree_size >= `from_size`, in
+  // tree-size order; at most `limit` (0: all).
+  virtual absl::StatusOr<std::vector<StoredTreeHead>> TreeHeads(uint64_t from_size = 0,
+                                                                uint64_t limit = 0) = 0;
+  virtual absl::StatusOr<std::optional<StoredTreeHead>> LatestTreeHead() = 0;
+  // InvalidArgument for a size beyond the log.
+  virtual absl::StatusOr<std::string> RootAt(uint64_t size) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> InclusionProofAt(uint64_t index,
+                                                                    uint64_t size) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> ConsistencyProofAt(uint64_t old_size,
+                                                                      uint64_t new_size) = 0;
+  // Runs `fn` on one consistent view of the whole log, read apart from
+  // the node's writes, so that a log growing meanwhile never looks damaged
+  // and the node is not held up.
+  virtual absl::Status ReadSnapshot(const std::function<absl::Status(AuditSnapshot&)>& fn) = 0;
+
+  // The latest tree head seen from each peer (for split-view detection).
+  virtual absl::StatusOr<std::optional<StoredTreeHead>> LatestPeerHead(
+      const std::string& party) = 0;
+  virtual absl::Status PutPeerHead(const std::string& party, const StoredTreeHead& head,
+                                   absl::Time received_at) = 0;
+};
+
+// --- The whole store. ---
+
+// What a database copy made by Store::Backup held when it was taken
+// (docs/backup.md). Found in a database restored from such a copy until
+// the node has checked it against its peers (ClearBackupOrigin).
+struct BackupOrigin {
+  int64_t taken_at_us = 0;
+  uint64_t audit_size = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  virtual RequestStore& requests() = 0;
+  virtual CaseStore& cases() = 0;
+  virtual OutboxStore& outbox() = 0;
+  virtual AuditStore& audit() = 0;
+
+  // The schema version recorded in the database.
+  virtual absl::StatusOr<int> SchemaVersion() = 0;
+
+  // Writes a consistent copy of the whole database to `dest_path` (a new
+  // file, mode 0600) while the store stays in use, marked with its
+  // BackupOrigin, which it returns. Unimplemented where the database has
+  // its own tools (PostgreSQL: pg_dump).
+  virtual absl::StatusOr<BackupOrigin> Backup(const std::string& dest_path) = 0;
+  // The origin mark of a database restored from a Backup copy; nullopt for
+  // one that was not (or was already checked).
+  virtual absl::StatusOr<std::optional<BackupOrigin>> RestoredBackupOrigin() = 0;
+  virtual absl::Status ClearBackupOrigin() = 0;
+};
+
+// Verifies the audit log held by `store` on one snapshot: every entry and
+// stored node hash, every signed tree head (signed by `party` with a key in
+// `keys`).
+absl::StatusOr<VerifyReport> VerifyStoredLog(AuditStore& store, const std::string& party,
                                              const KeyRing& keys);
 
 }  // namespace comity

@@ -10,7 +10,7 @@
 #include "server/audit/verifier.h"
 #include "server/core/envelope.h"
 #include "server/crypto/sha256.h"
-#include "server/store/sqlite_store.h"
+#include "server/store/sqlite/sqlite_store.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_network.h"
 
@@ -24,7 +24,7 @@ class AuditLogTest : public ::testing::Test {
  protected:
   void SetUp() override {
     path_ = dir_.path() + "/comity.db";
-    auto store = SqliteStore::Open(path_);
+    auto store = OpenSqliteStore(path_);
     ASSERT_THAT(store, IsOk());
     store_ = *std::move(store);
     auto key = SigningKey::Generate();
@@ -33,7 +33,7 @@ class AuditLogTest : public ::testing::Test {
     ASSERT_THAT(keys_.Add("FR", "FR-1", key_->public_key()), IsOk());
     // 40 entries in batches of 4, a signed head after each batch.
     for (int batch = 0; batch < 10; ++batch) {
-      ASSERT_THAT(store_->Audit([&](AuditWriter& w) -> absl::Status {
+      ASSERT_THAT(store_->audit().Append([&](AuditWriter& w) -> absl::Status {
         for (int i = 0; i < 4; ++i) {
           v1::AuditEntry e;
           e.set_type(v1::REQUEST_RECEIVED);
@@ -62,7 +62,7 @@ class AuditLogTest : public ::testing::Test {
   }
 
   VerifyReport Verify() {
-    auto report = VerifyStoredLog(*store_, "FR", keys_);
+    auto report = VerifyStoredLog(store_->audit(), "FR", keys_);
     EXPECT_THAT(report, IsOk());
     return report.ok() ? *report : VerifyReport();
   }
@@ -79,7 +79,7 @@ class AuditLogTest : public ::testing::Test {
 
   testing::TempDir dir_;
   std::string path_;
-  std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<Store> store_;
   std::unique_ptr<SigningKey> key_;
   KeyRing keys_;
 };
@@ -92,36 +92,36 @@ TEST_F(AuditLogTest, IntactLogVerifies) {
   EXPECT_GT(r.nodes_checked, 40u);
   EXPECT_THAT(r.Summary(), HasSubstr("40 entries, root "));
   EXPECT_THAT(r.Summary(), HasSubstr("consistent"));
-  EXPECT_THAT(store_->RootAt(40), testing::IsOkAndHolds(r.root));
+  EXPECT_THAT(store_->audit().RootAt(40), testing::IsOkAndHolds(r.root));
 }
 
 TEST_F(AuditLogTest, ProofsFromStoredHashesVerify) {
-  auto root = store_->RootAt(40);
+  auto root = store_->audit().RootAt(40);
   ASSERT_THAT(root, IsOk());
   AuditFilter f;
   f.from_index = 17;
   f.limit = 1;
-  auto entry = store_->AuditEntries(f);
+  auto entry = store_->audit().Entries(f);
   ASSERT_THAT(entry, IsOk());
-  auto proof = store_->InclusionProofAt(17, 40);
+  auto proof = store_->audit().InclusionProofAt(17, 40);
   ASSERT_THAT(proof, IsOk());
   EXPECT_THAT(merkle::VerifyInclusion(17, 40, merkle::LeafHash((*entry)[0]), *proof, *root),
               IsOk());
-  auto old_root = store_->RootAt(12);
-  auto consistency = store_->ConsistencyProofAt(12, 40);
+  auto old_root = store_->audit().RootAt(12);
+  auto consistency = store_->audit().ConsistencyProofAt(12, 40);
   ASSERT_THAT(consistency, IsOk());
   EXPECT_THAT(merkle::VerifyConsistency(12, 40, *old_root, *root, *consistency), IsOk());
 }
 
 TEST_F(AuditLogTest, SurvivesReopenAndKeepsAppending) {
-  auto before = store_->RootAt(40);
+  auto before = store_->audit().RootAt(40);
   store_.reset();
-  auto reopened = SqliteStore::Open(path_);
+  auto reopened = OpenSqliteStore(path_);
   ASSERT_THAT(reopened, IsOk());
   store_ = *std::move(reopened);
-  EXPECT_THAT(store_->AuditSize(), testing::IsOkAndHolds(40u));
-  EXPECT_EQ(*store_->RootAt(40), *before);
-  ASSERT_THAT(store_->Audit([&](AuditWriter& w) -> absl::Status {
+  EXPECT_THAT(store_->audit().Size(), testing::IsOkAndHolds(40u));
+  EXPECT_EQ(*store_->audit().RootAt(40), *before);
+  ASSERT_THAT(store_->audit().Append([&](AuditWriter& w) -> absl::Status {
     v1::AuditEntry e;
     e.set_type(v1::NODE_STARTED);
     return w.Append(&e).status();
@@ -180,7 +180,7 @@ TEST_F(AuditLogTest, TruncatedLogIsDetected) {
 TEST_F(AuditLogTest, HeadSignedByAnotherKeyIsDetected) {
   auto other = SigningKey::Generate();
   ASSERT_THAT(other, IsOk());
-  auto root = store_->RootAt(24);
+  auto root = store_->audit().RootAt(24);
   v1::TreeHead head;
   head.set_party("FR");
   head.set_tree_size(24);
@@ -208,12 +208,14 @@ TEST_F(AuditLogTest, HeadSignedByAnotherKeyIsDetected) {
 TEST_F(AuditLogTest, BundleVerifiesOfflineAndDetectsTampering) {
   v1::AuditBundle bundle;
   bundle.set_party("FR");
-  ASSERT_THAT(store_->ForEachAuditEntry([&](uint64_t, const std::string& b) {
-    bundle.add_entries(b);
-    return absl::OkStatus();
+  ASSERT_THAT(store_->audit().ReadSnapshot([&](AuditSnapshot& snap) {
+    return snap.ForEachEntry(0, [&](uint64_t, const std::string& b) {
+      bundle.add_entries(b);
+      return absl::OkStatus();
+    });
   }),
               IsOk());
-  auto heads = store_->TreeHeads();
+  auto heads = store_->audit().TreeHeads();
   ASSERT_THAT(heads, IsOk());
   for (const auto& h : *heads) bundle.add_tree_heads(h.signed_head.SerializeAsString());
   v1::PublicKeyEntry* k = bundle.add_public_keys();

@@ -142,7 +142,7 @@ TEST_F(AuditE2eTest, SplitViewIsDetectedAndRaisedOnBothSides) {
   LogCapture logs;
   Submit();  // FR now knows a head of JP's log, from the receipt.
   COMITY_ASSERT_OK_AND_ASSIGN(auto known,
-                              net_->server("FR")->node()->store()->LatestPeerHead("JP"));
+                              net_->server("FR")->node()->store()->audit().LatestPeerHead("JP"));
   ASSERT_TRUE(known.has_value());
 
   // JP's key signs a second, different head of the same size: a split view.
@@ -189,10 +189,10 @@ TEST_F(AuditE2eTest, HeadsAreGossipedAndCheckedOnSchedule) {
   // Within a few rounds each node holds a head of the other's current log.
   bool seen = false;
   for (int i = 0; i < 100 && !seen; ++i) {
-    auto jp_size = net_->server("JP")->node()->store()->AuditSize();
-    auto fr_view = net_->server("FR")->node()->store()->LatestPeerHead("JP");
-    auto fr_size = net_->server("FR")->node()->store()->AuditSize();
-    auto jp_view = net_->server("JP")->node()->store()->LatestPeerHead("FR");
+    auto jp_size = net_->server("JP")->node()->store()->audit().Size();
+    auto fr_view = net_->server("FR")->node()->store()->audit().LatestPeerHead("JP");
+    auto fr_size = net_->server("FR")->node()->store()->audit().Size();
+    auto jp_view = net_->server("JP")->node()->store()->audit().LatestPeerHead("FR");
     seen = jp_size.ok() && fr_view.ok() && fr_view->has_value() && fr_size.ok() &&
            jp_view.ok() && jp_view->has_value() && (*jp_view)->head.tree_size() > 1 &&
            (*fr_view)->head.tree_size() > 1;

@@ -80,7 +80,7 @@ class BackupE2eTest : public ::testing::Test {
 
   // The size of the latest head of FR's log that JP holds; 0 if none.
   uint64_t HeldFrHeadSize() {
-    auto held = net_->server("JP")->node()->store()->LatestPeerHead("FR");
+    auto held = net_->server("JP")->node()->store()->audit().LatestPeerHead("FR");
     return held.ok() && held->has_value() ? (*held)->head.tree_size() : 0;
   }
 
@@ -126,7 +126,7 @@ class BackupE2eTest : public ::testing::Test {
   bool FrLogHas(v1::AuditEventType type, const std::string& detail_part) {
     AuditFilter f;
     f.type = type;
-    auto entries = net_->server("FR")->node()->store()->AuditEntries(f);
+    auto entries = net_->server("FR")->node()->store()->audit().Entries(f);
     if (!entries.ok()) return false;
     for (const std::string& bytes : *entries) {
       v1::AuditEntry e;

@@ -37,7 +37,7 @@ class FloodE2eTest : public ::testing::Test {
   std::vector<v1::AuditEntry> FranceLog(v1::AuditEventType type) {
     AuditFilter f;
     f.type = type;
-    auto entries = net_->server("FR")->node()->store()->AuditEntries(f);
+    auto entries = net_->server("FR")->node()->store()->audit().Entries(f);
     EXPECT_THAT(entries.status(), IsOk());
     std::vector<v1::AuditEntry> out;
     for (const std::string& bytes : *entries) {

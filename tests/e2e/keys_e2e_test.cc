@@ -99,7 +99,7 @@ class KeysE2eTest : public ::testing::Test {
   std::vector<v1::AuditEntry> Audit(const std::string& party, v1::AuditEventType type) {
     AuditFilter f;
     f.type = type;
-    auto raw = net_->server(party)->node()->store()->AuditEntries(f);
+    auto raw = net_->server(party)->node()->store()->audit().Entries(f);
     EXPECT_THAT(raw.status(), IsOk());
     std::vector<v1::AuditEntry> out;
     for (const auto& bytes : raw.ok() ? *raw : std::vector<std::string>()) {

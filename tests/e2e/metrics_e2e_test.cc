@@ -130,7 +130,7 @@ TEST_F(MetricsE2eTest, RequestsLatencyAuditAndRefusalsAreExposed) {
   EXPECT_EQ(fr["comity_auth_failures_total{source=\"tls\"}"], 1);
   // The gauge is the log's size at the scrape: between a read before and
   // one after.
-  auto size = net_->server("FR")->node()->store()->AuditSize();
+  auto size = net_->server("FR")->node()->store()->audit().Size();
   ASSERT_THAT(size.status(), IsOk());
   EXPECT_GT(fr["comity_audit_log_entries"], 0);
   EXPECT_LE(fr["comity_audit_log_entries"], static_cast<double>(*size));

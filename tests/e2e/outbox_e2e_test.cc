@@ -174,7 +174,7 @@ TEST_F(OutboxE2eTest, StepsAreAcknowledgedWithASignatureKeptAsProof) {
   AuditFilter f;
   f.request_id = id;
   f.type = v1::TRANSITION_DELIVERED;
-  auto entries = net_->server("JP")->node()->store()->AuditEntries(f);
+  auto entries = net_->server("JP")->node()->store()->audit().Entries(f);
   ASSERT_THAT(entries.status(), IsOk());
   ASSERT_EQ(entries->size(), 2u);
   for (const std::string& bytes : *entries) {

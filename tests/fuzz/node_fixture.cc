@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "server/store/sqlite_store.h"
+#include "server/store/sqlite/sqlite_store.h"
 #include "server/util/files.h"
 #include "server/util/log.h"
 
@@ -84,7 +84,7 @@ NodeFixture::~NodeFixture() {
 
 void NodeFixture::Reset() {
   node_.reset();
-  auto store = SqliteStore::Open(":memory:");
+  auto store = OpenSqliteStore(":memory:");
   Check(store.ok(), store.ok() ? "" : store.status().ToString());
   auto node = Node::Create(setup_.get(), *std::move(store), &transport_, &clock_);
   Check(node.ok(), node.ok() ? "" : node.status().ToString());

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/time_util.h"
@@ -18,8 +19,10 @@
 #include "server/audit/merkle.h"
 #include "server/core/envelope.h"
 #include "server/crypto/ed25519.h"
-#include "server/store/pg_store.h"
-#include "server/store/sqlite_store.h"
+#include "server/crypto/sha256.h"
+#include "server/store/postgres/pg_store.h"
+#include "server/store/sqlite/sqlite_store.h"
+#include "server/store/sql/schema.h"
 #include "tests/testing/postgres_test_db.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_network.h"
@@ -111,6 +114,17 @@ std::vector<std::string> IdsOf(const std::vector<v1::RequestRecord>& records) {
   return ids;
 }
 
+// The first page of a listing.
+absl::StatusOr<std::vector<v1::RequestRecord>> ListAll(Store& store, v1::Direction direction,
+                                                       int limit) {
+  ListQuery q;
+  q.direction = direction;
+  q.limit = limit;
+  auto page = store.requests().List(q);
+  if (!page.ok()) return page.status();
+  return page->records;
+}
+
 // --- Backends. ---
 
 // One database, opened (again) on demand, with SQL behind the store's back.
@@ -118,22 +132,12 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual absl::StatusOr<std::unique_ptr<Store>> Open() = 0;
-  virtual absl::StatusOr<int> SchemaVersion(Store& store) = 0;
-  virtual int CurrentSchemaVersion() const = 0;
   virtual absl::Status Exec(const std::string& sql) = 0;
 };
 
 class SqliteBackend final : public Backend {
  public:
-  absl::StatusOr<std::unique_ptr<Store>> Open() override {
-    auto store = SqliteStore::Open(path());
-    if (!store.ok()) return store.status();
-    return std::unique_ptr<Store>(*std::move(store));
-  }
-  absl::StatusOr<int> SchemaVersion(Store& store) override {
-    return static_cast<SqliteStore&>(store).SchemaVersion();
-  }
-  int CurrentSchemaVersion() const override { return SqliteStore::kSchemaVersion; }
+  absl::StatusOr<std::unique_ptr<Store>> Open() override { return OpenSqliteStore(path()); }
   absl::Status Exec(const std::string& sql) override {
     sqlite3* db = nullptr;
     if (sqlite3_open(path().c_str(), &db) != SQLITE_OK) {
@@ -158,15 +162,7 @@ class SqliteBackend final : public Backend {
 class PgBackend final : public Backend {
  public:
   explicit PgBackend(std::unique_ptr<PostgresTestDb> db) : db_(std::move(db)) {}
-  absl::StatusOr<std::unique_ptr<Store>> Open() override {
-    auto store = PgStore::Open(db_->url());
-    if (!store.ok()) return store.status();
-    return std::unique_ptr<Store>(*std::move(store));
-  }
-  absl::StatusOr<int> SchemaVersion(Store& store) override {
-    return static_cast<PgStore&>(store).SchemaVersion();
-  }
-  int CurrentSchemaVersion() const override { return PgStore::kSchemaVersion; }
+  absl::StatusOr<std::unique_ptr<Store>> Open() override { return OpenPostgresStore(db_->url()); }
   absl::Status Exec(const std::string& sql) override { return db_->Exec(sql); }
 
  private:
@@ -201,13 +197,11 @@ INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values("sqlite", "postg
                          });
 
 TEST_P(StoreTest, SchemaIsMigrated) {
-  EXPECT_THAT(backend_->SchemaVersion(*store_),
-              IsOkAndHolds(backend_->CurrentSchemaVersion()));
+  EXPECT_THAT(store_->SchemaVersion(), IsOkAndHolds(sql::kSchemaVersion));
   // Opening again migrates nothing and keeps the version.
   store_.reset();
   COMITY_ASSERT_OK_AND_ASSIGN(store_, backend_->Open());
-  EXPECT_THAT(backend_->SchemaVersion(*store_),
-              IsOkAndHolds(backend_->CurrentSchemaVersion()));
+  EXPECT_THAT(store_->SchemaVersion(), IsOkAndHolds(sql::kSchemaVersion));
 }
 
 TEST_P(StoreTest, RefusesNewerSchema) {
@@ -219,34 +213,34 @@ TEST_P(StoreTest, RefusesNewerSchema) {
 
 TEST_P(StoreTest, OutgoingLifecycleSurvivesReopen) {
   RecordKey key{"id-1", "FR", "JP"};
-  ASSERT_THAT(store_->InsertOutgoing(key, Record(v1::OUTGOING, "p1", 1000)), IsOk());
-  EXPECT_THAT(store_->InsertOutgoing(key, Record(v1::OUTGOING, "p1", 1000)),
+  ASSERT_THAT(store_->requests().InsertOutgoing(key, Record(v1::OUTGOING, "p1", 1000)), IsOk());
+  EXPECT_THAT(store_->requests().InsertOutgoing(key, Record(v1::OUTGOING, "p1", 1000)),
               StatusIs(absl::StatusCode::kAlreadyExists));
-  auto due = store_->DueForDelivery("", absl::FromUnixMicros(2000), 10);
+  auto due = store_->outbox().DueRequests("", absl::FromUnixMicros(2000), 10);
   ASSERT_THAT(due, IsOk());
   EXPECT_EQ(due->size(), 1u);
 
-  ASSERT_THAT(store_->MarkDeliveryFailed("id-1", "UNAVAILABLE: down",
+  ASSERT_THAT(store_->outbox().MarkDeliveryFailed("id-1", "UNAVAILABLE: down",
                                          absl::FromUnixMicros(3000), absl::FromUnixMicros(9000)),
               IsOk());
-  EXPECT_THAT(store_->DueForDelivery("", absl::FromUnixMicros(5000), 10),
+  EXPECT_THAT(store_->outbox().DueRequests("", absl::FromUnixMicros(5000), 10),
               IsOkAndHolds(IsEmpty()));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto pending, store_->Get("id-1"));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto pending, store_->requests().Get("id-1"));
   ASSERT_EQ(pending.size(), 1u);
   EXPECT_EQ(pending[0].last_error(), "UNAVAILABLE: down");
   EXPECT_EQ(TimeUtil::TimestampToMicroseconds(pending[0].next_attempt_at()), 9000);
   v1::SignedEnvelope receipt;
   receipt.set_payload("signed receipt");
-  ASSERT_THAT(store_->MarkDelivered("id-1", receipt, absl::FromUnixMicros(10000)), IsOk());
-  EXPECT_THAT(store_->MarkDelivered("id-404", receipt, absl::FromUnixMicros(10000)),
+  ASSERT_THAT(store_->outbox().MarkDelivered("id-1", receipt, absl::FromUnixMicros(10000), absl::InfiniteFuture()), IsOk());
+  EXPECT_THAT(store_->outbox().MarkDelivered("id-404", receipt, absl::FromUnixMicros(10000), absl::InfiniteFuture()),
               StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_THAT(store_->MarkDeliveryFailed("id-1", "late", absl::FromUnixMicros(1),
+  EXPECT_THAT(store_->outbox().MarkDeliveryFailed("id-1", "late", absl::FromUnixMicros(1),
                                          absl::FromUnixMicros(2)),
               StatusIs(absl::StatusCode::kNotFound));
 
   store_.reset();
   COMITY_ASSERT_OK_AND_ASSIGN(auto reopened, backend_->Open());
-  COMITY_ASSERT_OK_AND_ASSIGN(auto records, reopened->Get("id-1"));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto records, reopened->requests().Get("id-1"));
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(records[0].state(), v1::DELIVERED);
   EXPECT_EQ(records[0].case_state(), v1::CASE_DELIVERED);
@@ -255,7 +249,7 @@ TEST_P(StoreTest, OutgoingLifecycleSurvivesReopen) {
   EXPECT_EQ(records[0].last_error(), "");
   EXPECT_FALSE(records[0].has_next_attempt_at());
   EXPECT_EQ(records[0].request().payload(), "p1");
-  EXPECT_THAT(reopened->DueForDelivery("", absl::FromUnixMicros(99999), 10),
+  EXPECT_THAT(reopened->outbox().DueRequests("", absl::FromUnixMicros(99999), 10),
               IsOkAndHolds(IsEmpty()));
 }
 
@@ -264,45 +258,45 @@ TEST_P(StoreTest, ApprovalThenRejection) {
   draft.set_state(v1::AWAITING_APPROVAL);
   draft.clear_next_attempt_at();
   draft.set_submitted_by("alice");
-  ASSERT_THAT(store_->InsertOutgoing({"d", "FR", "JP"}, draft), IsOk());
-  EXPECT_THAT(store_->DueForDelivery("", absl::FromUnixMicros(1000), 10),
+  ASSERT_THAT(store_->requests().InsertOutgoing({"d", "FR", "JP"}, draft), IsOk());
+  EXPECT_THAT(store_->outbox().DueRequests("", absl::FromUnixMicros(1000), 10),
               IsOkAndHolds(IsEmpty()));
   v1::SignedEnvelope signed_request;
   signed_request.set_payload("signed draft");
   signed_request.set_signature("sig");
-  ASSERT_THAT(store_->MarkApproved("d", signed_request, "bob", absl::FromUnixMicros(500)),
+  ASSERT_THAT(store_->requests().MarkApproved("d", signed_request, "bob", absl::FromUnixMicros(500)),
               IsOk());
-  EXPECT_THAT(store_->MarkApproved("d", signed_request, "bob", absl::FromUnixMicros(500)),
+  EXPECT_THAT(store_->requests().MarkApproved("d", signed_request, "bob", absl::FromUnixMicros(500)),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not awaiting")));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto due, store_->DueForDelivery("", absl::FromUnixMicros(500), 10));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto due, store_->outbox().DueRequests("", absl::FromUnixMicros(500), 10));
   ASSERT_EQ(due.size(), 1u);
   EXPECT_EQ(due[0].request().signature(), "sig");
   EXPECT_EQ(due[0].approved_by(), "bob");
   EXPECT_EQ(due[0].submitted_by(), "alice");
   // Free text a peer sent may be anything; it is stored, not refused.
-  ASSERT_THAT(store_->MarkRejected("d", std::string("INVALID_ARGUMENT: bad \xff\x00 bytes", 31),
+  ASSERT_THAT(store_->outbox().MarkRejected("d", std::string("INVALID_ARGUMENT: bad \xff\x00 bytes", 31),
                                    absl::FromUnixMicros(600)),
               IsOk());
-  COMITY_ASSERT_OK_AND_ASSIGN(auto records, store_->Get("d"));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto records, store_->requests().Get("d"));
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(records[0].state(), v1::DELIVERY_REJECTED);
   EXPECT_THAT(records[0].last_error(), HasSubstr("INVALID_ARGUMENT: bad"));
-  EXPECT_THAT(store_->DueForDelivery("", absl::FromUnixMicros(9999), 10),
+  EXPECT_THAT(store_->outbox().DueRequests("", absl::FromUnixMicros(9999), 10),
               IsOkAndHolds(IsEmpty()));
 }
 
 TEST_P(StoreTest, DueForDeliveryIsOldestFirstAndFilteredByPeer) {
-  ASSERT_THAT(store_->InsertOutgoing({"a", "FR", "JP"}, Record(v1::OUTGOING, "a", 30)), IsOk());
-  ASSERT_THAT(store_->InsertOutgoing({"b", "FR", "DE"}, Record(v1::OUTGOING, "b", 10)), IsOk());
-  ASSERT_THAT(store_->InsertOutgoing({"c", "FR", "JP"}, Record(v1::OUTGOING, "c", 20)), IsOk());
-  ASSERT_THAT(store_->InsertOutgoing({"d", "FR", "JP"}, Record(v1::OUTGOING, "d", 5000)), IsOk());
-  COMITY_ASSERT_OK_AND_ASSIGN(auto all, store_->DueForDelivery("", absl::FromUnixMicros(100), 10));
+  ASSERT_THAT(store_->requests().InsertOutgoing({"a", "FR", "JP"}, Record(v1::OUTGOING, "a", 30)), IsOk());
+  ASSERT_THAT(store_->requests().InsertOutgoing({"b", "FR", "DE"}, Record(v1::OUTGOING, "b", 10)), IsOk());
+  ASSERT_THAT(store_->requests().InsertOutgoing({"c", "FR", "JP"}, Record(v1::OUTGOING, "c", 20)), IsOk());
+  ASSERT_THAT(store_->requests().InsertOutgoing({"d", "FR", "JP"}, Record(v1::OUTGOING, "d", 5000)), IsOk());
+  COMITY_ASSERT_OK_AND_ASSIGN(auto all, store_->outbox().DueRequests("", absl::FromUnixMicros(100), 10));
   EXPECT_THAT(IdsOf(all), ElementsAre("b", "c", "a"));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto jp, store_->DueForDelivery("JP", absl::FromUnixMicros(100), 10));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto jp, store_->outbox().DueRequests("JP", absl::FromUnixMicros(100), 10));
   EXPECT_THAT(IdsOf(jp), ElementsAre("c", "a"));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto one, store_->DueForDelivery("", absl::FromUnixMicros(100), 1));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto one, store_->outbox().DueRequests("", absl::FromUnixMicros(100), 1));
   EXPECT_THAT(IdsOf(one), ElementsAre("b"));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto depths, store_->QueueDepths());
+  COMITY_ASSERT_OK_AND_ASSIGN(auto depths, store_->outbox().Depths());
   EXPECT_EQ(depths["JP"].first, 3u);
   EXPECT_EQ(depths["DE"].first, 1u);
 }
@@ -311,18 +305,18 @@ TEST_P(StoreTest, IncomingInsertIsIdempotent) {
   RecordKey key{"id-2", "FR", "JP"};
   bool inserted = false;
   COMITY_ASSERT_OK_AND_ASSIGN(
-      auto first, store_->InsertIncomingIfAbsent(key, Fixed(Record(v1::INCOMING, "a", 1)),
+      auto first, store_->requests().InsertIncomingIfAbsent(key, Fixed(Record(v1::INCOMING, "a", 1)),
                                                  &inserted));
   EXPECT_TRUE(inserted);
   COMITY_ASSERT_OK_AND_ASSIGN(
-      auto second, store_->InsertIncomingIfAbsent(key, Fixed(Record(v1::INCOMING, "b", 2)),
+      auto second, store_->requests().InsertIncomingIfAbsent(key, Fixed(Record(v1::INCOMING, "b", 2)),
                                                   &inserted));
   EXPECT_FALSE(inserted);
   EXPECT_EQ(second.request().payload(), "a");  // The first one stays.
   EXPECT_EQ(second.receipt().payload(), "receipt");
   // An outgoing request may share the id space without clashing.
-  EXPECT_THAT(store_->InsertOutgoing(key, Record(v1::OUTGOING, "c", 3)), IsOk());
-  COMITY_ASSERT_OK_AND_ASSIGN(auto both, store_->Get("id-2"));
+  EXPECT_THAT(store_->requests().InsertOutgoing(key, Record(v1::OUTGOING, "c", 3)), IsOk());
+  COMITY_ASSERT_OK_AND_ASSIGN(auto both, store_->requests().Get("id-2"));
   ASSERT_EQ(both.size(), 2u);
   EXPECT_EQ(both[0].direction(), v1::OUTGOING);
   EXPECT_EQ(both[1].direction(), v1::INCOMING);
@@ -330,48 +324,48 @@ TEST_P(StoreTest, IncomingInsertIsIdempotent) {
 
 TEST_P(StoreTest, ListIsNewestFirstAndFiltered) {
   bool inserted;
-  ASSERT_THAT(store_->InsertOutgoing({"a", "FR", "JP"}, Record(v1::OUTGOING, "1", 10)), IsOk());
-  ASSERT_THAT(store_->InsertIncomingIfAbsent({"b", "JP", "FR"},
+  ASSERT_THAT(store_->requests().InsertOutgoing({"a", "FR", "JP"}, Record(v1::OUTGOING, "1", 10)), IsOk());
+  ASSERT_THAT(store_->requests().InsertIncomingIfAbsent({"b", "JP", "FR"},
                                              Fixed(Record(v1::INCOMING, "2", 20)), &inserted),
               IsOk());
-  ASSERT_THAT(store_->InsertOutgoing({"c", "FR", "DE"}, Record(v1::OUTGOING, "3", 30)), IsOk());
-  COMITY_ASSERT_OK_AND_ASSIGN(auto all, store_->List(v1::DIRECTION_UNSPECIFIED, 10));
+  ASSERT_THAT(store_->requests().InsertOutgoing({"c", "FR", "DE"}, Record(v1::OUTGOING, "3", 30)), IsOk());
+  COMITY_ASSERT_OK_AND_ASSIGN(auto all, ListAll(*store_, v1::DIRECTION_UNSPECIFIED, 10));
   EXPECT_THAT(IdsOf(all), ElementsAre("3", "2", "1"));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto sent, store_->List(v1::OUTGOING, 10));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto sent, ListAll(*store_, v1::OUTGOING, 10));
   EXPECT_THAT(IdsOf(sent), ElementsAre("3", "1"));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto one, store_->List(v1::DIRECTION_UNSPECIFIED, 1));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto one, ListAll(*store_, v1::DIRECTION_UNSPECIFIED, 1));
   EXPECT_EQ(one.size(), 1u);
 }
 
 TEST_P(StoreTest, AuditEntriesCommitOrRollBackWithTheChange) {
-  ASSERT_THAT(store_->InsertOutgoing({"a", "FR", "JP"}, Record(v1::OUTGOING, "1", 10),
+  ASSERT_THAT(store_->requests().InsertOutgoing({"a", "FR", "JP"}, Record(v1::OUTGOING, "1", 10),
                                      Append("a", {v1::REQUEST_SUBMITTED, v1::ASSESSMENT_MADE})),
               IsOk());
-  EXPECT_THAT(store_->AuditSize(), IsOkAndHolds(2u));
+  EXPECT_THAT(store_->audit().Size(), IsOkAndHolds(2u));
   // The audit function fails: neither the row nor any entry is stored.
   AuditFn failing = [](AuditWriter& w) -> absl::Status {
     v1::AuditEntry e = Entry("b", v1::REQUEST_SUBMITTED, 5);
     if (!w.Append(&e).ok()) return absl::InternalError("append");
     return absl::UnavailableError("signer down");
   };
-  EXPECT_THAT(store_->InsertOutgoing({"b", "FR", "JP"}, Record(v1::OUTGOING, "2", 20), failing),
+  EXPECT_THAT(store_->requests().InsertOutgoing({"b", "FR", "JP"}, Record(v1::OUTGOING, "2", 20), failing),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("signer down")));
-  EXPECT_THAT(store_->Get("b"), IsOkAndHolds(IsEmpty()));
-  EXPECT_THAT(store_->AuditSize(), IsOkAndHolds(2u));
+  EXPECT_THAT(store_->requests().Get("b"), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(store_->audit().Size(), IsOkAndHolds(2u));
   // The next append takes the next index, not one the failed one used.
-  ASSERT_THAT(store_->MarkDeliveryFailed("a", "down", absl::FromUnixMicros(20),
+  ASSERT_THAT(store_->outbox().MarkDeliveryFailed("a", "down", absl::FromUnixMicros(20),
                                          absl::FromUnixMicros(30),
                                          Append("a", {v1::DELIVERY_ATTEMPTED, v1::DELIVERY_FAILED})),
               IsOk());
   // A change that does not happen writes no entry.
-  EXPECT_THAT(store_->MarkDelivered("zz", v1::SignedEnvelope(), absl::FromUnixMicros(40),
+  EXPECT_THAT(store_->outbox().MarkDelivered("zz", v1::SignedEnvelope(), absl::FromUnixMicros(40), absl::InfiniteFuture(),
                                     Append("zz", {v1::DELIVERY_ACKNOWLEDGED})),
               StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_THAT(store_->AuditSize(), IsOkAndHolds(4u));
+  EXPECT_THAT(store_->audit().Size(), IsOkAndHolds(4u));
 
   AuditFilter by_type;
   by_type.type = v1::DELIVERY_FAILED;
-  COMITY_ASSERT_OK_AND_ASSIGN(auto failed, store_->AuditEntries(by_type));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto failed, store_->audit().Entries(by_type));
   ASSERT_EQ(failed.size(), 1u);
   v1::AuditEntry parsed;
   ASSERT_TRUE(parsed.ParseFromString(failed[0]));
@@ -380,11 +374,14 @@ TEST_P(StoreTest, AuditEntriesCommitOrRollBackWithTheChange) {
   page.from_index = 1;
   page.limit = 2;
   page.request_id = "a";
-  EXPECT_THAT(store_->AuditEntries(page), IsOkAndHolds(SizeIs(2)));
+  EXPECT_THAT(store_->audit().Entries(page), IsOkAndHolds(SizeIs(2)));
   uint64_t expect = 0;
-  ASSERT_THAT(store_->ForEachAuditEntry([&](uint64_t pos, const std::string&) {
-    EXPECT_EQ(pos, expect++);
-    return absl::OkStatus();
+  ASSERT_THAT(store_->audit().ReadSnapshot([&](AuditSnapshot& snap) {
+    EXPECT_EQ(snap.size(), 4u);
+    return snap.ForEachEntry(0, [&](uint64_t pos, const std::string&) {
+      EXPECT_EQ(pos, expect++);
+      return absl::OkStatus();
+    });
   }),
               IsOk());
   EXPECT_EQ(expect, 4u);
@@ -393,7 +390,7 @@ TEST_P(StoreTest, AuditEntriesCommitOrRollBackWithTheChange) {
 TEST_P(StoreTest, ProofsAndHeadsFromStoredNodesSurviveReopen) {
   std::vector<std::string> leaves;
   for (int batch = 0; batch < 5; ++batch) {
-    ASSERT_THAT(store_->Audit([&](AuditWriter& w) -> absl::Status {
+    ASSERT_THAT(store_->audit().Append([&](AuditWriter& w) -> absl::Status {
       for (int i = 0; i < 3; ++i) {
         v1::AuditEntry e = Entry(absl::StrCat("r", batch), v1::REQUEST_RECEIVED, batch * 10 + i);
         auto bytes = w.Append(&e);
@@ -411,37 +408,37 @@ TEST_P(StoreTest, ProofsAndHeadsFromStoredNodesSurviveReopen) {
                 IsOk());
   }
   ASSERT_EQ(leaves.size(), 15u);
-  COMITY_ASSERT_OK_AND_ASSIGN(std::string root15, store_->RootAt(15));
-  COMITY_ASSERT_OK_AND_ASSIGN(std::string root6, store_->RootAt(6));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto incl, store_->InclusionProofAt(4, 15));
+  COMITY_ASSERT_OK_AND_ASSIGN(std::string root15, store_->audit().RootAt(15));
+  COMITY_ASSERT_OK_AND_ASSIGN(std::string root6, store_->audit().RootAt(6));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto incl, store_->audit().InclusionProofAt(4, 15));
   EXPECT_THAT(merkle::VerifyInclusion(4, 15, leaves[4], incl, root15), IsOk());
-  COMITY_ASSERT_OK_AND_ASSIGN(auto cons, store_->ConsistencyProofAt(6, 15));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto cons, store_->audit().ConsistencyProofAt(6, 15));
   EXPECT_THAT(merkle::VerifyConsistency(6, 15, root6, root15, cons), IsOk());
-  EXPECT_THAT(store_->RootAt(16), StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(store_->TreeHeads(), IsOkAndHolds(SizeIs(5)));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto latest, store_->LatestTreeHead());
+  EXPECT_THAT(store_->audit().RootAt(16), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(store_->audit().TreeHeads(), IsOkAndHolds(SizeIs(5)));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto latest, store_->audit().LatestTreeHead());
   ASSERT_TRUE(latest.has_value());
   EXPECT_EQ(latest->head.tree_size(), 15u);
   EXPECT_EQ(latest->head.root_hash(), root15);
-  COMITY_ASSERT_OK_AND_ASSIGN(VerifyReport report, VerifyStoredLog(*store_, "FR", keys_));
+  COMITY_ASSERT_OK_AND_ASSIGN(VerifyReport report, VerifyStoredLog(store_->audit(), "FR", keys_));
   EXPECT_TRUE(report.ok) << report.error;
   EXPECT_EQ(report.entries, 15u);
   EXPECT_EQ(report.heads, 5u);
 
   store_.reset();
   COMITY_ASSERT_OK_AND_ASSIGN(store_, backend_->Open());
-  EXPECT_THAT(store_->AuditSize(), IsOkAndHolds(15u));
-  ASSERT_THAT(store_->Audit(Append("after", {v1::NODE_STARTED})), IsOk());
-  COMITY_ASSERT_OK_AND_ASSIGN(auto cons2, store_->ConsistencyProofAt(15, 16));
-  COMITY_ASSERT_OK_AND_ASSIGN(std::string root16, store_->RootAt(16));
+  EXPECT_THAT(store_->audit().Size(), IsOkAndHolds(15u));
+  ASSERT_THAT(store_->audit().Append(Append("after", {v1::NODE_STARTED})), IsOk());
+  COMITY_ASSERT_OK_AND_ASSIGN(auto cons2, store_->audit().ConsistencyProofAt(15, 16));
+  COMITY_ASSERT_OK_AND_ASSIGN(std::string root16, store_->audit().RootAt(16));
   EXPECT_THAT(merkle::VerifyConsistency(15, 16, root15, root16, cons2), IsOk());
-  COMITY_ASSERT_OK_AND_ASSIGN(report, VerifyStoredLog(*store_, "FR", keys_));
+  COMITY_ASSERT_OK_AND_ASSIGN(report, VerifyStoredLog(store_->audit(), "FR", keys_));
   EXPECT_TRUE(report.ok) << report.error;
   EXPECT_EQ(report.entries, 16u);
 }
 
 TEST_P(StoreTest, PeerHeadsKeepTheFirstOfEachSize) {
-  COMITY_ASSERT_OK_AND_ASSIGN(auto none, store_->LatestPeerHead("JP"));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto none, store_->audit().LatestPeerHead("JP"));
   EXPECT_FALSE(none.has_value());
   auto head = [](uint64_t size, const std::string& root) {
     StoredTreeHead h;
@@ -451,11 +448,11 @@ TEST_P(StoreTest, PeerHeadsKeepTheFirstOfEachSize) {
     h.signed_head.set_payload(h.head.SerializeAsString());
     return h;
   };
-  ASSERT_THAT(store_->PutPeerHead("JP", head(5, "r5")), IsOk());
-  ASSERT_THAT(store_->PutPeerHead("JP", head(9, "r9")), IsOk());
-  ASSERT_THAT(store_->PutPeerHead("JP", head(9, "other")), IsOk());
-  ASSERT_THAT(store_->PutPeerHead("DE", head(20, "d20")), IsOk());
-  COMITY_ASSERT_OK_AND_ASSIGN(auto latest, store_->LatestPeerHead("JP"));
+  ASSERT_THAT(store_->audit().PutPeerHead("JP", head(5, "r5"), absl::UnixEpoch()), IsOk());
+  ASSERT_THAT(store_->audit().PutPeerHead("JP", head(9, "r9"), absl::UnixEpoch()), IsOk());
+  ASSERT_THAT(store_->audit().PutPeerHead("JP", head(9, "other"), absl::UnixEpoch()), IsOk());
+  ASSERT_THAT(store_->audit().PutPeerHead("DE", head(20, "d20"), absl::UnixEpoch()), IsOk());
+  COMITY_ASSERT_OK_AND_ASSIGN(auto latest, store_->audit().LatestPeerHead("JP"));
   ASSERT_TRUE(latest.has_value());
   EXPECT_EQ(latest->head.tree_size(), 9u);
   EXPECT_EQ(latest->head.root_hash(), "r9");
@@ -464,7 +461,7 @@ TEST_P(StoreTest, PeerHeadsKeepTheFirstOfEachSize) {
 TEST_P(StoreTest, TransitionsFollowTheCaseAndGoOutInOrder) {
   bool inserted;
   for (const char* id : {"c1", "c2"}) {
-    ASSERT_THAT(store_->InsertIncomingIfAbsent({id, "FR", "JP"},
+    ASSERT_THAT(store_->requests().InsertIncomingIfAbsent({id, "FR", "JP"},
                                                Fixed(Record(v1::INCOMING, id, 1)), &inserted),
                 IsOk());
   }
@@ -474,53 +471,53 @@ TEST_P(StoreTest, TransitionsFollowTheCaseAndGoOutInOrder) {
   auto ebad = Step("c1", 2, v1::CASE_DELIVERED, v1::CASE_REFUSED, &bad);
   auto ec2 = Step("c2", 1, v1::CASE_DELIVERED, v1::CASE_ACKNOWLEDGED, &c2t);
   const absl::Time now = absl::FromUnixMicros(1000);
-  ASSERT_THAT(store_->AppendTransition("c1", v1::INCOMING, t1, e1, true, now,
+  ASSERT_THAT(store_->cases().AppendTransition("c1", v1::INCOMING, t1, e1, true, now, absl::InfiniteFuture(),
                                        Append("c1", {v1::CASE_DECIDED})),
               IsOk());
-  EXPECT_THAT(store_->AppendTransition("c1", v1::INCOMING, t1, e1, true, now),
+  EXPECT_THAT(store_->cases().AppendTransition("c1", v1::INCOMING, t1, e1, true, now, absl::InfiniteFuture()),
               StatusIs(absl::StatusCode::kFailedPrecondition));
-  EXPECT_THAT(store_->AppendTransition("c1", v1::INCOMING, bad, ebad, true, now),
+  EXPECT_THAT(store_->cases().AppendTransition("c1", v1::INCOMING, bad, ebad, true, now, absl::InfiniteFuture()),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("does not follow")));
-  EXPECT_THAT(store_->AppendTransition("nope", v1::INCOMING, t1, e1, true, now),
+  EXPECT_THAT(store_->cases().AppendTransition("nope", v1::INCOMING, t1, e1, true, now, absl::InfiniteFuture()),
               StatusIs(absl::StatusCode::kNotFound));
-  ASSERT_THAT(store_->AppendTransition("c1", v1::INCOMING, t2, e2, true, now), IsOk());
-  ASSERT_THAT(store_->AppendTransition("c2", v1::INCOMING, c2t, ec2, true, now), IsOk());
-  EXPECT_THAT(store_->AuditSize(), IsOkAndHolds(1u));
+  ASSERT_THAT(store_->cases().AppendTransition("c1", v1::INCOMING, t2, e2, true, now, absl::InfiniteFuture()), IsOk());
+  ASSERT_THAT(store_->cases().AppendTransition("c2", v1::INCOMING, c2t, ec2, true, now, absl::InfiniteFuture()), IsOk());
+  EXPECT_THAT(store_->audit().Size(), IsOkAndHolds(1u));
 
-  COMITY_ASSERT_OK_AND_ASSIGN(auto records, store_->Get("c1"));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto records, store_->requests().Get("c1"));
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(records[0].case_state(), v1::CASE_ACCEPTED);
   ASSERT_EQ(records[0].transitions_size(), 2);
   EXPECT_EQ(records[0].transitions(1).payload(), e2.payload());
 
   // Only the earliest undelivered step of each case is due.
-  COMITY_ASSERT_OK_AND_ASSIGN(auto due, store_->DueTransitions("", now, 10));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto due, store_->outbox().DueTransitions("", now, 10));
   ASSERT_EQ(due.size(), 2u);
   std::set<std::pair<std::string, uint32_t>> got;
   for (const auto& p : due) got.insert({p.request_id, p.sequence});
   EXPECT_EQ(got, (std::set<std::pair<std::string, uint32_t>>{{"c1", 1}, {"c2", 1}}));
-  EXPECT_THAT(store_->DueTransitions("DE", now, 10), IsOkAndHolds(IsEmpty()));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto depths, store_->QueueDepths());
+  EXPECT_THAT(store_->outbox().DueTransitions("DE", now, 10), IsOkAndHolds(IsEmpty()));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto depths, store_->outbox().Depths());
   EXPECT_EQ(depths["FR"].second, 3u);
 
-  ASSERT_THAT(store_->MarkTransitionFailed("c2", 1, "UNAVAILABLE: down",
+  ASSERT_THAT(store_->outbox().MarkTransitionFailed("c2", 1, "UNAVAILABLE: down",
                                            absl::FromUnixMicros(5000)),
               IsOk());
   v1::SignedEnvelope ack;
   ack.set_payload("ack");
-  ASSERT_THAT(store_->MarkTransitionDelivered("c1", 1, ack,
+  ASSERT_THAT(store_->outbox().MarkTransitionDelivered("c1", 1, ack,
                                               Append("c1", {v1::TRANSITION_DELIVERED})),
               IsOk());
   // Again: already delivered, no second entry.
-  ASSERT_THAT(store_->MarkTransitionDelivered("c1", 1, ack,
+  ASSERT_THAT(store_->outbox().MarkTransitionDelivered("c1", 1, ack,
                                               Append("c1", {v1::TRANSITION_DELIVERED})),
               IsOk());
-  EXPECT_THAT(store_->AuditSize(), IsOkAndHolds(2u));
-  COMITY_ASSERT_OK_AND_ASSIGN(due, store_->DueTransitions("FR", now, 10));
+  EXPECT_THAT(store_->audit().Size(), IsOkAndHolds(2u));
+  COMITY_ASSERT_OK_AND_ASSIGN(due, store_->outbox().DueTransitions("FR", now, 10));
   ASSERT_EQ(due.size(), 1u);
   EXPECT_EQ(due[0].request_id, "c1");
   EXPECT_EQ(due[0].sequence, 2u);
-  COMITY_ASSERT_OK_AND_ASSIGN(due, store_->DueTransitions("", absl::FromUnixMicros(6000), 10));
+  COMITY_ASSERT_OK_AND_ASSIGN(due, store_->outbox().DueTransitions("", absl::FromUnixMicros(6000), 10));
   ASSERT_EQ(due.size(), 2u);
   for (const auto& p : due) {
     if (p.request_id == "c2") {
@@ -534,40 +531,297 @@ TEST_P(StoreTest, ProposalsQueueOnePerRequest) {
   proposal.set_payload("withdraw");
   const absl::Time now = absl::FromUnixMicros(1000);
   COMITY_ASSERT_OK_AND_ASSIGN(int64_t first,
-                              store_->EnqueueProposal("r1", "JP", proposal, now,
+                              store_->outbox().EnqueueProposal("r1", "JP", proposal, now,
                                                       Append("r1", {v1::REQUEST_SUBMITTED})));
-  EXPECT_THAT(store_->EnqueueProposal("r1", "JP", proposal, now),
+  EXPECT_THAT(store_->outbox().EnqueueProposal("r1", "JP", proposal, now),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already has")));
-  COMITY_ASSERT_OK_AND_ASSIGN(int64_t second, store_->EnqueueProposal("r2", "DE", proposal, now));
+  COMITY_ASSERT_OK_AND_ASSIGN(int64_t second, store_->outbox().EnqueueProposal("r2", "DE", proposal, now));
   EXPECT_GT(second, first);
-  EXPECT_THAT(store_->AuditSize(), IsOkAndHolds(1u));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto due, store_->DueProposals("", now, 10));
+  EXPECT_THAT(store_->audit().Size(), IsOkAndHolds(1u));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto due, store_->outbox().DueProposals("", now, 10));
   ASSERT_EQ(due.size(), 2u);
   EXPECT_EQ(due[0].id, first);
   EXPECT_EQ(due[0].envelope.payload(), "withdraw");
-  EXPECT_THAT(store_->DueProposals("DE", now, 10), IsOkAndHolds(SizeIs(1)));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto depths, store_->QueueDepths());
+  EXPECT_THAT(store_->outbox().DueProposals("DE", now, 10), IsOkAndHolds(SizeIs(1)));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto depths, store_->outbox().Depths());
   EXPECT_EQ(depths["JP"].second, 1u);
 
-  ASSERT_THAT(store_->MarkProposalFailed(first, "UNAVAILABLE: down", absl::FromUnixMicros(9000)),
+  ASSERT_THAT(store_->outbox().MarkProposalFailed(first, "UNAVAILABLE: down", absl::FromUnixMicros(9000)),
               IsOk());
-  EXPECT_THAT(store_->DueProposals("JP", now, 10), IsOkAndHolds(IsEmpty()));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto queued, store_->QueuedProposals("r1"));
+  EXPECT_THAT(store_->outbox().DueProposals("JP", now, 10), IsOkAndHolds(IsEmpty()));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto queued, store_->outbox().QueuedProposals("r1"));
   ASSERT_EQ(queued.size(), 1u);
   EXPECT_EQ(queued[0].attempts, 1u);
   EXPECT_EQ(queued[0].last_error, "UNAVAILABLE: down");
-  ASSERT_THAT(store_->FinishProposal(first, "", Append("r1", {v1::REQUEST_SUBMITTED})), IsOk());
-  ASSERT_THAT(store_->FinishProposal(first, "", Append("r1", {v1::REQUEST_SUBMITTED})), IsOk());
-  EXPECT_THAT(store_->AuditSize(), IsOkAndHolds(2u));
-  EXPECT_THAT(store_->QueuedProposals("r1"), IsOkAndHolds(IsEmpty()));
+  ASSERT_THAT(store_->outbox().FinishProposal(first, "", Append("r1", {v1::REQUEST_SUBMITTED})), IsOk());
+  ASSERT_THAT(store_->outbox().FinishProposal(first, "", Append("r1", {v1::REQUEST_SUBMITTED})), IsOk());
+  EXPECT_THAT(store_->audit().Size(), IsOkAndHolds(2u));
+  EXPECT_THAT(store_->outbox().QueuedProposals("r1"), IsOkAndHolds(IsEmpty()));
   // Once finished, the next proposal for the request may be queued.
-  EXPECT_THAT(store_->EnqueueProposal("r1", "JP", proposal, now), IsOk());
+  EXPECT_THAT(store_->outbox().EnqueueProposal("r1", "JP", proposal, now), IsOk());
+}
+
+TEST_P(StoreTest, ListPagesWithACursorThroughEveryRecord) {
+  bool inserted;
+  // 25 records, some sharing a stored_at time, both directions.
+  for (int i = 0; i < 25; ++i) {
+    const std::string id = absl::StrFormat("r%02d", i);
+    const int64_t at = 1000 + (i / 3) * 10;  // Three per time.
+    if (i % 2 == 0) {
+      ASSERT_THAT(store_->requests().InsertOutgoing({id, "FR", "JP"}, Record(v1::OUTGOING, id, at)),
+                  IsOk());
+    } else {
+      ASSERT_THAT(store_->requests().InsertIncomingIfAbsent(
+                      {id, "JP", "FR"}, Fixed(Record(v1::INCOMING, id, at)), &inserted),
+                  IsOk());
+    }
+  }
+  std::vector<std::string> seen;
+  ListQuery q;
+  q.limit = 4;
+  for (int pages = 0;; ++pages) {
+    ASSERT_LT(pages, 10);
+    COMITY_ASSERT_OK_AND_ASSIGN(RecordPage page, store_->requests().List(q));
+    for (const auto& r : page.records) seen.push_back(r.request().payload());
+    if (page.next_cursor.empty()) break;
+    EXPECT_EQ(page.records.size(), 4u);
+    q.after = page.next_cursor;
+  }
+  ASSERT_EQ(seen.size(), 25u);
+  // Newest first, ties by id; no record twice.
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), 25u);
+  EXPECT_EQ(seen.front(), "r24");
+  EXPECT_EQ(seen[1], "r21");  // r21..r23 share a time: id order.
+  EXPECT_EQ(seen.back(), "r02");
+  q = ListQuery();
+  q.direction = v1::INCOMING;
+  q.limit = 100;
+  COMITY_ASSERT_OK_AND_ASSIGN(RecordPage incoming, store_->requests().List(q));
+  EXPECT_EQ(incoming.records.size(), 12u);
+  EXPECT_TRUE(incoming.next_cursor.empty());
+  q.after = "not a cursor";
+  EXPECT_THAT(store_->requests().List(q),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cursor")));
+}
+
+TEST_P(StoreTest, LinksAreIndexedBothWays) {
+  ASSERT_THAT(store_->requests().InsertOutgoing({"a", "FR", "JP"}, Record(v1::OUTGOING, "a", 1)),
+              IsOk());
+  ASSERT_THAT(
+      store_->requests().InsertOutgoing({"b", "FR", "JP", {"a"}}, Record(v1::OUTGOING, "b", 2)),
+      IsOk());
+  ASSERT_THAT(store_->requests().InsertOutgoing({"c", "FR", "JP", {"a", "b"}},
+                                                Record(v1::OUTGOING, "c", 3)),
+              IsOk());
+  EXPECT_THAT(store_->requests().Linked("a"), IsOkAndHolds(ElementsAre("b", "c")));
+  EXPECT_THAT(store_->requests().Linked("b"), IsOkAndHolds(ElementsAre("a", "c")));
+  EXPECT_THAT(store_->requests().Linked("c"), IsOkAndHolds(ElementsAre("a", "b")));
+  EXPECT_THAT(store_->requests().Linked("zz"), IsOkAndHolds(IsEmpty()));
+}
+
+TEST_P(StoreTest, CasesAreFoundByTheirNextDeadline) {
+  bool inserted;
+  auto at = [](int64_t s) { return absl::FromUnixSeconds(s); };
+  for (const char* id : {"early", "late", "none"}) {
+    v1::RequestRecord r = Record(v1::INCOMING, id, 1);
+    if (std::string(id) == "early") *r.mutable_next_deadline() = TimeUtil::SecondsToTimestamp(100);
+    if (std::string(id) == "late") *r.mutable_next_deadline() = TimeUtil::SecondsToTimestamp(500);
+    ASSERT_THAT(store_->requests().InsertIncomingIfAbsent({id, "FR", "JP"}, Fixed(r), &inserted),
+                IsOk());
+  }
+  COMITY_ASSERT_OK_AND_ASSIGN(auto due, store_->cases().Due(at(200), 10));
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].request_id, "early");
+  EXPECT_EQ(due[0].direction, v1::INCOMING);
+  EXPECT_EQ(due[0].next_deadline, at(100));
+  COMITY_ASSERT_OK_AND_ASSIGN(due, store_->cases().Due(at(600), 10));
+  ASSERT_EQ(due.size(), 2u);
+  EXPECT_EQ(due[1].request_id, "late");
+  // Handled through its deadline: not due again until the deadline moves on.
+  ASSERT_THAT(store_->cases().MarkDeadlinesHandled("early", v1::INCOMING, at(100),
+                                                   Append("early", {v1::CASE_ESCALATED})),
+              IsOk());
+  EXPECT_THAT(store_->audit().Size(), IsOkAndHolds(1u));
+  COMITY_ASSERT_OK_AND_ASSIGN(due, store_->cases().Due(at(600), 10));
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].request_id, "late");
+  // Still listed among the cases with a deadline passed.
+  COMITY_ASSERT_OK_AND_ASSIGN(auto passed, store_->cases().WithDeadlineBefore(at(600), nullptr, 1));
+  ASSERT_EQ(passed.size(), 1u);
+  EXPECT_EQ(passed[0].request_id, "early");
+  COMITY_ASSERT_OK_AND_ASSIGN(auto rest,
+                              store_->cases().WithDeadlineBefore(at(600), &passed[0], 10));
+  ASSERT_EQ(rest.size(), 1u);
+  EXPECT_EQ(rest[0].request_id, "late");
+  // A step moves the deadline later: due again once that comes.
+  v1::Transition t;
+  auto env = Step("early", 1, v1::CASE_DELIVERED, v1::CASE_ACKNOWLEDGED, &t);
+  ASSERT_THAT(store_->cases().AppendTransition("early", v1::INCOMING, t, env, true, at(150),
+                                               at(300)),
+              IsOk());
+  COMITY_ASSERT_OK_AND_ASSIGN(due, store_->cases().Due(at(350), 10));
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].request_id, "early");
+  EXPECT_EQ(due[0].next_deadline, at(300));
+  // Open cases, in id order, paged; a recomputed deadline is kept.
+  COMITY_ASSERT_OK_AND_ASSIGN(auto open, store_->cases().Open(nullptr, 2));
+  ASSERT_EQ(open.size(), 2u);
+  EXPECT_EQ(open[0].request_id, "early");
+  EXPECT_EQ(open[1].request_id, "late");
+  COMITY_ASSERT_OK_AND_ASSIGN(auto more, store_->cases().Open(&open[1], 10));
+  ASSERT_EQ(more.size(), 1u);
+  EXPECT_EQ(more[0].request_id, "none");
+  EXPECT_EQ(more[0].next_deadline, absl::InfiniteFuture());
+  ASSERT_THAT(store_->cases().SetNextDeadline("none", v1::INCOMING, at(50)), IsOk());
+  COMITY_ASSERT_OK_AND_ASSIGN(due, store_->cases().Due(at(60), 10));
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].request_id, "none");
+}
+
+TEST_P(StoreTest, EvidenceListedInAResponseIsPendingUntilHeld) {
+  ASSERT_THAT(store_->requests().InsertOutgoing({"req", "FR", "JP"}, Record(v1::OUTGOING, "req", 1)),
+              IsOk());
+  ASSERT_THAT(store_->outbox().MarkDelivered("req", v1::SignedEnvelope(), absl::FromUnixMicros(2),
+                                             absl::InfiniteFuture()),
+              IsOk());
+  v1::Transition t;
+  auto env = Step("req", 1, v1::CASE_DELIVERED, v1::CASE_EXECUTED, &t);
+  for (const char* name : {"a.img", "b.pcap"}) {
+    v1::EvidenceFile* f = t.add_evidence();
+    f->set_name(name);
+    f->set_sha256(Sha256(name));
+    f->set_size(100);
+  }
+  env.set_payload(t.SerializeAsString());
+  const absl::Time now = absl::FromUnixMicros(1000);
+  ASSERT_THAT(store_->cases().AppendTransition("req", v1::OUTGOING, t, env, false, now,
+                                               absl::InfiniteFuture()),
+              IsOk());
+  COMITY_ASSERT_OK_AND_ASSIGN(auto due, store_->cases().DueEvidence("", now, 10));
+  ASSERT_EQ(due.size(), 2u);
+  EXPECT_EQ(due[0].peer, "JP");
+  EXPECT_EQ(due[0].size, 100u);
+  EXPECT_THAT(store_->cases().DueEvidence("DE", now, 10), IsOkAndHolds(IsEmpty()));
+  // One fails and backs off; the other waits for accepted conditions.
+  ASSERT_THAT(store_->cases().MarkEvidenceDeferred("req", Sha256("a.img"), "UNAVAILABLE", true,
+                                                   now + absl::Seconds(5)),
+              IsOk());
+  ASSERT_THAT(store_->cases().MarkEvidenceDeferred("req", Sha256("b.pcap"), "conditions", false,
+                                                   absl::InfiniteFuture()),
+              IsOk());
+  EXPECT_THAT(store_->cases().DueEvidence("", now + absl::Seconds(1), 10),
+              IsOkAndHolds(IsEmpty()));
+  COMITY_ASSERT_OK_AND_ASSIGN(due, store_->cases().DueEvidence("", now + absl::Seconds(6), 10));
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].name, "a.img");
+  EXPECT_EQ(due[0].attempts, 1u);
+  EXPECT_EQ(due[0].last_error, "UNAVAILABLE");
+  // The requesting party accepts the conditions: everything unheld is due.
+  v1::Transition accept;
+  auto accept_env = Step("req", 2, v1::CASE_EXECUTED, v1::CASE_EXECUTED, &accept);
+  accept.add_accepted_conditions("use only for case 1");
+  accept_env.set_payload(accept.SerializeAsString());
+  ASSERT_THAT(store_->cases().AppendTransition("req", v1::OUTGOING, accept, accept_env, false,
+                                               now + absl::Seconds(2), absl::InfiniteFuture()),
+              IsOk());
+  COMITY_ASSERT_OK_AND_ASSIGN(due, store_->cases().DueEvidence("", now + absl::Seconds(2), 10));
+  EXPECT_EQ(due.size(), 2u);
+  ASSERT_THAT(store_->cases().MarkEvidenceHeld("req", Sha256("a.img"),
+                                               Append("req", {v1::EVIDENCE_RECEIVED})),
+              IsOk());
+  ASSERT_THAT(store_->cases().MarkEvidenceHeld("req", Sha256("a.img"),
+                                               Append("req", {v1::EVIDENCE_RECEIVED})),
+              IsOk());
+  EXPECT_THAT(store_->audit().Size(), IsOkAndHolds(1u));  // Once.
+  COMITY_ASSERT_OK_AND_ASSIGN(auto pending, store_->cases().PendingEvidenceOf("req"));
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_EQ(pending[0].name, "b.pcap");
+}
+
+TEST_P(StoreTest, ASnapshotIsOneMomentWhileTheLogGrows) {
+  ASSERT_THAT(store_->audit().Append([&](AuditWriter& w) -> absl::Status {
+    absl::Status st = Append("x", {v1::NODE_STARTED, v1::NODE_STARTED})(w);
+    if (!st.ok()) return st;
+    return SignHead(w, *key_);
+  }),
+              IsOk());
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (int i = 0; !stop.load(); ++i) {
+      absl::Status st = store_->audit().Append([&](AuditWriter& w) -> absl::Status {
+        absl::Status appended = Append("w", {v1::AUTH_FAILURE})(w);
+        if (!appended.ok()) return appended;
+        return i % 2 == 0 ? SignHead(w, *key_) : absl::OkStatus();
+      });
+      ASSERT_THAT(st, IsOk());
+    }
+  });
+  for (int round = 0; round < 20; ++round) {
+    uint64_t entries = 0;
+    uint64_t max_head = 0;
+    uint64_t size = 0;
+    ASSERT_THAT(store_->audit().ReadSnapshot([&](AuditSnapshot& snap) -> absl::Status {
+      size = snap.size();
+      absl::SleepFor(absl::Milliseconds(2));  // The writer goes on meanwhile.
+      absl::Status st = snap.ForEachEntry(0, [&](uint64_t, const std::string&) {
+        ++entries;
+        return absl::OkStatus();
+      });
+      if (!st.ok()) return st;
+      return snap.ForEachTreeHead([&](StoredTreeHead h) {
+        max_head = std::max<uint64_t>(max_head, h.head.tree_size());
+        return absl::OkStatus();
+      });
+    }),
+                IsOk());
+    EXPECT_EQ(entries, size);
+    EXPECT_LE(max_head, size) << "a head beyond the snapshot's log";
+    COMITY_ASSERT_OK_AND_ASSIGN(VerifyReport report,
+                                VerifyStoredLog(store_->audit(), "FR", keys_));
+    EXPECT_TRUE(report.ok) << "round " << round << ": " << report.error;
+  }
+  stop.store(true);
+  writer.join();
+}
+
+TEST_P(StoreTest, MigrationSevenIndexesWhatOlderSchemasHold) {
+  // Rows as a version 6 store held them: bodies with links, a response
+  // listing evidence.
+  v1::RequestBody first, second;
+  first.set_id("aaaa");
+  second.set_id("bbbb");
+  second.add_related_request_ids("aaaa");
+  v1::RequestRecord r1 = Record(v1::OUTGOING, first.SerializeAsString(), 1);
+  v1::RequestRecord r2 = Record(v1::OUTGOING, second.SerializeAsString(), 2);
+  ASSERT_THAT(store_->requests().InsertOutgoing({"aaaa", "FR", "JP"}, r1), IsOk());
+  ASSERT_THAT(store_->requests().InsertOutgoing({"bbbb", "FR", "JP"}, r2), IsOk());
+  v1::Transition t;
+  auto env = Step("bbbb", 1, v1::CASE_STATE_UNSPECIFIED, v1::CASE_EXECUTED, &t);
+  t.add_evidence()->set_sha256(Sha256("file"));
+  env.set_payload(t.SerializeAsString());
+  ASSERT_THAT(store_->cases().AppendTransition("bbbb", v1::OUTGOING, t, env, false,
+                                               absl::FromUnixMicros(3), absl::InfiniteFuture()),
+              IsOk());
+  store_.reset();
+  ASSERT_THAT(backend_->Exec("DROP TABLE request_links; DROP TABLE evidence; "
+                             "DROP TABLE backup_origin; DROP INDEX requests_by_deadline; "
+                             "DROP INDEX requests_by_case_state; "
+                             "ALTER TABLE requests DROP COLUMN next_deadline_us; "
+                             "ALTER TABLE requests DROP COLUMN deadline_handled_us; "
+                             "DELETE FROM schema_migrations WHERE version = 7"),
+              IsOk());
+  COMITY_ASSERT_OK_AND_ASSIGN(store_, backend_->Open());
+  EXPECT_THAT(store_->SchemaVersion(), IsOkAndHolds(sql::kSchemaVersion));
+  EXPECT_THAT(store_->requests().Linked("aaaa"), IsOkAndHolds(ElementsAre("bbbb")));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto pending, store_->cases().PendingEvidenceOf("bbbb"));
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_EQ(pending[0].sha256, Sha256("file"));
 }
 
 TEST(SqliteStoreTest, DurabilitySettingsApplied) {
   testing::TempDir dir;
   const std::string path = dir.path() + "/comity.db";
-  COMITY_ASSERT_OK_AND_ASSIGN(auto store, SqliteStore::Open(path));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto store, OpenSqliteStore(path));
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
   sqlite3_stmt* st = nullptr;
@@ -588,10 +842,10 @@ class PgReplicasTest : public ::testing::Test {
     COMITY_ASSERT_OK_AND_ASSIGN(key_, SigningKey::Generate());
     ASSERT_THAT(keys_.Add("FR", "FR-1", key_->public_key()), IsOk());
   }
-  std::unique_ptr<PgStore> Replica(absl::Duration lease = absl::Minutes(5)) {
-    PgStore::Options options;
+  std::unique_ptr<Store> Replica(absl::Duration lease = absl::Minutes(5)) {
+    PostgresOptions options;
     options.claim_lease = lease;
-    auto store = PgStore::Open(db_->url(), options);
+    auto store = OpenPostgresStore(db_->url(), options);
     EXPECT_THAT(store, IsOk());
     return store.ok() ? *std::move(store) : nullptr;
   }
@@ -602,7 +856,7 @@ class PgReplicasTest : public ::testing::Test {
 };
 
 TEST_F(PgReplicasTest, ReplicasOpeningAtOnceMigrateOnce) {
-  std::vector<std::unique_ptr<PgStore>> stores(4);
+  std::vector<std::unique_ptr<Store>> stores(4);
   std::vector<std::thread> threads;
   for (auto& s : stores) {
     threads.emplace_back([&s, this] { s = Replica(); });
@@ -610,9 +864,8 @@ TEST_F(PgReplicasTest, ReplicasOpeningAtOnceMigrateOnce) {
   for (auto& t : threads) t.join();
   for (auto& s : stores) {
     ASSERT_NE(s, nullptr);
-    EXPECT_THAT(s->SchemaVersion(), IsOkAndHolds(PgStore::kSchemaVersion));
+    EXPECT_THAT(s->SchemaVersion(), IsOkAndHolds(sql::kSchemaVersion));
   }
-  EXPECT_NE(stores[0]->replica_id(), stores[1]->replica_id());
 }
 
 TEST_F(PgReplicasTest, ConcurrentAppendsFromTwoReplicasMakeOneLinearLog) {
@@ -625,7 +878,7 @@ TEST_F(PgReplicasTest, ConcurrentAppendsFromTwoReplicasMakeOneLinearLog) {
   std::atomic<int> failures{0};
   std::vector<std::thread> threads;
   for (int r = 0; r < 2; ++r) {
-    PgStore* store = r == 0 ? a.get() : b.get();
+    Store* store = r == 0 ? a.get() : b.get();
     for (int t = 0; t < kThreadsPerReplica; ++t) {
       threads.emplace_back([&, store, r, t] {
         for (int i = 0; i < kTransactions; ++i) {
@@ -633,11 +886,11 @@ TEST_F(PgReplicasTest, ConcurrentAppendsFromTwoReplicasMakeOneLinearLog) {
           absl::Status st;
           if (i % 3 == 0) {
             // A change with its entries.
-            st = store->InsertOutgoing({id, "FR", "JP"}, Record(v1::OUTGOING, id, i),
+            st = store->requests().InsertOutgoing({id, "FR", "JP"}, Record(v1::OUTGOING, id, i),
                                        Append(id, {v1::REQUEST_SUBMITTED, v1::ASSESSMENT_MADE}));
           } else {
             // Entries and a head signed over the log as this replica sees it.
-            st = store->Audit([&](AuditWriter& w) -> absl::Status {
+            st = store->audit().Append([&](AuditWriter& w) -> absl::Status {
               absl::Status appended = Append(id, {v1::AUTH_FAILURE, v1::NODE_STARTED})(w);
               if (!appended.ok()) return appended;
               return i % 3 == 1 ? SignHead(w, *key_) : absl::OkStatus();
@@ -654,32 +907,34 @@ TEST_F(PgReplicasTest, ConcurrentAppendsFromTwoReplicasMakeOneLinearLog) {
   for (auto& t : threads) t.join();
   ASSERT_EQ(failures.load(), 0);
   const uint64_t total = 2 * kThreadsPerReplica * kTransactions * 2;
-  EXPECT_THAT(a->AuditSize(), IsOkAndHolds(total));
-  EXPECT_THAT(b->AuditSize(), IsOkAndHolds(total));
+  EXPECT_THAT(a->audit().Size(), IsOkAndHolds(total));
+  EXPECT_THAT(b->audit().Size(), IsOkAndHolds(total));
   // Every position once, in order: no fork, no duplicate, no gap.
   std::set<std::string> ids_seen;
   uint64_t expect = 0;
-  ASSERT_THAT(a->ForEachAuditEntry([&](uint64_t pos, const std::string& bytes) {
-    v1::AuditEntry e;
-    EXPECT_TRUE(e.ParseFromString(bytes));
-    EXPECT_EQ(pos, expect);
-    EXPECT_EQ(e.index(), expect);
-    ++expect;
-    return absl::OkStatus();
+  ASSERT_THAT(a->audit().ReadSnapshot([&](AuditSnapshot& snap) {
+    return snap.ForEachEntry(0, [&](uint64_t pos, const std::string& bytes) {
+      v1::AuditEntry e;
+      EXPECT_TRUE(e.ParseFromString(bytes));
+      EXPECT_EQ(pos, expect);
+      EXPECT_EQ(e.index(), expect);
+      ++expect;
+      return absl::OkStatus();
+    });
   }),
               IsOk());
   EXPECT_EQ(expect, total);
   // Every head, whichever replica signed it, is a head of this one log.
-  for (PgStore* s : {a.get(), b.get()}) {
-    COMITY_ASSERT_OK_AND_ASSIGN(VerifyReport report, VerifyStoredLog(*s, "FR", keys_));
+  for (Store* s : {a.get(), b.get()}) {
+    COMITY_ASSERT_OK_AND_ASSIGN(VerifyReport report, VerifyStoredLog(s->audit(), "FR", keys_));
     EXPECT_TRUE(report.ok) << report.error;
     EXPECT_EQ(report.entries, total);
     EXPECT_EQ(report.heads, 2u * kThreadsPerReplica * (kTransactions / 3));
   }
   // A replica that did not append last still appends at the end.
-  ASSERT_THAT(a->Audit(Append("last-a", {v1::NODE_STARTED})), IsOk());
-  ASSERT_THAT(b->Audit(Append("last-b", {v1::NODE_STARTED})), IsOk());
-  COMITY_ASSERT_OK_AND_ASSIGN(VerifyReport report, VerifyStoredLog(*b, "FR", keys_));
+  ASSERT_THAT(a->audit().Append(Append("last-a", {v1::NODE_STARTED})), IsOk());
+  ASSERT_THAT(b->audit().Append(Append("last-b", {v1::NODE_STARTED})), IsOk());
+  COMITY_ASSERT_OK_AND_ASSIGN(VerifyReport report, VerifyStoredLog(b->audit(), "FR", keys_));
   EXPECT_TRUE(report.ok) << report.error;
   EXPECT_EQ(report.entries, total + 2);
 }
@@ -692,16 +947,16 @@ TEST_F(PgReplicasTest, TwoReplicasDeliverEachDueRequestOnce) {
   constexpr int kRequests = 120;
   for (int i = 0; i < kRequests; ++i) {
     const std::string id = absl::StrCat("q", i);
-    ASSERT_THAT(a->InsertOutgoing({id, "FR", i % 2 ? "JP" : "DE"}, Record(v1::OUTGOING, id, i)),
+    ASSERT_THAT(a->requests().InsertOutgoing({id, "FR", i % 2 ? "JP" : "DE"}, Record(v1::OUTGOING, id, i)),
                 IsOk());
   }
   absl::Mutex mu;
   std::map<std::string, int> delivered;  // id -> times handed out.
   std::map<std::string, int> by_replica[2];
   std::atomic<int> errors{0};
-  auto worker = [&](PgStore* store, int r) {
+  auto worker = [&](Store* store, int r) {
     for (;;) {
-      auto due = store->DueForDelivery("", absl::FromUnixMicros(1'000'000), 8);
+      auto due = store->outbox().DueRequests("", absl::FromUnixMicros(1'000'000), 8);
       if (!due.ok()) {
         ADD_FAILURE() << due.status();
         ++errors;
@@ -715,8 +970,9 @@ TEST_F(PgReplicasTest, TwoReplicasDeliverEachDueRequestOnce) {
           ++delivered[id];
           ++by_replica[r][id];
         }
-        absl::Status st = store->MarkDelivered(id, v1::SignedEnvelope(),
-                                               absl::FromUnixMicros(1'000'001));
+        absl::Status st = store->outbox().MarkDelivered(id, v1::SignedEnvelope(),
+                                               absl::FromUnixMicros(1'000'001),
+                                               absl::InfiniteFuture());
         if (!st.ok()) {
           ADD_FAILURE() << id << " (handed to another replica too?): " << st;
           ++errors;
@@ -747,47 +1003,47 @@ TEST_F(PgReplicasTest, AClaimHoldsUntilReleasedOrExpired) {
   bool inserted;
   for (int i = 0; i < 4; ++i) {
     const std::string id = absl::StrCat("x", i);
-    ASSERT_THAT(a->InsertOutgoing({id, "FR", "JP"}, Record(v1::OUTGOING, id, i)), IsOk());
+    ASSERT_THAT(a->requests().InsertOutgoing({id, "FR", "JP"}, Record(v1::OUTGOING, id, i)), IsOk());
   }
-  ASSERT_THAT(a->InsertIncomingIfAbsent({"case", "FR", "JP"},
+  ASSERT_THAT(a->requests().InsertIncomingIfAbsent({"case", "FR", "JP"},
                                         Fixed(Record(v1::INCOMING, "case", 1)), &inserted),
               IsOk());
   v1::Transition t1;
   auto e1 = Step("case", 1, v1::CASE_DELIVERED, v1::CASE_ACKNOWLEDGED, &t1);
-  ASSERT_THAT(a->AppendTransition("case", v1::INCOMING, t1, e1, true, now), IsOk());
+  ASSERT_THAT(a->cases().AppendTransition("case", v1::INCOMING, t1, e1, true, now, absl::InfiniteFuture()), IsOk());
   v1::SignedEnvelope proposal;
-  ASSERT_THAT(a->EnqueueProposal("p", "JP", proposal, now), IsOk());
+  ASSERT_THAT(a->outbox().EnqueueProposal("p", "JP", proposal, now), IsOk());
 
   const absl::Time claimed_at = absl::Now();
-  COMITY_ASSERT_OK_AND_ASSIGN(auto mine, a->DueForDelivery("", now, 2));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto mine, a->outbox().DueRequests("", now, 2));
   ASSERT_EQ(mine.size(), 2u);
-  ASSERT_THAT(a->DueTransitions("", now, 10), IsOkAndHolds(SizeIs(1)));
-  ASSERT_THAT(a->DueProposals("", now, 10), IsOkAndHolds(SizeIs(1)));
+  ASSERT_THAT(a->outbox().DueTransitions("", now, 10), IsOkAndHolds(SizeIs(1)));
+  ASSERT_THAT(a->outbox().DueProposals("", now, 10), IsOkAndHolds(SizeIs(1)));
   // B gets only what A did not claim; A gets its own claims again.
-  COMITY_ASSERT_OK_AND_ASSIGN(auto theirs, b->DueForDelivery("", now, 10));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto theirs, b->outbox().DueRequests("", now, 10));
   EXPECT_THAT(IdsOf(theirs), ElementsAre("x2", "x3"));
-  EXPECT_THAT(b->DueTransitions("", now, 10), IsOkAndHolds(IsEmpty()));
-  EXPECT_THAT(b->DueProposals("", now, 10), IsOkAndHolds(IsEmpty()));
-  EXPECT_THAT(a->DueForDelivery("", now, 2), IsOkAndHolds(SizeIs(2)));
+  EXPECT_THAT(b->outbox().DueTransitions("", now, 10), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(b->outbox().DueProposals("", now, 10), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(a->outbox().DueRequests("", now, 2), IsOkAndHolds(SizeIs(2)));
   // A failed attempt releases the claim: after its backoff anyone may retry.
-  ASSERT_THAT(a->MarkDeliveryFailed("x0", "down", now, now), IsOk());
-  COMITY_ASSERT_OK_AND_ASSIGN(auto after_release, b->DueForDelivery("", now, 10));
+  ASSERT_THAT(a->outbox().MarkDeliveryFailed("x0", "down", now, now), IsOk());
+  COMITY_ASSERT_OK_AND_ASSIGN(auto after_release, b->outbox().DueRequests("", now, 10));
   EXPECT_THAT(IdsOf(after_release), ElementsAre("x0", "x2", "x3"));
   ASSERT_LT(absl::Now() - claimed_at, lease) << "too slow to test the lease";
 
   // A crashes (its claims are not released) ...
   absl::SleepFor(lease + absl::Milliseconds(300) - (absl::Now() - claimed_at));
   // ... and when the lease has run out B takes over.
-  COMITY_ASSERT_OK_AND_ASSIGN(auto taken, b->DueForDelivery("", now, 10));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto taken, b->outbox().DueRequests("", now, 10));
   EXPECT_THAT(IdsOf(taken), ElementsAre("x0", "x1", "x2", "x3"));
-  EXPECT_THAT(b->DueTransitions("", now, 10), IsOkAndHolds(SizeIs(1)));
-  EXPECT_THAT(b->DueProposals("", now, 10), IsOkAndHolds(SizeIs(1)));
+  EXPECT_THAT(b->outbox().DueTransitions("", now, 10), IsOkAndHolds(SizeIs(1)));
+  EXPECT_THAT(b->outbox().DueProposals("", now, 10), IsOkAndHolds(SizeIs(1)));
   // Now A waits for B's claims.
-  EXPECT_THAT(a->DueForDelivery("", now, 10), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(a->outbox().DueRequests("", now, 10), IsOkAndHolds(IsEmpty()));
   // A replica that shuts down releases its claims at once.
   b.reset();
-  EXPECT_THAT(a->DueForDelivery("", now, 10), IsOkAndHolds(SizeIs(4)));
-  EXPECT_THAT(a->DueTransitions("", now, 10), IsOkAndHolds(SizeIs(1)));
+  EXPECT_THAT(a->outbox().DueRequests("", now, 10), IsOkAndHolds(SizeIs(4)));
+  EXPECT_THAT(a->outbox().DueTransitions("", now, 10), IsOkAndHolds(SizeIs(1)));
 }
 
 TEST_F(PgReplicasTest, ConcurrentReceiptOfOneRequestStoresItOnce) {
@@ -796,9 +1052,9 @@ TEST_F(PgReplicasTest, ConcurrentReceiptOfOneRequestStoresItOnce) {
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
   std::atomic<int> inserted_count{0};
-  auto receive = [&](PgStore* store, const std::string& payload) {
+  auto receive = [&](Store* store, const std::string& payload) {
     bool inserted = false;
-    auto got = store->InsertIncomingIfAbsent(
+    auto got = store->requests().InsertIncomingIfAbsent(
         {"same", "JP", "FR"},
         [&](AuditWriter& w) -> absl::StatusOr<v1::RequestRecord> {
           absl::Status st = Append("same", {v1::REQUEST_RECEIVED})(w);
@@ -814,28 +1070,28 @@ TEST_F(PgReplicasTest, ConcurrentReceiptOfOneRequestStoresItOnce) {
   ta.join();
   tb.join();
   EXPECT_EQ(inserted_count.load(), 1);
-  EXPECT_THAT(a->AuditSize(), IsOkAndHolds(1u));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto rows, b->Get("same"));
+  EXPECT_THAT(a->audit().Size(), IsOkAndHolds(1u));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto rows, b->requests().Get("same"));
   EXPECT_THAT(IdsOf(rows), SizeIs(1));
 }
 
 TEST_F(PgReplicasTest, ALostConnectionIsUnavailableThenReestablished) {
   auto a = Replica();
   ASSERT_NE(a, nullptr);
-  ASSERT_THAT(a->Audit(Append("x", {v1::NODE_STARTED})), IsOk());
+  ASSERT_THAT(a->audit().Append(Append("x", {v1::NODE_STARTED})), IsOk());
   // The server ends the store's session (a restart, a failover).
   ASSERT_THAT(db_->Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
                         "datname = current_database() AND pid <> pg_backend_pid()"),
               IsOk());
-  EXPECT_THAT(a->AuditSize(), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(a->audit().Size(), StatusIs(absl::StatusCode::kUnavailable));
   // The next call reconnects; nothing committed was lost.
-  EXPECT_THAT(a->AuditSize(), IsOkAndHolds(1u));
-  ASSERT_THAT(a->Audit(Append("y", {v1::NODE_STARTED})), IsOk());
-  EXPECT_THAT(a->AuditSize(), IsOkAndHolds(2u));
+  EXPECT_THAT(a->audit().Size(), IsOkAndHolds(1u));
+  ASSERT_THAT(a->audit().Append(Append("y", {v1::NODE_STARTED})), IsOk());
+  EXPECT_THAT(a->audit().Size(), IsOkAndHolds(2u));
 }
 
 TEST_F(PgReplicasTest, UnreachableServerIsUnavailable) {
-  EXPECT_THAT(PgStore::Open("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"),
+  EXPECT_THAT(OpenPostgresStore("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("cannot connect")));
 }
 

@@ -6,7 +6,7 @@
 //
 //   if (PostgresTestDb::ServerUrl().empty()) GTEST_SKIP() << PostgresTestDb::kSkipMessage;
 //   COMITY_ASSERT_OK_AND_ASSIGN(auto db, PostgresTestDb::Create());
-//   auto store = PgStore::Open(db->url());
+//   auto store = OpenPostgresStore(db->url());
 #ifndef COMITY_TESTS_TESTING_POSTGRES_TEST_DB_H_
 #define COMITY_TESTS_TESTING_POSTGRES_TEST_DB_H_
 

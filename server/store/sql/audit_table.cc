@@ -1,0 +1,337 @@
+// AuditStore in SQL: audit_entries, audit_nodes, audit_heads, peer_heads
+// (docs/audit_log.md, docs/storage.md); and the Store that wires the four
+// aggregates over one Database.
+#include "absl/strings/str_cat.h"
+#include "server/store/sql/rows.h"
+#include "server/store/sql/schema.h"
+#include "server/store/sql/sql_store.h"
+#include "server/util/status_macros.h"
+
+namespace comity::sql {
+namespace {
+
+// Rows read per statement when walking the whole log, so that a backend
+// that materializes results (libpq) never holds more than a page.
+constexpr int64_t kPage = 4096;
+
+absl::Status CheckSize(Session& s, uint64_t size) {
+  COMITY_ASSIGN_OR_RETURN(uint64_t have, LogSize(s));
+  if (size > have) {
+    return absl::InvalidArgumentError(absl::StrCat("the log has ", have, " entries, not ", size));
+  }
+  return absl::OkStatus();
+}
+
+class SqlSnapshot final : public AuditSnapshot {
+ public:
+  SqlSnapshot(Session* s, uint64_t size) : s_(s), size_(size) {}
+  uint64_t size() const override { return size_; }
+
+  absl::Status ForEachEntry(
+      uint64_t from_index,
+      const std::function<absl::Status(uint64_t, const std::string&)>& fn) override {
+    int64_t from = static_cast<int64_t>(from_index);
+    for (;;) {
+      int64_t rows = 0;
+      int64_t last = from - 1;
+      COMITY_RETURN_IF_ERROR(s_->Query(
+          "SELECT idx, entry FROM audit_entries WHERE idx >= $1 ORDER BY idx LIMIT $2",
+          Params().Int(from).Int(kPage), [&](const Row& row) {
+            ++rows;
+            last = row.Int(0);
+            return fn(static_cast<uint64_t>(last), row.Bytes(1));
+          }));
+      if (rows < kPage) return absl::OkStatus();
+      from = last + 1;
+    }
+  }
+
+  absl::Status ForEachNode(
+      const std::function<absl::Status(int, uint64_t, const std::string&)>& fn) override {
+    int64_t level = 0;
+    int64_t from = 0;
+    for (;;) {
+      int64_t rows = 0;
+      COMITY_RETURN_IF_ERROR(
+          s_->Query("SELECT level, idx, hash FROM audit_nodes WHERE level > $1 OR (level = $1 "
+                    "AND idx >= $2) ORDER BY level, idx LIMIT $3",
+                    Params().Int(level).Int(from).Int(kPage), [&](const Row& row) {
+                      ++rows;
+                      level = row.Int(0);
+                      from = row.Int(1) + 1;
+                      return fn(static_cast<int>(level), static_cast<uint64_t>(row.Int(1)),
+                                row.Bytes(2));
+                    }));
+      if (rows < kPage) return absl::OkStatus();
+    }
+  }
+
+  absl::Status ForEachTreeHead(const std::function<absl::Status(StoredTreeHead)>& fn) override {
+    int64_t from = 0;
+    for (;;) {
+      int64_t rows = 0;
+      COMITY_RETURN_IF_ERROR(s_->Query(
+          "SELECT signed_head, tree_size FROM audit_heads WHERE tree_size >= $1 ORDER BY "
+          "tree_size LIMIT $2",
+          Params().Int(from).Int(kPage), [&](const Row& row) -> absl::Status {
+            ++rows;
+            from = row.Int(1) + 1;
+            COMITY_ASSIGN_OR_RETURN(StoredTreeHead h, ReadHead(row, 0, "tree head"));
+            return fn(std::move(h));
+          }));
+      if (rows < kPage) return absl::OkStatus();
+    }
+  }
+
+ private:
+  Session* s_;
+  const uint64_t size_;
+};
+
+class SqlStore final : public Store {
+ public:
+  explicit SqlStore(std::unique_ptr<Database> db)
+      : db_(std::move(db)),
+        requests_(db_.get()),
+        cases_(db_.get()),
+        outbox_(db_.get()),
+        audit_(db_.get()) {}
+
+  RequestStore& requests() override { return requests_; }
+  CaseStore& cases() override { return cases_; }
+  OutboxStore& outbox() override { return outbox_; }
+  AuditStore& audit() override { return audit_; }
+
+  absl::StatusOr<int> SchemaVersion() override {
+    int version = 0;
+    COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) -> absl::Status {
+      COMITY_ASSIGN_OR_RETURN(version, sql::SchemaVersion(s));
+      return absl::OkStatus();
+    }));
+    return version;
+  }
+
+  absl::StatusOr<BackupOrigin> Backup(const std::string& dest_path) override {
+    BackupOrigin origin;
+    origin.taken_at_us = ToMicros(absl::Now());
+    COMITY_RETURN_IF_ERROR(db_->Backup(dest_path, origin.taken_at_us, &origin.audit_size));
+    return origin;
+  }
+
+  absl::StatusOr<std::optional<BackupOrigin>> RestoredBackupOrigin() override {
+    std::optional<BackupOrigin> origin;
+    COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) {
+      return s.Query("SELECT taken_at_us, audit_size FROM backup_origin LIMIT 1", Params(),
+                     [&](const Row& row) {
+                       origin = BackupOrigin{row.Int(0), static_cast<uint64_t>(row.Int(1))};
+                       return absl::OkStatus();
+                     });
+    }));
+    return origin;
+  }
+
+  absl::Status ClearBackupOrigin() override {
+    return db_->Write(false, [](Session& s, AuditWriter&) {
+      return s.Exec("DELETE FROM backup_origin", Params()).status();
+    });
+  }
+
+ private:
+  std::unique_ptr<Database> db_;
+  SqlRequestStore requests_;
+  SqlCaseStore cases_;
+  SqlOutboxStore outbox_;
+  SqlAuditStore audit_;
+};
+
+}  // namespace
+
+absl::Status SqlAuditStore::Append(const AuditFn& audit) {
+  return db_->Write(true, [&](Session&, AuditWriter& w) { return audit(w); });
+}
+
+absl::StatusOr<uint64_t> SqlAuditStore::Size() {
+  uint64_t size = 0;
+  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) -> absl::Status {
+    COMITY_ASSIGN_OR_RETURN(size, LogSize(s));
+    return absl::OkStatus();
+  }));
+  return size;
+}
+
+absl::StatusOr<std::vector<std::string>> SqlAuditStore::Entries(const AuditFilter& f) {
+  Params p;
+  p.Int(static_cast<int64_t>(f.from_index));
+  std::string sql = "SELECT entry FROM audit_entries WHERE idx >= $1";
+  auto add = [&](const char* clause) { absl::StrAppend(&sql, clause, p.size()); };
+  if (f.from_time_us != 0) {
+    p.Int(f.from_time_us);
+    add(" AND time_us >= $");
+  }
+  if (f.to_time_us != 0) {
+    p.Int(f.to_time_us);
+    add(" AND time_us < $");
+  }
+  if (!f.request_id.empty()) {
+    p.Text(f.request_id);
+    add(" AND request_id = $");
+  }
+  if (!f.party.empty()) {
+    p.Text(f.party);
+    add(" AND party = $");
+  }
+  if (!f.actor.empty()) {
+    p.Text(f.actor);
+    add(" AND actor = $");
+  }
+  if (f.type != 0) {
+    p.Int(f.type);
+    add(" AND type = $");
+  }
+  sql += " ORDER BY idx";
+  if (f.limit != 0) {
+    p.Int(static_cast<int64_t>(f.limit));
+    add(" LIMIT $");
+  }
+  std::vector<std::string> out;
+  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) {
+    return s.Query(sql, p, [&](const Row& row) {
+      out.push_back(row.Bytes(0));
+      return absl::OkStatus();
+    });
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<StoredTreeHead>> SqlAuditStore::TreeHeads(uint64_t from_size,
+                                                                     uint64_t limit) {
+  std::vector<StoredTreeHead> out;
+  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) {
+    return s.Query(
+        "SELECT signed_head FROM audit_heads WHERE tree_size >= $1 ORDER BY tree_size LIMIT $2",
+        Params()
+            .Int(static_cast<int64_t>(from_size))
+            .Int(limit == 0 ? INT64_MAX : static_cast<int64_t>(limit)),
+        [&](const Row& row) -> absl::Status {
+          COMITY_ASSIGN_OR_RETURN(StoredTreeHead h, ReadHead(row, 0, "tree head"));
+          out.push_back(std::move(h));
+          return absl::OkStatus();
+        });
+  }));
+  return out;
+}
+
+absl::StatusOr<std::optional<StoredTreeHead>> SqlAuditStore::LatestTreeHead() {
+  std::optional<StoredTreeHead> out;
+  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) {
+    return s.Query("SELECT signed_head FROM audit_heads ORDER BY tree_size DESC LIMIT 1",
+                   Params(), [&](const Row& row) -> absl::Status {
+                     COMITY_ASSIGN_OR_RETURN(out, ReadHead(row, 0, "tree head"));
+                     return absl::OkStatus();
+                   });
+  }));
+  return out;
+}
+
+absl::StatusOr<std::string> SqlAuditStore::RootAt(uint64_t size) {
+  std::string root;
+  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) -> absl::Status {
+    COMITY_RETURN_IF_ERROR(CheckSize(s, size));
+    COMITY_ASSIGN_OR_RETURN(root, merkle::RootHash(SessionNodeSource(&s), size));
+    return absl::OkStatus();
+  }));
+  return root;
+}
+
+absl::StatusOr<std::vector<std::string>> SqlAuditStore::InclusionProofAt(uint64_t index,
+                                                                         uint64_t size) {
+  std::vector<std::string> proof;
+  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) -> absl::Status {
+    COMITY_RETURN_IF_ERROR(CheckSize(s, size));
+    COMITY_ASSIGN_OR_RETURN(proof, merkle::InclusionProof(SessionNodeSource(&s), index, size));
+    return absl::OkStatus();
+  }));
+  return proof;
+}
+
+absl::StatusOr<std::vector<std::string>> SqlAuditStore::ConsistencyProofAt(uint64_t old_size,
+                                                                           uint64_t new_size) {
+  std::vector<std::string> proof;
+  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) -> absl::Status {
+    COMITY_RETURN_IF_ERROR(CheckSize(s, new_size));
+    COMITY_ASSIGN_OR_RETURN(
+        proof, merkle::ConsistencyProof(SessionNodeSource(&s), old_size, new_size));
+    return absl::OkStatus();
+  }));
+  return proof;
+}
+
+absl::Status SqlAuditStore::ReadSnapshot(const std::function<absl::Status(AuditSnapshot&)>& fn) {
+  return db_->Snapshot([&](Session& s) -> absl::Status {
+    COMITY_ASSIGN_OR_RETURN(uint64_t size, LogSize(s));
+    SqlSnapshot snapshot(&s, size);
+    return fn(snapshot);
+  });
+}
+
+absl::StatusOr<std::optional<StoredTreeHead>> SqlAuditStore::LatestPeerHead(
+    const std::string& party) {
+  std::optional<StoredTreeHead> out;
+  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) {
+    return s.Query(
+        "SELECT signed_head FROM peer_heads WHERE party = $1 ORDER BY tree_size DESC LIMIT 1",
+        Params().Text(party), [&](const Row& row) -> absl::Status {
+          COMITY_ASSIGN_OR_RETURN(out, ReadHead(row, 0, "peer tree head"));
+          return absl::OkStatus();
+        });
+  }));
+  return out;
+}
+
+absl::Status SqlAuditStore::PutPeerHead(const std::string& party, const StoredTreeHead& h,
+                                        absl::Time received_at) {
+  return db_->Write(false, [&](Session& s, AuditWriter&) {
+    return s
+        .Exec("INSERT INTO peer_heads (party, tree_size, root, timestamp_us, signed_head, "
+              "received_us) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+              Params()
+                  .Text(party)
+                  .Int(static_cast<int64_t>(h.head.tree_size()))
+                  .Blob(h.head.root_hash())
+                  .Int(h.head.timestamp_unix_micros())
+                  .Blob(h.signed_head.SerializeAsString())
+                  .Int(ToMicros(received_at)))
+        .status();
+  });
+}
+
+std::unique_ptr<Store> NewSqlStore(std::unique_ptr<Database> db) {
+  return std::make_unique<SqlStore>(std::move(db));
+}
+
+}  // namespace comity::sql
+
+namespace comity {
+
+absl::StatusOr<VerifyReport> VerifyStoredLog(AuditStore& store, const std::string& party,
+                                             const KeyRing& keys) {
+  LogVerifier verifier(party, &keys);
+  COMITY_RETURN_IF_ERROR(store.ReadSnapshot([&](AuditSnapshot& snap) -> absl::Status {
+    COMITY_RETURN_IF_ERROR(snap.ForEachEntry(0, [&](uint64_t pos, const std::string& bytes) {
+      verifier.AddEntry(pos, bytes);
+      return absl::OkStatus();
+    }));
+    COMITY_RETURN_IF_ERROR(
+        snap.ForEachNode([&](int level, uint64_t index, const std::string& hash) {
+          verifier.CheckNode(level, index, hash);
+          return absl::OkStatus();
+        }));
+    return snap.ForEachTreeHead([&](StoredTreeHead h) {
+      verifier.CheckHead(h.signed_head);
+      return absl::OkStatus();
+    });
+  }));
+  return verifier.Finish();
+}
+
+}  // namespace comity

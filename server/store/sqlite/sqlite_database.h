@@ -1,0 +1,103 @@
+// Internal to server/store/: the SQLite backend of the SQL store (a
+// sql::Database), in sqlite_database.cc. Use OpenSqliteStore
+// (sqlite_store.h).
+#ifndef COMITY_SERVER_STORE_SQLITE_SQLITE_DATABASE_H_
+#define COMITY_SERVER_STORE_SQLITE_SQLITE_DATABASE_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/node_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "server/audit/merkle.h"
+#include "server/store/sql/database.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace comity::sqlite_internal {
+
+// One SQLite connection with its prepared statements, by SQL text (as the
+// shared store writes it: translated once, then cached). Not thread-safe.
+class Connection {
+ public:
+  // Unavailable if the file cannot be opened.
+  static absl::StatusOr<std::unique_ptr<Connection>> Open(const std::string& path,
+                                                          bool read_only);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Takes ownership of an open handle.
+  static std::unique_ptr<Connection> Adopt(sqlite3* db);
+
+  sqlite3* db() { return db_; }
+
+  struct Cached {
+    sqlite3_stmt* stmt = nullptr;
+    bool in_use = false;
+  };
+  // A prepared statement of `sql` (the store's dialect): the cached one,
+  // or a one-off (`cached` null) if that one is in use by an outer query.
+  struct Prepared {
+    sqlite3_stmt* stmt = nullptr;
+    Cached* cached = nullptr;
+  };
+  absl::StatusOr<Prepared> Prepare(absl::string_view sql);
+  // Resets (cached) or finalizes (one-off) a statement from Prepare.
+  void Release(const Prepared& p);
+  // Runs translated statements without parameters.
+  absl::Status Script(absl::string_view sql);
+
+ private:
+  explicit Connection(sqlite3* db) : db_(db) {}
+  sqlite3* db_;  // Owned.
+  // By the SQL text as the shared store writes it; node map: stable entries.
+  absl::node_hash_map<std::string, Cached> statements_;
+};
+
+class SqliteDatabase final : public sql::Database {
+ public:
+  static absl::StatusOr<std::unique_ptr<SqliteDatabase>> Open(const std::string& path);
+  ~SqliteDatabase() override;
+
+  absl::Status Write(bool audit, const sql::WriteFn& body) override ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Read(const sql::ReadFn& body) override ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Snapshot(const sql::ReadFn& body) override;
+  bool shared() const override { return false; }
+  const std::string& replica_id() const override { return replica_id_; }
+  absl::Duration claim_lease() const override { return absl::ZeroDuration(); }
+  absl::Status Backup(const std::string& dest_path, int64_t taken_at_us,
+                      uint64_t* audit_size) override;
+
+ private:
+  SqliteDatabase(std::string path, std::unique_ptr<Connection> conn)
+      : path_(std::move(path)), conn_(std::move(conn)) {}
+  struct PendingWrite {
+    const sql::WriteFn* body;
+    bool audit;
+    absl::Status result;
+    bool done = false;
+  };
+  void CommitBatch(const std::vector<PendingWrite*>& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::string path_;
+  const std::string replica_id_;
+  absl::Mutex mu_;
+  std::unique_ptr<Connection> conn_ ABSL_GUARDED_BY(mu_);
+  // The audit log as committed.
+  merkle::Frontier frontier_ ABSL_GUARDED_BY(mu_);
+  // Group commit (Write).
+  absl::Mutex commit_mu_;
+  std::vector<PendingWrite*> commit_queue_ ABSL_GUARDED_BY(commit_mu_);
+  bool leader_active_ ABSL_GUARDED_BY(commit_mu_) = false;
+  // Snapshot reads, on their own read-only connection (opened on first use).
+  absl::Mutex snapshot_mu_;
+  std::unique_ptr<Connection> snapshot_conn_ ABSL_GUARDED_BY(snapshot_mu_);
+};
+
+}  // namespace comity::sqlite_internal
+
+#endif  // COMITY_SERVER_STORE_SQLITE_SQLITE_DATABASE_H_
