@@ -97,13 +97,13 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const NodeSetup* s
   COMITY_ASSIGN_OR_RETURN(server->node_, Node::Create(setup, std::move(store),
                                                       server->transport_.get(), clock));
   const int limit = static_cast<int>(c.limits().max_message_bytes());
-  server->peer_service_ = std::make_unique<PeerServiceImpl>(server->node_.get(), limit);
+  server->peer_service_ = std::make_unique<PeerServiceImpl>(server->node_.get());
   server->operator_service_ = std::make_unique<OperatorServiceImpl>(server->node_.get());
   server->audit_service_ = std::make_unique<AuditServiceImpl>(server->node_.get());
 
   // A database restored from a backup is checked against the peers before
   // the node signs anything (docs/backup.md).
-  COMITY_RETURN_IF_ERROR(server->node_->CheckRestoredLog());
+  COMITY_RETURN_IF_ERROR(server->node_->backup().CheckRestoredLog());
   // The node logs its start before any caller can reach it.
   server->node_->Start();
   EnableHealthAndReflection();

@@ -1,6 +1,8 @@
-// gRPC adapters: each handler authenticates the caller from its TLS
-// certificate, converts protobuf to the Node's calls and the result back.
-// No logic lives here.
+// gRPC adapters: each handler passes the caller's TLS certificate and the
+// message to the node's PeerApi or OperatorApi (which authenticate, admit,
+// call one duty and audit refusals), and converts the result back. No
+// logic lives here: peer_service.cc, operator_service.cc,
+// audit_service.cc.
 #ifndef COMITY_SERVER_GRPC_SERVICES_H_
 #define COMITY_SERVER_GRPC_SERVICES_H_
 
@@ -15,8 +17,7 @@ namespace comity {
 // Thread-safe. `node` must outlive the service.
 class PeerServiceImpl final : public v1::PeerService::CallbackService {
  public:
-  PeerServiceImpl(Node* node, size_t max_message_bytes)
-      : node_(node), max_message_bytes_(max_message_bytes) {}
+  explicit PeerServiceImpl(Node* node) : node_(node) {}
   grpc::ServerUnaryReactor* DeliverRequest(grpc::CallbackServerContext* ctx,
                                            const v1::DeliverRequestRequest* request,
                                            v1::DeliverRequestResponse* response) override;
@@ -45,11 +46,7 @@ class PeerServiceImpl final : public v1::PeerService::CallbackService {
                                         v1::GetHeldHeadResponse* response) override;
 
  private:
-  // The authenticated peer party, or the error (logged and audited).
-  absl::StatusOr<std::string> Authenticate(grpc::CallbackServerContext* ctx,
-                                           const char* method);
   Node* node_;
-  size_t max_message_bytes_;
 };
 
 // Thread-safe. `node` must outlive the service.
@@ -89,13 +86,6 @@ class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
  private:
   Node* node_;
 };
-
-// The operator's identity, or the error to finish the call with (logged
-// and audited). The operator must hold one of `roles` (the urn:comity:role
-// URIs of its certificate).
-absl::StatusOr<CertIdentity> AuthenticateOperatorCall(
-    Node* node, grpc::CallbackServerContext* ctx, const char* method,
-    std::initializer_list<const char*> roles);
 
 // The audit log, for operators with the auditor role. Thread-safe.
 class AuditServiceImpl final : public v1::AuditService::CallbackService {

@@ -224,9 +224,9 @@ TEST_F(BackupE2eTest, AHeadSignedAfterTheBackupStopsTheRestoredNodeUntilAcknowle
   // FR goes on and JP sees a head of the longer log.
   ASSERT_EQ(Jp({"ack", a}).code, 0);
   ASSERT_TRUE(WaitFor([&] { return FrCase(a) == v1::CASE_ACKNOWLEDGED; }));
-  auto head = net_->server("FR")->node()->SignTreeHead();
+  auto head = net_->server("FR")->node()->witness().SignTreeHead();
   ASSERT_THAT(head.status(), IsOk());
-  ASSERT_THAT(net_->server("JP")->node()->CheckPeerHead("FR", *head), IsOk());
+  ASSERT_THAT(net_->server("JP")->node()->witness().CheckPeerHead("FR", *head), IsOk());
   const uint64_t seen = HeldFrHeadSize();
   ASSERT_GT(seen, backup_size);
 

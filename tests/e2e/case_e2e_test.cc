@@ -222,8 +222,8 @@ TEST_F(CaseE2eTest, LateBindingRequestsAreEscalatedAndPreservationsFlagged) {
     CliResult late = Cli({"--connect", net_->ClientConfigPath(party, "alice"), "overdue"});
     EXPECT_THAT(late.out, HasSubstr("LATE    ACKNOWLEDGE  " + id)) << party;
   }
-  net_->server("JP")->node()->CheckDeadlines();
-  net_->server("JP")->node()->CheckDeadlines();  // Escalated once, not twice.
+  net_->server("JP")->node()->deadlines().Check();
+  net_->server("JP")->node()->deadlines().Check();  // Escalated once, not twice.
   EXPECT_TRUE(logs.Contains("deadline_missed", id)) << logs.All();
   CliResult escalated = Cli({"--connect", net_->ClientConfigPath("JP", "carol"), "audit",
                              "log", "--request", id, "--type", "CASE_ESCALATED"});
@@ -303,7 +303,7 @@ TEST_F(CaseE2eTest, EvidenceIsStreamedVerifiedAndResumed) {
 
   // FR already holds the first 2 MiB of the disk image, as after a transfer
   // cut short: the fetch must resume there.
-  EvidenceStore* fr_store = net_->server("FR")->node()->evidence();
+  EvidenceStore* fr_store = &net_->server("FR")->node()->evidence().files();
   auto disk = ReadFile(disk_path);
   ASSERT_THAT(disk, IsOk());
   ASSERT_THAT(fr_store->BeginUpload(HexEncode(disk_sha), disk->size(), disk_sha),
@@ -316,7 +316,7 @@ TEST_F(CaseE2eTest, EvidenceIsStreamedVerifiedAndResumed) {
                                  "--file", disk_path, "--final"});
   ASSERT_EQ(final_response.code, 0) << final_response.err;
   EXPECT_TRUE(FranceSees(id, v1::CASE_EXECUTED));
-  net_->server("FR")->node()->FetchPendingEvidence();
+  net_->server("FR")->node()->evidence().FetchRound("JP", [] { return false; });
   EXPECT_TRUE(fr_store->Has(logs_sha));
   EXPECT_TRUE(fr_store->Has(disk_sha));
   auto fetched = ReadFile(fr_store->PathOf(disk_sha));
@@ -333,7 +333,7 @@ TEST_F(CaseE2eTest, EvidenceIsStreamedVerifiedAndResumed) {
   // Evidence is only for the party that asked: JP's own request elsewhere
   // is not readable, and FR cannot fetch what was not given to it.
   absl::Status denied =
-      net_->server("JP")->node()->CheckEvidenceAccess("FR", id, Sha256("not given"));
+      net_->server("JP")->node()->evidence().CheckAccess("FR", id, Sha256("not given"));
   EXPECT_TRUE(absl::IsPermissionDenied(denied)) << denied;
 }
 
@@ -357,9 +357,9 @@ TEST_F(CaseE2eTest, ConditionalReleaseAndTlpRedExport) {
 
   // Not released before FR accepts the condition.
   Node* fr = net_->server("FR")->node();
-  fr->FetchPendingEvidence();
-  EXPECT_FALSE(fr->evidence()->Has(sha));
-  absl::Status held = net_->server("JP")->node()->CheckEvidenceAccess("FR", id, sha);
+  fr->evidence().FetchRound("JP", [] { return false; });
+  EXPECT_FALSE(fr->evidence().files().Has(sha));
+  absl::Status held = net_->server("JP")->node()->evidence().CheckAccess("FR", id, sha);
   EXPECT_TRUE(absl::IsFailedPrecondition(held)) << held;
   EXPECT_THAT(std::string(held.message()), HasSubstr(condition));
 
@@ -368,8 +368,8 @@ TEST_F(CaseE2eTest, ConditionalReleaseAndTlpRedExport) {
   ASSERT_EQ(accepted.code, 0) << accepted.err;
   EXPECT_THAT(accepted.out, HasSubstr("accepted condition: " + condition));
   EXPECT_EQ(CaseState("JP", id), v1::CASE_EXECUTED);  // The state does not move.
-  fr->FetchPendingEvidence();
-  EXPECT_TRUE(fr->evidence()->Has(sha));
+  fr->evidence().FetchRound("JP", [] { return false; });
+  EXPECT_TRUE(fr->evidence().files().Has(sha));
 
   // TLP:RED leaves the node only with the explicit flag, and that is logged.
   testing::TempDir out;

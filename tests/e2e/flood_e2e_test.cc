@@ -111,7 +111,7 @@ TEST_F(FloodE2eTest, AFloodingPeerIsRefusedOverItsLimitWhileOthersAreServed) {
     absl::SleepFor(absl::Milliseconds(50));
   }
   EXPECT_EQ(counted, static_cast<uint64_t>(over_limit.load()));
-  auto verified = net_->server("FR")->node()->VerifyAuditLog();
+  auto verified = net_->server("FR")->node()->witness().Verify();
   ASSERT_THAT(verified.status(), IsOk());
   EXPECT_TRUE(verified->ok) << verified->error;
 }

@@ -49,7 +49,7 @@ void Populate(NodeFixture& f) {
   for (int i = 0; i < NodeFixture::kSampleRequests; ++i) {
     v1::SignedEnvelope env =
         f.SignAsPeer(kRequestPayloadType, SerializeDeterministic(f.SampleRequest(i)));
-    auto receipt = f.node().ReceiveRequest(NodeFixture::kPeer, env);
+    auto receipt = f.node().intake().ReceiveRequest(NodeFixture::kPeer, env);
     Check(receipt.ok(), receipt.ok() ? "" : receipt.status().ToString());
   }
 }
@@ -63,13 +63,13 @@ void CountChange() {
 }
 
 void Receive(NodeFixture& f, const v1::SignedEnvelope& env, bool check) {
-  auto receipt = f.node().ReceiveRequest(NodeFixture::kPeer, env);
+  auto receipt = f.node().intake().ReceiveRequest(NodeFixture::kPeer, env);
   if (!receipt.ok() || !check) return;
   auto verified = VerifyReceipt(env, *receipt, NodeFixture::kParty, f.ring());
   if (!verified.ok()) {
     Fail(absl::StrCat("the node's own receipt does not verify: ", verified.status().ToString()));
   }
-  auto again = f.node().ReceiveRequest(NodeFixture::kPeer, env);
+  auto again = f.node().intake().ReceiveRequest(NodeFixture::kPeer, env);
   if (!again.ok() || SerializeDeterministic(*again) != SerializeDeterministic(*receipt)) {
     Fail("the same request delivered twice did not get the same receipt");
   }
@@ -156,23 +156,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       Receive(f, f.SignAsPeer(kRequestPayloadType, rest), true);
       break;
     case 2:
-      if (node.ExchangeTreeHeads(peer, f.SignAsPeer(kTreeHeadPayloadType, rest)).ok()) {
+      if (node.witness().ExchangeTreeHeads(peer, f.SignAsPeer(kTreeHeadPayloadType, rest)).ok()) {
         CountChange();
       }
       break;
     case 3: {
       v1::SignedEnvelope env;
       if (!env.ParseFromString(rest)) break;
-      (void)node.ExchangeTreeHeads(peer, env);
-      (void)node.ReceiveTransition(peer, env);
-      (void)node.SequenceProposal(peer, env);
+      (void)node.witness().ExchangeTreeHeads(peer, env);
+      (void)node.cases().ReceiveTransition(peer, env);
+      (void)node.cases().SequenceProposal(peer, env);
       break;
     }
     case 4:
-      (void)node.ReceiveTransition(peer, f.SignAsPeer(kTransitionPayloadType, rest));
+      (void)node.cases().ReceiveTransition(peer, f.SignAsPeer(kTransitionPayloadType, rest));
       break;
     case 5:
-      if (node.SequenceProposal(peer, f.SignAsPeer(kProposalPayloadType, rest)).ok()) {
+      if (node.cases().SequenceProposal(peer, f.SignAsPeer(kProposalPayloadType, rest)).ok()) {
         CountChange();
       }
       break;
@@ -184,7 +184,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       auto second = SignEnvelope(kTreeHeadPayloadType, pair.receipt().payload(),
                                  NodeFixture::kParty, NodeFixture::kOwnKeyId, f.own_key());
       Check(first.ok() && second.ok(), "signing heads");
-      if (node.HandleSplitViewReport(peer, *first, *second).ok()) CountChange();
+      if (node.witness().HandleSplitViewReport(peer, *first, *second).ok()) CountChange();
       break;
     }
   }

@@ -1,7 +1,5 @@
-// Keys over time (docs/keys.md): the Node methods that announce this
-// node's key rotations and revocations to its peers, and that check, apply
-// and keep the announcements its peers send. Kept apart from node.cc, which
-// holds requests, cases and the outbox.
+#include "server/node/keys.h"
+
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -10,7 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/crypto/sha256.h"
-#include "server/node/node.h"
+#include "server/core/envelope.h"
+#include "server/crypto/sha256.h"
 #include "server/util/files.h"
 #include "server/util/log.h"
 #include "server/util/status_macros.h"
@@ -38,10 +37,17 @@ std::string DescribeWindow(const KeyValidity& v) {
 
 }  // namespace
 
-absl::Status Node::PrepareKeyAnnouncements() {
-  const absl::Time now = clock_->Now();
-  const std::string& current_id = setup_->config.signing_key().key_id();
-  if (absl::Status usable = setup_->signing_key_validity.Check(party(), current_id, now);
+absl::StatusOr<std::unique_ptr<Keys>> Keys::Create(const NodeContext* ctx) {
+  std::unique_ptr<Keys> keys(new Keys(ctx));
+  COMITY_RETURN_IF_ERROR(keys->LoadAccepted());
+  COMITY_RETURN_IF_ERROR(keys->Prepare());
+  return keys;
+}
+
+absl::Status Keys::Prepare() {
+  const absl::Time now = ctx_->Now();
+  const std::string& current_id = ctx_->config().signing_key().key_id();
+  if (absl::Status usable = ctx_->setup().signing_key_validity.Check(ctx_->party(), current_id, now);
       !usable.ok()) {
     // Peers will refuse what this node signs; say so at start.
     LogEvent(LogLevel::kError, "signing_key_not_valid", {{"reason", usable.ToString()}});
@@ -50,27 +56,27 @@ absl::Status Node::PrepareKeyAnnouncements() {
   // still sign: peers that trust that one learn this one.
   const PreviousSigningKey* voucher = nullptr;
   bool any_private = false;
-  for (const PreviousSigningKey& prev : setup_->previous_signing_keys) {
+  for (const PreviousSigningKey& prev : ctx_->setup().previous_signing_keys) {
     if (prev.key == nullptr) continue;
     any_private = true;
-    if (prev.validity.Check(party(), prev.key_id, now).ok()) voucher = &prev;
+    if (prev.validity.Check(ctx_->party(), prev.key_id, now).ok()) voucher = &prev;
   }
   if (voucher != nullptr) {
     v1::KeyAnnouncement a;
-    a.set_party(party());
+    a.set_party(ctx_->party());
     a.set_time_unix_micros(absl::ToUnixMicros(now));
     a.set_key_id(current_id);
-    a.set_ed25519_public_key(setup_->signing_key->public_key());
-    a.set_not_before_unix_micros(MicrosOrZero(setup_->signing_key_validity.not_before));
-    a.set_not_after_unix_micros(MicrosOrZero(setup_->signing_key_validity.not_after));
+    a.set_ed25519_public_key(ctx_->setup().signing_key->public_key());
+    a.set_not_before_unix_micros(MicrosOrZero(ctx_->setup().signing_key_validity.not_before));
+    a.set_not_after_unix_micros(MicrosOrZero(ctx_->setup().signing_key_validity.not_after));
     std::string payload = SerializeDeterministic(a);
     v1::AnnounceKeyRequest req;
     COMITY_ASSIGN_OR_RETURN(*req.mutable_announcement(),
-                            SignEnvelope(kKeyAnnouncementPayloadType, payload, party(),
+                            SignEnvelope(kKeyAnnouncementPayloadType, payload, ctx_->party(),
                                          voucher->key_id, *voucher->key));
     COMITY_ASSIGN_OR_RETURN(*req.mutable_possession(),
                             SignEnvelope(kKeyAnnouncementPayloadType, std::move(payload),
-                                         party(), current_id, *setup_->signing_key));
+                                         ctx_->party(), current_id, *ctx_->setup().signing_key));
     own_announcements_.push_back(std::move(req));
   } else if (any_private) {
     LogEvent(LogLevel::kWarning, "key_not_announced",
@@ -80,27 +86,27 @@ absl::Status Node::PrepareKeyAnnouncements() {
                "add the key to the peers' configurations (peers[].signing_keys)"}});
   }
   // Revocations, signed by the current key (which peers learn first).
-  for (const PreviousSigningKey& prev : setup_->previous_signing_keys) {
+  for (const PreviousSigningKey& prev : ctx_->setup().previous_signing_keys) {
     if (!prev.validity.revoked()) continue;
     v1::KeyAnnouncement a;
-    a.set_party(party());
+    a.set_party(ctx_->party());
     a.set_time_unix_micros(absl::ToUnixMicros(now));
     a.set_revoke_key_id(prev.key_id);
     a.set_revoked_at_unix_micros(absl::ToUnixMicros(prev.validity.revoked_at));
     v1::AnnounceKeyRequest req;
     COMITY_ASSIGN_OR_RETURN(
         *req.mutable_announcement(),
-        SignEnvelope(kKeyAnnouncementPayloadType, SerializeDeterministic(a), party(),
-                     current_id, *setup_->signing_key));
+        SignEnvelope(kKeyAnnouncementPayloadType, SerializeDeterministic(a), ctx_->party(),
+                     current_id, *ctx_->setup().signing_key));
     own_announcements_.push_back(std::move(req));
   }
-  absl::MutexLock lock(&keys_mu_);
-  for (const auto& [peer, unused] : setup_->peers) announcing_[peer] = Announcing{};
+  absl::MutexLock lock(&mu_);
+  for (const auto& [peer, unused] : ctx_->setup().peers) announcing_[peer] = Announcing{};
   return absl::OkStatus();
 }
 
-absl::Status Node::LoadAcceptedKeys() {
-  const std::string path = setup_->config.data_dir() + kAcceptedKeysFile;
+absl::Status Keys::LoadAccepted() {
+  const std::string path = ctx_->config().data_dir() + kAcceptedKeysFile;
   struct stat st;
   if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return absl::OkStatus();
   COMITY_ASSIGN_OR_RETURN(std::string bytes, ReadPrivateFile(path));
@@ -111,27 +117,27 @@ absl::Status Node::LoadAcceptedKeys() {
         ": not a comity.v1.AcceptedKeyAnnouncements; restore it from a backup or remove "
         "it (the peers then announce their keys again at their next start)"));
   }
-  absl::MutexLock lock(&keys_mu_);
+  absl::MutexLock lock(&mu_);
   // Replayed in the order accepted: a key learned first may sign a later
   // announcement. Each is checked again at the time it claims.
   for (const v1::AnnounceKeyRequest& req : stored.announcements()) {
     const std::string& peer = req.announcement().signer_party();
     bool changed = false;
     absl::StatusOr<v1::KeyAnnouncement> applied =
-        setup_->peers.count(peer) == 0
+        ctx_->setup().peers.count(peer) == 0
             ? absl::FailedPreconditionError(absl::StrCat(peer, " is no longer a peer"))
-            : ApplyKeyAnnouncement(peer, req, /*live=*/false, &changed);
+            : Apply(peer, req, /*live=*/false, &changed);
     if (!applied.ok()) {
       LogEvent(LogLevel::kWarning, "stored_key_announcement_skipped",
                {{"party", peer.substr(0, 8)}, {"reason", applied.status().ToString()}});
       continue;
     }
-    *accepted_keys_.add_announcements() = req;
+    *accepted_.add_announcements() = req;
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::KeyAnnouncement> Node::ApplyKeyAnnouncement(
+absl::StatusOr<v1::KeyAnnouncement> Keys::Apply(
     const std::string& peer_party, const v1::AnnounceKeyRequest& request, bool live,
     bool* changed) {
   *changed = false;
@@ -141,14 +147,14 @@ absl::StatusOr<v1::KeyAnnouncement> Node::ApplyKeyAnnouncement(
         "key announcement is signed as party '", env.signer_party().substr(0, 8),
         "' but the TLS peer is ", peer_party));
   }
-  const absl::Time now = clock_->Now();
+  const absl::Time now = ctx_->Now();
   VerifyOptions options;
   if (live) {
     options.received_at = now;
-    options.revocation_grace = setup_->replay_window();
+    options.revocation_grace = ctx_->setup().replay_window();
   }
   COMITY_RETURN_IF_ERROR(
-      VerifyEnvelope(env, kKeyAnnouncementPayloadType, setup_->key_ring, options));
+      VerifyEnvelope(env, kKeyAnnouncementPayloadType, ctx_->setup().key_ring, options));
   v1::KeyAnnouncement a;
   if (!a.ParseFromString(env.payload())) {
     return absl::InvalidArgumentError(
@@ -161,11 +167,11 @@ absl::StatusOr<v1::KeyAnnouncement> Node::ApplyKeyAnnouncement(
   }
   if (live) {
     const absl::Time t = absl::FromUnixMicros(a.time_unix_micros());
-    if (t < now - setup_->replay_window() || t > now + setup_->max_clock_skew()) {
+    if (t < now - ctx_->setup().replay_window() || t > now + ctx_->setup().max_clock_skew()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "announcement time ", FormatKeyTime(t), " is outside the acceptance window (",
-          absl::FormatDuration(setup_->replay_window()), " back, ",
-          absl::FormatDuration(setup_->max_clock_skew()),
+          absl::FormatDuration(ctx_->setup().replay_window()), " back, ",
+          absl::FormatDuration(ctx_->setup().max_clock_skew()),
           " ahead of this node's clock); check the sender's clock, then restart it so it "
           "signs the announcement again"));
     }
@@ -210,7 +216,7 @@ absl::StatusOr<v1::KeyAnnouncement> Node::ApplyKeyAnnouncement(
                                                      "announced public key: ",
                                                      possessed.message()));
     }
-    const VerifyingKey* known = setup_->key_ring.Find(peer_party, a.key_id());
+    const VerifyingKey* known = ctx_->setup().key_ring.Find(peer_party, a.key_id());
     if (known != nullptr && known->raw() != a.ed25519_public_key()) {
       return absl::AlreadyExistsError(
           absl::StrCat("key id '", a.key_id(), "' of ", peer_party,
@@ -229,50 +235,50 @@ absl::StatusOr<v1::KeyAnnouncement> Node::ApplyKeyAnnouncement(
 
   if (add) {
     COMITY_RETURN_IF_ERROR(
-        setup_->key_ring.Add(peer_party, a.key_id(), a.ed25519_public_key(), validity));
+        ctx_->setup().key_ring.Add(peer_party, a.key_id(), a.ed25519_public_key(), validity));
     *changed = true;
   }
   // A revocation of a key this node never knew teaches it nothing; one
   // only ever moves a revocation earlier.
   if (!a.revoke_key_id().empty() &&
-      setup_->key_ring.Find(peer_party, a.revoke_key_id()) != nullptr &&
+      ctx_->setup().key_ring.Find(peer_party, a.revoke_key_id()) != nullptr &&
       revoked_at <
-          setup_->key_ring.ValidityOf(peer_party, a.revoke_key_id()).revoked_at) {
+          ctx_->setup().key_ring.ValidityOf(peer_party, a.revoke_key_id()).revoked_at) {
     COMITY_RETURN_IF_ERROR(
-        setup_->key_ring.Revoke(peer_party, a.revoke_key_id(), revoked_at));
+        ctx_->setup().key_ring.Revoke(peer_party, a.revoke_key_id(), revoked_at));
     *changed = true;
   }
   return a;
 }
 
-absl::StatusOr<bool> Node::ReceiveKeyAnnouncement(const std::string& peer_party,
-                                                  const v1::AnnounceKeyRequest& request) {
-  absl::MutexLock lock(&keys_mu_);
+absl::StatusOr<bool> Keys::ReceiveAnnouncement(const std::string& peer_party,
+                                             const v1::AnnounceKeyRequest& request) {
+  absl::MutexLock lock(&mu_);
   bool changed = false;
   COMITY_ASSIGN_OR_RETURN(
       v1::KeyAnnouncement a,
-      ApplyKeyAnnouncement(peer_party, request, /*live=*/true, &changed));
+      Apply(peer_party, request, /*live=*/true, &changed));
   if (!changed) return false;
   // Kept before it is acknowledged, so that it survives a restart. If the
   // write fails the ring still holds the key until then, and the peer,
   // which gets the error, sends the announcement again.
-  *accepted_keys_.add_announcements() = request;
+  *accepted_.add_announcements() = request;
   COMITY_RETURN_IF_ERROR(
-      WriteFileAtomically(setup_->config.data_dir() + kAcceptedKeysFile,
-                          accepted_keys_.SerializeAsString(), 0600));
+      WriteFileAtomically(ctx_->config().data_dir() + kAcceptedKeysFile,
+                          accepted_.SerializeAsString(), 0600));
   const std::string hash = Sha256(request.announcement().payload());
-  absl::Status audited = store_->audit().Append([&](AuditWriter& w) -> absl::Status {
+  absl::Status audited = ctx_->store().audit().Append([&](AuditWriter& w) -> absl::Status {
     if (!a.key_id().empty()) {
-      v1::AuditEntry e = Event(v1::KEY_ANNOUNCED, "peer:" + peer_party, "", peer_party);
+      v1::AuditEntry e = ctx_->Event(v1::KEY_ANNOUNCED, "peer:" + peer_party, "", peer_party);
       e.add_hashes(hash);
       e.set_detail(absl::StrCat(
           peer_party, " key ", a.key_id(), " added, vouched for by ",
           request.announcement().key_id(), ", valid ",
-          DescribeWindow(setup_->key_ring.ValidityOf(peer_party, a.key_id()))));
+          DescribeWindow(ctx_->setup().key_ring.ValidityOf(peer_party, a.key_id()))));
       COMITY_RETURN_IF_ERROR(w.Append(&e).status());
     }
     if (!a.revoke_key_id().empty()) {
-      v1::AuditEntry e = Event(v1::KEY_REVOKED, "peer:" + peer_party, "", peer_party);
+      v1::AuditEntry e = ctx_->Event(v1::KEY_REVOKED, "peer:" + peer_party, "", peer_party);
       e.add_hashes(hash);
       e.set_detail(
           absl::StrCat(peer_party, " key ", a.revoke_key_id(), " revoked from ",
@@ -292,12 +298,12 @@ absl::StatusOr<bool> Node::ReceiveKeyAnnouncement(const std::string& peer_party,
   return true;
 }
 
-void Node::AnnounceKeys() {
+void Keys::AnnounceRound() {
   if (own_announcements_.empty()) return;
-  const absl::Time now = clock_->Now();
+  const absl::Time now = ctx_->Now();
   std::vector<std::pair<std::string, size_t>> due;
   {
-    absl::MutexLock lock(&keys_mu_);
+    absl::MutexLock lock(&mu_);
     for (const auto& [peer, state] : announcing_) {
       if (state.next < own_announcements_.size() && now >= state.retry_at) {
         due.emplace_back(peer, state.next);
@@ -305,7 +311,7 @@ void Node::AnnounceKeys() {
     }
   }
   const absl::Duration timeout =
-      absl::Milliseconds(setup_->config.delivery().attempt_timeout_ms());
+      absl::Milliseconds(ctx_->config().delivery().attempt_timeout_ms());
   for (const auto& [peer_ref, first] : due) {
     // Named copies: a lambda below cannot capture a structured binding.
     const std::string peer = peer_ref;
@@ -314,7 +320,7 @@ void Node::AnnounceKeys() {
     absl::Status failed;
     for (; next < own_announcements_.size(); ++next) {
       const v1::AnnounceKeyRequest& req = own_announcements_[next];
-      absl::StatusOr<bool> taught = transport_->AnnounceKey(peer, req, timeout);
+      absl::StatusOr<bool> taught = ctx_->transport().AnnounceKey(peer, req, timeout);
       if (!taught.ok()) {
         failed = taught.status();
         break;
@@ -322,8 +328,8 @@ void Node::AnnounceKeys() {
       if (!*taught) continue;
       v1::KeyAnnouncement a;
       a.ParseFromString(req.announcement().payload());
-      absl::Status audited = store_->audit().Append([&](AuditWriter& w) {
-        v1::AuditEntry e = Event(a.key_id().empty() ? v1::KEY_REVOKED : v1::KEY_ANNOUNCED,
+      absl::Status audited = ctx_->store().audit().Append([&](AuditWriter& w) {
+        v1::AuditEntry e = ctx_->Event(a.key_id().empty() ? v1::KEY_REVOKED : v1::KEY_ANNOUNCED,
                                  "node", "", peer);
         e.add_hashes(Sha256(req.announcement().payload()));
         e.set_detail(a.key_id().empty()
@@ -336,7 +342,7 @@ void Node::AnnounceKeys() {
         LogEvent(LogLevel::kError, "audit_error", {{"error", audited.ToString()}});
       }
     }
-    absl::MutexLock lock(&keys_mu_);
+    absl::MutexLock lock(&mu_);
     Announcing& state = announcing_[peer];
     state.next = next;
     if (failed.ok()) {
@@ -345,7 +351,7 @@ void Node::AnnounceKeys() {
       LogEvent(LogLevel::kInfo, "keys_announced", {{"peer", peer}});
     } else {
       ++state.failures;
-      state.retry_at = clock_->Now() + Backoff(state.failures);
+      state.retry_at = ctx_->Now() + ctx_->Backoff(state.failures);
       state.last_error = failed.ToString();
       LogEvent(LogLevel::kWarning, "key_announcement_failed",
                {{"peer", peer}, {"error", state.last_error}});
@@ -353,12 +359,12 @@ void Node::AnnounceKeys() {
   }
 }
 
-std::vector<v1::KeyStatus> Node::Keys() {
-  const absl::Time now = clock_->Now();
+std::vector<v1::KeyStatus> Keys::List() {
+  const absl::Time now = ctx_->Now();
   std::set<std::pair<std::string, std::string>> announced;
   {
-    absl::MutexLock lock(&keys_mu_);
-    for (const v1::AnnounceKeyRequest& req : accepted_keys_.announcements()) {
+    absl::MutexLock lock(&mu_);
+    for (const v1::AnnounceKeyRequest& req : accepted_.announcements()) {
       v1::KeyAnnouncement a;
       if (a.ParseFromString(req.announcement().payload()) && !a.key_id().empty()) {
         announced.insert({a.party(), a.key_id()});
@@ -369,7 +375,7 @@ std::vector<v1::KeyStatus> Node::Keys() {
   std::map<std::string, std::pair<std::vector<std::string>, std::vector<std::string>>>
       acks;
   {
-    absl::MutexLock lock(&keys_mu_);
+    absl::MutexLock lock(&mu_);
     for (size_t i = 0; i < own_announcements_.size(); ++i) {
       v1::KeyAnnouncement a;
       a.ParseFromString(own_announcements_[i].announcement().payload());
@@ -380,7 +386,7 @@ std::vector<v1::KeyStatus> Node::Keys() {
     }
   }
   std::vector<v1::KeyStatus> out;
-  for (const KeyRing::Entry& e : setup_->key_ring.Entries()) {
+  for (const KeyRing::Entry& e : ctx_->setup().key_ring.Entries()) {
     v1::KeyStatus k;
     k.set_party(e.party);
     k.set_key_id(e.key_id);
@@ -390,9 +396,9 @@ std::vector<v1::KeyStatus> Node::Keys() {
     k.set_revoked_at_unix_micros(MicrosOrZero(e.validity.revoked_at));
     k.set_source(announced.count({e.party, e.key_id}) != 0 ? "announced" : "config");
     k.set_state(e.validity.StateAt(now));
-    k.set_signing(e.party == party() &&
-                  e.key_id == setup_->config.signing_key().key_id());
-    if (e.party == party()) {
+    k.set_signing(e.party == ctx_->party() &&
+                  e.key_id == ctx_->config().signing_key().key_id());
+    if (e.party == ctx_->party()) {
       auto it = acks.find(e.key_id);
       if (it != acks.end()) {
         for (const auto& p : it->second.first) k.add_acknowledged_by(p);

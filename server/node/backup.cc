@@ -1,6 +1,5 @@
-// Backups and restores of a node's database (docs/backup.md): the
-// consistent copy an admin takes while the node runs, and the check a
-// restored node makes with its peers before it signs anything.
+#include "server/node/backup.h"
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -10,7 +9,6 @@
 #include "server/core/envelope.h"
 #include "server/crypto/ed25519.h"
 #include "server/crypto/random.h"
-#include "server/node/node.h"
 #include "server/util/log.h"
 #include "server/util/status_macros.h"
 
@@ -24,18 +22,18 @@ std::string FormatMicros(int64_t micros) {
 
 }  // namespace
 
-absl::StatusOr<Node::BackupCopy> Node::WriteBackup(const std::string& operator_name) {
-  BackupCopy copy;
-  copy.path = absl::StrCat(setup_->config.data_dir(), "/backup-", RandomUuid(), ".db.partial");
-  absl::StatusOr<BackupOrigin> origin = store_->Backup(copy.path);
+absl::StatusOr<Backup::Copy> Backup::Write(const std::string& operator_name) {
+  Copy copy;
+  copy.path = absl::StrCat(ctx_->config().data_dir(), "/backup-", RandomUuid(), ".db.partial");
+  absl::StatusOr<BackupOrigin> origin = ctx_->store().Backup(copy.path);
   if (!origin.ok()) {
     std::remove(copy.path.c_str());
     return origin.status();
   }
   copy.origin = *origin;
   // Logged after the copy, so the entry says exactly what the copy holds.
-  absl::Status audited = store_->audit().Append([&](AuditWriter& w) {
-    v1::AuditEntry e = Event(v1::BACKUP_TAKEN, "operator:" + operator_name);
+  absl::Status audited = ctx_->store().audit().Append([&](AuditWriter& w) {
+    v1::AuditEntry e = ctx_->Event(v1::BACKUP_TAKEN, "operator:" + operator_name);
     e.set_detail(absl::StrCat("database copied with ", copy.origin.audit_size,
                               " audit log entries"));
     return w.Append(&e).status();
@@ -50,29 +48,20 @@ absl::StatusOr<Node::BackupCopy> Node::WriteBackup(const std::string& operator_n
   return copy;
 }
 
-absl::StatusOr<std::optional<v1::SignedEnvelope>> Node::HeldHeadOf(
-    const std::string& peer_party) {
-  COMITY_ASSIGN_OR_RETURN(std::optional<StoredTreeHead> held,
-                          store_->audit().LatestPeerHead(peer_party));
-  if (!held.has_value()) return std::optional<v1::SignedEnvelope>();
-  return std::optional<v1::SignedEnvelope>(held->signed_head);
-}
-
-absl::Status Node::CheckRestoredLog() {
-  COMITY_ASSIGN_OR_RETURN(std::optional<BackupOrigin> origin, store_->RestoredBackupOrigin());
+absl::Status Backup::CheckRestoredLog() {
+  COMITY_ASSIGN_OR_RETURN(std::optional<BackupOrigin> origin, ctx_->store().RestoredBackupOrigin());
   if (!origin.has_value()) return absl::OkStatus();
-  COMITY_ASSIGN_OR_RETURN(uint64_t size, store_->audit().Size());
-  const absl::Duration timeout =
-      absl::Milliseconds(setup_->config.delivery().attempt_timeout_ms());
+  COMITY_ASSIGN_OR_RETURN(uint64_t size, ctx_->store().audit().Size());
+  const absl::Duration timeout = ctx_->attempt_timeout();
   // What each peer saw of this node's log must be in the restored log:
   // a head of a larger size, or another root at its size, was signed after
   // the backup was taken.
   std::vector<std::string> conflicts;
   std::vector<std::string> unchecked;
   std::vector<std::string> checked;
-  for (const auto& [peer, unused] : setup_->peers) {
+  for (const auto& [peer, unused] : ctx_->setup().peers) {
     absl::StatusOr<std::optional<v1::SignedEnvelope>> held =
-        transport_->GetHeldHead(peer, timeout);
+        ctx_->transport().GetHeldHead(peer, timeout);
     if (!held.ok()) {
       unchecked.push_back(absl::StrCat(peer, " (", held.status().message(), ")"));
       continue;
@@ -83,10 +72,10 @@ absl::Status Node::CheckRestoredLog() {
     }
     const v1::SignedEnvelope& env = **held;
     v1::TreeHead head;
-    if (env.signer_party() != party() ||
-        !VerifyEnvelope(env, kTreeHeadPayloadType, setup_->key_ring).ok() ||
-        !head.ParseFromString(env.payload()) || head.party() != party()) {
-      unchecked.push_back(absl::StrCat(peer, " (its answer is not a head signed by ", party(),
+    if (env.signer_party() != ctx_->party() ||
+        !VerifyEnvelope(env, kTreeHeadPayloadType, ctx_->key_ring()).ok() ||
+        !head.ParseFromString(env.payload()) || head.party() != ctx_->party()) {
+      unchecked.push_back(absl::StrCat(peer, " (its answer is not a head signed by ", ctx_->party(),
                                        ")"));
       continue;
     }
@@ -97,7 +86,7 @@ absl::Status Node::CheckRestoredLog() {
           " entries restored"));
       continue;
     }
-    absl::StatusOr<std::string> root = store_->audit().RootAt(head.tree_size());
+    absl::StatusOr<std::string> root = ctx_->store().audit().RootAt(head.tree_size());
     if (!root.ok() || *root != head.root_hash()) {
       conflicts.push_back(absl::StrCat(peer, " holds a head of size ", head.tree_size(),
                                        " whose root differs from the restored log's"));
@@ -106,7 +95,7 @@ absl::Status Node::CheckRestoredLog() {
     checked.push_back(absl::StrCat(peer, ": head of size ", head.tree_size(), " consistent"));
   }
 
-  const std::string ack_file = setup_->config.data_dir() + "/accept-restored-log";
+  const std::string ack_file = ctx_->config().data_dir() + "/accept-restored-log";
   const bool acknowledged = ::access(ack_file.c_str(), F_OK) == 0;
   if ((!conflicts.empty() || !unchecked.empty()) && !acknowledged) {
     std::string why = absl::StrCat(
@@ -137,12 +126,12 @@ absl::Status Node::CheckRestoredLog() {
                     absl::StrJoin(conflicts, "; "), conflicts.empty() ? "" : "; ",
                     absl::StrJoin(unchecked, "; "));
   }
-  COMITY_RETURN_IF_ERROR(store_->audit().Append([&](AuditWriter& w) {
-    v1::AuditEntry e = Event(v1::LOG_RESTORED, "node");
+  COMITY_RETURN_IF_ERROR(ctx_->store().audit().Append([&](AuditWriter& w) {
+    v1::AuditEntry e = ctx_->Event(v1::LOG_RESTORED, "node");
     e.set_detail(detail.substr(0, 2000));
     return w.Append(&e).status();
   }));
-  COMITY_RETURN_IF_ERROR(store_->ClearBackupOrigin());
+  COMITY_RETURN_IF_ERROR(ctx_->store().ClearBackupOrigin());
   if (acknowledged) std::remove(ack_file.c_str());
   LogEvent(conflicts.empty() ? LogLevel::kInfo : LogLevel::kError, "log_restored",
            {{"detail", detail}});

@@ -1,0 +1,130 @@
+// AuditService (role auditor): each handler hands the call to
+// Node::operator_api().
+#include "server/grpc/adapter_util.h"
+#include "server/grpc/services.h"
+
+namespace comity {
+namespace {
+
+constexpr uint64_t kExportChunk = 4096;
+
+// Streams the log in bundles: the first carries the heads and keys, then
+// kExportChunk entries each.
+class ExportReactor final : public grpc::ServerWriteReactor<v1::AuditBundle> {
+ public:
+  explicit ExportReactor(AuditExportStream stream) : stream_(std::move(stream)) {
+    current_ = std::move(stream_.first);
+    Next();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      return;
+    }
+    if (next_ >= stream_.size) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    current_.Clear();
+    Next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Next() {
+    auto entries = stream_.read(next_, kExportChunk);
+    if (!entries.ok()) {
+      Finish(ToGrpcStatus(entries.status()));
+      return;
+    }
+    for (auto& e : *entries) current_.add_entries(std::move(e));
+    next_ += entries->size();
+    if (entries->empty()) next_ = stream_.size;
+    StartWrite(&current_);
+  }
+  AuditExportStream stream_;
+  uint64_t next_ = 0;
+  v1::AuditBundle current_;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(grpc::CallbackServerContext* ctx,
+                                                       const v1::GetAuditEntriesRequest* r,
+                                                       v1::GetAuditEntriesResponse* response) {
+  AuditFilter f;
+  f.from_index = r->from_index();
+  f.limit = r->limit();
+  f.from_time_us = r->from_time_unix_micros();
+  f.to_time_us = r->to_time_unix_micros();
+  f.request_id = r->request_id();
+  f.party = r->party();
+  f.actor = r->actor();
+  f.type = r->type();
+  auto page = node_->operator_api().AuditEntries(CallOf(ctx, *r), f);
+  if (page.ok()) {
+    for (auto& e : page->entries) response->add_entries(std::move(e));
+    response->set_tree_size(page->tree_size);
+  }
+  return Done(ctx, page.status());
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetTreeHeads(grpc::CallbackServerContext* ctx,
+                                                         const v1::GetTreeHeadsRequest* r,
+                                                         v1::GetTreeHeadsResponse* response) {
+  std::vector<v1::PublicKey> keys;
+  auto heads = node_->operator_api().AuditTreeHeads(CallOf(ctx, *r), &keys);
+  if (heads.ok()) {
+    for (auto& h : *heads) *response->add_heads() = std::move(h);
+    for (auto& k : keys) *response->add_keys() = std::move(k);
+  }
+  return Done(ctx, heads.status());
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::SignTreeHead(grpc::CallbackServerContext* ctx,
+                                                         const v1::SignTreeHeadRequest* r,
+                                                         v1::SignTreeHeadResponse* response) {
+  auto head = node_->operator_api().AuditSignHead(CallOf(ctx, *r));
+  if (head.ok()) *response->mutable_head() = *std::move(head);
+  return Done(ctx, head.status());
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetProof(grpc::CallbackServerContext* ctx,
+                                                     const v1::GetAuditProofRequest* r,
+                                                     v1::GetAuditProofResponse* response) {
+  auto proof = node_->operator_api().AuditGetProof(CallOf(ctx, *r), r->index(), r->tree_size(),
+                                                   r->consistency(), r->old_size());
+  if (proof.ok()) {
+    response->set_tree_size(proof->tree_size);
+    response->set_root(proof->root);
+    if (r->consistency()) response->set_old_root(proof->old_root);
+    for (auto& h : proof->hashes) response->add_hashes(std::move(h));
+    if (!proof->entry.empty()) response->set_entry(proof->entry);
+  }
+  return Done(ctx, proof.status());
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::Verify(grpc::CallbackServerContext* ctx,
+                                                   const v1::VerifyAuditLogRequest* r,
+                                                   v1::VerifyAuditLogResponse* response) {
+  auto report = node_->operator_api().AuditVerify(CallOf(ctx, *r));
+  if (report.ok()) {
+    response->set_ok(report->ok);
+    response->set_entries(report->entries);
+    response->set_root(report->root);
+    response->set_heads(report->heads);
+    response->set_nodes_checked(report->nodes_checked);
+    response->set_error(report->error);
+    response->set_summary(report->Summary());
+  }
+  return Done(ctx, report.status());
+}
+
+grpc::ServerWriteReactor<v1::AuditBundle>* AuditServiceImpl::Export(
+    grpc::CallbackServerContext* ctx, const v1::ExportAuditLogRequest* r) {
+  auto stream = node_->operator_api().AuditExport(CallOf(ctx, *r));
+  if (!stream.ok()) return new ErrorWriter<v1::AuditBundle>(stream.status());
+  return new ExportReactor(*std::move(stream));
+}
+
+}  // namespace comity

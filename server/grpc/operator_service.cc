@@ -1,0 +1,191 @@
+// OperatorService: each handler hands the call to Node::operator_api().
+#include <cstdio>
+#include <fstream>
+
+#include "server/crypto/sha256.h"
+#include "server/grpc/adapter_util.h"
+#include "server/grpc/services.h"
+
+namespace comity {
+namespace {
+
+// Answers a submission or approval with the record and its signer keys.
+template <typename Response>
+OperatorApi::ViewDone Reply(grpc::ServerUnaryReactor* reactor, Response* response) {
+  return [reactor, response](absl::StatusOr<RequestView> view) {
+    if (view.ok() && !view->records.empty()) {
+      for (auto& key : view->signer_keys) *response->add_signer_keys() = std::move(key);
+      *response->mutable_record() = std::move(view->records.front());
+    }
+    reactor->Finish(ToGrpcStatus(view.status()));
+  };
+}
+
+// Streams a backup file in chunks of 1 MiB, then deletes it.
+class BackupReactor final : public grpc::ServerWriteReactor<v1::BackupChunk> {
+ public:
+  static constexpr size_t kChunk = 1 << 20;
+
+  BackupReactor(std::string path, uint64_t audit_size)
+      : path_(std::move(path)), in_(path_, std::ios::binary | std::ios::ate) {
+    if (!in_) {
+      Finish(grpc::Status(grpc::StatusCode::INTERNAL, "cannot read the backup copy"));
+      return;
+    }
+    total_ = static_cast<uint64_t>(in_.tellg());
+    in_.seekg(0);
+    chunk_.set_total_bytes(total_);
+    chunk_.set_audit_size(audit_size);
+    Next();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      return;
+    }
+    if (sent_ >= total_ && last_sent_) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    chunk_.Clear();
+    Next();
+  }
+  void OnDone() override {
+    in_.close();
+    std::remove(path_.c_str());
+    delete this;
+  }
+
+ private:
+  void Next() {
+    std::string buf(static_cast<size_t>(std::min<uint64_t>(kChunk, total_ - sent_)), '\0');
+    if (!buf.empty() && !in_.read(buf.data(), static_cast<std::streamsize>(buf.size()))) {
+      Finish(grpc::Status(grpc::StatusCode::INTERNAL, "cannot read the backup copy"));
+      return;
+    }
+    sent_ += buf.size();
+    hash_.Update(buf);
+    chunk_.set_data(std::move(buf));
+    if (sent_ >= total_) {
+      chunk_.set_sha256(hash_.Finish());
+      last_sent_ = true;
+    }
+    StartWrite(&chunk_);
+  }
+
+  const std::string path_;
+  std::ifstream in_;
+  uint64_t total_ = 0;
+  uint64_t sent_ = 0;
+  bool last_sent_ = false;
+  Sha256Stream hash_;
+  v1::BackupChunk chunk_;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* OperatorServiceImpl::SubmitRequest(
+    grpc::CallbackServerContext* ctx, const v1::SubmitRequestRequest* request,
+    v1::SubmitRequestResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  node_->operator_api().Submit(CallOf(ctx, *request), request->draft(), Reply(reactor, response));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorServiceImpl::ApproveRequest(
+    grpc::CallbackServerContext* ctx, const v1::ApproveRequestRequest* request,
+    v1::ApproveRequestResponse* response) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  node_->operator_api().Approve(CallOf(ctx, *request), request->id(), Reply(reactor, response));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* OperatorServiceImpl::DecideRequest(
+    grpc::CallbackServerContext* ctx, const v1::DecideRequestRequest* request,
+    v1::DecideRequestResponse* response) {
+  CaseBook::Decision d;
+  d.action = request->action();
+  for (int g : request->refusal_grounds()) {
+    d.refusal_grounds.push_back(static_cast<v1::RefusalGround>(g));
+  }
+  d.reasons = request->reasons();
+  d.consultation = request->consultation();
+  d.text = request->text();
+  d.final_response = request->final_response();
+  d.evidence_paths.assign(request->evidence_paths().begin(), request->evidence_paths().end());
+  d.release_conditions.assign(request->release_conditions().begin(),
+                              request->release_conditions().end());
+  auto record = node_->operator_api().Decide(CallOf(ctx, *request), request->id(), d);
+  if (record.ok()) *response->mutable_record() = *std::move(record);
+  return Done(ctx, record.status());
+}
+
+grpc::ServerUnaryReactor* OperatorServiceImpl::ListPeers(grpc::CallbackServerContext* ctx,
+                                                         const v1::ListPeersRequest* request,
+                                                         v1::ListPeersResponse* response) {
+  auto peers = node_->operator_api().ListPeers(CallOf(ctx, *request));
+  if (peers.ok()) {
+    for (auto& p : *peers) *response->add_peers() = std::move(p);
+  }
+  return Done(ctx, peers.status());
+}
+
+grpc::ServerUnaryReactor* OperatorServiceImpl::ListKeys(grpc::CallbackServerContext* ctx,
+                                                        const v1::ListKeysRequest* request,
+                                                        v1::ListKeysResponse* response) {
+  auto keys = node_->operator_api().ListKeys(CallOf(ctx, *request));
+  if (keys.ok()) {
+    for (auto& k : *keys) *response->add_keys() = std::move(k);
+  }
+  return Done(ctx, keys.status());
+}
+
+grpc::ServerUnaryReactor* OperatorServiceImpl::ListOverdue(grpc::CallbackServerContext* ctx,
+                                                           const v1::ListOverdueRequest* request,
+                                                           v1::ListOverdueResponse* response) {
+  auto deadlines = node_->operator_api().ListOverdue(CallOf(ctx, *request));
+  if (deadlines.ok()) {
+    for (auto& d : *deadlines) *response->add_deadlines() = std::move(d);
+  }
+  return Done(ctx, deadlines.status());
+}
+
+grpc::ServerWriteReactor<v1::EvidenceChunk>* OperatorServiceImpl::ExportEvidence(
+    grpc::CallbackServerContext* ctx, const v1::ExportEvidenceRequest* request) {
+  return new EvidenceWriter(node_->operator_api().ExportEvidence(
+      CallOf(ctx, *request), request->id(), request->sha256(), request->offset(),
+      request->allow_tlp_red()));
+}
+
+grpc::ServerUnaryReactor* OperatorServiceImpl::ListRequests(
+    grpc::CallbackServerContext* ctx, const v1::ListRequestsRequest* request,
+    v1::ListRequestsResponse* response) {
+  auto records = node_->operator_api().ListRequests(CallOf(ctx, *request), request->direction(),
+                                                    static_cast<int>(request->limit()));
+  if (records.ok()) {
+    for (auto& r : *records) *response->add_records() = std::move(r);
+  }
+  return Done(ctx, records.status());
+}
+
+grpc::ServerUnaryReactor* OperatorServiceImpl::GetRequest(
+    grpc::CallbackServerContext* ctx, const v1::GetRequestRequest* request,
+    v1::GetRequestResponse* response) {
+  auto view =
+      node_->operator_api().GetRequest(CallOf(ctx, *request), request->id(), request->chain());
+  if (view.ok()) {
+    for (auto& key : view->signer_keys) *response->add_signer_keys() = std::move(key);
+    for (auto& s : view->stored_evidence) *response->add_stored_evidence() = std::move(s);
+    for (auto& r : view->records) *response->add_records() = std::move(r);
+  }
+  return Done(ctx, view.status());
+}
+
+grpc::ServerWriteReactor<v1::BackupChunk>* OperatorServiceImpl::Backup(
+    grpc::CallbackServerContext* ctx, const v1::BackupRequest* request) {
+  absl::StatusOr<Backup::Copy> copy = node_->operator_api().TakeBackup(CallOf(ctx, *request));
+  if (!copy.ok()) return new ErrorWriter<v1::BackupChunk>(copy.status());
+  return new BackupReactor(copy->path, copy->origin.audit_size);
+}
+
+}  // namespace comity

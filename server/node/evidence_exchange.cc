@@ -1,0 +1,232 @@
+#include "server/node/evidence_exchange.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/core/case_rules.h"
+#include "server/node/case_records.h"
+#include "server/util/hex.h"
+#include "server/util/log.h"
+#include "server/util/status_macros.h"
+
+namespace comity {
+namespace {
+
+constexpr int kFetchBatch = 64;
+
+}  // namespace
+
+absl::StatusOr<std::string> EvidenceReader::Next() {
+  std::string chunk;
+  absl::Status st = files_->Read(sha256_, offset_, chunk_bytes_, [&](absl::string_view data) {
+    chunk.assign(data.data(), data.size());
+    return absl::CancelledError("one chunk");  // Stop after one.
+  });
+  if (!st.ok() && !absl::IsCancelled(st)) return st;
+  offset_ += chunk.size();
+  return chunk;
+}
+
+EvidenceExchange::EvidenceExchange(const NodeContext* ctx, std::unique_ptr<EvidenceStore> files)
+    : ctx_(ctx), files_(std::move(files)) {
+  absl::MutexLock lock(&rounds_mu_);
+  for (const auto& [peer, unused] : ctx_->setup().peers) {
+    rounds_[peer] = std::make_unique<absl::Mutex>();
+  }
+}
+
+absl::Status EvidenceExchange::CheckAccess(const std::string& peer_party,
+                                           const std::string& request_id,
+                                           const std::string& sha256) {
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records,
+                          ctx_->store().requests().Get(request_id));
+  const v1::RequestRecord* row = RowOf(records, v1::INCOMING);
+  bool listed = false;
+  if (row != nullptr) {
+    v1::RequestBody body;
+    if (body.ParseFromString(row->request().payload()) &&
+        body.requesting_party() == peer_party) {
+      for (const v1::SignedEnvelope& env : row->transitions()) {
+        v1::Transition t;
+        if (!t.ParseFromString(env.payload())) continue;
+        for (const v1::EvidenceFile& f : t.evidence()) listed |= f.sha256() == sha256;
+      }
+    }
+  }
+  if (!listed) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "no evidence file ", HexEncode(sha256).substr(0, 16), " was given to ", peer_party,
+        " for request ", request_id.substr(0, 64)));
+  }
+  std::vector<std::string> open = UnacceptedConditions(row->transitions(), sha256);
+  if (!open.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "released only under conditions ", peer_party,
+        " has not accepted yet (ETS185 Art 28(2)): ", absl::StrJoin(open, "; "),
+        "; accept them with comity accept-conditions"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<EvidenceReader>> EvidenceExchange::OpenForPeer(
+    const std::string& peer_party, const std::string& request_id, const std::string& sha256,
+    uint64_t offset, size_t chunk_bytes) {
+  COMITY_RETURN_IF_ERROR(CheckAccess(peer_party, request_id, sha256));
+  return std::make_unique<EvidenceReader>(files_.get(), sha256, offset, chunk_bytes);
+}
+
+absl::StatusOr<std::unique_ptr<EvidenceReader>> EvidenceExchange::OpenForExport(
+    const std::string& operator_name, const std::string& request_id, const std::string& sha256,
+    uint64_t offset, bool allow_tlp_red, size_t chunk_bytes) {
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records,
+                          ctx_->store().requests().Get(request_id));
+  if (records.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("no request ", request_id.substr(0, 64), " on this node"));
+  }
+  const v1::RequestRecord& row = records[0];
+  COMITY_ASSIGN_OR_RETURN(v1::RequestBody body, BodyOf(row));
+  std::string name;
+  for (const v1::SignedEnvelope& env : row.transitions()) {
+    v1::Transition t;
+    if (!t.ParseFromString(env.payload())) continue;
+    for (const v1::EvidenceFile& f : t.evidence()) {
+      if (f.sha256() == sha256) name = f.name();
+    }
+  }
+  if (name.empty() || !files_->Has(sha256)) {
+    return absl::NotFoundError(absl::StrCat("request ", request_id,
+                                            " has no evidence file with that SHA-256 here"));
+  }
+  const bool red = body.handling().tlp() == v1::TLP_RED;
+  if (red && !allow_tlp_red) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "request ", request_id, " is TLP:RED: its material may not leave the node unless you "
+        "say so explicitly (--allow-tlp-red); that export is logged"));
+  }
+  if (offset == 0) {
+    COMITY_RETURN_IF_ERROR(ctx_->store().audit().Append([&](AuditWriter& w) {
+      v1::AuditEntry e = ctx_->Event(
+          v1::EVIDENCE_EXPORTED, "operator:" + operator_name, request_id,
+          row.direction() == v1::OUTGOING ? body.requested_party() : body.requesting_party());
+      e.add_hashes(sha256);
+      e.set_detail(absl::StrCat(name, "; ", v1::Tlp_Name(body.handling().tlp()),
+                                red ? ", exported with --allow-tlp-red" : ""));
+      return w.Append(&e).status();
+    }));
+    LogEvent(red ? LogLevel::kWarning : LogLevel::kInfo, "evidence_exported",
+             {{"request_id", request_id},
+              {"file", name},
+              {"operator", operator_name},
+              {"tlp", v1::Tlp_Name(body.handling().tlp())}});
+  }
+  return std::make_unique<EvidenceReader>(files_.get(), sha256, offset, chunk_bytes);
+}
+
+absl::StatusOr<std::vector<v1::EvidenceFile>> EvidenceExchange::Import(
+    const std::vector<std::string>& paths) {
+  std::vector<v1::EvidenceFile> out;
+  for (const std::string& path : paths) {
+    auto imported = files_->ImportFile(path);
+    if (!imported.ok()) {
+      return absl::Status(imported.status().code(), absl::StrCat("evidence file ", path, ": ",
+                                                                 imported.status().message()));
+    }
+    v1::EvidenceFile f;
+    f.set_name(path.substr(path.rfind('/') + 1));
+    f.set_sha256(imported->first);
+    f.set_size(imported->second);
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+void EvidenceExchange::FetchRound(const std::string& peer,
+                                  const std::function<bool()>& stopping) {
+  absl::Mutex* round = nullptr;
+  {
+    absl::MutexLock lock(&rounds_mu_);
+    auto it = rounds_.find(peer);
+    if (it == rounds_.end()) return;
+    round = it->second.get();
+  }
+  absl::MutexLock one_round(round);
+  auto due = ctx_->store().cases().DueEvidence(peer, ctx_->Now(), kFetchBatch);
+  if (!due.ok()) {
+    LogEvent(LogLevel::kError, "store_error", {{"error", due.status().ToString()}});
+    return;
+  }
+  for (const PendingEvidence& f : *due) {
+    if (stopping()) return;
+    CaseStore& cases = ctx_->store().cases();
+    if (files_->Has(f.sha256)) {  // Held already (another request's copy).
+      cases.MarkEvidenceHeld(f.request_id, f.sha256).IgnoreError();
+      continue;
+    }
+    auto records = ctx_->store().requests().Get(f.request_id);
+    const v1::RequestRecord* row = records.ok() ? RowOf(*records, v1::OUTGOING) : nullptr;
+    if (row == nullptr) continue;
+    // Released only once its conditions are accepted: not due until then.
+    if (!UnacceptedConditions(row->transitions(), f.sha256).empty()) {
+      cases
+          .MarkEvidenceDeferred(f.request_id, f.sha256,
+                                "waiting for the release conditions to be accepted", false,
+                                absl::InfiniteFuture())
+          .IgnoreError();
+      continue;
+    }
+    const std::string transfer = HexEncode(f.sha256);
+    absl::Status st = [&]() -> absl::Status {
+      COMITY_ASSIGN_OR_RETURN(uint64_t offset, files_->BeginUpload(transfer, f.size, f.sha256));
+      if (offset < f.size) {
+        COMITY_RETURN_IF_ERROR(ctx_->transport().FetchEvidence(
+            f.peer, f.request_id, f.sha256, offset,
+            [&](absl::string_view chunk) -> absl::Status {
+              COMITY_RETURN_IF_ERROR(files_->AppendChunk(transfer, offset, chunk));
+              offset += chunk.size();
+              return absl::OkStatus();
+            },
+            absl::Hours(1)));
+      }
+      COMITY_RETURN_IF_ERROR(files_->FinishUpload(transfer).status());
+      return cases.MarkEvidenceHeld(f.request_id, f.sha256, [&](AuditWriter& w) {
+        v1::AuditEntry e =
+            ctx_->Event(v1::EVIDENCE_RECEIVED, "peer:" + f.peer, f.request_id, f.peer);
+        e.add_hashes(f.sha256);
+        e.set_detail(absl::StrCat(f.name, ", ", f.size, " bytes, SHA-256 verified"));
+        return w.Append(&e).status();
+      });
+    }();
+    if (st.ok()) {
+      LogEvent(LogLevel::kInfo, "evidence_received",
+               {{"request_id", f.request_id}, {"file", f.name}, {"bytes", absl::StrCat(f.size)}});
+      continue;
+    }
+    cases
+        .MarkEvidenceDeferred(f.request_id, f.sha256, StatusText(st), true,
+                              ctx_->Now() + ctx_->Backoff(f.attempts + 1))
+        .IgnoreError();
+    LogEvent(LogLevel::kWarning, "evidence_fetch_failed",
+             {{"request_id", f.request_id}, {"file", f.name}, {"error", st.ToString()}});
+  }
+}
+
+std::vector<v1::StoredEvidence> EvidenceExchange::HeldOf(
+    const std::vector<v1::RequestRecord>& records) const {
+  std::vector<v1::StoredEvidence> out;
+  for (const v1::RequestRecord& r : records) {
+    for (const v1::SignedEnvelope& env : r.transitions()) {
+      v1::Transition t;
+      if (!t.ParseFromString(env.payload())) continue;
+      for (const v1::EvidenceFile& f : t.evidence()) {
+        if (!files_->Has(f.sha256())) continue;
+        v1::StoredEvidence s;
+        s.set_sha256(f.sha256());
+        s.set_path(files_->PathOf(f.sha256()));
+        out.push_back(std::move(s));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace comity

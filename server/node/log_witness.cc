@@ -1,0 +1,245 @@
+#include "server/node/log_witness.h"
+
+#include "absl/strings/str_cat.h"
+#include "server/audit/merkle.h"
+#include "server/core/envelope.h"
+#include "server/crypto/sha256.h"
+#include "server/util/hex.h"
+#include "server/util/log.h"
+#include "server/util/status_macros.h"
+
+namespace comity {
+
+absl::Status LogWitness::RecordStart() {
+  const NodeSetup& setup = ctx_->setup();
+  // The key this node signs with, to notice a change since the last start.
+  const std::string key_hash = Sha256(
+      absl::StrCat(setup.config.signing_key().key_id(), ":", setup.signing_key->public_key()));
+  AuditFilter started;
+  started.type = v1::NODE_STARTED;
+  COMITY_ASSIGN_OR_RETURN(std::vector<std::string> starts,
+                          ctx_->store().audit().Entries(started));
+  std::string previous_key;
+  if (!starts.empty()) {
+    v1::AuditEntry last;
+    if (last.ParseFromString(starts.back()) && last.hashes_size() > 1) previous_key = last.hashes(1);
+  }
+  const std::string config_hash = Sha256(setup.config.SerializeAsString());
+  return ctx_->store().audit().Append([&](AuditWriter& w) -> absl::Status {
+    v1::AuditEntry e = ctx_->Event(v1::NODE_STARTED, "node");
+    e.add_hashes(config_hash);
+    e.add_hashes(key_hash);
+    e.set_detail(absl::StrCat("party ", ctx_->party(), "; signing key ",
+                              setup.config.signing_key().key_id(), "; treaty library ",
+                              setup.treaties->version(), "; ", setup.peers.size(), " peers"));
+    COMITY_RETURN_IF_ERROR(w.Append(&e).status());
+    if (!previous_key.empty() && previous_key != key_hash) {
+      v1::AuditEntry k = ctx_->Event(v1::KEY_CHANGED, "node");
+      k.add_hashes(previous_key);
+      k.add_hashes(key_hash);
+      k.set_detail(
+          absl::StrCat("signing key is now ", setup.config.signing_key().key_id()));
+      COMITY_RETURN_IF_ERROR(w.Append(&k).status());
+    }
+    return ctx_->SignHead(w).status();
+  });
+}
+
+absl::StatusOr<v1::SignedEnvelope> LogWitness::SignTreeHead() {
+  COMITY_ASSIGN_OR_RETURN(std::optional<StoredTreeHead> latest,
+                          ctx_->store().audit().LatestTreeHead());
+  COMITY_ASSIGN_OR_RETURN(uint64_t size, ctx_->store().audit().Size());
+  if (latest.has_value() && latest->head.tree_size() == size) return latest->signed_head;
+  v1::SignedEnvelope head;
+  COMITY_RETURN_IF_ERROR(ctx_->store().audit().Append([&](AuditWriter& w) -> absl::Status {
+    COMITY_ASSIGN_OR_RETURN(head, ctx_->SignHead(w));
+    return absl::OkStatus();
+  }));
+  return head;
+}
+
+void LogWitness::GossipRound() {
+  absl::StatusOr<v1::SignedEnvelope> ours = SignTreeHead();
+  if (!ours.ok()) {
+    LogEvent(LogLevel::kError, "audit_error", {{"error", ours.status().ToString()}});
+    return;
+  }
+  for (const auto& [peer, unused] : ctx_->setup().peers) {
+    // A peer the outbox cannot reach is its lane's concern: a gossip call
+    // would only wait for the timeout.
+    if (!reachable_(peer)) continue;
+    auto theirs = ctx_->transport().ExchangeTreeHeads(peer, *ours, ctx_->attempt_timeout());
+    ctx_->NoteContact(peer, theirs.status());
+    if (!theirs.ok() || theirs->signer_party() != peer) continue;
+    CheckPeerHead(peer, *theirs).IgnoreError();  // Logged and audited inside.
+  }
+}
+
+absl::StatusOr<v1::SignedEnvelope> LogWitness::ExchangeTreeHeads(
+    const std::string& peer_party, const v1::SignedEnvelope& their_head) {
+  if (their_head.signer_party() != peer_party) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("tree head is signed as '", their_head.signer_party().substr(0, 8),
+                     "' but the TLS peer is ", peer_party));
+  }
+  absl::Status checked = CheckPeerHead(peer_party, their_head);
+  if (!checked.ok() && !absl::IsUnavailable(checked) && !absl::IsDeadlineExceeded(checked)) {
+    return checked;
+  }
+  COMITY_ASSIGN_OR_RETURN(std::optional<StoredTreeHead> ours,
+                          ctx_->store().audit().LatestTreeHead());
+  if (!ours.has_value()) return SignTreeHead();
+  return ours->signed_head;
+}
+
+void LogWitness::MaybeCheckPeerHead(const std::string& party, const v1::SignedEnvelope& head) {
+  {
+    absl::MutexLock lock(&mu_);
+    absl::Time& last = last_receipt_check_[party];
+    const absl::Time now = ctx_->Now();
+    if (now - last < absl::Seconds(1) && now >= last) return;
+    last = now;
+  }
+  CheckPeerHead(party, head).IgnoreError();  // Logged inside.
+}
+
+absl::Status LogWitness::CheckPeerHead(const std::string& party_code,
+                                       const v1::SignedEnvelope& signed_head) {
+  COMITY_RETURN_IF_ERROR(VerifyEnvelope(signed_head, kTreeHeadPayloadType, ctx_->key_ring()));
+  StoredTreeHead now;
+  now.signed_head = signed_head;
+  if (!now.head.ParseFromString(signed_head.payload()) || now.head.party() != party_code ||
+      signed_head.signer_party() != party_code || now.head.root_hash().size() != 32) {
+    return absl::InvalidArgumentError(absl::StrCat("not a tree head of ", party_code));
+  }
+  AuditStore& audit = ctx_->store().audit();
+  COMITY_ASSIGN_OR_RETURN(std::optional<StoredTreeHead> last, audit.LatestPeerHead(party_code));
+  if (!last.has_value()) return audit.PutPeerHead(party_code, now, ctx_->Now());
+  const uint64_t old_size = last->head.tree_size();
+  const uint64_t new_size = now.head.tree_size();
+  if (new_size == old_size) {
+    if (now.head.root_hash() == last->head.root_hash()) return absl::OkStatus();
+    return RaiseSplitView(party_code, last->signed_head, signed_head,
+                          absl::StrCat("two different roots for size ", new_size), "");
+  }
+  // The smaller head must be a prefix of the larger: ask the peer to prove it.
+  const StoredTreeHead& small = new_size < old_size ? now : *last;
+  const StoredTreeHead& large = new_size < old_size ? *last : now;
+  auto proof = ctx_->transport().GetConsistencyProof(party_code, small.head.tree_size(),
+                                                     large.head.tree_size(),
+                                                     ctx_->attempt_timeout());
+  if (!proof.ok()) {
+    // Unreachable, or refusing (misconfigured, busy): not evidence of a split
+    // view. Checked again with the next head.
+    LogEvent(LogLevel::kWarning, "peer_head_unchecked",
+             {{"party", party_code},
+              {"sizes", absl::StrCat(small.head.tree_size(), "..", large.head.tree_size())},
+              {"error", proof.status().ToString()}});
+    return proof.status();
+  }
+  absl::Status consistent =
+      merkle::VerifyConsistency(small.head.tree_size(), large.head.tree_size(),
+                                small.head.root_hash(), large.head.root_hash(), *proof);
+  if (!consistent.ok()) {
+    return RaiseSplitView(party_code, small.signed_head, large.signed_head,
+                          std::string(consistent.message()), "");
+  }
+  if (new_size > old_size) return audit.PutPeerHead(party_code, now, ctx_->Now());
+  return absl::OkStatus();
+}
+
+absl::Status LogWitness::RaiseSplitView(const std::string& party_code,
+                                        const v1::SignedEnvelope& first,
+                                        const v1::SignedEnvelope& second, const std::string& why,
+                                        const std::string& reporter) {
+  const bool report_to_peer = reporter.empty();
+  v1::TreeHead a, b;
+  a.ParseFromString(first.payload());
+  b.ParseFromString(second.payload());
+  std::string detail = absl::StrCat(
+      party_code, "'s log: heads of size ", a.tree_size(), " (root ",
+      HexEncode(a.root_hash()).substr(0, 16), ") and ", b.tree_size(), " (root ",
+      HexEncode(b.root_hash()).substr(0, 16), ") are inconsistent: ", why);
+  LogEvent(LogLevel::kError, "split_view_detected", {{"party", party_code}, {"detail", detail}});
+  ctx_->AuditOrLog([&](AuditWriter& w) {
+    v1::AuditEntry e =
+        ctx_->Event(v1::SPLIT_VIEW_DETECTED, report_to_peer ? "node" : "peer:" + reporter, "",
+                    report_to_peer ? party_code : reporter);
+    e.add_hashes(Sha256(first.payload()));
+    e.add_hashes(Sha256(second.payload()));
+    e.set_detail(detail);
+    return w.Append(&e).status();
+  });
+  if (report_to_peer) {
+    absl::Status reported = ctx_->transport().ReportSplitView(party_code, first, second,
+                                                              ctx_->attempt_timeout());
+    if (!reported.ok()) {
+      LogEvent(LogLevel::kWarning, "split_view_report_failed",
+               {{"party", party_code}, {"error", reported.ToString()}});
+    }
+  }
+  return absl::DataLossError(detail);
+}
+
+absl::Status LogWitness::HandleSplitViewReport(const std::string& peer_party,
+                                               const v1::SignedEnvelope& first,
+                                               const v1::SignedEnvelope& second) {
+  // Both heads must be ours, and must really contradict each other.
+  v1::TreeHead heads[2];
+  const v1::SignedEnvelope* envs[2] = {&first, &second};
+  for (int i = 0; i < 2; ++i) {
+    if (envs[i]->signer_party() != ctx_->party()) {
+      return absl::InvalidArgumentError("a reported head is not signed by this party");
+    }
+    COMITY_RETURN_IF_ERROR(VerifyEnvelope(*envs[i], kTreeHeadPayloadType, ctx_->key_ring()));
+    if (!heads[i].ParseFromString(envs[i]->payload())) {
+      return absl::InvalidArgumentError("a reported head does not parse");
+    }
+  }
+  bool contradict = false;
+  if (heads[0].tree_size() == heads[1].tree_size()) {
+    contradict = heads[0].root_hash() != heads[1].root_hash();
+  } else {
+    // Our own log decides: each head must match our root at its size.
+    for (const v1::TreeHead& h : heads) {
+      auto root = ctx_->store().audit().RootAt(h.tree_size());
+      if (!root.ok() || *root != h.root_hash()) contradict = true;
+    }
+  }
+  if (!contradict) {
+    return absl::InvalidArgumentError(
+        "the reported heads are consistent with this node's log; no split view");
+  }
+  RaiseSplitView(ctx_->party(), first, second,
+                 absl::StrCat("reported by ", peer_party, ": this party's key signed both"),
+                 peer_party)
+      .IgnoreError();  // DataLoss by design: the alert is raised.
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> LogWitness::ConsistencyProof(uint64_t old_size,
+                                                                      uint64_t new_size) {
+  return ctx_->store().audit().ConsistencyProofAt(old_size, new_size);
+}
+
+absl::StatusOr<std::optional<v1::SignedEnvelope>> LogWitness::HeldHeadOf(
+    const std::string& peer_party) {
+  COMITY_ASSIGN_OR_RETURN(std::optional<StoredTreeHead> held,
+                          ctx_->store().audit().LatestPeerHead(peer_party));
+  if (!held.has_value()) return std::optional<v1::SignedEnvelope>();
+  return std::optional<v1::SignedEnvelope>(held->signed_head);
+}
+
+absl::StatusOr<VerifyReport> LogWitness::Verify() {
+  return VerifyStoredLog(ctx_->store().audit(), ctx_->party(), ctx_->key_ring());
+}
+
+void LogWitness::RecordAuditExport(const std::string& actor) {
+  ctx_->AuditOrLog([&](AuditWriter& w) {
+    v1::AuditEntry e = ctx_->Event(v1::AUDIT_EXPORTED, actor);
+    COMITY_RETURN_IF_ERROR(w.Append(&e).status());
+    return ctx_->SignHead(w).status();
+  });
+}
+
+}  // namespace comity

@@ -1,0 +1,116 @@
+// What this node's operators and auditors may ask of it (OperatorService and
+// AuditService, proto/comity/v1/operator.proto), transport-free: every call
+// is authenticated and its role checked by the intake (a denial is audited),
+// then handed to one duty. The gRPC adapter only converts.
+//
+//   node->operator_api().Submit(call, draft, [](absl::StatusOr<RequestView> view) { ... });
+#ifndef COMITY_SERVER_NODE_OPERATOR_API_H_
+#define COMITY_SERVER_NODE_OPERATOR_API_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "comity/v1/audit.pb.h"
+#include "comity/v1/operator.pb.h"
+#include "comity/v1/record.pb.h"
+#include "server/audit/verifier.h"
+#include "server/node/backup.h"
+#include "server/node/case_book.h"
+#include "server/node/evidence_exchange.h"
+#include "server/node/request_intake.h"
+
+namespace comity {
+
+class Node;
+
+// Records as an operator sees them, with what it takes to verify them.
+struct RequestView {
+  std::vector<v1::RequestRecord> records;
+  // The public keys that signed the records' envelopes.
+  std::vector<v1::PublicKey> signer_keys;
+  // Evidence files of the records' responses held on this node.
+  std::vector<v1::StoredEvidence> stored_evidence;
+};
+
+// Entries of the log with its size when read.
+struct AuditEntriesPage {
+  std::vector<std::string> entries;
+  uint64_t tree_size = 0;
+};
+
+// A proof from the log (AuditService.GetProof).
+struct AuditProof {
+  uint64_t tree_size = 0;
+  std::string root;
+  std::string old_root;  // Consistency proofs.
+  std::vector<std::string> hashes;
+  std::string entry;  // Inclusion proofs: the entry proven.
+};
+
+// A streamed export of the log: the first bundle (heads and keys), then
+// the entries in chunks.
+struct AuditExportStream {
+  v1::AuditBundle first;
+  uint64_t size = 0;
+  // Up to `limit` entries from index `from`.
+  std::function<absl::StatusOr<std::vector<std::string>>(uint64_t from, uint64_t limit)> read;
+};
+
+// Thread-safe.
+class OperatorApi {
+ public:
+  using ViewDone = std::function<void(absl::StatusOr<RequestView>)>;
+
+  explicit OperatorApi(Node* node) : node_(node) {}
+
+  // Role submitter. Calls `done` (on the outbox lane, or inline on an error)
+  // with the record after the first delivery attempt.
+  void Submit(const CallInfo& call, v1::RequestBody draft, ViewDone done);
+  // Role approver: two-person approval, then as Submit.
+  void Approve(const CallInfo& call, const std::string& request_id, ViewDone done);
+  // Role reviewer (a received request) or submitter (a sent one); a
+  // proposal waits for its first delivery attempt.
+  absl::StatusOr<v1::RequestRecord> Decide(const CallInfo& call, const std::string& request_id,
+                                           const CaseBook::Decision& decision);
+  // Any role.
+  absl::StatusOr<std::vector<v1::PeerStatus>> ListPeers(const CallInfo& call);
+  absl::StatusOr<std::vector<v1::KeyStatus>> ListKeys(const CallInfo& call);
+  absl::StatusOr<std::vector<v1::CaseDeadline>> ListOverdue(const CallInfo& call);
+  absl::StatusOr<std::vector<v1::RequestRecord>> ListRequests(const CallInfo& call,
+                                                             v1::Direction direction, int limit);
+  absl::StatusOr<RequestView> GetRequest(const CallInfo& call, const std::string& request_id,
+                                         bool chain);
+  absl::StatusOr<std::unique_ptr<EvidenceReader>> ExportEvidence(const CallInfo& call,
+                                                                 const std::string& request_id,
+                                                                 const std::string& sha256,
+                                                                 uint64_t offset,
+                                                                 bool allow_tlp_red);
+  // Role admin.
+  absl::StatusOr<Backup::Copy> TakeBackup(const CallInfo& call);
+
+  // AuditService: role auditor.
+  absl::StatusOr<AuditEntriesPage> AuditEntries(const CallInfo& call, const AuditFilter& filter);
+  absl::StatusOr<std::vector<v1::SignedEnvelope>> AuditTreeHeads(const CallInfo& call,
+                                                                 std::vector<v1::PublicKey>* keys);
+  absl::StatusOr<v1::SignedEnvelope> AuditSignHead(const CallInfo& call);
+  absl::StatusOr<AuditProof> AuditGetProof(const CallInfo& call, uint64_t index,
+                                           uint64_t tree_size, bool consistency,
+                                           uint64_t old_size);
+  absl::StatusOr<VerifyReport> AuditVerify(const CallInfo& call);
+  absl::StatusOr<AuditExportStream> AuditExport(const CallInfo& call);
+
+ private:
+  // The records' view: signer keys and held evidence added.
+  RequestView ViewOf(std::vector<v1::RequestRecord> records) const;
+  // After Submit or Approve stored `record`: `done` once the outbox tried it.
+  void AwaitFirstAttempt(const v1::RequestRecord& record, ViewDone done);
+
+  Node* const node_;
+};
+
+}  // namespace comity
+
+#endif  // COMITY_SERVER_NODE_OPERATOR_API_H_

@@ -1,0 +1,430 @@
+#include "server/node/outbox.h"
+
+#include <algorithm>
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "server/audit/receipt.h"
+#include "server/core/deadlines.h"
+#include "server/core/envelope.h"
+#include "server/crypto/sha256.h"
+#include "server/node/assessment_log.h"
+#include "server/node/case_records.h"
+#include "server/util/log.h"
+#include "server/util/status_macros.h"
+#include "server/util/time_proto.h"
+
+namespace comity {
+namespace {
+
+constexpr int kBatch = 64;
+
+// The stored state of what a waiter queued.
+absl::StatusOr<v1::RequestRecord> Stored(const NodeContext& ctx, const std::string& key) {
+  return LoadRecord(ctx.store(), key.substr(2), v1::OUTGOING);
+}
+
+}  // namespace
+
+// --- One lane. ---
+
+bool DeliveryLane::reachable() const {
+  absl::MutexLock lock(&mu_);
+  return ctx_->Now() >= retry_at_;
+}
+
+uint32_t DeliveryLane::failures() const {
+  absl::MutexLock lock(&mu_);
+  return failures_;
+}
+
+absl::Time DeliveryLane::retry_at() const {
+  absl::MutexLock lock(&mu_);
+  return retry_at_;
+}
+
+absl::Duration DeliveryLane::RunRound(const std::function<bool()>& stopping) {
+  const absl::Duration poll = absl::Milliseconds(
+      std::clamp<uint32_t>(ctx_->config().delivery().retry_initial_ms(), 10, 1000));
+  absl::Time retry_at;
+  {
+    absl::MutexLock lock(&mu_);
+    retry_at = retry_at_;
+  }
+  const absl::Time now = ctx_->Now();
+  if (now < retry_at) {
+    // Callers waiting for an attempt get the stored state now.
+    ResolveStale(false);
+    return std::min(poll, retry_at - now);
+  }
+  bool more = false;
+  const bool unreachable = DeliverDue(stopping, &more);
+  absl::Duration wait = more ? absl::ZeroDuration() : poll;
+  {
+    absl::MutexLock lock(&mu_);
+    if (unreachable) {
+      ++failures_;
+      const absl::Duration backoff = ctx_->Backoff(failures_);
+      retry_at_ = ctx_->Now() + backoff;
+      wait = std::min(poll, backoff);
+    } else {
+      failures_ = 0;
+      retry_at_ = absl::InfinitePast();
+    }
+  }
+  ResolveStale(false);
+  return wait;
+}
+
+bool DeliveryLane::DeliverDue(const std::function<bool()>& stopping, bool* more) {
+  OutboxStore& outbox = ctx_->store().outbox();
+  const absl::Time now = ctx_->Now();
+  // Steps and proposals first (they move open cases), then requests.
+  std::vector<std::function<absl::StatusOr<bool>()>> tasks;
+  auto transitions = outbox.DueTransitions(peer_, now, kBatch);
+  auto proposals = outbox.DueProposals(peer_, now, kBatch);
+  auto requests = outbox.DueRequests(peer_, now, kBatch);
+  for (const absl::Status* failed :
+       {&transitions.status(), &proposals.status(), &requests.status()}) {
+    if (!failed->ok()) LogEvent(LogLevel::kError, "store_error", {{"error", failed->ToString()}});
+  }
+  if (transitions.ok()) {
+    for (PendingTransition& t : *transitions) {
+      tasks.push_back([this, t = std::move(t)]() -> absl::StatusOr<bool> {
+        return DeliverTransition(t);
+      });
+    }
+  }
+  if (proposals.ok()) {
+    for (PendingProposal& p : *proposals) {
+      tasks.push_back([this, p = std::move(p)]() { return DeliverProposal(p); });
+    }
+  }
+  if (requests.ok()) {
+    for (v1::RequestRecord& r : *requests) {
+      tasks.push_back([this, r = std::move(r)]() -> absl::StatusOr<bool> {
+        absl::StatusOr<v1::RequestBody> body = BodyOf(r);
+        if (!body.ok()) return body.status();
+        absl::StatusOr<v1::RequestRecord> after = Deliver(r);
+        if (!after.ok()) {
+          LogEvent(LogLevel::kError, "delivery_error",
+                   {{"request_id", body->id()}, {"error", after.status().ToString()}});
+        }
+        const bool reached = !after.ok() || after->state() != v1::PENDING_DELIVERY;
+        Resolve("r:" + body->id(), after);
+        return reached;
+      });
+    }
+  }
+  if (tasks.empty()) return false;
+  *more = (transitions.ok() && transitions->size() == kBatch) ||
+          (proposals.ok() && proposals->size() == kBatch) ||
+          (requests.ok() && requests->size() == kBatch);
+
+  // Up to max_in_flight attempts at once. The first one that cannot reach
+  // the peer stops the round: the rest wait for the lane's next try.
+  std::atomic<size_t> next{0};
+  std::atomic<bool> unreachable{false};
+  auto work = [&]() {
+    while (!unreachable.load() && !stopping()) {
+      const size_t i = next.fetch_add(1);
+      if (i >= tasks.size()) return;
+      absl::StatusOr<bool> reached = tasks[i]();
+      if (reached.ok() && !*reached) unreachable.store(true);
+    }
+  };
+  const size_t width = std::min<size_t>(
+      tasks.size(), std::max<uint32_t>(1, ctx_->config().delivery().max_in_flight()));
+  std::vector<std::thread> helpers;
+  helpers.reserve(width - 1);
+  for (size_t i = 1; i < width; ++i) helpers.emplace_back(work);
+  work();
+  for (std::thread& t : helpers) t.join();
+  if (unreachable.load()) *more = false;
+  return unreachable.load();
+}
+
+absl::StatusOr<v1::RequestRecord> DeliveryLane::Deliver(const v1::RequestRecord& record) {
+  COMITY_ASSIGN_OR_RETURN(v1::RequestBody body, BodyOf(record));
+  absl::StatusOr<v1::SignedEnvelope> receipt =
+      ctx_->transport().DeliverRequest(peer_, record.request(), ctx_->attempt_timeout());
+  ctx_->NoteContact(peer_, receipt.status());
+  absl::Status status = receipt.status();
+  absl::StatusOr<v1::Receipt> verified = absl::UnknownError("no receipt");
+  if (status.ok()) {
+    verified = VerifyReceipt(record.request(), *receipt, peer_, ctx_->key_ring());
+    status = verified.status();
+    if (verified.ok() && verified->has_receiver_assessment()) {
+      LogDisagreement(body.id(), body.requester_assessment(), verified->receiver_assessment());
+    }
+  }
+  const absl::Time now = ctx_->Now();
+  const uint32_t attempt = record.delivery_attempts() + 1;
+  // Every outcome is logged with the attempt, in the same transaction.
+  auto audit = [&](v1::AuditEventType outcome, std::string detail) {
+    return [this, &body, attempt, outcome, detail = std::move(detail),
+            &receipt](AuditWriter& w) -> absl::Status {
+      v1::AuditEntry tried = ctx_->Event(v1::DELIVERY_ATTEMPTED, "node", body.id(), peer_);
+      tried.set_detail(absl::StrCat("attempt ", attempt));
+      COMITY_RETURN_IF_ERROR(w.Append(&tried).status());
+      v1::AuditEntry result = ctx_->Event(outcome, "node", body.id(), peer_);
+      result.set_detail(detail);
+      if (outcome == v1::DELIVERY_ACKNOWLEDGED) result.add_hashes(Sha256(receipt->payload()));
+      return w.Append(&result).status();
+    };
+  };
+  if (status.ok()) {
+    v1::TreeHead their_head;
+    their_head.ParseFromString(verified->tree_head().payload());
+    const bool disagree =
+        verified->has_receiver_assessment() &&
+        AssessmentsDiffer(body.requester_assessment(), verified->receiver_assessment());
+    v1::RequestRecord delivered = record;
+    delivered.set_state(v1::DELIVERED);
+    delivered.set_case_state(v1::CASE_DELIVERED);
+    *delivered.mutable_receipt() = *receipt;
+    COMITY_RETURN_IF_ERROR(ctx_->store().outbox().MarkDelivered(
+        body.id(), *receipt, now, NextDeadline(delivered, ctx_->config().service_levels()),
+        [&](AuditWriter& w) -> absl::Status {
+          COMITY_RETURN_IF_ERROR(audit(v1::DELIVERY_ACKNOWLEDGED,
+                                       absl::StrCat(peer_, " log entry ",
+                                                    verified->received_entry_proof().leaf_index(),
+                                                    " of ", their_head.tree_size()))(w));
+          if (!disagree) return absl::OkStatus();
+          v1::AuditEntry d = ctx_->Event(v1::ASSESSMENT_DISAGREEMENT, "node", body.id(), peer_);
+          d.set_detail(absl::StrCat(ctx_->party(), ": ",
+                                    AssessmentSummary(body.requester_assessment()), "; ", peer_,
+                                    ": ", AssessmentSummary(verified->receiver_assessment())));
+          return w.Append(&d).status();
+        }));
+    witness_->MaybeCheckPeerHead(peer_, verified->tree_head());
+    ctx_->metrics().RequestDelivered(peer_, now - FromProto(body.created_at()));
+    LogEvent(LogLevel::kInfo, "request_delivered", {{"request_id", body.id()}, {"to", peer_}});
+  } else {
+    const std::string error = StatusText(status);
+    if (!receipt.ok() && IsPermanentRefusal(status.code())) {
+      // The peer refused these bytes for good: retrying cannot help.
+      COMITY_RETURN_IF_ERROR(ctx_->store().outbox().MarkRejected(
+          body.id(), error, now, audit(v1::DELIVERY_REFUSED, error)));
+      LogEvent(LogLevel::kWarning, "delivery_rejected",
+               {{"request_id", body.id()}, {"to", peer_}, {"error", error}});
+    } else {
+      // Unreachable, or an answer that did not verify: try again later.
+      COMITY_RETURN_IF_ERROR(ctx_->store().outbox().MarkDeliveryFailed(
+          body.id(), error, now, now + ctx_->Backoff(attempt), audit(v1::DELIVERY_FAILED, error)));
+    }
+    LogEvent(LogLevel::kWarning, "delivery_failed",
+             {{"request_id", body.id()},
+              {"to", peer_},
+              {"attempt", absl::StrCat(attempt)},
+              {"error", error}});
+  }
+  return LoadRecord(ctx_->store(), body.id(), v1::OUTGOING);
+}
+
+bool DeliveryLane::DeliverTransition(const PendingTransition& p) {
+  absl::StatusOr<v1::SignedEnvelope> ack =
+      ctx_->transport().DeliverTransition(peer_, p.envelope, ctx_->attempt_timeout());
+  ctx_->NoteContact(peer_, ack.status());
+  absl::Status st = ack.status();
+  if (st.ok()) {
+    // Delivered only with the peer's signed acknowledgement of these bytes.
+    st = VerifyEnvelope(*ack, kAckPayloadType, ctx_->key_ring());
+    v1::Acknowledgement a;
+    if (st.ok() && (ack->signer_party() != peer_ || !a.ParseFromString(ack->payload()) ||
+                    a.payload_sha256() != Sha256(p.envelope.payload()) ||
+                    a.sequence() != p.sequence || a.request_id() != p.request_id)) {
+      st = absl::DataLossError("the acknowledgement does not match the step sent");
+    }
+  }
+  if (st.ok()) {
+    absl::Status marked = ctx_->store().outbox().MarkTransitionDelivered(
+        p.request_id, p.sequence, *ack, [&](AuditWriter& w) -> absl::Status {
+          v1::AuditEntry e = ctx_->Event(v1::TRANSITION_DELIVERED, "node", p.request_id, peer_);
+          e.add_hashes(Sha256(p.envelope.payload()));
+          e.add_hashes(Sha256(ack->payload()));
+          e.set_detail(absl::StrCat("step ", p.sequence));
+          return w.Append(&e).status();
+        });
+    if (!marked.ok()) LogEvent(LogLevel::kError, "store_error", {{"error", marked.ToString()}});
+    return true;
+  }
+  const std::string error = StatusText(st);
+  ctx_->store()
+      .outbox()
+      .MarkTransitionFailed(p.request_id, p.sequence, error,
+                            ctx_->Now() + ctx_->Backoff(p.attempts + 1))
+      .IgnoreError();
+  if (absl::IsFailedPrecondition(st) && p.sequence > 1 &&
+      absl::StrContains(st.message(), "does not follow the case")) {
+    // The peer no longer holds steps it acknowledged (restored from a
+    // backup, docs/backup.md): send the case again from its first step;
+    // what it still holds it acknowledges again. (Its other
+    // FAILED_PRECONDITION, a step outside its acceptance window, is not
+    // helped by sending older steps.)
+    auto rewound = ctx_->store().outbox().RewindTransitions(p.request_id, p.sequence, ctx_->Now());
+    if (rewound.ok() && *rewound > 0) {
+      LogEvent(LogLevel::kWarning, "transitions_rewound",
+               {{"request_id", p.request_id},
+                {"to", peer_},
+                {"steps", absl::StrCat(*rewound)}});
+    }
+  }
+  LogEvent(LogLevel::kWarning, "transition_delivery_failed",
+           {{"request_id", p.request_id},
+            {"step", absl::StrCat(p.sequence)},
+            {"to", peer_},
+            {"error", error}});
+  return !absl::IsUnavailable(st) && !absl::IsDeadlineExceeded(st);
+}
+
+absl::StatusOr<bool> DeliveryLane::DeliverProposal(const PendingProposal& q) {
+  absl::StatusOr<v1::SignedEnvelope> transition =
+      ctx_->transport().ProposeTransition(q.peer, q.envelope, ctx_->attempt_timeout());
+  ctx_->NoteContact(q.peer, transition.status());
+  const absl::Status st = transition.status();
+  const std::string key = "p:" + q.request_id;
+  if (st.ok()) {
+    // The peer numbered our proposal into the case: it is off the queue.
+    // Apply the step now if it follows what is held here; if earlier steps
+    // of the peer are still on their way, its outbox delivers this one after
+    // them (applying twice is harmless).
+    absl::StatusOr<v1::SignedEnvelope> applied = cases_->ReceiveTransition(q.peer, *transition);
+    if (!applied.ok() && !absl::IsFailedPrecondition(applied.status())) {
+      LogEvent(LogLevel::kWarning, "proposal_step_not_applied",
+               {{"request_id", q.request_id},
+                {"from", q.peer},
+                {"error", applied.status().ToString()}});
+    }
+    COMITY_RETURN_IF_ERROR(ctx_->store().outbox().FinishProposal(q.id, ""));
+    LogEvent(LogLevel::kInfo, "proposal_delivered",
+             {{"request_id", q.request_id}, {"to", q.peer}});
+    Resolve(key, Stored(*ctx_, key));
+    return true;
+  }
+  const std::string error = StatusText(st);
+  const bool transient = absl::IsUnavailable(st) || absl::IsDeadlineExceeded(st) ||
+                         absl::IsInternal(st) || absl::IsUnknown(st) || absl::IsAborted(st) ||
+                         absl::IsUnauthenticated(st);
+  if (transient) {
+    COMITY_RETURN_IF_ERROR(ctx_->store().outbox().MarkProposalFailed(
+        q.id, error, ctx_->Now() + ctx_->Backoff(q.attempts + 1)));
+    LogEvent(LogLevel::kWarning, "proposal_delivery_failed",
+             {{"request_id", q.request_id}, {"to", q.peer}, {"error", error}});
+    const bool reached = !absl::IsUnavailable(st) && !absl::IsDeadlineExceeded(st);
+    if (reached) Resolve(key, Stored(*ctx_, key));
+    return reached;
+  }
+  // Refused for good (the case moved on, an illegal step...): off the queue.
+  COMITY_RETURN_IF_ERROR(ctx_->store().outbox().FinishProposal(
+      q.id, error, [&](AuditWriter& w) -> absl::Status {
+        v1::AuditEntry e = ctx_->Event(v1::PROPOSAL_REFUSED, "node", q.request_id, q.peer);
+        e.add_hashes(Sha256(q.envelope.payload()));
+        e.set_detail(error);
+        return w.Append(&e).status();
+      }));
+  LogEvent(LogLevel::kWarning, "proposal_refused",
+           {{"request_id", q.request_id}, {"to", q.peer}, {"error", error}});
+  Resolve(key, absl::Status(st.code(), absl::StrCat(q.peer, " refused the proposal: ",
+                                                    st.message())));
+  return true;
+}
+
+void DeliveryLane::AddWaiter(const std::string& key, AttemptDone done, absl::Time give_up_at) {
+  absl::MutexLock lock(&mu_);
+  waiters_.emplace(key, Waiter{std::move(done), give_up_at});
+}
+
+void DeliveryLane::Resolve(const std::string& key,
+                           const absl::StatusOr<v1::RequestRecord>& result) {
+  std::vector<AttemptDone> ready;
+  {
+    absl::MutexLock lock(&mu_);
+    auto range = waiters_.equal_range(key);
+    for (auto it = range.first; it != range.second; ++it) ready.push_back(std::move(it->second.done));
+    waiters_.erase(range.first, range.second);
+  }
+  for (AttemptDone& done : ready) done(result);
+}
+
+void DeliveryLane::ResolveStale(bool all) {
+  std::vector<std::pair<std::string, AttemptDone>> ready;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = ctx_->Now();
+    const bool backing_off = now < retry_at_;
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (all || backing_off || it->second.give_up_at <= now) {
+        ready.emplace_back(it->first, std::move(it->second.done));
+        it = waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& [key, done] : ready) {
+    absl::StatusOr<v1::RequestRecord> stored = Stored(*ctx_, key);
+    if (all && stored.ok() && key[0] == 'r' && stored->state() == v1::PENDING_DELIVERY) {
+      done(absl::UnavailableError(
+          "node is shutting down; the request is stored and will be delivered after restart"));
+    } else {
+      done(std::move(stored));
+    }
+  }
+}
+
+// --- The lanes. ---
+
+Outbox::Outbox(const NodeContext* ctx, CaseBook* cases, LogWitness* witness) : ctx_(ctx) {
+  for (const auto& [peer, unused] : ctx->setup().peers) {
+    lanes_.emplace(peer, std::make_unique<DeliveryLane>(ctx, peer, cases, witness));
+  }
+}
+
+DeliveryLane* Outbox::lane(const std::string& peer) const {
+  auto it = lanes_.find(peer);
+  return it == lanes_.end() ? nullptr : it->second.get();
+}
+
+void Outbox::SetWaker(const std::string& peer, std::function<void()> wake) {
+  wakers_[peer] = std::move(wake);
+}
+
+void Outbox::Start() {
+  absl::MutexLock lock(&mu_);
+  accepting_ = true;
+}
+
+void Outbox::Kick(const std::string& peer) const {
+  auto it = wakers_.find(peer);
+  if (it != wakers_.end() && it->second) it->second();
+}
+
+void Outbox::AwaitAttempt(const std::string& peer, const std::string& key, AttemptDone done) {
+  DeliveryLane* l = lane(peer);
+  {
+    absl::MutexLock lock(&mu_);
+    if (l != nullptr && accepting_) {
+      // Long enough for a round already under way and then this attempt.
+      l->AddWaiter(key, std::move(done),
+                   ctx_->Now() + 2 * ctx_->attempt_timeout() + absl::Seconds(1));
+      Kick(peer);
+      return;
+    }
+  }
+  // Not delivering now (stopped, or not started yet): the stored state.
+  done(Stored(*ctx_, key));
+}
+
+void Outbox::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    accepting_ = false;
+  }
+  for (auto& [peer, l] : lanes_) l->ResolveStale(/*all=*/true);
+}
+
+}  // namespace comity

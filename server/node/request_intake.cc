@@ -1,0 +1,321 @@
+#include "server/node/request_intake.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/core/deadlines.h"
+#include "server/core/envelope.h"
+#include "server/core/parties.h"
+#include "server/core/request_validation.h"
+#include "server/crypto/sha256.h"
+#include "server/node/assessment_log.h"
+#include "server/node/case_records.h"
+#include "server/treaty/engine.h"
+#include "server/util/hex.h"
+#include "server/util/log.h"
+#include "server/util/status_macros.h"
+#include "server/util/time_proto.h"
+
+namespace comity {
+namespace {
+
+constexpr absl::Duration kAuthCacheTtl = absl::Minutes(1);
+
+}  // namespace
+
+RequestIntake::RequestIntake(const NodeContext* ctx)
+    : ctx_(ctx),
+      limiter_(ctx->config().limits().peer_rate_per_second(), ctx->config().limits().peer_burst(),
+               &ctx->clock()) {}
+
+std::optional<CertIdentity> RequestIntake::CachedIdentity(const std::string& key) const {
+  absl::MutexLock lock(&auth_mu_);
+  auto it = auth_cache_.find(key);
+  if (it == auth_cache_.end() || it->second.expires <= ctx_->Now()) return std::nullopt;
+  return it->second.identity;
+}
+
+void RequestIntake::CacheIdentity(const std::string& key, const CertIdentity& id) const {
+  absl::MutexLock lock(&auth_mu_);
+  if (auth_cache_.size() >= kAuthCacheSize) auth_cache_.clear();
+  auth_cache_[key] = AuthCacheEntry{id, ctx_->Now() + kAuthCacheTtl};
+}
+
+absl::StatusOr<std::string> RequestIntake::AuthenticatePeer(const CallInfo& call) const {
+  // By the hash of the certificate's bytes and chain, so any other
+  // certificate misses.
+  const std::string cache_key = Sha256(absl::StrCat(call.cert_pem, "\n", call.chain_pem));
+  if (auto cached = CachedIdentity(cache_key);
+      cached.has_value() && cached->kind == CertIdentity::Kind::kParty) {
+    return cached->party;
+  }
+  auto id = IdentityFromCertPem(call.cert_pem);
+  if (!id.ok()) return absl::PermissionDeniedError(id.status().message());
+  if (id->kind != CertIdentity::Kind::kParty) {
+    return absl::PermissionDeniedError(
+        "an operator certificate cannot be used on the peer listener");
+  }
+  auto it = ctx_->setup().peers.find(id->party);
+  if (it == ctx_->setup().peers.end()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "party ", id->party, " is not a configured peer of ", ctx_->party()));
+  }
+  absl::Status issued = it->second.ca->Verify(call.cert_pem, call.chain_pem);
+  if (!issued.ok()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("certificate claiming party ", id->party, ": ", issued.message()));
+  }
+  CacheIdentity(cache_key, *id);
+  return id->party;
+}
+
+absl::StatusOr<CertIdentity> RequestIntake::AuthenticateOperator(const CallInfo& call) const {
+  const std::string cache_key = Sha256(absl::StrCat(call.cert_pem, "\n", call.chain_pem));
+  if (auto cached = CachedIdentity(cache_key);
+      cached.has_value() && cached->kind == CertIdentity::Kind::kOperator) {
+    return *std::move(cached);
+  }
+  auto id = IdentityFromCertPem(call.cert_pem);
+  if (!id.ok()) return absl::PermissionDeniedError(id.status().message());
+  if (id->kind != CertIdentity::Kind::kOperator || id->party != ctx_->party()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "not an operator certificate of party ", ctx_->party(),
+        " (expected URI SAN urn:comity:operator:", ctx_->party(), ":NAME)"));
+  }
+  absl::Status issued = ctx_->setup().operator_ca->Verify(call.cert_pem, call.chain_pem);
+  if (!issued.ok()) return issued;
+  CacheIdentity(cache_key, *id);
+  return *std::move(id);
+}
+
+void RequestIntake::RecordAuthFailure(const CallInfo& call, const char* event,
+                                      const std::string& actor, absl::string_view method,
+                                      const absl::Status& why) {
+  LogEvent(LogLevel::kWarning, event,
+           {{"method", std::string(method)},
+            {"tls_peer", call.tls_peer},
+            {"reason", std::string(why.message())}});
+  ctx_->metrics().AuthFailure(actor.rfind("operator:", 0) == 0 ? "operator" : "tls");
+  ctx_->AuditOrLog([&](AuditWriter& w) {
+    v1::AuditEntry e = ctx_->Event(v1::AUTH_FAILURE, actor);
+    e.set_detail(absl::StrCat(method, ": ", why.message()).substr(0, 512));
+    return w.Append(&e).status();
+  });
+}
+
+absl::StatusOr<std::string> RequestIntake::AdmitPeer(const CallInfo& call,
+                                                     absl::string_view method) {
+  absl::StatusOr<std::string> peer = AuthenticatePeer(call);
+  if (!peer.ok()) {
+    RecordAuthFailure(call, "peer_request_rejected", absl::StrCat("tls:", call.tls_peer), method,
+                      peer.status());
+    return peer;
+  }
+  // Over its rate limit: refused before anything is checked, audited in
+  // aggregate (AuditRateLimited).
+  COMITY_RETURN_IF_ERROR(limiter_.Admit(*peer));
+  const uint64_t limit = ctx_->config().limits().max_message_bytes();
+  if (call.message_bytes > limit) {
+    absl::Status too_big = absl::ResourceExhaustedError(
+        absl::StrCat(method, " message is ", call.message_bytes, " bytes; the limit is ", limit));
+    RecordRefusal(call, "peer:" + *peer, method, "", too_big);
+    return too_big;
+  }
+  return peer;
+}
+
+absl::StatusOr<CertIdentity> RequestIntake::AdmitOperator(
+    const CallInfo& call, absl::string_view method, std::initializer_list<const char*> roles) {
+  absl::StatusOr<CertIdentity> op = AuthenticateOperator(call);
+  if (!op.ok()) {
+    RecordAuthFailure(call, "operator_denied", absl::StrCat("tls:", call.tls_peer), method,
+                      op.status());
+    return op;
+  }
+  if (roles.size() > 0 &&
+      std::none_of(roles.begin(), roles.end(), [&](const char* r) { return op->HasRole(r); })) {
+    std::vector<std::string> names(roles.begin(), roles.end());
+    absl::Status denied = absl::PermissionDeniedError(absl::StrCat(
+        "operator ", op->operator_name, " lacks the ", absl::StrJoin(names, " or "),
+        " role needed for ", method, " (a urn:comity:role:", names.front(),
+        " URI in the operator certificate)"));
+    RecordAuthFailure(call, "operator_denied", absl::StrCat("tls:", call.tls_peer), method,
+                      denied);
+    return denied;
+  }
+  return op;
+}
+
+void RequestIntake::RecordRefusal(const CallInfo& call, const std::string& actor,
+                                  absl::string_view method, const std::string& payload_sha256,
+                                  const absl::Status& why) {
+  if (actor.rfind("operator:", 0) == 0) {
+    RecordAuthFailure(call, "operator_denied", actor, method, why);
+    return;
+  }
+  const std::string peer = actor.rfind("peer:", 0) == 0 ? actor.substr(5) : actor;
+  LogEvent(LogLevel::kWarning, "peer_request_rejected",
+           {{"peer", peer},
+            {"method", std::string(method)},
+            {"tls_peer", call.tls_peer},
+            {"payload_sha256", HexEncode(payload_sha256)},
+            {"code", absl::StatusCodeToString(why.code())},
+            {"reason", std::string(why.message())}});
+  ctx_->metrics().PeerRefusal(peer, absl::StatusCodeToString(why.code()));
+  ctx_->AuditOrLog([&](AuditWriter& w) {
+    v1::AuditEntry e = ctx_->Event(v1::PEER_REQUEST_REFUSED, actor, "", peer);
+    if (!payload_sha256.empty()) e.add_hashes(payload_sha256);
+    e.set_detail(absl::StrCat(method, ": ", StatusText(why)).substr(0, 512));
+    return w.Append(&e).status();
+  });
+}
+
+void RequestIntake::AuditRateLimited() {
+  for (const auto& [peer, refused] : limiter_.TakeRefusals()) {
+    ctx_->metrics().PeerRateLimited(peer, refused);
+    LogEvent(LogLevel::kWarning, "peer_rate_limited",
+             {{"peer", peer}, {"refused", absl::StrCat(refused)}});
+    ctx_->AuditOrLog([&, p = peer, n = refused](AuditWriter& w) {
+      v1::AuditEntry e = ctx_->Event(v1::PEER_RATE_LIMITED, "peer:" + p, "", p);
+      e.set_detail(absl::StrCat(n, " calls refused over the rate limit (",
+                                ctx_->config().limits().peer_rate_per_second(),
+                                " per second, burst ", ctx_->config().limits().peer_burst(),
+                                ")"));
+      return w.Append(&e).status();
+    });
+  }
+}
+
+absl::StatusOr<v1::SignedEnvelope> RequestIntake::ReceiveRequest(
+    const std::string& peer_party, const v1::SignedEnvelope& envelope) {
+  const NodeSetup& setup = ctx_->setup();
+  // Who signed must be who is connected; the signature is checked before
+  // the payload is parsed.
+  if (envelope.signer_party() != peer_party) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("envelope is signed as party '", envelope.signer_party().substr(0, 8),
+                     "' but the TLS peer is ", peer_party));
+  }
+  COMITY_RETURN_IF_ERROR(VerifyEnvelope(envelope, kRequestPayloadType, setup.key_ring));
+  v1::RequestBody body;
+  if (!body.ParseFromString(envelope.payload())) {
+    return absl::InvalidArgumentError("request payload is not a comity.v1.RequestBody");
+  }
+  if (body.requesting_party() != peer_party) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("requesting_party is '", body.requesting_party(),
+                     "' but the request is signed by ", peer_party));
+  }
+  if (body.requested_party() != ctx_->party()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request is addressed to '", body.requested_party(),
+                     "', this node is ", ctx_->party()));
+  }
+  const std::string payload_hash = Sha256(envelope.payload());
+
+  // A request seen before: the same bytes get the same receipt, whenever
+  // they come; other bytes under the same id are a replay or a forgery.
+  auto same_or_conflict = [&](const v1::RequestRecord& existing)
+      -> absl::StatusOr<v1::SignedEnvelope> {
+    if (Sha256(existing.request().payload()) == payload_hash) return existing.receipt();
+    return absl::AlreadyExistsError(absl::StrCat(
+        "request id ", body.id(),
+        " was already received with different content; a new request needs a new id"));
+  };
+  if (!IsCanonicalUuid(body.id())) {
+    return absl::InvalidArgumentError("request id is not a lower-case UUID");
+  }
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> known,
+                          ctx_->store().requests().Get(body.id()));
+  for (const v1::RequestRecord& r : known) {
+    if (r.direction() == v1::INCOMING) return same_or_conflict(r);
+  }
+  COMITY_RETURN_IF_ERROR(ValidateRequestBody(body));
+
+  const absl::Time now = ctx_->Now();
+  const absl::Time created = FromProto(body.created_at());
+  if (created < now - setup.replay_window() || created > now + setup.max_clock_skew()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "created_at ", absl::FormatTime(created), " is outside the acceptance window (",
+        absl::FormatDuration(setup.replay_window()), " back, ",
+        absl::FormatDuration(setup.max_clock_skew()),
+        " ahead of this node's clock); check the sender's clock or submit a new request"));
+  }
+
+  absl::StatusOr<v1::Assessment> assessment =
+      Assess(*setup.treaties, QueryForRequest(body, AssessmentDay(body)));
+  if (!assessment.ok()) {
+    return absl::InternalError(
+        absl::StrCat("cannot assess the request: ", assessment.status().message()));
+  }
+  const bool disagree = body.has_requester_assessment() &&
+                        AssessmentsDiffer(body.requester_assessment(), *assessment);
+  auto build = [&](AuditWriter& w) -> absl::StatusOr<v1::RequestRecord> {
+    // The "received" event, this node's assessment, then a signed head
+    // that covers both: the receipt proves where the event sits in the log.
+    v1::AuditEntry received =
+        ctx_->Event(v1::REQUEST_RECEIVED, "peer:" + peer_party, body.id(), peer_party);
+    received.add_hashes(payload_hash);
+    received.set_assistance_type(body.assistance_type());
+    COMITY_ASSIGN_OR_RETURN(std::string received_bytes, w.Append(&received));
+    v1::AuditEntry assessed = AssessmentEntry(*ctx_, body, *assessment, peer_party);
+    COMITY_RETURN_IF_ERROR(w.Append(&assessed).status());
+    if (disagree) {
+      v1::AuditEntry d = ctx_->Event(v1::ASSESSMENT_DISAGREEMENT, "node", body.id(), peer_party);
+      d.set_detail(absl::StrCat(peer_party, ": ", AssessmentSummary(body.requester_assessment()),
+                                "; ", ctx_->party(), ": ", AssessmentSummary(*assessment)));
+      COMITY_RETURN_IF_ERROR(w.Append(&d).status());
+    }
+    COMITY_ASSIGN_OR_RETURN(v1::SignedEnvelope head, ctx_->SignHead(w));
+    COMITY_ASSIGN_OR_RETURN(std::vector<std::string> proof,
+                            w.InclusionProof(received.index(), w.size()));
+
+    v1::Receipt receipt;
+    *receipt.mutable_receiver_assessment() = *assessment;
+    receipt.set_request_id(body.id());
+    receipt.set_requesting_party(body.requesting_party());
+    receipt.set_receiving_party(ctx_->party());
+    receipt.set_request_payload_sha256(payload_hash);
+    *receipt.mutable_received_at() = ToProto(now);
+    *receipt.mutable_tree_head() = std::move(head);
+    receipt.set_received_entry(received_bytes);
+    receipt.mutable_received_entry_proof()->set_leaf_index(received.index());
+    receipt.mutable_received_entry_proof()->set_tree_size(w.size());
+    for (auto& h : proof) receipt.mutable_received_entry_proof()->add_hashes(std::move(h));
+    COMITY_ASSIGN_OR_RETURN(v1::SignedEnvelope signed_receipt,
+                            ctx_->Sign(kReceiptPayloadType, receipt));
+
+    v1::RequestRecord record;
+    record.set_direction(v1::INCOMING);
+    record.set_state(v1::RECEIVED);
+    record.set_case_state(v1::CASE_DELIVERED);
+    *record.mutable_request() = envelope;
+    *record.mutable_receipt() = std::move(signed_receipt);
+    *record.mutable_stored_at() = ToProto(now);
+    *record.mutable_updated_at() = ToProto(now);
+    if (absl::Time next = NextDeadline(record, ctx_->config().service_levels());
+        next != absl::InfiniteFuture()) {
+      *record.mutable_next_deadline() = ToProto(next);
+    }
+    return record;
+  };
+  bool inserted = false;
+  COMITY_ASSIGN_OR_RETURN(
+      v1::RequestRecord stored,
+      ctx_->store().requests().InsertIncomingIfAbsent(KeyOf(body), build, &inserted));
+  if (!inserted) return same_or_conflict(stored);
+  ctx_->metrics().RequestAssessed("received", peer_party, assessment->obligation());
+  LogEvent(LogLevel::kInfo, "request_received",
+           {{"request_id", body.id()},
+            {"from", peer_party},
+            {"type", v1::AssistanceType_Name(body.assistance_type())},
+            {"assessment", AssessmentSummary(*assessment)}});
+  if (body.has_requester_assessment()) {
+    LogDisagreement(body.id(), body.requester_assessment(), *assessment);
+  }
+  return stored.receipt();
+}
+
+}  // namespace comity
