@@ -45,14 +45,6 @@ std::shared_ptr<grpc::ServerCredentials> MutualTls(const NodeSetup& setup,
   return grpc::experimental::TlsServerCredentials(opts);
 }
 
-absl::Status EnsureDir(const std::string& dir) {
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("data_dir ", dir, ": cannot create: ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
-}
-
 // The standard health service (grpc.health.v1.Health) and server reflection
 // (grpc.reflection.v1alpha.ServerReflection) on every listener. Both are
 // process-wide switches that gRPC applies to each ServerBuilder built after
@@ -90,7 +82,9 @@ NodeServer::~NodeServer() { Shutdown(absl::ZeroDuration()); }
 absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const NodeSetup* setup,
                                                               const Clock* clock) {
   const v1::NodeConfig& c = setup->config;
-  COMITY_RETURN_IF_ERROR(EnsureDir(c.data_dir()));
+  if (absl::Status made = EnsureDir(c.data_dir()); !made.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat("data_dir: ", made.message()));
+  }
   COMITY_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, OpenStore(c));
   std::unique_ptr<NodeServer> server(new NodeServer());
   server->transport_ = std::make_unique<GrpcPeerTransport>(setup);

@@ -87,4 +87,12 @@ std::string DirName(absl::string_view path) {
   return std::string(path.substr(0, slash));
 }
 
+absl::Status EnsureDir(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("directory ", dir, ": cannot create: ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace comity

@@ -13,6 +13,10 @@ namespace comity {
 // Reads a whole file. NotFound / PermissionDenied / Internal name the path.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
+// Creates directory `dir` (mode 0700) unless it exists. FailedPrecondition
+// naming it otherwise.
+absl::Status EnsureDir(const std::string& dir);
+
 // Reads a file that holds a private key: fails with FailedPrecondition when
 // the group or others may read or write it (the fix: chmod 600).
 absl::StatusOr<std::string> ReadPrivateFile(const std::string& path);
