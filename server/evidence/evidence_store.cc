@@ -26,6 +26,7 @@
 #include "server/crypto/random.h"
 #include "server/crypto/sha256.h"
 #include "server/util/files.h"
+#include "server/util/posix_file.h"
 #include "server/util/hex.h"
 #include "server/util/status_macros.h"
 
@@ -39,114 +40,6 @@ namespace {
 constexpr size_t kMaxTransferIdLength = 128;
 constexpr char kMetaHeader[] = "comity-evidence-partial 1";
 constexpr char kImportPrefix[] = "import~";
-
-// Closes a file descriptor on scope exit unless released.
-class ScopedFd {
- public:
-  explicit ScopedFd(int fd) : fd_(fd) {}
-  ~ScopedFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  ScopedFd(const ScopedFd&) = delete;
-  ScopedFd& operator=(const ScopedFd&) = delete;
-  int get() const { return fd_; }
-  // Gives up ownership.
-  int Release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-  // Closes now, reporting the error close(2) gives.
-  int Close() {
-    int rc = ::close(fd_);
-    fd_ = -1;
-    return rc;
-  }
-
- private:
-  int fd_;
-};
-
-std::string ErrnoText(int err) { return std::strerror(err); }
-
-// Internal, or ResourceExhausted when the disk or quota is full.
-absl::Status IoError(int err, absl::string_view what) {
-  std::string msg = absl::StrCat(what, ": ", ErrnoText(err));
-  if (err == ENOSPC || err == EDQUOT) {
-    return absl::ResourceExhaustedError(absl::StrCat(msg, "; free disk space and retry"));
-  }
-  return absl::InternalError(msg);
-}
-
-absl::Status OpenError(int err, const std::string& path) {
-  std::string msg = absl::StrCat("cannot open ", path, ": ", ErrnoText(err));
-  if (err == ENOENT) return absl::NotFoundError(msg);
-  if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
-  return absl::InternalError(msg);
-}
-
-absl::Status MakeDir(const std::string& path) {
-  if (::mkdir(path.c_str(), 0700) == 0 || errno == EEXIST) return absl::OkStatus();
-  return IoError(errno, absl::StrCat("cannot create directory ", path));
-}
-
-// Makes the entries of directory `path` (creations, renames, removals)
-// durable.
-absl::Status SyncDir(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return IoError(errno, absl::StrCat("cannot open directory ", path));
-  ScopedFd closer(fd);
-  if (::fsync(fd) != 0) {
-    return IoError(errno, absl::StrCat("cannot sync directory ", path));
-  }
-  return absl::OkStatus();
-}
-
-// Writes all of `data` to `fd`, retrying short writes and EINTR.
-// `on_written` (if set) sees each piece that reached the file, so that on an
-// error the caller knows how much did.
-absl::Status WriteAll(int fd, absl::string_view data, const std::string& path,
-                      const std::function<void(absl::string_view)>& on_written) {
-  constexpr size_t kMaxWrite = size_t{1} << 30;
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, std::min(data.size() - done, kMaxWrite));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return IoError(errno, absl::StrCat("cannot write ", path));
-    }
-    if (n == 0) {
-      return absl::InternalError(absl::StrCat("cannot write ", path, ": no progress"));
-    }
-    if (on_written) on_written(data.substr(done, static_cast<size_t>(n)));
-    done += static_cast<size_t>(n);
-  }
-  return absl::OkStatus();
-}
-
-// Reads up to `len` bytes at `offset` (fewer only at end of file), retrying
-// short reads and EINTR. Returns the number of bytes read.
-absl::StatusOr<size_t> ReadFull(int fd, char* buf, size_t len, uint64_t offset,
-                                const std::string& path) {
-  size_t done = 0;
-  while (done < len) {
-    ssize_t n = ::pread(fd, buf + done, len - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return IoError(errno, absl::StrCat("cannot read ", path));
-    }
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  return done;
-}
-
-// Removes `path`; true if it existed.
-absl::StatusOr<bool> RemoveIfExists(const std::string& path) {
-  if (::unlink(path.c_str()) == 0) return true;
-  if (errno == ENOENT) return false;
-  return IoError(errno, absl::StrCat("cannot remove ", path));
-}
 
 bool IsTransferIdChar(char c) {
   return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||

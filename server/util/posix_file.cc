@@ -1,0 +1,99 @@
+#include "server/util/posix_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace comity {
+
+ScopedFd::~ScopedFd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+int ScopedFd::Close() {
+  int rc = ::close(fd_);
+  fd_ = -1;
+  return rc;
+}
+
+namespace {
+std::string ErrnoText(int err) { return std::strerror(err); }
+}  // namespace
+
+absl::Status IoError(int err, absl::string_view what) {
+  std::string msg = absl::StrCat(what, ": ", ErrnoText(err));
+  if (err == ENOSPC || err == EDQUOT) {
+    return absl::ResourceExhaustedError(absl::StrCat(msg, "; free disk space and retry"));
+  }
+  return absl::InternalError(msg);
+}
+
+absl::Status OpenError(int err, const std::string& path) {
+  std::string msg = absl::StrCat("cannot open ", path, ": ", ErrnoText(err));
+  if (err == ENOENT) return absl::NotFoundError(msg);
+  if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
+  return absl::InternalError(msg);
+}
+
+absl::Status MakeDir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0700) == 0 || errno == EEXIST) return absl::OkStatus();
+  return IoError(errno, absl::StrCat("cannot create directory ", path));
+}
+
+absl::Status SyncDir(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return IoError(errno, absl::StrCat("cannot open directory ", path));
+  ScopedFd closer(fd);
+  if (::fsync(fd) != 0) {
+    return IoError(errno, absl::StrCat("cannot sync directory ", path));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteAll(int fd, absl::string_view data, const std::string& path,
+                      const std::function<void(absl::string_view)>& on_written) {
+  constexpr size_t kMaxWrite = size_t{1} << 30;
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, std::min(data.size() - done, kMaxWrite));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return IoError(errno, absl::StrCat("cannot write ", path));
+    }
+    if (n == 0) {
+      return absl::InternalError(absl::StrCat("cannot write ", path, ": no progress"));
+    }
+    if (on_written) on_written(data.substr(done, static_cast<size_t>(n)));
+    done += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> ReadFull(int fd, char* buf, size_t len, uint64_t offset,
+                                const std::string& path) {
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = ::pread(fd, buf + done, len - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return IoError(errno, absl::StrCat("cannot read ", path));
+    }
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return done;
+}
+
+absl::StatusOr<bool> RemoveIfExists(const std::string& path) {
+  if (::unlink(path.c_str()) == 0) return true;
+  if (errno == ENOENT) return false;
+  return IoError(errno, absl::StrCat("cannot remove ", path));
+}
+
+}  // namespace comity
