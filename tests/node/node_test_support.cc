@@ -250,4 +250,19 @@ bool WaitFor(const std::function<bool()>& fn, absl::Duration timeout) {
   return fn();
 }
 
+absl::StatusOr<std::vector<v1::AuditEntry>> AuditEntriesOf(Node& node, v1::AuditEventType type,
+                                                           const std::string& request_id) {
+  AuditFilter filter;
+  filter.type = type;
+  filter.request_id = request_id;
+  COMITY_ASSIGN_OR_RETURN(std::vector<std::string> raw, node.store()->audit().Entries(filter));
+  std::vector<v1::AuditEntry> entries(raw.size());
+  for (size_t i = 0; i < raw.size(); ++i) {
+    if (!entries[i].ParseFromString(raw[i])) {
+      return absl::DataLossError("an audit entry does not parse");
+    }
+  }
+  return entries;
+}
+
 }  // namespace comity::testing

@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "comity/v1/audit.pb.h"
 #include "comity/v1/request.pb.h"
 #include "server/config/node_config.h"
 #include "server/node/node.h"
@@ -175,6 +176,11 @@ class NodeHarness {
 // Calls `fn` until it returns true or `timeout` passes (for the threads of
 // a started node). Returns the last result.
 bool WaitFor(const std::function<bool()>& fn, absl::Duration timeout = absl::Seconds(10));
+
+// The audit entries of `node` of `type` (and of `request_id` if not
+// empty), parsed, in log order: what a test asserts a duty recorded.
+absl::StatusOr<std::vector<v1::AuditEntry>> AuditEntriesOf(Node& node, v1::AuditEventType type,
+                                                           const std::string& request_id = "");
 
 }  // namespace comity::testing
 
