@@ -20,8 +20,8 @@ std::string RandomUuid() {
   b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);  // Version 4.
   b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);  // RFC 9562 variant.
   std::string hex = HexEncode(absl::string_view(reinterpret_cast<char*>(b), sizeof(b)));
-  return absl::StrCat(hex.substr(0, 8), "-", hex.substr(8, 4), "-", hex.substr(12, 4), "-",
-                      hex.substr(16, 4), "-", hex.substr(20));
+  return absl::StrCat(hex.substr(0, 8), "-", hex.substr(8, 4), "-", hex.substr(12, 4),
+                      "-", hex.substr(16, 4), "-", hex.substr(20));
 }
 
 }  // namespace comity

@@ -19,8 +19,9 @@ namespace {
 std::string Sha256(absl::string_view data) {
   std::string digest(kSha256Size, '\0');
   unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(digest.data()),
-                 &len, EVP_sha256(), nullptr) != 1 ||
+  if (EVP_Digest(data.data(), data.size(),
+                 reinterpret_cast<unsigned char*>(digest.data()), &len, EVP_sha256(),
+                 nullptr) != 1 ||
       len != kSha256Size) {
     DieOnDigestFailure("EVP_Digest");
   }
@@ -46,7 +47,8 @@ void Sha256Stream::Update(absl::string_view data) {
 std::string Sha256Stream::Finish() {
   std::string digest(kSha256Size, '\0');
   unsigned int len = 0;
-  if (EVP_DigestFinal_ex(ctx_, reinterpret_cast<unsigned char*>(digest.data()), &len) != 1 ||
+  if (EVP_DigestFinal_ex(ctx_, reinterpret_cast<unsigned char*>(digest.data()), &len) !=
+          1 ||
       len != kSha256Size) {
     DieOnDigestFailure("EVP_DigestFinal_ex");
   }

@@ -2,10 +2,10 @@
 #ifndef COMITY_SERVER_GRPC_ADAPTER_UTIL_H_
 #define COMITY_SERVER_GRPC_ADAPTER_UTIL_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "comity/v1/peer.pb.h"
@@ -18,7 +18,8 @@ namespace comity {
 
 // What the node needs to know of a call: the TLS client's certificate, its
 // address, the size of the message.
-inline CallInfo CallOf(grpc::CallbackServerContext* ctx, const google::protobuf::Message& msg) {
+inline CallInfo CallOf(grpc::CallbackServerContext* ctx,
+                       const google::protobuf::Message& msg) {
   auto [cert, chain] = PeerCertificatePem(*ctx);
   return CallInfo{std::move(cert), std::move(chain), ctx->peer(), msg.ByteSizeLong()};
 }

@@ -49,9 +49,9 @@ class ExportReactor final : public grpc::ServerWriteReactor<v1::AuditBundle> {
 
 }  // namespace
 
-grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(grpc::CallbackServerContext* ctx,
-                                                       const v1::GetAuditEntriesRequest* r,
-                                                       v1::GetAuditEntriesResponse* response) {
+grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(
+    grpc::CallbackServerContext* ctx, const v1::GetAuditEntriesRequest* r,
+    v1::GetAuditEntriesResponse* response) {
   AuditFilter f;
   f.from_index = r->from_index();
   f.limit = r->limit();
@@ -69,9 +69,9 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(grpc::CallbackServerConte
   return Done(ctx, page.status());
 }
 
-grpc::ServerUnaryReactor* AuditServiceImpl::GetTreeHeads(grpc::CallbackServerContext* ctx,
-                                                         const v1::GetTreeHeadsRequest* r,
-                                                         v1::GetTreeHeadsResponse* response) {
+grpc::ServerUnaryReactor* AuditServiceImpl::GetTreeHeads(
+    grpc::CallbackServerContext* ctx, const v1::GetTreeHeadsRequest* r,
+    v1::GetTreeHeadsResponse* response) {
   std::vector<v1::PublicKey> keys;
   auto heads = node_->operator_api().AuditTreeHeads(CallOf(ctx, *r), &keys);
   if (heads.ok()) {
@@ -81,19 +81,19 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetTreeHeads(grpc::CallbackServerCon
   return Done(ctx, heads.status());
 }
 
-grpc::ServerUnaryReactor* AuditServiceImpl::SignTreeHead(grpc::CallbackServerContext* ctx,
-                                                         const v1::SignTreeHeadRequest* r,
-                                                         v1::SignTreeHeadResponse* response) {
+grpc::ServerUnaryReactor* AuditServiceImpl::SignTreeHead(
+    grpc::CallbackServerContext* ctx, const v1::SignTreeHeadRequest* r,
+    v1::SignTreeHeadResponse* response) {
   auto head = node_->operator_api().AuditSignHead(CallOf(ctx, *r));
   if (head.ok()) *response->mutable_head() = *std::move(head);
   return Done(ctx, head.status());
 }
 
-grpc::ServerUnaryReactor* AuditServiceImpl::GetProof(grpc::CallbackServerContext* ctx,
-                                                     const v1::GetAuditProofRequest* r,
-                                                     v1::GetAuditProofResponse* response) {
-  auto proof = node_->operator_api().AuditGetProof(CallOf(ctx, *r), r->index(), r->tree_size(),
-                                                   r->consistency(), r->old_size());
+grpc::ServerUnaryReactor* AuditServiceImpl::GetProof(
+    grpc::CallbackServerContext* ctx, const v1::GetAuditProofRequest* r,
+    v1::GetAuditProofResponse* response) {
+  auto proof = node_->operator_api().AuditGetProof(
+      CallOf(ctx, *r), r->index(), r->tree_size(), r->consistency(), r->old_size());
   if (proof.ok()) {
     response->set_tree_size(proof->tree_size);
     response->set_root(proof->root);

@@ -58,7 +58,8 @@ class BackupReactor final : public grpc::ServerWriteReactor<v1::BackupChunk> {
 
  private:
   void Next() {
-    std::string buf(static_cast<size_t>(std::min<uint64_t>(kChunk, total_ - sent_)), '\0');
+    std::string buf(static_cast<size_t>(std::min<uint64_t>(kChunk, total_ - sent_)),
+                    '\0');
     if (!buf.empty() && !in_.read(buf.data(), static_cast<std::streamsize>(buf.size()))) {
       Finish(grpc::Status(grpc::StatusCode::INTERNAL, "cannot read the backup copy"));
       return;
@@ -88,7 +89,8 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::SubmitRequest(
     grpc::CallbackServerContext* ctx, const v1::SubmitRequestRequest* request,
     v1::SubmitRequestResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  node_->operator_api().Submit(CallOf(ctx, *request), request->draft(), Reply(reactor, response));
+  node_->operator_api().Submit(CallOf(ctx, *request), request->draft(),
+                               Reply(reactor, response));
   return reactor;
 }
 
@@ -96,7 +98,8 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::ApproveRequest(
     grpc::CallbackServerContext* ctx, const v1::ApproveRequestRequest* request,
     v1::ApproveRequestResponse* response) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  node_->operator_api().Approve(CallOf(ctx, *request), request->id(), Reply(reactor, response));
+  node_->operator_api().Approve(CallOf(ctx, *request), request->id(),
+                                Reply(reactor, response));
   return reactor;
 }
 
@@ -112,7 +115,8 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::DecideRequest(
   d.consultation = request->consultation();
   d.text = request->text();
   d.final_response = request->final_response();
-  d.evidence_paths.assign(request->evidence_paths().begin(), request->evidence_paths().end());
+  d.evidence_paths.assign(request->evidence_paths().begin(),
+                          request->evidence_paths().end());
   d.release_conditions.assign(request->release_conditions().begin(),
                               request->release_conditions().end());
   auto record = node_->operator_api().Decide(CallOf(ctx, *request), request->id(), d);
@@ -120,9 +124,9 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::DecideRequest(
   return Done(ctx, record.status());
 }
 
-grpc::ServerUnaryReactor* OperatorServiceImpl::ListPeers(grpc::CallbackServerContext* ctx,
-                                                         const v1::ListPeersRequest* request,
-                                                         v1::ListPeersResponse* response) {
+grpc::ServerUnaryReactor* OperatorServiceImpl::ListPeers(
+    grpc::CallbackServerContext* ctx, const v1::ListPeersRequest* request,
+    v1::ListPeersResponse* response) {
   auto peers = node_->operator_api().ListPeers(CallOf(ctx, *request));
   if (peers.ok()) {
     for (auto& p : *peers) *response->add_peers() = std::move(p);
@@ -130,9 +134,9 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::ListPeers(grpc::CallbackServerCon
   return Done(ctx, peers.status());
 }
 
-grpc::ServerUnaryReactor* OperatorServiceImpl::ListKeys(grpc::CallbackServerContext* ctx,
-                                                        const v1::ListKeysRequest* request,
-                                                        v1::ListKeysResponse* response) {
+grpc::ServerUnaryReactor* OperatorServiceImpl::ListKeys(
+    grpc::CallbackServerContext* ctx, const v1::ListKeysRequest* request,
+    v1::ListKeysResponse* response) {
   auto keys = node_->operator_api().ListKeys(CallOf(ctx, *request));
   if (keys.ok()) {
     for (auto& k : *keys) *response->add_keys() = std::move(k);
@@ -140,9 +144,9 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::ListKeys(grpc::CallbackServerCont
   return Done(ctx, keys.status());
 }
 
-grpc::ServerUnaryReactor* OperatorServiceImpl::ListOverdue(grpc::CallbackServerContext* ctx,
-                                                           const v1::ListOverdueRequest* request,
-                                                           v1::ListOverdueResponse* response) {
+grpc::ServerUnaryReactor* OperatorServiceImpl::ListOverdue(
+    grpc::CallbackServerContext* ctx, const v1::ListOverdueRequest* request,
+    v1::ListOverdueResponse* response) {
   auto deadlines = node_->operator_api().ListOverdue(CallOf(ctx, *request));
   if (deadlines.ok()) {
     for (auto& d : *deadlines) *response->add_deadlines() = std::move(d);
@@ -160,8 +164,8 @@ grpc::ServerWriteReactor<v1::EvidenceChunk>* OperatorServiceImpl::ExportEvidence
 grpc::ServerUnaryReactor* OperatorServiceImpl::ListRequests(
     grpc::CallbackServerContext* ctx, const v1::ListRequestsRequest* request,
     v1::ListRequestsResponse* response) {
-  auto records = node_->operator_api().ListRequests(CallOf(ctx, *request), request->direction(),
-                                                    static_cast<int>(request->limit()));
+  auto records = node_->operator_api().ListRequests(
+      CallOf(ctx, *request), request->direction(), static_cast<int>(request->limit()));
   if (records.ok()) {
     for (auto& r : *records) *response->add_records() = std::move(r);
   }
@@ -171,8 +175,8 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::ListRequests(
 grpc::ServerUnaryReactor* OperatorServiceImpl::GetRequest(
     grpc::CallbackServerContext* ctx, const v1::GetRequestRequest* request,
     v1::GetRequestResponse* response) {
-  auto view =
-      node_->operator_api().GetRequest(CallOf(ctx, *request), request->id(), request->chain());
+  auto view = node_->operator_api().GetRequest(CallOf(ctx, *request), request->id(),
+                                               request->chain());
   if (view.ok()) {
     for (auto& key : view->signer_keys) *response->add_signer_keys() = std::move(key);
     for (auto& s : view->stored_evidence) *response->add_stored_evidence() = std::move(s);
@@ -183,7 +187,8 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::GetRequest(
 
 grpc::ServerWriteReactor<v1::BackupChunk>* OperatorServiceImpl::Backup(
     grpc::CallbackServerContext* ctx, const v1::BackupRequest* request) {
-  absl::StatusOr<Backup::Copy> copy = node_->operator_api().TakeBackup(CallOf(ctx, *request));
+  absl::StatusOr<Backup::Copy> copy =
+      node_->operator_api().TakeBackup(CallOf(ctx, *request));
   if (!copy.ok()) return new ErrorWriter<v1::BackupChunk>(copy.status());
   return new BackupReactor(copy->path, copy->origin.audit_size);
 }

@@ -7,7 +7,8 @@ namespace comity {
 grpc::ServerUnaryReactor* PeerServiceImpl::DeliverRequest(
     grpc::CallbackServerContext* ctx, const v1::DeliverRequestRequest* request,
     v1::DeliverRequestResponse* response) {
-  auto receipt = node_->peer_api().DeliverRequest(CallOf(ctx, *request), request->request());
+  auto receipt =
+      node_->peer_api().DeliverRequest(CallOf(ctx, *request), request->request());
   if (receipt.ok()) *response->mutable_receipt() = *std::move(receipt);
   return Done(ctx, receipt.status());
 }
@@ -15,7 +16,8 @@ grpc::ServerUnaryReactor* PeerServiceImpl::DeliverRequest(
 grpc::ServerUnaryReactor* PeerServiceImpl::DeliverTransition(
     grpc::CallbackServerContext* ctx, const v1::DeliverTransitionRequest* request,
     v1::DeliverTransitionResponse* response) {
-  auto ack = node_->peer_api().DeliverTransition(CallOf(ctx, *request), request->transition());
+  auto ack =
+      node_->peer_api().DeliverTransition(CallOf(ctx, *request), request->transition());
   if (ack.ok()) *response->mutable_ack() = *std::move(ack);
   return Done(ctx, ack.status());
 }
@@ -31,8 +33,9 @@ grpc::ServerUnaryReactor* PeerServiceImpl::ProposeTransition(
 
 grpc::ServerWriteReactor<v1::EvidenceChunk>* PeerServiceImpl::FetchEvidence(
     grpc::CallbackServerContext* ctx, const v1::FetchEvidenceRequest* request) {
-  return new EvidenceWriter(node_->peer_api().FetchEvidence(
-      CallOf(ctx, *request), request->request_id(), request->sha256(), request->offset()));
+  return new EvidenceWriter(
+      node_->peer_api().FetchEvidence(CallOf(ctx, *request), request->request_id(),
+                                      request->sha256(), request->offset()));
 }
 
 grpc::ServerUnaryReactor* PeerServiceImpl::ExchangeTreeHeads(
@@ -46,8 +49,8 @@ grpc::ServerUnaryReactor* PeerServiceImpl::ExchangeTreeHeads(
 grpc::ServerUnaryReactor* PeerServiceImpl::GetConsistencyProof(
     grpc::CallbackServerContext* ctx, const v1::GetConsistencyProofRequest* request,
     v1::GetConsistencyProofResponse* response) {
-  auto proof = node_->peer_api().GetConsistencyProof(CallOf(ctx, *request),
-                                                     request->old_size(), request->new_size());
+  auto proof = node_->peer_api().GetConsistencyProof(
+      CallOf(ctx, *request), request->old_size(), request->new_size());
   if (proof.ok()) {
     for (auto& h : *proof) response->add_hashes(std::move(h));
   }
@@ -57,21 +60,21 @@ grpc::ServerUnaryReactor* PeerServiceImpl::GetConsistencyProof(
 grpc::ServerUnaryReactor* PeerServiceImpl::ReportSplitView(
     grpc::CallbackServerContext* ctx, const v1::ReportSplitViewRequest* request,
     v1::ReportSplitViewResponse*) {
-  return Done(ctx, node_->peer_api().ReportSplitView(CallOf(ctx, *request), request->first(),
-                                                     request->second()));
+  return Done(ctx, node_->peer_api().ReportSplitView(
+                       CallOf(ctx, *request), request->first(), request->second()));
 }
 
-grpc::ServerUnaryReactor* PeerServiceImpl::AnnounceKey(grpc::CallbackServerContext* ctx,
-                                                       const v1::AnnounceKeyRequest* request,
-                                                       v1::AnnounceKeyResponse* response) {
+grpc::ServerUnaryReactor* PeerServiceImpl::AnnounceKey(
+    grpc::CallbackServerContext* ctx, const v1::AnnounceKeyRequest* request,
+    v1::AnnounceKeyResponse* response) {
   auto changed = node_->peer_api().AnnounceKey(CallOf(ctx, *request), *request);
   if (changed.ok()) response->set_changed(*changed);
   return Done(ctx, changed.status());
 }
 
-grpc::ServerUnaryReactor* PeerServiceImpl::GetHeldHead(grpc::CallbackServerContext* ctx,
-                                                       const v1::GetHeldHeadRequest* request,
-                                                       v1::GetHeldHeadResponse* response) {
+grpc::ServerUnaryReactor* PeerServiceImpl::GetHeldHead(
+    grpc::CallbackServerContext* ctx, const v1::GetHeldHeadRequest* request,
+    v1::GetHeldHeadResponse* response) {
   auto held = node_->peer_api().GetHeldHead(CallOf(ctx, *request));
   if (held.ok() && held->has_value()) *response->mutable_head() = **held;
   return Done(ctx, held.status());

@@ -16,7 +16,8 @@ bool AssessmentsDiffer(const v1::Assessment& a, const v1::Assessment& b) {
 }
 
 v1::AuditEntry AssessmentEntry(const NodeContext& ctx, const v1::RequestBody& body,
-                               const v1::Assessment& assessment, const std::string& peer) {
+                               const v1::Assessment& assessment,
+                               const std::string& peer) {
   v1::AuditEntry e = ctx.Event(v1::ASSESSMENT_MADE, "node", body.id(), peer);
   e.set_assistance_type(body.assistance_type());
   e.set_instrument(assessment.instrument());

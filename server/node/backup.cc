@@ -24,7 +24,8 @@ std::string FormatMicros(int64_t micros) {
 
 absl::StatusOr<Backup::Copy> Backup::Write(const std::string& operator_name) {
   Copy copy;
-  copy.path = absl::StrCat(ctx_->config().data_dir(), "/backup-", RandomUuid(), ".db.partial");
+  copy.path =
+      absl::StrCat(ctx_->config().data_dir(), "/backup-", RandomUuid(), ".db.partial");
   absl::StatusOr<BackupOrigin> origin = ctx_->store().Backup(copy.path);
   if (!origin.ok()) {
     std::remove(copy.path.c_str());
@@ -49,7 +50,8 @@ absl::StatusOr<Backup::Copy> Backup::Write(const std::string& operator_name) {
 }
 
 absl::Status Backup::CheckRestoredLog() {
-  COMITY_ASSIGN_OR_RETURN(std::optional<BackupOrigin> origin, ctx_->store().RestoredBackupOrigin());
+  COMITY_ASSIGN_OR_RETURN(std::optional<BackupOrigin> origin,
+                          ctx_->store().RestoredBackupOrigin());
   if (!origin.has_value()) return absl::OkStatus();
   COMITY_ASSIGN_OR_RETURN(uint64_t size, ctx_->store().audit().Size());
   const absl::Duration timeout = ctx_->attempt_timeout();
@@ -75,15 +77,15 @@ absl::Status Backup::CheckRestoredLog() {
     if (env.signer_party() != ctx_->party() ||
         !VerifyEnvelope(env, kTreeHeadPayloadType, ctx_->key_ring()).ok() ||
         !head.ParseFromString(env.payload()) || head.party() != ctx_->party()) {
-      unchecked.push_back(absl::StrCat(peer, " (its answer is not a head signed by ", ctx_->party(),
-                                       ")"));
+      unchecked.push_back(absl::StrCat(peer, " (its answer is not a head signed by ",
+                                       ctx_->party(), ")"));
       continue;
     }
     if (head.tree_size() > size) {
-      conflicts.push_back(absl::StrCat(
-          peer, " holds a head of size ", head.tree_size(), " this node signed at ",
-          FormatMicros(head.timestamp_unix_micros()), ", beyond the ", size,
-          " entries restored"));
+      conflicts.push_back(absl::StrCat(peer, " holds a head of size ", head.tree_size(),
+                                       " this node signed at ",
+                                       FormatMicros(head.timestamp_unix_micros()),
+                                       ", beyond the ", size, " entries restored"));
       continue;
     }
     absl::StatusOr<std::string> root = ctx_->store().audit().RootAt(head.tree_size());
@@ -92,30 +94,35 @@ absl::Status Backup::CheckRestoredLog() {
                                        " whose root differs from the restored log's"));
       continue;
     }
-    checked.push_back(absl::StrCat(peer, ": head of size ", head.tree_size(), " consistent"));
+    checked.push_back(
+        absl::StrCat(peer, ": head of size ", head.tree_size(), " consistent"));
   }
 
   const std::string ack_file = ctx_->config().data_dir() + "/accept-restored-log";
   const bool acknowledged = ::access(ack_file.c_str(), F_OK) == 0;
   if ((!conflicts.empty() || !unchecked.empty()) && !acknowledged) {
-    std::string why = absl::StrCat(
-        "this node's database was restored from a backup taken at ",
-        FormatMicros(origin->taken_at_us), " with ", origin->audit_size,
-        " audit log entries; ");
+    std::string why =
+        absl::StrCat("this node's database was restored from a backup taken at ",
+                     FormatMicros(origin->taken_at_us), " with ", origin->audit_size,
+                     " audit log entries; ");
     if (!conflicts.empty()) {
-      absl::StrAppend(&why, "this node signed more of its log after that backup: ",
-                      absl::StrJoin(conflicts, "; "),
-                      ". Starting would sign a second, different log of those sizes, which "
-                      "the peers see as a split view. Restore a later backup if there is one; ");
+      absl::StrAppend(
+          &why, "this node signed more of its log after that backup: ",
+          absl::StrJoin(conflicts, "; "),
+          ". Starting would sign a second, different log of those sizes, which "
+          "the peers see as a split view. Restore a later backup if there is one; ");
     }
     if (!unchecked.empty()) {
-      absl::StrAppend(&why, "these peers could not be asked which heads of this log they "
-                      "hold: ", absl::StrJoin(unchecked, "; "),
+      absl::StrAppend(&why,
+                      "these peers could not be asked which heads of this log they "
+                      "hold: ",
+                      absl::StrJoin(unchecked, "; "),
                       ". Start again once they are reachable; ");
     }
-    absl::StrAppend(&why, "to start anyway (audited as LOG_RESTORED; peers that hold later "
-                    "heads will report a split view), create ", ack_file,
-                    " and start again (docs/backup.md)");
+    absl::StrAppend(&why,
+                    "to start anyway (audited as LOG_RESTORED; peers that hold later "
+                    "heads will report a split view), create ",
+                    ack_file, " and start again (docs/backup.md)");
     return absl::FailedPreconditionError(why);
   }
   std::string detail = absl::StrCat(

@@ -23,15 +23,17 @@ absl::StatusOr<CaseBook::Acted> CaseBook::Act(const CertIdentity& op,
           "operator ", op.operator_name,
           " lacks the reviewer role needed to decide on a received request"));
     }
-    COMITY_ASSIGN_OR_RETURN(v1::RequestRecord record, Decide(op.operator_name, request_id, d));
+    COMITY_ASSIGN_OR_RETURN(v1::RequestRecord record,
+                            Decide(op.operator_name, request_id, d));
     return Acted{std::move(record), ""};
   }
   if (!op.HasRole("submitter")) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "operator ", op.operator_name,
-        " lacks the submitter role needed to act on a sent request"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("operator ", op.operator_name,
+                     " lacks the submitter role needed to act on a sent request"));
   }
-  COMITY_ASSIGN_OR_RETURN(v1::RequestRecord record, Propose(op.operator_name, request_id, d));
+  COMITY_ASSIGN_OR_RETURN(v1::RequestRecord record,
+                          Propose(op.operator_name, request_id, d));
   COMITY_ASSIGN_OR_RETURN(v1::RequestBody body, BodyOf(record));
   return Acted{std::move(record), body.requested_party()};
 }
@@ -60,8 +62,9 @@ absl::StatusOr<v1::RequestRecord> CaseBook::Decide(const std::string& operator_n
   std::vector<std::string> duties;
   switch (d.action) {
     case v1::REFUSE:
-      COMITY_RETURN_IF_ERROR(CheckRefusal(receipt.receiver_assessment(), body.assistance_type(),
-                                          d.refusal_grounds, d.reasons, &duties));
+      COMITY_RETURN_IF_ERROR(CheckRefusal(receipt.receiver_assessment(),
+                                          body.assistance_type(), d.refusal_grounds,
+                                          d.reasons, &duties));
       break;
     case v1::REQUEST_INFO:
     case v1::POSTPONE:
@@ -81,13 +84,15 @@ absl::StatusOr<v1::RequestRecord> CaseBook::Decide(const std::string& operator_n
   if (d.action != v1::REFUSE && !d.refusal_grounds.empty()) {
     return absl::InvalidArgumentError("refusal grounds go only with REFUSE");
   }
-  if (d.action != v1::RESPOND && (!d.evidence_paths.empty() || !d.release_conditions.empty())) {
-    return absl::InvalidArgumentError("evidence files and release conditions go only with RESPOND");
+  if (d.action != v1::RESPOND &&
+      (!d.evidence_paths.empty() || !d.release_conditions.empty())) {
+    return absl::InvalidArgumentError(
+        "evidence files and release conditions go only with RESPOND");
   }
   COMITY_ASSIGN_OR_RETURN(std::vector<v1::EvidenceFile> evidence,
                           evidence_->Import(d.evidence_paths));
-  COMITY_RETURN_IF_ERROR(AppendStep(*row, body, receipt, d, ctx_->party(), operator_name, duties,
-                                    nullptr, evidence)
+  COMITY_RETURN_IF_ERROR(AppendStep(*row, body, receipt, d, ctx_->party(), operator_name,
+                                    duties, nullptr, evidence)
                              .status());
   return LoadRecord(ctx_->store(), request_id, v1::INCOMING);
 }
@@ -121,24 +126,25 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::AppendStep(
   for (const std::string& c : d.release_conditions) t.add_release_conditions(c);
   for (const std::string& c : d.accepted_conditions) t.add_accepted_conditions(c);
   COMITY_ASSIGN_OR_RETURN(v1::SignedEnvelope env, ctx_->Sign(kTransitionPayloadType, t));
-  const std::string actor = decided_by == ctx_->party()
-                                ? "operator:" + operator_name
-                                : absl::StrCat("peer:", decided_by, " (", operator_name, ")");
+  const std::string actor =
+      decided_by == ctx_->party()
+          ? "operator:" + operator_name
+          : absl::StrCat("peer:", decided_by, " (", operator_name, ")");
   COMITY_RETURN_IF_ERROR(ctx_->store().cases().AppendTransition(
       body.id(), v1::INCOMING, t, env, /*outbound=*/true, now,
       NextDeadlineAfter(row, t, env, ctx_->config().service_levels()),
       [&](AuditWriter& w) -> absl::Status {
         v1::AuditEntry e =
-            ctx_->Event(decided_by == ctx_->party() ? v1::CASE_DECIDED : v1::CASE_UPDATED, actor,
-                        body.id(), body.requesting_party());
+            ctx_->Event(decided_by == ctx_->party() ? v1::CASE_DECIDED : v1::CASE_UPDATED,
+                        actor, body.id(), body.requesting_party());
         e.add_hashes(Sha256(env.payload()));
         if (proposal != nullptr) e.add_hashes(Sha256(proposal->payload()));
         e.set_assistance_type(body.assistance_type());
         e.set_instrument(receipt.receiver_assessment().instrument());
         e.set_obligation(receipt.receiver_assessment().obligation());
         for (v1::RefusalGround g : d.refusal_grounds) e.add_refusal_grounds(g);
-        e.set_detail(absl::StrCat(t.sequence(), ": ", v1::CaseAction_Name(d.action), " -> ",
-                                  v1::CaseState_Name(to),
+        e.set_detail(absl::StrCat(t.sequence(), ": ", v1::CaseAction_Name(d.action),
+                                  " -> ", v1::CaseState_Name(to),
                                   duties.empty() ? "" : "; open duty: " + duties[0]));
         return w.Append(&e).status();
       }));
@@ -157,9 +163,9 @@ absl::StatusOr<v1::RequestRecord> CaseBook::Propose(const std::string& operator_
   COMITY_ASSIGN_OR_RETURN(v1::RequestRecord row,
                           LoadRecord(ctx_->store(), request_id, v1::OUTGOING));
   if (!IsRequesterAction(d.action)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("request ", request_id, " was sent by this node: only the requested party can ",
-                     v1::CaseAction_Name(d.action)));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "request ", request_id, " was sent by this node: only the requested party can ",
+        v1::CaseAction_Name(d.action)));
   }
   if (row.case_state() == v1::CASE_STATE_UNSPECIFIED) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -168,7 +174,8 @@ absl::StatusOr<v1::RequestRecord> CaseBook::Propose(const std::string& operator_
   }
   COMITY_RETURN_IF_ERROR(NextCaseState(row.case_state(), d.action, false).status());
   if (d.action == v1::PROVIDE_INFO && d.text.empty()) {
-    return absl::InvalidArgumentError("PROVIDE_INFO needs --text (the information asked for)");
+    return absl::InvalidArgumentError(
+        "PROVIDE_INFO needs --text (the information asked for)");
   }
   std::vector<std::string> accepting;
   if (d.action == v1::ACCEPT_CONDITIONS) {
@@ -190,39 +197,42 @@ absl::StatusOr<v1::RequestRecord> CaseBook::Propose(const std::string& operator_
   for (const std::string& c : accepting) p.add_accepted_conditions(c);
   COMITY_ASSIGN_OR_RETURN(v1::SignedEnvelope env, ctx_->Sign(kProposalPayloadType, p));
   const std::string& peer = body.requested_party();
-  COMITY_RETURN_IF_ERROR(ctx_->store()
-                             .outbox()
-                             .EnqueueProposal(request_id, peer, env, ctx_->Now(),
-                                              [&](AuditWriter& w) -> absl::Status {
-                                                v1::AuditEntry e = ctx_->Event(
-                                                    v1::PROPOSAL_QUEUED,
-                                                    "operator:" + operator_name, request_id,
-                                                    peer);
-                                                e.add_hashes(Sha256(env.payload()));
-                                                e.set_assistance_type(body.assistance_type());
-                                                e.set_detail(v1::CaseAction_Name(d.action));
-                                                return w.Append(&e).status();
-                                              })
-                             .status());
+  COMITY_RETURN_IF_ERROR(
+      ctx_->store()
+          .outbox()
+          .EnqueueProposal(request_id, peer, env, ctx_->Now(),
+                           [&](AuditWriter& w) -> absl::Status {
+                             v1::AuditEntry e = ctx_->Event(v1::PROPOSAL_QUEUED,
+                                                            "operator:" + operator_name,
+                                                            request_id, peer);
+                             e.add_hashes(Sha256(env.payload()));
+                             e.set_assistance_type(body.assistance_type());
+                             e.set_detail(v1::CaseAction_Name(d.action));
+                             return w.Append(&e).status();
+                           })
+          .status());
   LogEvent(LogLevel::kInfo, "proposal_queued",
-           {{"request_id", request_id}, {"to", peer}, {"action", v1::CaseAction_Name(d.action)}});
+           {{"request_id", request_id},
+            {"to", peer},
+            {"action", v1::CaseAction_Name(d.action)}});
   step_queued_(peer);
   return LoadRecord(ctx_->store(), request_id, v1::OUTGOING);
 }
 
-absl::StatusOr<v1::SignedEnvelope> CaseBook::SequenceProposal(const std::string& peer_party,
-                                                              const v1::SignedEnvelope& envelope) {
+absl::StatusOr<v1::SignedEnvelope> CaseBook::SequenceProposal(
+    const std::string& peer_party, const v1::SignedEnvelope& envelope) {
   if (envelope.signer_party() != peer_party) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("proposal is signed as party '", envelope.signer_party().substr(0, 8),
-                     "' but the TLS peer is ", peer_party));
+    return absl::PermissionDeniedError(absl::StrCat(
+        "proposal is signed as party '", envelope.signer_party().substr(0, 8),
+        "' but the TLS peer is ", peer_party));
   }
   COMITY_RETURN_IF_ERROR(
       VerifyEnvelope(envelope, kProposalPayloadType, ctx_->key_ring(),
                      ArrivingNow(ctx_->Now(), ctx_->setup().replay_window())));
   v1::TransitionProposal p;
   if (!p.ParseFromString(envelope.payload()) || p.party() != peer_party) {
-    return absl::InvalidArgumentError("not a comity.v1.TransitionProposal of the TLS peer");
+    return absl::InvalidArgumentError(
+        "not a comity.v1.TransitionProposal of the TLS peer");
   }
   if (!IsRequesterAction(p.action())) {
     return absl::InvalidArgumentError(
@@ -234,10 +244,11 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::SequenceProposal(const std::string&
   v1::RequestBody body;
   v1::Receipt receipt;
   if (row == nullptr || !body.ParseFromString(row->request().payload()) ||
-      body.requesting_party() != peer_party || !receipt.ParseFromString(row->receipt().payload())) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "request ", p.request_id().substr(0, 64), " is not a request ", peer_party,
-        " sent to this node"));
+      body.requesting_party() != peer_party ||
+      !receipt.ParseFromString(row->receipt().payload())) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("request ", p.request_id().substr(0, 64), " is not a request ",
+                     peer_party, " sent to this node"));
   }
   // The same proposal again: the step it became.
   for (const v1::SignedEnvelope& existing : row->transitions()) {
@@ -258,21 +269,22 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::SequenceProposal(const std::string&
     for (const std::string& c : p.accepted_conditions()) {
       if (std::find(pending.begin(), pending.end(), c) == pending.end()) {
         return absl::FailedPreconditionError(absl::StrCat(
-            "condition '", c.substr(0, 200), "' is not a pending release condition of request ",
-            p.request_id()));
+            "condition '", c.substr(0, 200),
+            "' is not a pending release condition of request ", p.request_id()));
       }
       d.accepted_conditions.push_back(c);
     }
   }
-  return AppendStep(*row, body, receipt, d, peer_party, p.operator_name(), {}, &envelope, {});
+  return AppendStep(*row, body, receipt, d, peer_party, p.operator_name(), {}, &envelope,
+                    {});
 }
 
 absl::StatusOr<v1::SignedEnvelope> CaseBook::ReceiveTransition(
     const std::string& peer_party, const v1::SignedEnvelope& envelope) {
   if (envelope.signer_party() != peer_party) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("transition is signed as party '", envelope.signer_party().substr(0, 8),
-                     "' but the TLS peer is ", peer_party));
+    return absl::PermissionDeniedError(absl::StrCat(
+        "transition is signed as party '", envelope.signer_party().substr(0, 8),
+        "' but the TLS peer is ", peer_party));
   }
   COMITY_RETURN_IF_ERROR(
       VerifyEnvelope(envelope, kTransitionPayloadType, ctx_->key_ring(),
@@ -293,8 +305,8 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::ReceiveTransition(
         !std::equal(p.accepted_conditions().begin(), p.accepted_conditions().end(),
                     t.accepted_conditions().begin(), t.accepted_conditions().end())) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "transition names party '", t.party().substr(0, 8), "' but is signed by ", peer_party,
-          " without that party's matching signed proposal"));
+          "transition names party '", t.party().substr(0, 8), "' but is signed by ",
+          peer_party, " without that party's matching signed proposal"));
     }
   }
   COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records,
@@ -303,9 +315,9 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::ReceiveTransition(
   v1::RequestBody body;
   if (row == nullptr || !body.ParseFromString(row->request().payload()) ||
       body.requested_party() != peer_party) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "request ", t.request_id().substr(0, 64), " is not a request this node sent to ",
-        peer_party));
+    return absl::PermissionDeniedError(
+        absl::StrCat("request ", t.request_id().substr(0, 64),
+                     " is not a request this node sent to ", peer_party));
   }
   // The receipt of this step: what the sender keeps as proof.
   auto acknowledge = [&]() -> absl::StatusOr<v1::SignedEnvelope> {
@@ -319,12 +331,13 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::ReceiveTransition(
   };
   // Already applied: the same bytes are fine, other bytes are a conflict.
   if (t.sequence() >= 1 && static_cast<int>(t.sequence()) <= row->transitions_size()) {
-    if (row->transitions(static_cast<int>(t.sequence()) - 1).payload() == envelope.payload()) {
+    if (row->transitions(static_cast<int>(t.sequence()) - 1).payload() ==
+        envelope.payload()) {
       return acknowledge();
     }
-    return absl::AlreadyExistsError(absl::StrCat("step ", t.sequence(), " of request ",
-                                                 t.request_id(),
-                                                 " was already received with other content"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("step ", t.sequence(), " of request ", t.request_id(),
+                     " was already received with other content"));
   }
   if (static_cast<int>(t.sequence()) != row->transitions_size() + 1 ||
       t.previous_sha256() != ChainHead(*row) || t.from_state() != row->case_state()) {
@@ -336,27 +349,29 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::ReceiveTransition(
   auto legal = NextCaseState(t.from_state(), t.action(), t.final_response());
   if (!legal.ok() || *legal != t.to_state()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "illegal step: ", legal.ok() ? absl::StrCat(v1::CaseAction_Name(t.action()), " leads to ",
-                                                     v1::CaseState_Name(*legal), ", not ",
-                                                     v1::CaseState_Name(t.to_state()))
-                                     : std::string(legal.status().message())));
+        "illegal step: ", legal.ok()
+                              ? absl::StrCat(v1::CaseAction_Name(t.action()),
+                                             " leads to ", v1::CaseState_Name(*legal),
+                                             ", not ", v1::CaseState_Name(t.to_state()))
+                              : std::string(legal.status().message())));
   }
   COMITY_RETURN_IF_ERROR(ctx_->store().cases().AppendTransition(
       t.request_id(), v1::OUTGOING, t, envelope, /*outbound=*/false, ctx_->Now(),
       NextDeadlineAfter(*row, t, envelope, ctx_->config().service_levels()),
       [&](AuditWriter& w) -> absl::Status {
-        v1::AuditEntry e =
-            ctx_->Event(v1::CASE_UPDATED, "peer:" + peer_party, t.request_id(), peer_party);
+        v1::AuditEntry e = ctx_->Event(v1::CASE_UPDATED, "peer:" + peer_party,
+                                       t.request_id(), peer_party);
         e.add_hashes(Sha256(envelope.payload()));
         e.set_assistance_type(body.assistance_type());
         for (int g : t.refusal_grounds()) {
           e.add_refusal_grounds(static_cast<v1::RefusalGround>(g));
         }
-        e.set_detail(absl::StrCat(t.sequence(), ": ", v1::CaseAction_Name(t.action()), " -> ",
-                                  v1::CaseState_Name(t.to_state())));
+        e.set_detail(absl::StrCat(t.sequence(), ": ", v1::CaseAction_Name(t.action()),
+                                  " -> ", v1::CaseState_Name(t.to_state())));
         return w.Append(&e).status();
       }));
-  if (t.evidence_size() > 0 || t.accepted_conditions_size() > 0) evidence_listed_(peer_party);
+  if (t.evidence_size() > 0 || t.accepted_conditions_size() > 0)
+    evidence_listed_(peer_party);
   LogEvent(LogLevel::kInfo, "case_updated",
            {{"request_id", t.request_id()},
             {"from", peer_party},

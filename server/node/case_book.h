@@ -5,9 +5,11 @@
 // close) and applies the transitions it receives, each checked (signature,
 // sequence, chain, legality) before it is stored.
 //
-//   CaseBook book(&ctx, &evidence, /*step_queued=*/[&](auto& peer) { outbox.Kick(peer); },
+//   CaseBook book(&ctx, &evidence, /*step_queued=*/[&](auto& peer) { outbox.Kick(peer);
+//   },
 //                 /*evidence_listed=*/[&](auto& peer) { fetchers.Wake(peer); });
-//   COMITY_ASSIGN_OR_RETURN(CaseBook::Acted acted, book.Act(operator_id, request_id, decision));
+//   COMITY_ASSIGN_OR_RETURN(CaseBook::Acted acted, book.Act(operator_id, request_id,
+//   decision));
 #ifndef COMITY_SERVER_NODE_CASE_BOOK_H_
 #define COMITY_SERVER_NODE_CASE_BOOK_H_
 
@@ -89,21 +91,18 @@ class CaseBook {
   // holds, so that a retried delivery is acknowledged again).
   // FailedPrecondition for a step that does not follow the case as held
   // here (earlier steps still on their way).
-  absl::StatusOr<v1::SignedEnvelope> ReceiveTransition(const std::string& peer_party,
-                                                       const v1::SignedEnvelope& envelope);
+  absl::StatusOr<v1::SignedEnvelope> ReceiveTransition(
+      const std::string& peer_party, const v1::SignedEnvelope& envelope);
 
  private:
   // Signs, numbers and stores the next step of a received request's case,
   // decided by `decided_by` (this party, or the requesting party through
   // `proposal`), and queues it for delivery.
-  absl::StatusOr<v1::SignedEnvelope> AppendStep(const v1::RequestRecord& row,
-                                                const v1::RequestBody& body,
-                                                const v1::Receipt& receipt, const Decision& d,
-                                                const std::string& decided_by,
-                                                const std::string& operator_name,
-                                                const std::vector<std::string>& duties,
-                                                const v1::SignedEnvelope* proposal,
-                                                const std::vector<v1::EvidenceFile>& evidence);
+  absl::StatusOr<v1::SignedEnvelope> AppendStep(
+      const v1::RequestRecord& row, const v1::RequestBody& body,
+      const v1::Receipt& receipt, const Decision& d, const std::string& decided_by,
+      const std::string& operator_name, const std::vector<std::string>& duties,
+      const v1::SignedEnvelope* proposal, const std::vector<v1::EvidenceFile>& evidence);
 
   const NodeContext* const ctx_;
   EvidenceExchange* const evidence_;

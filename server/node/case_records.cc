@@ -3,15 +3,15 @@
 #include <algorithm>
 #include <set>
 
-#include "server/core/deadlines.h"
 #include "absl/strings/str_cat.h"
+#include "server/core/deadlines.h"
 #include "server/crypto/sha256.h"
 #include "server/util/status_macros.h"
 
 namespace comity {
 
-absl::StatusOr<std::vector<v1::RequestRecord>> LoadRecords(Store& store,
-                                                           const std::string& request_id) {
+absl::StatusOr<std::vector<v1::RequestRecord>> LoadRecords(
+    Store& store, const std::string& request_id) {
   COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records,
                           store.requests().Get(request_id));
   if (records.empty()) {
@@ -29,13 +29,14 @@ absl::StatusOr<std::vector<v1::RequestRecord>> LoadRecords(Store& store,
 
 absl::StatusOr<v1::RequestRecord> LoadRecord(Store& store, const std::string& request_id,
                                              v1::Direction direction) {
-  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records, LoadRecords(store, request_id));
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records,
+                          LoadRecords(store, request_id));
   for (v1::RequestRecord& r : records) {
     if (r.direction() == direction) return std::move(r);
   }
-  return absl::NotFoundError(absl::StrCat("no ", direction == v1::OUTGOING ? "sent" : "received",
-                                          " request ", request_id.substr(0, 64),
-                                          " on this node"));
+  return absl::NotFoundError(
+      absl::StrCat("no ", direction == v1::OUTGOING ? "sent" : "received", " request ",
+                   request_id.substr(0, 64), " on this node"));
 }
 
 const v1::RequestRecord* RowOf(const std::vector<v1::RequestRecord>& records,
@@ -49,14 +50,18 @@ const v1::RequestRecord* RowOf(const std::vector<v1::RequestRecord>& records,
 absl::StatusOr<v1::RequestBody> BodyOf(const v1::RequestRecord& record) {
   v1::RequestBody body;
   if (!body.ParseFromString(record.request().payload())) {
-    return absl::DataLossError("a stored request body does not parse; run 'comity audit verify'");
+    return absl::DataLossError(
+        "a stored request body does not parse; run 'comity audit verify'");
   }
   return body;
 }
 
 RecordKey KeyOf(const v1::RequestBody& body) {
-  return RecordKey{body.id(), body.requesting_party(), body.requested_party(),
-                   {body.related_request_ids().begin(), body.related_request_ids().end()}};
+  return RecordKey{
+      body.id(),
+      body.requesting_party(),
+      body.requested_party(),
+      {body.related_request_ids().begin(), body.related_request_ids().end()}};
 }
 
 std::string ChainHead(const v1::RequestRecord& record) {
@@ -84,7 +89,8 @@ std::vector<std::string> PendingConditions(
 }
 
 absl::Time NextDeadlineAfter(const v1::RequestRecord& row, const v1::Transition& t,
-                             const v1::SignedEnvelope& env, const v1::ServiceLevels& levels) {
+                             const v1::SignedEnvelope& env,
+                             const v1::ServiceLevels& levels) {
   v1::RequestRecord after = row;
   after.set_case_state(t.to_state());
   *after.add_transitions() = env;

@@ -47,7 +47,8 @@ std::vector<std::string> PendingConditions(
 
 // The next deadline of `row`'s case once `env` (transition `t`) is appended.
 absl::Time NextDeadlineAfter(const v1::RequestRecord& row, const v1::Transition& t,
-                             const v1::SignedEnvelope& env, const v1::ServiceLevels& levels);
+                             const v1::SignedEnvelope& env,
+                             const v1::ServiceLevels& levels);
 
 }  // namespace comity
 

@@ -35,7 +35,8 @@ absl::StatusOr<std::vector<v1::CaseDeadline>> DeadlineWatch::Overdue(int limit) 
                               ctx_->store().requests().Get(ref.request_id));
       const v1::RequestRecord* r = RowOf(full, ref.direction);
       if (r == nullptr) continue;
-      for (v1::CaseDeadline& d : CaseDeadlines(*r, ctx_->config().service_levels(), now)) {
+      for (v1::CaseDeadline& d :
+           CaseDeadlines(*r, ctx_->config().service_levels(), now)) {
         if ((d.overdue() || d.expiring()) && out.size() < static_cast<size_t>(limit)) {
           out.push_back(std::move(d));
         }
@@ -62,7 +63,8 @@ void DeadlineWatch::Check() {
       absl::Time handled = ref.next_deadline;
       std::vector<v1::CaseDeadline> escalate;
       if (r != nullptr) {
-        for (v1::CaseDeadline& d : CaseDeadlines(*r, ctx_->config().service_levels(), now)) {
+        for (v1::CaseDeadline& d :
+             CaseDeadlines(*r, ctx_->config().service_levels(), now)) {
           if (!d.overdue()) continue;
           handled = std::max(handled, absl::FromUnixMicros(d.due_unix_micros()));
           if (d.obligation() == v1::BINDING &&
@@ -84,17 +86,19 @@ void DeadlineWatch::Check() {
       if (!escalate.empty()) {
         audit = [&](AuditWriter& w) -> absl::Status {
           for (const v1::CaseDeadline& d : escalate) {
-            v1::AuditEntry e = ctx_->Event(v1::CASE_ESCALATED, "node", d.request_id(), d.party());
+            v1::AuditEntry e =
+                ctx_->Event(v1::CASE_ESCALATED, "node", d.request_id(), d.party());
             e.set_obligation(d.obligation());
             e.set_detail(absl::StrCat(d.kind(), " overdue since ",
-                                      FormatMicros(d.due_unix_micros()), ": ", d.description()));
+                                      FormatMicros(d.due_unix_micros()), ": ",
+                                      d.description()));
             COMITY_RETURN_IF_ERROR(w.Append(&e).status());
           }
           return absl::OkStatus();
         };
       }
-      absl::Status st = ctx_->store().cases().MarkDeadlinesHandled(ref.request_id, ref.direction,
-                                                                   handled, audit);
+      absl::Status st = ctx_->store().cases().MarkDeadlinesHandled(
+          ref.request_id, ref.direction, handled, audit);
       if (!st.ok()) {
         LogEvent(LogLevel::kError, "audit_error", {{"error", st.ToString()}});
         return;
@@ -108,8 +112,9 @@ absl::StatusOr<int> DeadlineWatch::Reindex() {
   int changed = 0;
   std::optional<CaseRef> after;
   for (;;) {
-    COMITY_ASSIGN_OR_RETURN(std::vector<CaseRef> open,
-                            ctx_->store().cases().Open(after ? &*after : nullptr, kBatch));
+    COMITY_ASSIGN_OR_RETURN(
+        std::vector<CaseRef> open,
+        ctx_->store().cases().Open(after ? &*after : nullptr, kBatch));
     for (const CaseRef& ref : open) {
       COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> full,
                               ctx_->store().requests().Get(ref.request_id));

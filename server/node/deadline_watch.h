@@ -5,8 +5,8 @@
 // deadline, a BINDING request whose requested party missed one.
 //
 //   DeadlineWatch watch(&ctx);
-//   watch.Reindex();                       // At start: deadlines under today's service levels.
-//   watch.Check();                         // Run by a worker.
+//   watch.Reindex();                       // At start: deadlines under today's service
+//   levels. watch.Check();                         // Run by a worker.
 //   COMITY_ASSIGN_OR_RETURN(auto late, watch.Overdue());
 #ifndef COMITY_SERVER_NODE_DEADLINE_WATCH_H_
 #define COMITY_SERVER_NODE_DEADLINE_WATCH_H_

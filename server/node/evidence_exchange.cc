@@ -17,16 +17,18 @@ constexpr int kFetchBatch = 64;
 
 absl::StatusOr<std::string> EvidenceReader::Next() {
   std::string chunk;
-  absl::Status st = files_->Read(sha256_, offset_, chunk_bytes_, [&](absl::string_view data) {
-    chunk.assign(data.data(), data.size());
-    return absl::CancelledError("one chunk");  // Stop after one.
-  });
+  absl::Status st =
+      files_->Read(sha256_, offset_, chunk_bytes_, [&](absl::string_view data) {
+        chunk.assign(data.data(), data.size());
+        return absl::CancelledError("one chunk");  // Stop after one.
+      });
   if (!st.ok() && !absl::IsCancelled(st)) return st;
   offset_ += chunk.size();
   return chunk;
 }
 
-EvidenceExchange::EvidenceExchange(const NodeContext* ctx, std::unique_ptr<EvidenceStore> files)
+EvidenceExchange::EvidenceExchange(const NodeContext* ctx,
+                                   std::unique_ptr<EvidenceStore> files)
     : ctx_(ctx), files_(std::move(files)) {
   absl::MutexLock lock(&rounds_mu_);
   for (const auto& [peer, unused] : ctx_->setup().peers) {
@@ -54,8 +56,8 @@ absl::Status EvidenceExchange::CheckAccess(const std::string& peer_party,
   }
   if (!listed) {
     return absl::PermissionDeniedError(absl::StrCat(
-        "no evidence file ", HexEncode(sha256).substr(0, 16), " was given to ", peer_party,
-        " for request ", request_id.substr(0, 64)));
+        "no evidence file ", HexEncode(sha256).substr(0, 16), " was given to ",
+        peer_party, " for request ", request_id.substr(0, 64)));
   }
   std::vector<std::string> open = UnacceptedConditions(row->transitions(), sha256);
   if (!open.empty()) {
@@ -68,15 +70,15 @@ absl::Status EvidenceExchange::CheckAccess(const std::string& peer_party,
 }
 
 absl::StatusOr<std::unique_ptr<EvidenceReader>> EvidenceExchange::OpenForPeer(
-    const std::string& peer_party, const std::string& request_id, const std::string& sha256,
-    uint64_t offset, size_t chunk_bytes) {
+    const std::string& peer_party, const std::string& request_id,
+    const std::string& sha256, uint64_t offset, size_t chunk_bytes) {
   COMITY_RETURN_IF_ERROR(CheckAccess(peer_party, request_id, sha256));
   return std::make_unique<EvidenceReader>(files_.get(), sha256, offset, chunk_bytes);
 }
 
 absl::StatusOr<std::unique_ptr<EvidenceReader>> EvidenceExchange::OpenForExport(
-    const std::string& operator_name, const std::string& request_id, const std::string& sha256,
-    uint64_t offset, bool allow_tlp_red, size_t chunk_bytes) {
+    const std::string& operator_name, const std::string& request_id,
+    const std::string& sha256, uint64_t offset, bool allow_tlp_red, size_t chunk_bytes) {
   COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records,
                           ctx_->store().requests().Get(request_id));
   if (records.empty()) {
@@ -94,20 +96,22 @@ absl::StatusOr<std::unique_ptr<EvidenceReader>> EvidenceExchange::OpenForExport(
     }
   }
   if (name.empty() || !files_->Has(sha256)) {
-    return absl::NotFoundError(absl::StrCat("request ", request_id,
-                                            " has no evidence file with that SHA-256 here"));
+    return absl::NotFoundError(absl::StrCat(
+        "request ", request_id, " has no evidence file with that SHA-256 here"));
   }
   const bool red = body.handling().tlp() == v1::TLP_RED;
   if (red && !allow_tlp_red) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "request ", request_id, " is TLP:RED: its material may not leave the node unless you "
-        "say so explicitly (--allow-tlp-red); that export is logged"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("request ", request_id,
+                     " is TLP:RED: its material may not leave the node unless you "
+                     "say so explicitly (--allow-tlp-red); that export is logged"));
   }
   if (offset == 0) {
     COMITY_RETURN_IF_ERROR(ctx_->store().audit().Append([&](AuditWriter& w) {
-      v1::AuditEntry e = ctx_->Event(
-          v1::EVIDENCE_EXPORTED, "operator:" + operator_name, request_id,
-          row.direction() == v1::OUTGOING ? body.requested_party() : body.requesting_party());
+      v1::AuditEntry e =
+          ctx_->Event(v1::EVIDENCE_EXPORTED, "operator:" + operator_name, request_id,
+                      row.direction() == v1::OUTGOING ? body.requested_party()
+                                                      : body.requesting_party());
       e.add_hashes(sha256);
       e.set_detail(absl::StrCat(name, "; ", v1::Tlp_Name(body.handling().tlp()),
                                 red ? ", exported with --allow-tlp-red" : ""));
@@ -128,8 +132,9 @@ absl::StatusOr<std::vector<v1::EvidenceFile>> EvidenceExchange::Import(
   for (const std::string& path : paths) {
     auto imported = files_->ImportFile(path);
     if (!imported.ok()) {
-      return absl::Status(imported.status().code(), absl::StrCat("evidence file ", path, ": ",
-                                                                 imported.status().message()));
+      return absl::Status(
+          imported.status().code(),
+          absl::StrCat("evidence file ", path, ": ", imported.status().message()));
     }
     v1::EvidenceFile f;
     f.set_name(path.substr(path.rfind('/') + 1));
@@ -169,14 +174,15 @@ void EvidenceExchange::FetchRound(const std::string& peer,
     if (!UnacceptedConditions(row->transitions(), f.sha256).empty()) {
       cases
           .MarkEvidenceDeferred(f.request_id, f.sha256,
-                                "waiting for the release conditions to be accepted", false,
-                                absl::InfiniteFuture())
+                                "waiting for the release conditions to be accepted",
+                                false, absl::InfiniteFuture())
           .IgnoreError();
       continue;
     }
     const std::string transfer = HexEncode(f.sha256);
     absl::Status st = [&]() -> absl::Status {
-      COMITY_ASSIGN_OR_RETURN(uint64_t offset, files_->BeginUpload(transfer, f.size, f.sha256));
+      COMITY_ASSIGN_OR_RETURN(uint64_t offset,
+                              files_->BeginUpload(transfer, f.size, f.sha256));
       if (offset < f.size) {
         COMITY_RETURN_IF_ERROR(ctx_->transport().FetchEvidence(
             f.peer, f.request_id, f.sha256, offset,
@@ -198,7 +204,9 @@ void EvidenceExchange::FetchRound(const std::string& peer,
     }();
     if (st.ok()) {
       LogEvent(LogLevel::kInfo, "evidence_received",
-               {{"request_id", f.request_id}, {"file", f.name}, {"bytes", absl::StrCat(f.size)}});
+               {{"request_id", f.request_id},
+                {"file", f.name},
+                {"bytes", absl::StrCat(f.size)}});
       continue;
     }
     cases

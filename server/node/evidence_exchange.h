@@ -8,7 +8,8 @@
 //   EvidenceExchange exchange(&ctx, std::move(files));
 //   exchange.FetchRound("JP", stopping);  // Run by JP's evidence worker.
 //   COMITY_ASSIGN_OR_RETURN(auto reader, exchange.OpenForPeer("FR", id, sha256, 0));
-//   while (true) { COMITY_ASSIGN_OR_RETURN(std::string chunk, reader->Next()); if (chunk.empty()) break; }
+//   while (true) { COMITY_ASSIGN_OR_RETURN(std::string chunk, reader->Next()); if
+//   (chunk.empty()) break; }
 #ifndef COMITY_SERVER_NODE_EVIDENCE_EXCHANGE_H_
 #define COMITY_SERVER_NODE_EVIDENCE_EXCHANGE_H_
 
@@ -34,7 +35,10 @@ class EvidenceReader {
  public:
   EvidenceReader(const EvidenceStore* files, std::string sha256, uint64_t offset,
                  size_t chunk_bytes)
-      : files_(files), sha256_(std::move(sha256)), offset_(offset), chunk_bytes_(chunk_bytes) {}
+      : files_(files),
+        sha256_(std::move(sha256)),
+        offset_(offset),
+        chunk_bytes_(chunk_bytes) {}
   // The next chunk; empty at the end.
   absl::StatusOr<std::string> Next();
 
@@ -56,11 +60,9 @@ class EvidenceExchange {
   absl::Status CheckAccess(const std::string& peer_party, const std::string& request_id,
                            const std::string& sha256);
   // CheckAccess, then a reader from `offset` in chunks of `chunk_bytes`.
-  absl::StatusOr<std::unique_ptr<EvidenceReader>> OpenForPeer(const std::string& peer_party,
-                                                              const std::string& request_id,
-                                                              const std::string& sha256,
-                                                              uint64_t offset,
-                                                              size_t chunk_bytes);
+  absl::StatusOr<std::unique_ptr<EvidenceReader>> OpenForPeer(
+      const std::string& peer_party, const std::string& request_id,
+      const std::string& sha256, uint64_t offset, size_t chunk_bytes);
   // An operator saves file `sha256` of `request_id` outside the node.
   // FailedPrecondition for TLP:RED material unless `allow_tlp_red`;
   // NotFound if not held here; audited (EVIDENCE_EXPORTED) when it starts
@@ -71,7 +73,8 @@ class EvidenceExchange {
 
   // Copies files on this node's machine into the store, for a response.
   // The error names the file.
-  absl::StatusOr<std::vector<v1::EvidenceFile>> Import(const std::vector<std::string>& paths);
+  absl::StatusOr<std::vector<v1::EvidenceFile>> Import(
+      const std::vector<std::string>& paths);
 
   // Fetches the evidence files due from `peer` (CaseStore::DueEvidence)
   // that this node does not hold: resumed where a transfer stopped,
@@ -81,7 +84,8 @@ class EvidenceExchange {
   void FetchRound(const std::string& peer, const std::function<bool()>& stopping);
 
   // The files of `records`' responses held here, with their paths.
-  std::vector<v1::StoredEvidence> HeldOf(const std::vector<v1::RequestRecord>& records) const;
+  std::vector<v1::StoredEvidence> HeldOf(
+      const std::vector<v1::RequestRecord>& records) const;
 
   EvidenceStore& files() { return *files_; }
 

@@ -7,7 +7,6 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "server/crypto/sha256.h"
 #include "server/core/envelope.h"
 #include "server/crypto/sha256.h"
 #include "server/util/files.h"
@@ -47,7 +46,8 @@ absl::StatusOr<std::unique_ptr<Keys>> Keys::Create(const NodeContext* ctx) {
 absl::Status Keys::Prepare() {
   const absl::Time now = ctx_->Now();
   const std::string& current_id = ctx_->config().signing_key().key_id();
-  if (absl::Status usable = ctx_->setup().signing_key_validity.Check(ctx_->party(), current_id, now);
+  if (absl::Status usable =
+          ctx_->setup().signing_key_validity.Check(ctx_->party(), current_id, now);
       !usable.ok()) {
     // Peers will refuse what this node signs; say so at start.
     LogEvent(LogLevel::kError, "signing_key_not_valid", {{"reason", usable.ToString()}});
@@ -67,16 +67,19 @@ absl::Status Keys::Prepare() {
     a.set_time_unix_micros(absl::ToUnixMicros(now));
     a.set_key_id(current_id);
     a.set_ed25519_public_key(ctx_->setup().signing_key->public_key());
-    a.set_not_before_unix_micros(MicrosOrZero(ctx_->setup().signing_key_validity.not_before));
-    a.set_not_after_unix_micros(MicrosOrZero(ctx_->setup().signing_key_validity.not_after));
+    a.set_not_before_unix_micros(
+        MicrosOrZero(ctx_->setup().signing_key_validity.not_before));
+    a.set_not_after_unix_micros(
+        MicrosOrZero(ctx_->setup().signing_key_validity.not_after));
     std::string payload = SerializeDeterministic(a);
     v1::AnnounceKeyRequest req;
     COMITY_ASSIGN_OR_RETURN(*req.mutable_announcement(),
-                            SignEnvelope(kKeyAnnouncementPayloadType, payload, ctx_->party(),
-                                         voucher->key_id, *voucher->key));
-    COMITY_ASSIGN_OR_RETURN(*req.mutable_possession(),
-                            SignEnvelope(kKeyAnnouncementPayloadType, std::move(payload),
-                                         ctx_->party(), current_id, *ctx_->setup().signing_key));
+                            SignEnvelope(kKeyAnnouncementPayloadType, payload,
+                                         ctx_->party(), voucher->key_id, *voucher->key));
+    COMITY_ASSIGN_OR_RETURN(
+        *req.mutable_possession(),
+        SignEnvelope(kKeyAnnouncementPayloadType, std::move(payload), ctx_->party(),
+                     current_id, *ctx_->setup().signing_key));
     own_announcements_.push_back(std::move(req));
   } else if (any_private) {
     LogEvent(LogLevel::kWarning, "key_not_announced",
@@ -96,8 +99,8 @@ absl::Status Keys::Prepare() {
     v1::AnnounceKeyRequest req;
     COMITY_ASSIGN_OR_RETURN(
         *req.mutable_announcement(),
-        SignEnvelope(kKeyAnnouncementPayloadType, SerializeDeterministic(a), ctx_->party(),
-                     current_id, *ctx_->setup().signing_key));
+        SignEnvelope(kKeyAnnouncementPayloadType, SerializeDeterministic(a),
+                     ctx_->party(), current_id, *ctx_->setup().signing_key));
     own_announcements_.push_back(std::move(req));
   }
   absl::MutexLock lock(&mu_);
@@ -137,9 +140,9 @@ absl::Status Keys::LoadAccepted() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::KeyAnnouncement> Keys::Apply(
-    const std::string& peer_party, const v1::AnnounceKeyRequest& request, bool live,
-    bool* changed) {
+absl::StatusOr<v1::KeyAnnouncement> Keys::Apply(const std::string& peer_party,
+                                                const v1::AnnounceKeyRequest& request,
+                                                bool live, bool* changed) {
   *changed = false;
   const v1::SignedEnvelope& env = request.announcement();
   if (env.signer_party() != peer_party) {
@@ -167,7 +170,8 @@ absl::StatusOr<v1::KeyAnnouncement> Keys::Apply(
   }
   if (live) {
     const absl::Time t = absl::FromUnixMicros(a.time_unix_micros());
-    if (t < now - ctx_->setup().replay_window() || t > now + ctx_->setup().max_clock_skew()) {
+    if (t < now - ctx_->setup().replay_window() ||
+        t > now + ctx_->setup().max_clock_skew()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "announcement time ", FormatKeyTime(t), " is outside the acceptance window (",
           absl::FormatDuration(ctx_->setup().replay_window()), " back, ",
@@ -234,8 +238,8 @@ absl::StatusOr<v1::KeyAnnouncement> Keys::Apply(
   }
 
   if (add) {
-    COMITY_RETURN_IF_ERROR(
-        ctx_->setup().key_ring.Add(peer_party, a.key_id(), a.ed25519_public_key(), validity));
+    COMITY_RETURN_IF_ERROR(ctx_->setup().key_ring.Add(peer_party, a.key_id(),
+                                                      a.ed25519_public_key(), validity));
     *changed = true;
   }
   // A revocation of a key this node never knew teaches it nothing; one
@@ -252,12 +256,11 @@ absl::StatusOr<v1::KeyAnnouncement> Keys::Apply(
 }
 
 absl::StatusOr<bool> Keys::ReceiveAnnouncement(const std::string& peer_party,
-                                             const v1::AnnounceKeyRequest& request) {
+                                               const v1::AnnounceKeyRequest& request) {
   absl::MutexLock lock(&mu_);
   bool changed = false;
-  COMITY_ASSIGN_OR_RETURN(
-      v1::KeyAnnouncement a,
-      Apply(peer_party, request, /*live=*/true, &changed));
+  COMITY_ASSIGN_OR_RETURN(v1::KeyAnnouncement a,
+                          Apply(peer_party, request, /*live=*/true, &changed));
   if (!changed) return false;
   // Kept before it is acknowledged, so that it survives a restart. If the
   // write fails the ring still holds the key until then, and the peer,
@@ -267,27 +270,30 @@ absl::StatusOr<bool> Keys::ReceiveAnnouncement(const std::string& peer_party,
       WriteFileAtomically(ctx_->config().data_dir() + kAcceptedKeysFile,
                           accepted_.SerializeAsString(), 0600));
   const std::string hash = Sha256(request.announcement().payload());
-  absl::Status audited = ctx_->store().audit().Append([&](AuditWriter& w) -> absl::Status {
-    if (!a.key_id().empty()) {
-      v1::AuditEntry e = ctx_->Event(v1::KEY_ANNOUNCED, "peer:" + peer_party, "", peer_party);
-      e.add_hashes(hash);
-      e.set_detail(absl::StrCat(
-          peer_party, " key ", a.key_id(), " added, vouched for by ",
-          request.announcement().key_id(), ", valid ",
-          DescribeWindow(ctx_->setup().key_ring.ValidityOf(peer_party, a.key_id()))));
-      COMITY_RETURN_IF_ERROR(w.Append(&e).status());
-    }
-    if (!a.revoke_key_id().empty()) {
-      v1::AuditEntry e = ctx_->Event(v1::KEY_REVOKED, "peer:" + peer_party, "", peer_party);
-      e.add_hashes(hash);
-      e.set_detail(
-          absl::StrCat(peer_party, " key ", a.revoke_key_id(), " revoked from ",
-                       FormatKeyTime(absl::FromUnixMicros(a.revoked_at_unix_micros())),
-                       ", announced with key ", request.announcement().key_id()));
-      COMITY_RETURN_IF_ERROR(w.Append(&e).status());
-    }
-    return absl::OkStatus();
-  });
+  absl::Status audited =
+      ctx_->store().audit().Append([&](AuditWriter& w) -> absl::Status {
+        if (!a.key_id().empty()) {
+          v1::AuditEntry e =
+              ctx_->Event(v1::KEY_ANNOUNCED, "peer:" + peer_party, "", peer_party);
+          e.add_hashes(hash);
+          e.set_detail(absl::StrCat(
+              peer_party, " key ", a.key_id(), " added, vouched for by ",
+              request.announcement().key_id(), ", valid ",
+              DescribeWindow(ctx_->setup().key_ring.ValidityOf(peer_party, a.key_id()))));
+          COMITY_RETURN_IF_ERROR(w.Append(&e).status());
+        }
+        if (!a.revoke_key_id().empty()) {
+          v1::AuditEntry e =
+              ctx_->Event(v1::KEY_REVOKED, "peer:" + peer_party, "", peer_party);
+          e.add_hashes(hash);
+          e.set_detail(absl::StrCat(
+              peer_party, " key ", a.revoke_key_id(), " revoked from ",
+              FormatKeyTime(absl::FromUnixMicros(a.revoked_at_unix_micros())),
+              ", announced with key ", request.announcement().key_id()));
+          COMITY_RETURN_IF_ERROR(w.Append(&e).status());
+        }
+        return absl::OkStatus();
+      });
   if (!audited.ok())
     LogEvent(LogLevel::kError, "audit_error", {{"error", audited.ToString()}});
   LogEvent(LogLevel::kInfo, "peer_key_announced",
@@ -329,8 +335,8 @@ void Keys::AnnounceRound() {
       v1::KeyAnnouncement a;
       a.ParseFromString(req.announcement().payload());
       absl::Status audited = ctx_->store().audit().Append([&](AuditWriter& w) {
-        v1::AuditEntry e = ctx_->Event(a.key_id().empty() ? v1::KEY_REVOKED : v1::KEY_ANNOUNCED,
-                                 "node", "", peer);
+        v1::AuditEntry e = ctx_->Event(
+            a.key_id().empty() ? v1::KEY_REVOKED : v1::KEY_ANNOUNCED, "node", "", peer);
         e.add_hashes(Sha256(req.announcement().payload()));
         e.set_detail(a.key_id().empty()
                          ? absl::StrCat("revocation of key ", a.revoke_key_id(),

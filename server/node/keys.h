@@ -51,8 +51,9 @@ class Keys {
   // `live` for one arriving now (time window, revocation grace), not for
   // one replayed from data_dir. Sets *changed if the ring changed.
   absl::StatusOr<v1::KeyAnnouncement> Apply(const std::string& peer_party,
-                                            const v1::AnnounceKeyRequest& request, bool live,
-                                            bool* changed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                                            const v1::AnnounceKeyRequest& request,
+                                            bool live, bool* changed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const NodeContext* const ctx_;
   // Fixed after Create.

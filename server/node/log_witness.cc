@@ -13,8 +13,8 @@ namespace comity {
 absl::Status LogWitness::RecordStart() {
   const NodeSetup& setup = ctx_->setup();
   // The key this node signs with, to notice a change since the last start.
-  const std::string key_hash = Sha256(
-      absl::StrCat(setup.config.signing_key().key_id(), ":", setup.signing_key->public_key()));
+  const std::string key_hash = Sha256(absl::StrCat(setup.config.signing_key().key_id(),
+                                                   ":", setup.signing_key->public_key()));
   AuditFilter started;
   started.type = v1::NODE_STARTED;
   COMITY_ASSIGN_OR_RETURN(std::vector<std::string> starts,
@@ -22,7 +22,8 @@ absl::Status LogWitness::RecordStart() {
   std::string previous_key;
   if (!starts.empty()) {
     v1::AuditEntry last;
-    if (last.ParseFromString(starts.back()) && last.hashes_size() > 1) previous_key = last.hashes(1);
+    if (last.ParseFromString(starts.back()) && last.hashes_size() > 1)
+      previous_key = last.hashes(1);
   }
   const std::string config_hash = Sha256(setup.config.SerializeAsString());
   return ctx_->store().audit().Append([&](AuditWriter& w) -> absl::Status {
@@ -31,7 +32,8 @@ absl::Status LogWitness::RecordStart() {
     e.add_hashes(key_hash);
     e.set_detail(absl::StrCat("party ", ctx_->party(), "; signing key ",
                               setup.config.signing_key().key_id(), "; treaty library ",
-                              setup.treaties->version(), "; ", setup.peers.size(), " peers"));
+                              setup.treaties->version(), "; ", setup.peers.size(),
+                              " peers"));
     COMITY_RETURN_IF_ERROR(w.Append(&e).status());
     if (!previous_key.empty() && previous_key != key_hash) {
       v1::AuditEntry k = ctx_->Event(v1::KEY_CHANGED, "node");
@@ -51,10 +53,11 @@ absl::StatusOr<v1::SignedEnvelope> LogWitness::SignTreeHead() {
   COMITY_ASSIGN_OR_RETURN(uint64_t size, ctx_->store().audit().Size());
   if (latest.has_value() && latest->head.tree_size() == size) return latest->signed_head;
   v1::SignedEnvelope head;
-  COMITY_RETURN_IF_ERROR(ctx_->store().audit().Append([&](AuditWriter& w) -> absl::Status {
-    COMITY_ASSIGN_OR_RETURN(head, ctx_->SignHead(w));
-    return absl::OkStatus();
-  }));
+  COMITY_RETURN_IF_ERROR(
+      ctx_->store().audit().Append([&](AuditWriter& w) -> absl::Status {
+        COMITY_ASSIGN_OR_RETURN(head, ctx_->SignHead(w));
+        return absl::OkStatus();
+      }));
   return head;
 }
 
@@ -68,7 +71,8 @@ void LogWitness::GossipRound() {
     // A peer the outbox cannot reach is its lane's concern: a gossip call
     // would only wait for the timeout.
     if (!reachable_(peer)) continue;
-    auto theirs = ctx_->transport().ExchangeTreeHeads(peer, *ours, ctx_->attempt_timeout());
+    auto theirs =
+        ctx_->transport().ExchangeTreeHeads(peer, *ours, ctx_->attempt_timeout());
     ctx_->NoteContact(peer, theirs.status());
     if (!theirs.ok() || theirs->signer_party() != peer) continue;
     CheckPeerHead(peer, *theirs).IgnoreError();  // Logged and audited inside.
@@ -83,7 +87,8 @@ absl::StatusOr<v1::SignedEnvelope> LogWitness::ExchangeTreeHeads(
                      "' but the TLS peer is ", peer_party));
   }
   absl::Status checked = CheckPeerHead(peer_party, their_head);
-  if (!checked.ok() && !absl::IsUnavailable(checked) && !absl::IsDeadlineExceeded(checked)) {
+  if (!checked.ok() && !absl::IsUnavailable(checked) &&
+      !absl::IsDeadlineExceeded(checked)) {
     return checked;
   }
   COMITY_ASSIGN_OR_RETURN(std::optional<StoredTreeHead> ours,
@@ -92,7 +97,8 @@ absl::StatusOr<v1::SignedEnvelope> LogWitness::ExchangeTreeHeads(
   return ours->signed_head;
 }
 
-void LogWitness::MaybeCheckPeerHead(const std::string& party, const v1::SignedEnvelope& head) {
+void LogWitness::MaybeCheckPeerHead(const std::string& party,
+                                    const v1::SignedEnvelope& head) {
   {
     absl::MutexLock lock(&mu_);
     absl::Time& last = last_receipt_check_[party];
@@ -105,15 +111,18 @@ void LogWitness::MaybeCheckPeerHead(const std::string& party, const v1::SignedEn
 
 absl::Status LogWitness::CheckPeerHead(const std::string& party_code,
                                        const v1::SignedEnvelope& signed_head) {
-  COMITY_RETURN_IF_ERROR(VerifyEnvelope(signed_head, kTreeHeadPayloadType, ctx_->key_ring()));
+  COMITY_RETURN_IF_ERROR(
+      VerifyEnvelope(signed_head, kTreeHeadPayloadType, ctx_->key_ring()));
   StoredTreeHead now;
   now.signed_head = signed_head;
-  if (!now.head.ParseFromString(signed_head.payload()) || now.head.party() != party_code ||
-      signed_head.signer_party() != party_code || now.head.root_hash().size() != 32) {
+  if (!now.head.ParseFromString(signed_head.payload()) ||
+      now.head.party() != party_code || signed_head.signer_party() != party_code ||
+      now.head.root_hash().size() != 32) {
     return absl::InvalidArgumentError(absl::StrCat("not a tree head of ", party_code));
   }
   AuditStore& audit = ctx_->store().audit();
-  COMITY_ASSIGN_OR_RETURN(std::optional<StoredTreeHead> last, audit.LatestPeerHead(party_code));
+  COMITY_ASSIGN_OR_RETURN(std::optional<StoredTreeHead> last,
+                          audit.LatestPeerHead(party_code));
   if (!last.has_value()) return audit.PutPeerHead(party_code, now, ctx_->Now());
   const uint64_t old_size = last->head.tree_size();
   const uint64_t new_size = now.head.tree_size();
@@ -131,10 +140,11 @@ absl::Status LogWitness::CheckPeerHead(const std::string& party_code,
   if (!proof.ok()) {
     // Unreachable, or refusing (misconfigured, busy): not evidence of a split
     // view. Checked again with the next head.
-    LogEvent(LogLevel::kWarning, "peer_head_unchecked",
-             {{"party", party_code},
-              {"sizes", absl::StrCat(small.head.tree_size(), "..", large.head.tree_size())},
-              {"error", proof.status().ToString()}});
+    LogEvent(
+        LogLevel::kWarning, "peer_head_unchecked",
+        {{"party", party_code},
+         {"sizes", absl::StrCat(small.head.tree_size(), "..", large.head.tree_size())},
+         {"error", proof.status().ToString()}});
     return proof.status();
   }
   absl::Status consistent =
@@ -150,7 +160,8 @@ absl::Status LogWitness::CheckPeerHead(const std::string& party_code,
 
 absl::Status LogWitness::RaiseSplitView(const std::string& party_code,
                                         const v1::SignedEnvelope& first,
-                                        const v1::SignedEnvelope& second, const std::string& why,
+                                        const v1::SignedEnvelope& second,
+                                        const std::string& why,
                                         const std::string& reporter) {
   const bool report_to_peer = reporter.empty();
   v1::TreeHead a, b;
@@ -160,11 +171,12 @@ absl::Status LogWitness::RaiseSplitView(const std::string& party_code,
       party_code, "'s log: heads of size ", a.tree_size(), " (root ",
       HexEncode(a.root_hash()).substr(0, 16), ") and ", b.tree_size(), " (root ",
       HexEncode(b.root_hash()).substr(0, 16), ") are inconsistent: ", why);
-  LogEvent(LogLevel::kError, "split_view_detected", {{"party", party_code}, {"detail", detail}});
+  LogEvent(LogLevel::kError, "split_view_detected",
+           {{"party", party_code}, {"detail", detail}});
   ctx_->AuditOrLog([&](AuditWriter& w) {
     v1::AuditEntry e =
-        ctx_->Event(v1::SPLIT_VIEW_DETECTED, report_to_peer ? "node" : "peer:" + reporter, "",
-                    report_to_peer ? party_code : reporter);
+        ctx_->Event(v1::SPLIT_VIEW_DETECTED, report_to_peer ? "node" : "peer:" + reporter,
+                    "", report_to_peer ? party_code : reporter);
     e.add_hashes(Sha256(first.payload()));
     e.add_hashes(Sha256(second.payload()));
     e.set_detail(detail);
@@ -191,7 +203,8 @@ absl::Status LogWitness::HandleSplitViewReport(const std::string& peer_party,
     if (envs[i]->signer_party() != ctx_->party()) {
       return absl::InvalidArgumentError("a reported head is not signed by this party");
     }
-    COMITY_RETURN_IF_ERROR(VerifyEnvelope(*envs[i], kTreeHeadPayloadType, ctx_->key_ring()));
+    COMITY_RETURN_IF_ERROR(
+        VerifyEnvelope(*envs[i], kTreeHeadPayloadType, ctx_->key_ring()));
     if (!heads[i].ParseFromString(envs[i]->payload())) {
       return absl::InvalidArgumentError("a reported head does not parse");
     }
@@ -210,9 +223,10 @@ absl::Status LogWitness::HandleSplitViewReport(const std::string& peer_party,
     return absl::InvalidArgumentError(
         "the reported heads are consistent with this node's log; no split view");
   }
-  RaiseSplitView(ctx_->party(), first, second,
-                 absl::StrCat("reported by ", peer_party, ": this party's key signed both"),
-                 peer_party)
+  RaiseSplitView(
+      ctx_->party(), first, second,
+      absl::StrCat("reported by ", peer_party, ": this party's key signed both"),
+      peer_party)
       .IgnoreError();  // DataLoss by design: the alert is raised.
   return absl::OkStatus();
 }

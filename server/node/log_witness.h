@@ -46,8 +46,8 @@ class LogWitness {
 
   // Peer gossip: checks `their_head` (from the TLS peer `peer_party`) and
   // returns this node's latest head. DataLoss for a split view.
-  absl::StatusOr<v1::SignedEnvelope> ExchangeTreeHeads(const std::string& peer_party,
-                                                       const v1::SignedEnvelope& their_head);
+  absl::StatusOr<v1::SignedEnvelope> ExchangeTreeHeads(
+      const std::string& peer_party, const v1::SignedEnvelope& their_head);
   // Checks a head of `party`'s log against the last one held, asking the
   // peer for a consistency proof; a contradiction is a split view: logged,
   // audited and reported to the peer (DataLoss). Unavailable /
@@ -68,7 +68,8 @@ class LogWitness {
   // The latest head of `peer_party`'s own log this node holds (nullopt if
   // none), so that a peer restored from a backup can check it never signed
   // more than it now holds (docs/backup.md).
-  absl::StatusOr<std::optional<v1::SignedEnvelope>> HeldHeadOf(const std::string& peer_party);
+  absl::StatusOr<std::optional<v1::SignedEnvelope>> HeldHeadOf(
+      const std::string& peer_party);
 
   // For auditors: verifies this node's whole log on one snapshot.
   absl::StatusOr<VerifyReport> Verify();

@@ -51,7 +51,8 @@ std::string DirectionLabel(v1::Direction d) {
 // minutes or hours (retries with backoff).
 const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
   static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
-      0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600};
+      0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,  1,    2.5,
+      5,     10,   30,    60,   300, 900,  3600, 21600};
   return *buckets;
 }
 
@@ -74,16 +75,17 @@ class Metrics::StoreCollector final : public prometheus::Collectable {
     MetricFamily up = Gauge("comity_store_up",
                             "1 if the last scrape could read the node's store, else 0.");
     absl::StatusOr<MetricsSnapshot> snap =
-        source ? source() : absl::StatusOr<MetricsSnapshot>(absl::UnavailableError("no source"));
+        source ? source()
+               : absl::StatusOr<MetricsSnapshot>(absl::UnavailableError("no source"));
     AddGauge(&up, {}, snap.ok() ? 1 : 0);
     std::vector<MetricFamily> out;
     out.push_back(std::move(up));
     if (!snap.ok()) return out;
 
-    MetricFamily requests = Gauge(
-        "comity_requests",
-        "Requests held by this node, by direction (sent, received), delivery state and the "
-        "other party.");
+    MetricFamily requests = Gauge("comity_requests",
+                                  "Requests held by this node, by direction (sent, "
+                                  "received), delivery state and the "
+                                  "other party.");
     for (const RequestCount& c : snap->requests) {
       AddGauge(&requests,
                {{"direction", DirectionLabel(c.direction)},
@@ -93,8 +95,9 @@ class Metrics::StoreCollector final : public prometheus::Collectable {
     }
     out.push_back(std::move(requests));
 
-    MetricFamily outbox_requests = Gauge(
-        "comity_outbox_requests", "Signed requests waiting for the peer's receipt, per peer.");
+    MetricFamily outbox_requests =
+        Gauge("comity_outbox_requests",
+              "Signed requests waiting for the peer's receipt, per peer.");
     MetricFamily outbox_steps = Gauge(
         "comity_outbox_steps",
         "Case steps and proposals waiting for the peer's acknowledgement, per peer.");
@@ -120,11 +123,12 @@ class Metrics::StoreCollector final : public prometheus::Collectable {
 Metrics::Metrics()
     : registry_(std::make_shared<prometheus::Registry>()),
       collector_(std::make_shared<StoreCollector>()),
-      assessed_(&prometheus::BuildCounter()
-                     .Name("comity_requests_assessed_total")
-                     .Help("Requests this node assessed under its treaty library, by direction "
-                           "(sent, received), the other party and the obligation found.")
-                     .Register(*registry_)),
+      assessed_(
+          &prometheus::BuildCounter()
+               .Name("comity_requests_assessed_total")
+               .Help("Requests this node assessed under its treaty library, by direction "
+                     "(sent, received), the other party and the obligation found.")
+               .Register(*registry_)),
       delivery_latency_(&prometheus::BuildHistogram()
                              .Name("comity_delivery_latency_seconds")
                              .Help("From a sent request's signing to the peer's verified "
@@ -135,11 +139,12 @@ Metrics::Metrics()
                           .Help("Calls refused for who made them: source \"operator\" (a "
                                 "missing role) or \"tls\" (a certificate not accepted).")
                           .Register(*registry_)),
-      peer_refusals_(&prometheus::BuildCounter()
-                          .Name("comity_peer_refusals_total")
-                          .Help("Messages of an authenticated peer refused (bad signature, "
-                                "replay, invalid), by peer and status code.")
-                          .Register(*registry_)),
+      peer_refusals_(
+          &prometheus::BuildCounter()
+               .Name("comity_peer_refusals_total")
+               .Help("Messages of an authenticated peer refused (bad signature, "
+                     "replay, invalid), by peer and status code.")
+               .Register(*registry_)),
       rate_limited_(&prometheus::BuildCounter()
                          .Name("comity_peer_rate_limited_total")
                          .Help("Calls of a peer refused over its rate limit "
@@ -184,15 +189,16 @@ std::string Metrics::Render() const {
 
 absl::StatusOr<int> Metrics::Serve(const std::string& address) {
   absl::MutexLock lock(&mu_);
-  if (exposer_ != nullptr) return absl::FailedPreconditionError("metrics are already served");
+  if (exposer_ != nullptr)
+    return absl::FailedPreconditionError("metrics are already served");
   // civetweb reports a port it cannot bind by throwing; nothing else of
   // prometheus-cpp crosses this boundary.
   try {
     exposer_ = std::make_unique<prometheus::Exposer>(address, /*num_threads=*/2);
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot serve metrics on metrics_listen_address ", address, ": ", e.what(),
-        " (in use, or not a local address?)"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot serve metrics on metrics_listen_address ", address, ": ",
+                     e.what(), " (in use, or not a local address?)"));
   }
   exposer_->RegisterCollectable(registry_);
   exposer_->RegisterCollectable(collector_);

@@ -26,7 +26,8 @@ constexpr absl::Duration kFirstWait = absl::Milliseconds(500);
 Node::Node(const NodeSetup* setup, std::unique_ptr<Store> store, PeerTransport* transport,
            const Clock* clock)
     : store_(std::move(store)),
-      ctx_(std::make_unique<NodeContext>(setup, store_.get(), transport, clock, &metrics_)),
+      ctx_(std::make_unique<NodeContext>(setup, store_.get(), transport, clock,
+                                         &metrics_)),
       peer_api_(this),
       operator_api_(this) {}
 
@@ -84,13 +85,14 @@ absl::Status Node::Init() {
     outbox_->SetWaker(peer, [w] { w->Wake(); });
     lane_workers_[peer] = w;
     EvidenceExchange* exchange = evidence_.get();
-    evidence_workers_[peer] =
-        AddWorker(absl::StrCat("evidence ", peer), [exchange, p = peer](const Worker& self) {
+    evidence_workers_[peer] = AddWorker(
+        absl::StrCat("evidence ", peer), [exchange, p = peer](const Worker& self) {
           exchange->FetchRound(p, [&self] { return self.stopping(); });
           return kEvidenceInterval;
         });
   }
-  const absl::Duration gossip = absl::Seconds(ctx->config().audit().head_interval_seconds());
+  const absl::Duration gossip =
+      absl::Seconds(ctx->config().audit().head_interval_seconds());
   LogWitness* witness = witness_.get();
   AddWorker("gossip", [witness, gossip](const Worker&) {
     witness->GossipRound();
@@ -115,7 +117,8 @@ absl::Status Node::Init() {
 }
 
 Worker* Node::AddWorker(std::string name, Worker::Round round) {
-  workers_.push_back(std::make_unique<Worker>(std::move(name), std::move(round), kFirstWait));
+  workers_.push_back(
+      std::make_unique<Worker>(std::move(name), std::move(round), kFirstWait));
   return workers_.back().get();
 }
 
@@ -128,12 +131,14 @@ void Node::Start() {
     started_ = true;
   }
   absl::Status logged = witness_->RecordStart();
-  if (!logged.ok()) LogEvent(LogLevel::kError, "audit_error", {{"error", logged.ToString()}});
+  if (!logged.ok())
+    LogEvent(LogLevel::kError, "audit_error", {{"error", logged.ToString()}});
   absl::StatusOr<int> reindexed = deadlines_->Reindex();
   if (!reindexed.ok()) {
     LogEvent(LogLevel::kError, "store_error", {{"error", reindexed.status().ToString()}});
   } else if (*reindexed > 0) {
-    LogEvent(LogLevel::kInfo, "deadlines_reindexed", {{"cases", absl::StrCat(*reindexed)}});
+    LogEvent(LogLevel::kInfo, "deadlines_reindexed",
+             {{"cases", absl::StrCat(*reindexed)}});
   }
   outbox_->Start();
   for (auto& w : workers_) w->Start();
@@ -152,11 +157,13 @@ void Node::Stop() {
   outbox_->Stop();
 }
 
-absl::StatusOr<std::vector<v1::RequestRecord>> Node::Get(const std::string& request_id) const {
+absl::StatusOr<std::vector<v1::RequestRecord>> Node::Get(
+    const std::string& request_id) const {
   return LoadRecords(*store_, request_id);
 }
 
-absl::StatusOr<std::vector<v1::RequestRecord>> Node::Chain(const std::string& request_id) const {
+absl::StatusOr<std::vector<v1::RequestRecord>> Node::Chain(
+    const std::string& request_id) const {
   COMITY_RETURN_IF_ERROR(Get(request_id).status());
   // Links both ways, from the store's index, up to a bounded number.
   std::set<std::string> seen = {request_id};
@@ -164,23 +171,26 @@ absl::StatusOr<std::vector<v1::RequestRecord>> Node::Chain(const std::string& re
   while (!todo.empty() && seen.size() < static_cast<size_t>(kMaxChain)) {
     std::string id = todo.back();
     todo.pop_back();
-    COMITY_ASSIGN_OR_RETURN(std::vector<std::string> linked, store_->requests().Linked(id));
+    COMITY_ASSIGN_OR_RETURN(std::vector<std::string> linked,
+                            store_->requests().Linked(id));
     for (const std::string& next : linked) {
       if (seen.insert(next).second) todo.push_back(next);
     }
   }
   std::vector<v1::RequestRecord> out;
   for (const std::string& id : seen) {
-    COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records, store_->requests().Get(id));
+    COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records,
+                            store_->requests().Get(id));
     for (auto& r : records) out.push_back(std::move(r));
   }
-  std::sort(out.begin(), out.end(), [](const v1::RequestRecord& a, const v1::RequestRecord& b) {
-    v1::RequestBody x, y;
-    x.ParseFromString(a.request().payload());
-    y.ParseFromString(b.request().payload());
-    return std::make_pair(x.created_at().seconds(), x.created_at().nanos()) <
-           std::make_pair(y.created_at().seconds(), y.created_at().nanos());
-  });
+  std::sort(out.begin(), out.end(),
+            [](const v1::RequestRecord& a, const v1::RequestRecord& b) {
+              v1::RequestBody x, y;
+              x.ParseFromString(a.request().payload());
+              y.ParseFromString(b.request().payload());
+              return std::make_pair(x.created_at().seconds(), x.created_at().nanos()) <
+                     std::make_pair(y.created_at().seconds(), y.created_at().nanos());
+            });
   return out;
 }
 

@@ -15,7 +15,8 @@
 // operator_api().
 //
 //   COMITY_ASSIGN_OR_RETURN(auto node, Node::Create(setup.get(), std::move(store),
-//                                                   transport.get(), SystemClock::Get()));
+//                                                   transport.get(),
+//                                                   SystemClock::Get()));
 //   node->Start();  // The workers: a lane and an evidence fetcher per peer,
 //                   // gossip, deadlines, key announcements, rate-limit audit.
 //   ...
@@ -96,9 +97,11 @@ class Node {
   absl::StatusOr<std::vector<v1::RequestRecord>> Get(const std::string& request_id) const;
   // `request_id` and every request linked to it through
   // related_request_ids, both ways, as this node knows them; oldest first.
-  absl::StatusOr<std::vector<v1::RequestRecord>> Chain(const std::string& request_id) const;
+  absl::StatusOr<std::vector<v1::RequestRecord>> Chain(
+      const std::string& request_id) const;
   // The newest `limit` records of `direction` (unspecified: both).
-  absl::StatusOr<std::vector<v1::RequestRecord>> List(v1::Direction direction, int limit) const;
+  absl::StatusOr<std::vector<v1::RequestRecord>> List(v1::Direction direction,
+                                                      int limit) const;
   // Each configured peer's reachability, queue depth and last error.
   absl::StatusOr<std::vector<v1::PeerStatus>> Peers();
   // This node's own signing public keys.

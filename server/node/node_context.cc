@@ -11,8 +11,8 @@
 namespace comity {
 
 void PeerContacts::Note(const std::string& party, const absl::Status& status) {
-  const bool reached = status.ok() || (!absl::IsUnavailable(status) &&
-                                       !absl::IsDeadlineExceeded(status));
+  const bool reached =
+      status.ok() || (!absl::IsUnavailable(status) && !absl::IsDeadlineExceeded(status));
   absl::MutexLock lock(&mu_);
   Contact& c = contacts_[party];
   c.last_attempt = clock_->Now();
@@ -54,7 +54,8 @@ absl::StatusOr<v1::SignedEnvelope> NodeContext::SignHead(AuditWriter& w) const {
   head.set_tree_size(w.size());
   head.set_root_hash(w.Root());
   head.set_timestamp_unix_micros(absl::ToUnixMicros(Now()));
-  COMITY_ASSIGN_OR_RETURN(v1::SignedEnvelope signed_head, Sign(kTreeHeadPayloadType, head));
+  COMITY_ASSIGN_OR_RETURN(v1::SignedEnvelope signed_head,
+                          Sign(kTreeHeadPayloadType, head));
   COMITY_RETURN_IF_ERROR(w.PutTreeHead(head, signed_head));
   return signed_head;
 }

@@ -5,7 +5,8 @@
 //
 //   NodeContext ctx(setup, store.get(), &transport, clock, &metrics);
 //   COMITY_ASSIGN_OR_RETURN(v1::SignedEnvelope env, ctx.Sign(kAckPayloadType, ack));
-//   ctx.AuditOrLog([&](AuditWriter& w) { auto e = ctx.Event(...); return w.Append(&e).status(); });
+//   ctx.AuditOrLog([&](AuditWriter& w) { auto e = ctx.Event(...); return
+//   w.Append(&e).status(); });
 #ifndef COMITY_SERVER_NODE_NODE_CONTEXT_H_
 #define COMITY_SERVER_NODE_NODE_CONTEXT_H_
 
@@ -55,8 +56,8 @@ class PeerContacts {
 // Thread-safe; everything it points to must outlive it.
 class NodeContext {
  public:
-  NodeContext(const NodeSetup* setup, Store* store, PeerTransport* transport, const Clock* clock,
-              Metrics* metrics)
+  NodeContext(const NodeSetup* setup, Store* store, PeerTransport* transport,
+              const Clock* clock, Metrics* metrics)
       : setup_(setup),
         store_(store),
         transport_(transport),
@@ -82,8 +83,8 @@ class NodeContext {
   absl::StatusOr<v1::SignedEnvelope> Sign(absl::string_view payload_type,
                                           const google::protobuf::Message& message) const;
   // An audit entry dated now.
-  v1::AuditEntry Event(v1::AuditEventType type, std::string actor, std::string request_id = "",
-                       std::string party = "") const;
+  v1::AuditEntry Event(v1::AuditEventType type, std::string actor,
+                       std::string request_id = "", std::string party = "") const;
   // Signs a head of the log as `w` holds it and stores it with the
   // transaction.
   absl::StatusOr<v1::SignedEnvelope> SignHead(AuditWriter& w) const;

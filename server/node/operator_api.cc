@@ -11,7 +11,8 @@ namespace comity {
 namespace {
 
 // Every operator role: calls any operator may make.
-#define COMITY_ANY_ROLE {"submitter", "reviewer", "approver", "auditor", "admin"}
+#define COMITY_ANY_ROLE \
+  { "submitter", "reviewer", "approver", "auditor", "admin" }
 
 constexpr int kDefaultListLimit = 100;
 constexpr int kMaxListLimit = 1000;
@@ -69,28 +70,30 @@ void OperatorApi::Submit(const CallInfo& call, v1::RequestBody draft, ViewDone d
   AwaitFirstAttempt(*stored, std::move(done));
 }
 
-void OperatorApi::Approve(const CallInfo& call, const std::string& request_id, ViewDone done) {
+void OperatorApi::Approve(const CallInfo& call, const std::string& request_id,
+                          ViewDone done) {
   auto op = node_->intake().AdmitOperator(call, "ApproveRequest", {"approver"});
   if (!op.ok()) return done(op.status());
   absl::StatusOr<v1::RequestRecord> approved =
       node_->submission().Approve(op->operator_name, request_id);
   if (absl::IsPermissionDenied(approved.status())) {
-    node_->intake().RecordRefusal(call, "operator:" + op->operator_name, "ApproveRequest", "",
-                                  approved.status());
+    node_->intake().RecordRefusal(call, "operator:" + op->operator_name, "ApproveRequest",
+                                  "", approved.status());
   }
   if (!approved.ok()) return done(approved.status());
   AwaitFirstAttempt(*approved, std::move(done));
 }
 
-absl::StatusOr<v1::RequestRecord> OperatorApi::Decide(const CallInfo& call,
-                                                      const std::string& request_id,
-                                                      const CaseBook::Decision& decision) {
-  COMITY_ASSIGN_OR_RETURN(CertIdentity op, node_->intake().AdmitOperator(
-                                               call, "DecideRequest", {"reviewer", "submitter"}));
+absl::StatusOr<v1::RequestRecord> OperatorApi::Decide(
+    const CallInfo& call, const std::string& request_id,
+    const CaseBook::Decision& decision) {
+  COMITY_ASSIGN_OR_RETURN(
+      CertIdentity op,
+      node_->intake().AdmitOperator(call, "DecideRequest", {"reviewer", "submitter"}));
   absl::StatusOr<CaseBook::Acted> acted = node_->cases().Act(op, request_id, decision);
   if (absl::IsPermissionDenied(acted.status())) {
-    node_->intake().RecordRefusal(call, "operator:" + op.operator_name, "DecideRequest", "",
-                                  acted.status());
+    node_->intake().RecordRefusal(call, "operator:" + op.operator_name, "DecideRequest",
+                                  "", acted.status());
   }
   if (!acted.ok()) return acted.status();
   if (acted->proposal_to.empty()) return std::move(acted->record);
@@ -108,31 +111,35 @@ absl::StatusOr<v1::RequestRecord> OperatorApi::Decide(const CallInfo& call,
 }
 
 absl::StatusOr<std::vector<v1::PeerStatus>> OperatorApi::ListPeers(const CallInfo& call) {
-  COMITY_RETURN_IF_ERROR(node_->intake().AdmitOperator(call, "ListPeers", COMITY_ANY_ROLE).status());
+  COMITY_RETURN_IF_ERROR(
+      node_->intake().AdmitOperator(call, "ListPeers", COMITY_ANY_ROLE).status());
   return node_->Peers();
 }
 
 absl::StatusOr<std::vector<v1::KeyStatus>> OperatorApi::ListKeys(const CallInfo& call) {
-  COMITY_RETURN_IF_ERROR(node_->intake().AdmitOperator(call, "ListKeys", COMITY_ANY_ROLE).status());
+  COMITY_RETURN_IF_ERROR(
+      node_->intake().AdmitOperator(call, "ListKeys", COMITY_ANY_ROLE).status());
   return node_->keys().List();
 }
 
-absl::StatusOr<std::vector<v1::CaseDeadline>> OperatorApi::ListOverdue(const CallInfo& call) {
+absl::StatusOr<std::vector<v1::CaseDeadline>> OperatorApi::ListOverdue(
+    const CallInfo& call) {
   COMITY_RETURN_IF_ERROR(
       node_->intake().AdmitOperator(call, "ListOverdue", COMITY_ANY_ROLE).status());
   return node_->deadlines().Overdue();
 }
 
-absl::StatusOr<std::vector<v1::RequestRecord>> OperatorApi::ListRequests(const CallInfo& call,
-                                                                        v1::Direction direction,
-                                                                        int limit) {
+absl::StatusOr<std::vector<v1::RequestRecord>> OperatorApi::ListRequests(
+    const CallInfo& call, v1::Direction direction, int limit) {
   COMITY_RETURN_IF_ERROR(
       node_->intake().AdmitOperator(call, "ListRequests", COMITY_ANY_ROLE).status());
-  return node_->List(direction, limit <= 0 ? kDefaultListLimit : std::min(limit, kMaxListLimit));
+  return node_->List(direction,
+                     limit <= 0 ? kDefaultListLimit : std::min(limit, kMaxListLimit));
 }
 
 absl::StatusOr<RequestView> OperatorApi::GetRequest(const CallInfo& call,
-                                                    const std::string& request_id, bool chain) {
+                                                    const std::string& request_id,
+                                                    bool chain) {
   COMITY_RETURN_IF_ERROR(
       node_->intake().AdmitOperator(call, "GetRequest", COMITY_ANY_ROLE).status());
   COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records,
@@ -143,14 +150,15 @@ absl::StatusOr<RequestView> OperatorApi::GetRequest(const CallInfo& call,
 absl::StatusOr<std::unique_ptr<EvidenceReader>> OperatorApi::ExportEvidence(
     const CallInfo& call, const std::string& request_id, const std::string& sha256,
     uint64_t offset, bool allow_tlp_red) {
-  COMITY_ASSIGN_OR_RETURN(CertIdentity op,
-                          node_->intake().AdmitOperator(call, "ExportEvidence", COMITY_ANY_ROLE));
+  COMITY_ASSIGN_OR_RETURN(CertIdentity op, node_->intake().AdmitOperator(
+                                               call, "ExportEvidence", COMITY_ANY_ROLE));
   return node_->evidence().OpenForExport(op.operator_name, request_id, sha256, offset,
                                          allow_tlp_red, 1 << 20);
 }
 
 absl::StatusOr<Backup::Copy> OperatorApi::TakeBackup(const CallInfo& call) {
-  COMITY_ASSIGN_OR_RETURN(CertIdentity op, node_->intake().AdmitOperator(call, "Backup", {"admin"}));
+  COMITY_ASSIGN_OR_RETURN(CertIdentity op,
+                          node_->intake().AdmitOperator(call, "Backup", {"admin"}));
   return node_->backup().Write(op.operator_name);
 }
 
@@ -168,7 +176,8 @@ absl::StatusOr<std::vector<v1::SignedEnvelope>> OperatorApi::AuditTreeHeads(
     const CallInfo& call, std::vector<v1::PublicKey>* keys) {
   COMITY_RETURN_IF_ERROR(
       node_->intake().AdmitOperator(call, "audit.GetTreeHeads", {"auditor"}).status());
-  COMITY_ASSIGN_OR_RETURN(std::vector<StoredTreeHead> heads, node_->store()->audit().TreeHeads());
+  COMITY_ASSIGN_OR_RETURN(std::vector<StoredTreeHead> heads,
+                          node_->store()->audit().TreeHeads());
   std::vector<v1::SignedEnvelope> out;
   for (StoredTreeHead& h : heads) out.push_back(std::move(h.signed_head));
   *keys = node_->OwnKeys();
@@ -181,8 +190,9 @@ absl::StatusOr<v1::SignedEnvelope> OperatorApi::AuditSignHead(const CallInfo& ca
   return node_->witness().SignTreeHead();
 }
 
-absl::StatusOr<AuditProof> OperatorApi::AuditGetProof(const CallInfo& call, uint64_t index,
-                                                      uint64_t tree_size, bool consistency,
+absl::StatusOr<AuditProof> OperatorApi::AuditGetProof(const CallInfo& call,
+                                                      uint64_t index, uint64_t tree_size,
+                                                      bool consistency,
                                                       uint64_t old_size) {
   COMITY_RETURN_IF_ERROR(
       node_->intake().AdmitOperator(call, "audit.GetProof", {"auditor"}).status());
@@ -193,7 +203,8 @@ absl::StatusOr<AuditProof> OperatorApi::AuditGetProof(const CallInfo& call, uint
   COMITY_ASSIGN_OR_RETURN(proof.root, audit.RootAt(proof.tree_size));
   if (consistency) {
     COMITY_ASSIGN_OR_RETURN(proof.old_root, audit.RootAt(old_size));
-    COMITY_ASSIGN_OR_RETURN(proof.hashes, audit.ConsistencyProofAt(old_size, proof.tree_size));
+    COMITY_ASSIGN_OR_RETURN(proof.hashes,
+                            audit.ConsistencyProofAt(old_size, proof.tree_size));
     return proof;
   }
   COMITY_ASSIGN_OR_RETURN(proof.hashes, audit.InclusionProofAt(index, proof.tree_size));
@@ -206,13 +217,14 @@ absl::StatusOr<AuditProof> OperatorApi::AuditGetProof(const CallInfo& call, uint
 }
 
 absl::StatusOr<VerifyReport> OperatorApi::AuditVerify(const CallInfo& call) {
-  COMITY_RETURN_IF_ERROR(node_->intake().AdmitOperator(call, "audit.Verify", {"auditor"}).status());
+  COMITY_RETURN_IF_ERROR(
+      node_->intake().AdmitOperator(call, "audit.Verify", {"auditor"}).status());
   return node_->witness().Verify();
 }
 
 absl::StatusOr<AuditExportStream> OperatorApi::AuditExport(const CallInfo& call) {
-  COMITY_ASSIGN_OR_RETURN(CertIdentity op,
-                          node_->intake().AdmitOperator(call, "audit.Export", {"auditor"}));
+  COMITY_ASSIGN_OR_RETURN(
+      CertIdentity op, node_->intake().AdmitOperator(call, "audit.Export", {"auditor"}));
   node_->witness().RecordAuditExport("auditor:" + op.operator_name);
   AuditExportStream stream;
   AuditStore& audit = node_->store()->audit();

@@ -3,7 +3,8 @@
 // is authenticated and its role checked by the intake (a denial is audited),
 // then handed to one duty. The gRPC adapter only converts.
 //
-//   node->operator_api().Submit(call, draft, [](absl::StatusOr<RequestView> view) { ... });
+//   node->operator_api().Submit(call, draft, [](absl::StatusOr<RequestView> view) { ...
+//   });
 #ifndef COMITY_SERVER_NODE_OPERATOR_API_H_
 #define COMITY_SERVER_NODE_OPERATOR_API_H_
 
@@ -56,7 +57,8 @@ struct AuditExportStream {
   v1::AuditBundle first;
   uint64_t size = 0;
   // Up to `limit` entries from index `from`.
-  std::function<absl::StatusOr<std::vector<std::string>>(uint64_t from, uint64_t limit)> read;
+  std::function<absl::StatusOr<std::vector<std::string>>(uint64_t from, uint64_t limit)>
+      read;
 };
 
 // Thread-safe.
@@ -73,28 +75,29 @@ class OperatorApi {
   void Approve(const CallInfo& call, const std::string& request_id, ViewDone done);
   // Role reviewer (a received request) or submitter (a sent one); a
   // proposal waits for its first delivery attempt.
-  absl::StatusOr<v1::RequestRecord> Decide(const CallInfo& call, const std::string& request_id,
+  absl::StatusOr<v1::RequestRecord> Decide(const CallInfo& call,
+                                           const std::string& request_id,
                                            const CaseBook::Decision& decision);
   // Any role.
   absl::StatusOr<std::vector<v1::PeerStatus>> ListPeers(const CallInfo& call);
   absl::StatusOr<std::vector<v1::KeyStatus>> ListKeys(const CallInfo& call);
   absl::StatusOr<std::vector<v1::CaseDeadline>> ListOverdue(const CallInfo& call);
   absl::StatusOr<std::vector<v1::RequestRecord>> ListRequests(const CallInfo& call,
-                                                             v1::Direction direction, int limit);
-  absl::StatusOr<RequestView> GetRequest(const CallInfo& call, const std::string& request_id,
-                                         bool chain);
-  absl::StatusOr<std::unique_ptr<EvidenceReader>> ExportEvidence(const CallInfo& call,
-                                                                 const std::string& request_id,
-                                                                 const std::string& sha256,
-                                                                 uint64_t offset,
-                                                                 bool allow_tlp_red);
+                                                              v1::Direction direction,
+                                                              int limit);
+  absl::StatusOr<RequestView> GetRequest(const CallInfo& call,
+                                         const std::string& request_id, bool chain);
+  absl::StatusOr<std::unique_ptr<EvidenceReader>> ExportEvidence(
+      const CallInfo& call, const std::string& request_id, const std::string& sha256,
+      uint64_t offset, bool allow_tlp_red);
   // Role admin.
   absl::StatusOr<Backup::Copy> TakeBackup(const CallInfo& call);
 
   // AuditService: role auditor.
-  absl::StatusOr<AuditEntriesPage> AuditEntries(const CallInfo& call, const AuditFilter& filter);
-  absl::StatusOr<std::vector<v1::SignedEnvelope>> AuditTreeHeads(const CallInfo& call,
-                                                                 std::vector<v1::PublicKey>* keys);
+  absl::StatusOr<AuditEntriesPage> AuditEntries(const CallInfo& call,
+                                                const AuditFilter& filter);
+  absl::StatusOr<std::vector<v1::SignedEnvelope>> AuditTreeHeads(
+      const CallInfo& call, std::vector<v1::PublicKey>* keys);
   absl::StatusOr<v1::SignedEnvelope> AuditSignHead(const CallInfo& call);
   absl::StatusOr<AuditProof> AuditGetProof(const CallInfo& call, uint64_t index,
                                            uint64_t tree_size, bool consistency,

@@ -89,7 +89,8 @@ bool DeliveryLane::DeliverDue(const std::function<bool()>& stopping, bool* more)
   auto requests = outbox.DueRequests(peer_, now, kBatch);
   for (const absl::Status* failed :
        {&transitions.status(), &proposals.status(), &requests.status()}) {
-    if (!failed->ok()) LogEvent(LogLevel::kError, "store_error", {{"error", failed->ToString()}});
+    if (!failed->ok())
+      LogEvent(LogLevel::kError, "store_error", {{"error", failed->ToString()}});
   }
   if (transitions.ok()) {
     for (PendingTransition& t : *transitions) {
@@ -158,7 +159,8 @@ absl::StatusOr<v1::RequestRecord> DeliveryLane::Deliver(const v1::RequestRecord&
     verified = VerifyReceipt(record.request(), *receipt, peer_, ctx_->key_ring());
     status = verified.status();
     if (verified.ok() && verified->has_receiver_assessment()) {
-      LogDisagreement(body.id(), body.requester_assessment(), verified->receiver_assessment());
+      LogDisagreement(body.id(), body.requester_assessment(),
+                      verified->receiver_assessment());
     }
   }
   const absl::Time now = ctx_->Now();
@@ -167,12 +169,14 @@ absl::StatusOr<v1::RequestRecord> DeliveryLane::Deliver(const v1::RequestRecord&
   auto audit = [&](v1::AuditEventType outcome, std::string detail) {
     return [this, &body, attempt, outcome, detail = std::move(detail),
             &receipt](AuditWriter& w) -> absl::Status {
-      v1::AuditEntry tried = ctx_->Event(v1::DELIVERY_ATTEMPTED, "node", body.id(), peer_);
+      v1::AuditEntry tried =
+          ctx_->Event(v1::DELIVERY_ATTEMPTED, "node", body.id(), peer_);
       tried.set_detail(absl::StrCat("attempt ", attempt));
       COMITY_RETURN_IF_ERROR(w.Append(&tried).status());
       v1::AuditEntry result = ctx_->Event(outcome, "node", body.id(), peer_);
       result.set_detail(detail);
-      if (outcome == v1::DELIVERY_ACKNOWLEDGED) result.add_hashes(Sha256(receipt->payload()));
+      if (outcome == v1::DELIVERY_ACKNOWLEDGED)
+        result.add_hashes(Sha256(receipt->payload()));
       return w.Append(&result).status();
     };
   };
@@ -187,22 +191,26 @@ absl::StatusOr<v1::RequestRecord> DeliveryLane::Deliver(const v1::RequestRecord&
     delivered.set_case_state(v1::CASE_DELIVERED);
     *delivered.mutable_receipt() = *receipt;
     COMITY_RETURN_IF_ERROR(ctx_->store().outbox().MarkDelivered(
-        body.id(), *receipt, now, NextDeadline(delivered, ctx_->config().service_levels()),
+        body.id(), *receipt, now,
+        NextDeadline(delivered, ctx_->config().service_levels()),
         [&](AuditWriter& w) -> absl::Status {
-          COMITY_RETURN_IF_ERROR(audit(v1::DELIVERY_ACKNOWLEDGED,
-                                       absl::StrCat(peer_, " log entry ",
-                                                    verified->received_entry_proof().leaf_index(),
-                                                    " of ", their_head.tree_size()))(w));
+          COMITY_RETURN_IF_ERROR(
+              audit(v1::DELIVERY_ACKNOWLEDGED,
+                    absl::StrCat(peer_, " log entry ",
+                                 verified->received_entry_proof().leaf_index(), " of ",
+                                 their_head.tree_size()))(w));
           if (!disagree) return absl::OkStatus();
-          v1::AuditEntry d = ctx_->Event(v1::ASSESSMENT_DISAGREEMENT, "node", body.id(), peer_);
-          d.set_detail(absl::StrCat(ctx_->party(), ": ",
-                                    AssessmentSummary(body.requester_assessment()), "; ", peer_,
-                                    ": ", AssessmentSummary(verified->receiver_assessment())));
+          v1::AuditEntry d =
+              ctx_->Event(v1::ASSESSMENT_DISAGREEMENT, "node", body.id(), peer_);
+          d.set_detail(absl::StrCat(
+              ctx_->party(), ": ", AssessmentSummary(body.requester_assessment()), "; ",
+              peer_, ": ", AssessmentSummary(verified->receiver_assessment())));
           return w.Append(&d).status();
         }));
     witness_->MaybeCheckPeerHead(peer_, verified->tree_head());
     ctx_->metrics().RequestDelivered(peer_, now - FromProto(body.created_at()));
-    LogEvent(LogLevel::kInfo, "request_delivered", {{"request_id", body.id()}, {"to", peer_}});
+    LogEvent(LogLevel::kInfo, "request_delivered",
+             {{"request_id", body.id()}, {"to", peer_}});
   } else {
     const std::string error = StatusText(status);
     if (!receipt.ok() && IsPermanentRefusal(status.code())) {
@@ -214,7 +222,8 @@ absl::StatusOr<v1::RequestRecord> DeliveryLane::Deliver(const v1::RequestRecord&
     } else {
       // Unreachable, or an answer that did not verify: try again later.
       COMITY_RETURN_IF_ERROR(ctx_->store().outbox().MarkDeliveryFailed(
-          body.id(), error, now, now + ctx_->Backoff(attempt), audit(v1::DELIVERY_FAILED, error)));
+          body.id(), error, now, now + ctx_->Backoff(attempt),
+          audit(v1::DELIVERY_FAILED, error)));
     }
     LogEvent(LogLevel::kWarning, "delivery_failed",
              {{"request_id", body.id()},
@@ -243,13 +252,15 @@ bool DeliveryLane::DeliverTransition(const PendingTransition& p) {
   if (st.ok()) {
     absl::Status marked = ctx_->store().outbox().MarkTransitionDelivered(
         p.request_id, p.sequence, *ack, [&](AuditWriter& w) -> absl::Status {
-          v1::AuditEntry e = ctx_->Event(v1::TRANSITION_DELIVERED, "node", p.request_id, peer_);
+          v1::AuditEntry e =
+              ctx_->Event(v1::TRANSITION_DELIVERED, "node", p.request_id, peer_);
           e.add_hashes(Sha256(p.envelope.payload()));
           e.add_hashes(Sha256(ack->payload()));
           e.set_detail(absl::StrCat("step ", p.sequence));
           return w.Append(&e).status();
         });
-    if (!marked.ok()) LogEvent(LogLevel::kError, "store_error", {{"error", marked.ToString()}});
+    if (!marked.ok())
+      LogEvent(LogLevel::kError, "store_error", {{"error", marked.ToString()}});
     return true;
   }
   const std::string error = StatusText(st);
@@ -265,7 +276,8 @@ bool DeliveryLane::DeliverTransition(const PendingTransition& p) {
     // what it still holds it acknowledges again. (Its other
     // FAILED_PRECONDITION, a step outside its acceptance window, is not
     // helped by sending older steps.)
-    auto rewound = ctx_->store().outbox().RewindTransitions(p.request_id, p.sequence, ctx_->Now());
+    auto rewound =
+        ctx_->store().outbox().RewindTransitions(p.request_id, p.sequence, ctx_->Now());
     if (rewound.ok() && *rewound > 0) {
       LogEvent(LogLevel::kWarning, "transitions_rewound",
                {{"request_id", p.request_id},
@@ -292,7 +304,8 @@ absl::StatusOr<bool> DeliveryLane::DeliverProposal(const PendingProposal& q) {
     // Apply the step now if it follows what is held here; if earlier steps
     // of the peer are still on their way, its outbox delivers this one after
     // them (applying twice is harmless).
-    absl::StatusOr<v1::SignedEnvelope> applied = cases_->ReceiveTransition(q.peer, *transition);
+    absl::StatusOr<v1::SignedEnvelope> applied =
+        cases_->ReceiveTransition(q.peer, *transition);
     if (!applied.ok() && !absl::IsFailedPrecondition(applied.status())) {
       LogEvent(LogLevel::kWarning, "proposal_step_not_applied",
                {{"request_id", q.request_id},
@@ -307,8 +320,8 @@ absl::StatusOr<bool> DeliveryLane::DeliverProposal(const PendingProposal& q) {
   }
   const std::string error = StatusText(st);
   const bool transient = absl::IsUnavailable(st) || absl::IsDeadlineExceeded(st) ||
-                         absl::IsInternal(st) || absl::IsUnknown(st) || absl::IsAborted(st) ||
-                         absl::IsUnauthenticated(st);
+                         absl::IsInternal(st) || absl::IsUnknown(st) ||
+                         absl::IsAborted(st) || absl::IsUnauthenticated(st);
   if (transient) {
     COMITY_RETURN_IF_ERROR(ctx_->store().outbox().MarkProposalFailed(
         q.id, error, ctx_->Now() + ctx_->Backoff(q.attempts + 1)));
@@ -321,19 +334,22 @@ absl::StatusOr<bool> DeliveryLane::DeliverProposal(const PendingProposal& q) {
   // Refused for good (the case moved on, an illegal step...): off the queue.
   COMITY_RETURN_IF_ERROR(ctx_->store().outbox().FinishProposal(
       q.id, error, [&](AuditWriter& w) -> absl::Status {
-        v1::AuditEntry e = ctx_->Event(v1::PROPOSAL_REFUSED, "node", q.request_id, q.peer);
+        v1::AuditEntry e =
+            ctx_->Event(v1::PROPOSAL_REFUSED, "node", q.request_id, q.peer);
         e.add_hashes(Sha256(q.envelope.payload()));
         e.set_detail(error);
         return w.Append(&e).status();
       }));
   LogEvent(LogLevel::kWarning, "proposal_refused",
            {{"request_id", q.request_id}, {"to", q.peer}, {"error", error}});
-  Resolve(key, absl::Status(st.code(), absl::StrCat(q.peer, " refused the proposal: ",
-                                                    st.message())));
+  Resolve(key,
+          absl::Status(st.code(),
+                       absl::StrCat(q.peer, " refused the proposal: ", st.message())));
   return true;
 }
 
-void DeliveryLane::AddWaiter(const std::string& key, AttemptDone done, absl::Time give_up_at) {
+void DeliveryLane::AddWaiter(const std::string& key, AttemptDone done,
+                             absl::Time give_up_at) {
   absl::MutexLock lock(&mu_);
   waiters_.emplace(key, Waiter{std::move(done), give_up_at});
 }
@@ -344,7 +360,8 @@ void DeliveryLane::Resolve(const std::string& key,
   {
     absl::MutexLock lock(&mu_);
     auto range = waiters_.equal_range(key);
-    for (auto it = range.first; it != range.second; ++it) ready.push_back(std::move(it->second.done));
+    for (auto it = range.first; it != range.second; ++it)
+      ready.push_back(std::move(it->second.done));
     waiters_.erase(range.first, range.second);
   }
   for (AttemptDone& done : ready) done(result);
@@ -368,8 +385,9 @@ void DeliveryLane::ResolveStale(bool all) {
   for (auto& [key, done] : ready) {
     absl::StatusOr<v1::RequestRecord> stored = Stored(*ctx_, key);
     if (all && stored.ok() && key[0] == 'r' && stored->state() == v1::PENDING_DELIVERY) {
-      done(absl::UnavailableError(
-          "node is shutting down; the request is stored and will be delivered after restart"));
+      done(
+          absl::UnavailableError("node is shutting down; the request is stored and will "
+                                 "be delivered after restart"));
     } else {
       done(std::move(stored));
     }
@@ -403,7 +421,8 @@ void Outbox::Kick(const std::string& peer) const {
   if (it != wakers_.end() && it->second) it->second();
 }
 
-void Outbox::AwaitAttempt(const std::string& peer, const std::string& key, AttemptDone done) {
+void Outbox::AwaitAttempt(const std::string& peer, const std::string& key,
+                          AttemptDone done) {
   DeliveryLane* l = lane(peer);
   {
     absl::MutexLock lock(&mu_);

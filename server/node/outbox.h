@@ -36,7 +36,8 @@ using AttemptDone = std::function<void(absl::StatusOr<v1::RequestRecord>)>;
 // Delivery to one peer. Thread-safe; RunRound from one thread at a time.
 class DeliveryLane {
  public:
-  DeliveryLane(const NodeContext* ctx, std::string peer, CaseBook* cases, LogWitness* witness)
+  DeliveryLane(const NodeContext* ctx, std::string peer, CaseBook* cases,
+               LogWitness* witness)
       : ctx_(ctx), peer_(std::move(peer)), cases_(cases), witness_(witness) {}
 
   const std::string& peer() const { return peer_; }
@@ -78,7 +79,8 @@ class DeliveryLane {
   CaseBook* const cases_;
   LogWitness* const witness_;
   mutable absl::Mutex mu_;
-  uint32_t failures_ ABSL_GUARDED_BY(mu_) = 0;  // Rounds in a row the peer was unreachable.
+  uint32_t failures_ ABSL_GUARDED_BY(mu_) =
+      0;  // Rounds in a row the peer was unreachable.
   absl::Time retry_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   struct Waiter {
     AttemptDone done;
@@ -111,7 +113,7 @@ class Outbox {
  private:
   const NodeContext* const ctx_;
   std::map<std::string, std::unique_ptr<DeliveryLane>> lanes_;  // Fixed at construction.
-  std::map<std::string, std::function<void()>> wakers_;        // Fixed before Start.
+  std::map<std::string, std::function<void()>> wakers_;         // Fixed before Start.
   absl::Mutex mu_;
   bool accepting_ ABSL_GUARDED_BY(mu_) = false;
 };

@@ -29,15 +29,14 @@ class PeerApi {
 
   absl::StatusOr<v1::SignedEnvelope> DeliverRequest(const CallInfo& call,
                                                     const v1::SignedEnvelope& request);
-  absl::StatusOr<v1::SignedEnvelope> DeliverTransition(const CallInfo& call,
-                                                       const v1::SignedEnvelope& transition);
-  absl::StatusOr<v1::SignedEnvelope> ProposeTransition(const CallInfo& call,
-                                                       const v1::SignedEnvelope& proposal);
+  absl::StatusOr<v1::SignedEnvelope> DeliverTransition(
+      const CallInfo& call, const v1::SignedEnvelope& transition);
+  absl::StatusOr<v1::SignedEnvelope> ProposeTransition(
+      const CallInfo& call, const v1::SignedEnvelope& proposal);
   // A reader of the file in chunks the transport can carry.
-  absl::StatusOr<std::unique_ptr<EvidenceReader>> FetchEvidence(const CallInfo& call,
-                                                                const std::string& request_id,
-                                                                const std::string& sha256,
-                                                                uint64_t offset);
+  absl::StatusOr<std::unique_ptr<EvidenceReader>> FetchEvidence(
+      const CallInfo& call, const std::string& request_id, const std::string& sha256,
+      uint64_t offset);
   absl::StatusOr<v1::SignedEnvelope> ExchangeTreeHeads(const CallInfo& call,
                                                        const v1::SignedEnvelope& head);
   absl::StatusOr<std::vector<std::string>> GetConsistencyProof(const CallInfo& call,
@@ -45,7 +44,8 @@ class PeerApi {
                                                                uint64_t new_size);
   absl::Status ReportSplitView(const CallInfo& call, const v1::SignedEnvelope& first,
                                const v1::SignedEnvelope& second);
-  absl::StatusOr<bool> AnnounceKey(const CallInfo& call, const v1::AnnounceKeyRequest& request);
+  absl::StatusOr<bool> AnnounceKey(const CallInfo& call,
+                                   const v1::AnnounceKeyRequest& request);
   absl::StatusOr<std::optional<v1::SignedEnvelope>> GetHeldHead(const CallInfo& call);
 
  private:

@@ -36,19 +36,21 @@ class PeerTransport {
   // Sends the requesting party's signed proposal to `party`; returns the
   // transition it became.
   virtual absl::StatusOr<v1::SignedEnvelope> ProposeTransition(
-      const std::string& party, const v1::SignedEnvelope& proposal, absl::Duration timeout) = 0;
+      const std::string& party, const v1::SignedEnvelope& proposal,
+      absl::Duration timeout) = 0;
 
   // Streams evidence file `sha256` of `request_id` from `party`, from
   // `offset`, passing each chunk to `fn` (a non-OK status from `fn` stops
   // the stream and is returned).
-  virtual absl::Status FetchEvidence(const std::string& party, const std::string& request_id,
-                                     const std::string& sha256, uint64_t offset,
-                                     const std::function<absl::Status(absl::string_view)>& fn,
-                                     absl::Duration timeout) = 0;
+  virtual absl::Status FetchEvidence(
+      const std::string& party, const std::string& request_id, const std::string& sha256,
+      uint64_t offset, const std::function<absl::Status(absl::string_view)>& fn,
+      absl::Duration timeout) = 0;
 
   // Audit log gossip (docs/audit_log.md). Errors as above.
   virtual absl::StatusOr<v1::SignedEnvelope> ExchangeTreeHeads(
-      const std::string& party, const v1::SignedEnvelope& our_head, absl::Duration timeout) = 0;
+      const std::string& party, const v1::SignedEnvelope& our_head,
+      absl::Duration timeout) = 0;
   virtual absl::StatusOr<std::vector<std::string>> GetConsistencyProof(
       const std::string& party, uint64_t old_size, uint64_t new_size,
       absl::Duration timeout) = 0;

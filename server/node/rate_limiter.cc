@@ -13,7 +13,8 @@ absl::Status RateLimiter::Admit(const std::string& key) {
   if (b.refilled == absl::InfinitePast()) {
     b.tokens = burst_;
   } else if (now > b.refilled) {
-    b.tokens = std::min<double>(burst_, b.tokens + rate_ * absl::ToDoubleSeconds(now - b.refilled));
+    b.tokens = std::min<double>(
+        burst_, b.tokens + rate_ * absl::ToDoubleSeconds(now - b.refilled));
   }
   b.refilled = now;
   if (b.tokens < 1) {

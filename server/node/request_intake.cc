@@ -27,8 +27,8 @@ constexpr absl::Duration kAuthCacheTtl = absl::Minutes(1);
 
 RequestIntake::RequestIntake(const NodeContext* ctx)
     : ctx_(ctx),
-      limiter_(ctx->config().limits().peer_rate_per_second(), ctx->config().limits().peer_burst(),
-               &ctx->clock()) {}
+      limiter_(ctx->config().limits().peer_rate_per_second(),
+               ctx->config().limits().peer_burst(), &ctx->clock()) {}
 
 std::optional<CertIdentity> RequestIntake::CachedIdentity(const std::string& key) const {
   absl::MutexLock lock(&auth_mu_);
@@ -71,7 +71,8 @@ absl::StatusOr<std::string> RequestIntake::AuthenticatePeer(const CallInfo& call
   return id->party;
 }
 
-absl::StatusOr<CertIdentity> RequestIntake::AuthenticateOperator(const CallInfo& call) const {
+absl::StatusOr<CertIdentity> RequestIntake::AuthenticateOperator(
+    const CallInfo& call) const {
   const std::string cache_key = Sha256(absl::StrCat(call.cert_pem, "\n", call.chain_pem));
   if (auto cached = CachedIdentity(cache_key);
       cached.has_value() && cached->kind == CertIdentity::Kind::kOperator) {
@@ -80,9 +81,9 @@ absl::StatusOr<CertIdentity> RequestIntake::AuthenticateOperator(const CallInfo&
   auto id = IdentityFromCertPem(call.cert_pem);
   if (!id.ok()) return absl::PermissionDeniedError(id.status().message());
   if (id->kind != CertIdentity::Kind::kOperator || id->party != ctx_->party()) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "not an operator certificate of party ", ctx_->party(),
-        " (expected URI SAN urn:comity:operator:", ctx_->party(), ":NAME)"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("not an operator certificate of party ", ctx_->party(),
+                     " (expected URI SAN urn:comity:operator:", ctx_->party(), ":NAME)"));
   }
   absl::Status issued = ctx_->setup().operator_ca->Verify(call.cert_pem, call.chain_pem);
   if (!issued.ok()) return issued;
@@ -109,8 +110,8 @@ absl::StatusOr<std::string> RequestIntake::AdmitPeer(const CallInfo& call,
                                                      absl::string_view method) {
   absl::StatusOr<std::string> peer = AuthenticatePeer(call);
   if (!peer.ok()) {
-    RecordAuthFailure(call, "peer_request_rejected", absl::StrCat("tls:", call.tls_peer), method,
-                      peer.status());
+    RecordAuthFailure(call, "peer_request_rejected", absl::StrCat("tls:", call.tls_peer),
+                      method, peer.status());
     return peer;
   }
   // Over its rate limit: refused before anything is checked, audited in
@@ -118,8 +119,8 @@ absl::StatusOr<std::string> RequestIntake::AdmitPeer(const CallInfo& call,
   COMITY_RETURN_IF_ERROR(limiter_.Admit(*peer));
   const uint64_t limit = ctx_->config().limits().max_message_bytes();
   if (call.message_bytes > limit) {
-    absl::Status too_big = absl::ResourceExhaustedError(
-        absl::StrCat(method, " message is ", call.message_bytes, " bytes; the limit is ", limit));
+    absl::Status too_big = absl::ResourceExhaustedError(absl::StrCat(
+        method, " message is ", call.message_bytes, " bytes; the limit is ", limit));
     RecordRefusal(call, "peer:" + *peer, method, "", too_big);
     return too_big;
   }
@@ -127,29 +128,31 @@ absl::StatusOr<std::string> RequestIntake::AdmitPeer(const CallInfo& call,
 }
 
 absl::StatusOr<CertIdentity> RequestIntake::AdmitOperator(
-    const CallInfo& call, absl::string_view method, std::initializer_list<const char*> roles) {
+    const CallInfo& call, absl::string_view method,
+    std::initializer_list<const char*> roles) {
   absl::StatusOr<CertIdentity> op = AuthenticateOperator(call);
   if (!op.ok()) {
-    RecordAuthFailure(call, "operator_denied", absl::StrCat("tls:", call.tls_peer), method,
-                      op.status());
+    RecordAuthFailure(call, "operator_denied", absl::StrCat("tls:", call.tls_peer),
+                      method, op.status());
     return op;
   }
-  if (roles.size() > 0 &&
-      std::none_of(roles.begin(), roles.end(), [&](const char* r) { return op->HasRole(r); })) {
+  if (roles.size() > 0 && std::none_of(roles.begin(), roles.end(),
+                                       [&](const char* r) { return op->HasRole(r); })) {
     std::vector<std::string> names(roles.begin(), roles.end());
     absl::Status denied = absl::PermissionDeniedError(absl::StrCat(
         "operator ", op->operator_name, " lacks the ", absl::StrJoin(names, " or "),
         " role needed for ", method, " (a urn:comity:role:", names.front(),
         " URI in the operator certificate)"));
-    RecordAuthFailure(call, "operator_denied", absl::StrCat("tls:", call.tls_peer), method,
-                      denied);
+    RecordAuthFailure(call, "operator_denied", absl::StrCat("tls:", call.tls_peer),
+                      method, denied);
     return denied;
   }
   return op;
 }
 
 void RequestIntake::RecordRefusal(const CallInfo& call, const std::string& actor,
-                                  absl::string_view method, const std::string& payload_sha256,
+                                  absl::string_view method,
+                                  const std::string& payload_sha256,
                                   const absl::Status& why) {
   if (actor.rfind("operator:", 0) == 0) {
     RecordAuthFailure(call, "operator_denied", actor, method, why);
@@ -181,8 +184,8 @@ void RequestIntake::AuditRateLimited() {
       v1::AuditEntry e = ctx_->Event(v1::PEER_RATE_LIMITED, "peer:" + p, "", p);
       e.set_detail(absl::StrCat(n, " calls refused over the rate limit (",
                                 ctx_->config().limits().peer_rate_per_second(),
-                                " per second, burst ", ctx_->config().limits().peer_burst(),
-                                ")"));
+                                " per second, burst ",
+                                ctx_->config().limits().peer_burst(), ")"));
       return w.Append(&e).status();
     });
   }
@@ -194,9 +197,9 @@ absl::StatusOr<v1::SignedEnvelope> RequestIntake::ReceiveRequest(
   // Who signed must be who is connected; the signature is checked before
   // the payload is parsed.
   if (envelope.signer_party() != peer_party) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("envelope is signed as party '", envelope.signer_party().substr(0, 8),
-                     "' but the TLS peer is ", peer_party));
+    return absl::PermissionDeniedError(absl::StrCat(
+        "envelope is signed as party '", envelope.signer_party().substr(0, 8),
+        "' but the TLS peer is ", peer_party));
   }
   COMITY_RETURN_IF_ERROR(VerifyEnvelope(envelope, kRequestPayloadType, setup.key_ring));
   v1::RequestBody body;
@@ -209,16 +212,16 @@ absl::StatusOr<v1::SignedEnvelope> RequestIntake::ReceiveRequest(
                      "' but the request is signed by ", peer_party));
   }
   if (body.requested_party() != ctx_->party()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("request is addressed to '", body.requested_party(),
-                     "', this node is ", ctx_->party()));
+    return absl::InvalidArgumentError(absl::StrCat("request is addressed to '",
+                                                   body.requested_party(),
+                                                   "', this node is ", ctx_->party()));
   }
   const std::string payload_hash = Sha256(envelope.payload());
 
   // A request seen before: the same bytes get the same receipt, whenever
   // they come; other bytes under the same id are a replay or a forgery.
-  auto same_or_conflict = [&](const v1::RequestRecord& existing)
-      -> absl::StatusOr<v1::SignedEnvelope> {
+  auto same_or_conflict =
+      [&](const v1::RequestRecord& existing) -> absl::StatusOr<v1::SignedEnvelope> {
     if (Sha256(existing.request().payload()) == payload_hash) return existing.receipt();
     return absl::AlreadyExistsError(absl::StrCat(
         "request id ", body.id(),
@@ -241,7 +244,8 @@ absl::StatusOr<v1::SignedEnvelope> RequestIntake::ReceiveRequest(
         "created_at ", absl::FormatTime(created), " is outside the acceptance window (",
         absl::FormatDuration(setup.replay_window()), " back, ",
         absl::FormatDuration(setup.max_clock_skew()),
-        " ahead of this node's clock); check the sender's clock or submit a new request"));
+        " ahead of this node's clock); check the sender's clock or submit a new "
+        "request"));
   }
 
   absl::StatusOr<v1::Assessment> assessment =
@@ -263,9 +267,11 @@ absl::StatusOr<v1::SignedEnvelope> RequestIntake::ReceiveRequest(
     v1::AuditEntry assessed = AssessmentEntry(*ctx_, body, *assessment, peer_party);
     COMITY_RETURN_IF_ERROR(w.Append(&assessed).status());
     if (disagree) {
-      v1::AuditEntry d = ctx_->Event(v1::ASSESSMENT_DISAGREEMENT, "node", body.id(), peer_party);
-      d.set_detail(absl::StrCat(peer_party, ": ", AssessmentSummary(body.requester_assessment()),
-                                "; ", ctx_->party(), ": ", AssessmentSummary(*assessment)));
+      v1::AuditEntry d =
+          ctx_->Event(v1::ASSESSMENT_DISAGREEMENT, "node", body.id(), peer_party);
+      d.set_detail(absl::StrCat(peer_party, ": ",
+                                AssessmentSummary(body.requester_assessment()), "; ",
+                                ctx_->party(), ": ", AssessmentSummary(*assessment)));
       COMITY_RETURN_IF_ERROR(w.Append(&d).status());
     }
     COMITY_ASSIGN_OR_RETURN(v1::SignedEnvelope head, ctx_->SignHead(w));
@@ -283,7 +289,8 @@ absl::StatusOr<v1::SignedEnvelope> RequestIntake::ReceiveRequest(
     receipt.set_received_entry(received_bytes);
     receipt.mutable_received_entry_proof()->set_leaf_index(received.index());
     receipt.mutable_received_entry_proof()->set_tree_size(w.size());
-    for (auto& h : proof) receipt.mutable_received_entry_proof()->add_hashes(std::move(h));
+    for (auto& h : proof)
+      receipt.mutable_received_entry_proof()->add_hashes(std::move(h));
     COMITY_ASSIGN_OR_RETURN(v1::SignedEnvelope signed_receipt,
                             ctx_->Sign(kReceiptPayloadType, receipt));
 

@@ -7,7 +7,8 @@
 //   auto peer = intake.AdmitPeer(call, "DeliverRequest");
 //   if (!peer.ok()) return peer.status();  // Audited already.
 //   auto receipt = intake.ReceiveRequest(*peer, envelope);
-//   if (!receipt.ok()) intake.RecordRefusal(call, "peer:" + *peer, "DeliverRequest", hash, status);
+//   if (!receipt.ok()) intake.RecordRefusal(call, "peer:" + *peer, "DeliverRequest",
+//   hash, status);
 #ifndef COMITY_SERVER_NODE_REQUEST_INTAKE_H_
 #define COMITY_SERVER_NODE_REQUEST_INTAKE_H_
 
@@ -51,15 +52,17 @@ class RequestIntake {
   // The operator an operator certificate speaks for, if it holds one of
   // `roles` (empty: any role or none). PermissionDenied (logged and audited)
   // otherwise.
-  absl::StatusOr<CertIdentity> AdmitOperator(const CallInfo& call, absl::string_view method,
+  absl::StatusOr<CertIdentity> AdmitOperator(const CallInfo& call,
+                                             absl::string_view method,
                                              std::initializer_list<const char*> roles);
 
   // Logs and audits that an admitted caller's call was refused: a peer's
   // (PEER_REQUEST_REFUSED, with the SHA-256 of what it sent) or an
   // operator's (AUTH_FAILURE for a permission refused). Errors are logged,
   // not returned: the refusal stands either way.
-  void RecordRefusal(const CallInfo& call, const std::string& actor, absl::string_view method,
-                     const std::string& payload_sha256, const absl::Status& why);
+  void RecordRefusal(const CallInfo& call, const std::string& actor,
+                     absl::string_view method, const std::string& payload_sha256,
+                     const absl::Status& why);
 
   // Checks and durably stores a request from `peer_party` (admitted), then
   // returns the signed receipt. Errors as documented on
@@ -81,8 +84,9 @@ class RequestIntake {
   absl::StatusOr<std::string> AuthenticatePeer(const CallInfo& call) const;
   absl::StatusOr<CertIdentity> AuthenticateOperator(const CallInfo& call) const;
   // `event`: the log event (peer_request_rejected, operator_denied).
-  void RecordAuthFailure(const CallInfo& call, const char* event, const std::string& actor,
-                         absl::string_view method, const absl::Status& why);
+  void RecordAuthFailure(const CallInfo& call, const char* event,
+                         const std::string& actor, absl::string_view method,
+                         const absl::Status& why);
 
   const NodeContext* const ctx_;
   RateLimiter limiter_;

@@ -28,7 +28,8 @@ bool Submission::NeedsApproval(v1::AssistanceType type) const {
   return std::find(types.begin(), types.end(), type) != types.end();
 }
 
-absl::StatusOr<v1::SignedEnvelope> Submission::DateAssessAndSign(v1::RequestBody* body) const {
+absl::StatusOr<v1::SignedEnvelope> Submission::DateAssessAndSign(
+    v1::RequestBody* body) const {
   *body->mutable_created_at() = ToProto(ctx_->Now());
   body->clear_requester_assessment();
   COMITY_RETURN_IF_ERROR(ValidateRequestBody(*body));
@@ -39,17 +40,18 @@ absl::StatusOr<v1::SignedEnvelope> Submission::DateAssessAndSign(v1::RequestBody
     return absl::FailedPreconditionError(absl::StrCat(
         "the request is INVALID under ", assessment.instrument(), " (",
         absl::StrJoin(assessment.basis(), ", "), "): ",
-        absl::StrJoin(assessment.notes().begin() + std::max(0, assessment.notes_size() - 3),
-                      assessment.notes().end(), " "),
+        absl::StrJoin(
+            assessment.notes().begin() + std::max(0, assessment.notes_size() - 3),
+            assessment.notes().end(), " "),
         " Complete it and submit again; nothing was sent."));
   }
   *body->mutable_requester_assessment() = std::move(assessment);
   const uint64_t limit = ctx_->config().limits().max_message_bytes();
   const size_t size = body->ByteSizeLong();
   if (size + kEnvelopeOverhead > limit) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the request is ", size, " bytes, over the ", limit,
-        "-byte message limit; shorten its texts"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the request is ", size, " bytes, over the ", limit,
+                     "-byte message limit; shorten its texts"));
   }
   return ctx_->Sign(kRequestPayloadType, *body);
 }
@@ -72,9 +74,10 @@ absl::StatusOr<v1::RequestRecord> Submission::Submit(const std::string& operator
     COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> known,
                             ctx_->store().requests().Get(related));
     if (known.empty()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "related request ", related.substr(0, 64), " is unknown to this node; a follow-up "
-          "links to a request this node sent or received"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("related request ", related.substr(0, 64),
+                       " is unknown to this node; a follow-up "
+                       "links to a request this node sent or received"));
     }
   }
   const absl::Time now = ctx_->Now();
@@ -100,13 +103,15 @@ absl::StatusOr<v1::RequestRecord> Submission::Submit(const std::string& operator
   const v1::Assessment& assessed = draft.requester_assessment();
   COMITY_RETURN_IF_ERROR(ctx_->store().requests().InsertOutgoing(
       KeyOf(draft), record, [&](AuditWriter& w) -> absl::Status {
-        v1::AuditEntry submitted = ctx_->Event(v1::REQUEST_SUBMITTED, "operator:" + operator_name,
-                                               draft.id(), draft.requested_party());
+        v1::AuditEntry submitted =
+            ctx_->Event(v1::REQUEST_SUBMITTED, "operator:" + operator_name, draft.id(),
+                        draft.requested_party());
         submitted.add_hashes(Sha256(record.request().payload()));
         submitted.set_assistance_type(draft.assistance_type());
         if (needs_approval) submitted.set_detail("awaiting two-person approval");
         COMITY_RETURN_IF_ERROR(w.Append(&submitted).status());
-        v1::AuditEntry a = AssessmentEntry(*ctx_, draft, assessed, draft.requested_party());
+        v1::AuditEntry a =
+            AssessmentEntry(*ctx_, draft, assessed, draft.requested_party());
         return w.Append(&a).status();
       }));
   LogEvent(LogLevel::kInfo, "request_submitted",
@@ -134,24 +139,27 @@ absl::StatusOr<v1::RequestRecord> Submission::Approve(const std::string& approve
             : ""));
   }
   if (draft_record->submitted_by() == approver) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "operator ", approver, " submitted this draft and cannot also approve it: a second "
-        "operator with the approver role must"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("operator ", approver,
+                     " submitted this draft and cannot also approve it: a second "
+                     "operator with the approver role must"));
   }
   COMITY_ASSIGN_OR_RETURN(v1::RequestBody body, BodyOf(*draft_record));
   COMITY_ASSIGN_OR_RETURN(v1::SignedEnvelope env, DateAssessAndSign(&body));
   const std::string submitter = draft_record->submitted_by();
   COMITY_RETURN_IF_ERROR(ctx_->store().requests().MarkApproved(
       request_id, env, approver, ctx_->Now(), [&](AuditWriter& w) -> absl::Status {
-        v1::AuditEntry e = ctx_->Event(v1::REQUEST_APPROVED, "operator:" + approver, request_id,
-                                       body.requested_party());
+        v1::AuditEntry e = ctx_->Event(v1::REQUEST_APPROVED, "operator:" + approver,
+                                       request_id, body.requested_party());
         e.add_hashes(Sha256(env.payload()));
         e.set_assistance_type(body.assistance_type());
-        e.set_detail(absl::StrCat("submitted by ", submitter, ", approved by ", approver));
+        e.set_detail(
+            absl::StrCat("submitted by ", submitter, ", approved by ", approver));
         return w.Append(&e).status();
       }));
-  LogEvent(LogLevel::kInfo, "request_approved",
-           {{"request_id", request_id}, {"submitter", submitter}, {"approver", approver}});
+  LogEvent(
+      LogLevel::kInfo, "request_approved",
+      {{"request_id", request_id}, {"submitter", submitter}, {"approver", approver}});
   return LoadRecord(ctx_->store(), request_id, v1::OUTGOING);
 }
 

@@ -57,8 +57,8 @@ class AuditWriter {
   // Size and root including what this transaction appended so far.
   virtual uint64_t size() const = 0;
   virtual std::string Root() const = 0;
-  virtual absl::StatusOr<std::vector<std::string>> InclusionProof(uint64_t index,
-                                                                  uint64_t size) const = 0;
+  virtual absl::StatusOr<std::vector<std::string>> InclusionProof(
+      uint64_t index, uint64_t size) const = 0;
   // Stores a signed tree head of the current tree.
   virtual absl::Status PutTreeHead(const v1::TreeHead& head,
                                    const v1::SignedEnvelope& signed_head) = 0;
@@ -99,7 +99,8 @@ class RequestStore {
   virtual ~RequestStore() = default;
 
   // Stores a new outgoing request. AlreadyExists if the id is known.
-  virtual absl::Status InsertOutgoing(const RecordKey& key, const v1::RequestRecord& record,
+  virtual absl::Status InsertOutgoing(const RecordKey& key,
+                                      const v1::RequestRecord& record,
                                       const AuditFn& audit = nullptr) = 0;
 
   // Unless a request with this id was already received, calls `build`
@@ -129,7 +130,8 @@ class RequestStore {
 
   // The ids of the requests linked to `request_id` through
   // related_request_ids, either way (one hop), in id order.
-  virtual absl::StatusOr<std::vector<std::string>> Linked(const std::string& request_id) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> Linked(
+      const std::string& request_id) = 0;
 
   // Every (direction, state, partner) with its number of requests: one
   // aggregate query, cheap enough for every metrics scrape.
@@ -175,7 +177,8 @@ class CaseStore {
   virtual absl::Status AppendTransition(const std::string& request_id, v1::Direction row,
                                         const v1::Transition& transition,
                                         const v1::SignedEnvelope& signed_transition,
-                                        bool outbound, absl::Time now, absl::Time next_deadline,
+                                        bool outbound, absl::Time now,
+                                        absl::Time next_deadline,
                                         const AuditFn& audit = nullptr) = 0;
 
   // Cases whose next deadline is at or before `before` and was not yet
@@ -197,26 +200,28 @@ class CaseStore {
   // the start), in (request id, direction) order: to recompute their
   // deadlines (SetNextDeadline) after a change of service levels.
   virtual absl::StatusOr<std::vector<CaseRef>> Open(const CaseRef* after, int limit) = 0;
-  virtual absl::Status SetNextDeadline(const std::string& request_id, v1::Direction direction,
+  virtual absl::Status SetNextDeadline(const std::string& request_id,
+                                       v1::Direction direction,
                                        absl::Time next_deadline) = 0;
 
   // Evidence files of responses to `peer` (empty: any) this node does not
   // hold, due for a fetch attempt at `now`; at most `limit`, oldest first.
-  virtual absl::StatusOr<std::vector<PendingEvidence>> DueEvidence(const std::string& peer,
-                                                                   absl::Time now,
-                                                                   int limit) = 0;
+  virtual absl::StatusOr<std::vector<PendingEvidence>> DueEvidence(
+      const std::string& peer, absl::Time now, int limit) = 0;
   // Every evidence file of `request_id` not held here yet.
   virtual absl::StatusOr<std::vector<PendingEvidence>> PendingEvidenceOf(
       const std::string& request_id) = 0;
   // The file is held here now (fetched and verified, or already held).
-  virtual absl::Status MarkEvidenceHeld(const std::string& request_id, const std::string& sha256,
+  virtual absl::Status MarkEvidenceHeld(const std::string& request_id,
+                                        const std::string& sha256,
                                         const AuditFn& audit = nullptr) = 0;
   // A fetch attempt failed (`count_attempt`) or cannot start yet (release
   // conditions not accepted: `count_attempt` false): next try at
   // `next_attempt_at` (InfiniteFuture: only once conditions are accepted).
   virtual absl::Status MarkEvidenceDeferred(const std::string& request_id,
-                                            const std::string& sha256, const std::string& error,
-                                            bool count_attempt, absl::Time next_attempt_at) = 0;
+                                            const std::string& sha256,
+                                            const std::string& error, bool count_attempt,
+                                            absl::Time next_attempt_at) = 0;
 };
 
 // --- The outbox. ---
@@ -250,9 +255,8 @@ class OutboxStore {
 
   // Outgoing requests to `peer` (empty: any) still PENDING_DELIVERY whose
   // next attempt is due at `now`, oldest first.
-  virtual absl::StatusOr<std::vector<v1::RequestRecord>> DueRequests(const std::string& peer,
-                                                                     absl::Time now,
-                                                                     int limit) = 0;
+  virtual absl::StatusOr<std::vector<v1::RequestRecord>> DueRequests(
+      const std::string& peer, absl::Time now, int limit) = 0;
   // Outgoing request acknowledged: state DELIVERED with its receipt; the
   // case starts (CASE_DELIVERED) with `next_deadline` (CaseStore).
   virtual absl::Status MarkDelivered(const std::string& request_id,
@@ -266,30 +270,31 @@ class OutboxStore {
                                           const AuditFn& audit = nullptr) = 0;
   // The peer refused the request for good: state DELIVERY_REJECTED, no
   // further attempts.
-  virtual absl::Status MarkRejected(const std::string& request_id, const std::string& error,
-                                    absl::Time now, const AuditFn& audit = nullptr) = 0;
+  virtual absl::Status MarkRejected(const std::string& request_id,
+                                    const std::string& error, absl::Time now,
+                                    const AuditFn& audit = nullptr) = 0;
 
   // This node's transitions to `peer` (the requesting party of their case;
   // empty: any) not yet acknowledged, due at `now`: of each case only the
   // earliest undelivered step, so that no step overtakes an earlier one.
-  virtual absl::StatusOr<std::vector<PendingTransition>> DueTransitions(const std::string& peer,
-                                                                        absl::Time now,
-                                                                        int limit) = 0;
+  virtual absl::StatusOr<std::vector<PendingTransition>> DueTransitions(
+      const std::string& peer, absl::Time now, int limit) = 0;
   // The peer acknowledged the step with `ack`, its signed Acknowledgement,
   // which is kept as proof of delivery.
   virtual absl::Status MarkTransitionDelivered(const std::string& request_id,
                                                uint32_t sequence,
                                                const v1::SignedEnvelope& ack,
                                                const AuditFn& audit = nullptr) = 0;
-  virtual absl::Status MarkTransitionFailed(const std::string& request_id, uint32_t sequence,
-                                            const std::string& error,
+  virtual absl::Status MarkTransitionFailed(const std::string& request_id,
+                                            uint32_t sequence, const std::string& error,
                                             absl::Time next_attempt_at) = 0;
   // The peer no longer holds the steps of this case it acknowledged (it
   // was restored from a backup, docs/backup.md): this node's steps before
   // `before_sequence` become undelivered, due at `now`, so that the outbox
   // sends them again in order. Returns how many were rewound.
   virtual absl::StatusOr<int> RewindTransitions(const std::string& request_id,
-                                                uint32_t before_sequence, absl::Time now) = 0;
+                                                uint32_t before_sequence,
+                                                absl::Time now) = 0;
 
   // Queues a signed proposal for the requested party `peer`, durably.
   // FailedPrecondition if a proposal for this request is already queued
@@ -300,9 +305,8 @@ class OutboxStore {
                                                   absl::Time now,
                                                   const AuditFn& audit = nullptr) = 0;
   // Queued proposals to `peer` (empty: any) due at `now`, in queue order.
-  virtual absl::StatusOr<std::vector<PendingProposal>> DueProposals(const std::string& peer,
-                                                                    absl::Time now,
-                                                                    int limit) = 0;
+  virtual absl::StatusOr<std::vector<PendingProposal>> DueProposals(
+      const std::string& peer, absl::Time now, int limit) = 0;
   // The queued (not yet finished) proposals of one request.
   virtual absl::StatusOr<std::vector<PendingProposal>> QueuedProposals(
       const std::string& request_id) = 0;
@@ -315,7 +319,8 @@ class OutboxStore {
 
   // Per peer party: (requests pending delivery to it, case steps and
   // proposals pending delivery to it).
-  virtual absl::StatusOr<std::map<std::string, std::pair<uint32_t, uint32_t>>> Depths() = 0;
+  virtual absl::StatusOr<std::map<std::string, std::pair<uint32_t, uint32_t>>>
+  Depths() = 0;
 };
 
 // --- The audit log (docs/audit_log.md). ---
@@ -347,12 +352,14 @@ class AuditSnapshot {
   virtual uint64_t size() const = 0;
   // Entries from `from_index`, in log order: (stored index, bytes).
   virtual absl::Status ForEachEntry(
-      uint64_t from_index, const std::function<absl::Status(uint64_t, const std::string&)>& fn) = 0;
+      uint64_t from_index,
+      const std::function<absl::Status(uint64_t, const std::string&)>& fn) = 0;
   // Every stored node hash: (level, index, hash), in (level, index) order.
   virtual absl::Status ForEachNode(
       const std::function<absl::Status(int, uint64_t, const std::string&)>& fn) = 0;
   // Every signed head of this node's log, in tree-size order.
-  virtual absl::Status ForEachTreeHead(const std::function<absl::Status(StoredTreeHead)>& fn) = 0;
+  virtual absl::Status ForEachTreeHead(
+      const std::function<absl::Status(StoredTreeHead)>& fn) = 0;
 };
 
 // The node's tamper-evident log, its signed heads, and the latest heads
@@ -375,12 +382,13 @@ class AuditStore {
   virtual absl::StatusOr<std::string> RootAt(uint64_t size) = 0;
   virtual absl::StatusOr<std::vector<std::string>> InclusionProofAt(uint64_t index,
                                                                     uint64_t size) = 0;
-  virtual absl::StatusOr<std::vector<std::string>> ConsistencyProofAt(uint64_t old_size,
-                                                                      uint64_t new_size) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> ConsistencyProofAt(
+      uint64_t old_size, uint64_t new_size) = 0;
   // Runs `fn` on one consistent view of the whole log, read apart from
   // the node's writes, so that a log growing meanwhile never looks damaged
   // and the node is not held up.
-  virtual absl::Status ReadSnapshot(const std::function<absl::Status(AuditSnapshot&)>& fn) = 0;
+  virtual absl::Status ReadSnapshot(
+      const std::function<absl::Status(AuditSnapshot&)>& fn) = 0;
 
   // The latest tree head seen from each peer (for split-view detection).
   virtual absl::StatusOr<std::optional<StoredTreeHead>> LatestPeerHead(

@@ -9,14 +9,18 @@ namespace {
 size_t Utf8SequenceLength(absl::string_view s) {
   const auto b = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
   const unsigned char c = b(0);
-  size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+  size_t n = c < 0x80           ? 1
+             : (c >> 5) == 0x6  ? 2
+             : (c >> 4) == 0xe  ? 3
+             : (c >> 3) == 0x1e ? 4
+                                : 0;
   if (n == 0 || n > s.size()) return 0;
   for (size_t i = 1; i < n; ++i) {
     if ((b(i) & 0xc0) != 0x80) return 0;
   }
-  if (n == 2 && c < 0xc2) return 0;                               // Overlong.
-  if (n == 3 && c == 0xe0 && b(1) < 0xa0) return 0;               // Overlong.
-  if (n == 3 && c == 0xed && b(1) >= 0xa0) return 0;              // Surrogate.
+  if (n == 2 && c < 0xc2) return 0;                   // Overlong.
+  if (n == 3 && c == 0xe0 && b(1) < 0xa0) return 0;   // Overlong.
+  if (n == 3 && c == 0xed && b(1) >= 0xa0) return 0;  // Surrogate.
   if (n == 4 && ((c == 0xf0 && b(1) < 0x90) || c > 0xf4 || (c == 0xf4 && b(1) >= 0x90))) {
     return 0;
   }
@@ -70,6 +74,5 @@ std::string JsonQuote(absl::string_view s) {
   out += "\"";
   return out;
 }
-
 
 }  // namespace comity

@@ -48,7 +48,8 @@ absl::Status PgError(PGconn* conn, const PGresult* res, absl::string_view what) 
   std::string msg =
       absl::StrCat("PostgreSQL ", what, ": ", absl::StripTrailingAsciiWhitespace(detail));
   if (PQstatus(conn) != CONNECTION_OK) return absl::UnavailableError(msg);
-  const char* state = res != nullptr ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
+  const char* state =
+      res != nullptr ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
   const absl::string_view code = state != nullptr ? state : "";
   if (code == "23505") return absl::AlreadyExistsError(msg);
   // Connection, transaction rollback (serialization, deadlock), resources,
@@ -113,7 +114,8 @@ class PgSession final : public sql::Session {
     for (int i = 0; i < rows && fn; ++i) COMITY_RETURN_IF_ERROR(fn(PgRow(res, i)));
     return absl::OkStatus();
   }
-  absl::StatusOr<int64_t> Exec(absl::string_view sql, const sql::Params& params) override {
+  absl::StatusOr<int64_t> Exec(absl::string_view sql,
+                               const sql::Params& params) override {
     COMITY_ASSIGN_OR_RETURN(PGresult * res, Run(sql, params));
     const int64_t changed = std::atoll(PQcmdTuples(res));
     PQclear(res);
@@ -166,7 +168,8 @@ class PgSession final : public sql::Session {
     PGresult* res = PQexecParams(conn_->conn(), Translated(sql).c_str(), n, types.data(),
                                  pointers.data(), lengths.data(), formats.data(),
                                  /*resultFormat=*/1);
-    const ExecStatusType status = res != nullptr ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    const ExecStatusType status =
+        res != nullptr ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
       absl::Status st = PgError(conn_->conn(), res, "query");
       PQclear(res);
@@ -195,7 +198,11 @@ std::string CleanText(absl::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
     const unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    size_t len = c < 0x80           ? 1
+                 : (c >> 5) == 0x6  ? 2
+                 : (c >> 4) == 0xe  ? 3
+                 : (c >> 3) == 0x1e ? 4
+                                    : 0;
     bool ok = len != 0 && i + len <= s.size() && c != 0;
     for (size_t k = 1; ok && k < len; ++k) {
       ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
@@ -212,7 +219,8 @@ std::string CleanText(absl::string_view s) {
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& conninfo) {
+absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
+    const std::string& conninfo) {
   PGconn* conn = PQconnectdb(conninfo.c_str());
   if (conn == nullptr) return absl::ResourceExhaustedError("libpq: out of memory");
   std::unique_ptr<Connection> c(new Connection(conn));
@@ -271,8 +279,8 @@ absl::Status Connection::Exec(const char* sql) {
   return st;
 }
 
-absl::StatusOr<std::unique_ptr<PgDatabase>> PgDatabase::Open(const std::string& conninfo,
-                                                            const PostgresOptions& options) {
+absl::StatusOr<std::unique_ptr<PgDatabase>> PgDatabase::Open(
+    const std::string& conninfo, const PostgresOptions& options) {
   COMITY_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Connection::Open(conninfo));
   const std::string where = conn->Describe();
   std::unique_ptr<PgDatabase> db(new PgDatabase(
@@ -298,10 +306,12 @@ PgDatabase::~PgDatabase() {
   PGconn* c = conn_->conn();
   if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE) {
     PgSession session(conn_.get());
-    for (const char* sql :
-         {"UPDATE requests SET claimed_by = NULL, claim_until_us = NULL WHERE claimed_by = $1",
-          "UPDATE transitions SET claimed_by = NULL, claim_until_us = NULL WHERE claimed_by = $1",
-          "UPDATE proposals SET claimed_by = NULL, claim_until_us = NULL WHERE claimed_by = $1"}) {
+    for (const char* sql : {"UPDATE requests SET claimed_by = NULL, claim_until_us = "
+                            "NULL WHERE claimed_by = $1",
+                            "UPDATE transitions SET claimed_by = NULL, claim_until_us = "
+                            "NULL WHERE claimed_by = $1",
+                            "UPDATE proposals SET claimed_by = NULL, claim_until_us = "
+                            "NULL WHERE claimed_by = $1"}) {
       session.Exec(sql, sql::Params().Text(replica_id_)).status().IgnoreError();
     }
   }
@@ -330,8 +340,8 @@ absl::Status PgDatabase::Write(bool audit, const sql::WriteFn& body) {
       if (loaded.ok()) {
         start = *std::move(loaded);
       } else {
-        st = absl::DataLossError(absl::StrCat("cannot rebuild the audit log's Merkle tree: ",
-                                              loaded.status().message()));
+        st = absl::DataLossError(absl::StrCat(
+            "cannot rebuild the audit log's Merkle tree: ", loaded.status().message()));
       }
     }
   }
@@ -345,11 +355,14 @@ absl::Status PgDatabase::Write(bool audit, const sql::WriteFn& body) {
       st = PgError(c, res, "commit");
       if (PQstatus(c) != CONNECTION_OK) {
         st = absl::UnavailableError(absl::StrCat(
-            st.message(), " (the connection was lost during COMMIT: the outcome is unknown)"));
+            st.message(),
+            " (the connection was lost during COMMIT: the outcome is unknown)"));
       }
     } else if (std::strcmp(PQcmdStatus(res), "COMMIT") != 0) {
-      st = absl::InternalError(absl::StrCat("PostgreSQL commit: the transaction was rolled "
-                                            "back (", PQcmdStatus(res), ")"));
+      st = absl::InternalError(
+          absl::StrCat("PostgreSQL commit: the transaction was rolled "
+                       "back (",
+                       PQcmdStatus(res), ")"));
     }
     PQclear(res);
     if (st.ok() && audit) frontier_ = appender.frontier();
@@ -385,8 +398,10 @@ absl::Status PgDatabase::Snapshot(const sql::ReadFn& body) {
 
 absl::Status PgDatabase::Backup(const std::string&, int64_t, uint64_t*) {
   return absl::UnimplementedError(
-      "this node stores in PostgreSQL: back it up with PostgreSQL's own tools while the node "
-      "runs, e.g. pg_dump --format=custom --file=comity.dump 'postgresql://...' (the URL of "
+      "this node stores in PostgreSQL: back it up with PostgreSQL's own tools while the "
+      "node "
+      "runs, e.g. pg_dump --format=custom --file=comity.dump 'postgresql://...' (the URL "
+      "of "
       "the node's `database` setting), and restore with pg_restore (docs/backup.md)");
 }
 

@@ -50,7 +50,8 @@ class PgDatabase final : public sql::Database {
                                                           const PostgresOptions& options);
   ~PgDatabase() override;
 
-  absl::Status Write(bool audit, const sql::WriteFn& body) override ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Write(bool audit, const sql::WriteFn& body) override
+      ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Read(const sql::ReadFn& body) override ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Snapshot(const sql::ReadFn& body) override;
   bool shared() const override { return true; }

@@ -54,8 +54,8 @@ inline constexpr int64_t kPostgresAuditLockKey = 0x636f6d6974790001;
 // by a newer version. The store releases this replica's claims when
 // destroyed (so that a restart or another replica picks the work up at
 // once).
-absl::StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const std::string& conninfo,
-                                                         const PostgresOptions& options = {});
+absl::StatusOr<std::unique_ptr<Store>> OpenPostgresStore(
+    const std::string& conninfo, const PostgresOptions& options = {});
 
 }  // namespace comity
 

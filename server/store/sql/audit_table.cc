@@ -17,7 +17,8 @@ constexpr int64_t kPage = 4096;
 absl::Status CheckSize(Session& s, uint64_t size) {
   COMITY_ASSIGN_OR_RETURN(uint64_t have, LogSize(s));
   if (size > have) {
-    return absl::InvalidArgumentError(absl::StrCat("the log has ", have, " entries, not ", size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the log has ", have, " entries, not ", size));
   }
   return absl::OkStatus();
 }
@@ -52,21 +53,22 @@ class SqlSnapshot final : public AuditSnapshot {
     int64_t from = 0;
     for (;;) {
       int64_t rows = 0;
-      COMITY_RETURN_IF_ERROR(
-          s_->Query("SELECT level, idx, hash FROM audit_nodes WHERE level > $1 OR (level = $1 "
-                    "AND idx >= $2) ORDER BY level, idx LIMIT $3",
-                    Params().Int(level).Int(from).Int(kPage), [&](const Row& row) {
-                      ++rows;
-                      level = row.Int(0);
-                      from = row.Int(1) + 1;
-                      return fn(static_cast<int>(level), static_cast<uint64_t>(row.Int(1)),
-                                row.Bytes(2));
-                    }));
+      COMITY_RETURN_IF_ERROR(s_->Query(
+          "SELECT level, idx, hash FROM audit_nodes WHERE level > $1 OR (level = $1 "
+          "AND idx >= $2) ORDER BY level, idx LIMIT $3",
+          Params().Int(level).Int(from).Int(kPage), [&](const Row& row) {
+            ++rows;
+            level = row.Int(0);
+            from = row.Int(1) + 1;
+            return fn(static_cast<int>(level), static_cast<uint64_t>(row.Int(1)),
+                      row.Bytes(2));
+          }));
       if (rows < kPage) return absl::OkStatus();
     }
   }
 
-  absl::Status ForEachTreeHead(const std::function<absl::Status(StoredTreeHead)>& fn) override {
+  absl::Status ForEachTreeHead(
+      const std::function<absl::Status(StoredTreeHead)>& fn) override {
     int64_t from = 0;
     for (;;) {
       int64_t rows = 0;
@@ -114,18 +116,20 @@ class SqlStore final : public Store {
   absl::StatusOr<BackupOrigin> Backup(const std::string& dest_path) override {
     BackupOrigin origin;
     origin.taken_at_us = ToMicros(absl::Now());
-    COMITY_RETURN_IF_ERROR(db_->Backup(dest_path, origin.taken_at_us, &origin.audit_size));
+    COMITY_RETURN_IF_ERROR(
+        db_->Backup(dest_path, origin.taken_at_us, &origin.audit_size));
     return origin;
   }
 
   absl::StatusOr<std::optional<BackupOrigin>> RestoredBackupOrigin() override {
     std::optional<BackupOrigin> origin;
     COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) {
-      return s.Query("SELECT taken_at_us, audit_size FROM backup_origin LIMIT 1", Params(),
-                     [&](const Row& row) {
-                       origin = BackupOrigin{row.Int(0), static_cast<uint64_t>(row.Int(1))};
-                       return absl::OkStatus();
-                     });
+      return s.Query(
+          "SELECT taken_at_us, audit_size FROM backup_origin LIMIT 1", Params(),
+          [&](const Row& row) {
+            origin = BackupOrigin{row.Int(0), static_cast<uint64_t>(row.Int(1))};
+            return absl::OkStatus();
+          });
     }));
     return origin;
   }
@@ -208,7 +212,8 @@ absl::StatusOr<std::vector<StoredTreeHead>> SqlAuditStore::TreeHeads(uint64_t fr
   std::vector<StoredTreeHead> out;
   COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) {
     return s.Query(
-        "SELECT signed_head FROM audit_heads WHERE tree_size >= $1 ORDER BY tree_size LIMIT $2",
+        "SELECT signed_head FROM audit_heads WHERE tree_size >= $1 ORDER BY tree_size "
+        "LIMIT $2",
         Params()
             .Int(static_cast<int64_t>(from_size))
             .Int(limit == 0 ? INT64_MAX : static_cast<int64_t>(limit)),
@@ -248,14 +253,15 @@ absl::StatusOr<std::vector<std::string>> SqlAuditStore::InclusionProofAt(uint64_
   std::vector<std::string> proof;
   COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) -> absl::Status {
     COMITY_RETURN_IF_ERROR(CheckSize(s, size));
-    COMITY_ASSIGN_OR_RETURN(proof, merkle::InclusionProof(SessionNodeSource(&s), index, size));
+    COMITY_ASSIGN_OR_RETURN(proof,
+                            merkle::InclusionProof(SessionNodeSource(&s), index, size));
     return absl::OkStatus();
   }));
   return proof;
 }
 
-absl::StatusOr<std::vector<std::string>> SqlAuditStore::ConsistencyProofAt(uint64_t old_size,
-                                                                           uint64_t new_size) {
+absl::StatusOr<std::vector<std::string>> SqlAuditStore::ConsistencyProofAt(
+    uint64_t old_size, uint64_t new_size) {
   std::vector<std::string> proof;
   COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) -> absl::Status {
     COMITY_RETURN_IF_ERROR(CheckSize(s, new_size));
@@ -266,7 +272,8 @@ absl::StatusOr<std::vector<std::string>> SqlAuditStore::ConsistencyProofAt(uint6
   return proof;
 }
 
-absl::Status SqlAuditStore::ReadSnapshot(const std::function<absl::Status(AuditSnapshot&)>& fn) {
+absl::Status SqlAuditStore::ReadSnapshot(
+    const std::function<absl::Status(AuditSnapshot&)>& fn) {
   return db_->Snapshot([&](Session& s) -> absl::Status {
     COMITY_ASSIGN_OR_RETURN(uint64_t size, LogSize(s));
     SqlSnapshot snapshot(&s, size);
@@ -279,7 +286,8 @@ absl::StatusOr<std::optional<StoredTreeHead>> SqlAuditStore::LatestPeerHead(
   std::optional<StoredTreeHead> out;
   COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) {
     return s.Query(
-        "SELECT signed_head FROM peer_heads WHERE party = $1 ORDER BY tree_size DESC LIMIT 1",
+        "SELECT signed_head FROM peer_heads WHERE party = $1 ORDER BY tree_size DESC "
+        "LIMIT 1",
         Params().Text(party), [&](const Row& row) -> absl::Status {
           COMITY_ASSIGN_OR_RETURN(out, ReadHead(row, 0, "peer tree head"));
           return absl::OkStatus();
@@ -292,15 +300,16 @@ absl::Status SqlAuditStore::PutPeerHead(const std::string& party, const StoredTr
                                         absl::Time received_at) {
   return db_->Write(false, [&](Session& s, AuditWriter&) {
     return s
-        .Exec("INSERT INTO peer_heads (party, tree_size, root, timestamp_us, signed_head, "
-              "received_us) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-              Params()
-                  .Text(party)
-                  .Int(static_cast<int64_t>(h.head.tree_size()))
-                  .Blob(h.head.root_hash())
-                  .Int(h.head.timestamp_unix_micros())
-                  .Blob(h.signed_head.SerializeAsString())
-                  .Int(ToMicros(received_at)))
+        .Exec(
+            "INSERT INTO peer_heads (party, tree_size, root, timestamp_us, signed_head, "
+            "received_us) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            Params()
+                .Text(party)
+                .Int(static_cast<int64_t>(h.head.tree_size()))
+                .Blob(h.head.root_hash())
+                .Int(h.head.timestamp_unix_micros())
+                .Blob(h.signed_head.SerializeAsString())
+                .Int(ToMicros(received_at)))
         .status();
   });
 }
@@ -317,10 +326,11 @@ absl::StatusOr<VerifyReport> VerifyStoredLog(AuditStore& store, const std::strin
                                              const KeyRing& keys) {
   LogVerifier verifier(party, &keys);
   COMITY_RETURN_IF_ERROR(store.ReadSnapshot([&](AuditSnapshot& snap) -> absl::Status {
-    COMITY_RETURN_IF_ERROR(snap.ForEachEntry(0, [&](uint64_t pos, const std::string& bytes) {
-      verifier.AddEntry(pos, bytes);
-      return absl::OkStatus();
-    }));
+    COMITY_RETURN_IF_ERROR(
+        snap.ForEachEntry(0, [&](uint64_t pos, const std::string& bytes) {
+          verifier.AddEntry(pos, bytes);
+          return absl::OkStatus();
+        }));
     COMITY_RETURN_IF_ERROR(
         snap.ForEachNode([&](int level, uint64_t index, const std::string& hash) {
           verifier.CheckNode(level, index, hash);

@@ -22,10 +22,11 @@ absl::StatusOr<std::vector<CaseRef>> ReadCaseRefs(Session& s, absl::string_view 
   return out;
 }
 
-constexpr const char* kEvidenceColumns =
-    "e.request_id, r.requested_party, e.sha256, e.name, e.size, e.attempts, e.last_error";
+#define COMITY_EVIDENCE_COLUMNS \
+  "e.request_id, r.requested_party, e.sha256, e.name, e.size, e.attempts, e.last_error"
 
-absl::StatusOr<std::vector<PendingEvidence>> ReadEvidence(Session& s, absl::string_view sql,
+absl::StatusOr<std::vector<PendingEvidence>> ReadEvidence(Session& s,
+                                                          absl::string_view sql,
                                                           const Params& p) {
   std::vector<PendingEvidence> out;
   COMITY_RETURN_IF_ERROR(s.Query(sql, p, [&](const Row& row) {
@@ -45,34 +46,39 @@ absl::StatusOr<std::vector<PendingEvidence>> ReadEvidence(Session& s, absl::stri
 
 }  // namespace
 
-absl::Status SqlCaseStore::AppendTransition(const std::string& request_id, v1::Direction row,
-                                            const v1::Transition& t,
+absl::Status SqlCaseStore::AppendTransition(const std::string& request_id,
+                                            v1::Direction row, const v1::Transition& t,
                                             const v1::SignedEnvelope& signed_transition,
                                             bool outbound, absl::Time now,
-                                            absl::Time next_deadline, const AuditFn& audit) {
+                                            absl::Time next_deadline,
+                                            const AuditFn& audit) {
   return db_->Write(audit != nullptr, [&](Session& s, AuditWriter& w) -> absl::Status {
     // The row lock orders concurrent steps of one case across replicas.
     bool found = false;
     int64_t state = 0;
-    COMITY_RETURN_IF_ERROR(s.Query(
-        "SELECT case_state FROM requests WHERE request_id = $1 AND direction = $2 {for_update}",
-        Params().Text(request_id).Int(row), [&](const Row& r) {
-          state = r.Int(0);
-          found = true;
-          return absl::OkStatus();
-        }));
+    COMITY_RETURN_IF_ERROR(
+        s.Query("SELECT case_state FROM requests WHERE request_id = $1 AND direction = "
+                "$2 {for_update}",
+                Params().Text(request_id).Int(row), [&](const Row& r) {
+                  state = r.Int(0);
+                  found = true;
+                  return absl::OkStatus();
+                }));
     if (!found) {
-      return absl::NotFoundError(absl::StrCat("no request ", request_id, " on this node"));
+      return absl::NotFoundError(
+          absl::StrCat("no request ", request_id, " on this node"));
     }
     COMITY_ASSIGN_OR_RETURN(
-        int64_t last, QueryInt(s, "SELECT COALESCE(MAX(sequence), 0) FROM transitions WHERE "
-                                  "request_id = $1",
+        int64_t last, QueryInt(s,
+                               "SELECT COALESCE(MAX(sequence), 0) FROM transitions WHERE "
+                               "request_id = $1",
                                Params().Text(request_id)));
     if (static_cast<int64_t>(t.sequence()) != last + 1 || state != t.from_state()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "transition ", t.sequence(), " (", v1::CaseState_Name(t.from_state()), " -> ",
-          v1::CaseState_Name(t.to_state()), ") does not follow the case as stored here: step ",
-          last, ", state ", v1::CaseState_Name(static_cast<v1::CaseState>(state))));
+          v1::CaseState_Name(t.to_state()),
+          ") does not follow the case as stored here: step ", last, ", state ",
+          v1::CaseState_Name(static_cast<v1::CaseState>(state))));
     }
     Params ins;
     ins.Text(request_id).Int(t.sequence()).Blob(signed_transition.SerializeAsString());
@@ -82,25 +88,27 @@ absl::Status SqlCaseStore::AppendTransition(const std::string& request_id, v1::D
     } else {
       ins.Null();
     }
-    COMITY_RETURN_IF_ERROR(s.Exec("INSERT INTO transitions (request_id, sequence, envelope, "
-                                  "outbound, next_attempt_at_us) VALUES ($1, $2, $3, $4, $5)",
-                                  ins)
-                               .status());
     COMITY_RETURN_IF_ERROR(
-        s.Exec("UPDATE requests SET case_state = $1, updated_at_us = $2, next_deadline_us = $3 "
-               "WHERE request_id = $4 AND direction = $5",
-               Params()
-                   .Int(t.to_state())
-                   .Int(ToMicros(now))
-                   .TimeOrNull(next_deadline)
-                   .Text(request_id)
-                   .Int(row))
+        s.Exec("INSERT INTO transitions (request_id, sequence, envelope, "
+               "outbound, next_attempt_at_us) VALUES ($1, $2, $3, $4, $5)",
+               ins)
             .status());
+    COMITY_RETURN_IF_ERROR(s.Exec("UPDATE requests SET case_state = $1, updated_at_us = "
+                                  "$2, next_deadline_us = $3 "
+                                  "WHERE request_id = $4 AND direction = $5",
+                                  Params()
+                                      .Int(t.to_state())
+                                      .Int(ToMicros(now))
+                                      .TimeOrNull(next_deadline)
+                                      .Text(request_id)
+                                      .Int(row))
+                               .status());
     if (row == v1::OUTGOING) {
       // What the requested party now offers this node to fetch.
       for (const v1::EvidenceFile& f : t.evidence()) {
         COMITY_RETURN_IF_ERROR(
-            s.Exec("INSERT INTO evidence (request_id, sha256, name, size, next_attempt_at_us, "
+            s.Exec("INSERT INTO evidence (request_id, sha256, name, size, "
+                   "next_attempt_at_us, "
                    "listed_at_us) VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT DO NOTHING",
                    Params()
                        .Text(request_id)
@@ -112,9 +120,10 @@ absl::Status SqlCaseStore::AppendTransition(const std::string& request_id, v1::D
       }
       if (t.accepted_conditions_size() > 0) {
         COMITY_RETURN_IF_ERROR(
-            s.Exec("UPDATE evidence SET next_attempt_at_us = $1 WHERE request_id = $2 AND "
-                   "held = 0",
-                   Params().Int(ToMicros(now)).Text(request_id))
+            s.Exec(
+                 "UPDATE evidence SET next_attempt_at_us = $1 WHERE request_id = $2 AND "
+                 "held = 0",
+                 Params().Int(ToMicros(now)).Text(request_id))
                 .status());
       }
     }
@@ -123,43 +132,34 @@ absl::Status SqlCaseStore::AppendTransition(const std::string& request_id, v1::D
 }
 
 absl::StatusOr<std::vector<CaseRef>> SqlCaseStore::Due(absl::Time before, int limit) {
-  std::vector<CaseRef> out;
-  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) -> absl::Status {
-    COMITY_ASSIGN_OR_RETURN(
-        out, ReadCaseRefs(s,
-                          "SELECT request_id, direction, next_deadline_us FROM requests "
-                          "WHERE next_deadline_us IS NOT NULL AND next_deadline_us <= $1 AND "
-                          "(deadline_handled_us IS NULL OR deadline_handled_us < "
-                          "next_deadline_us) ORDER BY next_deadline_us LIMIT $2",
-                          Params().Int(ToMicros(before)).Int(limit)));
-    return absl::OkStatus();
-  }));
-  return out;
+  return Fetch(db_, false, &ReadCaseRefs,
+               "SELECT request_id, direction, next_deadline_us FROM requests "
+               "WHERE next_deadline_us IS NOT NULL AND next_deadline_us <= $1 AND "
+               "(deadline_handled_us IS NULL OR deadline_handled_us < "
+               "next_deadline_us) ORDER BY next_deadline_us LIMIT $2",
+               Params().Int(ToMicros(before)).Int(limit));
 }
 
-absl::StatusOr<std::vector<CaseRef>> SqlCaseStore::WithDeadlineBefore(absl::Time before,
-                                                                      const CaseRef* after,
-                                                                      int limit) {
+absl::StatusOr<std::vector<CaseRef>> SqlCaseStore::WithDeadlineBefore(
+    absl::Time before, const CaseRef* after, int limit) {
   Params p;
   p.Int(ToMicros(before));
   std::string sql =
-      "SELECT request_id, direction, next_deadline_us FROM requests WHERE next_deadline_us IS "
+      "SELECT request_id, direction, next_deadline_us FROM requests WHERE "
+      "next_deadline_us IS "
       "NOT NULL AND next_deadline_us <= $1";
   if (after != nullptr) {
     p.Int(ToMicros(after->next_deadline)).Text(after->request_id).Int(after->direction);
     sql +=
-        " AND (next_deadline_us > $2 OR (next_deadline_us = $2 AND (request_id {collate_c} > $3 "
+        " AND (next_deadline_us > $2 OR (next_deadline_us = $2 AND (request_id "
+        "{collate_c} > $3 "
         "OR (request_id = $3 AND direction > $4))))";
   }
   p.Int(limit);
-  absl::StrAppend(&sql, " ORDER BY next_deadline_us, request_id {collate_c}, direction LIMIT $",
+  absl::StrAppend(&sql,
+                  " ORDER BY next_deadline_us, request_id {collate_c}, direction LIMIT $",
                   p.size());
-  std::vector<CaseRef> out;
-  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) -> absl::Status {
-    COMITY_ASSIGN_OR_RETURN(out, ReadCaseRefs(s, sql, p));
-    return absl::OkStatus();
-  }));
-  return out;
+  return Fetch(db_, false, &ReadCaseRefs, sql, p);
 }
 
 absl::Status SqlCaseStore::MarkDeadlinesHandled(const std::string& request_id,
@@ -179,7 +179,8 @@ absl::StatusOr<std::vector<CaseRef>> SqlCaseStore::Open(const CaseRef* after, in
   Params p;
   p.Int(v1::CASE_STATE_UNSPECIFIED).Int(v1::CASE_CLOSED).Int(v1::CASE_WITHDRAWN);
   std::string sql =
-      "SELECT request_id, direction, next_deadline_us FROM requests WHERE case_state NOT IN "
+      "SELECT request_id, direction, next_deadline_us FROM requests WHERE case_state NOT "
+      "IN "
       "($1, $2, $3)";
   if (after != nullptr) {
     p.Text(after->request_id).Int(after->direction);
@@ -187,62 +188,47 @@ absl::StatusOr<std::vector<CaseRef>> SqlCaseStore::Open(const CaseRef* after, in
   }
   p.Int(limit);
   absl::StrAppend(&sql, " ORDER BY request_id {collate_c}, direction LIMIT $", p.size());
-  std::vector<CaseRef> out;
-  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) -> absl::Status {
-    COMITY_ASSIGN_OR_RETURN(out, ReadCaseRefs(s, sql, p));
-    return absl::OkStatus();
-  }));
-  return out;
+  return Fetch(db_, false, &ReadCaseRefs, sql, p);
 }
 
 absl::Status SqlCaseStore::SetNextDeadline(const std::string& request_id,
-                                           v1::Direction direction, absl::Time next_deadline) {
+                                           v1::Direction direction,
+                                           absl::Time next_deadline) {
   return db_->Write(false, [&](Session& s, AuditWriter&) {
     return s
-        .Exec("UPDATE requests SET next_deadline_us = $1 WHERE request_id = $2 AND "
-              "direction = $3",
-              Params().TimeOrNull(next_deadline).Text(request_id).Int(direction))
+        .Exec(
+            "UPDATE requests SET next_deadline_us = $1 WHERE request_id = $2 AND "
+            "direction = $3",
+            Params().TimeOrNull(next_deadline).Text(request_id).Int(direction))
         .status();
   });
 }
 
-absl::StatusOr<std::vector<PendingEvidence>> SqlCaseStore::DueEvidence(const std::string& peer,
-                                                                       absl::Time now,
-                                                                       int limit) {
-  std::vector<PendingEvidence> out;
-  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) -> absl::Status {
-    COMITY_ASSIGN_OR_RETURN(
-        out, ReadEvidence(s,
-                          absl::StrCat("SELECT ", kEvidenceColumns,
-                                       " FROM evidence e JOIN requests r ON r.request_id = "
-                                       "e.request_id AND r.direction = 1 WHERE e.held = 0 AND "
-                                       "e.next_attempt_at_us <= $1 AND ($2 = '' OR "
-                                       "r.requested_party = $2) ORDER BY e.next_attempt_at_us, "
-                                       "e.listed_at_us LIMIT $3"),
-                          Params().Int(ToMicros(now)).Text(peer).Int(limit)));
-    return absl::OkStatus();
-  }));
-  return out;
+absl::StatusOr<std::vector<PendingEvidence>> SqlCaseStore::DueEvidence(
+    const std::string& peer, absl::Time now, int limit) {
+  return Fetch(
+      db_, false, &ReadEvidence,
+      "SELECT " COMITY_EVIDENCE_COLUMNS
+      " FROM evidence e JOIN requests r ON r.request_id = e.request_id AND "
+      "r.direction = 1 WHERE e.held = 0 AND e.next_attempt_at_us <= $1 AND ($2 = '' OR "
+      "r.requested_party = $2) ORDER BY e.next_attempt_at_us, e.listed_at_us LIMIT $3",
+      Params().Int(ToMicros(now)).Text(peer).Int(limit));
 }
 
 absl::StatusOr<std::vector<PendingEvidence>> SqlCaseStore::PendingEvidenceOf(
     const std::string& request_id) {
-  std::vector<PendingEvidence> out;
-  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) -> absl::Status {
-    COMITY_ASSIGN_OR_RETURN(
-        out, ReadEvidence(s,
-                          absl::StrCat("SELECT ", kEvidenceColumns,
-                                       " FROM evidence e JOIN requests r ON r.request_id = "
-                                       "e.request_id AND r.direction = 1 WHERE e.held = 0 AND "
-                                       "e.request_id = $1 ORDER BY e.listed_at_us, e.name"),
-                          Params().Text(request_id)));
-    return absl::OkStatus();
-  }));
-  return out;
+  return Fetch(
+      db_, false, &ReadEvidence,
+      "SELECT " COMITY_EVIDENCE_COLUMNS
+      " FROM evidence e JOIN requests r ON r.request_id = e.request_id AND "
+      "r.direction = 1 WHERE e.held = 0 AND e.request_id = $1 ORDER BY e.listed_at_us, "
+      "e.name",
+      Params().Text(request_id));
 }
 
 absl::Status SqlCaseStore::MarkEvidenceHeld(const std::string& request_id,
-                                            const std::string& sha256, const AuditFn& audit) {
+                                            const std::string& sha256,
+                                            const AuditFn& audit) {
   return db_->Write(audit != nullptr, [&](Session& s, AuditWriter& w) -> absl::Status {
     COMITY_ASSIGN_OR_RETURN(
         int64_t changed,
@@ -256,18 +242,20 @@ absl::Status SqlCaseStore::MarkEvidenceHeld(const std::string& request_id,
 
 absl::Status SqlCaseStore::MarkEvidenceDeferred(const std::string& request_id,
                                                 const std::string& sha256,
-                                                const std::string& error, bool count_attempt,
+                                                const std::string& error,
+                                                bool count_attempt,
                                                 absl::Time next_attempt_at) {
   return db_->Write(false, [&](Session& s, AuditWriter&) {
     return s
-        .Exec("UPDATE evidence SET attempts = attempts + $1, last_error = $2, "
-              "next_attempt_at_us = $3 WHERE request_id = $4 AND sha256 = $5 AND held = 0",
-              Params()
-                  .Int(count_attempt ? 1 : 0)
-                  .Text(error)
-                  .TimeOrNull(next_attempt_at)
-                  .Text(request_id)
-                  .Blob(sha256))
+        .Exec(
+            "UPDATE evidence SET attempts = attempts + $1, last_error = $2, "
+            "next_attempt_at_us = $3 WHERE request_id = $4 AND sha256 = $5 AND held = 0",
+            Params()
+                .Int(count_attempt ? 1 : 0)
+                .Text(error)
+                .TimeOrNull(next_attempt_at)
+                .Text(request_id)
+                .Blob(sha256))
         .status();
   });
 }

@@ -95,7 +95,8 @@ class Session {
   virtual ~Session() = default;
   // Runs a query, calling `fn` for each row in order; a non-OK status from
   // `fn` stops the query and is returned.
-  virtual absl::Status Query(absl::string_view sql, const Params& params, const RowFn& fn) = 0;
+  virtual absl::Status Query(absl::string_view sql, const Params& params,
+                             const RowFn& fn) = 0;
   // Runs a statement that returns no rows; returns how many rows it changed.
   virtual absl::StatusOr<int64_t> Exec(absl::string_view sql, const Params& params) = 0;
   // Runs statements without parameters, separated by ';' (migrations).
@@ -148,8 +149,8 @@ struct Dialect {
   const char* without_rowid;
   const char* collate_c;
   const char* for_update;
-  bool index_hints;          // Keep {indexed_by:X} as INDEXED BY X.
-  char placeholder;          // '$' ($1) or '?' (?1).
+  bool index_hints;  // Keep {indexed_by:X} as INDEXED BY X.
+  char placeholder;  // '$' ($1) or '?' (?1).
 };
 // `sql` in the backend's dialect. Unknown tokens are left as they are (and
 // fail to prepare, naming themselves).

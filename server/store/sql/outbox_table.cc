@@ -16,11 +16,12 @@ namespace {
 #define COMITY_PG_NOW_US "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)"
 // A row is free to claim for replica `me` if unclaimed, its claim expired,
 // or it is already ours.
-#define COMITY_CLAIMABLE(alias, me)                                                      \
+#define COMITY_CLAIMABLE(alias, me)                                                    \
   "(" alias ".claim_until_us IS NULL OR " alias ".claim_until_us <= " COMITY_PG_NOW_US \
   " OR " alias ".claimed_by = " me ")"
 
-absl::StatusOr<std::vector<v1::RequestRecord>> ReadRecords(Session& s, absl::string_view sql,
+absl::StatusOr<std::vector<v1::RequestRecord>> ReadRecords(Session& s,
+                                                           absl::string_view sql,
                                                            const Params& p) {
   std::vector<v1::RequestRecord> out;
   COMITY_RETURN_IF_ERROR(s.Query(sql, p, [&](const Row& row) -> absl::Status {
@@ -31,9 +32,8 @@ absl::StatusOr<std::vector<v1::RequestRecord>> ReadRecords(Session& s, absl::str
   return out;
 }
 
-absl::StatusOr<std::vector<PendingTransition>> ReadPendingTransitions(Session& s,
-                                                                      absl::string_view sql,
-                                                                      const Params& p) {
+absl::StatusOr<std::vector<PendingTransition>> ReadPendingTransitions(
+    Session& s, absl::string_view sql, const Params& p) {
   std::vector<PendingTransition> out;
   COMITY_RETURN_IF_ERROR(s.Query(sql, p, [&](const Row& row) -> absl::Status {
     PendingTransition t;
@@ -49,7 +49,8 @@ absl::StatusOr<std::vector<PendingTransition>> ReadPendingTransitions(Session& s
   return out;
 }
 
-absl::StatusOr<std::vector<PendingProposal>> ReadProposals(Session& s, absl::string_view sql,
+absl::StatusOr<std::vector<PendingProposal>> ReadProposals(Session& s,
+                                                           absl::string_view sql,
                                                            const Params& p) {
   std::vector<PendingProposal> out;
   COMITY_RETURN_IF_ERROR(s.Query(sql, p, [&](const Row& row) -> absl::Status {
@@ -64,7 +65,6 @@ absl::StatusOr<std::vector<PendingProposal>> ReadProposals(Session& s, absl::str
 
 absl::StatusOr<std::vector<v1::RequestRecord>> SqlOutboxStore::DueRequests(
     const std::string& peer, absl::Time now, int limit) {
-  std::vector<v1::RequestRecord> out;
   if (db_->shared()) {
     // Claims what it returns, in one statement.
     static const char* const kClaim =
@@ -76,48 +76,37 @@ absl::StatusOr<std::vector<v1::RequestRecord>> SqlOutboxStore::DueRequests(
         " + $6 FROM due WHERE r.request_id = due.request_id AND r.direction = 1 RETURNING r.*) "
         "SELECT " COMITY_RECORD_COLUMNS " FROM claimed ORDER BY stored_at_us, request_id "
         "{collate_c}";
-    COMITY_RETURN_IF_ERROR(db_->Write(false, [&](Session& s, AuditWriter&) -> absl::Status {
-      COMITY_ASSIGN_OR_RETURN(
-          out, ReadRecords(s, kClaim,
-                           Params()
-                               .Int(v1::PENDING_DELIVERY)
-                               .Text(peer)
-                               .Int(ToMicros(now))
-                               .Text(db_->replica_id())
-                               .Int(limit)
-                               .Int(absl::ToInt64Microseconds(db_->claim_lease()))));
-      return absl::OkStatus();
-    }));
-    return out;
+    return Fetch(db_, true, &ReadRecords, kClaim,
+                 Params()
+                     .Int(v1::PENDING_DELIVERY)
+                     .Text(peer)
+                     .Int(ToMicros(now))
+                     .Text(db_->replica_id())
+                     .Int(limit)
+                     .Int(absl::ToInt64Microseconds(db_->claim_lease())));
   }
   // Two statements rather than "($2 = '' OR ...)", which would keep SQLite
   // from using the per-peer index; and the index named, because for
   // "ORDER BY stored_at_us LIMIT n" the planner prefers walking every
   // request in time order (e2e_bench: a third of a node's CPU at 200 req/s).
-  static const char* const kAll =
-      "SELECT " COMITY_RECORD_COLUMNS " FROM requests {indexed_by:requests_due} WHERE "
-      "state = $1 AND direction = 1 AND (next_attempt_at_us IS NULL OR next_attempt_at_us <= "
-      "$2) ORDER BY stored_at_us LIMIT $3";
+  static const char* const kAll = "SELECT " COMITY_RECORD_COLUMNS
+                                  " FROM requests {indexed_by:requests_due} WHERE "
+                                  "state = $1 AND direction = 1 AND (next_attempt_at_us "
+                                  "IS NULL OR next_attempt_at_us <= "
+                                  "$2) ORDER BY stored_at_us LIMIT $3";
   static const char* const kPeer =
-      "SELECT " COMITY_RECORD_COLUMNS " FROM requests {indexed_by:requests_due_by_peer} WHERE "
-      "state = $1 AND requested_party = $2 AND direction = 1 AND (next_attempt_at_us IS NULL "
+      "SELECT " COMITY_RECORD_COLUMNS
+      " FROM requests {indexed_by:requests_due_by_peer} WHERE "
+      "state = $1 AND requested_party = $2 AND direction = 1 AND (next_attempt_at_us IS "
+      "NULL "
       "OR next_attempt_at_us <= $3) ORDER BY stored_at_us LIMIT $4";
-  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) -> absl::Status {
-    if (peer.empty()) {
-      COMITY_ASSIGN_OR_RETURN(
-          out, ReadRecords(s, kAll,
-                           Params().Int(v1::PENDING_DELIVERY).Int(ToMicros(now)).Int(limit)));
-    } else {
-      COMITY_ASSIGN_OR_RETURN(out, ReadRecords(s, kPeer,
-                                               Params()
-                                                   .Int(v1::PENDING_DELIVERY)
-                                                   .Text(peer)
-                                                   .Int(ToMicros(now))
-                                                   .Int(limit)));
-    }
-    return absl::OkStatus();
-  }));
-  return out;
+  if (peer.empty()) {
+    return Fetch(db_, false, &ReadRecords, kAll,
+                 Params().Int(v1::PENDING_DELIVERY).Int(ToMicros(now)).Int(limit));
+  }
+  return Fetch(
+      db_, false, &ReadRecords, kPeer,
+      Params().Int(v1::PENDING_DELIVERY).Text(peer).Int(ToMicros(now)).Int(limit));
 }
 
 absl::Status SqlOutboxStore::UpdatePending(const std::string& request_id, const char* sql,
@@ -134,8 +123,9 @@ absl::Status SqlOutboxStore::UpdatePending(const std::string& request_id, const 
 }
 
 absl::Status SqlOutboxStore::MarkDelivered(const std::string& request_id,
-                                           const v1::SignedEnvelope& receipt, absl::Time now,
-                                           absl::Time next_deadline, const AuditFn& audit) {
+                                           const v1::SignedEnvelope& receipt,
+                                           absl::Time now, absl::Time next_deadline,
+                                           const AuditFn& audit) {
   return UpdatePending(
       request_id,
       "UPDATE requests SET state = $1, receipt_envelope = $2, updated_at_us = $3, "
@@ -156,8 +146,10 @@ absl::Status SqlOutboxStore::MarkDeliveryFailed(const std::string& request_id,
                                                 const AuditFn& audit) {
   return UpdatePending(
       request_id,
-      "UPDATE requests SET updated_at_us = $1, delivery_attempts = delivery_attempts + 1, "
-      "last_error = $2, next_attempt_at_us = $3, claimed_by = NULL, claim_until_us = NULL "
+      "UPDATE requests SET updated_at_us = $1, delivery_attempts = delivery_attempts + "
+      "1, "
+      "last_error = $2, next_attempt_at_us = $3, claimed_by = NULL, claim_until_us = "
+      "NULL "
       "WHERE request_id = $4 AND direction = 1 AND state = $5",
       Params().Int(ToMicros(now)).Text(error).Int(ToMicros(next_attempt_at)), audit);
 }
@@ -168,14 +160,14 @@ absl::Status SqlOutboxStore::MarkRejected(const std::string& request_id,
   return UpdatePending(
       request_id,
       "UPDATE requests SET state = $1, updated_at_us = $2, delivery_attempts = "
-      "delivery_attempts + 1, last_error = $3, next_attempt_at_us = NULL, claimed_by = NULL, "
+      "delivery_attempts + 1, last_error = $3, next_attempt_at_us = NULL, claimed_by = "
+      "NULL, "
       "claim_until_us = NULL WHERE request_id = $4 AND direction = 1 AND state = $5",
       Params().Int(v1::DELIVERY_REJECTED).Int(ToMicros(now)).Text(error), audit);
 }
 
 absl::StatusOr<std::vector<PendingTransition>> SqlOutboxStore::DueTransitions(
     const std::string& peer, absl::Time now, int limit) {
-  std::vector<PendingTransition> out;
   if (db_->shared()) {
     // Only the earliest undelivered step of each case; claiming it claims
     // the case.
@@ -193,19 +185,13 @@ absl::StatusOr<std::vector<PendingTransition>> SqlOutboxStore::DueTransitions(
         "RETURNING t.request_id, t.sequence, t.envelope, t.attempts, t.next_attempt_at_us) "
         "SELECT request_id, sequence, envelope, attempts FROM claimed "
         "ORDER BY next_attempt_at_us, request_id {collate_c}";
-    COMITY_RETURN_IF_ERROR(db_->Write(false, [&](Session& s, AuditWriter&) -> absl::Status {
-      COMITY_ASSIGN_OR_RETURN(
-          out, ReadPendingTransitions(
-                   s, kClaim,
-                   Params()
-                       .Int(ToMicros(now))
-                       .Text(peer)
-                       .Text(db_->replica_id())
-                       .Int(limit)
-                       .Int(absl::ToInt64Microseconds(db_->claim_lease()))));
-      return absl::OkStatus();
-    }));
-    return out;
+    return Fetch(db_, true, &ReadPendingTransitions, kClaim,
+                 Params()
+                     .Int(ToMicros(now))
+                     .Text(peer)
+                     .Text(db_->replica_id())
+                     .Int(limit)
+                     .Int(absl::ToInt64Microseconds(db_->claim_lease())));
   }
   // Only the earliest undelivered step of each case: a later one waits
   // until the peer has acknowledged it, whatever their retry times.
@@ -217,12 +203,8 @@ absl::StatusOr<std::vector<PendingTransition>> SqlOutboxStore::DueTransitions(
       "transitions e WHERE e.request_id = t.request_id AND e.outbound = 1 AND "
       "e.delivered = 0 AND e.sequence < t.sequence) "
       "ORDER BY t.next_attempt_at_us, t.request_id LIMIT $3";
-  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) -> absl::Status {
-    COMITY_ASSIGN_OR_RETURN(
-        out, ReadPendingTransitions(s, kSql, Params().Int(ToMicros(now)).Text(peer).Int(limit)));
-    return absl::OkStatus();
-  }));
-  return out;
+  return Fetch(db_, false, &ReadPendingTransitions, kSql,
+               Params().Int(ToMicros(now)).Text(peer).Int(limit));
 }
 
 absl::Status SqlOutboxStore::MarkTransitionDelivered(const std::string& request_id,
@@ -232,71 +214,84 @@ absl::Status SqlOutboxStore::MarkTransitionDelivered(const std::string& request_
   return db_->Write(audit != nullptr, [&](Session& s, AuditWriter& w) -> absl::Status {
     COMITY_ASSIGN_OR_RETURN(
         int64_t changed,
-        s.Exec("UPDATE transitions SET delivered = 1, attempts = attempts + 1, last_error = '', "
-               "next_attempt_at_us = NULL, ack = $1, claimed_by = NULL, claim_until_us = NULL "
-               "WHERE request_id = $2 AND sequence = $3 AND outbound = 1 AND delivered = 0",
-               Params().Blob(ack.SerializeAsString()).Text(request_id).Int(sequence)));
+        s.Exec(
+            "UPDATE transitions SET delivered = 1, attempts = attempts + 1, last_error = "
+            "'', "
+            "next_attempt_at_us = NULL, ack = $1, claimed_by = NULL, claim_until_us = "
+            "NULL "
+            "WHERE request_id = $2 AND sequence = $3 AND outbound = 1 AND delivered = 0",
+            Params().Blob(ack.SerializeAsString()).Text(request_id).Int(sequence)));
     if (changed != 1) return absl::OkStatus();  // Already delivered.
     return audit ? audit(w) : absl::OkStatus();
   });
 }
 
 absl::Status SqlOutboxStore::MarkTransitionFailed(const std::string& request_id,
-                                                  uint32_t sequence, const std::string& error,
+                                                  uint32_t sequence,
+                                                  const std::string& error,
                                                   absl::Time next_attempt_at) {
   return db_->Write(false, [&](Session& s, AuditWriter&) {
     return s
-        .Exec("UPDATE transitions SET attempts = attempts + 1, last_error = $1, "
-              "next_attempt_at_us = $2, claimed_by = NULL, claim_until_us = NULL "
-              "WHERE request_id = $3 AND sequence = $4 AND outbound = 1",
-              Params().Text(error).Int(ToMicros(next_attempt_at)).Text(request_id).Int(sequence))
+        .Exec(
+            "UPDATE transitions SET attempts = attempts + 1, last_error = $1, "
+            "next_attempt_at_us = $2, claimed_by = NULL, claim_until_us = NULL "
+            "WHERE request_id = $3 AND sequence = $4 AND outbound = 1",
+            Params()
+                .Text(error)
+                .Int(ToMicros(next_attempt_at))
+                .Text(request_id)
+                .Int(sequence))
         .status();
   });
 }
 
 absl::StatusOr<int> SqlOutboxStore::RewindTransitions(const std::string& request_id,
-                                                      uint32_t before_sequence, absl::Time now) {
+                                                      uint32_t before_sequence,
+                                                      absl::Time now) {
   int64_t rewound = 0;
   COMITY_RETURN_IF_ERROR(db_->Write(false, [&](Session& s, AuditWriter&) -> absl::Status {
     COMITY_ASSIGN_OR_RETURN(
         rewound,
-        s.Exec("UPDATE transitions SET delivered = 0, next_attempt_at_us = $1, claimed_by = "
-               "NULL, claim_until_us = NULL WHERE request_id = $2 AND outbound = 1 AND "
-               "delivered = 1 AND sequence < $3",
-               Params().Int(ToMicros(now)).Text(request_id).Int(before_sequence)));
+        s.Exec(
+            "UPDATE transitions SET delivered = 0, next_attempt_at_us = $1, claimed_by = "
+            "NULL, claim_until_us = NULL WHERE request_id = $2 AND outbound = 1 AND "
+            "delivered = 1 AND sequence < $3",
+            Params().Int(ToMicros(now)).Text(request_id).Int(before_sequence)));
     return absl::OkStatus();
   }));
   return static_cast<int>(rewound);
 }
 
-absl::StatusOr<int64_t> SqlOutboxStore::EnqueueProposal(const std::string& request_id,
-                                                        const std::string& peer,
-                                                        const v1::SignedEnvelope& proposal,
-                                                        absl::Time now, const AuditFn& audit) {
+absl::StatusOr<int64_t> SqlOutboxStore::EnqueueProposal(
+    const std::string& request_id, const std::string& peer,
+    const v1::SignedEnvelope& proposal, absl::Time now, const AuditFn& audit) {
   int64_t id = 0;
   COMITY_RETURN_IF_ERROR(
       db_->Write(audit != nullptr, [&](Session& s, AuditWriter& w) -> absl::Status {
         // The check and the insert, once per request across replicas.
         COMITY_RETURN_IF_ERROR(s.Lock(absl::StrCat("proposal ", request_id)));
         COMITY_ASSIGN_OR_RETURN(
-            int64_t queued, QueryInt(s,
-                                     "SELECT COUNT(*) FROM proposals WHERE request_id = $1 AND "
-                                     "finished = 0",
-                                     Params().Text(request_id)));
+            int64_t queued,
+            QueryInt(s,
+                     "SELECT COUNT(*) FROM proposals WHERE request_id = $1 AND "
+                     "finished = 0",
+                     Params().Text(request_id)));
         if (queued != 0) {
           return absl::FailedPreconditionError(absl::StrCat(
               "request ", request_id, " already has a proposal queued for ", peer,
-              "; the next step can be proposed once that one is delivered (see 'comity peers')"));
+              "; the next step can be proposed once that one is delivered (see 'comity "
+              "peers')"));
         }
         COMITY_ASSIGN_OR_RETURN(
-            id, QueryInt(s,
-                         "INSERT INTO proposals (request_id, peer, envelope, queued_at_us, "
-                         "next_attempt_at_us) VALUES ($1, $2, $3, $4, $4) RETURNING id",
-                         Params()
-                             .Text(request_id)
-                             .Text(peer)
-                             .Blob(proposal.SerializeAsString())
-                             .Int(ToMicros(now))));
+            id,
+            QueryInt(s,
+                     "INSERT INTO proposals (request_id, peer, envelope, queued_at_us, "
+                     "next_attempt_at_us) VALUES ($1, $2, $3, $4, $4) RETURNING id",
+                     Params()
+                         .Text(request_id)
+                         .Text(peer)
+                         .Blob(proposal.SerializeAsString())
+                         .Int(ToMicros(now))));
         return audit ? audit(w) : absl::OkStatus();
       }));
   return id;
@@ -304,7 +299,6 @@ absl::StatusOr<int64_t> SqlOutboxStore::EnqueueProposal(const std::string& reque
 
 absl::StatusOr<std::vector<PendingProposal>> SqlOutboxStore::DueProposals(
     const std::string& peer, absl::Time now, int limit) {
-  std::vector<PendingProposal> out;
   if (db_->shared()) {
     static const char* const kClaim =
         "WITH due AS MATERIALIZED (SELECT id FROM proposals p WHERE finished = 0 AND "
@@ -313,43 +307,29 @@ absl::StatusOr<std::vector<PendingProposal>> SqlOutboxStore::DueProposals(
         "claimed AS (UPDATE proposals p SET claimed_by = $3, claim_until_us = " COMITY_PG_NOW_US
         " + $5 FROM due WHERE p.id = due.id RETURNING p.*) "
         "SELECT id, request_id, peer, envelope, attempts, last_error FROM claimed ORDER BY id";
-    COMITY_RETURN_IF_ERROR(db_->Write(false, [&](Session& s, AuditWriter&) -> absl::Status {
-      COMITY_ASSIGN_OR_RETURN(
-          out, ReadProposals(s, kClaim,
-                             Params()
-                                 .Text(peer)
-                                 .Int(ToMicros(now))
-                                 .Text(db_->replica_id())
-                                 .Int(limit)
-                                 .Int(absl::ToInt64Microseconds(db_->claim_lease()))));
-      return absl::OkStatus();
-    }));
-    return out;
+    return Fetch(db_, true, &ReadProposals, kClaim,
+                 Params()
+                     .Text(peer)
+                     .Int(ToMicros(now))
+                     .Text(db_->replica_id())
+                     .Int(limit)
+                     .Int(absl::ToInt64Microseconds(db_->claim_lease())));
   }
-  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) -> absl::Status {
-    COMITY_ASSIGN_OR_RETURN(
-        out, ReadProposals(s,
-                           "SELECT id, request_id, peer, envelope, attempts, last_error FROM "
-                           "proposals WHERE finished = 0 AND ($1 = '' OR peer = $1) AND "
-                           "next_attempt_at_us <= $2 ORDER BY id LIMIT $3",
-                           Params().Text(peer).Int(ToMicros(now)).Int(limit)));
-    return absl::OkStatus();
-  }));
-  return out;
+  return Fetch(
+      db_, false, &ReadProposals,
+      "SELECT id, request_id, peer, envelope, attempts, last_error FROM proposals "
+      "WHERE finished = 0 AND ($1 = '' OR peer = $1) AND next_attempt_at_us <= $2 "
+      "ORDER BY id LIMIT $3",
+      Params().Text(peer).Int(ToMicros(now)).Int(limit));
 }
 
 absl::StatusOr<std::vector<PendingProposal>> SqlOutboxStore::QueuedProposals(
     const std::string& request_id) {
-  std::vector<PendingProposal> out;
-  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) -> absl::Status {
-    COMITY_ASSIGN_OR_RETURN(
-        out, ReadProposals(s,
-                           "SELECT id, request_id, peer, envelope, attempts, last_error FROM "
-                           "proposals WHERE finished = 0 AND request_id = $1 ORDER BY id",
-                           Params().Text(request_id)));
-    return absl::OkStatus();
-  }));
-  return out;
+  return Fetch(
+      db_, false, &ReadProposals,
+      "SELECT id, request_id, peer, envelope, attempts, last_error FROM proposals "
+      "WHERE finished = 0 AND request_id = $1 ORDER BY id",
+      Params().Text(request_id));
 }
 
 absl::Status SqlOutboxStore::FinishProposal(int64_t id, const std::string& outcome,
@@ -357,9 +337,10 @@ absl::Status SqlOutboxStore::FinishProposal(int64_t id, const std::string& outco
   return db_->Write(audit != nullptr, [&](Session& s, AuditWriter& w) -> absl::Status {
     COMITY_ASSIGN_OR_RETURN(
         int64_t changed,
-        s.Exec("UPDATE proposals SET finished = 1, outcome = $1, attempts = attempts + 1, "
-               "claimed_by = NULL, claim_until_us = NULL WHERE id = $2 AND finished = 0",
-               Params().Text(outcome).Int(id)));
+        s.Exec(
+            "UPDATE proposals SET finished = 1, outcome = $1, attempts = attempts + 1, "
+            "claimed_by = NULL, claim_until_us = NULL WHERE id = $2 AND finished = 0",
+            Params().Text(outcome).Int(id)));
     if (changed != 1) return absl::OkStatus();  // Already finished.
     return audit ? audit(w) : absl::OkStatus();
   });
@@ -369,24 +350,27 @@ absl::Status SqlOutboxStore::MarkProposalFailed(int64_t id, const std::string& e
                                                 absl::Time next_attempt_at) {
   return db_->Write(false, [&](Session& s, AuditWriter&) {
     return s
-        .Exec("UPDATE proposals SET attempts = attempts + 1, last_error = $1, "
-              "next_attempt_at_us = $2, claimed_by = NULL, claim_until_us = NULL "
-              "WHERE id = $3 AND finished = 0",
-              Params().Text(error).Int(ToMicros(next_attempt_at)).Int(id))
+        .Exec(
+            "UPDATE proposals SET attempts = attempts + 1, last_error = $1, "
+            "next_attempt_at_us = $2, claimed_by = NULL, claim_until_us = NULL "
+            "WHERE id = $3 AND finished = 0",
+            Params().Text(error).Int(ToMicros(next_attempt_at)).Int(id))
         .status();
   });
 }
 
-absl::StatusOr<std::map<std::string, std::pair<uint32_t, uint32_t>>> SqlOutboxStore::Depths() {
+absl::StatusOr<std::map<std::string, std::pair<uint32_t, uint32_t>>>
+SqlOutboxStore::Depths() {
   std::map<std::string, std::pair<uint32_t, uint32_t>> out;
   COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) -> absl::Status {
-    COMITY_RETURN_IF_ERROR(s.Query(
-        "SELECT requested_party, COUNT(*) FROM requests WHERE direction = 1 AND state = $1 "
-        "GROUP BY requested_party",
-        Params().Int(v1::PENDING_DELIVERY), [&](const Row& row) {
-          out[row.Bytes(0)].first = static_cast<uint32_t>(row.Int(1));
-          return absl::OkStatus();
-        }));
+    COMITY_RETURN_IF_ERROR(
+        s.Query("SELECT requested_party, COUNT(*) FROM requests WHERE direction = 1 AND "
+                "state = $1 "
+                "GROUP BY requested_party",
+                Params().Int(v1::PENDING_DELIVERY), [&](const Row& row) {
+                  out[row.Bytes(0)].first = static_cast<uint32_t>(row.Int(1));
+                  return absl::OkStatus();
+                }));
     return s.Query(
         "SELECT r.requesting_party, COUNT(*) FROM transitions t JOIN requests r ON "
         "r.request_id = t.request_id AND r.direction = 2 WHERE t.outbound = 1 AND "

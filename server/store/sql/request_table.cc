@@ -23,15 +23,18 @@ struct Cursor {
 };
 
 std::string EncodeCursor(const v1::RequestRecord& last, const std::string& request_id) {
-  return absl::StrCat("c1:", last.stored_at().seconds() * 1000000 + last.stored_at().nanos() / 1000,
-                      ":", static_cast<int>(last.direction()), ":", request_id);
+  return absl::StrCat(
+      "c1:", last.stored_at().seconds() * 1000000 + last.stored_at().nanos() / 1000, ":",
+      static_cast<int>(last.direction()), ":", request_id);
 }
 
 absl::StatusOr<Cursor> DecodeCursor(const std::string& text) {
   std::vector<std::string> parts = absl::StrSplit(text, absl::MaxSplits(':', 3));
   Cursor c;
-  if (parts.size() != 4 || parts[0] != "c1" || !absl::SimpleAtoi(parts[1], &c.stored_at_us) ||
-      !absl::SimpleAtoi(parts[2], &c.direction) || parts[3].empty() || parts[3].size() > 128) {
+  if (parts.size() != 4 || parts[0] != "c1" ||
+      !absl::SimpleAtoi(parts[1], &c.stored_at_us) ||
+      !absl::SimpleAtoi(parts[2], &c.direction) || parts[3].empty() ||
+      parts[3].size() > 128) {
     return absl::InvalidArgumentError(
         "not a page cursor of this node: pass the next_cursor a previous page returned");
   }
@@ -41,12 +44,14 @@ absl::StatusOr<Cursor> DecodeCursor(const std::string& text) {
 
 }  // namespace
 
-absl::Status SqlRequestStore::InsertOutgoing(const RecordKey& key, const v1::RequestRecord& record,
+absl::Status SqlRequestStore::InsertOutgoing(const RecordKey& key,
+                                             const v1::RequestRecord& record,
                                              const AuditFn& audit) {
-  absl::Status st = db_->Write(audit != nullptr, [&](Session& s, AuditWriter& w) -> absl::Status {
-    COMITY_RETURN_IF_ERROR(InsertRecord(s, key, record));
-    return audit ? audit(w) : absl::OkStatus();
-  });
+  absl::Status st =
+      db_->Write(audit != nullptr, [&](Session& s, AuditWriter& w) -> absl::Status {
+        COMITY_RETURN_IF_ERROR(InsertRecord(s, key, record));
+        return audit ? audit(w) : absl::OkStatus();
+      });
   if (absl::IsAlreadyExists(st)) {
     return absl::AlreadyExistsError(
         absl::StrCat("request ", key.request_id, " is already stored"));
@@ -64,13 +69,14 @@ absl::StatusOr<v1::RequestRecord> SqlRequestStore::InsertIncomingIfAbsent(
   // request at once store it once: the second sees the first's row.
   absl::Status status = db_->Write(true, [&](Session& s, AuditWriter& w) -> absl::Status {
     bool found = false;
-    COMITY_RETURN_IF_ERROR(s.Query(
-        "SELECT " COMITY_RECORD_COLUMNS " FROM requests WHERE request_id = $1 AND direction = 2",
-        Params().Text(key.request_id), [&](const Row& row) -> absl::Status {
-          COMITY_ASSIGN_OR_RETURN(result, ReadRecord(row));
-          found = true;
-          return absl::OkStatus();
-        }));
+    COMITY_RETURN_IF_ERROR(
+        s.Query("SELECT " COMITY_RECORD_COLUMNS
+                " FROM requests WHERE request_id = $1 AND direction = 2",
+                Params().Text(key.request_id), [&](const Row& row) -> absl::Status {
+                  COMITY_ASSIGN_OR_RETURN(result, ReadRecord(row));
+                  found = true;
+                  return absl::OkStatus();
+                }));
     if (found) {
       *inserted = false;
       return absl::OkStatus();
@@ -91,17 +97,18 @@ absl::Status SqlRequestStore::MarkApproved(const std::string& request_id,
   return db_->Write(audit != nullptr, [&](Session& s, AuditWriter& w) -> absl::Status {
     COMITY_ASSIGN_OR_RETURN(
         int64_t changed,
-        s.Exec("UPDATE requests SET state = $1, request_envelope = $2, payload_sha256 = $3, "
-               "approved_by = $4, updated_at_us = $5, next_attempt_at_us = $5 "
-               "WHERE request_id = $6 AND direction = 1 AND state = $7",
-               Params()
-                   .Int(v1::PENDING_DELIVERY)
-                   .Blob(signed_request.SerializeAsString())
-                   .Blob(Sha256(signed_request.payload()))
-                   .Text(approver)
-                   .Int(ToMicros(now))
-                   .Text(request_id)
-                   .Int(v1::AWAITING_APPROVAL)));
+        s.Exec(
+            "UPDATE requests SET state = $1, request_envelope = $2, payload_sha256 = $3, "
+            "approved_by = $4, updated_at_us = $5, next_attempt_at_us = $5 "
+            "WHERE request_id = $6 AND direction = 1 AND state = $7",
+            Params()
+                .Int(v1::PENDING_DELIVERY)
+                .Blob(signed_request.SerializeAsString())
+                .Blob(Sha256(signed_request.payload()))
+                .Text(approver)
+                .Int(ToMicros(now))
+                .Text(request_id)
+                .Int(v1::AWAITING_APPROVAL)));
     if (changed != 1) {
       return absl::FailedPreconditionError(
           absl::StrCat("request ", request_id, " is not awaiting approval"));
@@ -114,13 +121,14 @@ absl::StatusOr<std::vector<v1::RequestRecord>> SqlRequestStore::Get(
     const std::string& request_id) {
   std::vector<v1::RequestRecord> records;
   COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) -> absl::Status {
-    COMITY_RETURN_IF_ERROR(s.Query(
-        "SELECT " COMITY_RECORD_COLUMNS " FROM requests WHERE request_id = $1 ORDER BY direction",
-        Params().Text(request_id), [&](const Row& row) -> absl::Status {
-          COMITY_ASSIGN_OR_RETURN(v1::RequestRecord r, ReadRecord(row));
-          records.push_back(std::move(r));
-          return absl::OkStatus();
-        }));
+    COMITY_RETURN_IF_ERROR(
+        s.Query("SELECT " COMITY_RECORD_COLUMNS
+                " FROM requests WHERE request_id = $1 ORDER BY direction",
+                Params().Text(request_id), [&](const Row& row) -> absl::Status {
+                  COMITY_ASSIGN_OR_RETURN(v1::RequestRecord r, ReadRecord(row));
+                  records.push_back(std::move(r));
+                  return absl::OkStatus();
+                }));
     if (records.empty()) return absl::OkStatus();
     google::protobuf::RepeatedPtrField<v1::SignedEnvelope> transitions;
     COMITY_RETURN_IF_ERROR(ReadTransitions(s, request_id, &transitions));
@@ -137,7 +145,8 @@ absl::StatusOr<RecordPage> SqlRequestStore::List(const ListQuery& q) {
     COMITY_ASSIGN_OR_RETURN(after, DecodeCursor(q.after));
   }
   Params p;
-  std::string sql = "SELECT " COMITY_RECORD_COLUMNS ", request_id FROM requests WHERE 1 = 1";
+  std::string sql =
+      "SELECT " COMITY_RECORD_COLUMNS ", request_id FROM requests WHERE 1 = 1";
   if (q.direction != v1::DIRECTION_UNSPECIFIED) {
     p.Int(q.direction);
     absl::StrAppend(&sql, " AND direction = $", p.size());
@@ -151,9 +160,9 @@ absl::StatusOr<RecordPage> SqlRequestStore::List(const ListQuery& q) {
                     " AND direction > $", c, "))))");
   }
   p.Int(limit + 1);
-  absl::StrAppend(&sql,
-                  " ORDER BY stored_at_us DESC, request_id {collate_c}, direction LIMIT $",
-                  p.size());
+  absl::StrAppend(
+      &sql, " ORDER BY stored_at_us DESC, request_id {collate_c}, direction LIMIT $",
+      p.size());
   RecordPage page;
   std::string last_id;
   COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) {
@@ -171,7 +180,8 @@ absl::StatusOr<RecordPage> SqlRequestStore::List(const ListQuery& q) {
   return page;
 }
 
-absl::StatusOr<std::vector<std::string>> SqlRequestStore::Linked(const std::string& request_id) {
+absl::StatusOr<std::vector<std::string>> SqlRequestStore::Linked(
+    const std::string& request_id) {
   std::vector<std::string> ids;
   COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) {
     return s.Query(

@@ -69,11 +69,14 @@ absl::Status InsertRecord(Session& s, const RecordKey& key, const v1::RequestRec
     p.Null();
   }
   COMITY_RETURN_IF_ERROR(
-      s.Exec("INSERT INTO requests (request_id, direction, requesting_party, requested_party, "
+      s.Exec("INSERT INTO requests (request_id, direction, requesting_party, "
+             "requested_party, "
              "state, request_envelope, payload_sha256, receipt_envelope, submitted_by, "
-             "stored_at_us, updated_at_us, delivery_attempts, last_error, next_attempt_at_us, "
+             "stored_at_us, updated_at_us, delivery_attempts, last_error, "
+             "next_attempt_at_us, "
              "case_state, next_deadline_us) "
-             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
+             "$16)",
              p)
           .status());
   for (const std::string& related : key.related_request_ids) {
@@ -86,16 +89,18 @@ absl::Status InsertRecord(Session& s, const RecordKey& key, const v1::RequestRec
   return absl::OkStatus();
 }
 
-absl::Status ReadTransitions(Session& s, const std::string& request_id,
-                             google::protobuf::RepeatedPtrField<v1::SignedEnvelope>* out) {
-  return s.Query("SELECT envelope FROM transitions WHERE request_id = $1 ORDER BY sequence",
-                 Params().Text(request_id), [&](const Row& row) -> absl::Status {
-                   if (!out->Add()->ParseFromString(row.Bytes(0))) {
-                     return absl::DataLossError(absl::StrCat(
-                         "a stored transition of request ", request_id, " does not parse"));
-                   }
-                   return absl::OkStatus();
-                 });
+absl::Status ReadTransitions(
+    Session& s, const std::string& request_id,
+    google::protobuf::RepeatedPtrField<v1::SignedEnvelope>* out) {
+  return s.Query(
+      "SELECT envelope FROM transitions WHERE request_id = $1 ORDER BY sequence",
+      Params().Text(request_id), [&](const Row& row) -> absl::Status {
+        if (!out->Add()->ParseFromString(row.Bytes(0))) {
+          return absl::DataLossError(absl::StrCat("a stored transition of request ",
+                                                  request_id, " does not parse"));
+        }
+        return absl::OkStatus();
+      });
 }
 
 absl::StatusOr<PendingProposal> ReadProposal(const Row& row) {

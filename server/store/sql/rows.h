@@ -4,6 +4,7 @@
 #define COMITY_SERVER_STORE_SQL_ROWS_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -25,7 +26,8 @@ absl::StatusOr<v1::RequestRecord> ReadRecord(const Row& row);
 
 // Inserts `record` under `key`, with its links (RecordKey::related_request_ids).
 // AlreadyExists if the (id, direction) is stored.
-absl::Status InsertRecord(Session& s, const RecordKey& key, const v1::RequestRecord& record);
+absl::Status InsertRecord(Session& s, const RecordKey& key,
+                          const v1::RequestRecord& record);
 
 // The transitions of a request, in sequence order. DataLoss if one does not
 // parse.
@@ -38,6 +40,30 @@ absl::StatusOr<PendingProposal> ReadProposal(const Row& row);
 // A signed head from column `col` of a row. DataLoss (naming `what`) if it
 // does not parse.
 absl::StatusOr<StoredTreeHead> ReadHead(const Row& row, int col, const char* what);
+
+// A function that reads the rows of a query as values.
+template <typename T>
+using RowsReader = absl::StatusOr<std::vector<T>> (*)(Session&, absl::string_view sql,
+                                                      const Params& params);
+
+// The rows of `sql` read by `read`: in a write transaction of its own when
+// `write` (a statement that claims what it returns), else in a read.
+template <typename T>
+absl::StatusOr<std::vector<T>> Fetch(Database* db, bool write, RowsReader<T> read,
+                                     absl::string_view sql, const Params& params) {
+  std::vector<T> out;
+  auto body = [&](Session& s) -> absl::Status {
+    auto rows = read(s, sql, params);
+    if (!rows.ok()) return rows.status();
+    out = *std::move(rows);
+    return absl::OkStatus();
+  };
+  absl::Status st =
+      write ? db->Write(false, [&](Session& s, AuditWriter&) { return body(s); })
+            : db->Read(body);
+  if (!st.ok()) return st;
+  return out;
+}
 
 // Microseconds of a stored time column; InfiniteFuture for NULL.
 absl::Time TimeOrFuture(const Row& row, int col);

@@ -196,14 +196,16 @@ absl::Status BackfillIndexes(Session& s) {
         }
         for (const v1::EvidenceFile& f : t.evidence()) {
           COMITY_RETURN_IF_ERROR(
-              s.Exec("INSERT INTO evidence (request_id, sha256, name, size, next_attempt_at_us, "
-                     "listed_at_us) VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT DO NOTHING",
-                     Params()
-                         .Text(row.Bytes(0))
-                         .Blob(f.sha256())
-                         .Text(f.name())
-                         .Int(static_cast<int64_t>(f.size()))
-                         .Int(now))
+              s.Exec(
+                   "INSERT INTO evidence (request_id, sha256, name, size, "
+                   "next_attempt_at_us, "
+                   "listed_at_us) VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT DO NOTHING",
+                   Params()
+                       .Text(row.Bytes(0))
+                       .Blob(f.sha256())
+                       .Text(f.name())
+                       .Int(static_cast<int64_t>(f.size()))
+                       .Int(now))
                   .status());
         }
         return absl::OkStatus();
@@ -237,7 +239,8 @@ absl::Status RenumberLegacyPostgres(Database& db) {
 
 absl::StatusOr<int> SchemaVersion(Session& s) {
   COMITY_ASSIGN_OR_RETURN(
-      int64_t v, QueryInt(s, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", Params()));
+      int64_t v,
+      QueryInt(s, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", Params()));
   return static_cast<int>(v);
 }
 
@@ -258,8 +261,8 @@ absl::Status Migrate(Database& db) {
       COMITY_ASSIGN_OR_RETURN(int version, SchemaVersion(s));
       if (version > kSchemaVersion) {
         return absl::FailedPreconditionError(absl::StrCat(
-            "schema version ", version, " is newer than this build supports (", kSchemaVersion,
-            "); run a newer comityd"));
+            "schema version ", version, " is newer than this build supports (",
+            kSchemaVersion, "); run a newer comityd"));
       }
       if (version == kSchemaVersion) {
         current = true;
@@ -285,13 +288,13 @@ absl::Status Migrate(Database& db) {
 absl::StatusOr<std::string> SessionNodeSource::Node(int level, uint64_t index) const {
   std::string hash;
   bool found = false;
-  COMITY_RETURN_IF_ERROR(s_->Query("SELECT hash FROM audit_nodes WHERE level = $1 AND idx = $2",
-                                   Params().Int(level).Int(static_cast<int64_t>(index)),
-                                   [&](const Row& row) {
-                                     hash = row.Bytes(0);
-                                     found = true;
-                                     return absl::OkStatus();
-                                   }));
+  COMITY_RETURN_IF_ERROR(s_->Query(
+      "SELECT hash FROM audit_nodes WHERE level = $1 AND idx = $2",
+      Params().Int(level).Int(static_cast<int64_t>(index)), [&](const Row& row) {
+        hash = row.Bytes(0);
+        found = true;
+        return absl::OkStatus();
+      }));
   if (!found) {
     return absl::NotFoundError(
         absl::StrCat("audit log node (level ", level, ", index ", index, ") is missing"));
@@ -300,9 +303,9 @@ absl::StatusOr<std::string> SessionNodeSource::Node(int level, uint64_t index) c
 }
 
 absl::StatusOr<uint64_t> LogSize(Session& s) {
-  COMITY_ASSIGN_OR_RETURN(int64_t size,
-                          QueryInt(s, "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries",
-                                   Params()));
+  COMITY_ASSIGN_OR_RETURN(
+      int64_t size,
+      QueryInt(s, "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries", Params()));
   return static_cast<uint64_t>(size);
 }
 
@@ -311,24 +314,27 @@ absl::StatusOr<merkle::Frontier> LoadFrontier(Session& s) {
   COMITY_ASSIGN_OR_RETURN(int64_t count,
                           QueryInt(s, "SELECT COUNT(*) FROM audit_entries", Params()));
   COMITY_ASSIGN_OR_RETURN(
-      int64_t head, QueryInt(s, "SELECT COALESCE(MAX(tree_size), 0) FROM audit_heads", Params()));
+      int64_t head,
+      QueryInt(s, "SELECT COALESCE(MAX(tree_size), 0) FROM audit_heads", Params()));
   // The node still starts, so that an auditor can run verify and see where.
   if (static_cast<uint64_t>(count) != size) {
-    LogEvent(LogLevel::kError, "audit_log_damaged",
-             {{"detail", absl::StrCat("the audit log has ", count,
-                                      " entries but its last index is ", size - 1,
-                                      ": entries were removed; run 'comity audit verify'")}});
+    LogEvent(
+        LogLevel::kError, "audit_log_damaged",
+        {{"detail",
+          absl::StrCat("the audit log has ", count, " entries but its last index is ",
+                       size - 1, ": entries were removed; run 'comity audit verify'")}});
   }
   if (static_cast<uint64_t>(head) > size) {
-    LogEvent(LogLevel::kError, "audit_log_damaged",
-             {{"detail", absl::StrCat("a signed tree head covers ", head,
-                                      " entries but the log has ", size,
-                                      ": entries were removed; run 'comity audit verify'")}});
+    LogEvent(
+        LogLevel::kError, "audit_log_damaged",
+        {{"detail",
+          absl::StrCat("a signed tree head covers ", head, " entries but the log has ",
+                       size, ": entries were removed; run 'comity audit verify'")}});
   }
   auto frontier = merkle::Frontier::Load(SessionNodeSource(&s), size);
   if (!frontier.ok()) {
-    return absl::DataLossError(absl::StrCat("cannot rebuild the audit log's Merkle tree: ",
-                                            frontier.status().message()));
+    return absl::DataLossError(absl::StrCat(
+        "cannot rebuild the audit log's Merkle tree: ", frontier.status().message()));
   }
   return frontier;
 }

@@ -25,7 +25,8 @@ class SqlRequestStore final : public RequestStore {
                             const v1::SignedEnvelope& signed_request,
                             const std::string& approver, absl::Time now,
                             const AuditFn& audit) override;
-  absl::StatusOr<std::vector<v1::RequestRecord>> Get(const std::string& request_id) override;
+  absl::StatusOr<std::vector<v1::RequestRecord>> Get(
+      const std::string& request_id) override;
   absl::StatusOr<RecordPage> List(const ListQuery& query) override;
   absl::StatusOr<std::vector<std::string>> Linked(const std::string& request_id) override;
   absl::StatusOr<std::vector<RequestCount>> Count() override;
@@ -39,26 +40,29 @@ class SqlCaseStore final : public CaseStore {
   explicit SqlCaseStore(Database* db) : db_(db) {}
   absl::Status AppendTransition(const std::string& request_id, v1::Direction row,
                                 const v1::Transition& transition,
-                                const v1::SignedEnvelope& signed_transition, bool outbound,
-                                absl::Time now, absl::Time next_deadline,
+                                const v1::SignedEnvelope& signed_transition,
+                                bool outbound, absl::Time now, absl::Time next_deadline,
                                 const AuditFn& audit) override;
   absl::StatusOr<std::vector<CaseRef>> Due(absl::Time before, int limit) override;
   absl::StatusOr<std::vector<CaseRef>> WithDeadlineBefore(absl::Time before,
                                                           const CaseRef* after,
                                                           int limit) override;
-  absl::Status MarkDeadlinesHandled(const std::string& request_id, v1::Direction direction,
-                                    absl::Time until, const AuditFn& audit) override;
+  absl::Status MarkDeadlinesHandled(const std::string& request_id,
+                                    v1::Direction direction, absl::Time until,
+                                    const AuditFn& audit) override;
   absl::StatusOr<std::vector<CaseRef>> Open(const CaseRef* after, int limit) override;
   absl::Status SetNextDeadline(const std::string& request_id, v1::Direction direction,
                                absl::Time next_deadline) override;
   absl::StatusOr<std::vector<PendingEvidence>> DueEvidence(const std::string& peer,
-                                                           absl::Time now, int limit) override;
+                                                           absl::Time now,
+                                                           int limit) override;
   absl::StatusOr<std::vector<PendingEvidence>> PendingEvidenceOf(
       const std::string& request_id) override;
   absl::Status MarkEvidenceHeld(const std::string& request_id, const std::string& sha256,
                                 const AuditFn& audit) override;
-  absl::Status MarkEvidenceDeferred(const std::string& request_id, const std::string& sha256,
-                                    const std::string& error, bool count_attempt,
+  absl::Status MarkEvidenceDeferred(const std::string& request_id,
+                                    const std::string& sha256, const std::string& error,
+                                    bool count_attempt,
                                     absl::Time next_attempt_at) override;
 
  private:
@@ -71,9 +75,9 @@ class SqlOutboxStore final : public OutboxStore {
   absl::StatusOr<std::vector<v1::RequestRecord>> DueRequests(const std::string& peer,
                                                              absl::Time now,
                                                              int limit) override;
-  absl::Status MarkDelivered(const std::string& request_id, const v1::SignedEnvelope& receipt,
-                             absl::Time now, absl::Time next_deadline,
-                             const AuditFn& audit) override;
+  absl::Status MarkDelivered(const std::string& request_id,
+                             const v1::SignedEnvelope& receipt, absl::Time now,
+                             absl::Time next_deadline, const AuditFn& audit) override;
   absl::Status MarkDeliveryFailed(const std::string& request_id, const std::string& error,
                                   absl::Time now, absl::Time next_attempt_at,
                                   const AuditFn& audit) override;
@@ -89,11 +93,12 @@ class SqlOutboxStore final : public OutboxStore {
                                     const std::string& error,
                                     absl::Time next_attempt_at) override;
   absl::StatusOr<int> RewindTransitions(const std::string& request_id,
-                                        uint32_t before_sequence, absl::Time now) override;
+                                        uint32_t before_sequence,
+                                        absl::Time now) override;
   absl::StatusOr<int64_t> EnqueueProposal(const std::string& request_id,
                                           const std::string& peer,
-                                          const v1::SignedEnvelope& proposal, absl::Time now,
-                                          const AuditFn& audit) override;
+                                          const v1::SignedEnvelope& proposal,
+                                          absl::Time now, const AuditFn& audit) override;
   absl::StatusOr<std::vector<PendingProposal>> DueProposals(const std::string& peer,
                                                             absl::Time now,
                                                             int limit) override;
@@ -109,8 +114,8 @@ class SqlOutboxStore final : public OutboxStore {
   // Updates the outgoing request if it is still PENDING_DELIVERY (the
   // statement's last two parameters are the id and that state); NotFound
   // otherwise.
-  absl::Status UpdatePending(const std::string& request_id, const char* sql, Params params,
-                             const AuditFn& audit);
+  absl::Status UpdatePending(const std::string& request_id, const char* sql,
+                             Params params, const AuditFn& audit);
   Database* db_;
 };
 
@@ -128,7 +133,8 @@ class SqlAuditStore final : public AuditStore {
                                                             uint64_t size) override;
   absl::StatusOr<std::vector<std::string>> ConsistencyProofAt(uint64_t old_size,
                                                               uint64_t new_size) override;
-  absl::Status ReadSnapshot(const std::function<absl::Status(AuditSnapshot&)>& fn) override;
+  absl::Status ReadSnapshot(
+      const std::function<absl::Status(AuditSnapshot&)>& fn) override;
   absl::StatusOr<std::optional<StoredTreeHead>> LatestPeerHead(
       const std::string& party) override;
   absl::Status PutPeerHead(const std::string& party, const StoredTreeHead& head,

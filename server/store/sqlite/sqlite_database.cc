@@ -54,7 +54,9 @@ class SqliteRow final : public sql::Row {
     const int n = sqlite3_column_bytes(stmt_, col);
     return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), n);
   }
-  bool IsNull(int col) const override { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  bool IsNull(int col) const override {
+    return sqlite3_column_type(stmt_, col) == SQLITE_NULL;
+  }
 
  private:
   sqlite3_stmt* stmt_;
@@ -68,7 +70,8 @@ class SqliteSession final : public sql::Session {
                      const sql::RowFn& fn) override {
     return Run(sql, params, &fn, nullptr);
   }
-  absl::StatusOr<int64_t> Exec(absl::string_view sql, const sql::Params& params) override {
+  absl::StatusOr<int64_t> Exec(absl::string_view sql,
+                               const sql::Params& params) override {
     int64_t changed = 0;
     COMITY_RETURN_IF_ERROR(Run(sql, params, nullptr, &changed));
     return changed;
@@ -128,8 +131,9 @@ class SqliteSession final : public sql::Session {
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& path,
                                                              bool read_only) {
   sqlite3* db = nullptr;
-  const int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
-                    SQLITE_OPEN_NOMUTEX;
+  const int flags =
+      (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+      SQLITE_OPEN_NOMUTEX;
   const int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = absl::StrCat("cannot open database ", path, ": ",
@@ -143,9 +147,10 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& 
   // in the process's RSS, which must stay small however large the database
   // grows (docs/performance.md).
   COMITY_RETURN_IF_ERROR(conn->Script(
-      read_only ? "PRAGMA cache_size=-8192; PRAGMA temp_store=MEMORY;"
-                : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; "
-                  "PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY;"));
+      read_only
+          ? "PRAGMA cache_size=-8192; PRAGMA temp_store=MEMORY;"
+          : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; "
+            "PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY;"));
   return conn;
 }
 
@@ -166,11 +171,12 @@ absl::StatusOr<Connection::Prepared> Connection::Prepare(absl::string_view sql) 
   }
   const std::string translated = sql::Translate(sql, kDialect);
   sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_prepare_v2(db_, translated.c_str(), static_cast<int>(translated.size()), &stmt,
-                         nullptr) != SQLITE_OK) {
+  if (sqlite3_prepare_v2(db_, translated.c_str(), static_cast<int>(translated.size()),
+                         &stmt, nullptr) != SQLITE_OK) {
     return SqliteError(db_, absl::StrCat("prepare (", translated.substr(0, 80), ")"));
   }
-  if (it != statements_.end()) return Prepared{stmt, nullptr};  // In use by an outer query.
+  if (it != statements_.end())
+    return Prepared{stmt, nullptr};  // In use by an outer query.
   Cached& entry = statements_[std::string(sql)];
   entry = Cached{stmt, true};
   return Prepared{stmt, &entry};
@@ -197,8 +203,10 @@ absl::Status Connection::Script(absl::string_view sql) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const std::string& path) {
-  COMITY_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Connection::Open(path, false));
+absl::StatusOr<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(
+    const std::string& path) {
+  COMITY_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn,
+                          Connection::Open(path, false));
   std::unique_ptr<SqliteDatabase> db(new SqliteDatabase(path, std::move(conn)));
   COMITY_RETURN_IF_ERROR(sql::Migrate(*db));
   absl::MutexLock lock(&db->mu_);
@@ -269,8 +277,8 @@ void SqliteDatabase::CommitBatch(const std::vector<PendingWrite*>& batch) {
     }
     t->result = st;
   }
-  absl::Status committed =
-      any ? session.Exec("COMMIT", none).status() : session.Exec("ROLLBACK", none).status();
+  absl::Status committed = any ? session.Exec("COMMIT", none).status()
+                               : session.Exec("ROLLBACK", none).status();
   if (!committed.ok()) {
     session.Exec("ROLLBACK", none).IgnoreError();
     frontier_ = before;
@@ -315,10 +323,12 @@ absl::Status SqliteDatabase::Backup(const std::string& dest_path, int64_t taken_
   }
   ::close(fd);
   sqlite3* dest = nullptr;
-  if (sqlite3_open_v2(dest_path.c_str(), &dest, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+  if (sqlite3_open_v2(dest_path.c_str(), &dest,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK) {
-    absl::Status st = absl::UnavailableError(absl::StrCat(
-        "backup: cannot open ", dest_path, ": ", dest ? sqlite3_errmsg(dest) : "out of memory"));
+    absl::Status st = absl::UnavailableError(
+        absl::StrCat("backup: cannot open ", dest_path, ": ",
+                     dest ? sqlite3_errmsg(dest) : "out of memory"));
     sqlite3_close(dest);
     return st;
   }
@@ -365,7 +375,8 @@ absl::Status SqliteDatabase::Backup(const std::string& dest_path, int64_t taken_
   COMITY_ASSIGN_OR_RETURN(uint64_t size, sql::LogSize(session));
   *audit_size = size;
   COMITY_RETURN_IF_ERROR(copy->Script("PRAGMA journal_mode=DELETE"));
-  COMITY_RETURN_IF_ERROR(session.Exec("DELETE FROM backup_origin", sql::Params()).status());
+  COMITY_RETURN_IF_ERROR(
+      session.Exec("DELETE FROM backup_origin", sql::Params()).status());
   return session
       .Exec("INSERT INTO backup_origin (taken_at_us, audit_size) VALUES ($1, $2)",
             sql::Params().Int(taken_at_us).Int(static_cast<int64_t>(size)))

@@ -63,7 +63,8 @@ class SqliteDatabase final : public sql::Database {
   static absl::StatusOr<std::unique_ptr<SqliteDatabase>> Open(const std::string& path);
   ~SqliteDatabase() override;
 
-  absl::Status Write(bool audit, const sql::WriteFn& body) override ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Write(bool audit, const sql::WriteFn& body) override
+      ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Read(const sql::ReadFn& body) override ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Snapshot(const sql::ReadFn& body) override;
   bool shared() const override { return false; }
@@ -81,7 +82,8 @@ class SqliteDatabase final : public sql::Database {
     absl::Status result;
     bool done = false;
   };
-  void CommitBatch(const std::vector<PendingWrite*>& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CommitBatch(const std::vector<PendingWrite*>& batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string path_;
   const std::string replica_id_;
