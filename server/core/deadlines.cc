@@ -114,10 +114,11 @@ std::vector<v1::CaseDeadline> CaseDeadlines(const v1::RequestRecord& record,
   return out;
 }
 
-absl::Time NextDeadline(const v1::RequestRecord& record, const v1::ServiceLevels& levels) {
+absl::Time NextDeadline(const v1::RequestRecord& record, const v1::ServiceLevels& levels,
+                        absl::Time after) {
   absl::Time next = absl::InfiniteFuture();
   for (const Deadline& x : AllDeadlines(record, levels)) {
-    if (!x.met) next = std::min(next, x.look_from);
+    if (!x.met && x.look_from > after) next = std::min(next, x.look_from);
   }
   return next;
 }

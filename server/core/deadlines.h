@@ -20,9 +20,11 @@ std::vector<v1::CaseDeadline> CaseDeadlines(const v1::RequestRecord& record,
 
 // When the deadlines of `record` must next be looked at: its earliest unmet
 // service-level deadline, or the start of an accepted preservation's expiry
-// warning, whichever comes first; InfiniteFuture if it has none (no case
-// yet, closed, withdrawn). CaseDeadlines at that time lists what is due.
-absl::Time NextDeadline(const v1::RequestRecord& record, const v1::ServiceLevels& levels);
+// warning, whichever comes first, later than `after`; InfiniteFuture if it
+// has none (no case yet, closed, withdrawn). CaseDeadlines at that time
+// lists what is due.
+absl::Time NextDeadline(const v1::RequestRecord& record, const v1::ServiceLevels& levels,
+                        absl::Time after = absl::InfinitePast());
 
 }  // namespace comity
 

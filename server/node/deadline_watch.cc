@@ -14,6 +14,14 @@ namespace {
 
 constexpr int kBatch = 64;
 
+// The bit of CaseRef::escalated for a deadline kind that is escalated; 0
+// for one that is not.
+uint32_t EscalationBit(const std::string& kind) {
+  if (kind == "ACKNOWLEDGE") return 1;
+  if (kind == "DECIDE") return 2;
+  return 0;
+}
+
 std::string FormatMicros(int64_t micros) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMicros(micros),
                           absl::UTCTimeZone());
@@ -60,18 +68,21 @@ void DeadlineWatch::Check() {
     for (const CaseRef& ref : *due) {
       auto full = ctx_->store().requests().Get(ref.request_id);
       const v1::RequestRecord* r = full.ok() ? RowOf(*full, ref.direction) : nullptr;
-      absl::Time handled = ref.next_deadline;
+      uint32_t escalated = ref.escalated;
       std::vector<v1::CaseDeadline> escalate;
+      absl::Time next_check = absl::InfiniteFuture();
       if (r != nullptr) {
-        for (v1::CaseDeadline& d :
-             CaseDeadlines(*r, ctx_->config().service_levels(), now)) {
-          if (!d.overdue()) continue;
-          handled = std::max(handled, absl::FromUnixMicros(d.due_unix_micros()));
-          if (d.obligation() == v1::BINDING &&
-              (d.kind() == "ACKNOWLEDGE" || d.kind() == "DECIDE")) {
-            escalate.push_back(std::move(d));
+        for (v1::CaseDeadline& d : CaseDeadlines(*r, ctx_->config().service_levels(), now)) {
+          const uint32_t bit = EscalationBit(d.kind());
+          if (!d.overdue() || d.obligation() != v1::BINDING || bit == 0 ||
+              (escalated & bit) != 0) {
+            continue;
           }
+          escalated |= bit;
+          escalate.push_back(std::move(d));
         }
+        // What is past is dealt with: next, what has not come yet.
+        next_check = NextDeadline(*r, ctx_->config().service_levels(), now);
       }
       for (const v1::CaseDeadline& d : escalate) {
         LogEvent(LogLevel::kError, "deadline_missed",
@@ -81,7 +92,7 @@ void DeadlineWatch::Check() {
                   {"party", d.party()},
                   {"detail", d.description()}});
       }
-      // Escalated once per deadline: the entries and the mark commit together.
+      // Escalated once per deadline: the entries and the bits commit together.
       AuditFn audit;
       if (!escalate.empty()) {
         audit = [&](AuditWriter& w) -> absl::Status {
@@ -97,8 +108,8 @@ void DeadlineWatch::Check() {
           return absl::OkStatus();
         };
       }
-      absl::Status st = ctx_->store().cases().MarkDeadlinesHandled(
-          ref.request_id, ref.direction, handled, audit);
+      absl::Status st = ctx_->store().cases().MarkDeadlinesChecked(
+          ref.request_id, ref.direction, next_check, escalated, audit);
       if (!st.ok()) {
         LogEvent(LogLevel::kError, "audit_error", {{"error", st.ToString()}});
         return;

@@ -29,8 +29,9 @@ class DeadlineWatch {
   // directions), at the node's clock; at most `limit`.
   absl::StatusOr<std::vector<v1::CaseDeadline>> Overdue(int limit = 1000);
   // Escalates (CASE_ESCALATED, error log) each BINDING request that missed
-  // its acknowledge or decide deadline, once per deadline, and marks every
-  // case whose deadline came as handled.
+  // its acknowledge or decide deadline, once per deadline, and sets each
+  // case it looked at to be checked again at its next deadline still to
+  // come.
   void Check();
   // Recomputes the next deadline of every open case (service levels may
   // have changed since the cases last changed; a migrated store holds

@@ -333,7 +333,7 @@ void Keys::AnnounceRound() {
       }
       if (!*taught) continue;
       v1::KeyAnnouncement a;
-      a.ParseFromString(req.announcement().payload());
+      if (!a.ParseFromString(req.announcement().payload())) continue;  // Ours: it parses.
       absl::Status audited = ctx_->store().audit().Append([&](AuditWriter& w) {
         v1::AuditEntry e = ctx_->Event(
             a.key_id().empty() ? v1::KEY_REVOKED : v1::KEY_ANNOUNCED, "node", "", peer);
@@ -384,7 +384,7 @@ std::vector<v1::KeyStatus> Keys::List() {
     absl::MutexLock lock(&mu_);
     for (size_t i = 0; i < own_announcements_.size(); ++i) {
       v1::KeyAnnouncement a;
-      a.ParseFromString(own_announcements_[i].announcement().payload());
+      if (!a.ParseFromString(own_announcements_[i].announcement().payload())) continue;
       const std::string& id = a.key_id().empty() ? a.revoke_key_id() : a.key_id();
       for (const auto& [peer, state] : announcing_) {
         (state.next > i ? acks[id].first : acks[id].second).push_back(peer);

@@ -164,9 +164,11 @@ absl::Status LogWitness::RaiseSplitView(const std::string& party_code,
                                         const std::string& why,
                                         const std::string& reporter) {
   const bool report_to_peer = reporter.empty();
+  // Both were verified and parsed by the caller.
   v1::TreeHead a, b;
-  a.ParseFromString(first.payload());
-  b.ParseFromString(second.payload());
+  if (!a.ParseFromString(first.payload()) || !b.ParseFromString(second.payload())) {
+    return absl::InternalError("RaiseSplitView: a head does not parse");
+  }
   std::string detail = absl::StrCat(
       party_code, "'s log: heads of size ", a.tree_size(), " (root ",
       HexEncode(a.root_hash()).substr(0, 16), ") and ", b.tree_size(), " (root ",

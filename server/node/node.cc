@@ -7,6 +7,7 @@
 #include "server/node/case_records.h"
 #include "server/util/log.h"
 #include "server/util/status_macros.h"
+#include "server/util/time_proto.h"
 
 namespace comity {
 namespace {
@@ -145,6 +146,8 @@ void Node::Start() {
 }
 
 void Node::Stop() {
+  // Held to the end: a second caller returns only once the node stopped.
+  absl::MutexLock stopping(&stop_mu_);
   {
     absl::MutexLock lock(&mu_);
     if (stopped_) return;
@@ -177,20 +180,19 @@ absl::StatusOr<std::vector<v1::RequestRecord>> Node::Chain(
       if (seen.insert(next).second) todo.push_back(next);
     }
   }
-  std::vector<v1::RequestRecord> out;
+  // Oldest first, by the time each request was signed.
+  std::vector<std::pair<int64_t, v1::RequestRecord>> dated;
   for (const std::string& id : seen) {
-    COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records,
-                            store_->requests().Get(id));
-    for (auto& r : records) out.push_back(std::move(r));
+    COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records, store_->requests().Get(id));
+    for (auto& r : records) {
+      COMITY_ASSIGN_OR_RETURN(v1::RequestBody body, BodyOf(r));
+      dated.emplace_back(absl::ToUnixMicros(FromProto(body.created_at())), std::move(r));
+    }
   }
-  std::sort(out.begin(), out.end(),
-            [](const v1::RequestRecord& a, const v1::RequestRecord& b) {
-              v1::RequestBody x, y;
-              x.ParseFromString(a.request().payload());
-              y.ParseFromString(b.request().payload());
-              return std::make_pair(x.created_at().seconds(), x.created_at().nanos()) <
-                     std::make_pair(y.created_at().seconds(), y.created_at().nanos());
-            });
+  std::stable_sort(dated.begin(), dated.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<v1::RequestRecord> out;
+  for (auto& [when, r] : dated) out.push_back(std::move(r));
   return out;
 }
 

@@ -134,6 +134,7 @@ class Node {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::map<std::string, Worker*> lane_workers_;      // By peer.
   std::map<std::string, Worker*> evidence_workers_;  // By peer.
+  absl::Mutex stop_mu_;  // Held by Stop throughout.
   absl::Mutex mu_;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;

@@ -181,8 +181,6 @@ absl::StatusOr<v1::RequestRecord> DeliveryLane::Deliver(const v1::RequestRecord&
     };
   };
   if (status.ok()) {
-    v1::TreeHead their_head;
-    their_head.ParseFromString(verified->tree_head().payload());
     const bool disagree =
         verified->has_receiver_assessment() &&
         AssessmentsDiffer(body.requester_assessment(), verified->receiver_assessment());
@@ -198,7 +196,7 @@ absl::StatusOr<v1::RequestRecord> DeliveryLane::Deliver(const v1::RequestRecord&
               audit(v1::DELIVERY_ACKNOWLEDGED,
                     absl::StrCat(peer_, " log entry ",
                                  verified->received_entry_proof().leaf_index(), " of ",
-                                 their_head.tree_size()))(w));
+                                 verified->received_entry_proof().tree_size()))(w));
           if (!disagree) return absl::OkStatus();
           v1::AuditEntry d =
               ctx_->Event(v1::ASSESSMENT_DISAGREEMENT, "node", body.id(), peer_);

@@ -143,8 +143,7 @@ absl::StatusOr<CertIdentity> RequestIntake::AdmitOperator(
         "operator ", op->operator_name, " lacks the ", absl::StrJoin(names, " or "),
         " role needed for ", method, " (a urn:comity:role:", names.front(),
         " URI in the operator certificate)"));
-    RecordAuthFailure(call, "operator_denied", absl::StrCat("tls:", call.tls_peer),
-                      method, denied);
+    RecordAuthFailure(call, "operator_denied", "operator:" + op->operator_name, method, denied);
     return denied;
   }
   return op;
@@ -234,6 +233,11 @@ absl::StatusOr<v1::SignedEnvelope> RequestIntake::ReceiveRequest(
                           ctx_->store().requests().Get(body.id()));
   for (const v1::RequestRecord& r : known) {
     if (r.direction() == v1::INCOMING) return same_or_conflict(r);
+    // An id is one case on this node: a peer may not reuse the id of a
+    // request this node sent (its steps would join that case).
+    return absl::AlreadyExistsError(absl::StrCat(
+        "request id ", body.id(), " is the id of a request ", ctx_->party(),
+        " sent; a new request needs a new id"));
   }
   COMITY_RETURN_IF_ERROR(ValidateRequestBody(body));
 

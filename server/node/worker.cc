@@ -32,12 +32,19 @@ void Worker::RequestStop() {
 }
 
 void Worker::Join() {
-  std::thread t;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    t = std::move(thread_);
+  std::unique_lock<std::mutex> lock(mu_);
+  if (joining_) {  // Another caller joins: wait until it is done.
+    joined_cv_.wait(lock, [this] { return joined_; });
+    return;
   }
-  if (t.joinable()) t.join();
+  if (!thread_.joinable()) return;
+  joining_ = true;
+  std::thread t = std::move(thread_);
+  lock.unlock();
+  t.join();
+  lock.lock();
+  joined_ = true;
+  joined_cv_.notify_all();
 }
 
 void Worker::Stop() {

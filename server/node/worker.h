@@ -37,7 +37,8 @@ class Worker {
   // Asks for a round as soon as the one under way (if any) ends.
   void Wake();
   // Asks the thread to end after the round under way (RequestStop), then
-  // waits for it (Join). Idempotent.
+  // waits for it (Join). Idempotent; every caller returns only once the
+  // thread has ended.
   void Stop();
   void RequestStop();
   void Join();
@@ -57,6 +58,9 @@ class Worker {
   std::condition_variable cv_;
   bool woken_ = false;
   bool stopping_ = false;
+  bool joining_ = false;
+  bool joined_ = false;
+  std::condition_variable joined_cv_;
   std::thread thread_;
 };
 

@@ -98,7 +98,8 @@ class RequestStore {
  public:
   virtual ~RequestStore() = default;
 
-  // Stores a new outgoing request. AlreadyExists if the id is known.
+  // Stores a new outgoing request. AlreadyExists if the id is known (an id
+  // is one case on a node, whichever direction).
   virtual absl::Status InsertOutgoing(const RecordKey& key,
                                       const v1::RequestRecord& record,
                                       const AuditFn& audit = nullptr) = 0;
@@ -106,7 +107,8 @@ class RequestStore {
   // Unless a request with this id was already received, calls `build`
   // inside the transaction (it may append to the audit log and sign a tree
   // head) and stores the record it returns; else writes nothing and
-  // returns the stored record with `*inserted` false.
+  // returns the stored record with `*inserted` false. AlreadyExists if a
+  // request this node sent has the id.
   virtual absl::StatusOr<v1::RequestRecord> InsertIncomingIfAbsent(
       const RecordKey& key,
       const std::function<absl::StatusOr<v1::RequestRecord>(AuditWriter&)>& build,
@@ -140,11 +142,15 @@ class RequestStore {
 
 // --- Cases. ---
 
-// A case whose next deadline has come (CaseStore::Due).
+// A case with deadlines (CaseStore).
 struct CaseRef {
   std::string request_id;
   v1::Direction direction = v1::DIRECTION_UNSPECIFIED;
+  // Its earliest unmet deadline (InfiniteFuture: none).
   absl::Time next_deadline;
+  // Which of its deadlines were escalated already (bits the DeadlineWatch
+  // defines), so that each is escalated once.
+  uint32_t escalated = 0;
 };
 
 // An evidence file listed in a response to a request this node sent, not
@@ -169,9 +175,9 @@ class CaseStore {
   // Appends a signed transition to the case of the request's `row` and
   // moves its state, atomically; FailedPrecondition unless the transition
   // is the next step (sequence) from the stored state. `outbound`: made by
-  // this node, to be delivered to the other party. `next_deadline`: when
-  // the case must next be looked at for its deadlines (InfiniteFuture:
-  // never, e.g. once closed). Evidence files the transition lists become
+  // this node, to be delivered to the other party. `next_deadline`: its
+  // earliest unmet deadline, which is also its next check (InfiniteFuture:
+  // none, e.g. once closed). Evidence files the transition lists become
   // PendingEvidence of an OUTGOING row; a transition that accepts release
   // conditions makes that row's pending evidence due again.
   virtual absl::Status AppendTransition(const std::string& request_id, v1::Direction row,
@@ -181,20 +187,22 @@ class CaseStore {
                                         absl::Time next_deadline,
                                         const AuditFn& audit = nullptr) = 0;
 
-  // Cases whose next deadline is at or before `before` and was not yet
-  // handled (MarkDeadlinesHandled), soonest first; at most `limit`.
+  // Cases due to be checked for their deadlines at `before` (the check
+  // time is the next deadline whenever the case changes, and what
+  // MarkDeadlinesChecked set since), soonest first; at most `limit`.
   virtual absl::StatusOr<std::vector<CaseRef>> Due(absl::Time before, int limit) = 0;
-  // Every case with a deadline at or before `before`, handled or not,
-  // soonest first, from `after` (a request id and direction, exclusive;
-  // empty: the start) so that a caller can page through them.
+  // Every case with an unmet deadline at or before `before`, escalated or
+  // not, soonest first, from `after` (a request id and direction,
+  // exclusive; null: the start) so that a caller can page through them.
   virtual absl::StatusOr<std::vector<CaseRef>> WithDeadlineBefore(absl::Time before,
                                                                   const CaseRef* after,
                                                                   int limit) = 0;
-  // Every deadline of the case due up to `until` was dealt with
-  // (escalated or found not to need it): Due skips the case until its next
-  // deadline is later than that.
-  virtual absl::Status MarkDeadlinesHandled(const std::string& request_id,
-                                            v1::Direction direction, absl::Time until,
+  // The case was checked: its next check is at `next_check`
+  // (InfiniteFuture: only when it changes) and `escalated` says which
+  // deadlines were escalated; with the entries of `audit`, atomically.
+  virtual absl::Status MarkDeadlinesChecked(const std::string& request_id,
+                                            v1::Direction direction, absl::Time next_check,
+                                            uint32_t escalated,
                                             const AuditFn& audit = nullptr) = 0;
   // Open cases (a state that is not final) from `after` (exclusive; empty:
   // the start), in (request id, direction) order: to recompute their

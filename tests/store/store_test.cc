@@ -314,12 +314,19 @@ TEST_P(StoreTest, IncomingInsertIsIdempotent) {
   EXPECT_FALSE(inserted);
   EXPECT_EQ(second.request().payload(), "a");  // The first one stays.
   EXPECT_EQ(second.receipt().payload(), "receipt");
-  // An outgoing request may share the id space without clashing.
-  EXPECT_THAT(store_->requests().InsertOutgoing(key, Record(v1::OUTGOING, "c", 3)), IsOk());
-  COMITY_ASSERT_OK_AND_ASSIGN(auto both, store_->requests().Get("id-2"));
-  ASSERT_EQ(both.size(), 2u);
-  EXPECT_EQ(both[0].direction(), v1::OUTGOING);
-  EXPECT_EQ(both[1].direction(), v1::INCOMING);
+  // An id is one case on a node: no outgoing request under it, nor an
+  // incoming one under the id of an outgoing one.
+  EXPECT_THAT(store_->requests().InsertOutgoing(key, Record(v1::OUTGOING, "c", 3)),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("received")));
+  ASSERT_THAT(store_->requests().InsertOutgoing({"id-3", "FR", "JP"},
+                                                Record(v1::OUTGOING, "d", 4)),
+              IsOk());
+  EXPECT_THAT(store_->requests().InsertIncomingIfAbsent(
+                  {"id-3", "JP", "FR"}, Fixed(Record(v1::INCOMING, "e", 5)), &inserted),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("sent")));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto one, store_->requests().Get("id-2"));
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].direction(), v1::INCOMING);
 }
 
 TEST_P(StoreTest, ListIsNewestFirstAndFiltered) {
@@ -637,14 +644,18 @@ TEST_P(StoreTest, CasesAreFoundByTheirNextDeadline) {
   COMITY_ASSERT_OK_AND_ASSIGN(due, store_->cases().Due(at(600), 10));
   ASSERT_EQ(due.size(), 2u);
   EXPECT_EQ(due[1].request_id, "late");
-  // Handled through its deadline: not due again until the deadline moves on.
-  ASSERT_THAT(store_->cases().MarkDeadlinesHandled("early", v1::INCOMING, at(100),
+  // Checked, escalated, next check later: not due again until then.
+  ASSERT_THAT(store_->cases().MarkDeadlinesChecked("early", v1::INCOMING, at(700), 1,
                                                    Append("early", {v1::CASE_ESCALATED})),
               IsOk());
   EXPECT_THAT(store_->audit().Size(), IsOkAndHolds(1u));
   COMITY_ASSERT_OK_AND_ASSIGN(due, store_->cases().Due(at(600), 10));
   ASSERT_EQ(due.size(), 1u);
   EXPECT_EQ(due[0].request_id, "late");
+  COMITY_ASSERT_OK_AND_ASSIGN(due, store_->cases().Due(at(700), 10));
+  ASSERT_EQ(due.size(), 2u);
+  EXPECT_EQ(due[1].request_id, "early");
+  EXPECT_EQ(due[1].escalated, 1u);  // Kept with the case.
   // Still listed among the cases with a deadline passed.
   COMITY_ASSERT_OK_AND_ASSIGN(auto passed, store_->cases().WithDeadlineBefore(at(600), nullptr, 1));
   ASSERT_EQ(passed.size(), 1u);
@@ -807,7 +818,9 @@ TEST_P(StoreTest, MigrationSevenIndexesWhatOlderSchemasHold) {
                              "DROP TABLE backup_origin; DROP INDEX requests_by_deadline; "
                              "DROP INDEX requests_by_case_state; "
                              "ALTER TABLE requests DROP COLUMN next_deadline_us; "
-                             "ALTER TABLE requests DROP COLUMN deadline_handled_us; "
+                             "DROP INDEX requests_by_check; "
+                             "ALTER TABLE requests DROP COLUMN next_check_us; "
+                             "ALTER TABLE requests DROP COLUMN escalated; "
                              "DELETE FROM schema_migrations WHERE version = 7"),
               IsOk());
   COMITY_ASSERT_OK_AND_ASSIGN(store_, backend_->Open());

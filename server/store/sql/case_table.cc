@@ -16,6 +16,7 @@ absl::StatusOr<std::vector<CaseRef>> ReadCaseRefs(Session& s, absl::string_view 
     c.request_id = row.Bytes(0);
     c.direction = static_cast<v1::Direction>(row.Int(1));
     c.next_deadline = TimeOrFuture(row, 2);
+    c.escalated = static_cast<uint32_t>(row.Int(3));
     out.push_back(std::move(c));
     return absl::OkStatus();
   }));
@@ -94,7 +95,7 @@ absl::Status SqlCaseStore::AppendTransition(const std::string& request_id,
                ins)
             .status());
     COMITY_RETURN_IF_ERROR(s.Exec("UPDATE requests SET case_state = $1, updated_at_us = "
-                                  "$2, next_deadline_us = $3 "
+                                  "$2, next_deadline_us = $3, next_check_us = $3 "
                                   "WHERE request_id = $4 AND direction = $5",
                                   Params()
                                       .Int(t.to_state())
@@ -133,10 +134,9 @@ absl::Status SqlCaseStore::AppendTransition(const std::string& request_id,
 
 absl::StatusOr<std::vector<CaseRef>> SqlCaseStore::Due(absl::Time before, int limit) {
   return Fetch(db_, false, &ReadCaseRefs,
-               "SELECT request_id, direction, next_deadline_us FROM requests "
-               "WHERE next_deadline_us IS NOT NULL AND next_deadline_us <= $1 AND "
-               "(deadline_handled_us IS NULL OR deadline_handled_us < "
-               "next_deadline_us) ORDER BY next_deadline_us LIMIT $2",
+               "SELECT request_id, direction, next_deadline_us, escalated FROM requests WHERE "
+               "next_check_us IS NOT NULL AND next_check_us <= $1 ORDER BY next_check_us "
+               "LIMIT $2",
                Params().Int(ToMicros(before)).Int(limit));
 }
 
@@ -145,9 +145,8 @@ absl::StatusOr<std::vector<CaseRef>> SqlCaseStore::WithDeadlineBefore(
   Params p;
   p.Int(ToMicros(before));
   std::string sql =
-      "SELECT request_id, direction, next_deadline_us FROM requests WHERE "
-      "next_deadline_us IS "
-      "NOT NULL AND next_deadline_us <= $1";
+      "SELECT request_id, direction, next_deadline_us, escalated FROM requests WHERE "
+      "next_deadline_us IS NOT NULL AND next_deadline_us <= $1";
   if (after != nullptr) {
     p.Int(ToMicros(after->next_deadline)).Text(after->request_id).Int(after->direction);
     sql +=
@@ -162,14 +161,18 @@ absl::StatusOr<std::vector<CaseRef>> SqlCaseStore::WithDeadlineBefore(
   return Fetch(db_, false, &ReadCaseRefs, sql, p);
 }
 
-absl::Status SqlCaseStore::MarkDeadlinesHandled(const std::string& request_id,
-                                                v1::Direction direction, absl::Time until,
-                                                const AuditFn& audit) {
+absl::Status SqlCaseStore::MarkDeadlinesChecked(const std::string& request_id,
+                                                v1::Direction direction, absl::Time next_check,
+                                                uint32_t escalated, const AuditFn& audit) {
   return db_->Write(audit != nullptr, [&](Session& s, AuditWriter& w) -> absl::Status {
     COMITY_RETURN_IF_ERROR(
-        s.Exec("UPDATE requests SET deadline_handled_us = $1 WHERE request_id = $2 AND "
-               "direction = $3",
-               Params().Int(ToMicros(until)).Text(request_id).Int(direction))
+        s.Exec("UPDATE requests SET next_check_us = $1, escalated = $2 WHERE request_id = $3 "
+               "AND direction = $4",
+               Params()
+                   .TimeOrNull(next_check)
+                   .Int(escalated)
+                   .Text(request_id)
+                   .Int(direction))
             .status());
     return audit ? audit(w) : absl::OkStatus();
   });
@@ -179,9 +182,8 @@ absl::StatusOr<std::vector<CaseRef>> SqlCaseStore::Open(const CaseRef* after, in
   Params p;
   p.Int(v1::CASE_STATE_UNSPECIFIED).Int(v1::CASE_CLOSED).Int(v1::CASE_WITHDRAWN);
   std::string sql =
-      "SELECT request_id, direction, next_deadline_us FROM requests WHERE case_state NOT "
-      "IN "
-      "($1, $2, $3)";
+      "SELECT request_id, direction, next_deadline_us, escalated FROM requests WHERE "
+      "case_state NOT IN ($1, $2, $3)";
   if (after != nullptr) {
     p.Text(after->request_id).Int(after->direction);
     sql += " AND (request_id {collate_c} > $4 OR (request_id = $4 AND direction > $5))";
@@ -197,7 +199,8 @@ absl::Status SqlCaseStore::SetNextDeadline(const std::string& request_id,
   return db_->Write(false, [&](Session& s, AuditWriter&) {
     return s
         .Exec(
-            "UPDATE requests SET next_deadline_us = $1 WHERE request_id = $2 AND "
+            "UPDATE requests SET next_deadline_us = $1, next_check_us = $1 WHERE "
+            "request_id = $2 AND "
             "direction = $3",
             Params().TimeOrNull(next_deadline).Text(request_id).Int(direction))
         .status();

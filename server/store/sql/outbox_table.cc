@@ -130,7 +130,7 @@ absl::Status SqlOutboxStore::MarkDelivered(const std::string& request_id,
       request_id,
       "UPDATE requests SET state = $1, receipt_envelope = $2, updated_at_us = $3, "
       "delivery_attempts = delivery_attempts + 1, last_error = '', case_state = 1, "
-      "next_attempt_at_us = NULL, next_deadline_us = $4, claimed_by = NULL, "
+      "next_attempt_at_us = NULL, next_deadline_us = $4, next_check_us = $4, claimed_by = NULL, "
       "claim_until_us = NULL WHERE request_id = $5 AND direction = 1 AND state = $6",
       Params()
           .Int(v1::DELIVERED)

@@ -42,21 +42,30 @@ absl::StatusOr<Cursor> DecodeCursor(const std::string& text) {
   return c;
 }
 
+// An id is one case on a node (a case's transitions are stored by request
+// id): AlreadyExists if a record of `direction` holds it.
+absl::Status RefuseIdInUse(Session& s, const std::string& request_id, v1::Direction direction,
+                           const char* verb) {
+  COMITY_ASSIGN_OR_RETURN(
+      int64_t n,
+      QueryInt(s, "SELECT COUNT(*) FROM requests WHERE request_id = $1 AND direction = $2",
+               Params().Text(request_id).Int(direction)));
+  if (n == 0) return absl::OkStatus();
+  return absl::AlreadyExistsError(
+      absl::StrCat("request id ", request_id, " is already used by a request this node ", verb));
+}
+
 }  // namespace
 
 absl::Status SqlRequestStore::InsertOutgoing(const RecordKey& key,
                                              const v1::RequestRecord& record,
                                              const AuditFn& audit) {
-  absl::Status st =
-      db_->Write(audit != nullptr, [&](Session& s, AuditWriter& w) -> absl::Status {
-        COMITY_RETURN_IF_ERROR(InsertRecord(s, key, record));
-        return audit ? audit(w) : absl::OkStatus();
-      });
-  if (absl::IsAlreadyExists(st)) {
-    return absl::AlreadyExistsError(
-        absl::StrCat("request ", key.request_id, " is already stored"));
-  }
-  return st;
+  return db_->Write(audit != nullptr, [&](Session& s, AuditWriter& w) -> absl::Status {
+    COMITY_RETURN_IF_ERROR(RefuseIdInUse(s, key.request_id, v1::OUTGOING, "sent"));
+    COMITY_RETURN_IF_ERROR(RefuseIdInUse(s, key.request_id, v1::INCOMING, "received"));
+    COMITY_RETURN_IF_ERROR(InsertRecord(s, key, record));
+    return audit ? audit(w) : absl::OkStatus();
+  });
 }
 
 absl::StatusOr<v1::RequestRecord> SqlRequestStore::InsertIncomingIfAbsent(
@@ -81,6 +90,7 @@ absl::StatusOr<v1::RequestRecord> SqlRequestStore::InsertIncomingIfAbsent(
       *inserted = false;
       return absl::OkStatus();
     }
+    COMITY_RETURN_IF_ERROR(RefuseIdInUse(s, key.request_id, v1::OUTGOING, "sent"));
     COMITY_ASSIGN_OR_RETURN(result, build(w));
     COMITY_RETURN_IF_ERROR(InsertRecord(s, key, result));
     *inserted = true;

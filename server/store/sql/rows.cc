@@ -69,14 +69,11 @@ absl::Status InsertRecord(Session& s, const RecordKey& key, const v1::RequestRec
     p.Null();
   }
   COMITY_RETURN_IF_ERROR(
-      s.Exec("INSERT INTO requests (request_id, direction, requesting_party, "
-             "requested_party, "
+      s.Exec("INSERT INTO requests (request_id, direction, requesting_party, requested_party, "
              "state, request_envelope, payload_sha256, receipt_envelope, submitted_by, "
-             "stored_at_us, updated_at_us, delivery_attempts, last_error, "
-             "next_attempt_at_us, "
-             "case_state, next_deadline_us) "
-             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
-             "$16)",
+             "stored_at_us, updated_at_us, delivery_attempts, last_error, next_attempt_at_us, "
+             "case_state, next_deadline_us, next_check_us) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+             "$8, $9, $10, $11, $12, $13, $14, $15, $16, $16)",
              p)
           .status());
   for (const std::string& related : key.related_request_ids) {

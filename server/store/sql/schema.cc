@@ -127,9 +127,12 @@ ALTER TABLE proposals ADD COLUMN claim_until_us {int64};
     // fetch; and the mark of a backup copy.
     R"sql(
 ALTER TABLE requests ADD COLUMN next_deadline_us {int64};
-ALTER TABLE requests ADD COLUMN deadline_handled_us {int64};
+ALTER TABLE requests ADD COLUMN next_check_us {int64};
+ALTER TABLE requests ADD COLUMN escalated INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX requests_by_deadline ON requests (next_deadline_us)
   WHERE next_deadline_us IS NOT NULL;
+CREATE INDEX requests_by_check ON requests (next_check_us)
+  WHERE next_check_us IS NOT NULL;
 CREATE INDEX requests_by_case_state ON requests (case_state, request_id, direction);
 CREATE INDEX IF NOT EXISTS requests_by_stored_at ON requests (stored_at_us);
 CREATE TABLE request_links (

@@ -47,8 +47,8 @@ class SqlCaseStore final : public CaseStore {
   absl::StatusOr<std::vector<CaseRef>> WithDeadlineBefore(absl::Time before,
                                                           const CaseRef* after,
                                                           int limit) override;
-  absl::Status MarkDeadlinesHandled(const std::string& request_id,
-                                    v1::Direction direction, absl::Time until,
+  absl::Status MarkDeadlinesChecked(const std::string& request_id, v1::Direction direction,
+                                    absl::Time next_check, uint32_t escalated,
                                     const AuditFn& audit) override;
   absl::StatusOr<std::vector<CaseRef>> Open(const CaseRef* after, int limit) override;
   absl::Status SetNextDeadline(const std::string& request_id, v1::Direction direction,
