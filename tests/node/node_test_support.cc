@@ -30,7 +30,8 @@ absl::Status NoHandler(const char* method) {
 absl::StatusOr<v1::SignedEnvelope> FakePeerTransport::DeliverRequest(
     const std::string& party, const v1::SignedEnvelope& request, absl::Duration) {
   Count("DeliverRequest");
-  return on_deliver_request ? on_deliver_request(party, request) : NoHandler("DeliverRequest");
+  return on_deliver_request ? on_deliver_request(party, request)
+                            : NoHandler("DeliverRequest");
 }
 
 absl::StatusOr<v1::SignedEnvelope> FakePeerTransport::DeliverTransition(
@@ -48,7 +49,8 @@ absl::StatusOr<v1::SignedEnvelope> FakePeerTransport::ProposeTransition(
 
 absl::Status FakePeerTransport::FetchEvidence(
     const std::string& party, const std::string& request_id, const std::string& sha256,
-    uint64_t offset, const std::function<absl::Status(absl::string_view)>& fn, absl::Duration) {
+    uint64_t offset, const std::function<absl::Status(absl::string_view)>& fn,
+    absl::Duration) {
   Count("FetchEvidence");
   return on_fetch_evidence ? on_fetch_evidence(party, request_id, sha256, offset, fn)
                            : NoHandler("FetchEvidence");
@@ -57,7 +59,8 @@ absl::Status FakePeerTransport::FetchEvidence(
 absl::StatusOr<v1::SignedEnvelope> FakePeerTransport::ExchangeTreeHeads(
     const std::string& party, const v1::SignedEnvelope& our_head, absl::Duration) {
   Count("ExchangeTreeHeads");
-  return on_exchange_heads ? on_exchange_heads(party, our_head) : NoHandler("ExchangeTreeHeads");
+  return on_exchange_heads ? on_exchange_heads(party, our_head)
+                           : NoHandler("ExchangeTreeHeads");
 }
 
 absl::StatusOr<std::vector<std::string>> FakePeerTransport::GetConsistencyProof(
@@ -134,14 +137,16 @@ absl::StatusOr<v1::SignedEnvelope> LoopbackTransport::ProposeTransition(
 
 absl::Status LoopbackTransport::FetchEvidence(
     const std::string& party, const std::string& request_id, const std::string& sha256,
-    uint64_t offset, const std::function<absl::Status(absl::string_view)>& fn, absl::Duration) {
+    uint64_t offset, const std::function<absl::Status(absl::string_view)>& fn,
+    absl::Duration) {
   COMITY_ASSIGN_OR_RETURN(Node * node, To(party));
   v1::FetchEvidenceRequest req;
   req.set_request_id(request_id);
   req.set_sha256(sha256);
   req.set_offset(offset);
-  COMITY_ASSIGN_OR_RETURN(std::unique_ptr<EvidenceReader> reader,
-                          node->peer_api().FetchEvidence(Call(req), request_id, sha256, offset));
+  COMITY_ASSIGN_OR_RETURN(
+      std::unique_ptr<EvidenceReader> reader,
+      node->peer_api().FetchEvidence(Call(req), request_id, sha256, offset));
   for (;;) {
     COMITY_ASSIGN_OR_RETURN(std::string chunk, reader->Next());
     if (chunk.empty()) return absl::OkStatus();
@@ -158,8 +163,8 @@ absl::StatusOr<v1::SignedEnvelope> LoopbackTransport::ExchangeTreeHeads(
 absl::StatusOr<std::vector<std::string>> LoopbackTransport::GetConsistencyProof(
     const std::string& party, uint64_t old_size, uint64_t new_size, absl::Duration) {
   COMITY_ASSIGN_OR_RETURN(Node * node, To(party));
-  return node->peer_api().GetConsistencyProof(Call(v1::GetConsistencyProofRequest()), old_size,
-                                              new_size);
+  return node->peer_api().GetConsistencyProof(Call(v1::GetConsistencyProofRequest()),
+                                              old_size, new_size);
 }
 
 absl::Status LoopbackTransport::ReportSplitView(const std::string& party,
@@ -196,9 +201,9 @@ const std::string& NodeHarness::PartyDir(const std::string& party) const {
 
 absl::StatusOr<std::unique_ptr<Node>> NodeHarness::MakeNode(const std::string& party,
                                                             PeerTransport* transport) {
-  COMITY_ASSIGN_OR_RETURN(std::unique_ptr<NodeSetup> setup,
-                          ParseNodeConfig(net_.ConfigText(party), party + ".conf",
-                                          PartyDir(party)));
+  COMITY_ASSIGN_OR_RETURN(
+      std::unique_ptr<NodeSetup> setup,
+      ParseNodeConfig(net_.ConfigText(party), party + ".conf", PartyDir(party)));
   COMITY_RETURN_IF_ERROR(EnsureDir(setup->config.data_dir()));
   // Always SQLite here, whatever $COMITY_TEST_POSTGRES says: these are unit
   // tests of the duties, the store has its own suite on both backends.
@@ -214,7 +219,8 @@ CallInfo NodeHarness::PeerCall(const std::string& party) const {
   return CallInfo{pem.ok() ? *pem : "", "", "test", 0};
 }
 
-CallInfo NodeHarness::OperatorCall(const std::string& party, const std::string& name) const {
+CallInfo NodeHarness::OperatorCall(const std::string& party,
+                                   const std::string& name) const {
   auto pem = ReadFile(absl::StrCat(PartyDir(party), "/operators/", name, ".pem"));
   return CallInfo{pem.ok() ? *pem : "", "", "test", 0};
 }
@@ -250,12 +256,13 @@ bool WaitFor(const std::function<bool()>& fn, absl::Duration timeout) {
   return fn();
 }
 
-absl::StatusOr<std::vector<v1::AuditEntry>> AuditEntriesOf(Node& node, v1::AuditEventType type,
-                                                           const std::string& request_id) {
+absl::StatusOr<std::vector<v1::AuditEntry>> AuditEntriesOf(
+    Node& node, v1::AuditEventType type, const std::string& request_id) {
   AuditFilter filter;
   filter.type = type;
   filter.request_id = request_id;
-  COMITY_ASSIGN_OR_RETURN(std::vector<std::string> raw, node.store()->audit().Entries(filter));
+  COMITY_ASSIGN_OR_RETURN(std::vector<std::string> raw,
+                          node.store()->audit().Entries(filter));
   std::vector<v1::AuditEntry> entries(raw.size());
   for (size_t i = 0; i < raw.size(); ++i) {
     if (!entries[i].ParseFromString(raw[i])) {

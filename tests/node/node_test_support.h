@@ -37,13 +37,15 @@ namespace comity::testing {
 // once the handlers are set.
 class FakePeerTransport final : public PeerTransport {
  public:
-  std::function<absl::StatusOr<v1::SignedEnvelope>(const std::string&, const v1::SignedEnvelope&)>
+  std::function<absl::StatusOr<v1::SignedEnvelope>(const std::string&,
+                                                   const v1::SignedEnvelope&)>
       on_deliver_request, on_deliver_transition, on_propose, on_exchange_heads;
   std::function<absl::Status(const std::string& party, const std::string& request_id,
                              const std::string& sha256, uint64_t offset,
                              const std::function<absl::Status(absl::string_view)>& fn)>
       on_fetch_evidence;
-  std::function<absl::StatusOr<std::vector<std::string>>(const std::string&, uint64_t, uint64_t)>
+  std::function<absl::StatusOr<std::vector<std::string>>(const std::string&, uint64_t,
+                                                         uint64_t)>
       on_consistency_proof;
   std::function<absl::Status(const std::string&, const v1::SignedEnvelope&,
                              const v1::SignedEnvelope&)>
@@ -59,9 +61,9 @@ class FakePeerTransport final : public PeerTransport {
   absl::StatusOr<v1::SignedEnvelope> DeliverRequest(const std::string& party,
                                                     const v1::SignedEnvelope& request,
                                                     absl::Duration timeout) override;
-  absl::StatusOr<v1::SignedEnvelope> DeliverTransition(const std::string& party,
-                                                       const v1::SignedEnvelope& transition,
-                                                       absl::Duration timeout) override;
+  absl::StatusOr<v1::SignedEnvelope> DeliverTransition(
+      const std::string& party, const v1::SignedEnvelope& transition,
+      absl::Duration timeout) override;
   absl::StatusOr<v1::SignedEnvelope> ProposeTransition(const std::string& party,
                                                        const v1::SignedEnvelope& proposal,
                                                        absl::Duration timeout) override;
@@ -72,15 +74,16 @@ class FakePeerTransport final : public PeerTransport {
   absl::StatusOr<v1::SignedEnvelope> ExchangeTreeHeads(const std::string& party,
                                                        const v1::SignedEnvelope& our_head,
                                                        absl::Duration timeout) override;
-  absl::StatusOr<std::vector<std::string>> GetConsistencyProof(const std::string& party,
-                                                               uint64_t old_size,
-                                                               uint64_t new_size,
-                                                               absl::Duration timeout) override;
+  absl::StatusOr<std::vector<std::string>> GetConsistencyProof(
+      const std::string& party, uint64_t old_size, uint64_t new_size,
+      absl::Duration timeout) override;
   absl::Status ReportSplitView(const std::string& party, const v1::SignedEnvelope& first,
-                               const v1::SignedEnvelope& second, absl::Duration timeout) override;
-  absl::StatusOr<std::optional<v1::SignedEnvelope>> GetHeldHead(const std::string& party,
-                                                                absl::Duration timeout) override;
-  absl::StatusOr<bool> AnnounceKey(const std::string& party, const v1::AnnounceKeyRequest& request,
+                               const v1::SignedEnvelope& second,
+                               absl::Duration timeout) override;
+  absl::StatusOr<std::optional<v1::SignedEnvelope>> GetHeldHead(
+      const std::string& party, absl::Duration timeout) override;
+  absl::StatusOr<bool> AnnounceKey(const std::string& party,
+                                   const v1::AnnounceKeyRequest& request,
                                    absl::Duration timeout) override;
 
  private:
@@ -102,9 +105,9 @@ class LoopbackTransport final : public PeerTransport {
   absl::StatusOr<v1::SignedEnvelope> DeliverRequest(const std::string& party,
                                                     const v1::SignedEnvelope& request,
                                                     absl::Duration timeout) override;
-  absl::StatusOr<v1::SignedEnvelope> DeliverTransition(const std::string& party,
-                                                       const v1::SignedEnvelope& transition,
-                                                       absl::Duration timeout) override;
+  absl::StatusOr<v1::SignedEnvelope> DeliverTransition(
+      const std::string& party, const v1::SignedEnvelope& transition,
+      absl::Duration timeout) override;
   absl::StatusOr<v1::SignedEnvelope> ProposeTransition(const std::string& party,
                                                        const v1::SignedEnvelope& proposal,
                                                        absl::Duration timeout) override;
@@ -115,15 +118,16 @@ class LoopbackTransport final : public PeerTransport {
   absl::StatusOr<v1::SignedEnvelope> ExchangeTreeHeads(const std::string& party,
                                                        const v1::SignedEnvelope& our_head,
                                                        absl::Duration timeout) override;
-  absl::StatusOr<std::vector<std::string>> GetConsistencyProof(const std::string& party,
-                                                               uint64_t old_size,
-                                                               uint64_t new_size,
-                                                               absl::Duration timeout) override;
+  absl::StatusOr<std::vector<std::string>> GetConsistencyProof(
+      const std::string& party, uint64_t old_size, uint64_t new_size,
+      absl::Duration timeout) override;
   absl::Status ReportSplitView(const std::string& party, const v1::SignedEnvelope& first,
-                               const v1::SignedEnvelope& second, absl::Duration timeout) override;
-  absl::StatusOr<std::optional<v1::SignedEnvelope>> GetHeldHead(const std::string& party,
-                                                                absl::Duration timeout) override;
-  absl::StatusOr<bool> AnnounceKey(const std::string& party, const v1::AnnounceKeyRequest& request,
+                               const v1::SignedEnvelope& second,
+                               absl::Duration timeout) override;
+  absl::StatusOr<std::optional<v1::SignedEnvelope>> GetHeldHead(
+      const std::string& party, absl::Duration timeout) override;
+  absl::StatusOr<bool> AnnounceKey(const std::string& party,
+                                   const v1::AnnounceKeyRequest& request,
                                    absl::Duration timeout) override;
 
  private:
@@ -179,8 +183,8 @@ bool WaitFor(const std::function<bool()>& fn, absl::Duration timeout = absl::Sec
 
 // The audit entries of `node` of `type` (and of `request_id` if not
 // empty), parsed, in log order: what a test asserts a duty recorded.
-absl::StatusOr<std::vector<v1::AuditEntry>> AuditEntriesOf(Node& node, v1::AuditEventType type,
-                                                           const std::string& request_id = "");
+absl::StatusOr<std::vector<v1::AuditEntry>> AuditEntriesOf(
+    Node& node, v1::AuditEventType type, const std::string& request_id = "");
 
 }  // namespace comity::testing
 
