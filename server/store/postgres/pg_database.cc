@@ -107,11 +107,11 @@ class PgSession final : public sql::Session {
   explicit PgSession(Connection* conn) : conn_(conn) {}
 
   absl::Status Query(absl::string_view sql, const sql::Params& params,
-                     const sql::RowFn& fn) override {
+                     sql::RowFn fn) override {
     COMITY_ASSIGN_OR_RETURN(PGresult * res, Run(sql, params));
     std::unique_ptr<PGresult, void (*)(PGresult*)> owned(res, &PQclear);
     const int rows = PQntuples(res);
-    for (int i = 0; i < rows && fn; ++i) COMITY_RETURN_IF_ERROR(fn(PgRow(res, i)));
+    for (int i = 0; i < rows; ++i) COMITY_RETURN_IF_ERROR(fn(PgRow(res, i)));
     return absl::OkStatus();
   }
   absl::StatusOr<int64_t> Exec(absl::string_view sql,
@@ -127,8 +127,9 @@ class PgSession final : public sql::Session {
   absl::Status Lock(absl::string_view key) override {
     // The two-int key space (apart from the bigint kPostgresAuditLockKey):
     // "comi", then a hash of the key.
-    return Query("SELECT pg_advisory_xact_lock(1668246889, hashtext($1))",
-                 sql::Params().Text(std::string(key)), nullptr);
+    return Exec("SELECT pg_advisory_xact_lock(1668246889, hashtext($1))",
+                sql::Params().Text(std::string(key)))
+        .status();
   }
 
  private:
@@ -328,8 +329,9 @@ absl::Status PgDatabase::Write(bool audit, const sql::WriteFn& body) {
     // One appender at a time across replicas. Statements after the lock
     // see every append committed before it was granted (READ COMMITTED
     // takes a snapshot per statement), so the size read next is current.
-    st = session.Query("SELECT pg_advisory_xact_lock($1)",
-                       sql::Params().Int(kPostgresAuditLockKey), nullptr);
+    st = session.Exec("SELECT pg_advisory_xact_lock($1)",
+                      sql::Params().Int(kPostgresAuditLockKey))
+             .status();
     absl::StatusOr<uint64_t> size = st.ok() ? sql::LogSize(session) : st;
     if (!size.ok()) {
       st = size.status();

@@ -34,13 +34,17 @@ class AuditAppender final : public AuditWriter {
                            const v1::SignedEnvelope& signed_head) override;
 
   // The frontier after what was appended: the backend keeps it when the
-  // transaction commits.
+  // transaction commits (after a failed append it rolls back instead).
   const merkle::Frontier& frontier() const { return frontier_; }
 
  private:
+  // The entry's row and the Merkle nodes it completes.
+  absl::Status Insert(const v1::AuditEntry& entry, const std::string& bytes);
+
   Session* session_;
   merkle::Frontier frontier_;
   const bool writable_;
+  absl::Status failed_;  // The first failed append's error.
   std::vector<merkle::NodeRef> created_;
 };
 

@@ -54,8 +54,9 @@ class SqlSnapshot final : public AuditSnapshot {
     for (;;) {
       int64_t rows = 0;
       COMITY_RETURN_IF_ERROR(s_->Query(
-          "SELECT level, idx, hash FROM audit_nodes WHERE level > $1 OR (level = $1 "
-          "AND idx >= $2) ORDER BY level, idx LIMIT $3",
+          // A row value: a range seek on the primary key, each page.
+          "SELECT level, idx, hash FROM audit_nodes WHERE (level, idx) >= ($1, $2) "
+          "ORDER BY level, idx LIMIT $3",
           Params().Int(level).Int(from).Int(kPage), [&](const Row& row) {
             ++rows;
             level = row.Int(0);

@@ -24,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
@@ -43,6 +44,7 @@ class Params {
     std::string s;
   };
 
+  Params() { values_.reserve(8); }
   Params& Int(int64_t v) {
     values_.push_back(Value{Kind::kInt, v, {}});
     return *this;
@@ -82,7 +84,8 @@ class Row {
   virtual bool IsNull(int col) const = 0;
 };
 
-using RowFn = std::function<absl::Status(const Row&)>;
+// Called for each row; not owned (no allocation per query).
+using RowFn = absl::FunctionRef<absl::Status(const Row&)>;
 
 // Statements on one connection, inside a transaction or a read. Not
 // thread-safe; valid only during the callback it is passed to.
@@ -95,8 +98,7 @@ class Session {
   virtual ~Session() = default;
   // Runs a query, calling `fn` for each row in order; a non-OK status from
   // `fn` stops the query and is returned.
-  virtual absl::Status Query(absl::string_view sql, const Params& params,
-                             const RowFn& fn) = 0;
+  virtual absl::Status Query(absl::string_view sql, const Params& params, RowFn fn) = 0;
   // Runs a statement that returns no rows; returns how many rows it changed.
   virtual absl::StatusOr<int64_t> Exec(absl::string_view sql, const Params& params) = 0;
   // Runs statements without parameters, separated by ';' (migrations).

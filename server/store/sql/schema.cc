@@ -222,7 +222,7 @@ absl::Status RenumberLegacyPostgres(Database& db) {
   COMITY_RETURN_IF_ERROR(db.Read([&](Session& s) -> absl::Status {
     COMITY_ASSIGN_OR_RETURN(int version, SchemaVersion(s));
     legacy = version == 1 &&
-             s.Query("SELECT claimed_by FROM requests LIMIT 0", Params(), nullptr).ok();
+             s.Exec("SELECT claimed_by FROM requests LIMIT 0", Params()).ok();
     return absl::OkStatus();
   }));
   if (!legacy) return absl::OkStatus();

@@ -67,7 +67,7 @@ class SqliteSession final : public sql::Session {
   explicit SqliteSession(Connection* conn) : conn_(conn) {}
 
   absl::Status Query(absl::string_view sql, const sql::Params& params,
-                     const sql::RowFn& fn) override {
+                     sql::RowFn fn) override {
     return Run(sql, params, &fn, nullptr);
   }
   absl::StatusOr<int64_t> Exec(absl::string_view sql,
@@ -117,7 +117,7 @@ class SqliteSession final : public sql::Session {
       const int rc = sqlite3_step(stmt);
       if (rc == SQLITE_DONE) break;
       if (rc != SQLITE_ROW) return SqliteError(conn_->db(), "step");
-      if (fn != nullptr && *fn) COMITY_RETURN_IF_ERROR((*fn)(row));
+      if (fn != nullptr) COMITY_RETURN_IF_ERROR((*fn)(row));
     }
     if (changed != nullptr) *changed = sqlite3_changes(conn_->db());
     return absl::OkStatus();
