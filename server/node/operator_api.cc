@@ -60,9 +60,35 @@ void OperatorApi::AwaitFirstAttempt(const v1::RequestRecord& record, ViewDone do
       });
 }
 
+template <typename T, typename Fn>
+T OperatorApi::Call(const CallInfo& call, const char* method,
+                    std::initializer_list<const char*> roles, Fn fn) {
+  absl::StatusOr<CertIdentity> op = node_->intake().AdmitOperator(call, method, roles);
+  if (!op.ok()) return op.status();
+  T result = fn(*op);
+  if (!result.ok()) {
+    node_->intake().RecordRefusal(call, "operator:" + op->operator_name, method, "",
+                                  result.status());
+  }
+  return result;
+}
+
+OperatorApi::ViewDone OperatorApi::Recording(const CallInfo& call, const char* method,
+                                             const std::string& operator_name, ViewDone done) {
+  return [this, call, method, operator_name,
+          done = std::move(done)](absl::StatusOr<RequestView> view) {
+    if (!view.ok()) {
+      node_->intake().RecordRefusal(call, "operator:" + operator_name, method, "",
+                                    view.status());
+    }
+    done(std::move(view));
+  };
+}
+
 void OperatorApi::Submit(const CallInfo& call, v1::RequestBody draft, ViewDone done) {
   auto op = node_->intake().AdmitOperator(call, "SubmitRequest", {"submitter"});
   if (!op.ok()) return done(op.status());
+  done = Recording(call, "SubmitRequest", op->operator_name, std::move(done));
   absl::StatusOr<v1::RequestRecord> stored =
       node_->submission().Submit(op->operator_name, std::move(draft));
   if (!stored.ok()) return done(stored.status());
@@ -70,184 +96,193 @@ void OperatorApi::Submit(const CallInfo& call, v1::RequestBody draft, ViewDone d
   AwaitFirstAttempt(*stored, std::move(done));
 }
 
-void OperatorApi::Approve(const CallInfo& call, const std::string& request_id,
-                          ViewDone done) {
+void OperatorApi::Approve(const CallInfo& call, const std::string& request_id, ViewDone done) {
   auto op = node_->intake().AdmitOperator(call, "ApproveRequest", {"approver"});
   if (!op.ok()) return done(op.status());
+  done = Recording(call, "ApproveRequest", op->operator_name, std::move(done));
   absl::StatusOr<v1::RequestRecord> approved =
       node_->submission().Approve(op->operator_name, request_id);
-  if (absl::IsPermissionDenied(approved.status())) {
-    node_->intake().RecordRefusal(call, "operator:" + op->operator_name, "ApproveRequest",
-                                  "", approved.status());
-  }
   if (!approved.ok()) return done(approved.status());
   AwaitFirstAttempt(*approved, std::move(done));
 }
 
-absl::StatusOr<v1::RequestRecord> OperatorApi::Decide(
-    const CallInfo& call, const std::string& request_id,
-    const CaseBook::Decision& decision) {
-  COMITY_ASSIGN_OR_RETURN(
-      CertIdentity op,
-      node_->intake().AdmitOperator(call, "DecideRequest", {"reviewer", "submitter"}));
-  absl::StatusOr<CaseBook::Acted> acted = node_->cases().Act(op, request_id, decision);
-  if (absl::IsPermissionDenied(acted.status())) {
-    node_->intake().RecordRefusal(call, "operator:" + op.operator_name, "DecideRequest",
-                                  "", acted.status());
-  }
-  if (!acted.ok()) return acted.status();
-  if (acted->proposal_to.empty()) return std::move(acted->record);
-  // A proposal: the record after its first delivery attempt (or as queued,
-  // if the requested party is backing off).
-  absl::Notification attempted;
-  absl::StatusOr<v1::RequestRecord> result = absl::UnknownError("no attempt");
-  node_->outbox().AwaitAttempt(acted->proposal_to, "p:" + request_id,
-                               [&](absl::StatusOr<v1::RequestRecord> r) {
-                                 result = std::move(r);
-                                 attempted.Notify();
-                               });
-  attempted.WaitForNotification();
-  return result;
+absl::StatusOr<v1::RequestRecord> OperatorApi::Decide(const CallInfo& call,
+                                                      const std::string& request_id,
+                                                      const CaseBook::Decision& decision) {
+  return Call<absl::StatusOr<v1::RequestRecord>>(
+      call, "DecideRequest", {"reviewer", "submitter"},
+      [&](const CertIdentity& op) -> absl::StatusOr<v1::RequestRecord> {
+        COMITY_ASSIGN_OR_RETURN(CaseBook::Acted acted,
+                                node_->cases().Act(op, request_id, decision));
+        if (acted.proposal_to.empty()) return std::move(acted.record);
+        // A proposal: the record after its first delivery attempt (or as
+        // queued, if the requested party is backing off).
+        absl::Notification attempted;
+        absl::StatusOr<v1::RequestRecord> result = absl::UnknownError("no attempt");
+        node_->outbox().AwaitAttempt(acted.proposal_to, "p:" + request_id,
+                                     [&](absl::StatusOr<v1::RequestRecord> r) {
+                                       result = std::move(r);
+                                       attempted.Notify();
+                                     });
+        attempted.WaitForNotification();
+        return result;
+      });
 }
 
 absl::StatusOr<std::vector<v1::PeerStatus>> OperatorApi::ListPeers(const CallInfo& call) {
-  COMITY_RETURN_IF_ERROR(
-      node_->intake().AdmitOperator(call, "ListPeers", COMITY_ANY_ROLE).status());
-  return node_->Peers();
+  return Call<absl::StatusOr<std::vector<v1::PeerStatus>>>(
+      call, "ListPeers", COMITY_ANY_ROLE, [&](const CertIdentity&) { return node_->Peers(); });
 }
 
 absl::StatusOr<std::vector<v1::KeyStatus>> OperatorApi::ListKeys(const CallInfo& call) {
-  COMITY_RETURN_IF_ERROR(
-      node_->intake().AdmitOperator(call, "ListKeys", COMITY_ANY_ROLE).status());
-  return node_->keys().List();
+  return Call<absl::StatusOr<std::vector<v1::KeyStatus>>>(
+      call, "ListKeys", COMITY_ANY_ROLE,
+      [&](const CertIdentity&) -> absl::StatusOr<std::vector<v1::KeyStatus>> {
+        return node_->keys().List();
+      });
 }
 
-absl::StatusOr<std::vector<v1::CaseDeadline>> OperatorApi::ListOverdue(
-    const CallInfo& call) {
-  COMITY_RETURN_IF_ERROR(
-      node_->intake().AdmitOperator(call, "ListOverdue", COMITY_ANY_ROLE).status());
-  return node_->deadlines().Overdue();
+absl::StatusOr<std::vector<v1::CaseDeadline>> OperatorApi::ListOverdue(const CallInfo& call) {
+  return Call<absl::StatusOr<std::vector<v1::CaseDeadline>>>(
+      call, "ListOverdue", COMITY_ANY_ROLE,
+      [&](const CertIdentity&) { return node_->deadlines().Overdue(); });
 }
 
-absl::StatusOr<std::vector<v1::RequestRecord>> OperatorApi::ListRequests(
-    const CallInfo& call, v1::Direction direction, int limit) {
-  COMITY_RETURN_IF_ERROR(
-      node_->intake().AdmitOperator(call, "ListRequests", COMITY_ANY_ROLE).status());
-  return node_->List(direction,
-                     limit <= 0 ? kDefaultListLimit : std::min(limit, kMaxListLimit));
+absl::StatusOr<std::vector<v1::RequestRecord>> OperatorApi::ListRequests(const CallInfo& call,
+                                                                        v1::Direction direction,
+                                                                        int limit) {
+  return Call<absl::StatusOr<std::vector<v1::RequestRecord>>>(
+      call, "ListRequests", COMITY_ANY_ROLE, [&](const CertIdentity&) {
+        return node_->List(direction,
+                           limit <= 0 ? kDefaultListLimit : std::min(limit, kMaxListLimit));
+      });
 }
 
 absl::StatusOr<RequestView> OperatorApi::GetRequest(const CallInfo& call,
-                                                    const std::string& request_id,
-                                                    bool chain) {
-  COMITY_RETURN_IF_ERROR(
-      node_->intake().AdmitOperator(call, "GetRequest", COMITY_ANY_ROLE).status());
-  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records,
-                          chain ? node_->Chain(request_id) : node_->Get(request_id));
-  return ViewOf(std::move(records));
+                                                    const std::string& request_id, bool chain) {
+  return Call<absl::StatusOr<RequestView>>(
+      call, "GetRequest", COMITY_ANY_ROLE,
+      [&](const CertIdentity&) -> absl::StatusOr<RequestView> {
+        COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records,
+                                chain ? node_->Chain(request_id) : node_->Get(request_id));
+        return ViewOf(std::move(records));
+      });
 }
 
 absl::StatusOr<std::unique_ptr<EvidenceReader>> OperatorApi::ExportEvidence(
     const CallInfo& call, const std::string& request_id, const std::string& sha256,
     uint64_t offset, bool allow_tlp_red) {
-  COMITY_ASSIGN_OR_RETURN(CertIdentity op, node_->intake().AdmitOperator(
-                                               call, "ExportEvidence", COMITY_ANY_ROLE));
-  return node_->evidence().OpenForExport(op.operator_name, request_id, sha256, offset,
-                                         allow_tlp_red, 1 << 20);
+  return Call<absl::StatusOr<std::unique_ptr<EvidenceReader>>>(
+      call, "ExportEvidence", COMITY_ANY_ROLE, [&](const CertIdentity& op) {
+        return node_->evidence().OpenForExport(op.operator_name, request_id, sha256, offset,
+                                               allow_tlp_red, 1 << 20);
+      });
 }
 
 absl::StatusOr<Backup::Copy> OperatorApi::TakeBackup(const CallInfo& call) {
-  COMITY_ASSIGN_OR_RETURN(CertIdentity op,
-                          node_->intake().AdmitOperator(call, "Backup", {"admin"}));
-  return node_->backup().Write(op.operator_name);
+  return Call<absl::StatusOr<Backup::Copy>>(
+      call, "Backup", {"admin"},
+      [&](const CertIdentity& op) { return node_->backup().Write(op.operator_name); });
 }
 
 absl::StatusOr<AuditEntriesPage> OperatorApi::AuditEntries(const CallInfo& call,
                                                            const AuditFilter& filter) {
-  COMITY_RETURN_IF_ERROR(
-      node_->intake().AdmitOperator(call, "audit.GetEntries", {"auditor"}).status());
-  AuditEntriesPage page;
-  COMITY_ASSIGN_OR_RETURN(page.entries, node_->store()->audit().Entries(filter));
-  COMITY_ASSIGN_OR_RETURN(page.tree_size, node_->store()->audit().Size());
-  return page;
+  return Call<absl::StatusOr<AuditEntriesPage>>(
+      call, "audit.GetEntries", {"auditor"},
+      [&](const CertIdentity&) -> absl::StatusOr<AuditEntriesPage> {
+        AuditEntriesPage page;
+        COMITY_ASSIGN_OR_RETURN(page.entries, node_->store()->audit().Entries(filter));
+        COMITY_ASSIGN_OR_RETURN(page.tree_size, node_->store()->audit().Size());
+        return page;
+      });
 }
 
 absl::StatusOr<std::vector<v1::SignedEnvelope>> OperatorApi::AuditTreeHeads(
     const CallInfo& call, std::vector<v1::PublicKey>* keys) {
-  COMITY_RETURN_IF_ERROR(
-      node_->intake().AdmitOperator(call, "audit.GetTreeHeads", {"auditor"}).status());
-  COMITY_ASSIGN_OR_RETURN(std::vector<StoredTreeHead> heads,
-                          node_->store()->audit().TreeHeads());
-  std::vector<v1::SignedEnvelope> out;
-  for (StoredTreeHead& h : heads) out.push_back(std::move(h.signed_head));
-  *keys = node_->OwnKeys();
-  return out;
+  return Call<absl::StatusOr<std::vector<v1::SignedEnvelope>>>(
+      call, "audit.GetTreeHeads", {"auditor"},
+      [&](const CertIdentity&) -> absl::StatusOr<std::vector<v1::SignedEnvelope>> {
+        COMITY_ASSIGN_OR_RETURN(std::vector<StoredTreeHead> heads,
+                                node_->store()->audit().TreeHeads());
+        std::vector<v1::SignedEnvelope> out;
+        for (StoredTreeHead& h : heads) out.push_back(std::move(h.signed_head));
+        *keys = node_->OwnKeys();
+        return out;
+      });
 }
 
 absl::StatusOr<v1::SignedEnvelope> OperatorApi::AuditSignHead(const CallInfo& call) {
-  COMITY_RETURN_IF_ERROR(
-      node_->intake().AdmitOperator(call, "audit.SignTreeHead", {"auditor"}).status());
-  return node_->witness().SignTreeHead();
+  return Call<absl::StatusOr<v1::SignedEnvelope>>(
+      call, "audit.SignTreeHead", {"auditor"},
+      [&](const CertIdentity&) { return node_->witness().SignTreeHead(); });
 }
 
-absl::StatusOr<AuditProof> OperatorApi::AuditGetProof(const CallInfo& call,
-                                                      uint64_t index, uint64_t tree_size,
-                                                      bool consistency,
+absl::StatusOr<AuditProof> OperatorApi::AuditGetProof(const CallInfo& call, uint64_t index,
+                                                      uint64_t tree_size, bool consistency,
                                                       uint64_t old_size) {
-  COMITY_RETURN_IF_ERROR(
-      node_->intake().AdmitOperator(call, "audit.GetProof", {"auditor"}).status());
-  AuditStore& audit = node_->store()->audit();
-  AuditProof proof;
-  COMITY_ASSIGN_OR_RETURN(uint64_t size, audit.Size());
-  proof.tree_size = tree_size == 0 ? size : tree_size;
-  COMITY_ASSIGN_OR_RETURN(proof.root, audit.RootAt(proof.tree_size));
-  if (consistency) {
-    COMITY_ASSIGN_OR_RETURN(proof.old_root, audit.RootAt(old_size));
-    COMITY_ASSIGN_OR_RETURN(proof.hashes,
-                            audit.ConsistencyProofAt(old_size, proof.tree_size));
-    return proof;
-  }
-  COMITY_ASSIGN_OR_RETURN(proof.hashes, audit.InclusionProofAt(index, proof.tree_size));
-  AuditFilter f;
-  f.from_index = index;
-  f.limit = 1;
-  COMITY_ASSIGN_OR_RETURN(std::vector<std::string> entry, audit.Entries(f));
-  if (!entry.empty()) proof.entry = std::move(entry[0]);
-  return proof;
+  return Call<absl::StatusOr<AuditProof>>(
+      call, "audit.GetProof", {"auditor"},
+      [&](const CertIdentity&) -> absl::StatusOr<AuditProof> {
+        AuditStore& audit = node_->store()->audit();
+        AuditProof proof;
+        COMITY_ASSIGN_OR_RETURN(uint64_t size, audit.Size());
+        proof.tree_size = tree_size == 0 ? size : tree_size;
+        COMITY_ASSIGN_OR_RETURN(proof.root, audit.RootAt(proof.tree_size));
+        if (consistency) {
+          COMITY_ASSIGN_OR_RETURN(proof.old_root, audit.RootAt(old_size));
+          COMITY_ASSIGN_OR_RETURN(proof.hashes,
+                                  audit.ConsistencyProofAt(old_size, proof.tree_size));
+          return proof;
+        }
+        COMITY_ASSIGN_OR_RETURN(proof.hashes, audit.InclusionProofAt(index, proof.tree_size));
+        AuditFilter f;
+        f.from_index = index;
+        f.limit = 1;
+        COMITY_ASSIGN_OR_RETURN(std::vector<std::string> entry, audit.Entries(f));
+        if (!entry.empty()) proof.entry = std::move(entry[0]);
+        return proof;
+      });
 }
 
 absl::StatusOr<VerifyReport> OperatorApi::AuditVerify(const CallInfo& call) {
-  COMITY_RETURN_IF_ERROR(
-      node_->intake().AdmitOperator(call, "audit.Verify", {"auditor"}).status());
-  return node_->witness().Verify();
+  return Call<absl::StatusOr<VerifyReport>>(
+      call, "audit.Verify", {"auditor"},
+      [&](const CertIdentity&) { return node_->witness().Verify(); });
 }
 
 absl::StatusOr<AuditExportStream> OperatorApi::AuditExport(const CallInfo& call) {
-  COMITY_ASSIGN_OR_RETURN(
-      CertIdentity op, node_->intake().AdmitOperator(call, "audit.Export", {"auditor"}));
-  node_->witness().RecordAuditExport("auditor:" + op.operator_name);
-  AuditExportStream stream;
-  AuditStore& audit = node_->store()->audit();
-  COMITY_ASSIGN_OR_RETURN(stream.size, audit.Size());
-  stream.first.set_party(node_->party());
-  stream.first.set_exported_at_unix_micros(absl::ToUnixMicros(node_->context().Now()));
-  COMITY_ASSIGN_OR_RETURN(std::vector<StoredTreeHead> heads, audit.TreeHeads());
-  for (const StoredTreeHead& h : heads) {
-    stream.first.add_tree_heads(h.signed_head.SerializeAsString());
-  }
-  for (const v1::PublicKey& k : node_->OwnKeys()) {
-    v1::PublicKeyEntry* e = stream.first.add_public_keys();
-    e->set_party(k.party());
-    e->set_key_id(k.key_id());
-    e->set_ed25519_public_key(k.ed25519_public_key());
-  }
-  stream.read = [&audit](uint64_t from, uint64_t limit) {
-    AuditFilter f;
-    f.from_index = from;
-    f.limit = limit;
-    return audit.Entries(f);
-  };
-  return stream;
+  return Call<absl::StatusOr<AuditExportStream>>(
+      call, "audit.Export", {"auditor"},
+      [&](const CertIdentity& op) -> absl::StatusOr<AuditExportStream> {
+        node_->witness().RecordAuditExport("auditor:" + op.operator_name);
+        AuditExportStream stream;
+        AuditStore& audit = node_->store()->audit();
+        COMITY_ASSIGN_OR_RETURN(stream.size, audit.Size());
+        stream.first.set_party(node_->party());
+        stream.first.set_exported_at_unix_micros(absl::ToUnixMicros(node_->context().Now()));
+        COMITY_ASSIGN_OR_RETURN(std::vector<StoredTreeHead> heads, audit.TreeHeads());
+        for (const StoredTreeHead& h : heads) {
+          // The heads of the log as exported: one signed after the size was
+          // read would cover entries the export does not hold.
+          if (h.head.tree_size() > stream.size) break;
+          stream.first.add_tree_heads(h.signed_head.SerializeAsString());
+        }
+        for (const v1::PublicKey& k : node_->OwnKeys()) {
+          v1::PublicKeyEntry* e = stream.first.add_public_keys();
+          e->set_party(k.party());
+          e->set_key_id(k.key_id());
+          e->set_ed25519_public_key(k.ed25519_public_key());
+        }
+        const uint64_t size = stream.size;
+        stream.read = [&audit, size](uint64_t from, uint64_t limit) {
+          AuditFilter f;
+          f.from_index = from;
+          f.limit = std::min(limit, size > from ? size - from : 0);
+          if (f.limit == 0) return absl::StatusOr<std::vector<std::string>>(std::vector<std::string>());
+          return audit.Entries(f);
+        };
+        return stream;
+      });
 }
 
 }  // namespace comity

@@ -9,6 +9,7 @@
 #define COMITY_SERVER_NODE_OPERATOR_API_H_
 
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -106,6 +107,14 @@ class OperatorApi {
   absl::StatusOr<AuditExportStream> AuditExport(const CallInfo& call);
 
  private:
+  // Admits the call (certificate and one of `roles`), runs `fn(operator)`,
+  // and logs and audits its refusal (docs/refusals.md).
+  template <typename T, typename Fn>
+  T Call(const CallInfo& call, const char* method, std::initializer_list<const char*> roles,
+         Fn fn);
+  // `done`, after recording a refusal of `operator_name`'s call.
+  ViewDone Recording(const CallInfo& call, const char* method, const std::string& operator_name,
+                     ViewDone done);
   // The records' view: signer keys and held evidence added.
   RequestView ViewOf(std::vector<v1::RequestRecord> records) const;
   // After Submit or Approve stored `record`: `done` once the outbox tried it.

@@ -17,47 +17,36 @@ const absl::Status& StatusOf(const absl::StatusOr<T>& s) {
 }  // namespace
 
 template <typename T, typename Fn>
-T PeerApi::Call(const CallInfo& call, const char* method, Audited audited,
-                const std::string& payload_sha256, Fn fn) {
+T PeerApi::Call(const CallInfo& call, const char* method, const std::string& payload_sha256,
+                Fn fn) {
   absl::StatusOr<std::string> peer = node_->intake().AdmitPeer(call, method);
   if (!peer.ok()) return peer.status();
   T result = fn(*peer);
   const absl::Status& st = StatusOf(result);
-  const bool audit = audited == Audited::kAll || (audited == Audited::kAllButOutOfOrder &&
-                                                  !absl::IsFailedPrecondition(st));
-  if (!st.ok() && audit) {
-    node_->intake().RecordRefusal(call, "peer:" + *peer, method, payload_sha256, st);
-  }
+  if (!st.ok()) node_->intake().RecordRefusal(call, "peer:" + *peer, method, payload_sha256, st);
   return result;
 }
 
-absl::StatusOr<v1::SignedEnvelope> PeerApi::DeliverRequest(
-    const CallInfo& call, const v1::SignedEnvelope& request) {
+absl::StatusOr<v1::SignedEnvelope> PeerApi::DeliverRequest(const CallInfo& call,
+                                                           const v1::SignedEnvelope& request) {
   return Call<absl::StatusOr<v1::SignedEnvelope>>(
-      call, "DeliverRequest", Audited::kAll, Sha256(request.payload()),
-      [&](const std::string& peer) {
-        return node_->intake().ReceiveRequest(peer, request);
-      });
+      call, "DeliverRequest", Sha256(request.payload()),
+      [&](const std::string& peer) { return node_->intake().ReceiveRequest(peer, request); });
 }
 
 absl::StatusOr<v1::SignedEnvelope> PeerApi::DeliverTransition(
     const CallInfo& call, const v1::SignedEnvelope& transition) {
-  // A step that does not follow yet (earlier ones on their way) is the
-  // normal retry of an outbox, not a refusal worth an entry.
   return Call<absl::StatusOr<v1::SignedEnvelope>>(
-      call, "DeliverTransition", Audited::kAllButOutOfOrder, Sha256(transition.payload()),
-      [&](const std::string& peer) {
+      call, "DeliverTransition", Sha256(transition.payload()), [&](const std::string& peer) {
         return node_->cases().ReceiveTransition(peer, transition);
       });
 }
 
-absl::StatusOr<v1::SignedEnvelope> PeerApi::ProposeTransition(
-    const CallInfo& call, const v1::SignedEnvelope& proposal) {
+absl::StatusOr<v1::SignedEnvelope> PeerApi::ProposeTransition(const CallInfo& call,
+                                                              const v1::SignedEnvelope& proposal) {
   return Call<absl::StatusOr<v1::SignedEnvelope>>(
-      call, "ProposeTransition", Audited::kNone, Sha256(proposal.payload()),
-      [&](const std::string& peer) {
-        return node_->cases().SequenceProposal(peer, proposal);
-      });
+      call, "ProposeTransition", Sha256(proposal.payload()),
+      [&](const std::string& peer) { return node_->cases().SequenceProposal(peer, proposal); });
 }
 
 absl::StatusOr<std::unique_ptr<EvidenceReader>> PeerApi::FetchEvidence(
@@ -67,50 +56,44 @@ absl::StatusOr<std::unique_ptr<EvidenceReader>> PeerApi::FetchEvidence(
   const size_t chunk = std::min<size_t>(
       1 << 20, node_->context().config().limits().max_message_bytes() - 1024);
   return Call<absl::StatusOr<std::unique_ptr<EvidenceReader>>>(
-      call, "FetchEvidence", Audited::kNone, sha256, [&](const std::string& peer) {
+      call, "FetchEvidence", sha256, [&](const std::string& peer) {
         return node_->evidence().OpenForPeer(peer, request_id, sha256, offset, chunk);
       });
 }
 
-absl::StatusOr<v1::SignedEnvelope> PeerApi::ExchangeTreeHeads(
-    const CallInfo& call, const v1::SignedEnvelope& head) {
+absl::StatusOr<v1::SignedEnvelope> PeerApi::ExchangeTreeHeads(const CallInfo& call,
+                                                              const v1::SignedEnvelope& head) {
   return Call<absl::StatusOr<v1::SignedEnvelope>>(
-      call, "ExchangeTreeHeads", Audited::kNone, Sha256(head.payload()),
-      [&](const std::string& peer) {
-        return node_->witness().ExchangeTreeHeads(peer, head);
-      });
+      call, "ExchangeTreeHeads", Sha256(head.payload()),
+      [&](const std::string& peer) { return node_->witness().ExchangeTreeHeads(peer, head); });
 }
 
-absl::StatusOr<std::vector<std::string>> PeerApi::GetConsistencyProof(
-    const CallInfo& call, uint64_t old_size, uint64_t new_size) {
+absl::StatusOr<std::vector<std::string>> PeerApi::GetConsistencyProof(const CallInfo& call,
+                                                                      uint64_t old_size,
+                                                                      uint64_t new_size) {
   return Call<absl::StatusOr<std::vector<std::string>>>(
-      call, "GetConsistencyProof", Audited::kNone, "", [&](const std::string&) {
-        return node_->witness().ConsistencyProof(old_size, new_size);
-      });
+      call, "GetConsistencyProof", "",
+      [&](const std::string&) { return node_->witness().ConsistencyProof(old_size, new_size); });
 }
 
-absl::Status PeerApi::ReportSplitView(const CallInfo& call,
-                                      const v1::SignedEnvelope& first,
+absl::Status PeerApi::ReportSplitView(const CallInfo& call, const v1::SignedEnvelope& first,
                                       const v1::SignedEnvelope& second) {
-  return Call<absl::Status>(
-      call, "ReportSplitView", Audited::kNone, "", [&](const std::string& peer) {
-        return node_->witness().HandleSplitViewReport(peer, first, second);
-      });
+  return Call<absl::Status>(call, "ReportSplitView", Sha256(first.payload()),
+                            [&](const std::string& peer) {
+                              return node_->witness().HandleSplitViewReport(peer, first, second);
+                            });
 }
 
 absl::StatusOr<bool> PeerApi::AnnounceKey(const CallInfo& call,
                                           const v1::AnnounceKeyRequest& request) {
   return Call<absl::StatusOr<bool>>(
-      call, "AnnounceKey", Audited::kAll, Sha256(request.announcement().payload()),
-      [&](const std::string& peer) {
-        return node_->keys().ReceiveAnnouncement(peer, request);
-      });
+      call, "AnnounceKey", Sha256(request.announcement().payload()),
+      [&](const std::string& peer) { return node_->keys().ReceiveAnnouncement(peer, request); });
 }
 
-absl::StatusOr<std::optional<v1::SignedEnvelope>> PeerApi::GetHeldHead(
-    const CallInfo& call) {
+absl::StatusOr<std::optional<v1::SignedEnvelope>> PeerApi::GetHeldHead(const CallInfo& call) {
   return Call<absl::StatusOr<std::optional<v1::SignedEnvelope>>>(
-      call, "GetHeldHead", Audited::kNone, "",
+      call, "GetHeldHead", "",
       [&](const std::string& peer) { return node_->witness().HeldHeadOf(peer); });
 }
 

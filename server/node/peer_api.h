@@ -49,13 +49,10 @@ class PeerApi {
   absl::StatusOr<std::optional<v1::SignedEnvelope>> GetHeldHead(const CallInfo& call);
 
  private:
-  // Which refusals of an admitted call are audited (every refusal is
-  // logged).
-  enum class Audited { kAll, kAllButOutOfOrder, kNone };
-  // Admits the call, runs `fn(peer)`, records a refusal.
+  // Admits the call, runs `fn(peer)`, and logs and audits its refusal
+  // (every one, docs/refusals.md).
   template <typename T, typename Fn>
-  T Call(const CallInfo& call, const char* method, Audited audited,
-         const std::string& payload_sha256, Fn fn);
+  T Call(const CallInfo& call, const char* method, const std::string& payload_sha256, Fn fn);
 
   Node* const node_;
 };

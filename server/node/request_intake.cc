@@ -149,12 +149,43 @@ absl::StatusOr<CertIdentity> RequestIntake::AdmitOperator(
   return op;
 }
 
+bool IsRefusal(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kDataLoss:  // A split view shown to this node.
+      return true;
+    default:
+      return false;
+  }
+}
+
 void RequestIntake::RecordRefusal(const CallInfo& call, const std::string& actor,
-                                  absl::string_view method,
-                                  const std::string& payload_sha256,
+                                  absl::string_view method, const std::string& payload_sha256,
                                   const absl::Status& why) {
+  if (!IsRefusal(why)) return;
   if (actor.rfind("operator:", 0) == 0) {
-    RecordAuthFailure(call, "operator_denied", actor, method, why);
+    if (absl::IsPermissionDenied(why)) {
+      RecordAuthFailure(call, "operator_denied", actor, method, why);
+      return;
+    }
+    LogEvent(LogLevel::kWarning, "operator_request_refused",
+             {{"operator", actor.substr(9)},
+              {"method", std::string(method)},
+              {"code", absl::StatusCodeToString(why.code())},
+              {"reason", std::string(why.message())}});
+    ctx_->AuditOrLog([&](AuditWriter& w) {
+      v1::AuditEntry e = ctx_->Event(v1::OPERATOR_REQUEST_REFUSED, actor);
+      if (!payload_sha256.empty()) e.add_hashes(payload_sha256);
+      e.set_detail(absl::StrCat(method, ": ", StatusText(why)).substr(0, 512));
+      return w.Append(&e).status();
+    });
     return;
   }
   const std::string peer = actor.rfind("peer:", 0) == 0 ? actor.substr(5) : actor;

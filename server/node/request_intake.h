@@ -37,6 +37,12 @@ struct CallInfo {
   uint64_t message_bytes = 0;
 };
 
+// Whether `status` refuses what the caller asked (bad input, wrong state,
+// not permitted, too large, already there, a contradiction shown), as
+// opposed to a failure of the node or of a transport (Unavailable,
+// Internal, ...), which the node logs as its own.
+bool IsRefusal(const absl::Status& status);
+
 // Thread-safe.
 class RequestIntake {
  public:
@@ -58,8 +64,10 @@ class RequestIntake {
 
   // Logs and audits that an admitted caller's call was refused: a peer's
   // (PEER_REQUEST_REFUSED, with the SHA-256 of what it sent) or an
-  // operator's (AUTH_FAILURE for a permission refused). Errors are logged,
-  // not returned: the refusal stands either way.
+  // operator's (AUTH_FAILURE for a permission refused, else
+  // OPERATOR_REQUEST_REFUSED). Errors are logged, not returned: the refusal
+  // stands either way. Only refusals (IsRefusal) are audited; a failure of
+  // the node itself (Internal, Unavailable, ...) is the caller's to log.
   void RecordRefusal(const CallInfo& call, const std::string& actor,
                      absl::string_view method, const std::string& payload_sha256,
                      const absl::Status& why);
