@@ -85,12 +85,12 @@ absl::StatusOr<v1::RequestRecord> CaseBook::Decide(const std::string& operator_n
     return absl::InvalidArgumentError("refusal grounds go only with REFUSE");
   }
   if (d.action != v1::RESPOND &&
-      (!d.evidence_paths.empty() || !d.release_conditions.empty())) {
+      (!d.evidence_sha256.empty() || !d.release_conditions.empty())) {
     return absl::InvalidArgumentError(
         "evidence files and release conditions go only with RESPOND");
   }
   COMITY_ASSIGN_OR_RETURN(std::vector<v1::EvidenceFile> evidence,
-                          evidence_->Import(d.evidence_paths));
+                          staged_->Staged(request_id, d.evidence_sha256));
   COMITY_RETURN_IF_ERROR(AppendStep(*row, body, receipt, d, ctx_->party(), operator_name,
                                     duties, nullptr, evidence)
                              .status());
