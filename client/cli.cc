@@ -1,16 +1,7 @@
 #include "client/cli.h"
 
-#include <grpcpp/grpcpp.h>
-
-#include <memory>
-
-#include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
-#include "absl/time/time.h"
 #include <fcntl.h>
+#include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,7 +9,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <optional>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "client/admin_cli.h"
 #include "client/args.h"
 #include "client/audit_cli.h"
@@ -32,11 +31,12 @@
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
-#include "server/config/node_config.h"
-#include "server/core/envelope.h"
-#include "server/core/case_rules.h"
 #include "server/audit/receipt.h"
+#include "server/config/node_config.h"
+#include "server/core/case_rules.h"
+#include "server/core/envelope.h"
 #include "server/crypto/ed25519.h"
+#include "server/crypto/verified_file.h"
 #include "server/util/files.h"
 #include "server/util/hex.h"
 #include "server/util/status_macros.h"
@@ -99,7 +99,9 @@ commands:
       Fetch the evidence of a sent request again now, after the node gave up on a
       file (evidence.max_fetch_attempts; comity show ID says why).
   export ID --out DIR [--allow-tlp-red]
-      Save the case's evidence files this node holds into DIR. TLP:RED material needs
+      Save the case's evidence files this node holds into DIR (made if missing; no file
+      is replaced). Each is checked against its SHA-256 and the size the response
+      declares before it gets its name, and its hash is printed. TLP:RED material needs
       --allow-tlp-red; every export is audited.
   list [--sent | --received] [--limit N]
       Requests this node sent or received, newest first, with their state.
@@ -782,6 +784,17 @@ int Cli::Decide(const ParsedArgs& args, v1::CaseAction action) {
   return kExitOk;
 }
 
+// The name an evidence file is saved under: the responding party's, unless
+// it could reach outside the --out directory; then its SHA-256 in hex.
+std::string ExportName(const v1::EvidenceFile& listed) {
+  const std::string& name = listed.name();
+  if (name.empty() || name == "." || name == ".." ||
+      name.find_first_of(std::string("/\0", 2)) != std::string::npos) {
+    return HexEncode(listed.sha256());
+  }
+  return name;
+}
+
 int Cli::Export(const ParsedArgs& args) {
   if (!args.Has("out")) return Fail({kExitUsage, "export needs --out DIR"});
   const std::string dir = args.Get("out");
@@ -794,27 +807,28 @@ int Cli::Export(const ParsedArgs& args) {
     grpc::Status status = stub_->GetRequest(&ctx, get, &found);
     if (!status.ok()) return Fail(RpcError(status));
   }
-  int exported = 0;
+  Value files;
+  files.mutable_list_value();
   for (const v1::StoredEvidence& stored : found.stored_evidence()) {
-    std::string name = HexEncode(stored.sha256());
+    // The name and size the responding party's signed step lists.
+    v1::EvidenceFile listed;
+    listed.set_sha256(stored.sha256());
+    bool sized = false;
     for (const auto& r : found.records()) {
       for (const auto& env : r.transitions()) {
         v1::Transition t;
-        t.ParseFromString(env.payload());
+        if (!t.ParseFromString(env.payload())) continue;
         for (const auto& f : t.evidence()) {
-          if (f.sha256() == stored.sha256()) name = f.name();
+          if (f.sha256() == stored.sha256()) {
+            listed = f;
+            sized = true;
+          }
         }
       }
     }
-    if (name.find('/') != std::string::npos || name == "." || name == "..") {
-      name = HexEncode(stored.sha256());
-    }
-    const std::string path = absl::StrCat(dir, "/", name);
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-      return Fail({kExitFailure, absl::StrCat("cannot create ", path, ": ",
-                                              std::strerror(errno))});
-    }
+    const std::string path = absl::StrCat(dir, "/", ExportName(listed));
+    auto file = VerifiedFileWriter::Create(path);
+    if (!file.ok()) return Fail({kExitFailure, std::string(file.status().message())});
     grpc::ClientContext ctx;
     v1::ExportEvidenceRequest req;
     req.set_id(get.id());
@@ -822,32 +836,36 @@ int Cli::Export(const ParsedArgs& args) {
     req.set_allow_tlp_red(args.switches.count("allow-tlp-red") != 0);
     auto reader = stub_->ExportEvidence(&ctx, req);
     v1::EvidenceChunk chunk;
-    bool write_ok = true;
-    while (write_ok && reader->Read(&chunk)) {
-      const std::string& data = chunk.data();
-      size_t done = 0;
-      while (done < data.size()) {
-        ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-          write_ok = false;
-          break;
-        }
-        done += static_cast<size_t>(n);
-      }
-    }
-    if (!write_ok) ctx.TryCancel();
+    absl::Status written = absl::OkStatus();
+    while (written.ok() && reader->Read(&chunk)) written = (*file)->Append(chunk.data());
+    if (!written.ok()) ctx.TryCancel();
     grpc::Status status = reader->Finish();
-    ::close(fd);
-    if (!write_ok || !status.ok()) {
-      ::unlink(path.c_str());
-      if (!write_ok) return Fail({kExitFailure, absl::StrCat("cannot write ", path)});
-      return Fail(RpcError(status));
+    if (!written.ok()) return Fail({kExitFailure, std::string(written.message())});
+    if (!status.ok()) return Fail(RpcError(status));
+    // Checked against the hash asked for and the size the step declares.
+    auto sha256 = (*file)->Commit(
+        sized ? std::optional<uint64_t>(listed.size()) : std::nullopt, stored.sha256());
+    if (!sha256.ok()) return Fail({kExitFailure, std::string(sha256.status().message())});
+    const uint64_t bytes = (*file)->size();
+    if (json_) {
+      Struct s;
+      auto& f = *s.mutable_fields();
+      f["path"] = Str(path);
+      f["bytes"] = Num(static_cast<double>(bytes));
+      f["sha256"] = Str(*sha256);
+      *files.mutable_list_value()->add_values() = Obj(std::move(s));
+    } else {
+      out_ << WroteLine(path, bytes, *sha256) << "\n";
     }
-    out_ << "exported " << path << "\n";
-    ++exported;
   }
-  if (exported == 0) out_ << "(no evidence held here for this request)\n";
+  if (json_) {
+    Struct s;
+    (*s.mutable_fields())["id"] = Str(get.id());
+    (*s.mutable_fields())["files"] = files;
+    PrintJson(Obj(std::move(s)));
+  } else if (found.stored_evidence_size() == 0) {
+    out_ << "(no evidence held here for this request)\n";
+  }
   return kExitOk;
 }
 
@@ -1145,6 +1163,11 @@ int Cli::Show(const ParsedArgs& args) {
 }
 
 }  // namespace
+
+std::string WroteLine(const std::string& path, uint64_t bytes,
+                      const std::string& sha256_hex) {
+  return absl::StrCat("wrote ", path, " (", bytes, " bytes, sha256 ", sha256_hex, ")");
+}
 
 int RunCli(const std::vector<std::string>& args, const GetEnv& env, std::ostream& out,
            std::ostream& err) {

@@ -33,6 +33,10 @@ class TempDir {
   std::string path_;
 };
 
+// The names in directory `dir`, sorted, without "." and ".."; empty if it
+// cannot be read.
+std::vector<std::string> ListDir(const std::string& dir);
+
 // A free TCP port on 127.0.0.1 (bound to port 0, read back, released).
 int PickUnusedPort();
 
