@@ -1,11 +1,16 @@
 #include "server/core/peer_limits.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/core/parties.h"
 #include "server/util/status_macros.h"
 
 namespace comity {
 namespace {
+
+// The words by which a sender recognises a refusal that clears by itself
+// (IsLaterThanReceiversClock); part of the protocol, docs/envelope.md.
+constexpr char kLaterThanClock[] = "later than this node's clock";
 
 using L = PeerLimits;
 
@@ -160,6 +165,11 @@ absl::Status CheckKeyAnnouncementBounds(const v1::KeyAnnouncement& k) {
   return absl::OkStatus();
 }
 
+bool IsLaterThanReceiversClock(const absl::Status& status) {
+  return absl::IsFailedPrecondition(status) &&
+         absl::StrContains(status.message(), kLaterThanClock);
+}
+
 absl::Status CheckSignedTime(absl::string_view what, absl::Time signed_at, absl::Time now,
                              absl::Duration skew, absl::Time after) {
   auto fmt = [](absl::Time t) {
@@ -167,7 +177,7 @@ absl::Status CheckSignedTime(absl::string_view what, absl::Time signed_at, absl:
   };
   if (signed_at > now + skew) {
     return absl::FailedPreconditionError(absl::StrCat(
-        what, " is dated ", fmt(signed_at), ", later than this node's clock (", fmt(now),
+        what, " is dated ", fmt(signed_at), ", ", kLaterThanClock, " (", fmt(now),
         ") allows (limits.max_clock_skew_seconds: ", absl::FormatDuration(skew),
         "); check the signer's clock"));
   }

@@ -57,6 +57,10 @@ absl::Status CheckKeyAnnouncementBounds(const v1::KeyAnnouncement& k);
 // with both times, so a partner with a wrong clock can tell.
 absl::Status CheckSignedTime(absl::string_view what, absl::Time signed_at, absl::Time now,
                              absl::Duration skew, absl::Time after);
+// Whether `status` is CheckSignedTime's refusal of a time ahead of the
+// receiver's clock: it clears by itself (as the clocks agree), so a sender
+// retries it with backoff.
+bool IsLaterThanReceiversClock(const absl::Status& status);
 
 }  // namespace comity
 

@@ -82,9 +82,7 @@ std::string StatusText(const absl::Status& status) {
 
 bool IsPermanentRefusal(absl::StatusCode code) {
   return code == absl::StatusCode::kInvalidArgument ||
-         code == absl::StatusCode::kAlreadyExists ||
-         code == absl::StatusCode::kFailedPrecondition ||
-         code == absl::StatusCode::kResourceExhausted;
+         code == absl::StatusCode::kAlreadyExists;
 }
 
 }  // namespace comity

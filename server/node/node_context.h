@@ -113,7 +113,12 @@ class NodeContext {
 std::string StatusText(const absl::Status& status);
 
 // Statuses with which a peer refuses something for good: sending the same
-// bytes again cannot succeed.
+// bytes again cannot succeed. Not FAILED_PRECONDITION: a state that can
+// clear by itself (a clock ahead of the receiver's, a step the receiver
+// does not hold yet) is retried with backoff; nor RESOURCE_EXHAUSTED: a
+// listener out of memory quota cancels calls that fit, and a message over
+// the receiver's limit is a difference of configuration the partner can
+// fix (this node checks its own requests against the same limits).
 bool IsPermanentRefusal(absl::StatusCode code);
 
 }  // namespace comity

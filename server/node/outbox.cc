@@ -337,7 +337,8 @@ absl::StatusOr<bool> DeliveryLane::DeliverProposal(const PendingProposal& q) {
   const std::string error = StatusText(st);
   const bool transient = absl::IsUnavailable(st) || absl::IsDeadlineExceeded(st) ||
                          absl::IsInternal(st) || absl::IsUnknown(st) ||
-                         absl::IsAborted(st) || absl::IsUnauthenticated(st);
+                         absl::IsAborted(st) || absl::IsUnauthenticated(st) ||
+                         IsLaterThanReceiversClock(st);
   if (transient) {
     COMITY_RETURN_IF_ERROR(ctx_->store().outbox().MarkProposalFailed(
         q.id, error, ctx_->Now() + ctx_->Backoff(q.attempts + 1)));

@@ -8,6 +8,7 @@
 #include "server/core/deadlines.h"
 #include "server/core/envelope.h"
 #include "server/core/parties.h"
+#include "server/core/peer_limits.h"
 #include "server/core/request_validation.h"
 #include "server/crypto/sha256.h"
 #include "server/node/assessment_log.h"
@@ -231,7 +232,10 @@ absl::StatusOr<v1::SignedEnvelope> RequestIntake::ReceiveRequest(
         "envelope is signed as party '", envelope.signer_party().substr(0, 8),
         "' but the TLS peer is ", peer_party));
   }
-  COMITY_RETURN_IF_ERROR(VerifyEnvelope(envelope, kRequestPayloadType, setup.key_ring));
+  // A key revoked since: what it signs is accepted as it arrives only
+  // within the grace after the revocation (docs/keys.md).
+  COMITY_RETURN_IF_ERROR(VerifyEnvelope(envelope, kRequestPayloadType, setup.key_ring,
+                                        ArrivingNow(ctx_->Now(), setup.replay_window())));
   v1::RequestBody body;
   if (!body.ParseFromString(envelope.payload())) {
     return absl::InvalidArgumentError("request payload is not a comity.v1.RequestBody");
@@ -272,16 +276,16 @@ absl::StatusOr<v1::SignedEnvelope> RequestIntake::ReceiveRequest(
   }
   COMITY_RETURN_IF_ERROR(ValidateRequestBody(body));
 
+  // Freshness is not identity: the id and the bytes above recognise a
+  // replay for ever, so a request that waited in the sender's outbox for
+  // days (a partner down over a weekend) is accepted, its age recorded. A
+  // request dated ahead of this clock is refused for now: the sender
+  // retries, and it is accepted once the clocks agree.
   const absl::Time now = ctx_->Now();
   const absl::Time created = FromProto(body.created_at());
-  if (created < now - setup.replay_window() || created > now + setup.max_clock_skew()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "created_at ", absl::FormatTime(created), " is outside the acceptance window (",
-        absl::FormatDuration(setup.replay_window()), " back, ",
-        absl::FormatDuration(setup.max_clock_skew()),
-        " ahead of this node's clock); check the sender's clock or submit a new "
-        "request"));
-  }
+  COMITY_RETURN_IF_ERROR(CheckSignedTime("created_at", created, now, setup.max_clock_skew(),
+                                         absl::InfinitePast()));
+  const absl::Duration age = now - created;
 
   absl::StatusOr<v1::Assessment> assessment =
       Assess(*setup.treaties, QueryForRequest(body, AssessmentDay(body)));
@@ -298,6 +302,11 @@ absl::StatusOr<v1::SignedEnvelope> RequestIntake::ReceiveRequest(
         ctx_->Event(v1::REQUEST_RECEIVED, "peer:" + peer_party, body.id(), peer_party);
     received.add_hashes(payload_hash);
     received.set_assistance_type(body.assistance_type());
+    if (age > setup.max_clock_skew()) {
+      received.set_detail(absl::StrCat("created ", absl::FormatTime(created), ", arrived ",
+                                       absl::FormatDuration(absl::Trunc(age, absl::Seconds(1))),
+                                       " later"));
+    }
     COMITY_ASSIGN_OR_RETURN(std::string received_bytes, w.Append(&received));
     v1::AuditEntry assessed = AssessmentEntry(*ctx_, body, *assessment, peer_party);
     COMITY_RETURN_IF_ERROR(w.Append(&assessed).status());

@@ -296,7 +296,7 @@ std::map<std::string, std::function<Outcome()>> RefusalsE2eTest::Triggers() {
   t["P8"] = [&] {
     return Outcome{DeliverRequest(JpRequest([](v1::RequestBody& b) {
                      b.set_id(RandomUuid());
-                     *b.mutable_created_at() = ToProto(absl::Now() - absl::Hours(72));
+                     *b.mutable_created_at() = ToProto(absl::Now() + absl::Hours(1));
                    })),
                    "FR", "DeliverRequest"};
   };
