@@ -1,13 +1,9 @@
 #include "client/admin_cli.h"
 
-#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
+#include <memory>
+#include <string>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -15,8 +11,7 @@
 #include "client/args.h"
 #include "client/connection.h"
 #include "comity/v1/operator.grpc.pb.h"
-#include "server/crypto/sha256.h"
-#include "server/evidence/evidence_store.h"
+#include "server/crypto/verified_file.h"
 
 namespace comity {
 namespace {
@@ -24,99 +19,74 @@ namespace {
 constexpr char kUsage[] =
     "usage: comity [--connect FILE] admin backup --out FILE [--json]\n"
     "  A consistent copy of the node's database, taken while it runs (admin role),\n"
-    "  saved to FILE (mode 0600; FILE must not exist). Restore: docs/backup.md.\n";
+    "  saved to FILE (mode 0600; FILE must not exist; missing directories are made)\n"
+    "  once its size and SHA-256 match what the node sent. Restore: docs/backup.md.\n";
 
-// Writes the streamed copy to `out_path`.partial, checks its size and
-// SHA-256, syncs it and renames it to `out_path`: a FILE that exists is
-// always a whole, checked copy.
-int Backup(const ParsedArgs& parsed, const GetEnv& env, std::ostream& out, std::ostream& err) {
+// Streams the copy into a VerifiedFileWriter, which names it `out_path`
+// only once its size and SHA-256 match what the node announced: a FILE that
+// exists is always a whole, checked copy.
+int Backup(const ParsedArgs& parsed, const GetEnv& env, std::ostream& out,
+           std::ostream& err) {
+  auto fail = [&err](int code, absl::string_view why) {
+    err << "comity admin backup: " << why << "\n";
+    return code;
+  };
   const std::string out_path = parsed.Get("out", "");
   if (out_path.empty()) {
     err << "comity admin backup: --out FILE is required\n" << kUsage;
     return kExitUsage;
   }
-  struct stat st;
-  if (::stat(out_path.c_str(), &st) == 0) {
-    err << "comity admin backup: " << out_path
-        << " exists; name a new file (a backup is never overwritten)\n";
-    return kExitFailure;
-  }
   absl::StatusOr<NodeConnection> conn = ConnectToNode(parsed, env);
   if (!conn.ok()) {
-    err << "comity admin backup: " << conn.status().message() << "\n";
-    return absl::IsInvalidArgument(conn.status()) ? kExitUsage : kExitFailure;
+    return fail(absl::IsInvalidArgument(conn.status()) ? kExitUsage : kExitFailure,
+                conn.status().message());
   }
-  const std::string partial = out_path + ".partial";
-  int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    err << "comity admin backup: cannot create " << partial << ": " << std::strerror(errno)
-        << "\n";
-    return kExitFailure;
-  }
-  auto fail = [&](const std::string& why) {
-    ::close(fd);
-    std::remove(partial.c_str());
-    err << "comity admin backup: " << why << "\n";
-    return kExitFailure;
-  };
+  // Before anything is asked of the node: the directories, and a FILE that
+  // exists (a backup is never overwritten).
+  absl::StatusOr<std::unique_ptr<VerifiedFileWriter>> file =
+      VerifiedFileWriter::Create(out_path);
+  if (!file.ok()) return fail(kExitFailure, file.status().message());
   auto stub = v1::OperatorService::NewStub(conn->channel);
   grpc::ClientContext ctx;
   std::unique_ptr<grpc::ClientReader<v1::BackupChunk>> reader =
       stub->Backup(&ctx, v1::BackupRequest());
   v1::BackupChunk chunk;
-  Sha256Stream hash;
-  uint64_t written = 0;
   uint64_t total = 0;
   uint64_t audit_size = 0;
   std::string expected_sha;
   bool first = true;
-  while (reader->Read(&chunk)) {
+  absl::Status written = absl::OkStatus();
+  while (written.ok() && reader->Read(&chunk)) {
     if (first) {
       total = chunk.total_bytes();
       audit_size = chunk.audit_size();
       first = false;
     }
-    const std::string& data = chunk.data();
-    size_t off = 0;
-    while (off < data.size()) {
-      ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        ctx.TryCancel();
-        (void)reader->Finish();
-        return fail(absl::StrCat("cannot write ", partial, ": ", std::strerror(errno)));
-      }
-      off += static_cast<size_t>(n);
-    }
-    hash.Update(data);
-    written += data.size();
+    written = (*file)->Append(chunk.data());
     if (!chunk.sha256().empty()) expected_sha = chunk.sha256();
   }
+  if (!written.ok()) ctx.TryCancel();
   grpc::Status status = reader->Finish();
-  if (!status.ok()) return fail(DescribeRpcError(conn->address, status));
-  const std::string got_sha = hash.Finish();
-  if (first || written != total || expected_sha.empty() || got_sha != expected_sha) {
-    return fail(absl::StrCat("the copy received is incomplete or damaged (", written, " of ",
-                             total, " bytes, SHA-256 ",
-                             got_sha == expected_sha ? "matches" : "differs",
-                             "); nothing was saved, take the backup again"));
+  if (!written.ok()) return fail(kExitFailure, written.message());
+  if (!status.ok()) return fail(kExitFailure, DescribeRpcError(conn->address, status));
+  if (first || expected_sha.empty()) {
+    return fail(kExitFailure, absl::StrCat("the node sent ",
+                                           first ? "nothing" : "no SHA-256 of the copy",
+                                           "; nothing was saved, take the backup again"));
   }
-  if (::fsync(fd) != 0) return fail(absl::StrCat("cannot sync ", partial, ": ",
-                                                 std::strerror(errno)));
-  ::close(fd);
-  if (std::rename(partial.c_str(), out_path.c_str()) != 0) {
-    std::remove(partial.c_str());
-    err << "comity admin backup: cannot rename " << partial << " to " << out_path << ": "
-        << std::strerror(errno) << "\n";
-    return kExitFailure;
+  absl::StatusOr<std::string> hex = (*file)->Commit(total, expected_sha);
+  if (!hex.ok()) {
+    return fail(
+        kExitFailure,
+        absl::StrCat(hex.status().message(),
+                     absl::IsDataLoss(hex.status()) ? ": take the backup again" : ""));
   }
-  const std::string hex = absl::BytesToHexString(got_sha);
   if (parsed.switches.count("json") != 0) {
-    out << "{\"file\": \"" << absl::CEscape(out_path) << "\", \"bytes\": " << written
-        << ", \"audit_size\": " << audit_size << ", \"sha256\": \"" << hex << "\"}\n";
+    out << "{\"file\": \"" << absl::CEscape(out_path) << "\", \"bytes\": " << total
+        << ", \"audit_size\": " << audit_size << ", \"sha256\": \"" << *hex << "\"}\n";
   } else {
-    out << "backup saved to " << out_path << ": " << written << " bytes, " << audit_size
-        << " audit log entries, SHA-256 " << hex << "\n"
+    out << WroteLine(out_path, total, *hex) << ": a backup with " << audit_size
+        << " audit log entries\n"
         << "restore: stop the node, install it as data_dir/comity.db, start, then "
            "`comity audit verify` (docs/backup.md)\n";
   }
@@ -125,8 +95,8 @@ int Backup(const ParsedArgs& parsed, const GetEnv& env, std::ostream& out, std::
 
 }  // namespace
 
-int RunAdminCli(const std::vector<std::string>& args, const GetEnv& env, std::ostream& out,
-                std::ostream& err) {
+int RunAdminCli(const std::vector<std::string>& args, const GetEnv& env,
+                std::ostream& out, std::ostream& err) {
   FlagSpec spec;
   spec.with_value = {"connect", "out"};
   spec.switches = {"json", "help"};

@@ -8,6 +8,7 @@
 #include <memory>
 #include <set>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -16,9 +17,10 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "client/connection.h"
+#include "server/audit/receipt.h"
 #include "server/config/node_config.h"
 #include "server/core/envelope.h"
-#include "server/audit/receipt.h"
+#include "server/core/parties.h"
 #include "server/crypto/ed25519.h"
 #include "server/crypto/sha256.h"
 #include "server/crypto/x509_identity.h"
@@ -312,6 +314,62 @@ std::string SvgBarChart(absl::string_view title,
   return svg;
 }
 
+std::string AuditRoute::Path() const {
+  switch (page) {
+    case kCases:
+      return "/";
+    case kCase:
+      return absl::StrCat("/case/", PercentEncode(case_id));
+    case kLog:
+      return "/log";
+    case kStats:
+      return "/stats";
+  }
+  return "/";
+}
+
+absl::StatusOr<AuditRoute> AuditRouteOf(absl::string_view path) {
+  if (!absl::StartsWith(path, "/") || absl::StartsWith(path, "//")) {
+    return absl::InvalidArgumentError(
+        "the path must start with exactly one '/' (\"//host\" names another site)");
+  }
+  for (char c : path) {
+    if (c == '\\') {
+      return absl::InvalidArgumentError(
+          "a backslash in the path (browsers read it as '/')");
+    }
+    if (absl::ascii_iscntrl(c)) {
+      return absl::InvalidArgumentError("a control character in the path");
+    }
+  }
+  AuditRoute route;
+  absl::string_view id = path;
+  if (path == "/") {
+    route.page = AuditRoute::kCases;
+  } else if (path == "/log") {
+    route.page = AuditRoute::kLog;
+  } else if (path == "/stats") {
+    route.page = AuditRoute::kStats;
+  } else if (absl::ConsumePrefix(&id, "/case/") && IsCanonicalUuid(id)) {
+    route.page = AuditRoute::kCase;
+    route.case_id = std::string(id);
+  } else {
+    return absl::NotFoundError("no such page");
+  }
+  return route;
+}
+
+HttpResponse AuditPage::BarePage(int status, absl::string_view heading,
+                                 absl::string_view body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = absl::StrCat(
+      "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>",
+      Esc(heading), "</title></head><body><h1>", Esc(heading), "</h1>", body,
+      "</body></html>\n");
+  return r;
+}
+
 std::string AuditPage::CookieName() const {
   return absl::StrCat("comity_audit_", options_.port);
 }
@@ -338,27 +396,29 @@ bool AuditPage::Authorized(const HttpRequest& request) const {
 
 HttpResponse AuditPage::Handle(const HttpRequest& request) const {
   HttpResponse response;
-  if (!Authorized(request)) {
+  absl::StatusOr<AuditRoute> route = AuditRouteOf(request.path);
+  if (!route.ok() && absl::IsInvalidArgument(route.status())) {
+    // Syntax only: nothing about the node, token or not.
+    response = BarePage(400, "400: bad request",
+                        absl::StrCat("<p>", Esc(route.status().message()), "</p>"));
+  } else if (!Authorized(request)) {
     // Nothing about the node or the operator before the token is shown.
-    response.status = 403;
-    response.body =
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Access "
-        "token needed</title></head><body><h1>403: access token needed</h1><p>This page "
-        "needs "
-        "the access token that <code>comity audit serve</code> printed when it started: "
-        "open "
-        "the URL it printed "
-        "(<code>http://HOST:PORT/?token=...</code>).</p></body></html>\n";
+    response = BarePage(403, "403: access token needed",
+                        "<p>This page needs the access token that <code>comity audit "
+                        "serve</code> printed when it started: open the URL it printed "
+                        "(<code>http://HOST:PORT/?token=...</code>).</p>");
+  } else if (!route.ok()) {
+    response = Page(404, "Not found", "<p>No such page: see the links above.</p>");
   } else if (request.query.count("token") != 0) {
     // Trade the token in the URL for a cookie, and drop it from the URL
-    // (history, screen shares).
+    // (history, screen shares). The Location is the page's own path, made
+    // from the route, never the request's text.
     std::vector<std::string> rest;
     for (const auto& [k, v] : request.query) {
       if (k != "token")
         rest.push_back(absl::StrCat(PercentEncode(k), "=", PercentEncode(v)));
     }
-    std::string location = PercentEncode(request.path);
-    absl::StrReplaceAll({{"%2F", "/"}}, &location);
+    std::string location = route->Path();
     if (!rest.empty()) absl::StrAppend(&location, "?", absl::StrJoin(rest, "&"));
     response.status = 303;
     response.headers.push_back({"Location", location});
@@ -367,16 +427,21 @@ HttpResponse AuditPage::Handle(const HttpRequest& request) const {
                                     "; Path=/; HttpOnly; SameSite=Strict")});
     response.body =
         absl::StrCat("<p>See <a href=\"", Esc(location), "\">the page</a>.</p>");
-  } else if (request.path == "/") {
-    response = Cases(request);
-  } else if (absl::StartsWith(request.path, "/case/") && request.path.size() > 6) {
-    response = Case(request.path.substr(6));
-  } else if (request.path == "/log") {
-    response = Log(request);
-  } else if (request.path == "/stats") {
-    response = Stats();
   } else {
-    response = Page(404, "Not found", "<p>No such page: see the links above.</p>");
+    switch (route->page) {
+      case AuditRoute::kCases:
+        response = Cases(request);
+        break;
+      case AuditRoute::kCase:
+        response = Case(route->case_id);
+        break;
+      case AuditRoute::kLog:
+        response = Log(request);
+        break;
+      case AuditRoute::kStats:
+        response = Stats();
+        break;
+    }
   }
   response.headers.push_back({"Content-Security-Policy", kCsp});
   response.headers.push_back({"X-Frame-Options", "DENY"});

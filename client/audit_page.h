@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "client/args.h"
 #include "client/cli.h"
@@ -68,6 +69,26 @@ std::string SvgBarChart(absl::string_view title,
                         const std::vector<std::pair<std::string, double>>& bars,
                         const std::function<std::string(double)>& format);
 
+// A page of the review site, as a request path names it.
+struct AuditRoute {
+  enum Page { kCases, kCase, kLog, kStats };
+  Page page = kCases;
+  std::string case_id;  // kCase only: a canonical (lower-case) UUID.
+
+  // The page's path ("/", "/case/ID", "/log", "/stats"), made of constants
+  // and the checked case id: always a path of this site, never text from a
+  // request. What a redirect may name.
+  std::string Path() const;
+};
+
+// The page that `path` (percent-decoded, without the query) names.
+// InvalidArgument (answered 400) for a path no page has and a browser could
+// read as another site or a header: not starting with '/', starting with
+// "//" ("//host", "///host", "/%2F%2Fhost" name another host), holding a
+// backslash ("/\host": browsers read '\' as '/') or a control character
+// (CR, LF). NotFound (404) for any other path that names no page.
+absl::StatusOr<AuditRoute> AuditRouteOf(absl::string_view path);
+
 struct AuditPageOptions {
   std::string token;         // The access token (hex); required.
   int port = 0;              // The HTTP port: names the cookie.
@@ -82,9 +103,11 @@ class AuditPage {
             v1::AuditService::StubInterface* audit_stub, AuditPageOptions options)
       : operator_(operator_stub), audit_(audit_stub), options_(std::move(options)) {}
 
-  // Access control first: a valid ?token= answers 303 to the same URL
-  // without it and sets the cookie; a request without a valid token or
-  // cookie gets 403. Then the page, or 404.
+  // A malformed path (AuditRouteOf) gets 400 first, then access control: a
+  // request without a valid token or cookie gets 403; a path that names no
+  // page, 404; a valid ?token= on a page's path answers 303 to that page's
+  // own path (AuditRoute::Path, the other query parameters re-encoded) and
+  // sets the cookie. Then the page.
   HttpResponse Handle(const HttpRequest& request) const;
 
   // The cookie's name: per port, since browsers share cookies across ports.
@@ -96,6 +119,10 @@ class AuditPage {
   HttpResponse Log(const HttpRequest& request) const;
   HttpResponse Stats() const;
   HttpResponse Page(int status, absl::string_view title, absl::string_view body) const;
+  // A page that shows nothing of the node: `heading` (escaped), then `body`
+  // (HTML).
+  static HttpResponse BarePage(int status, absl::string_view heading,
+                               absl::string_view body);
   HttpResponse RpcErrorPage(absl::string_view what, const grpc::Status& status) const;
   bool Authorized(const HttpRequest& request) const;
 

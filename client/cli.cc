@@ -1,16 +1,7 @@
 #include "client/cli.h"
 
-#include <grpcpp/grpcpp.h>
-
-#include <memory>
-
-#include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
-#include "absl/time/time.h"
 #include <fcntl.h>
+#include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,11 +9,20 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <optional>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "client/admin_cli.h"
 #include "client/args.h"
 #include "client/audit_cli.h"
 #include "client/connection.h"
+#include "client/evidence_upload.h"
 #include "client/health_cli.h"
 #include "client/keys_cli.h"
 #include "client/treaty_cli.h"
@@ -31,11 +31,12 @@
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
-#include "server/config/node_config.h"
-#include "server/core/envelope.h"
-#include "server/core/case_rules.h"
 #include "server/audit/receipt.h"
+#include "server/config/node_config.h"
+#include "server/core/case_rules.h"
+#include "server/core/envelope.h"
 #include "server/crypto/ed25519.h"
+#include "server/crypto/verified_file.h"
 #include "server/util/files.h"
 #include "server/util/hex.h"
 #include "server/util/status_macros.h"
@@ -82,17 +83,25 @@ commands:
       Late acknowledgements and decisions on both sides (BINDING ones are escalated),
       and preservations about to lapse (ETS185 Art 29(7)).
   ack|review|accept|refuse|postpone|ask|respond|close ID [--ground G]... [--reasons TEXT]
-      [--consultation TEXT] [--text TEXT] [--final] [--file PATH]... [--condition TEXT]...
+      [--consultation TEXT] [--text TEXT] [--final] [--file PATH]... [--import NAME]...
+      [--condition TEXT]...
       A step of the case of a request this node received (reviewer role), signed and
       delivered to the requesting party. A refusal must cite grounds the governing
       instrument leaves open (comity show ID) and give --reasons (ETS185 Art 27(7)).
+      respond --file reads PATH on this machine and uploads it to the node (resumable,
+      SHA-256 checked); --import NAME stages a file of the node's evidence.import_dir.
   withdraw|answer|accept-conditions|close ID [--text TEXT]
       A step of the case of a request this node sent (submitter role): withdraw it,
       answer a request for information, accept the conditions attached to released
       data (ETS185 Art 28(2): evidence is released only then), close a finished case.
       Signed, and numbered into the case by the requested party at once.
+  fetch ID
+      Fetch the evidence of a sent request again now, after the node gave up on a
+      file (evidence.max_fetch_attempts; comity show ID says why).
   export ID --out DIR [--allow-tlp-red]
-      Save the case's evidence files this node holds into DIR. TLP:RED material needs
+      Save the case's evidence files this node holds into DIR (made if missing; no file
+      is replaced). Each is checked against its SHA-256 and the size the response
+      declares before it gets its name, and its hash is printed. TLP:RED material needs
       --allow-tlp-red; every export is audited.
   list [--sent | --received] [--limit N]
       Requests this node sent or received, newest first, with their state.
@@ -135,6 +144,7 @@ class Cli {
   int Inbox(const ParsedArgs& args);
   int Overdue(const ParsedArgs& args);
   int Peers(const ParsedArgs& args);
+  int Fetch(const ParsedArgs& args);
   int Export(const ParsedArgs& args);
   // Prints a record returned by SubmitRequest or ApproveRequest.
   int PrintSubmitted(const v1::RequestRecord& r,
@@ -343,14 +353,36 @@ void PrintCase(std::ostream& out, const v1::RequestRecord& r,
 
 // The evidence files of the case's responses, and which this node holds.
 void PrintEvidence(std::ostream& out, const v1::RequestRecord& r,
-                   const google::protobuf::RepeatedPtrField<v1::StoredEvidence>& stored) {
+                   const v1::GetRequestResponse& resp) {
   for (const v1::SignedEnvelope& env : r.transitions()) {
     v1::Transition t;
     if (!t.ParseFromString(env.payload())) continue;
     for (const v1::EvidenceFile& f : t.evidence()) {
-      std::string where = "not here yet (fetched and verified in the background)";
-      for (const v1::StoredEvidence& s : stored) {
-        if (s.sha256() == f.sha256()) where = "verified, " + s.path();
+      std::string where = r.direction() == v1::INCOMING
+                              ? "released by this node"
+                              : "not here yet (fetched and verified in the background)";
+      for (const v1::StoredEvidence& s : resp.stored_evidence()) {
+        if (s.sha256() == f.sha256() && r.direction() == v1::OUTGOING) {
+          where = "verified, " + s.path();
+        }
+      }
+      for (const v1::PendingEvidenceStatus& p : resp.pending_evidence()) {
+        if (p.sha256() != f.sha256() || r.direction() != v1::OUTGOING) continue;
+        if (p.gave_up()) {
+          where = absl::StrCat("NOT FETCHED: ", p.last_error());
+        } else if (p.attempts() > 0) {
+          where = absl::StrCat(
+              "not here yet: ", p.attempts(), " failed fetch attempts, last: ", p.last_error(),
+              p.next_attempt_unix_micros() == 0
+                  ? ""
+                  : absl::StrCat("; next try ",
+                                 absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
+                                                  absl::FromUnixMicros(
+                                                      p.next_attempt_unix_micros()),
+                                                  absl::UTCTimeZone())));
+        } else if (p.next_attempt_unix_micros() == 0) {
+          where = "not here yet: waiting for the release conditions to be accepted";
+        }
       }
       out << "evidence:  " << f.name() << ", " << f.size() << " bytes, sha256 "
           << HexEncode(f.sha256()).substr(0, 16) << "...: " << where << "\n";
@@ -514,21 +546,22 @@ int Cli::Run(const std::vector<std::string>& args) {
     spec.with_value.insert("limit");
     spec.switches.insert({"sent", "received"});
   } else if (CaseActionFor(command) != v1::CASE_ACTION_UNSPECIFIED) {
-    spec.with_value.insert({"ground", "reasons", "consultation", "text", "file", "condition"});
-    spec.repeated = {"ground", "file", "condition"};
+    spec.with_value.insert(
+        {"ground", "reasons", "consultation", "text", "file", "import", "condition"});
+    spec.repeated = {"ground", "file", "import", "condition"};
     spec.switches.insert("final");
   } else if (command == "show") {
     spec.switches.insert("chain");
   } else if (command == "export") {
     spec.with_value.insert("out");
     spec.switches.insert("allow-tlp-red");
-  } else if (command == "peers") {
+  } else if (command == "peers" || command == "fetch") {
   } else if (command == "overdue") {
   } else if (command == "show" || command == "approve" || command == "inbox" ||
              command == "help" || command.empty()) {
   } else {
     return Fail({kExitUsage, absl::StrCat("unknown command '", command,
-                                          "'; commands: submit, approve, inbox, overdue, peers, keys, health, admin, export, list, show, ack, review, accept, refuse, "
+                                          "'; commands: submit, approve, inbox, overdue, peers, keys, health, admin, export, fetch, list, show, ack, review, accept, refuse, "
                                           "postpone, ask, respond, close, withdraw, answer, audit, treaty, "
                                           "help")});
   }
@@ -545,7 +578,7 @@ int Cli::Run(const std::vector<std::string>& args) {
   json_ = parsed->switches.count("json") != 0;
   // The first positional is the command.
   parsed->positional.erase(parsed->positional.begin());
-  if (command == "show" || command == "approve" || command == "export" ||
+  if (command == "show" || command == "approve" || command == "export" || command == "fetch" ||
       CaseActionFor(command) != v1::CASE_ACTION_UNSPECIFIED) {
     if (parsed->positional.size() != 1) {
       return Fail({kExitUsage, absl::StrCat(command, " takes exactly one request id: comity ",
@@ -570,6 +603,7 @@ int Cli::Run(const std::vector<std::string>& args) {
   if (command == "inbox") return Inbox(*parsed);
   if (command == "overdue") return Overdue(*parsed);
   if (command == "peers") return Peers(*parsed);
+  if (command == "fetch") return Fetch(*parsed);
   if (command == "export") return Export(*parsed);
   if (command == "list") return List(*parsed);
   return Show(*parsed);
@@ -690,14 +724,28 @@ int Cli::Decide(const ParsedArgs& args, v1::CaseAction action) {
   req.set_text(args.Get("text"));
   req.set_final_response(args.switches.count("final") != 0);
   for (const std::string& c : args.GetAll("condition")) req.add_release_conditions(c);
+  if ((args.Has("file") || args.Has("import")) && action != v1::RESPOND) {
+    return Fail({kExitUsage, "--file and --import go only with respond"});
+  }
+  // Files are read here and uploaded; the node opens no path we name.
   for (const std::string& path : args.GetAll("file")) {
-    // The node reads the file: give it an absolute path on its machine.
-    char* real = ::realpath(path.c_str(), nullptr);
-    if (real == nullptr) {
-      return Fail({kExitUsage, absl::StrCat("--file ", path, ": ", std::strerror(errno))});
+    absl::StatusOr<v1::EvidenceFile> staged =
+        UploadEvidenceFile(stub_.get(), req.id(), path);
+    if (!staged.ok()) {
+      return Fail({kExitFailure, std::string(staged.status().message())});
     }
-    req.add_evidence_paths(real);
-    std::free(real);
+    req.add_evidence_sha256(staged->sha256());
+  }
+  for (const std::string& name : args.GetAll("import")) {
+    v1::ImportEvidenceRequest import;
+    import.set_request_id(req.id());
+    import.set_name(name);
+    v1::ImportEvidenceResponse imported;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Hours(24)));
+    grpc::Status status = stub_->ImportEvidence(&ctx, import, &imported);
+    if (!status.ok()) return Fail(RpcError(status));
+    req.add_evidence_sha256(imported.file().sha256());
   }
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
@@ -736,6 +784,17 @@ int Cli::Decide(const ParsedArgs& args, v1::CaseAction action) {
   return kExitOk;
 }
 
+// The name an evidence file is saved under: the responding party's, unless
+// it could reach outside the --out directory; then its SHA-256 in hex.
+std::string ExportName(const v1::EvidenceFile& listed) {
+  const std::string& name = listed.name();
+  if (name.empty() || name == "." || name == ".." ||
+      name.find_first_of(std::string("/\0", 2)) != std::string::npos) {
+    return HexEncode(listed.sha256());
+  }
+  return name;
+}
+
 int Cli::Export(const ParsedArgs& args) {
   if (!args.Has("out")) return Fail({kExitUsage, "export needs --out DIR"});
   const std::string dir = args.Get("out");
@@ -748,27 +807,28 @@ int Cli::Export(const ParsedArgs& args) {
     grpc::Status status = stub_->GetRequest(&ctx, get, &found);
     if (!status.ok()) return Fail(RpcError(status));
   }
-  int exported = 0;
+  Value files;
+  files.mutable_list_value();
   for (const v1::StoredEvidence& stored : found.stored_evidence()) {
-    std::string name = HexEncode(stored.sha256());
+    // The name and size the responding party's signed step lists.
+    v1::EvidenceFile listed;
+    listed.set_sha256(stored.sha256());
+    bool sized = false;
     for (const auto& r : found.records()) {
       for (const auto& env : r.transitions()) {
         v1::Transition t;
-        t.ParseFromString(env.payload());
+        if (!t.ParseFromString(env.payload())) continue;
         for (const auto& f : t.evidence()) {
-          if (f.sha256() == stored.sha256()) name = f.name();
+          if (f.sha256() == stored.sha256()) {
+            listed = f;
+            sized = true;
+          }
         }
       }
     }
-    if (name.find('/') != std::string::npos || name == "." || name == "..") {
-      name = HexEncode(stored.sha256());
-    }
-    const std::string path = absl::StrCat(dir, "/", name);
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-      return Fail({kExitFailure, absl::StrCat("cannot create ", path, ": ",
-                                              std::strerror(errno))});
-    }
+    const std::string path = absl::StrCat(dir, "/", ExportName(listed));
+    auto file = VerifiedFileWriter::Create(path);
+    if (!file.ok()) return Fail({kExitFailure, std::string(file.status().message())});
     grpc::ClientContext ctx;
     v1::ExportEvidenceRequest req;
     req.set_id(get.id());
@@ -776,32 +836,36 @@ int Cli::Export(const ParsedArgs& args) {
     req.set_allow_tlp_red(args.switches.count("allow-tlp-red") != 0);
     auto reader = stub_->ExportEvidence(&ctx, req);
     v1::EvidenceChunk chunk;
-    bool write_ok = true;
-    while (write_ok && reader->Read(&chunk)) {
-      const std::string& data = chunk.data();
-      size_t done = 0;
-      while (done < data.size()) {
-        ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-          write_ok = false;
-          break;
-        }
-        done += static_cast<size_t>(n);
-      }
-    }
-    if (!write_ok) ctx.TryCancel();
+    absl::Status written = absl::OkStatus();
+    while (written.ok() && reader->Read(&chunk)) written = (*file)->Append(chunk.data());
+    if (!written.ok()) ctx.TryCancel();
     grpc::Status status = reader->Finish();
-    ::close(fd);
-    if (!write_ok || !status.ok()) {
-      ::unlink(path.c_str());
-      if (!write_ok) return Fail({kExitFailure, absl::StrCat("cannot write ", path)});
-      return Fail(RpcError(status));
+    if (!written.ok()) return Fail({kExitFailure, std::string(written.message())});
+    if (!status.ok()) return Fail(RpcError(status));
+    // Checked against the hash asked for and the size the step declares.
+    auto sha256 = (*file)->Commit(
+        sized ? std::optional<uint64_t>(listed.size()) : std::nullopt, stored.sha256());
+    if (!sha256.ok()) return Fail({kExitFailure, std::string(sha256.status().message())});
+    const uint64_t bytes = (*file)->size();
+    if (json_) {
+      Struct s;
+      auto& f = *s.mutable_fields();
+      f["path"] = Str(path);
+      f["bytes"] = Num(static_cast<double>(bytes));
+      f["sha256"] = Str(*sha256);
+      *files.mutable_list_value()->add_values() = Obj(std::move(s));
+    } else {
+      out_ << WroteLine(path, bytes, *sha256) << "\n";
     }
-    out_ << "exported " << path << "\n";
-    ++exported;
   }
-  if (exported == 0) out_ << "(no evidence held here for this request)\n";
+  if (json_) {
+    Struct s;
+    (*s.mutable_fields())["id"] = Str(get.id());
+    (*s.mutable_fields())["files"] = files;
+    PrintJson(Obj(std::move(s)));
+  } else if (found.stored_evidence_size() == 0) {
+    out_ << "(no evidence held here for this request)\n";
+  }
   return kExitOk;
 }
 
@@ -829,6 +893,8 @@ int Cli::Peers(const ParsedArgs&) {
       f["requests_queued"] = Num(p.requests_queued());
       f["transitions_queued"] = Num(p.transitions_queued());
       f["consecutive_failures"] = Num(p.consecutive_failures());
+      f["evidence_pending"] = Num(p.evidence_pending());
+      f["evidence_given_up"] = Num(p.evidence_given_up());
       if (p.next_attempt_unix_micros() != 0) {
         f["next_attempt"] = Str(when(p.next_attempt_unix_micros()));
       }
@@ -850,9 +916,37 @@ int Cli::Peers(const ParsedArgs&) {
       out_ << "\n    backing off after " << p.consecutive_failures()
            << " failed attempts; next try " << when(p.next_attempt_unix_micros());
     }
+    if (p.evidence_pending() > 0) {
+      out_ << "\n    evidence to fetch: " << p.evidence_pending() << " files";
+      if (p.evidence_given_up() > 0) {
+        out_ << ", " << p.evidence_given_up()
+             << " given up after too many attempts (comity show ID, comity fetch ID)";
+      }
+    }
     out_ << "\n";
   }
   if (json_) PrintJson(list);
+  return kExitOk;
+}
+
+int Cli::Fetch(const ParsedArgs& args) {
+  v1::RetryEvidenceRequest req;
+  req.set_id(args.positional[0]);
+  v1::RetryEvidenceResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(15)));
+  grpc::Status status = stub_->RetryEvidence(&ctx, req, &resp);
+  if (!status.ok()) return Fail(RpcError(status));
+  if (json_) {
+    Struct s;
+    (*s.mutable_fields())["id"] = Str(req.id());
+    (*s.mutable_fields())["files"] = Num(resp.files());
+    PrintJson(Obj(std::move(s)));
+  } else {
+    out_ << "request " << req.id() << ": " << resp.files()
+         << " evidence files to fetch again now (comity show " << req.id()
+         << " follows them)\n";
+  }
   return kExitOk;
 }
 
@@ -1058,7 +1152,7 @@ int Cli::Show(const ParsedArgs& args) {
     PrintVerification(out_, r, v, body.requested_party());
     PrintAssessments(out_, body, v);
     PrintCase(out_, r, resp.signer_keys());
-    PrintEvidence(out_, r, resp.stored_evidence());
+    PrintEvidence(out_, r, resp);
   }
   if (json_) PrintJson(resp.records_size() == 1 ? list.list_value().values(0) : list);
   if (!good) {
@@ -1069,6 +1163,11 @@ int Cli::Show(const ParsedArgs& args) {
 }
 
 }  // namespace
+
+std::string WroteLine(const std::string& path, uint64_t bytes,
+                      const std::string& sha256_hex) {
+  return absl::StrCat("wrote ", path, " (", bytes, " bytes, sha256 ", sha256_hex, ")");
+}
 
 int RunCli(const std::vector<std::string>& args, const GetEnv& env, std::ostream& out,
            std::ostream& err) {

@@ -7,6 +7,7 @@
 #ifndef COMITY_CLIENT_CLI_H_
 #define COMITY_CLIENT_CLI_H_
 
+#include <cstdint>
 #include <functional>
 #include <ostream>
 #include <string>
@@ -26,6 +27,11 @@ using GetEnv = std::function<std::string(const std::string&)>;
 // on `err`, prefixed "comity: ".
 int RunCli(const std::vector<std::string>& args, const GetEnv& env, std::ostream& out,
            std::ostream& err);
+
+// How a command reports a file it saved after checking it:
+// "wrote PATH (N bytes, sha256 HEX)".
+std::string WroteLine(const std::string& path, uint64_t bytes,
+                      const std::string& sha256_hex);
 
 }  // namespace comity
 

@@ -196,6 +196,13 @@ absl::StatusOr<HttpRequest> ParseHttpRequestHead(absl::string_view head) {
     query = query.substr(0, f);
   auto path = PercentDecode(target, false);
   if (!path.ok()) return absl::InvalidArgumentError("malformed path");
+  for (char c : *path) {
+    // CR, LF and the like are never part of a page's path; refused here so
+    // that no handler can put them in a header.
+    if (absl::ascii_iscntrl(c)) {
+      return absl::InvalidArgumentError("a control character in the path");
+    }
+  }
   r.path = *std::move(path);
   for (absl::string_view pair : absl::StrSplit(query, '&', absl::SkipEmpty())) {
     std::pair<absl::string_view, absl::string_view> kv =

@@ -66,7 +66,9 @@ absl::StatusOr<std::string> PercentDecode(absl::string_view s, bool plus_is_spac
 std::string PercentEncode(absl::string_view s);
 
 // Parses a request head (up to and excluding the blank line). The errors
-// are InvalidArgument (400).
+// are InvalidArgument (400): among them a target that is not a path
+// (absolute URLs), and a path that holds a control character (CR, LF, ...)
+// once decoded.
 absl::StatusOr<HttpRequest> ParseHttpRequestHead(absl::string_view head);
 
 class HttpServer {

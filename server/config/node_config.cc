@@ -1,5 +1,8 @@
 #include "server/config/node_config.h"
 
+#include <sys/stat.h>
+
+#include <cstdlib>
 #include <set>
 
 #include "absl/strings/escaping.h"
@@ -92,9 +95,76 @@ void FillDefaults(v1::NodeConfig* c) {
   if (sl->urgent_decide_days() == 0) sl->set_urgent_decide_days(5);
   if (sl->preservation_warning_days() == 0) sl->set_preservation_warning_days(7);
   if (c->tls().reload_interval_seconds() == 0) c->mutable_tls()->set_reload_interval_seconds(60);
-  if (c->evidence().max_file_bytes() == 0) {
-    c->mutable_evidence()->set_max_file_bytes(uint64_t{1} << 40);
+  v1::EvidenceConfig* e = c->mutable_evidence();
+  if (e->max_file_bytes() == 0) e->set_max_file_bytes(uint64_t{1} << 40);
+  if (e->chunk_timeout_ms() == 0) e->set_chunk_timeout_ms(30000);
+  if (e->max_fetch_attempts() == 0) e->set_max_fetch_attempts(30);
+  if (e->retry_max_ms() == 0) e->set_retry_max_ms(600000);
+}
+
+// `path` made absolute and canonical as far as it exists (symbolic links
+// resolved), the rest appended lexically.
+std::string Canonical(const std::string& path) {
+  std::string head = path;
+  std::string tail;
+  while (!head.empty() && head != "/") {
+    char* real = ::realpath(head.c_str(), nullptr);
+    if (real != nullptr) {
+      std::string out = real;
+      std::free(real);
+      return tail.empty() ? out : absl::StrCat(out == "/" ? "" : out, tail);
+    }
+    size_t slash = head.rfind('/');
+    if (slash == std::string::npos) break;
+    tail = absl::StrCat(head.substr(slash), tail);
+    head = slash == 0 ? "/" : head.substr(0, slash);
   }
+  return path;
+}
+
+bool IsWithin(const std::string& dir, const std::string& path) {
+  return path == dir || absl::StartsWith(path, dir == "/" ? dir : dir + "/");
+}
+
+// evidence.import_dir: an existing directory that holds none of the node's
+// own files, so that no name an operator gives can reach them.
+absl::Status CheckImportDir(const FieldErrors& err, const std::string& base_dir,
+                            v1::NodeConfig& c) {
+  v1::EvidenceConfig* e = c.mutable_evidence();
+  if (e->import_dir().empty()) return absl::OkStatus();
+  e->set_import_dir(ResolvePath(base_dir, e->import_dir()));
+  struct stat st;
+  if (::stat(e->import_dir().c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return err.Invalid("evidence.import_dir",
+                       absl::StrCat(e->import_dir(),
+                                    " is not a directory; create it, or leave the field "
+                                    "empty for no server-side imports"));
+  }
+  const std::string dir = Canonical(e->import_dir());
+  std::vector<std::pair<const char*, std::string>> own = {
+      {"data_dir", c.data_dir()},
+      {"tls.key_file", c.tls().key_file()},
+      {"tls.cert_file", c.tls().cert_file()},
+      {"tls.operator_ca_file", c.tls().operator_ca_file()},
+      {"signing_key.private_key_file", c.signing_key().private_key_file()},
+      {"config file directory", base_dir}};
+  for (const auto& k : c.previous_signing_keys()) {
+    if (!k.private_key_file().empty()) {
+      own.push_back({"previous_signing_keys.private_key_file", k.private_key_file()});
+    }
+  }
+  for (const auto& [field, path] : own) {
+    if (path.empty()) continue;
+    const std::string p = Canonical(path);
+    // The directory may not hold the node's files, nor lie inside its data.
+    if (IsWithin(dir, p) || (std::string(field) == "data_dir" && IsWithin(p, dir))) {
+      return err.Invalid(
+          "evidence.import_dir",
+          absl::StrCat(e->import_dir(), " overlaps the node's own ", field, " (", path,
+                       "); use a directory that holds only evidence to release"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> DecodePublicKey(const FieldErrors& err, const std::string& field,
@@ -324,6 +394,8 @@ absl::StatusOr<std::unique_ptr<NodeSetup>> ParseNodeConfig(const std::string& te
     if (!added.ok()) return err.Wrap(f, added);
     setup->previous_signing_keys.push_back(std::move(prev));
   }
+
+  COMITY_RETURN_IF_ERROR(CheckImportDir(err, base_dir, c));
 
   // Peers.
   if (c.peers().empty()) {

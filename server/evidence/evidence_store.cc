@@ -110,6 +110,19 @@ absl::Status NoUploadError(const std::string& id) {
       id));
 }
 
+// Runs `check` on the first kHeadBytes of the file at `path`.
+absl::Status CheckHead(const std::string& path, uint64_t size,
+                       const EvidenceStore::ContentCheck& check) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return OpenError(errno, path);
+  ScopedFd closer(fd);
+  std::string head(static_cast<size_t>(std::min<uint64_t>(size, EvidenceStore::kHeadBytes)),
+                   '\0');
+  COMITY_ASSIGN_OR_RETURN(size_t got, ReadFull(fd, head.data(), head.size(), 0, path));
+  head.resize(got);
+  return check(head, size);
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -414,7 +427,8 @@ absl::Status EvidenceStore::AppendChunk(const std::string& transfer_id, uint64_t
   }
 }
 
-absl::StatusOr<std::string> EvidenceStore::FinishUpload(const std::string& transfer_id) {
+absl::StatusOr<std::string> EvidenceStore::FinishUpload(const std::string& transfer_id,
+                                                        const ContentCheck& check) {
   COMITY_RETURN_IF_ERROR(ValidateTransferId(transfer_id));
   for (;;) {
     std::shared_ptr<Upload> upload = Find(transfer_id, /*create=*/false);
@@ -432,6 +446,7 @@ absl::StatusOr<std::string> EvidenceStore::FinishUpload(const std::string& trans
                             "transfer %s: call BeginUpload again",
                             HexEncode(upload->sha256), transfer_id));
       }
+      if (check) COMITY_RETURN_IF_ERROR(CheckHead(path, upload->size, check));
       return path;
     }
     if (upload->received < upload->size) {
@@ -468,6 +483,15 @@ absl::StatusOr<std::string> EvidenceStore::FinishUpload(const std::string& trans
           "transfer %s: the %d bytes received have SHA-256 %s, not the declared %s; the "
           "partial upload was discarded: send the file again from offset 0",
           transfer_id, upload->size, HexEncode(digest), HexEncode(upload->sha256)));
+    }
+    if (check) {
+      absl::Status refused = CheckHead(part_path, upload->size, check);
+      if (!refused.ok()) {
+        absl::Status removed = RemovePartialFiles(transfer_id).status();
+        Forget(transfer_id, *upload);
+        COMITY_RETURN_IF_ERROR(removed);
+        return refused;
+      }
     }
 
     status = Install(part_path, upload->sha256);
@@ -566,21 +590,30 @@ absl::Status EvidenceStore::Read(
 
 absl::StatusOr<std::pair<std::string, uint64_t>> EvidenceStore::ImportFile(
     const std::string& path) {
-  int in_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int in_fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (in_fd < 0) return OpenError(errno, path);
   ScopedFd in(in_fd);
+  return ImportFrom(in_fd, path);
+}
+
+absl::StatusOr<std::pair<std::string, uint64_t>> EvidenceStore::ImportFrom(
+    int in_fd, const std::string& path, const ContentCheck& check) {
   struct stat st;
   if (::fstat(in_fd, &st) != 0) return IoError(errno, absl::StrCat("cannot stat ", path));
   if (S_ISDIR(st.st_mode)) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, " is a directory: import its files one by one"));
   }
+  if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, " is not a regular file (a device, FIFO or socket): evidence is a file"));
+  }
   auto too_big = [&](absl::string_view how_many, uint64_t bytes) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "%s has %s%d bytes, over this node's limit of %d bytes per evidence file", path,
         how_many, bytes, max_file_bytes_));
   };
-  if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) > max_file_bytes_) {
+  if (static_cast<uint64_t>(st.st_size) > max_file_bytes_) {
     return too_big("", static_cast<uint64_t>(st.st_size));
   }
 
@@ -599,6 +632,7 @@ absl::StatusOr<std::pair<std::string, uint64_t>> EvidenceStore::ImportFile(
 
   Sha256Stream hash;
   std::unique_ptr<char[]> buffer(new char[kIoBufferBytes]);
+  std::string head;
   uint64_t total = 0;
   for (;;) {
     ssize_t n = ::read(in_fd, buffer.get(), kIoBufferBytes);
@@ -610,6 +644,10 @@ absl::StatusOr<std::pair<std::string, uint64_t>> EvidenceStore::ImportFile(
     total += static_cast<uint64_t>(n);
     if (total > max_file_bytes_) return too_big("at least ", total);
     absl::string_view piece(buffer.get(), static_cast<size_t>(n));
+    if (head.size() < kHeadBytes) {
+      absl::string_view more = piece.substr(0, kHeadBytes - head.size());
+      head.append(more.data(), more.size());
+    }
     hash.Update(piece);
     COMITY_RETURN_IF_ERROR(WriteAll(out_fd, piece, tmp, nullptr));
     // Write back as it goes (see AppendChunk).
@@ -620,6 +658,7 @@ absl::StatusOr<std::pair<std::string, uint64_t>> EvidenceStore::ImportFile(
   if (::fsync(out_fd) != 0) return IoError(errno, absl::StrCat("cannot sync ", tmp));
   if (out.Close() != 0) return IoError(errno, absl::StrCat("cannot close ", tmp));
 
+  if (check) COMITY_RETURN_IF_ERROR(check(head, total));
   std::string digest = hash.Finish();
   if (!Has(digest)) {
     COMITY_RETURN_IF_ERROR(Install(tmp, digest));

@@ -74,6 +74,13 @@ class EvidenceStore {
   static constexpr size_t kIoBufferBytes = size_t{1} << 20;
   // Largest chunk that Read accepts.
   static constexpr size_t kMaxReadChunkBytes = size_t{64} << 20;
+  // How much of a file a ContentCheck sees.
+  static constexpr size_t kHeadBytes = size_t{64} << 10;
+
+  // A last look at a complete, verified file before it is stored: its
+  // first kHeadBytes (all of it if smaller) and its size. A non-OK status
+  // refuses the file, which is then discarded.
+  using ContentCheck = std::function<absl::Status(absl::string_view head, uint64_t size)>;
 
   // Opens the store at `root`, creating ROOT, ROOT/objects and ROOT/partial
   // (mode 0700) if needed, and removing leftovers of interrupted imports.
@@ -123,8 +130,11 @@ class EvidenceStore {
   // DataLoss if the bytes received do not have the declared SHA-256: the
   // partial upload is then discarded and the sender must start again from 0;
   // Internal on I/O errors (the upload is then dropped from memory, and
-  // BeginUpload resumes it from the disk).
-  absl::StatusOr<std::string> FinishUpload(const std::string& transfer_id);
+  // BeginUpload resumes it from the disk). With a `check`, the file (or the
+  // object already stored) must also pass it; if it does not, its status is
+  // returned and a partial upload is discarded.
+  absl::StatusOr<std::string> FinishUpload(const std::string& transfer_id,
+                                           const ContentCheck& check = nullptr);
 
   // Discards the upload `transfer_id`, in memory and on disk.
   // Errors: InvalidArgument for a bad transfer id; NotFound if there was
@@ -156,6 +166,11 @@ class EvidenceStore {
   // ResourceExhausted if the file is over the store's limit or the disk is
   // full; Internal on other I/O errors.
   absl::StatusOr<std::pair<std::string, uint64_t>> ImportFile(const std::string& path);
+  // ImportFile of a file the caller opened (read from its current offset;
+  // not closed), named `label` in errors, that must pass `check` (if any).
+  // InvalidArgument for anything but a regular file.
+  absl::StatusOr<std::pair<std::string, uint64_t>> ImportFrom(
+      int fd, const std::string& label, const ContentCheck& check = nullptr);
 
   const std::string& root() const { return root_; }
 

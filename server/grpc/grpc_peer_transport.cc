@@ -7,8 +7,93 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/grpc/status_util.h"
+#include "server/util/status_macros.h"
 
 namespace comity {
+namespace {
+
+absl::Status PeerError(const std::string& party, const grpc::Status& status) {
+  absl::Status st = FromGrpcStatus(status);
+  return absl::Status(st.code(), absl::StrCat("peer ", party, ": ", st.message()));
+}
+
+absl::Status Stopping() {
+  return absl::CancelledError("the node is stopping: no new calls to peers");
+}
+
+}  // namespace
+
+GrpcPeerTransport::GrpcPeerTransport(const NodeSetup* setup) : setup_(setup) {}
+
+GrpcPeerTransport::~GrpcPeerTransport() {
+  CancelAll();
+  if (watchdog_.joinable()) watchdog_.join();
+}
+
+bool GrpcPeerTransport::Track(grpc::ClientContext* ctx, absl::Time chunk_deadline) {
+  absl::MutexLock lock(&calls_mu_);
+  if (stopping_) return false;
+  calls_[ctx] = Tracked{chunk_deadline, false};
+  if (chunk_deadline != absl::InfiniteFuture() && !watchdog_.joinable()) {
+    watchdog_ = std::thread([this] { Watch(); });
+  }
+  return true;
+}
+
+void GrpcPeerTransport::Touch(grpc::ClientContext* ctx, absl::Time chunk_deadline) {
+  absl::MutexLock lock(&calls_mu_);
+  auto it = calls_.find(ctx);
+  if (it != calls_.end()) it->second.deadline = chunk_deadline;
+}
+
+bool GrpcPeerTransport::Untrack(grpc::ClientContext* ctx) {
+  absl::MutexLock lock(&calls_mu_);
+  auto it = calls_.find(ctx);
+  bool expired = it != calls_.end() && it->second.expired;
+  if (it != calls_.end()) calls_.erase(it);
+  return expired;
+}
+
+void GrpcPeerTransport::CancelAll() {
+  absl::MutexLock lock(&calls_mu_);
+  stopping_ = true;
+  for (auto& [ctx, unused] : calls_) ctx->TryCancel();
+}
+
+void GrpcPeerTransport::Watch() {
+  absl::MutexLock lock(&calls_mu_);
+  while (!stopping_) {
+    absl::Time next = absl::InfiniteFuture();
+    const absl::Time now = absl::Now();
+    for (auto& [ctx, call] : calls_) {
+      if (call.expired) continue;
+      if (call.deadline <= now) {
+        call.expired = true;
+        ctx->TryCancel();
+      } else {
+        next = std::min(next, call.deadline);
+      }
+    }
+    // Woken early by a stop; a new or touched deadline is never earlier
+    // than a check a second from now would catch.
+    calls_mu_.AwaitWithDeadline(absl::Condition(&stopping_),
+                                std::min(next, now + absl::Seconds(1)));
+  }
+}
+
+template <typename Request, typename Response>
+absl::Status GrpcPeerTransport::Unary(const std::string& party, absl::Duration timeout,
+                                      UnaryMethod<Request, Response> method,
+                                      const Request& request, Response* response) {
+  auto stub = StubFor(party);
+  if (!stub.ok()) return stub.status();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  if (!Track(&ctx, absl::InfiniteFuture())) return Stopping();
+  grpc::Status status = ((*stub)->*method)(&ctx, request, response);
+  Untrack(&ctx);
+  return status.ok() ? absl::OkStatus() : PeerError(party, status);
+}
 
 absl::StatusOr<v1::PeerService::Stub*> GrpcPeerTransport::StubFor(const std::string& party) {
   absl::MutexLock lock(&mu_);
@@ -55,66 +140,44 @@ absl::StatusOr<v1::PeerService::Stub*> GrpcPeerTransport::StubFor(const std::str
 
 absl::StatusOr<v1::SignedEnvelope> GrpcPeerTransport::DeliverRequest(
     const std::string& party, const v1::SignedEnvelope& request, absl::Duration timeout) {
-  auto stub = StubFor(party);
-  if (!stub.ok()) return stub.status();
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   v1::DeliverRequestRequest req;
   *req.mutable_request() = request;
   v1::DeliverRequestResponse resp;
-  grpc::Status status = (*stub)->DeliverRequest(&ctx, req, &resp);
-  if (!status.ok()) {
-    absl::Status st = FromGrpcStatus(status);
-    return absl::Status(st.code(), absl::StrCat("peer ", party, ": ", st.message()));
-  }
+  COMITY_RETURN_IF_ERROR(
+      Unary(party, timeout, &v1::PeerService::Stub::DeliverRequest, req, &resp));
   return std::move(*resp.mutable_receipt());
 }
 
-namespace {
-
-absl::Status PeerError(const std::string& party, const grpc::Status& status) {
-  absl::Status st = FromGrpcStatus(status);
-  return absl::Status(st.code(), absl::StrCat("peer ", party, ": ", st.message()));
-}
-
-}  // namespace
-
 absl::StatusOr<v1::SignedEnvelope> GrpcPeerTransport::DeliverTransition(
     const std::string& party, const v1::SignedEnvelope& transition, absl::Duration timeout) {
-  auto stub = StubFor(party);
-  if (!stub.ok()) return stub.status();
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   v1::DeliverTransitionRequest req;
   *req.mutable_transition() = transition;
   v1::DeliverTransitionResponse resp;
-  grpc::Status status = (*stub)->DeliverTransition(&ctx, req, &resp);
-  if (!status.ok()) return PeerError(party, status);
+  COMITY_RETURN_IF_ERROR(
+      Unary(party, timeout, &v1::PeerService::Stub::DeliverTransition, req, &resp));
   return std::move(*resp.mutable_ack());
 }
 
 absl::StatusOr<v1::SignedEnvelope> GrpcPeerTransport::ProposeTransition(
     const std::string& party, const v1::SignedEnvelope& proposal, absl::Duration timeout) {
-  auto stub = StubFor(party);
-  if (!stub.ok()) return stub.status();
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   v1::ProposeTransitionRequest req;
   *req.mutable_proposal() = proposal;
   v1::ProposeTransitionResponse resp;
-  grpc::Status status = (*stub)->ProposeTransition(&ctx, req, &resp);
-  if (!status.ok()) return PeerError(party, status);
+  COMITY_RETURN_IF_ERROR(
+      Unary(party, timeout, &v1::PeerService::Stub::ProposeTransition, req, &resp));
   return std::move(*resp.mutable_transition());
 }
 
 absl::Status GrpcPeerTransport::FetchEvidence(
     const std::string& party, const std::string& request_id, const std::string& sha256,
     uint64_t offset, const std::function<absl::Status(absl::string_view)>& fn,
-    absl::Duration timeout) {
+    absl::Duration chunk_timeout) {
   auto stub = StubFor(party);
   if (!stub.ok()) return stub.status();
+  // No deadline for the whole file (it may take hours); one per chunk, kept
+  // by the watchdog.
   grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  if (!Track(&ctx, absl::Now() + chunk_timeout)) return Stopping();
   v1::FetchEvidenceRequest req;
   req.set_request_id(request_id);
   req.set_sha256(sha256);
@@ -122,42 +185,43 @@ absl::Status GrpcPeerTransport::FetchEvidence(
   auto reader = (*stub)->FetchEvidence(&ctx, req);
   v1::EvidenceChunk chunk;
   absl::Status local;
-  while (local.ok() && reader->Read(&chunk)) local = fn(chunk.data());
+  while (local.ok() && reader->Read(&chunk)) {
+    local = fn(chunk.data());
+    Touch(&ctx, absl::Now() + chunk_timeout);
+  }
   if (!local.ok()) {
     ctx.TryCancel();
     reader->Finish().IgnoreError();
+    Untrack(&ctx);
     return local;
   }
   grpc::Status status = reader->Finish();
+  if (Untrack(&ctx)) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "peer ", party, ": no evidence chunk for ", absl::FormatDuration(chunk_timeout),
+        " (evidence.chunk_timeout_ms); the fetch resumes later where it stopped"));
+  }
   return status.ok() ? absl::OkStatus() : PeerError(party, status);
 }
 
 absl::StatusOr<v1::SignedEnvelope> GrpcPeerTransport::ExchangeTreeHeads(
     const std::string& party, const v1::SignedEnvelope& our_head, absl::Duration timeout) {
-  auto stub = StubFor(party);
-  if (!stub.ok()) return stub.status();
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   v1::ExchangeTreeHeadsRequest req;
   *req.mutable_head() = our_head;
   v1::ExchangeTreeHeadsResponse resp;
-  grpc::Status status = (*stub)->ExchangeTreeHeads(&ctx, req, &resp);
-  if (!status.ok()) return PeerError(party, status);
+  COMITY_RETURN_IF_ERROR(
+      Unary(party, timeout, &v1::PeerService::Stub::ExchangeTreeHeads, req, &resp));
   return std::move(*resp.mutable_head());
 }
 
 absl::StatusOr<std::vector<std::string>> GrpcPeerTransport::GetConsistencyProof(
     const std::string& party, uint64_t old_size, uint64_t new_size, absl::Duration timeout) {
-  auto stub = StubFor(party);
-  if (!stub.ok()) return stub.status();
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   v1::GetConsistencyProofRequest req;
   req.set_old_size(old_size);
   req.set_new_size(new_size);
   v1::GetConsistencyProofResponse resp;
-  grpc::Status status = (*stub)->GetConsistencyProof(&ctx, req, &resp);
-  if (!status.ok()) return PeerError(party, status);
+  COMITY_RETURN_IF_ERROR(
+      Unary(party, timeout, &v1::PeerService::Stub::GetConsistencyProof, req, &resp));
   return std::vector<std::string>(resp.hashes().begin(), resp.hashes().end());
 }
 
@@ -165,40 +229,27 @@ absl::Status GrpcPeerTransport::ReportSplitView(const std::string& party,
                                                 const v1::SignedEnvelope& first,
                                                 const v1::SignedEnvelope& second,
                                                 absl::Duration timeout) {
-  auto stub = StubFor(party);
-  if (!stub.ok()) return stub.status();
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   v1::ReportSplitViewRequest req;
   *req.mutable_first() = first;
   *req.mutable_second() = second;
   v1::ReportSplitViewResponse resp;
-  grpc::Status status = (*stub)->ReportSplitView(&ctx, req, &resp);
-  return status.ok() ? absl::OkStatus() : PeerError(party, status);
+  return Unary(party, timeout, &v1::PeerService::Stub::ReportSplitView, req, &resp);
 }
 
 absl::StatusOr<bool> GrpcPeerTransport::AnnounceKey(const std::string& party,
                                                     const v1::AnnounceKeyRequest& request,
                                                     absl::Duration timeout) {
-  auto stub = StubFor(party);
-  if (!stub.ok()) return stub.status();
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   v1::AnnounceKeyResponse resp;
-  grpc::Status status = (*stub)->AnnounceKey(&ctx, request, &resp);
-  if (!status.ok()) return PeerError(party, status);
+  COMITY_RETURN_IF_ERROR(
+      Unary(party, timeout, &v1::PeerService::Stub::AnnounceKey, request, &resp));
   return resp.changed();
 }
 
 absl::StatusOr<std::optional<v1::SignedEnvelope>> GrpcPeerTransport::GetHeldHead(
     const std::string& party, absl::Duration timeout) {
-  auto stub = StubFor(party);
-  if (!stub.ok()) return stub.status();
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   v1::GetHeldHeadResponse resp;
-  grpc::Status status = (*stub)->GetHeldHead(&ctx, v1::GetHeldHeadRequest(), &resp);
-  if (!status.ok()) return PeerError(party, status);
+  COMITY_RETURN_IF_ERROR(Unary(party, timeout, &v1::PeerService::Stub::GetHeldHead,
+                               v1::GetHeldHeadRequest(), &resp));
   if (!resp.has_head()) return std::optional<v1::SignedEnvelope>();
   return std::optional<v1::SignedEnvelope>(std::move(*resp.mutable_head()));
 }

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -15,10 +16,13 @@
 
 namespace comity {
 
-// Thread-safe. `setup` must outlive the transport.
+// Thread-safe. `setup` must outlive the transport. Every call is tracked,
+// so that CancelAll ends them all at once (a stop waits for no peer), and a
+// watchdog thread cancels an evidence fetch whose next chunk is late.
 class GrpcPeerTransport final : public PeerTransport {
  public:
-  explicit GrpcPeerTransport(const NodeSetup* setup) : setup_(setup) {}
+  explicit GrpcPeerTransport(const NodeSetup* setup);
+  ~GrpcPeerTransport() override;
   absl::StatusOr<v1::SignedEnvelope> DeliverRequest(const std::string& party,
                                                     const v1::SignedEnvelope& request,
                                                     absl::Duration timeout) override;
@@ -31,7 +35,7 @@ class GrpcPeerTransport final : public PeerTransport {
   absl::Status FetchEvidence(const std::string& party, const std::string& request_id,
                              const std::string& sha256, uint64_t offset,
                              const std::function<absl::Status(absl::string_view)>& fn,
-                             absl::Duration timeout) override;
+                             absl::Duration chunk_timeout) override;
   absl::StatusOr<v1::SignedEnvelope> ExchangeTreeHeads(const std::string& party,
                                                        const v1::SignedEnvelope& our_head,
                                                        absl::Duration timeout) override;
@@ -47,12 +51,37 @@ class GrpcPeerTransport final : public PeerTransport {
                                    absl::Duration timeout) override;
   absl::StatusOr<std::optional<v1::SignedEnvelope>> GetHeldHead(
       const std::string& party, absl::Duration timeout) override;
+  void CancelAll() override;
 
  private:
+  template <typename Request, typename Response>
+  using UnaryMethod = grpc::Status (v1::PeerService::Stub::*)(grpc::ClientContext*,
+                                                             const Request&, Response*);
+  struct Tracked {
+    absl::Time deadline;  // Of the next chunk; InfiniteFuture: none.
+    bool expired;         // Cancelled by the watchdog.
+  };
+
   absl::StatusOr<v1::PeerService::Stub*> StubFor(const std::string& party);
+  // One unary call with `timeout`, tracked.
+  template <typename Request, typename Response>
+  absl::Status Unary(const std::string& party, absl::Duration timeout,
+                     UnaryMethod<Request, Response> method, const Request& request,
+                     Response* response);
+  // False once CancelAll ran: make no call.
+  bool Track(grpc::ClientContext* ctx, absl::Time chunk_deadline);
+  void Touch(grpc::ClientContext* ctx, absl::Time chunk_deadline);
+  // True if the watchdog cancelled the call.
+  bool Untrack(grpc::ClientContext* ctx);
+  void Watch();  // The watchdog thread.
+
   const NodeSetup* setup_;
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<v1::PeerService::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex calls_mu_;
+  std::map<grpc::ClientContext*, Tracked> calls_ ABSL_GUARDED_BY(calls_mu_);
+  bool stopping_ ABSL_GUARDED_BY(calls_mu_) = false;
+  std::thread watchdog_;  // Started by the first tracked chunk deadline.
 };
 
 }  // namespace comity

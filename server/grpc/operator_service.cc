@@ -21,6 +21,67 @@ OperatorApi::ViewDone Reply(grpc::ServerUnaryReactor* reactor, Response* respons
   };
 }
 
+// Receives an upload (OperatorService.UploadEvidence): the first message
+// opens it (admission, role, offset), every message's data is written
+// through; at the client's end of the stream the file is finished if
+// complete. The first error ends the call. Deletes itself.
+class EvidenceUploadReader final : public grpc::ServerReadReactor<v1::EvidenceUploadChunk> {
+ public:
+  EvidenceUploadReader(Node* node, grpc::CallbackServerContext* ctx,
+                       v1::UploadEvidenceResponse* response)
+      : node_(node), ctx_(ctx), response_(response) {
+    StartRead(&chunk_);
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // The client's end of the stream.
+      End();
+      return;
+    }
+    if (upload_ == nullptr) {
+      auto opened = node_->operator_api().OpenEvidenceUpload(
+          CallOf(ctx_, chunk_), chunk_.request_id(), chunk_.sha256(), chunk_.offset());
+      if (!opened.ok()) {
+        Finish(ToGrpcStatus(opened.status()));
+        return;
+      }
+      upload_ = *std::move(opened);
+    }
+    absl::Status appended = upload_->Append(chunk_.data());
+    if (!appended.ok()) {
+      Finish(ToGrpcStatus(appended));
+      return;
+    }
+    StartRead(&chunk_);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void End() {
+    if (upload_ == nullptr) {
+      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "an upload names its request, file and offset in its first "
+                          "message"));
+      return;
+    }
+    response_->set_received(upload_->received());
+    if (upload_->complete()) {
+      absl::StatusOr<v1::EvidenceFile> file = upload_->Finish();
+      if (!file.ok()) {
+        Finish(ToGrpcStatus(file.status()));
+        return;
+      }
+      *response_->mutable_file() = *std::move(file);
+    }
+    Finish(grpc::Status::OK);
+  }
+
+  Node* const node_;
+  grpc::CallbackServerContext* const ctx_;
+  v1::UploadEvidenceResponse* const response_;
+  v1::EvidenceUploadChunk chunk_;
+  std::unique_ptr<EvidenceUploadStream> upload_;
+};
+
 // Streams a backup file in chunks of 1 MiB, then deletes it.
 class BackupReactor final : public grpc::ServerWriteReactor<v1::BackupChunk> {
  public:
@@ -118,13 +179,49 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::DecideRequest(
   d.consultation = request->consultation();
   d.text = request->text();
   d.final_response = request->final_response();
-  d.evidence_paths.assign(request->evidence_paths().begin(),
-                          request->evidence_paths().end());
+  d.evidence_sha256.assign(request->evidence_sha256().begin(),
+                           request->evidence_sha256().end());
   d.release_conditions.assign(request->release_conditions().begin(),
                               request->release_conditions().end());
-  auto record = node_->operator_api().Decide(CallOf(ctx, *request), request->id(), d);
+  auto record = node_->operator_api().Decide(CallOf(ctx, *request), request->id(), d,
+                                             request->evidence_paths_size());
   if (record.ok()) *response->mutable_record() = *std::move(record);
   return Done(ctx, record.status());
+}
+
+grpc::ServerUnaryReactor* OperatorServiceImpl::BeginEvidenceUpload(
+    grpc::CallbackServerContext* ctx, const v1::BeginEvidenceUploadRequest* request,
+    v1::BeginEvidenceUploadResponse* response) {
+  auto offset = node_->operator_api().BeginEvidenceUpload(
+      CallOf(ctx, *request), request->request_id(), request->name(), request->size(),
+      request->sha256());
+  if (offset.ok()) {
+    response->set_offset(*offset);
+    response->set_max_chunk_bytes(node_->evidence_intake().max_chunk_bytes());
+  }
+  return Done(ctx, offset.status());
+}
+
+grpc::ServerReadReactor<v1::EvidenceUploadChunk>* OperatorServiceImpl::UploadEvidence(
+    grpc::CallbackServerContext* ctx, v1::UploadEvidenceResponse* response) {
+  return new EvidenceUploadReader(node_, ctx, response);
+}
+
+grpc::ServerUnaryReactor* OperatorServiceImpl::ImportEvidence(
+    grpc::CallbackServerContext* ctx, const v1::ImportEvidenceRequest* request,
+    v1::ImportEvidenceResponse* response) {
+  auto file = node_->operator_api().ImportEvidence(CallOf(ctx, *request),
+                                                   request->request_id(), request->name());
+  if (file.ok()) *response->mutable_file() = *std::move(file);
+  return Done(ctx, file.status());
+}
+
+grpc::ServerUnaryReactor* OperatorServiceImpl::RetryEvidence(
+    grpc::CallbackServerContext* ctx, const v1::RetryEvidenceRequest* request,
+    v1::RetryEvidenceResponse* response) {
+  auto files = node_->operator_api().RetryEvidence(CallOf(ctx, *request), request->id());
+  if (files.ok()) response->set_files(static_cast<uint32_t>(*files));
+  return Done(ctx, files.status());
 }
 
 grpc::ServerUnaryReactor* OperatorServiceImpl::ListPeers(
@@ -191,6 +288,7 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::GetRequest(
   if (view.ok()) {
     for (auto& key : view->signer_keys) *response->add_signer_keys() = std::move(key);
     for (auto& s : view->stored_evidence) *response->add_stored_evidence() = std::move(s);
+    for (auto& p : view->pending_evidence) *response->add_pending_evidence() = std::move(p);
     for (auto& r : view->records) *response->add_records() = std::move(r);
   }
   return Done(ctx, view.status());

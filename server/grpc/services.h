@@ -84,6 +84,17 @@ class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
   grpc::ServerUnaryReactor* DecideRequest(grpc::CallbackServerContext* ctx,
                                           const v1::DecideRequestRequest* request,
                                           v1::DecideRequestResponse* response) override;
+  grpc::ServerUnaryReactor* BeginEvidenceUpload(
+      grpc::CallbackServerContext* ctx, const v1::BeginEvidenceUploadRequest* request,
+      v1::BeginEvidenceUploadResponse* response) override;
+  grpc::ServerReadReactor<v1::EvidenceUploadChunk>* UploadEvidence(
+      grpc::CallbackServerContext* ctx, v1::UploadEvidenceResponse* response) override;
+  grpc::ServerUnaryReactor* ImportEvidence(grpc::CallbackServerContext* ctx,
+                                           const v1::ImportEvidenceRequest* request,
+                                           v1::ImportEvidenceResponse* response) override;
+  grpc::ServerUnaryReactor* RetryEvidence(grpc::CallbackServerContext* ctx,
+                                          const v1::RetryEvidenceRequest* request,
+                                          v1::RetryEvidenceResponse* response) override;
   grpc::ServerUnaryReactor* ListPeers(grpc::CallbackServerContext* ctx,
                                       const v1::ListPeersRequest* request,
                                       v1::ListPeersResponse* response) override;

@@ -5,12 +5,23 @@
 #include "absl/strings/str_cat.h"
 #include "server/core/case_rules.h"
 #include "server/core/envelope.h"
+#include "server/core/peer_limits.h"
 #include "server/crypto/sha256.h"
 #include "server/node/case_records.h"
 #include "server/util/log.h"
 #include "server/util/status_macros.h"
 
 namespace comity {
+namespace {
+
+absl::Status TooManySteps(const std::string& request_id) {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "the case of request ", request_id, " holds ", PeerLimits::kMaxStepsPerCase,
+      " steps, the most a case takes; open a new request (--related) to go on"));
+}
+
+}  // namespace
+
 
 absl::StatusOr<CaseBook::Acted> CaseBook::Act(const CertIdentity& op,
                                               const std::string& request_id,
@@ -85,12 +96,12 @@ absl::StatusOr<v1::RequestRecord> CaseBook::Decide(const std::string& operator_n
     return absl::InvalidArgumentError("refusal grounds go only with REFUSE");
   }
   if (d.action != v1::RESPOND &&
-      (!d.evidence_paths.empty() || !d.release_conditions.empty())) {
+      (!d.evidence_sha256.empty() || !d.release_conditions.empty())) {
     return absl::InvalidArgumentError(
         "evidence files and release conditions go only with RESPOND");
   }
   COMITY_ASSIGN_OR_RETURN(std::vector<v1::EvidenceFile> evidence,
-                          evidence_->Import(d.evidence_paths));
+                          staged_->Staged(request_id, d.evidence_sha256));
   COMITY_RETURN_IF_ERROR(AppendStep(*row, body, receipt, d, ctx_->party(), operator_name,
                                     duties, nullptr, evidence)
                              .status());
@@ -104,7 +115,9 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::AppendStep(
     const std::vector<v1::EvidenceFile>& evidence) {
   COMITY_ASSIGN_OR_RETURN(v1::CaseState to,
                           NextCaseState(row.case_state(), d.action, d.final_response));
-  const absl::Time now = ctx_->Now();
+  // Steps never go back in time, even on a clock stepped back since the
+  // last one (the partner checks, core/peer_limits.h).
+  const absl::Time now = std::max(ctx_->Now(), LastStepTime(row));
   v1::Transition t;
   t.set_request_id(body.id());
   t.set_sequence(static_cast<uint32_t>(row.transitions_size()) + 1);
@@ -125,6 +138,9 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::AppendStep(
   for (const v1::EvidenceFile& f : evidence) *t.add_evidence() = f;
   for (const std::string& c : d.release_conditions) t.add_release_conditions(c);
   for (const std::string& c : d.accepted_conditions) t.add_accepted_conditions(c);
+  // What this node signs, its partner must accept: the same bounds.
+  if (row.transitions_size() >= PeerLimits::kMaxStepsPerCase) return TooManySteps(body.id());
+  COMITY_RETURN_IF_ERROR(CheckTransitionBounds(t));
   COMITY_ASSIGN_OR_RETURN(v1::SignedEnvelope env, ctx_->Sign(kTransitionPayloadType, t));
   const std::string actor =
       decided_by == ctx_->party()
@@ -234,6 +250,7 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::SequenceProposal(
     return absl::InvalidArgumentError(
         "not a comity.v1.TransitionProposal of the TLS peer");
   }
+  COMITY_RETURN_IF_ERROR(CheckProposalBounds(p));
   if (!IsRequesterAction(p.action())) {
     return absl::InvalidArgumentError(
         absl::StrCat("the requesting party cannot ", v1::CaseAction_Name(p.action())));
@@ -258,6 +275,10 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::SequenceProposal(
       return existing;
     }
   }
+  COMITY_RETURN_IF_ERROR(CheckSignedTime("the proposal",
+                                         absl::FromUnixMicros(p.time_unix_micros()),
+                                         ctx_->Now(), ctx_->setup().max_clock_skew(),
+                                         LastStepTime(*row)));
   Decision d;
   d.action = p.action();
   d.text = p.text();
@@ -293,6 +314,7 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::ReceiveTransition(
   if (!t.ParseFromString(envelope.payload())) {
     return absl::InvalidArgumentError("transition payload is not a comity.v1.Transition");
   }
+  COMITY_RETURN_IF_ERROR(CheckTransitionBounds(t));
   if (t.party() != peer_party) {
     // A step of ours, numbered by the peer: it must carry our own signed
     // proposal for exactly this action.
@@ -346,6 +368,13 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::ReceiveTransition(
         row->transitions_size(), ", state ", v1::CaseState_Name(row->case_state()),
         "); deliver the earlier steps first"));
   }
+  if (row->transitions_size() >= PeerLimits::kMaxStepsPerCase) {
+    return TooManySteps(t.request_id());
+  }
+  COMITY_RETURN_IF_ERROR(CheckSignedTime(absl::StrCat("step ", t.sequence()),
+                                         absl::FromUnixMicros(t.time_unix_micros()),
+                                         ctx_->Now(), ctx_->setup().max_clock_skew(),
+                                         LastStepTime(*row)));
   auto legal = NextCaseState(t.from_state(), t.action(), t.final_response());
   if (!legal.ok() || *legal != t.to_state()) {
     return absl::InvalidArgumentError(absl::StrCat(

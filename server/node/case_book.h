@@ -5,7 +5,7 @@
 // close) and applies the transitions it receives, each checked (signature,
 // sequence, chain, legality) before it is stored.
 //
-//   CaseBook book(&ctx, &evidence, /*step_queued=*/[&](auto& peer) { outbox.Kick(peer);
+//   CaseBook book(&ctx, &staged, /*step_queued=*/[&](auto& peer) { outbox.Kick(peer);
 //   },
 //                 /*evidence_listed=*/[&](auto& peer) { fetchers.Wake(peer); });
 //   COMITY_ASSIGN_OR_RETURN(CaseBook::Acted acted, book.Act(operator_id, request_id,
@@ -21,7 +21,7 @@
 #include "comity/v1/case.pb.h"
 #include "comity/v1/record.pb.h"
 #include "server/crypto/x509_identity.h"
-#include "server/node/evidence_exchange.h"
+#include "server/node/evidence_intake.h"
 #include "server/node/node_context.h"
 
 namespace comity {
@@ -36,9 +36,9 @@ class CaseBook {
     std::string consultation;
     std::string text;
     bool final_response = false;
-    // RESPOND: files on this node's machine, added to its evidence store,
+    // RESPOND: files staged for the request (EvidenceIntake), by SHA-256,
     // and conditions on their use (ETS185 Art 28(2)).
-    std::vector<std::string> evidence_paths;
+    std::vector<std::string> evidence_sha256;
     std::vector<std::string> release_conditions;
     // ACCEPT_CONDITIONS (filled by the node): the conditions accepted.
     std::vector<std::string> accepted_conditions;
@@ -53,11 +53,12 @@ class CaseBook {
 
   // `step_queued(peer)`: a step for `peer` waits in the outbox.
   // `evidence_listed(peer)`: a step from `peer` listed evidence to fetch.
-  CaseBook(const NodeContext* ctx, EvidenceExchange* evidence,
+  // `staged`: where a response's evidence files come from.
+  CaseBook(const NodeContext* ctx, EvidenceIntake* staged,
            std::function<void(const std::string&)> step_queued,
            std::function<void(const std::string&)> evidence_listed)
       : ctx_(ctx),
-        evidence_(evidence),
+        staged_(staged),
         step_queued_(std::move(step_queued)),
         evidence_listed_(std::move(evidence_listed)) {}
 
@@ -105,7 +106,7 @@ class CaseBook {
       const v1::SignedEnvelope* proposal, const std::vector<v1::EvidenceFile>& evidence);
 
   const NodeContext* const ctx_;
-  EvidenceExchange* const evidence_;
+  EvidenceIntake* const staged_;
   const std::function<void(const std::string&)> step_queued_;
   const std::function<void(const std::string&)> evidence_listed_;
 };

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/core/deadlines.h"
+#include "server/util/time_proto.h"
 #include "server/crypto/sha256.h"
 #include "server/util/status_macros.h"
 
@@ -67,6 +68,26 @@ RecordKey KeyOf(const v1::RequestBody& body) {
 std::string ChainHead(const v1::RequestRecord& record) {
   if (record.transitions_size() == 0) return Sha256(record.request().payload());
   return Sha256(record.transitions(record.transitions_size() - 1).payload());
+}
+
+absl::Time LastStepTime(const v1::RequestRecord& record) {
+  if (record.transitions_size() > 0) {
+    v1::Transition t;
+    if (t.ParseFromString(record.transitions(record.transitions_size() - 1).payload())) {
+      return absl::FromUnixMicros(t.time_unix_micros());
+    }
+    return absl::InfinitePast();
+  }
+  v1::Receipt receipt;
+  if (record.has_receipt() && receipt.ParseFromString(record.receipt().payload()) &&
+      receipt.has_received_at()) {
+    return FromProto(receipt.received_at());
+  }
+  v1::RequestBody body;
+  if (body.ParseFromString(record.request().payload()) && body.has_created_at()) {
+    return FromProto(body.created_at());
+  }
+  return absl::InfinitePast();
 }
 
 std::vector<std::string> PendingConditions(

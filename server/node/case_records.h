@@ -40,6 +40,11 @@ RecordKey KeyOf(const v1::RequestBody& body);
 // SHA-256 of the payload the next transition must chain to.
 std::string ChainHead(const v1::RequestRecord& record);
 
+// The time of the case's last step: its last transition's, else its
+// receipt's, else the request's creation (InfinitePast if none parses).
+// A new step may not claim an earlier time (core/peer_limits.h).
+absl::Time LastStepTime(const v1::RequestRecord& record);
+
 // The release conditions of the case's responses not yet accepted, in the
 // order given, each once.
 std::vector<std::string> PendingConditions(

@@ -126,25 +126,6 @@ absl::StatusOr<std::unique_ptr<EvidenceReader>> EvidenceExchange::OpenForExport(
   return std::make_unique<EvidenceReader>(files_.get(), sha256, offset, chunk_bytes);
 }
 
-absl::StatusOr<std::vector<v1::EvidenceFile>> EvidenceExchange::Import(
-    const std::vector<std::string>& paths) {
-  std::vector<v1::EvidenceFile> out;
-  for (const std::string& path : paths) {
-    auto imported = files_->ImportFile(path);
-    if (!imported.ok()) {
-      return absl::Status(
-          imported.status().code(),
-          absl::StrCat("evidence file ", path, ": ", imported.status().message()));
-    }
-    v1::EvidenceFile f;
-    f.set_name(path.substr(path.rfind('/') + 1));
-    f.set_sha256(imported->first);
-    f.set_size(imported->second);
-    out.push_back(std::move(f));
-  }
-  return out;
-}
-
 void EvidenceExchange::FetchRound(const std::string& peer,
                                   const std::function<bool()>& stopping) {
   absl::Mutex* round = nullptr;
@@ -191,7 +172,7 @@ void EvidenceExchange::FetchRound(const std::string& peer,
               offset += chunk.size();
               return absl::OkStatus();
             },
-            absl::Hours(1)));
+            absl::Milliseconds(ctx_->config().evidence().chunk_timeout_ms())));
       }
       COMITY_RETURN_IF_ERROR(files_->FinishUpload(transfer).status());
       return cases.MarkEvidenceHeld(f.request_id, f.sha256, [&](AuditWriter& w) {
@@ -209,13 +190,79 @@ void EvidenceExchange::FetchRound(const std::string& peer,
                 {"bytes", absl::StrCat(f.size)}});
       continue;
     }
+    // Backed off with jitter; after max_fetch_attempts, left for an
+    // operator to ask again (comity fetch ID).
+    const uint32_t attempts = f.attempts + 1;
+    const uint32_t max_attempts = ctx_->config().evidence().max_fetch_attempts();
+    const bool give_up = attempts >= max_attempts;
     cases
-        .MarkEvidenceDeferred(f.request_id, f.sha256, StatusText(st), true,
-                              ctx_->Now() + ctx_->Backoff(f.attempts + 1))
+        .MarkEvidenceDeferred(
+            f.request_id, f.sha256,
+            give_up ? absl::StrCat("gave up after ", attempts,
+                                   " attempts (comity fetch ID tries again): ", StatusText(st))
+                    : StatusText(st),
+            true,
+            give_up ? absl::InfiniteFuture()
+                    : ctx_->Now() + ctx_->Backoff(attempts,
+                                                  ctx_->config().evidence().retry_max_ms()))
         .IgnoreError();
-    LogEvent(LogLevel::kWarning, "evidence_fetch_failed",
-             {{"request_id", f.request_id}, {"file", f.name}, {"error", st.ToString()}});
+    LogEvent(give_up ? LogLevel::kError : LogLevel::kWarning,
+             give_up ? "evidence_fetch_abandoned" : "evidence_fetch_failed",
+             {{"request_id", f.request_id},
+              {"file", f.name},
+              {"attempts", absl::StrCat(attempts)},
+              {"error", st.ToString()}});
   }
+}
+
+absl::StatusOr<int> EvidenceExchange::Retry(const std::string& operator_name,
+                                            const std::string& request_id) {
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records,
+                          ctx_->store().requests().Get(request_id));
+  const v1::RequestRecord* row = RowOf(records, v1::OUTGOING);
+  if (row == nullptr) {
+    return absl::NotFoundError(absl::StrCat(
+        "this node sent no request ", request_id.substr(0, 64),
+        ": evidence is fetched for requests it sent (comity list --sent)"));
+  }
+  COMITY_ASSIGN_OR_RETURN(int files,
+                          ctx_->store().cases().RetryEvidence(request_id, ctx_->Now()));
+  LogEvent(LogLevel::kInfo, "evidence_fetch_retried",
+           {{"request_id", request_id},
+            {"files", absl::StrCat(files)},
+            {"operator", operator_name}});
+  if (files > 0 && wake_) {
+    COMITY_ASSIGN_OR_RETURN(v1::RequestBody body, BodyOf(*row));
+    wake_(body.requested_party());
+  }
+  return files;
+}
+
+std::vector<v1::PendingEvidenceStatus> EvidenceExchange::PendingOf(
+    const std::vector<v1::RequestRecord>& records) const {
+  std::vector<v1::PendingEvidenceStatus> out;
+  const uint32_t max_attempts = ctx_->config().evidence().max_fetch_attempts();
+  for (const v1::RequestRecord& r : records) {
+    if (r.direction() != v1::OUTGOING) continue;
+    absl::StatusOr<v1::RequestBody> body = BodyOf(r);
+    if (!body.ok()) continue;
+    auto pending = ctx_->store().cases().PendingEvidenceOf(body->id());
+    if (!pending.ok()) continue;
+    for (const PendingEvidence& f : *pending) {
+      v1::PendingEvidenceStatus s;
+      s.set_sha256(f.sha256);
+      s.set_name(f.name);
+      s.set_size(f.size);
+      s.set_attempts(f.attempts);
+      s.set_last_error(f.last_error);
+      if (f.next_attempt_at != absl::InfiniteFuture()) {
+        s.set_next_attempt_unix_micros(absl::ToUnixMicros(f.next_attempt_at));
+      }
+      s.set_gave_up(f.attempts >= max_attempts);
+      out.push_back(std::move(s));
+    }
+  }
+  return out;
 }
 
 std::vector<v1::StoredEvidence> EvidenceExchange::HeldOf(

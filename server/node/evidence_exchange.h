@@ -71,18 +71,26 @@ class EvidenceExchange {
       const std::string& operator_name, const std::string& request_id,
       const std::string& sha256, uint64_t offset, bool allow_tlp_red, size_t chunk_bytes);
 
-  // Copies files on this node's machine into the store, for a response.
-  // The error names the file.
-  absl::StatusOr<std::vector<v1::EvidenceFile>> Import(
-      const std::vector<std::string>& paths);
-
   // Fetches the evidence files due from `peer` (CaseStore::DueEvidence)
   // that this node does not hold: resumed where a transfer stopped,
-  // verified by SHA-256, audited (EVIDENCE_RECEIVED); a failure backs the
-  // file off. Files whose release conditions are not accepted wait for the
+  // verified by SHA-256, audited (EVIDENCE_RECEIVED). A chunk must arrive
+  // within evidence.chunk_timeout_ms (the deadline is per chunk, so a file
+  // of any size can arrive and a stalled peer is dropped); a failure backs
+  // the file off with jitter, and after evidence.max_fetch_attempts it
+  // waits for Retry. Files whose release conditions are not accepted wait for the
   // acceptance. One round per peer at a time; `stopping()` ends it early.
   void FetchRound(const std::string& peer, const std::function<bool()>& stopping);
 
+  // An operator asks for the files of `request_id` (sent by this node) not
+  // held yet to be fetched again now, attempts counted from 0. Returns how
+  // many; NotFound for a request this node did not send.
+  absl::StatusOr<int> Retry(const std::string& operator_name, const std::string& request_id);
+  // `wake(peer)` starts a fetch round for `peer` soon (its worker).
+  void SetWaker(std::function<void(const std::string&)> wake) { wake_ = std::move(wake); }
+
+  // The files of `records`' responses still to fetch, with their attempts.
+  std::vector<v1::PendingEvidenceStatus> PendingOf(
+      const std::vector<v1::RequestRecord>& records) const;
   // The files of `records`' responses held here, with their paths.
   std::vector<v1::StoredEvidence> HeldOf(
       const std::vector<v1::RequestRecord>& records) const;
@@ -92,6 +100,7 @@ class EvidenceExchange {
  private:
   const NodeContext* const ctx_;
   const std::unique_ptr<EvidenceStore> files_;
+  std::function<void(const std::string&)> wake_;  // Set before the workers start.
   // One fetch round per peer at a time (a worker's and a test's would
   // fetch the same file twice).
   absl::Mutex rounds_mu_;

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/core/envelope.h"
+#include "server/core/peer_limits.h"
 #include "server/crypto/sha256.h"
 #include "server/util/files.h"
 #include "server/util/log.h"
@@ -168,6 +169,7 @@ absl::StatusOr<v1::KeyAnnouncement> Keys::Apply(const std::string& peer_party,
                                                    a.party().substr(0, 8),
                                                    "' but is signed by ", peer_party));
   }
+  COMITY_RETURN_IF_ERROR(CheckKeyAnnouncementBounds(a));
   if (live) {
     const absl::Time t = absl::FromUnixMicros(a.time_unix_micros());
     if (t < now - ctx_->setup().replay_window() ||

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/audit/merkle.h"
 #include "server/core/envelope.h"
+#include "server/core/peer_limits.h"
 #include "server/crypto/sha256.h"
 #include "server/util/hex.h"
 #include "server/util/log.h"
@@ -120,12 +121,27 @@ absl::Status LogWitness::CheckPeerHead(const std::string& party_code,
       now.head.root_hash().size() != 32) {
     return absl::InvalidArgumentError(absl::StrCat("not a tree head of ", party_code));
   }
+  const absl::Time signed_at = absl::FromUnixMicros(now.head.timestamp_unix_micros());
+  const absl::Duration skew = ctx_->setup().max_clock_skew();
+  COMITY_RETURN_IF_ERROR(CheckSignedTime(absl::StrCat(party_code, "'s tree head"), signed_at,
+                                         ctx_->Now(), skew, absl::InfinitePast()));
   AuditStore& audit = ctx_->store().audit();
   COMITY_ASSIGN_OR_RETURN(std::optional<StoredTreeHead> last,
                           audit.LatestPeerHead(party_code));
   if (!last.has_value()) return audit.PutPeerHead(party_code, now, ctx_->Now());
   const uint64_t old_size = last->head.tree_size();
   const uint64_t new_size = now.head.tree_size();
+  // A larger log is signed later, a smaller one earlier.
+  const absl::Time last_at = absl::FromUnixMicros(last->head.timestamp_unix_micros());
+  if (new_size > old_size) {
+    COMITY_RETURN_IF_ERROR(CheckSignedTime(
+        absl::StrCat(party_code, "'s head of size ", new_size), signed_at, ctx_->Now(), skew,
+        last_at));
+  } else if (new_size < old_size && signed_at > last_at + skew) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        party_code, "'s head of size ", new_size, " is dated after its head of size ",
+        old_size, " held here; a party's log does not shrink"));
+  }
   if (new_size == old_size) {
     if (now.head.root_hash() == last->head.root_hash()) return absl::OkStatus();
     return RaiseSplitView(party_code, last->signed_head, signed_head,

@@ -52,12 +52,13 @@ absl::Status Node::Init() {
   intake_ = std::make_unique<RequestIntake>(ctx);
   submission_ = std::make_unique<Submission>(ctx);
   evidence_ = std::make_unique<EvidenceExchange>(ctx, std::move(files));
+  evidence_intake_ = std::make_unique<EvidenceIntake>(ctx, &evidence_->files());
   witness_ = std::make_unique<LogWitness>(ctx, [this](const std::string& peer) {
     DeliveryLane* lane = outbox_->lane(peer);
     return lane == nullptr || lane->reachable();
   });
   cases_ = std::make_unique<CaseBook>(
-      ctx, evidence_.get(), [this](const std::string& peer) { outbox_->Kick(peer); },
+      ctx, evidence_intake_.get(), [this](const std::string& peer) { outbox_->Kick(peer); },
       [this](const std::string& peer) {
         auto it = evidence_workers_.find(peer);
         if (it != evidence_workers_.end()) it->second->Wake();
@@ -114,6 +115,10 @@ absl::Status Node::Init() {
     intake->AuditRateLimited();
     return kRateLimitAuditInterval;
   });
+  evidence_->SetWaker([this](const std::string& peer) {
+    auto it = evidence_workers_.find(peer);
+    if (it != evidence_workers_.end()) it->second->Wake();
+  });
   return absl::OkStatus();
 }
 
@@ -156,6 +161,9 @@ void Node::Stop() {
   // All asked at once, then joined: the stop takes the longest round, not
   // the sum of them.
   for (auto& w : workers_) w->RequestStop();
+  // A round waiting on a peer (a stalled evidence stream, a delivery) ends
+  // now, not at its deadline.
+  ctx_->transport().CancelAll();
   for (auto& w : workers_) w->Join();
   outbox_->Stop();
 }
@@ -207,6 +215,8 @@ absl::StatusOr<std::vector<v1::RequestRecord>> Node::List(v1::Direction directio
 
 absl::StatusOr<std::vector<v1::PeerStatus>> Node::Peers() {
   COMITY_ASSIGN_OR_RETURN(auto depths, store_->outbox().Depths());
+  COMITY_ASSIGN_OR_RETURN(auto evidence, store_->cases().PendingEvidenceCounts(
+                                             ctx_->config().evidence().max_fetch_attempts()));
   std::vector<v1::PeerStatus> out;
   for (const auto& [code, peer] : ctx_->setup().peers) {
     v1::PeerStatus s;
@@ -231,6 +241,10 @@ absl::StatusOr<std::vector<v1::PeerStatus>> Node::Peers() {
     if (d != depths.end()) {
       s.set_requests_queued(d->second.first);
       s.set_transitions_queued(d->second.second);
+    }
+    if (auto e = evidence.find(code); e != evidence.end()) {
+      s.set_evidence_pending(static_cast<uint32_t>(e->second.first));
+      s.set_evidence_given_up(static_cast<uint32_t>(e->second.second));
     }
     out.push_back(std::move(s));
   }

@@ -7,6 +7,7 @@
 //   CaseBook         the cases: decisions, proposals, transitions
 //   DeadlineWatch    late and expiring deadlines, escalation
 //   EvidenceExchange evidence served, fetched (per peer), exported
+//   EvidenceIntake   evidence from this node's operators, uploaded or imported
 //   LogWitness       tree heads, gossip, split views, verification
 //   Keys             key announcements, both ways
 //   Backup           backup copies and the restore check
@@ -35,6 +36,7 @@
 #include "server/node/case_book.h"
 #include "server/node/deadline_watch.h"
 #include "server/node/evidence_exchange.h"
+#include "server/node/evidence_intake.h"
 #include "server/node/keys.h"
 #include "server/node/log_witness.h"
 #include "server/node/metrics.h"
@@ -84,6 +86,7 @@ class Node {
   CaseBook& cases() { return *cases_; }
   DeadlineWatch& deadlines() { return *deadlines_; }
   EvidenceExchange& evidence() { return *evidence_; }
+  EvidenceIntake& evidence_intake() { return *evidence_intake_; }
   LogWitness& witness() { return *witness_; }
   Keys& keys() { return *keys_; }
   Backup& backup() { return *backup_; }
@@ -121,6 +124,7 @@ class Node {
   std::unique_ptr<RequestIntake> intake_;
   std::unique_ptr<Submission> submission_;
   std::unique_ptr<EvidenceExchange> evidence_;
+  std::unique_ptr<EvidenceIntake> evidence_intake_;
   std::unique_ptr<LogWitness> witness_;
   std::unique_ptr<CaseBook> cases_;
   std::unique_ptr<Outbox> outbox_;

@@ -65,11 +65,12 @@ void NodeContext::AuditOrLog(const AuditFn& fn) const {
   if (!st.ok()) LogEvent(LogLevel::kError, "audit_error", {{"error", st.ToString()}});
 }
 
-absl::Duration NodeContext::Backoff(uint32_t attempts) const {
+absl::Duration NodeContext::Backoff(uint32_t attempts, uint32_t max_ms) const {
   const v1::DeliveryConfig& d = config().delivery();
+  const double max = max_ms != 0 ? max_ms : d.retry_max_ms();
   double ms = d.retry_initial_ms();
-  for (uint32_t i = 1; i < attempts && ms < d.retry_max_ms(); ++i) ms *= 2;
-  ms = std::min<double>(ms, d.retry_max_ms());
+  for (uint32_t i = 1; i < attempts && ms < max; ++i) ms *= 2;
+  ms = std::min<double>(ms, max);
   thread_local std::mt19937_64 rng(std::random_device{}());
   std::uniform_real_distribution<double> jitter(0.5, 1.0);
   return absl::Milliseconds(ms * jitter(rng));

@@ -93,7 +93,8 @@ class NodeContext {
   void AuditOrLog(const AuditFn& fn) const;
   // How long to wait after the `attempts`-th failure in a row:
   // retry_initial_ms doubling up to retry_max_ms, times a jitter in [0.5, 1).
-  absl::Duration Backoff(uint32_t attempts) const;
+  // `max_ms`: the longest delay (0: delivery.retry_max_ms).
+  absl::Duration Backoff(uint32_t attempts, uint32_t max_ms = 0) const;
   // Notes a call's outcome in contacts().
   void NoteContact(const std::string& party, const absl::Status& status) const {
     contacts_.Note(party, status);

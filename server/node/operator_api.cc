@@ -39,6 +39,7 @@ RequestView OperatorApi::ViewOf(std::vector<v1::RequestRecord> records) const {
     for (const v1::SignedEnvelope& t : r.transitions()) add(t);
   }
   view.stored_evidence = node_->evidence().HeldOf(records);
+  view.pending_evidence = node_->evidence().PendingOf(records);
   view.records = std::move(records);
   return view;
 }
@@ -108,10 +109,17 @@ void OperatorApi::Approve(const CallInfo& call, const std::string& request_id, V
 
 absl::StatusOr<v1::RequestRecord> OperatorApi::Decide(const CallInfo& call,
                                                       const std::string& request_id,
-                                                      const CaseBook::Decision& decision) {
+                                                      const CaseBook::Decision& decision,
+                                                      int node_side_paths) {
   return Call<absl::StatusOr<v1::RequestRecord>>(
       call, "DecideRequest", {"reviewer", "submitter"},
       [&](const CertIdentity& op) -> absl::StatusOr<v1::RequestRecord> {
+        if (node_side_paths > 0) {
+          return absl::InvalidArgumentError(
+              "evidence_paths is no longer accepted: the node opens no path an operator "
+              "names. Upload the file from your machine (comity respond --file PATH), or "
+              "stage one of the node's evidence.import_dir (comity respond --import NAME)");
+        }
         COMITY_ASSIGN_OR_RETURN(CaseBook::Acted acted,
                                 node_->cases().Act(op, request_id, decision));
         if (acted.proposal_to.empty()) return std::move(acted.record);
@@ -126,6 +134,68 @@ absl::StatusOr<v1::RequestRecord> OperatorApi::Decide(const CallInfo& call,
                                      });
         attempted.WaitForNotification();
         return result;
+      });
+}
+
+absl::StatusOr<uint64_t> OperatorApi::BeginEvidenceUpload(const CallInfo& call,
+                                                          const std::string& request_id,
+                                                          const std::string& name,
+                                                          uint64_t size,
+                                                          const std::string& sha256) {
+  return Call<absl::StatusOr<uint64_t>>(
+      call, "BeginEvidenceUpload", {"reviewer"}, [&](const CertIdentity& op) {
+        return node_->evidence_intake().BeginUpload(op.operator_name, request_id, name, size,
+                                                    sha256);
+      });
+}
+
+absl::StatusOr<std::unique_ptr<EvidenceUploadStream>> OperatorApi::OpenEvidenceUpload(
+    const CallInfo& call, const std::string& request_id, const std::string& sha256,
+    uint64_t offset) {
+  using Result = absl::StatusOr<std::unique_ptr<EvidenceUploadStream>>;
+  return Call<Result>(call, "UploadEvidence", {"reviewer"},
+                      [&](const CertIdentity& op) -> Result {
+                        COMITY_ASSIGN_OR_RETURN(
+                            std::unique_ptr<EvidenceIntake::Upload> upload,
+                            node_->evidence_intake().OpenUpload(op.operator_name,
+                                                                request_id, sha256, offset));
+                        const uint64_t size = upload->size();
+                        return std::unique_ptr<EvidenceUploadStream>(new EvidenceUploadStream(
+                            node_, call, op.operator_name, std::move(upload), size));
+                      });
+}
+
+absl::Status EvidenceUploadStream::Recorded(absl::Status st) {
+  if (!st.ok()) {
+    node_->intake().RecordRefusal(call_, "operator:" + operator_, "UploadEvidence", "", st);
+  }
+  return st;
+}
+
+absl::Status EvidenceUploadStream::Append(absl::string_view data) {
+  return Recorded(upload_->Append(data));
+}
+
+absl::StatusOr<v1::EvidenceFile> EvidenceUploadStream::Finish() {
+  absl::StatusOr<v1::EvidenceFile> file = upload_->Finish();
+  Recorded(file.status()).IgnoreError();
+  return file;
+}
+
+absl::StatusOr<v1::EvidenceFile> OperatorApi::ImportEvidence(const CallInfo& call,
+                                                             const std::string& request_id,
+                                                             const std::string& name) {
+  return Call<absl::StatusOr<v1::EvidenceFile>>(
+      call, "ImportEvidence", {"reviewer"}, [&](const CertIdentity& op) {
+        return node_->evidence_intake().Import(op.operator_name, request_id, name);
+      });
+}
+
+absl::StatusOr<int> OperatorApi::RetryEvidence(const CallInfo& call,
+                                               const std::string& request_id) {
+  return Call<absl::StatusOr<int>>(
+      call, "RetryEvidence", {"submitter"}, [&](const CertIdentity& op) {
+        return node_->evidence().Retry(op.operator_name, request_id);
       });
 }
 

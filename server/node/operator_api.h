@@ -35,6 +35,8 @@ struct RequestView {
   std::vector<v1::PublicKey> signer_keys;
   // Evidence files of the records' responses held on this node.
   std::vector<v1::StoredEvidence> stored_evidence;
+  // Evidence files of the records' responses still to fetch.
+  std::vector<v1::PendingEvidenceStatus> pending_evidence;
 };
 
 // Entries of the log with its size when read.
@@ -62,6 +64,35 @@ struct AuditExportStream {
       read;
 };
 
+// An operator's upload stream (OperatorService.UploadEvidence): an
+// EvidenceIntake::Upload whose refusals are logged and audited as the
+// call's. Not thread-safe.
+class EvidenceUploadStream {
+ public:
+  absl::Status Append(absl::string_view data);
+  // Complete: stored, staged, audited. Incomplete: the bytes held so far
+  // count, and the upload can resume.
+  bool complete() const { return upload_->received() >= size_; }
+  uint64_t received() const { return upload_->received(); }
+  absl::StatusOr<v1::EvidenceFile> Finish();
+
+ private:
+  friend class OperatorApi;
+  EvidenceUploadStream(Node* node, CallInfo call, std::string operator_name,
+                       std::unique_ptr<EvidenceIntake::Upload> upload, uint64_t size)
+      : node_(node),
+        call_(std::move(call)),
+        operator_(std::move(operator_name)),
+        upload_(std::move(upload)),
+        size_(size) {}
+  absl::Status Recorded(absl::Status st);
+  Node* const node_;
+  const CallInfo call_;
+  const std::string operator_;
+  const std::unique_ptr<EvidenceIntake::Upload> upload_;
+  const uint64_t size_;
+};
+
 // Thread-safe.
 class OperatorApi {
  public:
@@ -75,10 +106,28 @@ class OperatorApi {
   // Role approver: two-person approval, then as Submit.
   void Approve(const CallInfo& call, const std::string& request_id, ViewDone done);
   // Role reviewer (a received request) or submitter (a sent one); a
-  // proposal waits for its first delivery attempt.
+  // proposal waits for its first delivery attempt. `node_side_paths`
+  // (DecideRequest.evidence_paths) are always refused: the node opens no
+  // path an operator names.
   absl::StatusOr<v1::RequestRecord> Decide(const CallInfo& call,
                                            const std::string& request_id,
-                                           const CaseBook::Decision& decision);
+                                           const CaseBook::Decision& decision,
+                                           int node_side_paths = 0);
+  // Role reviewer: evidence from the operator (EvidenceIntake). Begin
+  // returns the offset to send from.
+  absl::StatusOr<uint64_t> BeginEvidenceUpload(const CallInfo& call,
+                                               const std::string& request_id,
+                                               const std::string& name, uint64_t size,
+                                               const std::string& sha256);
+  absl::StatusOr<std::unique_ptr<EvidenceUploadStream>> OpenEvidenceUpload(
+      const CallInfo& call, const std::string& request_id, const std::string& sha256,
+      uint64_t offset);
+  absl::StatusOr<v1::EvidenceFile> ImportEvidence(const CallInfo& call,
+                                                  const std::string& request_id,
+                                                  const std::string& name);
+  // Role submitter: fetch the files of a sent request's responses again,
+  // attempts counted from 0 (after the node gave up). Returns how many.
+  absl::StatusOr<int> RetryEvidence(const CallInfo& call, const std::string& request_id);
   // Any role.
   absl::StatusOr<std::vector<v1::PeerStatus>> ListPeers(const CallInfo& call);
   absl::StatusOr<std::vector<v1::KeyStatus>> ListKeys(const CallInfo& call);

@@ -10,6 +10,7 @@
 #include "server/audit/receipt.h"
 #include "server/core/deadlines.h"
 #include "server/core/envelope.h"
+#include "server/core/peer_limits.h"
 #include "server/crypto/sha256.h"
 #include "server/node/assessment_log.h"
 #include "server/node/case_records.h"
@@ -157,6 +158,14 @@ absl::StatusOr<v1::RequestRecord> DeliveryLane::Deliver(const v1::RequestRecord&
   absl::StatusOr<v1::Receipt> verified = absl::UnknownError("no receipt");
   if (status.ok()) {
     verified = VerifyReceipt(record.request(), *receipt, peer_, ctx_->key_ring());
+    if (verified.ok()) {
+      // Dated between the request's creation and now: the case's deadlines
+      // run from it.
+      absl::Status dated = CheckSignedTime(
+          "the receipt", FromProto(verified->received_at()), ctx_->Now(),
+          ctx_->setup().max_clock_skew(), FromProto(body.created_at()));
+      if (!dated.ok()) verified = dated;
+    }
     status = verified.status();
     if (verified.ok() && verified->has_receiver_assessment()) {
       LogDisagreement(body.id(), body.requester_assessment(),
@@ -245,6 +254,15 @@ bool DeliveryLane::DeliverTransition(const PendingTransition& p) {
                     a.payload_sha256() != Sha256(p.envelope.payload()) ||
                     a.sequence() != p.sequence || a.request_id() != p.request_id)) {
       st = absl::DataLossError("the acknowledgement does not match the step sent");
+    }
+    // Dated between the step and now (what a proof of receipt must say).
+    v1::Transition sent;
+    if (st.ok()) st = CheckAckBounds(a);
+    if (st.ok() && sent.ParseFromString(p.envelope.payload())) {
+      st = CheckSignedTime("the acknowledgement",
+                           absl::FromUnixMicros(a.received_at_unix_micros()), ctx_->Now(),
+                           ctx_->setup().max_clock_skew(),
+                           absl::FromUnixMicros(sent.time_unix_micros()));
     }
   }
   if (st.ok()) {

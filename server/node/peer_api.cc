@@ -2,8 +2,11 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+#include "server/core/peer_limits.h"
 #include "server/crypto/sha256.h"
 #include "server/node/node.h"
+#include "server/util/status_macros.h"
 
 namespace comity {
 namespace {
@@ -31,13 +34,18 @@ absl::StatusOr<v1::SignedEnvelope> PeerApi::DeliverRequest(const CallInfo& call,
                                                            const v1::SignedEnvelope& request) {
   return Call<absl::StatusOr<v1::SignedEnvelope>>(
       call, "DeliverRequest", Sha256(request.payload()),
-      [&](const std::string& peer) { return node_->intake().ReceiveRequest(peer, request); });
+      [&](const std::string& peer) -> absl::StatusOr<v1::SignedEnvelope> {
+        COMITY_RETURN_IF_ERROR(CheckEnvelopeBounds(request));
+        return node_->intake().ReceiveRequest(peer, request);
+      });
 }
 
 absl::StatusOr<v1::SignedEnvelope> PeerApi::DeliverTransition(
     const CallInfo& call, const v1::SignedEnvelope& transition) {
   return Call<absl::StatusOr<v1::SignedEnvelope>>(
-      call, "DeliverTransition", Sha256(transition.payload()), [&](const std::string& peer) {
+      call, "DeliverTransition", Sha256(transition.payload()),
+      [&](const std::string& peer) -> absl::StatusOr<v1::SignedEnvelope> {
+        COMITY_RETURN_IF_ERROR(CheckEnvelopeBounds(transition));
         return node_->cases().ReceiveTransition(peer, transition);
       });
 }
@@ -46,7 +54,10 @@ absl::StatusOr<v1::SignedEnvelope> PeerApi::ProposeTransition(const CallInfo& ca
                                                               const v1::SignedEnvelope& proposal) {
   return Call<absl::StatusOr<v1::SignedEnvelope>>(
       call, "ProposeTransition", Sha256(proposal.payload()),
-      [&](const std::string& peer) { return node_->cases().SequenceProposal(peer, proposal); });
+      [&](const std::string& peer) -> absl::StatusOr<v1::SignedEnvelope> {
+        COMITY_RETURN_IF_ERROR(CheckEnvelopeBounds(proposal));
+        return node_->cases().SequenceProposal(peer, proposal);
+      });
 }
 
 absl::StatusOr<std::unique_ptr<EvidenceReader>> PeerApi::FetchEvidence(
@@ -56,7 +67,15 @@ absl::StatusOr<std::unique_ptr<EvidenceReader>> PeerApi::FetchEvidence(
   const size_t chunk = std::min<size_t>(
       1 << 20, node_->context().config().limits().max_message_bytes() - 1024);
   return Call<absl::StatusOr<std::unique_ptr<EvidenceReader>>>(
-      call, "FetchEvidence", sha256, [&](const std::string& peer) {
+      call, "FetchEvidence", sha256,
+      [&](const std::string& peer) -> absl::StatusOr<std::unique_ptr<EvidenceReader>> {
+        if (request_id.empty() || request_id.size() > PeerLimits::kMaxIdBytes ||
+            sha256.size() != PeerLimits::kHashBytes) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "FetchEvidence names a request id of 1 to ", PeerLimits::kMaxIdBytes,
+              " bytes and a 32-byte SHA-256 (got ", request_id.size(), " and ",
+              sha256.size(), " bytes)"));
+        }
         return node_->evidence().OpenForPeer(peer, request_id, sha256, offset, chunk);
       });
 }
@@ -65,7 +84,10 @@ absl::StatusOr<v1::SignedEnvelope> PeerApi::ExchangeTreeHeads(const CallInfo& ca
                                                               const v1::SignedEnvelope& head) {
   return Call<absl::StatusOr<v1::SignedEnvelope>>(
       call, "ExchangeTreeHeads", Sha256(head.payload()),
-      [&](const std::string& peer) { return node_->witness().ExchangeTreeHeads(peer, head); });
+      [&](const std::string& peer) -> absl::StatusOr<v1::SignedEnvelope> {
+        COMITY_RETURN_IF_ERROR(CheckEnvelopeBounds(head));
+        return node_->witness().ExchangeTreeHeads(peer, head);
+      });
 }
 
 absl::StatusOr<std::vector<std::string>> PeerApi::GetConsistencyProof(const CallInfo& call,
@@ -79,7 +101,9 @@ absl::StatusOr<std::vector<std::string>> PeerApi::GetConsistencyProof(const Call
 absl::Status PeerApi::ReportSplitView(const CallInfo& call, const v1::SignedEnvelope& first,
                                       const v1::SignedEnvelope& second) {
   return Call<absl::Status>(call, "ReportSplitView", Sha256(first.payload()),
-                            [&](const std::string& peer) {
+                            [&](const std::string& peer) -> absl::Status {
+                              COMITY_RETURN_IF_ERROR(CheckEnvelopeBounds(first));
+                              COMITY_RETURN_IF_ERROR(CheckEnvelopeBounds(second));
                               return node_->witness().HandleSplitViewReport(peer, first, second);
                             });
 }
@@ -88,7 +112,11 @@ absl::StatusOr<bool> PeerApi::AnnounceKey(const CallInfo& call,
                                           const v1::AnnounceKeyRequest& request) {
   return Call<absl::StatusOr<bool>>(
       call, "AnnounceKey", Sha256(request.announcement().payload()),
-      [&](const std::string& peer) { return node_->keys().ReceiveAnnouncement(peer, request); });
+      [&](const std::string& peer) -> absl::StatusOr<bool> {
+        COMITY_RETURN_IF_ERROR(CheckEnvelopeBounds(request.announcement()));
+        COMITY_RETURN_IF_ERROR(CheckEnvelopeBounds(request.possession()));
+        return node_->keys().ReceiveAnnouncement(peer, request);
+      });
 }
 
 absl::StatusOr<std::optional<v1::SignedEnvelope>> PeerApi::GetHeldHead(const CallInfo& call) {

@@ -41,11 +41,12 @@ class PeerTransport {
 
   // Streams evidence file `sha256` of `request_id` from `party`, from
   // `offset`, passing each chunk to `fn` (a non-OK status from `fn` stops
-  // the stream and is returned).
+  // the stream and is returned). `chunk_timeout` bounds the wait for each
+  // chunk, not the whole file: DeadlineExceeded when one is late.
   virtual absl::Status FetchEvidence(
       const std::string& party, const std::string& request_id, const std::string& sha256,
       uint64_t offset, const std::function<absl::Status(absl::string_view)>& fn,
-      absl::Duration timeout) = 0;
+      absl::Duration chunk_timeout) = 0;
 
   // Audit log gossip (docs/audit_log.md). Errors as above.
   virtual absl::StatusOr<v1::SignedEnvelope> ExchangeTreeHeads(
@@ -81,6 +82,11 @@ class PeerTransport {
     (void)timeout;
     return absl::UnimplementedError("this transport does not carry key announcements");
   }
+
+  // Ends every call in progress and fails new ones with Cancelled: the
+  // node is stopping, and no peer may hold up the stop. Fakes may ignore
+  // it.
+  virtual void CancelAll() {}
 };
 
 }  // namespace comity

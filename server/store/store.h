@@ -163,6 +163,18 @@ struct PendingEvidence {
   uint64_t size = 0;
   uint32_t attempts = 0;
   std::string last_error;
+  // The next fetch attempt (InfiniteFuture: none is scheduled: waiting for
+  // release conditions, or given up until an operator asks again).
+  absl::Time next_attempt_at = absl::InfiniteFuture();
+};
+
+// An evidence file an operator staged for a response (docs/evidence.md).
+struct StagedEvidence {
+  std::string request_id;
+  std::string sha256;
+  std::string name;
+  uint64_t size = 0;
+  std::string staged_by;  // The operator.
 };
 
 // The state of each case (RequestRecord.case_state), its signed steps, and
@@ -230,6 +242,23 @@ class CaseStore {
                                             const std::string& sha256,
                                             const std::string& error, bool count_attempt,
                                             absl::Time next_attempt_at) = 0;
+  // How many evidence files each peer holds for this node that it does not
+  // hold yet, and how many of those failed `given_up_after` attempts or more.
+  virtual absl::StatusOr<std::map<std::string, std::pair<int, int>>> PendingEvidenceCounts(
+      uint32_t given_up_after) = 0;
+  // An operator asks for the files of `request_id` not held yet to be
+  // fetched again now, attempts counted from 0. Returns how many.
+  virtual absl::StatusOr<int> RetryEvidence(const std::string& request_id,
+                                            absl::Time now) = 0;
+
+  // Records that `file` (held in the evidence store) is staged for a
+  // response to `request_id`, with the entries of `audit`; staging it
+  // again keeps one row (the latest name).
+  virtual absl::Status StageEvidence(const StagedEvidence& file, absl::Time now,
+                                     const AuditFn& audit = nullptr) = 0;
+  // The files staged for `request_id`, in the order they were staged.
+  virtual absl::StatusOr<std::vector<StagedEvidence>> StagedEvidenceOf(
+      const std::string& request_id) = 0;
 };
 
 // --- The outbox. ---

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "server/util/status_macros.h"
 
 namespace comity {
 
@@ -44,6 +45,35 @@ absl::Status OpenError(int err, const std::string& path) {
 absl::Status MakeDir(const std::string& path) {
   if (::mkdir(path.c_str(), 0700) == 0 || errno == EEXIST) return absl::OkStatus();
   return IoError(errno, absl::StrCat("cannot create directory ", path));
+}
+
+absl::Status MakeDirs(const std::string& path) {
+  if (path.empty()) return absl::InvalidArgumentError("no directory named");
+  std::string dir = path;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  struct stat st;
+  if (::stat(dir.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot create directory ", dir, ": it exists and is not a directory"));
+  }
+  const size_t slash = dir.rfind('/');
+  const std::string parent = slash == std::string::npos ? "."
+                             : slash == 0               ? "/"
+                                                        : dir.substr(0, slash);
+  if (slash != std::string::npos) COMITY_RETURN_IF_ERROR(MakeDirs(parent));
+  if (::mkdir(dir.c_str(), 0700) != 0) {
+    const int err = errno;
+    if (err == EEXIST && ::stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+      return absl::OkStatus();  // Made meanwhile by someone else.
+    }
+    const std::string what = absl::StrCat("cannot create directory ", dir);
+    if (err == EACCES || err == EPERM) {
+      return absl::PermissionDeniedError(absl::StrCat(what, ": ", ErrnoText(err)));
+    }
+    return IoError(err, what);
+  }
+  return SyncDir(parent);
 }
 
 absl::Status SyncDir(const std::string& path) {

@@ -48,6 +48,11 @@ absl::Status IoError(int err, absl::string_view what);
 absl::Status OpenError(int err, const std::string& path);
 // Creates directory `path` (mode 0700) unless it exists.
 absl::Status MakeDir(const std::string& path);
+// Creates directory `path` and any missing parents (each mode 0700, each
+// made durable in its parent), like `mkdir -p`. OK if it exists as a
+// directory; FailedPrecondition naming the path if it or a parent exists as
+// something else; else as IoError.
+absl::Status MakeDirs(const std::string& path);
 // Makes the entries of directory `path` (creations, renames, removals)
 // durable.
 absl::Status SyncDir(const std::string& path);

@@ -3,7 +3,9 @@
 // binary serving the page with an auditor's credentials, and every page
 // loaded in a real headless Chromium (--dump-dom prints the DOM it
 // rendered). Also: no token is 403, POST is 405, the headers, escaping of
-// another party's text, and a non-auditor's credentials refused.
+// another party's text, a non-auditor's credentials refused, and the token
+// redirect going only to the page's own paths (never "//host" and its
+// encoded or backslashed forms).
 //
 // Chromium comes from deploy/install-deps.sh. Without it this test fails,
 // unless COMITY_ALLOW_NO_BROWSER=1 (outside CI), when it exits 77 (skipped).
@@ -441,6 +443,89 @@ TEST_F(AuditPageTest, TheTokenGuardsEveryPageAndBecomesACookie) {
   EXPECT_THAT(raw, HasSubstr("HTTP/1.1 403 "));
 }
 
+// The status code of a raw HTTP response, and its Location header ("" if
+// none).
+struct RawAnswer {
+  int status = 0;
+  std::string location;
+  bool sets_cookie = false;
+};
+RawAnswer ParseRawAnswer(const std::string& raw) {
+  RawAnswer a;
+  const std::string head = raw.substr(0, raw.find("\r\n\r\n"));
+  std::vector<std::string> lines = absl::StrSplit(head, "\r\n");
+  std::vector<std::string> status_line = absl::StrSplit(lines[0], ' ');
+  if (status_line.size() < 2 || !absl::SimpleAtoi(status_line[1], &a.status))
+    a.status = -1;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    absl::string_view line = lines[i];
+    if (absl::ConsumePrefix(&line, "Location: ")) a.location = std::string(line);
+    if (absl::StartsWith(line, "Set-Cookie:")) a.sets_cookie = true;
+  }
+  return a;
+}
+
+TEST_F(AuditPageTest, TheTokenRedirectsOnlyToThePagesOwnPaths) {
+  const std::string host = absl::StrCat("Host: 127.0.0.1:", port_, "\r\n");
+  // Paths a browser would read as another host (scheme-relative, backslash,
+  // encoded slashes or backslashes), CR/LF meant to add headers, and an
+  // absolute URL: never a redirect, let alone elsewhere.
+  for (const std::string target :
+       {"//evil.example/", "//evil.example", "/\\evil.example/", "/%2F%2Fevil.example/",
+        "/%2f%2fevil.example/", "/%5Cevil.example/", "/%5c%5cevil.example/",
+        "///evil.example/", "////evil.example/", "/%2F/evil.example/",
+        "/\\/evil.example/", "/./%2F%2Fevil.example/",
+        "/log%0D%0ALocation:%20http://evil.example/", "/%0D%0ASet-Cookie:%20x=y",
+        "/case/%2F%2Fevil.example", "/case/\\evil.example", "http://evil.example/",
+        "https://evil.example/x"}) {
+    std::string raw =
+        RawHttp(port_, absl::StrCat("GET ", target,
+                                    target.find('?') == std::string::npos ? "?" : "&",
+                                    "token=", *token_, " HTTP/1.1\r\n", host, "\r\n"));
+    RawAnswer a = ParseRawAnswer(raw);
+    EXPECT_TRUE(a.status == 400 || a.status == 404) << target << ":\n" << raw;
+    EXPECT_EQ(a.location, "") << target;
+    EXPECT_FALSE(a.sets_cookie) << target;
+    EXPECT_THAT(raw, Not(HasSubstr("\r\nLocation:"))) << target;
+    EXPECT_THAT(raw, Not(HasSubstr("\r\nSet-Cookie: x"))) << target;
+    // Nor with the cookie instead of the token.
+    raw = RawHttp(port_,
+                  absl::StrCat("GET ", target, " HTTP/1.1\r\n", host,
+                               "Cookie: comity_audit_", port_, "=", *token_, "\r\n\r\n"));
+    a = ParseRawAnswer(raw);
+    EXPECT_TRUE(a.status == 400 || a.status == 404) << target << ":\n" << raw;
+    EXPECT_THAT(raw, Not(HasSubstr("\r\nLocation:"))) << target;
+  }
+  // An unknown page with the token is 404, not a redirect to it.
+  RawAnswer unknown = ParseRawAnswer(RawHttp(
+      port_, absl::StrCat("GET /nope?token=", *token_, " HTTP/1.1\r\n", host, "\r\n")));
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_EQ(unknown.location, "");
+
+  // The page's own paths: the redirect lands on the same page, on this host.
+  const struct {
+    std::string target;
+    std::string location;
+  } own[] = {
+      {"/?token=" + *token_, "/"},
+      {"/?dir=sent&token=" + *token_, "/?dir=sent"},
+      {"/stats?token=" + *token_, "/stats"},
+      {"/log?token=" + *token_ + "&request=" + *case_id_, "/log?request=" + *case_id_},
+      {"/case/" + *case_id_ + "?token=" + *token_, "/case/" + *case_id_},
+  };
+  for (const auto& c : own) {
+    RawAnswer a = ParseRawAnswer(
+        RawHttp(port_, absl::StrCat("GET ", c.target, " HTTP/1.1\r\n", host, "\r\n")));
+    EXPECT_EQ(a.status, 303) << c.target;
+    EXPECT_EQ(a.location, c.location) << c.target;
+    EXPECT_TRUE(a.sets_cookie) << c.target;
+  }
+  // And a browser that follows it shows the page.
+  ProcessResult page = Browse("/case/" + *case_id_);
+  ASSERT_EQ(page.code, 0) << page.err;
+  EXPECT_THAT(page.out, HasSubstr("VERIFIED"));
+}
+
 TEST_F(AuditPageTest, OnlyGetAndHeadAreServed) {
   const std::string host = absl::StrCat("Host: 127.0.0.1:", port_, "\r\n");
   for (const char* method : {"POST", "PUT", "DELETE", "OPTIONS"}) {
@@ -509,6 +594,55 @@ TEST(HtmlTest, EscapesEverythingThatCouldBeMarkup) {
   EXPECT_THAT(svg, HasSubstr("&lt;FR&gt;"));
   EXPECT_THAT(svg, Not(HasSubstr("<FR>")));
   EXPECT_THAT(svg, HasSubstr("width=\"340\""));  // The largest bar fills the area.
+}
+
+TEST(AuditRedirectTest, LocationIsAlwaysOneOfThePagesOwnPaths) {
+  AuditPageOptions options;
+  options.token = std::string(64, 'f');
+  options.port = 8700;
+  // No stubs: neither a redirect nor a refused path calls the node.
+  AuditPage page(nullptr, nullptr, options);
+  auto answer = [&](const std::string& target) {
+    auto request = ParseHttpRequestHead(
+        absl::StrCat("GET ", target, " HTTP/1.1\r\nHost: 127.0.0.1:8700"));
+    if (request.ok()) return page.Handle(*request);
+    HttpResponse refused;
+    refused.status = 400;
+    return refused;
+  };
+  auto location = [](const HttpResponse& r) {
+    for (const auto& [name, value] : r.headers) {
+      if (name == "Location") return value;
+    }
+    return std::string();
+  };
+  const std::string token = "token=" + options.token;
+  for (const std::string path :
+       {"//evil.example/", "/\\evil.example", "/%2F%2Fevil.example", "/%5Cevil.example",
+        "///evil.example", "/%2F/evil.example", "/\\/evil", "/%0D%0AX:%20y", "/log/",
+        "/log%2F", "/case/", "/case/..%2F..%2Fevil", "/nope", "/stats/x"}) {
+    HttpResponse r = answer(absl::StrCat(path, "?", token));
+    EXPECT_TRUE(r.status == 400 || r.status == 404) << path << ": " << r.status;
+    EXPECT_EQ(location(r), "") << path;
+  }
+  const std::string id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+  EXPECT_EQ(location(answer("/?" + token)), "/");
+  EXPECT_EQ(location(answer("/log?" + token)), "/log");
+  EXPECT_EQ(location(answer("/log?type=NODE_STARTED&" + token)),
+            "/log?type=NODE_STARTED");
+  EXPECT_EQ(location(answer("/stats?" + token)), "/stats");
+  EXPECT_EQ(location(answer("/case/" + id + "?" + token)), "/case/" + id);
+  // Query values are percent-encoded: they cannot end the query or add a header.
+  EXPECT_EQ(location(answer("/log?type=%2F%2Fx%0D%0Ay&" + token)),
+            "/log?type=%2F%2Fx%0D%0Ay");
+}
+
+TEST(HttpTest, RefusesControlCharactersInThePath) {
+  for (const char* target : {"/%0D%0ALocation:%20//evil", "/a%0Ab", "/%09", "/%7F"}) {
+    auto r = ParseHttpRequestHead(absl::StrCat("GET ", target, " HTTP/1.1"));
+    EXPECT_THAT(r, ::comity::testing::StatusIs(absl::StatusCode::kInvalidArgument))
+        << target;
+  }
 }
 
 TEST(HttpTest, ParsesRequestHeads) {

@@ -3,16 +3,22 @@
 // verifies, stays consistent with the heads JP saw, and the case steps it
 // lost come back from JP's outbox. A head FR signed after the backup and
 // shown to JP stops the restored node from starting until acknowledged.
+#include <grpcpp/grpcpp.h>
 #include <sys/stat.h>
 
 #include <fstream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "comity/v1/operator.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/crypto/sha256.h"
 #include "server/util/files.h"
+#include "server/util/hex.h"
 #include "tests/testing/e2e_helpers.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_network.h"
@@ -23,6 +29,7 @@ namespace {
 using ::comity::testing::Cli;
 using ::comity::testing::CliResult;
 using ::comity::testing::IsOk;
+using ::comity::testing::ListDir;
 using ::comity::testing::LogCapture;
 using ::comity::testing::ParseJson;
 using ::testing::HasSubstr;
@@ -150,6 +157,31 @@ TEST_F(BackupE2eTest, OnlyAnAdminMayTakeABackup) {
   EXPECT_NE(::stat(file.c_str(), &st), 0) << "nothing is saved on a refusal";
 }
 
+TEST_F(BackupE2eTest, ABackupGoesIntoNewDirectoriesAndPrintsItsHash) {
+  const std::string dir = net_->dir() + "/backups/fr";  // Neither exists.
+  const std::string file = dir + "/2026-01-25.db";
+  CliResult r = Cli({"--connect", net_->ClientConfigPath("FR", "erin"), "admin", "backup",
+                     "--out", file});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto copy = ReadFile(file);
+  ASSERT_THAT(copy, IsOk());
+  EXPECT_THAT(
+      r.out, HasSubstr(absl::StrCat("wrote ", file, " (", copy->size(), " bytes, sha256 ",
+                                    HexEncode(Sha256(*copy)), ")")));
+  struct stat st;
+  ASSERT_EQ(::stat(dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  EXPECT_EQ(ListDir(dir), std::vector<std::string>{"2026-01-25.db"}) << "no temp left";
+
+  CliResult again = Cli({"--connect", net_->ClientConfigPath("FR", "erin"), "admin",
+                         "backup", "--out", file});
+  EXPECT_EQ(again.code, 1);
+  EXPECT_THAT(again.err, HasSubstr("exists"));
+  auto unchanged = ReadFile(file);
+  ASSERT_THAT(unchanged, IsOk());
+  EXPECT_EQ(*unchanged, *copy);
+}
+
 TEST_F(BackupE2eTest, ARestoredNodeVerifiesStaysConsistentAndGetsLostStepsBack) {
   LogCapture logs;
   const std::string a = Submit();
@@ -247,6 +279,95 @@ TEST_F(BackupE2eTest, AHeadSignedAfterTheBackupStopsTheRestoredNodeUntilAcknowle
   struct stat st;
   EXPECT_NE(::stat(ack.c_str(), &st), 0);
   ExpectAuditVerifies();
+}
+
+// A node that answers Backup with bytes other than those it announces
+// (total_bytes in the first chunk, the SHA-256 in the last): what a damaged
+// copy, or a bad network path, looks like to the CLI.
+class DamagingOperatorService final : public v1::OperatorService::Service {
+ public:
+  DamagingOperatorService(std::string sent, uint64_t total, std::string sha256)
+      : sent_(std::move(sent)), total_(total), sha256_(std::move(sha256)) {}
+  grpc::Status Backup(grpc::ServerContext*, const v1::BackupRequest*,
+                      grpc::ServerWriter<v1::BackupChunk>* writer) override {
+    v1::BackupChunk first;
+    first.set_data(sent_.substr(0, sent_.size() / 2));
+    first.set_total_bytes(total_);
+    first.set_audit_size(7);
+    v1::BackupChunk last;
+    last.set_data(sent_.substr(sent_.size() / 2));
+    last.set_sha256(sha256_);
+    writer->Write(first);
+    writer->Write(last);
+    return grpc::Status::OK;
+  }
+
+ private:
+  const std::string sent_;
+  const uint64_t total_;
+  const std::string sha256_;
+};
+
+// Runs `comity admin backup --out FILE` against `service`, served with FR's
+// node certificate on a free loopback port.
+CliResult BackupFrom(testing::TestNetwork& net, DamagingOperatorService* service,
+                     const std::string& file) {
+  const std::string fr = net.PartyDir("FR");
+  grpc::SslServerCredentialsOptions tls(
+      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  tls.pem_root_certs = *ReadFile(fr + "/ca.pem");
+  tls.pem_key_cert_pairs.push_back(
+      {*ReadFile(fr + "/node.key"), *ReadFile(fr + "/node.pem")});
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::SslServerCredentials(tls), &port);
+  builder.RegisterService(service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  EXPECT_GT(port, 0);
+  const std::string conf = net.dir() + "/damaging-node.conf";
+  std::ofstream(conf) << "address: \"127.0.0.1:" << port << "\"\n"
+                      << "ca_file: \"" << fr << "/ca.pem\"\n"
+                      << "cert_file: \"" << fr << "/operators/alice.pem\"\n"
+                      << "key_file: \"" << fr << "/operators/alice.key\"\n";
+  CliResult r = Cli({"--connect", conf, "admin", "backup", "--out", file});
+  server->Shutdown();
+  return r;
+}
+
+TEST(BackupDamageE2eTest, ACopyWhoseBytesDifferFromWhatTheNodeAnnouncedIsNotSaved) {
+  testing::TestNetwork net({"FR"});
+  const std::string copy(100000, 'd');
+  std::string damaged = copy;
+  damaged[4242] ^= 0x20;
+  const std::string dir = net.dir() + "/backups";
+
+  DamagingOperatorService flipped(damaged, copy.size(), Sha256(copy));
+  CliResult r = BackupFrom(net, &flipped, dir + "/flipped.db");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.err, HasSubstr(dir + "/flipped.db"));
+  EXPECT_THAT(r.err, HasSubstr("SHA-256"));
+  EXPECT_THAT(r.err, HasSubstr(HexEncode(Sha256(copy))));
+  EXPECT_THAT(r.err, HasSubstr(HexEncode(Sha256(damaged))));
+
+  DamagingOperatorService short_copy(copy.substr(0, 60000), copy.size(), Sha256(copy));
+  r = BackupFrom(net, &short_copy, dir + "/short.db");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("60000 bytes"));
+  EXPECT_THAT(r.err, HasSubstr("100000"));
+
+  DamagingOperatorService unsigned_copy(copy, copy.size(), "");
+  r = BackupFrom(net, &unsigned_copy, dir + "/no-hash.db");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("SHA-256"));
+
+  EXPECT_EQ(ListDir(dir), std::vector<std::string>{}) << "no file, no temporary file";
+
+  // The same stream, undamaged, is saved.
+  DamagingOperatorService honest(copy, copy.size(), Sha256(copy));
+  r = BackupFrom(net, &honest, dir + "/good.db");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr(HexEncode(Sha256(copy))));
+  EXPECT_EQ(ListDir(dir), std::vector<std::string>{"good.db"});
 }
 
 }  // namespace

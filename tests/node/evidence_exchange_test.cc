@@ -134,7 +134,10 @@ class EvidenceExchangeTest : public ::testing::Test {
     CaseBook::Decision respond;
     respond.action = v1::RESPOND;
     respond.text = "the connection logs asked for";
-    respond.evidence_paths = {path_};
+    COMITY_ASSIGN_OR_RETURN(
+        v1::EvidenceFile staged,
+        testing::StageFile(jp_->evidence_intake(), "bob", id, path_, "connection-logs.txt"));
+    respond.evidence_sha256 = {staged.sha256()};
     respond.release_conditions = std::move(conditions);
     COMITY_RETURN_IF_ERROR(jp_->cases().Decide("bob", id, respond).status());
     Drain(*jp_, "FR");

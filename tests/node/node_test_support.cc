@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "server/crypto/sha256.h"
 #include "server/store/sqlite/sqlite_store.h"
 #include "server/util/files.h"
 #include "server/util/status_macros.h"
@@ -270,6 +271,24 @@ absl::StatusOr<std::vector<v1::AuditEntry>> AuditEntriesOf(
     }
   }
   return entries;
+}
+
+absl::StatusOr<v1::EvidenceFile> StageFile(EvidenceIntake& intake,
+                                           const std::string& operator_name,
+                                           const std::string& request_id,
+                                           const std::string& path, const std::string& name) {
+  COMITY_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
+  const std::string sha = Sha256(bytes);
+  COMITY_ASSIGN_OR_RETURN(
+      uint64_t offset, intake.BeginUpload(operator_name, request_id, name, bytes.size(), sha));
+  COMITY_ASSIGN_OR_RETURN(auto upload,
+                          intake.OpenUpload(operator_name, request_id, sha, offset));
+  const size_t piece = intake.max_chunk_bytes();
+  while (upload->received() < bytes.size()) {
+    COMITY_RETURN_IF_ERROR(upload->Append(
+        absl::string_view(bytes).substr(upload->received(), piece)));
+  }
+  return upload->Finish();
 }
 
 }  // namespace comity::testing

@@ -186,6 +186,13 @@ bool WaitFor(const std::function<bool()>& fn, absl::Duration timeout = absl::Sec
 absl::StatusOr<std::vector<v1::AuditEntry>> AuditEntriesOf(
     Node& node, v1::AuditEventType type, const std::string& request_id = "");
 
+// Uploads the file at `path` through `intake` (as an operator's upload
+// would, in pieces) as `name`, staged for a response to `request_id`.
+absl::StatusOr<v1::EvidenceFile> StageFile(EvidenceIntake& intake,
+                                           const std::string& operator_name,
+                                           const std::string& request_id,
+                                           const std::string& path, const std::string& name);
+
 }  // namespace comity::testing
 
 #endif  // COMITY_TESTS_NODE_NODE_TEST_SUPPORT_H_

@@ -749,6 +749,60 @@ TEST_P(StoreTest, EvidenceListedInAResponseIsPendingUntilHeld) {
   EXPECT_EQ(pending[0].name, "b.pcap");
 }
 
+TEST_P(StoreTest, EvidenceGivenUpIsCountedAndRetriedOnAsk) {
+  ASSERT_THAT(store_->requests().InsertOutgoing({"req", "FR", "JP"}, Record(v1::OUTGOING, "req", 1)),
+              IsOk());
+  ASSERT_THAT(store_->outbox().MarkDelivered("req", v1::SignedEnvelope(), absl::FromUnixMicros(2),
+                                             absl::InfiniteFuture()),
+              IsOk());
+  v1::Transition t;
+  auto env = Step("req", 1, v1::CASE_DELIVERED, v1::CASE_EXECUTED, &t);
+  for (const char* name : {"a.img", "b.pcap"}) {
+    v1::EvidenceFile* f = t.add_evidence();
+    f->set_name(name);
+    f->set_sha256(Sha256(name));
+    f->set_size(100);
+  }
+  env.set_payload(t.SerializeAsString());
+  const absl::Time now = absl::FromUnixMicros(1000);
+  ASSERT_THAT(store_->cases().AppendTransition("req", v1::OUTGOING, t, env, false, now,
+                                               absl::InfiniteFuture()),
+              IsOk());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_THAT(store_->cases().MarkEvidenceDeferred("req", Sha256("a.img"), "refused", true,
+                                                     absl::InfiniteFuture()),
+                IsOk());
+  }
+  auto counts = store_->cases().PendingEvidenceCounts(3);
+  ASSERT_THAT(counts, IsOk());
+  EXPECT_EQ(counts->at("JP"), std::make_pair(2, 1));
+  EXPECT_THAT(store_->cases().DueEvidence("", now + absl::Hours(1), 10),
+              IsOkAndHolds(SizeIs(1)));  // b.pcap only.
+  EXPECT_THAT(store_->cases().RetryEvidence("req", now), IsOkAndHolds(2));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto due, store_->cases().DueEvidence("", now, 10));
+  ASSERT_EQ(due.size(), 2u);
+  EXPECT_EQ(due[0].attempts + due[1].attempts, 0u);
+}
+
+TEST_P(StoreTest, StagedEvidenceIsOneRowPerFileAndRequest) {
+  StagedEvidence f{"req", Sha256("a"), "a.img", 10, "bob"};
+  ASSERT_THAT(store_->cases().StageEvidence(f, absl::FromUnixMicros(1),
+                                            Append("req", {v1::EVIDENCE_IMPORTED})),
+              IsOk());
+  f.name = "renamed.img";
+  ASSERT_THAT(store_->cases().StageEvidence(f, absl::FromUnixMicros(2)), IsOk());
+  StagedEvidence g{"req", Sha256("b"), "b.img", 20, "alice"};
+  ASSERT_THAT(store_->cases().StageEvidence(g, absl::FromUnixMicros(3)), IsOk());
+  StagedEvidence other{"other", Sha256("a"), "a.img", 10, "bob"};
+  ASSERT_THAT(store_->cases().StageEvidence(other, absl::FromUnixMicros(4)), IsOk());
+  COMITY_ASSERT_OK_AND_ASSIGN(auto staged, store_->cases().StagedEvidenceOf("req"));
+  ASSERT_EQ(staged.size(), 2u);
+  EXPECT_EQ(staged[0].name, "renamed.img");
+  EXPECT_EQ(staged[1].staged_by, "alice");
+  EXPECT_EQ(staged[1].size, 20u);
+  EXPECT_THAT(store_->audit().Size(), IsOkAndHolds(1u));
+}
+
 TEST_P(StoreTest, ASnapshotIsOneMomentWhileTheLogGrows) {
   ASSERT_THAT(store_->audit().Append([&](AuditWriter& w) -> absl::Status {
     absl::Status st = Append("x", {v1::NODE_STARTED, v1::NODE_STARTED})(w);
@@ -814,14 +868,15 @@ TEST_P(StoreTest, MigrationSevenIndexesWhatOlderSchemasHold) {
                                                absl::FromUnixMicros(3), absl::InfiniteFuture()),
               IsOk());
   store_.reset();
-  ASSERT_THAT(backend_->Exec("DROP TABLE request_links; DROP TABLE evidence; "
+  ASSERT_THAT(backend_->Exec("DROP TABLE staged_evidence; "
+                             "DROP TABLE request_links; DROP TABLE evidence; "
                              "DROP TABLE backup_origin; DROP INDEX requests_by_deadline; "
                              "DROP INDEX requests_by_case_state; "
                              "ALTER TABLE requests DROP COLUMN next_deadline_us; "
                              "DROP INDEX requests_by_check; "
                              "ALTER TABLE requests DROP COLUMN next_check_us; "
                              "ALTER TABLE requests DROP COLUMN escalated; "
-                             "DELETE FROM schema_migrations WHERE version = 7"),
+                             "DELETE FROM schema_migrations WHERE version >= 7"),
               IsOk());
   COMITY_ASSERT_OK_AND_ASSIGN(store_, backend_->Open());
   EXPECT_THAT(store_->SchemaVersion(), IsOkAndHolds(sql::kSchemaVersion));

@@ -60,6 +60,37 @@ inline CliResult Cli(const std::vector<std::string>& args) {
   return {code, out.str(), err.str()};
 }
 
+// `comity --connect CONNECT submit ... --json`: a preservation request to
+// `to` with every field filled in.
+inline std::vector<std::string> SubmitPreservationArgs(const std::string& connect,
+                                                       const std::string& to) {
+  return {"--connect",
+          connect,
+          "submit",
+          "--to",
+          to,
+          "--type",
+          "PRESERVATION",
+          "--offence",
+          "DATA_INTERFERENCE",
+          "--penalty-months",
+          "60",
+          "--authority",
+          "Parquet de Paris",
+          "--facts",
+          "ransomware",
+          "--data-sought",
+          "logs",
+          "--relation",
+          "C2",
+          "--custodian",
+          "Hosting KK",
+          "--necessity",
+          "rotation",
+          "--intent-mla",
+          "--json"};
+}
+
 inline google::protobuf::Struct ParseJson(const std::string& json) {
   google::protobuf::Struct s;
   EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(json, &s).ok()) << json;

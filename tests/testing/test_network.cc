@@ -1,10 +1,14 @@
 #include "tests/testing/test_network.h"
 
+#include <grpcpp/grpcpp.h>
+
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 
@@ -29,6 +33,19 @@ TempDir::TempDir() {
 
 TempDir::~TempDir() {
   if (!path_.empty()) RunShell(absl::StrCat("rm -rf '", path_, "'"));
+}
+
+std::vector<std::string> ListDir(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return names;
+  while (dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name != "." && name != "..") names.push_back(name);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 int PickUnusedPort() {
@@ -141,6 +158,28 @@ std::string TestNetwork::ClientConfigPath(const std::string& party, const std::s
       << "ca_file: \"ca.pem\"\ncert_file: \"operators/" << name << ".pem\"\n"
       << "key_file: \"operators/" << name << ".key\"\n";
   return path;
+}
+
+std::shared_ptr<grpc::Channel> TestNetwork::OperatorChannel(const std::string& party,
+                                                            const std::string& name) {
+  grpc::SslCredentialsOptions opts;
+  opts.pem_root_certs = ReadFile(PartyDir(party) + "/ca.pem").value_or("");
+  opts.pem_cert_chain =
+      ReadFile(absl::StrCat(PartyDir(party), "/operators/", name, ".pem")).value_or("");
+  opts.pem_private_key =
+      ReadFile(absl::StrCat(PartyDir(party), "/operators/", name, ".key")).value_or("");
+  return grpc::CreateChannel(absl::StrCat("127.0.0.1:", operator_ports_.at(party)),
+                             grpc::SslCredentials(opts));
+}
+
+std::shared_ptr<grpc::Channel> TestNetwork::PeerChannel(const std::string& party,
+                                                        const std::string& as_party) {
+  grpc::SslCredentialsOptions opts;
+  opts.pem_root_certs = ReadFile(PartyDir(party) + "/ca.pem").value_or("");
+  opts.pem_cert_chain = ReadFile(PartyDir(as_party) + "/node.pem").value_or("");
+  opts.pem_private_key = ReadFile(PartyDir(as_party) + "/node.key").value_or("");
+  return grpc::CreateChannel(absl::StrCat("127.0.0.1:", peer_ports_.at(party)),
+                             grpc::SslCredentials(opts));
 }
 
 absl::Status TestNetwork::Start(const std::string& party, const Clock* clock) {

@@ -18,6 +18,10 @@
 #include "server/util/clock.h"
 #include "tests/testing/postgres_test_db.h"
 
+namespace grpc {
+class Channel;
+}  // namespace grpc
+
 namespace comity::testing {
 
 // A fresh directory under $TMPDIR, removed on destruction.
@@ -30,6 +34,10 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// The names in directory `dir`, sorted, without "." and ".."; empty if it
+// cannot be read.
+std::vector<std::string> ListDir(const std::string& dir);
 
 // A free TCP port on 127.0.0.1 (bound to port 0, read back, released).
 int PickUnusedPort();
@@ -87,6 +95,14 @@ class TestNetwork {
   const NodeSetup& setup(const std::string& party) { return *setups_.at(party); }
   int peer_port(const std::string& party) { return peer_ports_.at(party); }
   int operator_port(const std::string& party) { return operator_ports_.at(party); }
+
+  // A TLS channel to `party`'s operator port as operator `name`, and to its
+  // peer port as the node of `as_party` (with that node's certificate), for
+  // tests that speak the RPCs directly.
+  std::shared_ptr<grpc::Channel> OperatorChannel(const std::string& party,
+                                                 const std::string& name);
+  std::shared_ptr<grpc::Channel> PeerChannel(const std::string& party,
+                                             const std::string& as_party);
 
  private:
   TempDir dir_;

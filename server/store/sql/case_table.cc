@@ -24,7 +24,8 @@ absl::StatusOr<std::vector<CaseRef>> ReadCaseRefs(Session& s, absl::string_view 
 }
 
 #define COMITY_EVIDENCE_COLUMNS \
-  "e.request_id, r.requested_party, e.sha256, e.name, e.size, e.attempts, e.last_error"
+  "e.request_id, r.requested_party, e.sha256, e.name, e.size, e.attempts, e.last_error, " \
+  "e.next_attempt_at_us"
 
 absl::StatusOr<std::vector<PendingEvidence>> ReadEvidence(Session& s,
                                                           absl::string_view sql,
@@ -39,6 +40,7 @@ absl::StatusOr<std::vector<PendingEvidence>> ReadEvidence(Session& s,
     e.size = static_cast<uint64_t>(row.Int(4));
     e.attempts = static_cast<uint32_t>(row.Int(5));
     e.last_error = row.Bytes(6);
+    e.next_attempt_at = TimeOrFuture(row, 7);
     out.push_back(std::move(e));
     return absl::OkStatus();
   }));
@@ -261,6 +263,75 @@ absl::Status SqlCaseStore::MarkEvidenceDeferred(const std::string& request_id,
                 .Blob(sha256))
         .status();
   });
+}
+
+absl::StatusOr<std::map<std::string, std::pair<int, int>>>
+SqlCaseStore::PendingEvidenceCounts(uint32_t given_up_after) {
+  std::map<std::string, std::pair<int, int>> out;
+  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) {
+    return s.Query(
+        "SELECT r.requested_party, COUNT(*), SUM(CASE WHEN e.attempts >= $1 THEN 1 ELSE 0 "
+        "END) FROM evidence e JOIN requests r ON r.request_id = e.request_id AND "
+        "r.direction = 1 WHERE e.held = 0 GROUP BY r.requested_party",
+        Params().Int(given_up_after), [&](const Row& row) {
+          out[row.Bytes(0)] = {static_cast<int>(row.Int(1)), static_cast<int>(row.Int(2))};
+          return absl::OkStatus();
+        });
+  }));
+  return out;
+}
+
+absl::StatusOr<int> SqlCaseStore::RetryEvidence(const std::string& request_id,
+                                                absl::Time now) {
+  int64_t changed = 0;
+  COMITY_RETURN_IF_ERROR(db_->Write(false, [&](Session& s, AuditWriter&) -> absl::Status {
+    COMITY_ASSIGN_OR_RETURN(
+        changed, s.Exec("UPDATE evidence SET attempts = 0, next_attempt_at_us = $1 "
+                        "WHERE request_id = $2 AND held = 0",
+                        Params().Int(ToMicros(now)).Text(request_id)));
+    return absl::OkStatus();
+  }));
+  return static_cast<int>(changed);
+}
+
+absl::Status SqlCaseStore::StageEvidence(const StagedEvidence& file, absl::Time now,
+                                         const AuditFn& audit) {
+  return db_->Write(audit != nullptr, [&](Session& s, AuditWriter& w) -> absl::Status {
+    COMITY_RETURN_IF_ERROR(
+        s.Exec("INSERT INTO staged_evidence (request_id, sha256, name, size, staged_by, "
+               "staged_at_us) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (request_id, "
+               "sha256) DO UPDATE SET name = excluded.name, staged_by = excluded.staged_by",
+               Params()
+                   .Text(file.request_id)
+                   .Blob(file.sha256)
+                   .Text(file.name)
+                   .Int(static_cast<int64_t>(file.size))
+                   .Text(file.staged_by)
+                   .Int(ToMicros(now)))
+            .status());
+    return audit ? audit(w) : absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<StagedEvidence>> SqlCaseStore::StagedEvidenceOf(
+    const std::string& request_id) {
+  std::vector<StagedEvidence> out;
+  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) {
+    return s.Query(
+        "SELECT request_id, sha256, name, size, staged_by FROM staged_evidence WHERE "
+        "request_id = $1 ORDER BY staged_at_us, name",
+        Params().Text(request_id), [&](const Row& row) {
+          StagedEvidence f;
+          f.request_id = row.Bytes(0);
+          f.sha256 = row.Bytes(1);
+          f.name = row.Bytes(2);
+          f.size = static_cast<uint64_t>(row.Int(3));
+          f.staged_by = row.Bytes(4);
+          out.push_back(std::move(f));
+          return absl::OkStatus();
+        });
+  }));
+  return out;
 }
 
 }  // namespace comity::sql

@@ -159,6 +159,19 @@ CREATE TABLE IF NOT EXISTS backup_origin (
   audit_size  {int64} NOT NULL
 );
 )sql",
+    // 8: evidence files an operator staged for a response to a received
+    // request (uploaded or imported; docs/evidence.md).
+    R"sql(
+CREATE TABLE staged_evidence (
+  request_id   TEXT    NOT NULL,
+  sha256       {blob}  NOT NULL,
+  name         TEXT    NOT NULL,
+  size         {int64} NOT NULL,
+  staged_by    TEXT    NOT NULL,
+  staged_at_us {int64} NOT NULL,
+  PRIMARY KEY (request_id, sha256)
+);
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == kSchemaVersion,

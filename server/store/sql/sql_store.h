@@ -64,6 +64,13 @@ class SqlCaseStore final : public CaseStore {
                                     const std::string& sha256, const std::string& error,
                                     bool count_attempt,
                                     absl::Time next_attempt_at) override;
+  absl::StatusOr<int> RetryEvidence(const std::string& request_id, absl::Time now) override;
+  absl::StatusOr<std::map<std::string, std::pair<int, int>>> PendingEvidenceCounts(
+      uint32_t given_up_after) override;
+  absl::Status StageEvidence(const StagedEvidence& file, absl::Time now,
+                             const AuditFn& audit) override;
+  absl::StatusOr<std::vector<StagedEvidence>> StagedEvidenceOf(
+      const std::string& request_id) override;
 
  private:
   Database* db_;
