@@ -6,8 +6,10 @@
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -29,6 +31,39 @@ namespace {
 // that oversized messages are normally refused by our code with an
 // explanation; anything beyond this is cut off by gRPC itself.
 constexpr int kHardCapFactor = 4;
+
+// What one listener's connections may hold in memory at once, as gRPC
+// accounts it (read and TLS buffers, messages being received): at least
+// kMinQuotaBytes, and room for two messages of the receive limit. gRPC 1.51
+// lets a message in as fast as the sender writes and checks it against the
+// receive limit only once the whole message is in, so without a quota a
+// 1 GB message is held whole before it is refused. Over the quota, gRPC
+// cancels streams of the listener (RESOURCE_EXHAUSTED, HTTP/2
+// ENHANCE_YOUR_CALM) and closes its idle connections until it is under
+// again. docs/envelope.md, "Memory bound", has the measurements behind the
+// numbers.
+constexpr size_t kMinQuotaBytes = size_t{32} << 20;
+// Streams a client may have open on one connection: a partner's default
+// delivery.max_in_flight. A gRPC client queues the streams beyond it (under
+// their deadlines), so with default limits one connection's largest
+// legitimate messages (16 x 1 MiB) stay well under the quota. With 256,
+// 500 messages of 1 MiB on one connection took 158-237 MB; with 16, 36-52.
+constexpr int kMaxConcurrentStreams = 16;
+
+// Bounds what `builder`'s listener holds while it receives: messages of at
+// most `receive_limit` bytes, a resource quota of its own named `name` (so
+// that calls to one listener cannot crowd out the other's),
+// kMaxConcurrentStreams, and no BDP probing (a connection's window does not
+// grow with the bandwidth; 10-30 % less at the peak of many messages at
+// once).
+void BoundMemory(grpc::ServerBuilder& builder, const std::string& name,
+                 int receive_limit) {
+  builder.SetMaxReceiveMessageSize(receive_limit);
+  builder.SetResourceQuota(grpc::ResourceQuota(name).Resize(
+      std::max(kMinQuotaBytes, 2 * static_cast<size_t>(receive_limit))));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+}
 
 // Mutual TLS whose certificate, key and client CAs are re-read from
 // their files every tls.reload_interval_seconds: a certificate replaced on
@@ -158,7 +193,7 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const NodeSetup* s
   peer_builder.AddListeningPort(c.peer_listen_address(), MutualTls(*setup, peer_cas_file),
                                 &server->peer_port_);
   peer_builder.RegisterService(server->peer_service_.get());
-  peer_builder.SetMaxReceiveMessageSize(limit * kHardCapFactor);
+  BoundMemory(peer_builder, "comity peer listener", limit * kHardCapFactor);
   peer_builder.SetMaxSendMessageSize(limit);
   COMITY_ASSIGN_OR_RETURN(server->peer_server_,
                           Listen(peer_builder, "peer_listen_address", c.peer_listen_address(),
@@ -173,7 +208,7 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const NodeSetup* s
                               &server->operator_port_);
   op_builder.RegisterService(server->operator_service_.get());
   op_builder.RegisterService(server->audit_service_.get());
-  op_builder.SetMaxReceiveMessageSize(limit);
+  BoundMemory(op_builder, "comity operator listener", limit);
   op_builder.SetMaxSendMessageSize(limit * kHardCapFactor);
   COMITY_ASSIGN_OR_RETURN(server->operator_server_,
                           Listen(op_builder, "operator_listen_address",
