@@ -52,6 +52,7 @@ class ExportReactor final : public grpc::ServerWriteReactor<v1::AuditBundle> {
 grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(
     grpc::CallbackServerContext* ctx, const v1::GetAuditEntriesRequest* r,
     v1::GetAuditEntriesResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   AuditFilter f;
   f.from_index = r->from_index();
   f.limit = r->limit();
@@ -72,6 +73,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(
 grpc::ServerUnaryReactor* AuditServiceImpl::GetTreeHeads(
     grpc::CallbackServerContext* ctx, const v1::GetTreeHeadsRequest* r,
     v1::GetTreeHeadsResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   std::vector<v1::PublicKey> keys;
   auto heads = node_->operator_api().AuditTreeHeads(CallOf(ctx, *r), &keys);
   if (heads.ok()) {
@@ -84,6 +86,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetTreeHeads(
 grpc::ServerUnaryReactor* AuditServiceImpl::SignTreeHead(
     grpc::CallbackServerContext* ctx, const v1::SignTreeHeadRequest* r,
     v1::SignTreeHeadResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   auto head = node_->operator_api().AuditSignHead(CallOf(ctx, *r));
   if (head.ok()) *response->mutable_head() = *std::move(head);
   return Done(ctx, head.status());
@@ -92,6 +95,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::SignTreeHead(
 grpc::ServerUnaryReactor* AuditServiceImpl::GetProof(
     grpc::CallbackServerContext* ctx, const v1::GetAuditProofRequest* r,
     v1::GetAuditProofResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   auto proof = node_->operator_api().AuditGetProof(
       CallOf(ctx, *r), r->index(), r->tree_size(), r->consistency(), r->old_size());
   if (proof.ok()) {
@@ -107,6 +111,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetProof(
 grpc::ServerUnaryReactor* AuditServiceImpl::Verify(grpc::CallbackServerContext* ctx,
                                                    const v1::VerifyAuditLogRequest* r,
                                                    v1::VerifyAuditLogResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   auto report = node_->operator_api().AuditVerify(CallOf(ctx, *r));
   if (report.ok()) {
     response->set_ok(report->ok);
@@ -122,6 +127,9 @@ grpc::ServerUnaryReactor* AuditServiceImpl::Verify(grpc::CallbackServerContext* 
 
 grpc::ServerWriteReactor<v1::AuditBundle>* AuditServiceImpl::Export(
     grpc::CallbackServerContext* ctx, const v1::ExportAuditLogRequest* r) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) {
+    return new ErrorWriter<v1::AuditBundle>(closed);
+  }
   auto stream = node_->operator_api().AuditExport(CallOf(ctx, *r));
   if (!stream.ok()) return new ErrorWriter<v1::AuditBundle>(stream.status());
   return new ExportReactor(*std::move(stream));

@@ -6,8 +6,10 @@
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -18,6 +20,7 @@
 #include "server/grpc/services.h"
 #include "server/store/open_store.h"
 #include "server/util/files.h"
+#include "server/util/listen_check.h"
 #include "server/util/log.h"
 #include "server/util/status_macros.h"
 
@@ -28,6 +31,39 @@ namespace {
 // that oversized messages are normally refused by our code with an
 // explanation; anything beyond this is cut off by gRPC itself.
 constexpr int kHardCapFactor = 4;
+
+// What one listener's connections may hold in memory at once, as gRPC
+// accounts it (read and TLS buffers, messages being received): at least
+// kMinQuotaBytes, and room for two messages of the receive limit. gRPC 1.51
+// lets a message in as fast as the sender writes and checks it against the
+// receive limit only once the whole message is in, so without a quota a
+// 1 GB message is held whole before it is refused. Over the quota, gRPC
+// cancels streams of the listener (RESOURCE_EXHAUSTED, HTTP/2
+// ENHANCE_YOUR_CALM) and closes its idle connections until it is under
+// again. docs/envelope.md, "Memory bound", has the measurements behind the
+// numbers.
+constexpr size_t kMinQuotaBytes = size_t{32} << 20;
+// Streams a client may have open on one connection: a partner's default
+// delivery.max_in_flight. A gRPC client queues the streams beyond it (under
+// their deadlines), so with default limits one connection's largest
+// legitimate messages (16 x 1 MiB) stay well under the quota. With 256,
+// 500 messages of 1 MiB on one connection took 158-237 MB; with 16, 36-52.
+constexpr int kMaxConcurrentStreams = 16;
+
+// Bounds what `builder`'s listener holds while it receives: messages of at
+// most `receive_limit` bytes, a resource quota of its own named `name` (so
+// that calls to one listener cannot crowd out the other's),
+// kMaxConcurrentStreams, and no BDP probing (a connection's window does not
+// grow with the bandwidth; 10-30 % less at the peak of many messages at
+// once).
+void BoundMemory(grpc::ServerBuilder& builder, const std::string& name,
+                 int receive_limit) {
+  builder.SetMaxReceiveMessageSize(receive_limit);
+  builder.SetResourceQuota(grpc::ResourceQuota(name).Resize(
+      std::max(kMinQuotaBytes, 2 * static_cast<size_t>(receive_limit))));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+}
 
 // Mutual TLS whose certificate, key and client CAs are re-read from
 // their files every tls.reload_interval_seconds: a certificate replaced on
@@ -73,6 +109,42 @@ constexpr const char* kPeerServices[] = {"comity.v1.PeerService"};
 constexpr const char* kOperatorServices[] = {"comity.v1.OperatorService",
                                              "comity.v1.AuditService"};
 
+// Why the listener of `field` could not bind `address`, for the operator:
+// the address, the cause, and for a port in use the command that shows who
+// holds it.
+absl::Status ListenError(absl::string_view field, const std::string& address) {
+  absl::Status why = CheckCanListen(address);
+  if (why.ok()) {  // gRPC failed for another reason, logged just before.
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", field, " ", address, " (gRPC's log above says why)"));
+  }
+  if (absl::IsUnavailable(why)) {
+    return absl::UnavailableError(absl::StrCat(field, " ", why.message(),
+                                               " (is another comityd running? `ss -ltnp 'sport = :",
+                                               PortOf(address), "'`)"));
+  }
+  return absl::Status(why.code(), absl::StrCat(field, " ", why.message()));
+}
+
+// Builds and starts the listener of `field`. gRPC on Linux sets SO_REUSEPORT
+// by default, and two processes with it share a port, each taking some of
+// the connections: off, so that a port in use is an error. The address is
+// also checked first, since gRPC succeeds if it binds any one of the
+// addresses a host name resolves to.
+absl::StatusOr<std::unique_ptr<grpc::Server>> Listen(grpc::ServerBuilder& builder,
+                                                     absl::string_view field,
+                                                     const std::string& address,
+                                                     const int* port) {
+  if (!CheckCanListen(address).ok()) return ListenError(field, address);
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || *port == 0) {
+    if (server != nullptr) server->Shutdown(std::chrono::system_clock::now());
+    return ListenError(field, address);
+  }
+  return server;
+}
+
 }  // namespace
 
 NodeServer::NodeServer() = default;
@@ -91,15 +163,16 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const NodeSetup* s
   COMITY_ASSIGN_OR_RETURN(server->node_, Node::Create(setup, std::move(store),
                                                       server->transport_.get(), clock));
   const int limit = static_cast<int>(c.limits().max_message_bytes());
-  server->peer_service_ = std::make_unique<PeerServiceImpl>(server->node_.get());
-  server->operator_service_ = std::make_unique<OperatorServiceImpl>(server->node_.get());
-  server->audit_service_ = std::make_unique<AuditServiceImpl>(server->node_.get());
+  server->gate_ = std::make_unique<StartGate>();
+  Node* node = server->node_.get();
+  const StartGate* gate = server->gate_.get();
+  server->peer_service_ = std::make_unique<PeerServiceImpl>(node, gate);
+  server->operator_service_ = std::make_unique<OperatorServiceImpl>(node, gate);
+  server->audit_service_ = std::make_unique<AuditServiceImpl>(node, gate);
 
   // A database restored from a backup is checked against the peers before
   // the node signs anything (docs/backup.md).
   COMITY_RETURN_IF_ERROR(server->node_->backup().CheckRestoredLog());
-  // The node logs its start before any caller can reach it.
-  server->node_->Start();
   EnableHealthAndReflection();
 
   // The peer listener accepts a certificate from any peer's CA (which
@@ -110,20 +183,23 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const NodeSetup* s
   const std::string peer_cas_file = c.data_dir() + "/peer-cas.pem";
   COMITY_RETURN_IF_ERROR(WriteFileAtomically(peer_cas_file, peer_cas, 0644));
 
+  // Every port is bound before the node starts: one that another process
+  // holds stops the start here, before the node records a start in its
+  // audit log or contacts a peer. Calls that reach a listener before the
+  // node has started are refused by the gate (UNAVAILABLE), so the node
+  // still logs its start before it serves anyone. On an error below, the
+  // destructor closes what was bound.
   grpc::ServerBuilder peer_builder;
   peer_builder.AddListeningPort(c.peer_listen_address(), MutualTls(*setup, peer_cas_file),
                                 &server->peer_port_);
   peer_builder.RegisterService(server->peer_service_.get());
-  peer_builder.SetMaxReceiveMessageSize(limit * kHardCapFactor);
+  BoundMemory(peer_builder, "comity peer listener", limit * kHardCapFactor);
   peer_builder.SetMaxSendMessageSize(limit);
-  server->peer_server_ = peer_builder.BuildAndStart();
-  if (server->peer_server_ == nullptr || server->peer_port_ == 0) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on peer_listen_address ", c.peer_listen_address(),
-        " (in use, or not a local address?)"));
-  }
-  // gRPC's default health service starts out SERVING; not until both
-  // listeners are up.
+  COMITY_ASSIGN_OR_RETURN(server->peer_server_,
+                          Listen(peer_builder, "peer_listen_address", c.peer_listen_address(),
+                                 &server->peer_port_));
+  // gRPC's default health service starts out SERVING; not until the node
+  // has started.
   SetServing(server->peer_server_.get(), kPeerServices, false);
 
   grpc::ServerBuilder op_builder;
@@ -132,19 +208,25 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const NodeSetup* s
                               &server->operator_port_);
   op_builder.RegisterService(server->operator_service_.get());
   op_builder.RegisterService(server->audit_service_.get());
-  op_builder.SetMaxReceiveMessageSize(limit);
+  BoundMemory(op_builder, "comity operator listener", limit);
   op_builder.SetMaxSendMessageSize(limit * kHardCapFactor);
-  server->operator_server_ = op_builder.BuildAndStart();
-  if (server->operator_server_ == nullptr || server->operator_port_ == 0) {
-    server->peer_server_->Shutdown();
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on operator_listen_address ", c.operator_listen_address(),
-        " (in use, or not a local address?)"));
-  }
+  COMITY_ASSIGN_OR_RETURN(server->operator_server_,
+                          Listen(op_builder, "operator_listen_address",
+                                 c.operator_listen_address(), &server->operator_port_));
+  SetServing(server->operator_server_.get(), kOperatorServices, false);
+
   if (!c.metrics_listen_address().empty()) {  // docs/metrics.md
+    if (absl::Status free = CheckCanListen(c.metrics_listen_address()); !free.ok()) {
+      return ListenError("metrics_listen_address", c.metrics_listen_address());
+    }
     COMITY_ASSIGN_OR_RETURN(server->metrics_port_,
                             server->node_->metrics().Serve(c.metrics_listen_address()));
   }
+
+  // The node logs its start before any call reaches it.
+  server->node_->Start();
+  server->gate_->Open();
+  server->started_ = true;
   SetServing(server->peer_server_.get(), kPeerServices, true);
   SetServing(server->operator_server_.get(), kOperatorServices, true);
   LogEvent(LogLevel::kInfo, "node_started",
@@ -163,7 +245,9 @@ void NodeServer::Shutdown(absl::Duration grace) {
     if (shut_down_) return;
     shut_down_ = true;
   }
-  const bool listening = operator_server_ != nullptr || peer_server_ != nullptr;
+  // A start that failed half way (a port in use) closes what it bound
+  // without the shutdown events: nothing had started.
+  const bool listening = started_;
   const absl::Time start = absl::Now();
   if (listening) {
     LogEvent(LogLevel::kInfo, "shutdown_started",

@@ -30,11 +30,20 @@ class GrpcPeerTransport;
 class PeerServiceImpl;
 class OperatorServiceImpl;
 class AuditServiceImpl;
+class StartGate;
 
 class NodeServer {
  public:
-  // Opens the store in setup->config.data_dir(), binds both listeners and
-  // starts the node. `setup` and `clock` must outlive the server.
+  // Opens the store in setup->config.data_dir(), binds both listeners (and
+  // the metrics endpoint if configured), then starts the node. A listen
+  // address that another process holds (a second comityd on the same port,
+  // whatever the socket options of the first) is an error naming the field,
+  // the address and the command that shows who holds it: kUnavailable
+  // "peer_listen_address 127.0.0.1:7443 is in use by another process (is
+  // another comityd running? `ss -ltnp 'sport = :7443'`)"; an address not of
+  // this machine, or a privileged port, kFailedPrecondition. On any error
+  // nothing has started: the node recorded no start and contacted no peer.
+  // `setup` and `clock` must outlive the server.
   static absl::StatusOr<std::unique_ptr<NodeServer>> Start(const NodeSetup* setup,
                                                           const Clock* clock);
   ~NodeServer();
@@ -61,11 +70,13 @@ class NodeServer {
   std::unique_ptr<PeerServiceImpl> peer_service_;
   std::unique_ptr<OperatorServiceImpl> operator_service_;
   std::unique_ptr<AuditServiceImpl> audit_service_;
+  std::unique_ptr<StartGate> gate_;  // Opened once node_ has started.
   std::unique_ptr<grpc::Server> peer_server_;
   std::unique_ptr<grpc::Server> operator_server_;
   int peer_port_ = 0;
   int operator_port_ = 0;
   int metrics_port_ = 0;
+  bool started_ = false;  // Set by Start before it returns the server.
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
 };

@@ -149,6 +149,7 @@ class BackupReactor final : public grpc::ServerWriteReactor<v1::BackupChunk> {
 grpc::ServerUnaryReactor* OperatorServiceImpl::SubmitRequest(
     grpc::CallbackServerContext* ctx, const v1::SubmitRequestRequest* request,
     v1::SubmitRequestResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   node_->operator_api().Submit(CallOf(ctx, *request), request->draft(),
                                Reply(reactor, response));
@@ -158,6 +159,7 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::SubmitRequest(
 grpc::ServerUnaryReactor* OperatorServiceImpl::ApproveRequest(
     grpc::CallbackServerContext* ctx, const v1::ApproveRequestRequest* request,
     v1::ApproveRequestResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   node_->operator_api().Approve(CallOf(ctx, *request), request->id(),
                                 Reply(reactor, response));
@@ -167,6 +169,7 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::ApproveRequest(
 grpc::ServerUnaryReactor* OperatorServiceImpl::DecideRequest(
     grpc::CallbackServerContext* ctx, const v1::DecideRequestRequest* request,
     v1::DecideRequestResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   CaseBook::Decision d;
   d.action = request->action();
   for (int g : request->refusal_grounds()) {
@@ -224,6 +227,7 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::RetryEvidence(
 grpc::ServerUnaryReactor* OperatorServiceImpl::ListPeers(
     grpc::CallbackServerContext* ctx, const v1::ListPeersRequest* request,
     v1::ListPeersResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   auto peers = node_->operator_api().ListPeers(CallOf(ctx, *request));
   if (peers.ok()) {
     for (auto& p : *peers) *response->add_peers() = std::move(p);
@@ -234,6 +238,7 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::ListPeers(
 grpc::ServerUnaryReactor* OperatorServiceImpl::ListKeys(
     grpc::CallbackServerContext* ctx, const v1::ListKeysRequest* request,
     v1::ListKeysResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   auto keys = node_->operator_api().ListKeys(CallOf(ctx, *request));
   if (keys.ok()) {
     for (auto& k : *keys) *response->add_keys() = std::move(k);
@@ -244,6 +249,7 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::ListKeys(
 grpc::ServerUnaryReactor* OperatorServiceImpl::ListOverdue(
     grpc::CallbackServerContext* ctx, const v1::ListOverdueRequest* request,
     v1::ListOverdueResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   auto deadlines = node_->operator_api().ListOverdue(CallOf(ctx, *request));
   if (deadlines.ok()) {
     for (auto& d : *deadlines) *response->add_deadlines() = std::move(d);
@@ -253,6 +259,9 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::ListOverdue(
 
 grpc::ServerWriteReactor<v1::EvidenceChunk>* OperatorServiceImpl::ExportEvidence(
     grpc::CallbackServerContext* ctx, const v1::ExportEvidenceRequest* request) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) {
+    return new ErrorWriter<v1::EvidenceChunk>(closed);
+  }
   return new EvidenceWriter(node_->operator_api().ExportEvidence(
       CallOf(ctx, *request), request->id(), request->sha256(), request->offset(),
       request->allow_tlp_red()));
@@ -261,6 +270,7 @@ grpc::ServerWriteReactor<v1::EvidenceChunk>* OperatorServiceImpl::ExportEvidence
 grpc::ServerUnaryReactor* OperatorServiceImpl::ListRequests(
     grpc::CallbackServerContext* ctx, const v1::ListRequestsRequest* request,
     v1::ListRequestsResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   auto records = node_->operator_api().ListRequests(
       CallOf(ctx, *request), request->direction(), static_cast<int>(request->limit()));
   if (records.ok()) {
@@ -272,6 +282,7 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::ListRequests(
 grpc::ServerUnaryReactor* OperatorServiceImpl::GetRequest(
     grpc::CallbackServerContext* ctx, const v1::GetRequestRequest* request,
     v1::GetRequestResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   auto view = node_->operator_api().GetRequest(CallOf(ctx, *request), request->id(),
                                                request->chain());
   if (view.ok()) {
@@ -285,6 +296,9 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::GetRequest(
 
 grpc::ServerWriteReactor<v1::BackupChunk>* OperatorServiceImpl::Backup(
     grpc::CallbackServerContext* ctx, const v1::BackupRequest* request) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) {
+    return new ErrorWriter<v1::BackupChunk>(closed);
+  }
   absl::StatusOr<Backup::Copy> copy =
       node_->operator_api().TakeBackup(CallOf(ctx, *request));
   if (!copy.ok()) return new ErrorWriter<v1::BackupChunk>(copy.status());

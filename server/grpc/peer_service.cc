@@ -7,6 +7,7 @@ namespace comity {
 grpc::ServerUnaryReactor* PeerServiceImpl::DeliverRequest(
     grpc::CallbackServerContext* ctx, const v1::DeliverRequestRequest* request,
     v1::DeliverRequestResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   auto receipt =
       node_->peer_api().DeliverRequest(CallOf(ctx, *request), request->request());
   if (receipt.ok()) *response->mutable_receipt() = *std::move(receipt);
@@ -16,6 +17,7 @@ grpc::ServerUnaryReactor* PeerServiceImpl::DeliverRequest(
 grpc::ServerUnaryReactor* PeerServiceImpl::DeliverTransition(
     grpc::CallbackServerContext* ctx, const v1::DeliverTransitionRequest* request,
     v1::DeliverTransitionResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   auto ack =
       node_->peer_api().DeliverTransition(CallOf(ctx, *request), request->transition());
   if (ack.ok()) *response->mutable_ack() = *std::move(ack);
@@ -25,6 +27,7 @@ grpc::ServerUnaryReactor* PeerServiceImpl::DeliverTransition(
 grpc::ServerUnaryReactor* PeerServiceImpl::ProposeTransition(
     grpc::CallbackServerContext* ctx, const v1::ProposeTransitionRequest* request,
     v1::ProposeTransitionResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   auto transition =
       node_->peer_api().ProposeTransition(CallOf(ctx, *request), request->proposal());
   if (transition.ok()) *response->mutable_transition() = *std::move(transition);
@@ -33,6 +36,9 @@ grpc::ServerUnaryReactor* PeerServiceImpl::ProposeTransition(
 
 grpc::ServerWriteReactor<v1::EvidenceChunk>* PeerServiceImpl::FetchEvidence(
     grpc::CallbackServerContext* ctx, const v1::FetchEvidenceRequest* request) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) {
+    return new ErrorWriter<v1::EvidenceChunk>(closed);
+  }
   return new EvidenceWriter(
       node_->peer_api().FetchEvidence(CallOf(ctx, *request), request->request_id(),
                                       request->sha256(), request->offset()));
@@ -41,6 +47,7 @@ grpc::ServerWriteReactor<v1::EvidenceChunk>* PeerServiceImpl::FetchEvidence(
 grpc::ServerUnaryReactor* PeerServiceImpl::ExchangeTreeHeads(
     grpc::CallbackServerContext* ctx, const v1::ExchangeTreeHeadsRequest* request,
     v1::ExchangeTreeHeadsResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   auto ours = node_->peer_api().ExchangeTreeHeads(CallOf(ctx, *request), request->head());
   if (ours.ok()) *response->mutable_head() = *std::move(ours);
   return Done(ctx, ours.status());
@@ -49,6 +56,7 @@ grpc::ServerUnaryReactor* PeerServiceImpl::ExchangeTreeHeads(
 grpc::ServerUnaryReactor* PeerServiceImpl::GetConsistencyProof(
     grpc::CallbackServerContext* ctx, const v1::GetConsistencyProofRequest* request,
     v1::GetConsistencyProofResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   auto proof = node_->peer_api().GetConsistencyProof(
       CallOf(ctx, *request), request->old_size(), request->new_size());
   if (proof.ok()) {
@@ -60,6 +68,7 @@ grpc::ServerUnaryReactor* PeerServiceImpl::GetConsistencyProof(
 grpc::ServerUnaryReactor* PeerServiceImpl::ReportSplitView(
     grpc::CallbackServerContext* ctx, const v1::ReportSplitViewRequest* request,
     v1::ReportSplitViewResponse*) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   return Done(ctx, node_->peer_api().ReportSplitView(
                        CallOf(ctx, *request), request->first(), request->second()));
 }
@@ -67,6 +76,7 @@ grpc::ServerUnaryReactor* PeerServiceImpl::ReportSplitView(
 grpc::ServerUnaryReactor* PeerServiceImpl::AnnounceKey(
     grpc::CallbackServerContext* ctx, const v1::AnnounceKeyRequest* request,
     v1::AnnounceKeyResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   auto changed = node_->peer_api().AnnounceKey(CallOf(ctx, *request), *request);
   if (changed.ok()) response->set_changed(*changed);
   return Done(ctx, changed.status());
@@ -75,6 +85,7 @@ grpc::ServerUnaryReactor* PeerServiceImpl::AnnounceKey(
 grpc::ServerUnaryReactor* PeerServiceImpl::GetHeldHead(
     grpc::CallbackServerContext* ctx, const v1::GetHeldHeadRequest* request,
     v1::GetHeldHeadResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   auto held = node_->peer_api().GetHeldHead(CallOf(ctx, *request));
   if (held.ok() && held->has_value()) *response->mutable_head() = **held;
   return Done(ctx, held.status());

@@ -6,7 +6,10 @@
 #ifndef COMITY_SERVER_GRPC_SERVICES_H_
 #define COMITY_SERVER_GRPC_SERVICES_H_
 
+#include <atomic>
 #include <cstddef>
+
+#include "absl/status/status.h"
 
 #include "comity/v1/operator.grpc.pb.h"
 #include "comity/v1/peer.grpc.pb.h"
@@ -14,10 +17,28 @@
 
 namespace comity {
 
-// Thread-safe. `node` must outlive the service.
+// Whether calls reach the node yet. NodeServer binds its listeners before it
+// starts the node, so that a port held by another process stops the start
+// before the node records it (docs/configuration.md), and opens the gate
+// once the node has started: a call that arrives in between, through a
+// closed gate, gets UNAVAILABLE and is not seen by the node. Thread-safe.
+class StartGate {
+ public:
+  void Open() { open_.store(true, std::memory_order_release); }
+  absl::Status Check() const {
+    return open_.load(std::memory_order_acquire)
+               ? absl::OkStatus()
+               : absl::UnavailableError("the node is starting; try again");
+  }
+
+ private:
+  std::atomic<bool> open_{false};
+};
+
+// Thread-safe. `node` and `gate` must outlive the service.
 class PeerServiceImpl final : public v1::PeerService::CallbackService {
  public:
-  explicit PeerServiceImpl(Node* node) : node_(node) {}
+  PeerServiceImpl(Node* node, const StartGate* gate) : node_(node), gate_(gate) {}
   grpc::ServerUnaryReactor* DeliverRequest(grpc::CallbackServerContext* ctx,
                                            const v1::DeliverRequestRequest* request,
                                            v1::DeliverRequestResponse* response) override;
@@ -47,12 +68,13 @@ class PeerServiceImpl final : public v1::PeerService::CallbackService {
 
  private:
   Node* node_;
+  const StartGate* gate_;
 };
 
-// Thread-safe. `node` must outlive the service.
+// Thread-safe. `node` and `gate` must outlive the service.
 class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
  public:
-  explicit OperatorServiceImpl(Node* node) : node_(node) {}
+  OperatorServiceImpl(Node* node, const StartGate* gate) : node_(node), gate_(gate) {}
   grpc::ServerUnaryReactor* SubmitRequest(grpc::CallbackServerContext* ctx,
                                           const v1::SubmitRequestRequest* request,
                                           v1::SubmitRequestResponse* response) override;
@@ -96,12 +118,14 @@ class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
 
  private:
   Node* node_;
+  const StartGate* gate_;
 };
 
-// The audit log, for operators with the auditor role. Thread-safe.
+// The audit log, for operators with the auditor role. Thread-safe. `node`
+// and `gate` must outlive the service.
 class AuditServiceImpl final : public v1::AuditService::CallbackService {
  public:
-  explicit AuditServiceImpl(Node* node) : node_(node) {}
+  AuditServiceImpl(Node* node, const StartGate* gate) : node_(node), gate_(gate) {}
   grpc::ServerUnaryReactor* GetEntries(grpc::CallbackServerContext* ctx,
                                        const v1::GetAuditEntriesRequest* request,
                                        v1::GetAuditEntriesResponse* response) override;
@@ -122,6 +146,7 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
 
  private:
   Node* node_;
+  const StartGate* gate_;
 };
 
 }  // namespace comity

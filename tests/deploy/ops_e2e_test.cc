@@ -2,20 +2,13 @@
 // reflection on both mutual-TLS listeners (in-process nodes, credentials
 // from certs/make-network.sh), `comity health`, and a real comityd (child
 // process) that drains a call in flight on SIGTERM and exits 0.
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <fstream>
 #include <future>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,11 +23,10 @@
 #include "gtest/gtest.h"
 #include "server/util/files.h"
 #include "src/proto/grpc/reflection/v1alpha/reflection.grpc.pb.h"
+#include "tests/testing/comityd_process.h"
 #include "tests/testing/e2e_helpers.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_network.h"
-
-extern char** environ;
 
 namespace comity {
 namespace {
@@ -43,6 +35,7 @@ using ::comity::testing::Cli;
 using ::comity::testing::CliResult;
 using ::comity::testing::IsOk;
 using ::comity::testing::IsOkAndHolds;
+using ::comity::testing::MtlsChannel;
 using ::comity::testing::StatusIs;
 using ::grpc::reflection::v1alpha::ServerReflection;
 using ::grpc::reflection::v1alpha::ServerReflectionRequest;
@@ -50,20 +43,6 @@ using ::grpc::reflection::v1alpha::ServerReflectionResponse;
 using ::testing::Contains;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-// A channel to 127.0.0.1:port that trusts `ca_file` and, unless `cert_file`
-// is empty, presents that certificate.
-std::shared_ptr<grpc::Channel> MtlsChannel(int port, const std::string& ca_file,
-                                           const std::string& cert_file = "",
-                                           const std::string& key_file = "") {
-  grpc::SslCredentialsOptions opts;
-  opts.pem_root_certs = ReadFile(ca_file).value_or("");
-  if (!cert_file.empty()) {
-    opts.pem_cert_chain = ReadFile(cert_file).value_or("");
-    opts.pem_private_key = ReadFile(key_file).value_or("");
-  }
-  return grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::SslCredentials(opts));
-}
 
 // One ServerReflectionInfo exchange: sends `request`, returns the answer.
 absl::StatusOr<ServerReflectionResponse> Reflect(const std::shared_ptr<grpc::Channel>& channel,
@@ -213,36 +192,12 @@ TEST_F(OpsE2eTest, CliHealthExitsZeroOnlyWhileTheNodeServes) {
   EXPECT_THAT(down.err, HasSubstr("cannot reach the node"));
 }
 
-// A TCP port that accepts connections (the kernel's backlog) but never
-// answers: a TLS handshake to it hangs until the caller's deadline.
-class BlackHole {
- public:
-  BlackHole() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    socklen_t len = sizeof(addr);
-    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    EXPECT_EQ(::listen(fd_, 16), 0);
-    EXPECT_EQ(::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-    port_ = ntohs(addr.sin_port);
-  }
-  ~BlackHole() { ::close(fd_); }
-  int port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
-
 TEST_F(OpsE2eTest, SigtermDrainsACallInFlightAndExitsZero) {
   net_->Stop("FR");
   // FR's only peer is a black hole, so the first delivery attempt of a
   // submission, and with it the operator's SubmitRequest call, lasts the
   // whole attempt timeout (2 s in the test network's configuration).
-  BlackHole hole;
+  testing::ListeningSocket hole;
   std::string config = net_->ConfigText("FR");
   config = absl::StrReplaceAll(
       config, {{absl::StrCat("127.0.0.1:", net_->peer_port("JP")),
@@ -252,37 +207,10 @@ TEST_F(OpsE2eTest, SigtermDrainsACallInFlightAndExitsZero) {
   const std::string log_path = net_->PartyDir("FR") + "/comityd.log";
   ASSERT_THAT(WriteFileAtomically(conf_path, config, 0644), IsOk());
 
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 2, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0600);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  std::string bin = COMITYD_PATH;
-  std::string flag = "--config";
-  std::string conf_arg = conf_path;
-  std::vector<char*> argv = {bin.data(), flag.data(), conf_arg.data(), nullptr};
-  pid_t pid = 0;
-  ASSERT_EQ(posix_spawn(&pid, bin.c_str(), &actions, nullptr, argv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&actions);
-  // Whatever happens below, the child does not outlive the test.
-  struct Reaper {
-    pid_t pid;
-    bool reaped = false;
-    ~Reaper() {
-      if (!reaped) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, nullptr, 0);
-      }
-    }
-  } reaper{pid};
-
+  COMITY_ASSERT_OK_AND_ASSIGN(std::unique_ptr<testing::ComitydProcess> child,
+                              testing::ComitydProcess::Spawn(COMITYD_PATH, conf_path, log_path));
   const std::string alice = net_->ClientConfigPath("FR", "alice");
-  bool serving = false;
-  for (int i = 0; i < 100 && !serving; ++i) {
-    serving = Cli({"--connect", alice, "health", "--timeout-ms", "500"}).code == 0;
-    if (!serving) absl::SleepFor(absl::Milliseconds(100));
-  }
-  ASSERT_TRUE(serving) << ReadFile(log_path).value_or("");
+  ASSERT_TRUE(child->WaitServing(alice, absl::Seconds(30))) << child->Log();
 
   std::future<CliResult> submit = std::async(std::launch::async, [&alice] {
     return Cli({"--connect", alice, "submit", "--to", "JP", "--type", "PRESERVATION",
@@ -306,19 +234,12 @@ TEST_F(OpsE2eTest, SigtermDrainsACallInFlightAndExitsZero) {
       << "the submission finished before SIGTERM; nothing was in flight";
 
   const absl::Time sent = absl::Now();
-  ASSERT_EQ(::kill(pid, SIGTERM), 0);
-  int wstatus = 0;
-  pid_t done = 0;
-  while ((done = ::waitpid(pid, &wstatus, WNOHANG)) == 0 &&
-         absl::Now() - sent < absl::Seconds(20)) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+  child->Signal(SIGTERM);
+  std::optional<int> code = child->WaitExit(absl::Seconds(20));
   const absl::Duration took = absl::Now() - sent;
-  ASSERT_EQ(done, pid) << "comityd still running " << took << " after SIGTERM";
-  reaper.reaped = true;
-  const std::string log = ReadFile(log_path).value_or("");
-  ASSERT_TRUE(WIFEXITED(wstatus)) << log;
-  EXPECT_EQ(WEXITSTATUS(wstatus), 0) << log;
+  const std::string log = child->Log();
+  ASSERT_TRUE(code.has_value()) << "comityd still running " << took << " after SIGTERM";
+  EXPECT_EQ(*code, 0) << log;
   // Within the 10 s drain deadline, with room for a slow machine.
   EXPECT_LT(took, absl::Seconds(12)) << log;
 

@@ -64,6 +64,39 @@ int PickUnusedPort() {
   return port;
 }
 
+ListeningSocket::ListeningSocket(bool reuse_port) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int one = 1;
+  if (reuse_port) {
+    EXPECT_EQ(::setsockopt(fd_, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)), 0);
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  EXPECT_EQ(::listen(fd_, 16), 0);
+  EXPECT_EQ(::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  port_ = ntohs(addr.sin_port);
+}
+
+ListeningSocket::~ListeningSocket() { ::close(fd_); }
+
+std::shared_ptr<grpc::Channel> MtlsChannel(int port, const std::string& ca_file,
+                                           const std::string& cert_file,
+                                           const std::string& key_file,
+                                           const grpc::ChannelArguments& args) {
+  grpc::SslCredentialsOptions opts;
+  opts.pem_root_certs = ReadFile(ca_file).value_or("");
+  if (!cert_file.empty()) {
+    opts.pem_cert_chain = ReadFile(cert_file).value_or("");
+    opts.pem_private_key = ReadFile(key_file).value_or("");
+  }
+  return grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port), grpc::SslCredentials(opts),
+                                   args);
+}
+
 int RunShell(const std::string& command) {
   int rc = std::system(command.c_str());
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;

@@ -5,6 +5,8 @@
 #ifndef COMITY_TESTS_TESTING_TEST_NETWORK_H_
 #define COMITY_TESTS_TESTING_TEST_NETWORK_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <map>
 #include <memory>
 #include <string>
@@ -39,6 +41,31 @@ std::vector<std::string> ListDir(const std::string& dir);
 
 // A free TCP port on 127.0.0.1 (bound to port 0, read back, released).
 int PickUnusedPort();
+
+// A TCP socket listening on 127.0.0.1 at a free port, as another program's
+// would: it accepts connections into the kernel's backlog but never
+// answers, so a TLS handshake to it hangs until the caller's deadline.
+// `reuse_port`: with SO_REUSEPORT set, as a gRPC server's or nginx's
+// `reuseport` listener has it.
+class ListeningSocket {
+ public:
+  explicit ListeningSocket(bool reuse_port = false);
+  ~ListeningSocket();
+  ListeningSocket(const ListeningSocket&) = delete;
+  ListeningSocket& operator=(const ListeningSocket&) = delete;
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+// A channel to 127.0.0.1:`port` that trusts `ca_file` and, unless
+// `cert_file` is empty, presents that certificate and key (files).
+std::shared_ptr<grpc::Channel> MtlsChannel(int port, const std::string& ca_file,
+                                           const std::string& cert_file = "",
+                                           const std::string& key_file = "",
+                                           const grpc::ChannelArguments& args = {});
 
 // Runs a shell command; returns its exit status.
 int RunShell(const std::string& command);
