@@ -88,6 +88,7 @@ absl::StatusOr<std::unique_ptr<VerifiedFileWriter>> VerifiedFileWriter::Create(
 absl::StatusOr<std::unique_ptr<VerifiedFileWriter>> VerifiedFileWriter::Resume(
     const std::string& final_path, const std::string& temp_path, uint64_t offset,
     const Options& options) {
+  COMITY_RETURN_IF_ERROR(MakeDirs(DirName(final_path)));
   COMITY_RETURN_IF_ERROR(RefuseExisting(final_path, options));
   const int fd = ::open(temp_path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return OpenError(errno, temp_path);
@@ -135,14 +136,23 @@ absl::Status VerifiedFileWriter::Append(absl::string_view data) {
     return absl::FailedPreconditionError(
         absl::StrCat(final_path_, ": already committed or suspended"));
   }
-  return WriteAll(fd_, data, temp_path_, [this](absl::string_view written) {
-    hash_.Update(written);
-    size_ += written.size();
+  const uint64_t from = size_;
+  absl::Status written = WriteAll(fd_, data, temp_path_, [this](absl::string_view piece) {
+    hash_.Update(piece);
+    size_ += piece.size();
   });
+  if (size_ / kWritebackBytes != from / kWritebackBytes) {
+    const uint64_t window = (from / kWritebackBytes) * kWritebackBytes;
+    // Advice only: an error here shows again, and is returned, at fsync.
+    (void)::sync_file_range(fd_, static_cast<off_t>(window),
+                            static_cast<off_t>(size_ - window), SYNC_FILE_RANGE_WRITE);
+  }
+  return written;
 }
 
 absl::StatusOr<std::string> VerifiedFileWriter::Commit(
-    std::optional<uint64_t> expected_size, absl::string_view expected_sha256) {
+    std::optional<uint64_t> expected_size, absl::string_view expected_sha256,
+    const Vet& vet) {
   if (fd_ < 0) {
     return absl::FailedPreconditionError(
         absl::StrCat(final_path_, ": already committed or suspended"));
@@ -162,6 +172,10 @@ absl::StatusOr<std::string> VerifiedFileWriter::Commit(
     return Discard(absl::DataLossError(absl::StrCat(
         final_path_, ": the ", size_, " bytes received have SHA-256 ", HexEncode(actual),
         ", expected ", HexEncode(expected_sha256), "; nothing was saved")));
+  }
+  if (vet) {
+    absl::Status vetted = vet(temp_path_);
+    if (!vetted.ok()) return Discard(std::move(vetted));
   }
   if ((options_.mode & 07777) != 0600 && ::fchmod(fd_, options_.mode & 07777) != 0) {
     return Discard(IoError(errno, absl::StrCat("cannot set the mode of ", temp_path_)));
