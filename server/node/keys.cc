@@ -307,63 +307,67 @@ absl::StatusOr<bool> Keys::ReceiveAnnouncement(const std::string& peer_party,
 }
 
 void Keys::AnnounceRound() {
-  if (own_announcements_.empty()) return;
-  const absl::Time now = ctx_->Now();
-  std::vector<std::pair<std::string, size_t>> due;
+  std::vector<std::string> peers;
   {
     absl::MutexLock lock(&mu_);
-    for (const auto& [peer, state] : announcing_) {
-      if (state.next < own_announcements_.size() && now >= state.retry_at) {
-        due.emplace_back(peer, state.next);
-      }
+    for (const auto& [peer, unused] : announcing_) peers.push_back(peer);
+  }
+  for (const std::string& peer : peers) AnnounceTo(peer);
+}
+
+void Keys::AnnounceTo(const std::string& peer) {
+  if (own_announcements_.empty()) return;
+  size_t next;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = announcing_.find(peer);
+    if (it == announcing_.end() || it->second.next >= own_announcements_.size() ||
+        ctx_->Now() < it->second.retry_at) {
+      return;
     }
+    next = it->second.next;
   }
   const absl::Duration timeout =
       absl::Milliseconds(ctx_->config().delivery().attempt_timeout_ms());
-  for (const auto& [peer_ref, first] : due) {
-    // Named copies: a lambda below cannot capture a structured binding.
-    const std::string peer = peer_ref;
-    size_t next = first;
-    // In order: a revocation is signed by the key the first one announces.
-    absl::Status failed;
-    for (; next < own_announcements_.size(); ++next) {
-      const v1::AnnounceKeyRequest& req = own_announcements_[next];
-      absl::StatusOr<bool> taught = ctx_->transport().AnnounceKey(peer, req, timeout);
-      if (!taught.ok()) {
-        failed = taught.status();
-        break;
-      }
-      if (!*taught) continue;
-      v1::KeyAnnouncement a;
-      if (!a.ParseFromString(req.announcement().payload())) continue;  // Ours: it parses.
-      absl::Status audited = ctx_->store().audit().Append([&](AuditWriter& w) {
-        v1::AuditEntry e = ctx_->Event(
-            a.key_id().empty() ? v1::KEY_REVOKED : v1::KEY_ANNOUNCED, "node", "", peer);
-        e.add_hashes(Sha256(req.announcement().payload()));
-        e.set_detail(a.key_id().empty()
-                         ? absl::StrCat("revocation of key ", a.revoke_key_id(),
-                                        " acknowledged by ", peer)
-                         : absl::StrCat("key ", a.key_id(), " acknowledged by ", peer));
-        return w.Append(&e).status();
-      });
-      if (!audited.ok()) {
-        LogEvent(LogLevel::kError, "audit_error", {{"error", audited.ToString()}});
-      }
+  // In order: a revocation is signed by the key the first one announces.
+  absl::Status failed;
+  for (; next < own_announcements_.size(); ++next) {
+    const v1::AnnounceKeyRequest& req = own_announcements_[next];
+    absl::StatusOr<bool> taught = ctx_->transport().AnnounceKey(peer, req, timeout);
+    if (!taught.ok()) {
+      failed = taught.status();
+      break;
     }
-    absl::MutexLock lock(&mu_);
-    Announcing& state = announcing_[peer];
-    state.next = next;
-    if (failed.ok()) {
-      state.failures = 0;
-      state.last_error.clear();
-      LogEvent(LogLevel::kInfo, "keys_announced", {{"peer", peer}});
-    } else {
-      ++state.failures;
-      state.retry_at = ctx_->Now() + ctx_->Backoff(state.failures);
-      state.last_error = failed.ToString();
-      LogEvent(LogLevel::kWarning, "key_announcement_failed",
-               {{"peer", peer}, {"error", state.last_error}});
+    if (!*taught) continue;
+    v1::KeyAnnouncement a;
+    if (!a.ParseFromString(req.announcement().payload())) continue;  // Ours: it parses.
+    absl::Status audited = ctx_->store().audit().Append([&](AuditWriter& w) {
+      v1::AuditEntry e = ctx_->Event(
+          a.key_id().empty() ? v1::KEY_REVOKED : v1::KEY_ANNOUNCED, "node", "", peer);
+      e.add_hashes(Sha256(req.announcement().payload()));
+      e.set_detail(a.key_id().empty()
+                       ? absl::StrCat("revocation of key ", a.revoke_key_id(),
+                                      " acknowledged by ", peer)
+                       : absl::StrCat("key ", a.key_id(), " acknowledged by ", peer));
+      return w.Append(&e).status();
+    });
+    if (!audited.ok()) {
+      LogEvent(LogLevel::kError, "audit_error", {{"error", audited.ToString()}});
     }
+  }
+  absl::MutexLock lock(&mu_);
+  Announcing& state = announcing_[peer];
+  state.next = next;
+  if (failed.ok()) {
+    state.failures = 0;
+    state.last_error.clear();
+    LogEvent(LogLevel::kInfo, "keys_announced", {{"peer", peer}});
+  } else {
+    ++state.failures;
+    state.retry_at = ctx_->Now() + ctx_->Backoff(state.failures);
+    state.last_error = failed.ToString();
+    LogEvent(LogLevel::kWarning, "key_announcement_failed",
+             {{"peer", peer}, {"error", state.last_error}});
   }
 }
 

@@ -4,7 +4,7 @@
 // the announcements its peers send, and lists every key it knows.
 //
 //   COMITY_ASSIGN_OR_RETURN(std::unique_ptr<Keys> keys, Keys::Create(&ctx));
-//   keys->AnnounceRound();  // Run by a worker; backs off per peer.
+//   keys->AnnounceTo("JP");  // Run by JP's worker; backs off per peer.
 #ifndef COMITY_SERVER_NODE_KEYS_H_
 #define COMITY_SERVER_NODE_KEYS_H_
 
@@ -36,8 +36,11 @@ class Keys {
   // documented on PeerService.AnnounceKey in proto/comity/v1/peer.proto.
   absl::StatusOr<bool> ReceiveAnnouncement(const std::string& peer_party,
                                            const v1::AnnounceKeyRequest& request);
-  // Sends this node's announcements to each peer that has not acknowledged
-  // them since the node started, with backoff per peer.
+  // Sends this node's announcements to `peer` unless it acknowledged them
+  // since the node started, with backoff after a failure. Each peer has its
+  // own worker, so that a silent peer delays no other's announcements.
+  void AnnounceTo(const std::string& peer);
+  // AnnounceTo every peer in turn (tests).
   void AnnounceRound();
   // Every key in the key ring with its window and state at the node's
   // clock, and for this node's own keys, which peers acknowledged them.

@@ -49,6 +49,8 @@ absl::Status LogWitness::RecordStart() {
 }
 
 absl::StatusOr<v1::SignedEnvelope> LogWitness::SignTreeHead() {
+  // One signer at a time: gossip workers asking together sign one head.
+  absl::MutexLock lock(&sign_mu_);
   COMITY_ASSIGN_OR_RETURN(std::optional<StoredTreeHead> latest,
                           ctx_->store().audit().LatestTreeHead());
   COMITY_ASSIGN_OR_RETURN(uint64_t size, ctx_->store().audit().Size());
@@ -62,22 +64,23 @@ absl::StatusOr<v1::SignedEnvelope> LogWitness::SignTreeHead() {
   return head;
 }
 
-void LogWitness::GossipRound() {
+void LogWitness::GossipWith(const std::string& peer) {
+  // A peer the outbox cannot reach is its lane's concern: a gossip call
+  // would only wait for the timeout.
+  if (!reachable_(peer)) return;
   absl::StatusOr<v1::SignedEnvelope> ours = SignTreeHead();
   if (!ours.ok()) {
     LogEvent(LogLevel::kError, "audit_error", {{"error", ours.status().ToString()}});
     return;
   }
-  for (const auto& [peer, unused] : ctx_->setup().peers) {
-    // A peer the outbox cannot reach is its lane's concern: a gossip call
-    // would only wait for the timeout.
-    if (!reachable_(peer)) continue;
-    auto theirs =
-        ctx_->transport().ExchangeTreeHeads(peer, *ours, ctx_->attempt_timeout());
-    ctx_->NoteContact(peer, theirs.status());
-    if (!theirs.ok() || theirs->signer_party() != peer) continue;
-    CheckPeerHead(peer, *theirs).IgnoreError();  // Logged and audited inside.
-  }
+  auto theirs = ctx_->transport().ExchangeTreeHeads(peer, *ours, ctx_->attempt_timeout());
+  ctx_->NoteContact(peer, theirs.status());
+  if (!theirs.ok() || theirs->signer_party() != peer) return;
+  CheckPeerHead(peer, *theirs).IgnoreError();  // Logged and audited inside.
+}
+
+void LogWitness::GossipRound() {
+  for (const auto& [peer, unused] : ctx_->setup().peers) GossipWith(peer);
 }
 
 absl::StatusOr<v1::SignedEnvelope> LogWitness::ExchangeTreeHeads(

@@ -7,7 +7,7 @@
 //
 //   LogWitness witness(&ctx, [&](const std::string& peer) { return lane_up(peer); });
 //   COMITY_RETURN_IF_ERROR(witness.RecordStart());  // NODE_STARTED and a head.
-//   witness.GossipRound();                          // Run by a worker.
+//   witness.GossipWith("JP");                       // Run by JP's gossip worker.
 #ifndef COMITY_SERVER_NODE_LOG_WITNESS_H_
 #define COMITY_SERVER_NODE_LOG_WITNESS_H_
 
@@ -40,8 +40,11 @@ class LogWitness {
   // A head of the log as it stands: the latest if it covers the whole log,
   // else a new one.
   absl::StatusOr<v1::SignedEnvelope> SignTreeHead();
-  // One round: a new head if the log grew, exchanged with every reachable
-  // peer, and each peer's head in return checked.
+  // One round with `peer`, if reachable: a new head if the log grew,
+  // exchanged with the peer, and its head in return checked. Each peer has
+  // its own worker, so that a silent peer delays no other's gossip.
+  void GossipWith(const std::string& peer);
+  // GossipWith every peer in turn (tests).
   void GossipRound();
 
   // Peer gossip: checks `their_head` (from the TLS peer `peer_party`) and
@@ -88,6 +91,8 @@ class LogWitness {
   const std::function<bool(const std::string&)> reachable_;
   absl::Mutex mu_;
   std::map<std::string, absl::Time> last_receipt_check_ ABSL_GUARDED_BY(mu_);
+  // Held while SignTreeHead looks and signs.
+  absl::Mutex sign_mu_;
 };
 
 }  // namespace comity

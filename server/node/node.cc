@@ -78,37 +78,39 @@ absl::Status Node::Init() {
   });
 
   // No peer's work shares a thread with another peer's: a partner that
-  // never answers delays only its own lane and its own fetches.
-  for (const auto& [peer, unused] : ctx->setup().peers) {
+  // takes a call and then says nothing delays only its own lane, fetches,
+  // gossip and key announcements.
+  const absl::Duration gossip =
+      absl::Seconds(ctx->config().audit().head_interval_seconds());
+  EvidenceExchange* exchange = evidence_.get();
+  LogWitness* witness = witness_.get();
+  Keys* keys = keys_.get();
+  for (const auto& [peer_ref, unused] : ctx->setup().peers) {
+    const std::string peer = peer_ref;
     DeliveryLane* lane = outbox_->lane(peer);
     Worker* w = AddWorker(absl::StrCat("lane ", peer), [lane](const Worker& self) {
       return lane->RunRound([&self] { return self.stopping(); });
     });
     outbox_->SetWaker(peer, [w] { w->Wake(); });
     lane_workers_[peer] = w;
-    EvidenceExchange* exchange = evidence_.get();
-    evidence_workers_[peer] = AddWorker(
-        absl::StrCat("evidence ", peer), [exchange, p = peer](const Worker& self) {
-          exchange->FetchRound(p, [&self] { return self.stopping(); });
+    evidence_workers_[peer] =
+        AddWorker(absl::StrCat("evidence ", peer), [exchange, peer](const Worker& self) {
+          exchange->FetchRound(peer, [&self] { return self.stopping(); });
           return kEvidenceInterval;
         });
+    AddWorker(absl::StrCat("gossip ", peer), [witness, gossip, peer](const Worker&) {
+      witness->GossipWith(peer);
+      return gossip;
+    });
+    AddWorker(absl::StrCat("keys ", peer), [keys, peer](const Worker&) {
+      keys->AnnounceTo(peer);  // Until it acknowledged them; backs off.
+      return kKeysInterval;
+    });
   }
-  const absl::Duration gossip =
-      absl::Seconds(ctx->config().audit().head_interval_seconds());
-  LogWitness* witness = witness_.get();
-  AddWorker("gossip", [witness, gossip](const Worker&) {
-    witness->GossipRound();
-    return gossip;
-  });
   DeadlineWatch* deadlines = deadlines_.get();
   AddWorker("deadlines", [deadlines](const Worker&) {
     deadlines->Check();
     return kDeadlineInterval;
-  });
-  Keys* keys = keys_.get();
-  AddWorker("keys", [keys](const Worker&) {
-    keys->AnnounceRound();  // Until each peer acknowledged them; backs off per peer.
-    return kKeysInterval;
   });
   RequestIntake* intake = intake_.get();
   AddWorker("rate limits", [intake](const Worker&) {

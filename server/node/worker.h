@@ -3,7 +3,7 @@
 // monotonic clock (std::condition_variable), so a wall clock stepped back or
 // forward neither stalls nor bunches the rounds.
 //
-//   Worker gossip("gossip", [&](const Worker&) { witness.GossipRound(); return
+//   Worker gossip("gossip", [&](const Worker&) { witness.GossipWith("JP"); return
 //   absl::Seconds(60); }); gossip.Start(); gossip.Wake();   // A round now.
 //   gossip.Stop();   // Waits for the round under way to end.
 #ifndef COMITY_SERVER_NODE_WORKER_H_

@@ -31,6 +31,7 @@ class HostilePeerE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
     net_ = std::make_unique<testing::TestNetwork>(std::vector<std::string>{"FR", "JP"});
+    net_->ConfigText("FR") += "evidence { max_fetch_attempts: 4 }\n";
     ASSERT_THAT(net_->Start("FR"), IsOk());
     ASSERT_THAT(net_->Start("JP"), IsOk());
     CliResult r = Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "submit", "--to",
@@ -231,6 +232,54 @@ TEST_F(HostilePeerE2eTest, ProposalsHeadsAndFetchesAreBoundedToo) {
   st = reader->Finish();
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(Audit("FR", "PEER_REQUEST_REFUSED"), HasSubstr("FetchEvidence"));
+}
+
+TEST_F(HostilePeerE2eTest, AFileThePartnerWillNotServeIsFetchedWithBackoffThenGivenUp) {
+  // JP accepts and responds listing a file it never holds: each of FR's
+  // fetches is refused (audited on JP).
+  v1::Transition accept = FirstStep(absl::Now());
+  accept.set_action(v1::ACCEPT);
+  accept.set_to_state(v1::CASE_ACCEPTED);
+  ASSERT_TRUE(SendToFrance(accept).ok());
+  v1::Transition respond = accept;
+  respond.set_sequence(2);
+  respond.set_previous_sha256(Sha256(accept.SerializeAsString()));
+  respond.set_action(v1::RESPOND);
+  respond.set_from_state(v1::CASE_ACCEPTED);
+  respond.set_to_state(v1::CASE_PARTLY_EXECUTED);
+  respond.set_time_unix_micros(absl::ToUnixMicros(absl::Now()));
+  v1::EvidenceFile* f = respond.add_evidence();
+  f->set_name("never.bin");
+  f->set_sha256(Sha256("never served"));
+  f->set_size(1000);
+  grpc::Status sent = SendToFrance(respond);
+  ASSERT_TRUE(sent.ok()) << sent.error_message();
+
+  // Attempts back off and stop after four; before, FR asked hundreds of
+  // times a second, for ever.
+  auto fetches = [&] {
+    const std::string log = Audit("JP", "PEER_REQUEST_REFUSED");
+    int n = 0;
+    for (size_t at = log.find("FetchEvidence"); at != std::string::npos;
+         at = log.find("FetchEvidence", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  absl::SleepFor(absl::Seconds(3));
+  EXPECT_GE(fetches(), 1);
+  EXPECT_LE(fetches(), 4);
+  CliResult show;
+  for (int i = 0; i < 300; ++i) {
+    show = Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "show", id_});
+    if (show.out.find("gave up") != std::string::npos) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_THAT(show.out, HasSubstr("gave up after 4 attempts")) << show.out;
+  const int all = fetches();
+  EXPECT_EQ(all, 4);
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(fetches(), all);
 }
 
 }  // namespace

@@ -4,7 +4,9 @@
 // deliveries go on, JP's fetch fails per chunk, backs off, gives up after
 // its attempts (shown to operators, retried on request), and FR stops
 // within its drain time.
+#include <functional>
 #include <memory>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -28,15 +30,18 @@ using ::testing::HasSubstr;
 
 class StalledPeerE2eTest : public ::testing::Test {
  protected:
-  // FR reaches JP only through the proxy; `evidence` goes into FR's config.
-  void StartNetwork(const std::string& evidence) {
+  // FR reaches JP only through the proxy; `extra` goes into FR's config,
+  // then `edit` may change it.
+  void StartNetwork(const std::string& extra,
+                    const std::function<void(std::string&)>& edit = nullptr) {
     net_ = std::make_unique<testing::TestNetwork>(std::vector<std::string>{"FR", "JP", "DE"});
     proxy_ = std::make_unique<testing::TcpProxy>(net_->peer_port("JP"));
     std::string& fr = net_->ConfigText("FR");
     const std::string jp_address = absl::StrCat("127.0.0.1:", net_->peer_port("JP"));
     fr.replace(fr.find(jp_address), jp_address.size(),
                absl::StrCat("127.0.0.1:", proxy_->port()));
-    fr += evidence;
+    fr += extra;
+    if (edit) edit(fr);
     for (const char* p : {"FR", "JP", "DE"}) ASSERT_THAT(net_->Start(p), IsOk());
   }
   std::string Submit(const std::string& to) {
@@ -118,6 +123,27 @@ TEST_F(StalledPeerE2eTest, AStalledPartnerDelaysNoOneElse) {
   ASSERT_EQ(fetch.code, 0) << fetch.err;
   EXPECT_THAT(fetch.out, HasSubstr("1 evidence files to fetch again"));
   EXPECT_TRUE(FranceHolds(jp_sha, absl::Seconds(20)));
+}
+
+TEST_F(StalledPeerE2eTest, AStalledPartnerDelaysNoOnesGossip) {
+  // Gossip every second; a call to a peer may take 10 s before it fails.
+  StartNetwork("audit { head_interval_seconds: 1 }\n", [](std::string& fr) {
+    const std::string old = "attempt_timeout_ms: 2000";
+    fr.replace(fr.find(old), old.size(), "attempt_timeout_ms: 10000");
+  });
+  proxy_->Freeze(true);  // JP takes FR's gossip calls and says nothing.
+  // FR's log grows (each refused call is an entry); DE sees each new head
+  // within a gossip interval or two, not once per JP timeout.
+  std::set<uint64_t> sizes_de_saw;
+  const absl::Time end = absl::Now() + absl::Seconds(6);
+  while (absl::Now() < end) {
+    Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "show", "no-such-request"});
+    auto head = net_->server("DE")->node()->store()->audit().LatestPeerHead("FR");
+    ASSERT_THAT(head, IsOk());
+    if (head->has_value()) sizes_de_saw.insert((*head)->head.tree_size());
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  EXPECT_GE(sizes_de_saw.size(), 3u) << "DE's gossip waited for JP";
 }
 
 TEST_F(StalledPeerE2eTest, StopsWithinItsDrainTimeWhateverAPeerDoes) {

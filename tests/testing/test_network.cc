@@ -89,7 +89,7 @@ int RunShell(const std::string& command) {
 TestNetwork::TestNetwork(const std::vector<std::string>& parties) : parties_(parties) {
   std::string cmd = absl::StrCat(SourceDir(), "/certs/make-network.sh '", dir(), "'");
   for (const auto& p : parties) absl::StrAppend(&cmd, " ", p);
-  absl::StrAppend(&cmd, " --operators alice:submitter+reviewer,bob:reviewer+approver,carol:auditor,dave "
+  absl::StrAppend(&cmd, " --operators alice:submitter+reviewer,bob:reviewer+approver,carol:auditor,dave,erin:submitter+approver "
                   ">/dev/null");
   EXPECT_EQ(RunShell(cmd), 0) << cmd;
   for (const auto& p : parties) {
