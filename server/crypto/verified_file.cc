@@ -1,7 +1,6 @@
 #include "server/crypto/verified_file.h"
 
 #include <fcntl.h>
-#include <stdio.h>  // renameat2, RENAME_NOREPLACE (glibc 2.28 on).
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,7 +10,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "server/crypto/random.h"
 #include "server/util/files.h"
 #include "server/util/hex.h"
 #include "server/util/posix_file.h"
@@ -21,8 +19,6 @@ namespace comity {
 namespace {
 
 constexpr size_t kRehashBufferBytes = size_t{1} << 20;
-// The part of the final name kept in a temporary name (NAME_MAX is 255).
-constexpr size_t kMaxNameInTemp = 100;
 
 std::string BaseName(const std::string& path) {
   const size_t slash = path.rfind('/');
@@ -39,18 +35,6 @@ absl::Status RefuseExisting(const std::string& final_path,
   if (options.overwrite || !Exists(final_path)) return absl::OkStatus();
   return absl::AlreadyExistsError(
       absl::StrCat(final_path, " exists; name a new file (it is not overwritten)"));
-}
-
-// Renames `from` to `to`, failing with EEXIST if `to` exists (atomically).
-int RenameNoReplace(const std::string& from, const std::string& to) {
-  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) {
-    return 0;
-  }
-  if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) return -1;
-  // A file system without RENAME_NOREPLACE: link(2) refuses an existing name.
-  if (::link(from.c_str(), to.c_str()) != 0) return -1;
-  (void)::unlink(from.c_str());
-  return 0;
 }
 
 }  // namespace
@@ -82,10 +66,12 @@ absl::StatusOr<std::unique_ptr<VerifiedFileWriter>> VerifiedFileWriter::Create(
   const std::string dir = DirName(final_path);
   COMITY_RETURN_IF_ERROR(MakeDirs(dir));
   COMITY_RETURN_IF_ERROR(RefuseExisting(final_path, options));
-  const std::string temp = options.temp_path.empty()
-                               ? absl::StrCat(dir, "/.", name.substr(0, kMaxNameInTemp),
-                                              ".", RandomUuid().substr(0, 8), ".partial")
-                               : options.temp_path;
+  if (options.temp_path.empty()) {
+    COMITY_ASSIGN_OR_RETURN(auto temp, CreateTempFileBeside(final_path));
+    return std::unique_ptr<VerifiedFileWriter>(new VerifiedFileWriter(
+        final_path, std::move(temp.second), temp.first, 0, options));
+  }
+  const std::string& temp = options.temp_path;
   const int fd =
       ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) {
@@ -102,6 +88,7 @@ absl::StatusOr<std::unique_ptr<VerifiedFileWriter>> VerifiedFileWriter::Create(
 absl::StatusOr<std::unique_ptr<VerifiedFileWriter>> VerifiedFileWriter::Resume(
     const std::string& final_path, const std::string& temp_path, uint64_t offset,
     const Options& options) {
+  COMITY_RETURN_IF_ERROR(MakeDirs(DirName(final_path)));
   COMITY_RETURN_IF_ERROR(RefuseExisting(final_path, options));
   const int fd = ::open(temp_path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return OpenError(errno, temp_path);
@@ -149,14 +136,23 @@ absl::Status VerifiedFileWriter::Append(absl::string_view data) {
     return absl::FailedPreconditionError(
         absl::StrCat(final_path_, ": already committed or suspended"));
   }
-  return WriteAll(fd_, data, temp_path_, [this](absl::string_view written) {
-    hash_.Update(written);
-    size_ += written.size();
+  const uint64_t from = size_;
+  absl::Status written = WriteAll(fd_, data, temp_path_, [this](absl::string_view piece) {
+    hash_.Update(piece);
+    size_ += piece.size();
   });
+  if (size_ / kWritebackBytes != from / kWritebackBytes) {
+    const uint64_t window = (from / kWritebackBytes) * kWritebackBytes;
+    // Advice only: an error here shows again, and is returned, at fsync.
+    (void)::sync_file_range(fd_, static_cast<off_t>(window),
+                            static_cast<off_t>(size_ - window), SYNC_FILE_RANGE_WRITE);
+  }
+  return written;
 }
 
 absl::StatusOr<std::string> VerifiedFileWriter::Commit(
-    std::optional<uint64_t> expected_size, absl::string_view expected_sha256) {
+    std::optional<uint64_t> expected_size, absl::string_view expected_sha256,
+    const Vet& vet) {
   if (fd_ < 0) {
     return absl::FailedPreconditionError(
         absl::StrCat(final_path_, ": already committed or suspended"));
@@ -177,6 +173,10 @@ absl::StatusOr<std::string> VerifiedFileWriter::Commit(
         final_path_, ": the ", size_, " bytes received have SHA-256 ", HexEncode(actual),
         ", expected ", HexEncode(expected_sha256), "; nothing was saved")));
   }
+  if (vet) {
+    absl::Status vetted = vet(temp_path_);
+    if (!vetted.ok()) return Discard(std::move(vetted));
+  }
   if ((options_.mode & 07777) != 0600 && ::fchmod(fd_, options_.mode & 07777) != 0) {
     return Discard(IoError(errno, absl::StrCat("cannot set the mode of ", temp_path_)));
   }
@@ -190,16 +190,14 @@ absl::StatusOr<std::string> VerifiedFileWriter::Commit(
     (void)::unlink(temp_path_.c_str());
     return IoError(err, absl::StrCat("cannot close ", temp_path_));
   }
-  const int rc = options_.overwrite ? ::rename(temp_path_.c_str(), final_path_.c_str())
-                                    : RenameNoReplace(temp_path_, final_path_);
-  if (rc != 0) {
-    const int err = errno;
+  const absl::Status renamed = RenameFile(temp_path_, final_path_, options_.overwrite);
+  if (!renamed.ok()) {
     (void)::unlink(temp_path_.c_str());
-    if (err == EEXIST) {
+    if (absl::IsAlreadyExists(renamed)) {
       return absl::AlreadyExistsError(absl::StrCat(
           final_path_, " appeared while it was written; it was left as it is"));
     }
-    return IoError(err, absl::StrCat("cannot rename ", temp_path_, " to ", final_path_));
+    return renamed;
   }
   const std::string final_dir = DirName(final_path_);
   COMITY_RETURN_IF_ERROR(SyncDir(final_dir));

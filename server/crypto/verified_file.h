@@ -25,6 +25,7 @@
 #define COMITY_SERVER_CRYPTO_VERIFIED_FILE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -74,7 +75,8 @@ class VerifiedFileWriter {
   // `temp_path` (left by Suspend, or by a process that died), keeping its
   // first `offset` bytes: longer, it is cut to `offset` (bytes written but
   // never acknowledged); these bytes are read back to rebuild the SHA-256
-  // state. options.temp_path is ignored. Errors: NotFound if `temp_path`
+  // state. Missing parent directories of `final_path` are made as by
+  // Create. options.temp_path is ignored. Errors: NotFound if `temp_path`
   // does not exist; FailedPrecondition if it holds fewer than `offset`
   // bytes (the message says how many: resume from there) or is not a
   // regular file; AlreadyExists as for Create; Internal on I/O errors.
@@ -89,24 +91,34 @@ class VerifiedFileWriter {
 
   // Appends `data` to the temporary file. On an error the bytes that did
   // reach the file still count (size() says how many), so that a resumable
-  // transfer knows where to continue. Errors: FailedPrecondition after
-  // Commit or Suspend; ResourceExhausted when the disk is full; Internal.
+  // transfer knows where to continue. Every kWritebackBytes the kernel is
+  // asked to start writing what came (sync_file_range), so that dirty pages
+  // do not pile up for Commit's fsync however large the file. Errors:
+  // FailedPrecondition after Commit or Suspend; ResourceExhausted when the
+  // disk is full; Internal.
   absl::Status Append(absl::string_view data);
+  static constexpr uint64_t kWritebackBytes = uint64_t{32} << 20;
+
+  // A last look at the temporary file (its path) once its size and SHA-256
+  // checked out, before it is named: a non-OK status discards it.
+  using Vet = std::function<absl::Status(const std::string& temp_path)>;
 
   // Checks what was appended against `expected_size` (unless nullopt: the
-  // hash alone) and `expected_sha256` (32 raw bytes), then syncs the file,
-  // gives it options.mode, renames it to the final path and syncs that
-  // directory. Returns the SHA-256 in lower-case hex. On any error up to
-  // the rename the temporary file is removed and the final path left as it
-  // was; an error syncing the directory after it is returned with the
-  // checked file in place.
+  // hash alone) and `expected_sha256` (32 raw bytes), then runs `vet` (if
+  // set) on the temporary file, syncs it, gives it options.mode, renames it
+  // to the final path and syncs that directory. Returns the SHA-256 in
+  // lower-case hex. On any error up to the rename the temporary file is
+  // removed and the final path left as it was; an error syncing the
+  // directory after it is returned with the checked file in place.
   // Errors: DataLoss when size or SHA-256 differ (the message names the
   // final path, and what was expected and received); InvalidArgument if
-  // `expected_sha256` is not 32 bytes; AlreadyExists if a file appeared
-  // under the final name (and !options.overwrite); FailedPrecondition after
-  // Commit or Suspend; ResourceExhausted or Internal on I/O errors.
+  // `expected_sha256` is not 32 bytes; what `vet` returned; AlreadyExists
+  // if a file appeared under the final name (and !options.overwrite);
+  // FailedPrecondition after Commit or Suspend; ResourceExhausted or
+  // Internal on I/O errors.
   absl::StatusOr<std::string> Commit(std::optional<uint64_t> expected_size,
-                                     absl::string_view expected_sha256);
+                                     absl::string_view expected_sha256,
+                                     const Vet& vet = nullptr);
 
   // Syncs and closes the temporary file and keeps it, for Resume with
   // offset size(). Errors: FailedPrecondition after Commit or Suspend;

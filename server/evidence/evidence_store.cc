@@ -25,6 +25,7 @@
 #include "server/crypto/ed25519.h"
 #include "server/crypto/random.h"
 #include "server/crypto/sha256.h"
+#include "server/crypto/verified_file.h"
 #include "server/util/files.h"
 #include "server/util/posix_file.h"
 #include "server/util/hex.h"
@@ -130,8 +131,9 @@ absl::Status CheckHead(const std::string& path, uint64_t size,
 
 // Lock order: an Upload's mu before EvidenceStore::mu_.
 struct EvidenceStore::Upload {
+  // Kept on disk for BeginUpload to resume (the store closed, or forgot it).
   ~Upload() {
-    if (fd >= 0) ::close(fd);
+    if (file != nullptr) file->Suspend().IgnoreError();
   }
 
   absl::Mutex mu;
@@ -142,11 +144,15 @@ struct EvidenceStore::Upload {
   bool loaded ABSL_GUARDED_BY(mu) = false;
   uint64_t size ABSL_GUARDED_BY(mu) = 0;
   std::string sha256 ABSL_GUARDED_BY(mu);  // Raw, as declared.
-  uint64_t received ABSL_GUARDED_BY(mu) = 0;
   // The object was already stored at BeginUpload: there is no partial file.
   bool already_stored ABSL_GUARDED_BY(mu) = false;
-  int fd ABSL_GUARDED_BY(mu) = -1;        // ROOT/partial/ID.part, O_APPEND. Owned.
-  Sha256Stream hash ABSL_GUARDED_BY(mu);  // Of the `received` bytes.
+  // Writes ROOT/partial/ID.part, named ROOT/objects/../HEX once its size
+  // and SHA-256 check out; null if already_stored.
+  std::unique_ptr<VerifiedFileWriter> file ABSL_GUARDED_BY(mu);
+
+  uint64_t received() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return file != nullptr ? file->size() : already_stored ? size : 0;
+  }
 };
 
 // ---------------------------------------------------------------------------
@@ -243,9 +249,9 @@ std::shared_ptr<EvidenceStore::Upload> EvidenceStore::Find(const std::string& tr
 
 void EvidenceStore::Forget(const std::string& transfer_id, Upload& upload) {
   upload.mu.AssertHeld();
-  if (upload.fd >= 0) {
-    ::close(upload.fd);
-    upload.fd = -1;
+  if (upload.file != nullptr) {
+    upload.file->Suspend().IgnoreError();  // Kept for BeginUpload.
+    upload.file.reset();
   }
   upload.closed = true;
   absl::MutexLock lock(&mu_);
@@ -283,7 +289,7 @@ absl::StatusOr<uint64_t> EvidenceStore::BeginUpload(const std::string& transfer_
     } else if (upload->size != size || upload->sha256 != sha256) {
       return MismatchError(transfer_id, upload->size, upload->sha256, size, sha256);
     }
-    return upload->received;
+    return upload->received();
   }
 }
 
@@ -326,55 +332,32 @@ absl::Status EvidenceStore::Load(const std::string& transfer_id, uint64_t size,
     COMITY_RETURN_IF_ERROR(RemovePartialFiles(transfer_id).status());
     upload.already_stored = true;
   } else {
-    if (!resuming) {
-      // The metadata goes first: a partial file without it is discarded.
-      COMITY_RETURN_IF_ERROR(RemovePartialFiles(transfer_id).status());
-      COMITY_RETURN_IF_ERROR(
-          WriteFileAtomically(meta_path, FormatMeta(size, sha256), 0600));
-    }
-    int fd = ::open(part_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) return OpenError(errno, part_path);
-    upload.fd = fd;  // Closed by Forget if anything below fails.
-    if (!resuming) COMITY_RETURN_IF_ERROR(SyncDir(partial_dir_));
-
+    VerifiedFileWriter::Options options;  // Mode 0600; an object is never replaced.
+    options.temp_path = part_path;
     struct stat st;
-    if (::fstat(fd, &st) != 0) {
-      return IoError(errno, absl::StrCat("cannot stat ", part_path));
-    }
-    uint64_t length = static_cast<uint64_t>(st.st_size);
-    if (length > size) {
-      // Cannot come from AppendChunk, which stops at the declared size.
-      if (::ftruncate(fd, 0) != 0) {
-        return IoError(errno, absl::StrCat("cannot truncate ", part_path));
+    if (resuming && ::lstat(part_path.c_str(), &st) == 0) {
+      // Rebuild the hash state from what is on disk (all of it, or nothing
+      // if it is longer than declared: AppendChunk never writes that far).
+      // Bytes damaged by the crash are caught by the SHA-256 check in
+      // FinishUpload.
+      const uint64_t held = static_cast<uint64_t>(st.st_size);
+      COMITY_ASSIGN_OR_RETURN(upload.file,
+                              VerifiedFileWriter::Resume(PathOf(sha256), part_path,
+                                                         held <= size ? held : 0, options));
+    } else {
+      if (!resuming) {
+        // The metadata goes first: a partial file without it is discarded.
+        COMITY_RETURN_IF_ERROR(RemovePartialFiles(transfer_id).status());
+        COMITY_RETURN_IF_ERROR(
+            WriteFileAtomically(meta_path, FormatMeta(size, sha256), 0600));
       }
-      length = 0;
+      COMITY_ASSIGN_OR_RETURN(upload.file,
+                              VerifiedFileWriter::Create(PathOf(sha256), options));
+      COMITY_RETURN_IF_ERROR(SyncDir(partial_dir_));
     }
-    if (length > 0) {
-      // Rebuild the hash state from what is on disk. Bytes damaged by the
-      // crash are caught by the SHA-256 check in FinishUpload.
-      int read_fd = ::open(part_path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (read_fd < 0) return OpenError(errno, part_path);
-      ScopedFd closer(read_fd);
-      std::unique_ptr<char[]> buffer(new char[kIoBufferBytes]);
-      uint64_t pos = 0;
-      while (pos < length) {
-        size_t want =
-            static_cast<size_t>(std::min<uint64_t>(kIoBufferBytes, length - pos));
-        COMITY_ASSIGN_OR_RETURN(size_t got,
-                                ReadFull(read_fd, buffer.get(), want, pos, part_path));
-        if (got < want) {
-          return absl::InternalError(
-              absl::StrCat(part_path, " shrank while it was being read"));
-        }
-        upload.hash.Update(absl::string_view(buffer.get(), got));
-        pos += got;
-      }
-    }
-    upload.received = length;
   }
   upload.size = size;
   upload.sha256 = std::string(sha256);
-  if (upload.already_stored) upload.received = size;
   upload.loaded = true;
   return absl::OkStatus();
 }
@@ -388,40 +371,27 @@ absl::Status EvidenceStore::AppendChunk(const std::string& transfer_id, uint64_t
     absl::MutexLock lock(&upload->mu);
     if (upload->closed) continue;  // Finished or aborted meanwhile: look again.
     if (!upload->loaded) return NoUploadError(transfer_id);
-    if (offset != upload->received) {
+    const uint64_t received = upload->received();
+    if (offset != received) {
       return absl::FailedPreconditionError(absl::StrFormat(
           "transfer %s: chunk at offset %d, but %d bytes were received so far: send from "
           "offset %d",
-          transfer_id, offset, upload->received, upload->received));
+          transfer_id, offset, received, received));
     }
-    if (data.size() > upload->size - upload->received) {
+    if (data.size() > upload->size - received) {
       return absl::InvalidArgumentError(
           absl::StrFormat("transfer %s: a chunk of %d bytes at offset %d goes past the "
                           "declared size of %d bytes",
                           transfer_id, data.size(), offset, upload->size));
     }
     if (data.empty()) return absl::OkStatus();
-    Upload* u = upload.get();
-    absl::Status status =
-        WriteAll(upload->fd, data, PartPath(transfer_id), [u](absl::string_view written) {
-          u->mu.AssertHeld();  // By the caller of WriteAll.
-          u->hash.Update(written);
-          u->received += written.size();
-        });
+    absl::Status status = upload->file->Append(data);
     if (!status.ok()) {
       return absl::Status(status.code(),
                           absl::StrFormat("%s; %d bytes of transfer %s are stored: "
                                           "continue from offset %d",
-                                          status.message(), upload->received, transfer_id,
-                                          upload->received));
-    }
-    // Start writing back every 32 MiB as it comes, so that dirty pages do not
-    // pile up for the final fsync (which then has little left to do).
-    constexpr uint64_t kWritebackWindow = uint64_t{32} << 20;
-    const uint64_t window_start = (offset / kWritebackWindow) * kWritebackWindow;
-    if (upload->received / kWritebackWindow != offset / kWritebackWindow) {
-      ::sync_file_range(upload->fd, static_cast<off_t>(window_start),
-                        static_cast<off_t>(kWritebackWindow), SYNC_FILE_RANGE_WRITE);
+                                          status.message(), upload->received(),
+                                          transfer_id, upload->received()));
     }
     return absl::OkStatus();
   }
@@ -449,58 +419,33 @@ absl::StatusOr<std::string> EvidenceStore::FinishUpload(const std::string& trans
       if (check) COMITY_RETURN_IF_ERROR(CheckHead(path, upload->size, check));
       return path;
     }
-    if (upload->received < upload->size) {
+    if (upload->received() < upload->size) {
       return absl::FailedPreconditionError(absl::StrFormat(
           "transfer %s: received %d of %d bytes: send the rest from offset %d",
-          transfer_id, upload->received, upload->size, upload->received));
+          transfer_id, upload->received(), upload->size, upload->received()));
     }
 
-    // From here on the in-memory state is spent (the descriptor closed, the
-    // hash finished) whatever happens; on an I/O error BeginUpload resumes
-    // from the disk. Disk changes happen before Forget, while the transfer id
+    // The upload ends here whatever happens: the partial file is checked
+    // and named (size, SHA-256, `check`, fsync, rename, directory fsync),
+    // or removed. Disk changes happen before Forget, while the transfer id
     // is still claimed.
-    const std::string part_path = PartPath(transfer_id);
-    absl::Status status;
-    if (::fsync(upload->fd) != 0) {
-      status = IoError(errno, absl::StrCat("cannot sync ", part_path));
-    }
-    int fd = upload->fd;
-    upload->fd = -1;
-    if (::close(fd) != 0 && status.ok()) {
-      status = IoError(errno, absl::StrCat("cannot close ", part_path));
-    }
-    if (!status.ok()) {
-      Forget(transfer_id, *upload);
-      return status;
-    }
-
-    std::string digest = upload->hash.Finish();
-    if (digest != upload->sha256) {
-      absl::Status removed = RemovePartialFiles(transfer_id).status();
-      Forget(transfer_id, *upload);
-      COMITY_RETURN_IF_ERROR(removed);
-      return absl::DataLossError(absl::StrFormat(
-          "transfer %s: the %d bytes received have SHA-256 %s, not the declared %s; the "
-          "partial upload was discarded: send the file again from offset 0",
-          transfer_id, upload->size, HexEncode(digest), HexEncode(upload->sha256)));
-    }
-    if (check) {
-      absl::Status refused = CheckHead(part_path, upload->size, check);
-      if (!refused.ok()) {
-        absl::Status removed = RemovePartialFiles(transfer_id).status();
-        Forget(transfer_id, *upload);
-        COMITY_RETURN_IF_ERROR(removed);
-        return refused;
-      }
-    }
-
-    status = Install(part_path, upload->sha256);
-    if (status.ok()) {
-      // The object is safely stored. A metadata file left behind (by an error
-      // here, or a crash) is removed by the next BeginUpload of the same file.
-      if (RemoveIfExists(MetaPath(transfer_id)).ok()) (void)SyncDir(partial_dir_);
-    }
+    const uint64_t size = upload->size;
+    VerifiedFileWriter::Vet vet;
+    if (check) vet = [&](const std::string& temp) { return CheckHead(temp, size, check); };
+    absl::Status status = upload->file->Commit(size, upload->sha256, vet).status();
+    upload->file.reset();
+    // Stored meanwhile under another transfer id: the same bytes.
+    if (absl::IsAlreadyExists(status) && Has(upload->sha256)) status = absl::OkStatus();
+    // The metadata goes with its partial file. One left behind (an error
+    // here, or a crash) is removed by the next BeginUpload of the same file.
+    if (RemoveIfExists(MetaPath(transfer_id)).ok()) (void)SyncDir(partial_dir_);
     Forget(transfer_id, *upload);
+    if (absl::IsDataLoss(status)) {
+      return absl::DataLossError(absl::StrFormat(
+          "transfer %s: %s; the partial upload was discarded: send the file again from "
+          "offset 0",
+          transfer_id, status.message()));
+    }
     COMITY_RETURN_IF_ERROR(status);
     return path;
   }
@@ -515,10 +460,7 @@ absl::Status EvidenceStore::AbortUpload(const std::string& transfer_id) {
     absl::MutexLock lock(&upload->mu);
     if (upload->closed) continue;  // Finished or aborted meanwhile: look again.
     bool in_memory = upload->loaded;
-    if (upload->fd >= 0) {
-      ::close(upload->fd);
-      upload->fd = -1;
-    }
+    upload->file.reset();  // Removes the partial file it writes.
     absl::StatusOr<bool> removed = RemovePartialFiles(transfer_id);
     Forget(transfer_id, *upload);
     if (!removed.ok()) return removed.status();

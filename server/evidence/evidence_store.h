@@ -122,17 +122,20 @@ class EvidenceStore {
   absl::Status AppendChunk(const std::string& transfer_id, uint64_t offset,
                            absl::string_view data);
 
-  // Completes the upload `transfer_id` once all its bytes are in: syncs the
-  // file, checks its SHA-256 and moves it atomically into objects/ (rename,
-  // then sync of the directory). Returns the object's path.
+  // Completes the upload `transfer_id` once all its bytes are in, through
+  // VerifiedFileWriter (server/crypto/verified_file.h): checks the partial
+  // file's size and SHA-256, syncs it and moves it atomically into objects/
+  // (rename, then sync of the directory). Returns the object's path.
   // Errors: FailedPrecondition if there is no upload in progress under that
   // id, or bytes are still missing (the message says from which offset);
   // DataLoss if the bytes received do not have the declared SHA-256: the
   // partial upload is then discarded and the sender must start again from 0;
-  // Internal on I/O errors (the upload is then dropped from memory, and
-  // BeginUpload resumes it from the disk). With a `check`, the file (or the
-  // object already stored) must also pass it; if it does not, its status is
-  // returned and a partial upload is discarded.
+  // ResourceExhausted or Internal on I/O errors, after which the partial
+  // upload is discarded too (unless the error came once the object was
+  // named: then BeginUpload finds it stored). With a `check`, the file (or
+  // the object already stored) must also pass it, once its hash checked
+  // out; if it does not, its status is returned and a partial upload is
+  // discarded.
   absl::StatusOr<std::string> FinishUpload(const std::string& transfer_id,
                                            const ContentCheck& check = nullptr);
 

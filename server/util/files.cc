@@ -11,6 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "server/util/posix_file.h"
+#include "server/util/status_macros.h"
 
 namespace comity {
 
@@ -46,33 +48,23 @@ absl::StatusOr<std::string> ReadPrivateFile(const std::string& path) {
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view data,
                                  int mode) {
-  std::string tmp = absl::StrCat(path, ".tmp");
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot create ", tmp, ": ", std::strerror(errno)));
+  COMITY_ASSIGN_OR_RETURN(auto temp, CreateTempFileBeside(path));
+  const std::string& tmp = temp.second;
+  ScopedFd fd(temp.first);
+  absl::Status st = WriteAll(fd.get(), data, tmp);
+  if (st.ok() && ::fchmod(fd.get(), static_cast<mode_t>(mode & 07777)) != 0) {
+    st = IoError(errno, absl::StrCat("cannot set the mode of ", tmp));
   }
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return absl::InternalError(
-          absl::StrCat("cannot write ", tmp, ": ", std::strerror(err)));
-    }
-    done += static_cast<size_t>(n);
+  if (st.ok() && ::fsync(fd.get()) != 0) {
+    st = IoError(errno, absl::StrCat("cannot sync ", tmp));
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot sync ", tmp, ": ", std::strerror(errno)));
+  if (fd.Close() != 0 && st.ok()) st = IoError(errno, absl::StrCat("cannot close ", tmp));
+  if (st.ok()) st = RenameFile(tmp, path, /*replace=*/true);
+  if (!st.ok()) {
+    (void)::unlink(tmp.c_str());
+    return st;
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot rename ", tmp, " to ", path, ": ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
+  return SyncDir(DirName(path));
 }
 
 std::string ResolvePath(absl::string_view base_dir, absl::string_view path) {

@@ -21,7 +21,13 @@ absl::Status EnsureDir(const std::string& dir);
 // the group or others may read or write it (the fix: chmod 600).
 absl::StatusOr<std::string> ReadPrivateFile(const std::string& path);
 
-// Writes `data` to `path` atomically (temp file, fsync, rename) with `mode`.
+// Writes `data` to `path` atomically, replacing what is there: into a new
+// temporary file beside it (a fresh name, O_EXCL: never an existing file or
+// a link planted there), given `mode`, fsync'd, renamed to `path`, and the
+// directory fsync'd. On an error before the rename `path` is as it was and
+// no temporary file is left. Errors: as OpenError for the temporary file,
+// ResourceExhausted when the disk is full, Internal otherwise; each names
+// the path.
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view data,
                                  int mode);
 

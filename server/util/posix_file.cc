@@ -1,6 +1,8 @@
 #include "server/util/posix_file.h"
 
 #include <fcntl.h>
+#include <stdio.h>   // renameat2, RENAME_NOREPLACE (glibc 2.28 on).
+#include <stdlib.h>  // mkostemps.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -124,6 +126,40 @@ absl::StatusOr<bool> RemoveIfExists(const std::string& path) {
   if (::unlink(path.c_str()) == 0) return true;
   if (errno == ENOENT) return false;
   return IoError(errno, absl::StrCat("cannot remove ", path));
+}
+
+absl::StatusOr<std::pair<int, std::string>> CreateTempFileBeside(
+    const std::string& path) {
+  // The part of the final name kept in the temporary one (NAME_MAX is 255).
+  constexpr size_t kMaxNameInTemp = 100;
+  constexpr absl::string_view kSuffix = ".partial";
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  std::string temp = absl::StrCat(slash == std::string::npos ? "" : dir, ".",
+                                  name.substr(0, kMaxNameInTemp), ".XXXXXX", kSuffix);
+  // mkostemps: O_CREAT | O_EXCL, mode 0600, a new random name on a clash.
+  const int fd = ::mkostemps(temp.data(), static_cast<int>(kSuffix.size()), O_CLOEXEC);
+  if (fd < 0) return OpenError(errno, temp);
+  return std::make_pair(fd, std::move(temp));
+}
+
+absl::Status RenameFile(const std::string& from, const std::string& to, bool replace) {
+  auto failed = [&](int err) -> absl::Status {
+    if (err == EEXIST) return absl::AlreadyExistsError(absl::StrCat(to, " exists"));
+    return IoError(err, absl::StrCat("cannot rename ", from, " to ", to));
+  };
+  if (replace) {
+    return ::rename(from.c_str(), to.c_str()) == 0 ? absl::OkStatus() : failed(errno);
+  }
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) {
+    return absl::OkStatus();
+  }
+  if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) return failed(errno);
+  // A file system without RENAME_NOREPLACE: link(2) refuses an existing name.
+  if (::link(from.c_str(), to.c_str()) != 0) return failed(errno);
+  (void)::unlink(from.c_str());
+  return absl::OkStatus();
 }
 
 }  // namespace comity

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -67,6 +68,18 @@ absl::StatusOr<size_t> ReadFull(int fd, char* buf, size_t len, uint64_t offset,
                                 const std::string& path);
 // Removes `path`; true if it existed.
 absl::StatusOr<bool> RemoveIfExists(const std::string& path);
+
+// A new file beside `path`, to be renamed to it once written:
+// "DIR/.NAME.XXXXXX.partial" with a fresh random part, created O_EXCL (never
+// an existing file, nor the target of a link planted there), mode 0600.
+// Returns its descriptor, which the caller owns, and its path. Errors as
+// OpenError.
+absl::StatusOr<std::pair<int, std::string>> CreateTempFileBeside(const std::string& path);
+// Renames `from` to `to`, replacing a file there only if `replace`;
+// otherwise AlreadyExists if `to` exists, checked atomically
+// (RENAME_NOREPLACE, or link(2) where the file system lacks it). Else as
+// IoError. Does not sync the directory.
+absl::Status RenameFile(const std::string& from, const std::string& to, bool replace);
 
 }  // namespace comity
 

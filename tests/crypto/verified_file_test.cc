@@ -229,6 +229,56 @@ TEST_F(VerifiedFileTest, ResumeRefusesWhatItCannotContinue) {
   EXPECT_THAT(ListDir(dir_.path()), ElementsAre("f"));
 }
 
+TEST_F(VerifiedFileTest, VetSeesTheCheckedFileBeforeItIsNamed) {
+  // Called once size and hash checked out, on the whole temporary file.
+  COMITY_ASSERT_OK_AND_ASSIGN(auto w, VerifiedFileWriter::Create(Path("ok.img")));
+  AppendAll(*w, data_);
+  std::string seen;
+  ASSERT_THAT(w->Commit(data_.size(), Sha256(data_),
+                        [&](const std::string& temp) {
+                          EXPECT_EQ(temp, w->temp_path());
+                          EXPECT_EQ(Mode(Path("ok.img")), -1) << "not named yet";
+                          seen = ReadFile(temp).value_or("");
+                          return absl::OkStatus();
+                        }),
+              IsOk());
+  EXPECT_EQ(seen, data_);
+
+  // What it refuses is not named, and leaves nothing.
+  COMITY_ASSERT_OK_AND_ASSIGN(auto refused, VerifiedFileWriter::Create(Path("key.pem")));
+  AppendAll(*refused, data_);
+  EXPECT_THAT(refused->Commit(data_.size(), Sha256(data_),
+                              [](const std::string&) {
+                                return absl::PermissionDeniedError("a private key");
+                              }),
+              StatusIs(absl::StatusCode::kPermissionDenied, "a private key"));
+  EXPECT_THAT(ListDir(dir_.path()), ElementsAre("ok.img"));
+
+  // Bytes that fail the hash are never shown to it.
+  COMITY_ASSERT_OK_AND_ASSIGN(auto damaged, VerifiedFileWriter::Create(Path("bad.img")));
+  AppendAll(*damaged, data_ + "x");
+  bool called = false;
+  EXPECT_THAT(damaged->Commit(std::nullopt, Sha256(data_),
+                              [&](const std::string&) {
+                                called = true;
+                                return absl::OkStatus();
+                              }),
+              StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_FALSE(called);
+  EXPECT_THAT(ListDir(dir_.path()), ElementsAre("ok.img"));
+}
+
+TEST_F(VerifiedFileTest, ResumeMakesMissingParentDirectories) {
+  ASSERT_THAT(WriteFileAtomically(Path("t.part"), data_.substr(0, 100), 0600), IsOk());
+  const std::string path = Path("objects/ab/abcdef");
+  COMITY_ASSERT_OK_AND_ASSIGN(
+      auto w, VerifiedFileWriter::Resume(path, Path("t.part"), 100, Options()));
+  AppendAll(*w, data_.substr(100));
+  ASSERT_THAT(w->Commit(data_.size(), Sha256(data_)), IsOk());
+  EXPECT_THAT(ReadFile(path), IsOkAndHolds(data_));
+  EXPECT_EQ(Mode(Path("objects/ab")), 0700);
+}
+
 TEST_F(VerifiedFileTest, RefusesPathsThatNameNoFile) {
   for (const std::string& p : {std::string(""), Path("dir/"), Path("."), Path("..")}) {
     EXPECT_THAT(VerifiedFileWriter::Create(p),

@@ -78,7 +78,7 @@ class MetricsE2eTest : public ::testing::Test {
   void SetUp() override {
     net_ = std::make_unique<testing::TestNetwork>(std::vector<std::string>{"FR", "JP"});
     for (const char* p : {"FR", "JP"}) {
-      ports_[p] = testing::PickUnusedPort();
+      ports_[p] = testing::TestNetwork::PickPort();
       net_->ConfigText(p) += absl::StrCat("metrics_listen_address: \"127.0.0.1:", ports_[p],
                                           "\"\n");
     }

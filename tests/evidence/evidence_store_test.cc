@@ -31,6 +31,7 @@ using ::comity::testing::IsOkAndHolds;
 using ::comity::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 constexpr uint64_t kMiB = uint64_t{1} << 20;
 constexpr uint64_t kDefaultLimit = 64 * kMiB;
@@ -368,6 +369,66 @@ TEST_F(EvidenceStoreTest, ExistingObjectNeedsNoBytes) {
 
   EXPECT_THAT(store_->BeginUpload("third", kSize + 1, sha),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("declared size")));
+}
+
+TEST_F(EvidenceStoreTest, TheSameFileUnderTwoTransfersIsStoredOnce) {
+  // Sent twice in parallel (an operator's upload and a partner's fetch):
+  // the second to finish finds it stored, and nothing is written over it.
+  constexpr uint64_t kSize = 200000;
+  const std::string sha = HashOf(23, kSize);
+  ASSERT_THAT(store_->BeginUpload("one", kSize, sha), IsOkAndHolds(0u));
+  ASSERT_THAT(store_->BeginUpload("two", kSize, sha), IsOkAndHolds(0u));
+  ASSERT_THAT(Send("one", 23, 0, kSize), IsOk());
+  ASSERT_THAT(Send("two", 23, 0, kSize), IsOk());
+  COMITY_ASSERT_OK_AND_ASSIGN(std::string path, store_->FinishUpload("one"));
+  struct stat first;
+  ASSERT_EQ(::stat(path.c_str(), &first), 0);
+  EXPECT_THAT(store_->FinishUpload("two"), IsOkAndHolds(path));
+  struct stat second;
+  ASSERT_EQ(::stat(path.c_str(), &second), 0);
+  EXPECT_EQ(second.st_ino, first.st_ino) << "the stored object was not replaced";
+  EXPECT_THAT(ListDir(root_ + "/partial"), IsEmpty());
+}
+
+TEST_F(EvidenceStoreTest, TheContentCheckSeesOnlyBytesWhoseHashCheckedOut) {
+  const std::string sha = HashOf(24, 5000);
+  bool checked = false;
+  auto check = [&](absl::string_view head, uint64_t size) {
+    checked = true;
+    EXPECT_EQ(size, 5000u);
+    EXPECT_EQ(head, Bytes(24, 0, 5000));
+    return absl::PermissionDeniedError("refused by the check");
+  };
+  // Wrong bytes: DataLoss, and the check never sees them.
+  ASSERT_THAT(store_->BeginUpload("t24", 5000, sha), IsOk());
+  ASSERT_THAT(Send("t24", 25, 0, 5000), IsOk());
+  EXPECT_THAT(store_->FinishUpload("t24", check), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_FALSE(checked);
+  // The right bytes: the check decides, before the file is named.
+  ASSERT_THAT(store_->BeginUpload("t24", 5000, sha), IsOkAndHolds(0u));
+  ASSERT_THAT(Send("t24", 24, 0, 5000), IsOk());
+  EXPECT_THAT(store_->FinishUpload("t24", check),
+              StatusIs(absl::StatusCode::kPermissionDenied, "refused by the check"));
+  EXPECT_TRUE(checked);
+  EXPECT_FALSE(store_->Has(sha));
+  EXPECT_THAT(ListDir(root_ + "/partial"), IsEmpty());
+}
+
+TEST_F(EvidenceStoreTest, APartialFileReplacedByALinkIsNotFollowed) {
+  const std::string sha = HashOf(26, 5000);
+  ASSERT_THAT(store_->BeginUpload("t26", 5000, sha), IsOk());
+  ASSERT_THAT(Send("t26", 26, 0, 1000), IsOk());
+  store_.reset();
+  const std::string part = root_ + "/partial/t26.part";
+  const std::string victim = dir_ + "/victim";
+  ASSERT_EQ(::unlink(part.c_str()), 0);
+  ASSERT_EQ(::symlink(victim.c_str(), part.c_str()), 0);
+  ASSERT_NO_FATAL_FAILURE(Reopen());
+  EXPECT_THAT(store_->BeginUpload("t26", 5000, sha), Not(IsOk()));
+  EXPECT_EQ(ModeOf(victim), -1) << "nothing written through the link";
+  // Aborting clears it; the transfer then starts anew.
+  ASSERT_THAT(store_->AbortUpload("t26"), IsOk());
+  EXPECT_THAT(store_->BeginUpload("t26", 5000, sha), IsOkAndHolds(0u));
 }
 
 TEST_F(EvidenceStoreTest, CrashBetweenInstallAndMetadataRemovalIsHarmless) {

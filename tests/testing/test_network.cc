@@ -11,8 +11,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 #include "server/util/files.h"
 
@@ -49,7 +51,8 @@ std::vector<std::string> ListDir(const std::string& dir) {
 }
 
 int PickUnusedPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -97,6 +100,20 @@ std::shared_ptr<grpc::Channel> MtlsChannel(int port, const std::string& ca_file,
                                    args);
 }
 
+int TestNetwork::PickPort() {
+  // Ports handed out in this process: a node binds its port only when it
+  // starts, so until then the kernel may give the same one again.
+  static absl::Mutex mu(absl::kConstInit);
+  static auto* picked = new std::set<int>();
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const int port = PickUnusedPort();
+    absl::MutexLock lock(&mu);
+    if (port != 0 && picked->insert(port).second) return port;
+  }
+  ADD_FAILURE() << "no free loopback port left to pick";
+  return 0;
+}
+
 int RunShell(const std::string& command) {
   int rc = std::system(command.c_str());
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
@@ -109,8 +126,8 @@ TestNetwork::TestNetwork(const std::vector<std::string>& parties) : parties_(par
                   ">/dev/null");
   EXPECT_EQ(RunShell(cmd), 0) << cmd;
   for (const auto& p : parties) {
-    peer_ports_[p] = PickUnusedPort();
-    operator_ports_[p] = PickUnusedPort();
+    peer_ports_[p] = PickPort();
+    operator_ports_[p] = PickPort();
   }
   for (const auto& p : parties) {
     std::string c = absl::StrCat(

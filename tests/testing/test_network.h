@@ -39,7 +39,9 @@ class TempDir {
 // cannot be read.
 std::vector<std::string> ListDir(const std::string& dir);
 
-// A free TCP port on 127.0.0.1 (bound to port 0, read back, released).
+// A free TCP port on 127.0.0.1 (bound to port 0, read back, released); 0
+// if none could be had. Another call may return the same port once it is
+// released: for several ports at once, use TestNetwork::PickPort.
 int PickUnusedPort();
 
 // A TCP socket listening on 127.0.0.1 at a free port, as another program's
@@ -95,6 +97,10 @@ class TestNetwork {
   const NodeSetup& setup(const std::string& party) { return *setups_.at(party); }
   int peer_port(const std::string& party) { return peer_ports_.at(party); }
   int operator_port(const std::string& party) { return operator_ports_.at(party); }
+  // A free loopback port for another listener of the test (e.g. metrics):
+  // like the nodes' ports, distinct from every port picked so far in this
+  // process (the kernel hands a released port out again). Thread-safe.
+  static int PickPort();
 
   // A TLS channel to `party`'s operator port as operator `name`, and to its
   // peer port as the node of `as_party` (with that node's certificate), for
