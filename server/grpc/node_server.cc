@@ -172,7 +172,7 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const NodeSetup* s
 
   // A database restored from a backup is checked against the peers before
   // the node signs anything (docs/backup.md).
-  COMITY_RETURN_IF_ERROR(server->node_->backup().CheckRestoredLog());
+  COMITY_RETURN_IF_ERROR(server->node_->backup().CheckLogAgainstPeers());
   EnableHealthAndReflection();
 
   // The peer listener accepts a certificate from any peer's CA (which

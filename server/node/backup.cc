@@ -2,7 +2,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -49,21 +52,51 @@ absl::StatusOr<Backup::Copy> Backup::Write(const std::string& operator_name) {
   return copy;
 }
 
-absl::Status Backup::CheckRestoredLog() {
+absl::Status Backup::CheckLogAgainstPeers() {
   COMITY_ASSIGN_OR_RETURN(std::optional<BackupOrigin> origin,
                           ctx_->store().RestoredBackupOrigin());
-  if (!origin.has_value()) return absl::OkStatus();
   COMITY_ASSIGN_OR_RETURN(uint64_t size, ctx_->store().audit().Size());
   const absl::Duration timeout = ctx_->attempt_timeout();
-  // What each peer saw of this node's log must be in the restored log:
-  // a head of a larger size, or another root at its size, was signed after
-  // the backup was taken.
+  // A divergence the operator accepted before (LOG_RESTORED): heads signed
+  // before that are the lost log's, already known to the peers as a split
+  // view; only a head signed since can show a new loss.
+  int64_t accepted_until_us = 0;
+  {
+    AuditFilter restored;
+    restored.type = v1::LOG_RESTORED;
+    COMITY_ASSIGN_OR_RETURN(std::vector<std::string> entries,
+                            ctx_->store().audit().Entries(restored));
+    for (const std::string& bytes : entries) {
+      v1::AuditEntry e;
+      if (e.ParseFromString(bytes)) {
+        accepted_until_us = std::max<int64_t>(accepted_until_us, e.time_unix_micros());
+      }
+    }
+  }
+  const char* const held_by_us = origin.has_value() ? "restored" : "this log holds";
+  // Every peer at once: the start waits for the slowest answer (at most the
+  // attempt timeout), not their sum.
+  std::vector<std::string> peers;
+  for (const auto& [peer, unused] : ctx_->setup().peers) peers.push_back(peer);
+  std::vector<absl::StatusOr<std::optional<v1::SignedEnvelope>>> answers(
+      peers.size(), absl::UnknownError("not asked"));
+  {
+    std::vector<std::thread> asking;
+    asking.reserve(peers.size());
+    for (size_t i = 0; i < peers.size(); ++i) {
+      asking.emplace_back([&, i] { answers[i] = ctx_->transport().GetHeldHead(peers[i], timeout); });
+    }
+    for (std::thread& t : asking) t.join();
+  }
+  // What each peer saw of this node's log must be in this log: a head of a
+  // larger size, or another root at its size, was signed and then lost (a
+  // restored backup, a rolled-back or replaced database file, a torn WAL).
   std::vector<std::string> conflicts;
   std::vector<std::string> unchecked;
   std::vector<std::string> checked;
-  for (const auto& [peer, unused] : ctx_->setup().peers) {
-    absl::StatusOr<std::optional<v1::SignedEnvelope>> held =
-        ctx_->transport().GetHeldHead(peer, timeout);
+  for (size_t i = 0; i < peers.size(); ++i) {
+    const std::string& peer = peers[i];
+    const absl::StatusOr<std::optional<v1::SignedEnvelope>>& held = answers[i];
     if (!held.ok()) {
       unchecked.push_back(absl::StrCat(peer, " (", held.status().message(), ")"));
       continue;
@@ -81,17 +114,27 @@ absl::Status Backup::CheckRestoredLog() {
                                        ctx_->party(), ")"));
       continue;
     }
+    std::string conflict;
     if (head.tree_size() > size) {
-      conflicts.push_back(absl::StrCat(peer, " holds a head of size ", head.tree_size(),
-                                       " this node signed at ",
-                                       FormatMicros(head.timestamp_unix_micros()),
-                                       ", beyond the ", size, " entries restored"));
+      conflict = absl::StrCat(peer, " holds a head of size ", head.tree_size(),
+                              " this node signed at ", FormatMicros(head.timestamp_unix_micros()),
+                              ", beyond the ", size, " entries ", held_by_us);
+    } else {
+      absl::StatusOr<std::string> root = ctx_->store().audit().RootAt(head.tree_size());
+      if (!root.ok() || *root != head.root_hash()) {
+        conflict = absl::StrCat(peer, " holds a head of size ", head.tree_size(),
+                                " whose root differs from the ",
+                                origin.has_value() ? "restored log's" : "log's");
+      }
+    }
+    if (!conflict.empty() && !origin.has_value() &&
+        head.timestamp_unix_micros() <= accepted_until_us) {
+      checked.push_back(absl::StrCat(peer, ": ", conflict, ", accepted at ",
+                                     FormatMicros(accepted_until_us)));
       continue;
     }
-    absl::StatusOr<std::string> root = ctx_->store().audit().RootAt(head.tree_size());
-    if (!root.ok() || *root != head.root_hash()) {
-      conflicts.push_back(absl::StrCat(peer, " holds a head of size ", head.tree_size(),
-                                       " whose root differs from the restored log's"));
+    if (!conflict.empty()) {
+      conflicts.push_back(std::move(conflict));
       continue;
     }
     checked.push_back(
@@ -100,19 +143,28 @@ absl::Status Backup::CheckRestoredLog() {
 
   const std::string ack_file = ctx_->config().data_dir() + "/accept-restored-log";
   const bool acknowledged = ::access(ack_file.c_str(), F_OK) == 0;
-  if ((!conflicts.empty() || !unchecked.empty()) && !acknowledged) {
+  // A restored backup must be checked by every peer; an ordinary start
+  // goes on without the peers it cannot reach (they check this node's
+  // heads against theirs as they gossip), but never past a conflict.
+  const bool refuse = !conflicts.empty() || (origin.has_value() && !unchecked.empty());
+  if (refuse && !acknowledged) {
     std::string why =
-        absl::StrCat("this node's database was restored from a backup taken at ",
-                     FormatMicros(origin->taken_at_us), " with ", origin->audit_size,
-                     " audit log entries; ");
+        origin.has_value()
+            ? absl::StrCat("this node's database was restored from a backup taken at ",
+                           FormatMicros(origin->taken_at_us), " with ", origin->audit_size,
+                           " audit log entries; ")
+            : absl::StrCat("this node's database holds ", size,
+                           " audit log entries, less than its peers saw it sign (the file "
+                           "was rolled back, replaced by an older copy, or lost its last "
+                           "commits); ");
     if (!conflicts.empty()) {
       absl::StrAppend(
-          &why, "this node signed more of its log after that backup: ",
+          &why, "this node signed more of its log than it now holds: ",
           absl::StrJoin(conflicts, "; "),
           ". Starting would sign a second, different log of those sizes, which "
           "the peers see as a split view. Restore a later backup if there is one; ");
     }
-    if (!unchecked.empty()) {
+    if (origin.has_value() && !unchecked.empty()) {
       absl::StrAppend(&why,
                       "these peers could not be asked which heads of this log they "
                       "hold: ",
@@ -125,10 +177,21 @@ absl::Status Backup::CheckRestoredLog() {
                     ack_file, " and start again (docs/backup.md)");
     return absl::FailedPreconditionError(why);
   }
-  std::string detail = absl::StrCat(
-      "restored from a backup taken at ", FormatMicros(origin->taken_at_us), " with ",
-      origin->audit_size, " entries; peers: ", absl::StrJoin(checked, "; "));
-  if (!conflicts.empty() || !unchecked.empty()) {
+  if (!origin.has_value() && !refuse) {
+    if (!unchecked.empty()) {
+      LogEvent(LogLevel::kWarning, "log_unchecked_at_start",
+               {{"peers", absl::StrJoin(unchecked, "; ")}});
+    }
+    return absl::OkStatus();
+  }
+  std::string detail =
+      origin.has_value()
+          ? absl::StrCat("restored from a backup taken at ", FormatMicros(origin->taken_at_us),
+                         " with ", origin->audit_size, " entries; peers: ",
+                         absl::StrJoin(checked, "; "))
+          : absl::StrCat("started with ", size, " entries, behind its peers; peers: ",
+                         absl::StrJoin(checked, "; "));
+  if (refuse) {
     absl::StrAppend(&detail, "; started on the operator's acknowledgement despite: ",
                     absl::StrJoin(conflicts, "; "), conflicts.empty() ? "" : "; ",
                     absl::StrJoin(unchecked, "; "));
@@ -138,7 +201,7 @@ absl::Status Backup::CheckRestoredLog() {
     e.set_detail(detail.substr(0, 2000));
     return w.Append(&e).status();
   }));
-  COMITY_RETURN_IF_ERROR(ctx_->store().ClearBackupOrigin());
+  if (origin.has_value()) COMITY_RETURN_IF_ERROR(ctx_->store().ClearBackupOrigin());
   if (acknowledged) std::remove(ack_file.c_str());
   LogEvent(conflicts.empty() ? LogLevel::kInfo : LogLevel::kError, "log_restored",
            {{"detail", detail}});

@@ -3,7 +3,7 @@
 // restored node makes with its peers before it signs anything.
 //
 //   Backup backup(&ctx);
-//   COMITY_RETURN_IF_ERROR(backup.CheckRestoredLog());   // At start.
+//   COMITY_RETURN_IF_ERROR(backup.CheckLogAgainstPeers());   // At start.
 //   COMITY_ASSIGN_OR_RETURN(Backup::Copy copy, backup.Write("admin"));
 #ifndef COMITY_SERVER_NODE_BACKUP_H_
 #define COMITY_SERVER_NODE_BACKUP_H_
@@ -29,15 +29,17 @@ class Backup {
   // `operator_name`; the caller deletes the file when done. Unimplemented
   // for a PostgreSQL store.
   absl::StatusOr<Copy> Write(const std::string& operator_name);
-  // Before the node signs anything: if its database was restored from a
-  // backup (Store::RestoredBackupOrigin), asks every peer for the latest
-  // head of this node's log it holds. FailedPrecondition if a peer holds a
-  // head this log does not contain (the node signed more after the backup:
-  // going on would sign a second, different log of those sizes, a split
-  // view), or if a peer cannot be asked; unless the operator acknowledged
-  // the restore (file data_dir/accept-restored-log, consumed), which is
-  // then audited (LOG_RESTORED).
-  absl::Status CheckRestoredLog();
+  // At every start, before the node signs anything: asks every peer (at
+  // once) for the latest head of this node's log it holds.
+  // FailedPrecondition if a peer holds a head this log does not contain
+  // (the node signed more and lost it: a restored backup, a database file
+  // rolled back or replaced, a torn WAL; going on would sign a second,
+  // different log of those sizes, a split view), or, for a database
+  // restored from a backup (Store::RestoredBackupOrigin), if a peer cannot
+  // be asked; unless the operator acknowledged it (file
+  // data_dir/accept-restored-log, consumed), which is then audited
+  // (LOG_RESTORED).
+  absl::Status CheckLogAgainstPeers();
 
  private:
   const NodeContext* const ctx_;

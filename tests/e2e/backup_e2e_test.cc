@@ -281,6 +281,35 @@ TEST_F(BackupE2eTest, AHeadSignedAfterTheBackupStopsTheRestoredNodeUntilAcknowle
   ExpectAuditVerifies();
 }
 
+TEST_F(BackupE2eTest, ADatabaseRolledBackWithoutABackupMarkStopsTheNodeToo) {
+  // A copy of the file taken while FR was stopped: no backup mark, as after
+  // a torn WAL or a file put back by hand.
+  const std::string a = Submit();
+  ASSERT_FALSE(a.empty());
+  net_->Stop("FR");
+  const std::string db = net_->PartyDir("FR") + "/data/comity.db";
+  const std::string old_copy = net_->dir() + "/fr-old.db";
+  ASSERT_EQ(testing::RunShell(absl::StrCat("cp '", db, "' '", old_copy, "'")), 0);
+  ASSERT_THAT(net_->Start("FR"), IsOk());
+
+  // FR goes on and JP sees a head of the longer log.
+  ASSERT_EQ(Jp({"ack", a}).code, 0);
+  ASSERT_TRUE(WaitFor([&] { return FrCase(a) == v1::CASE_ACKNOWLEDGED; }));
+  auto head = net_->server("FR")->node()->witness().SignTreeHead();
+  ASSERT_THAT(head.status(), IsOk());
+  ASSERT_THAT(net_->server("JP")->node()->witness().CheckPeerHead("FR", *head), IsOk());
+  const uint64_t seen = HeldFrHeadSize();
+
+  RestoreFr(old_copy);
+  absl::Status refused = net_->Start("FR");
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused)) << refused;
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("less than its peers saw it sign"));
+  EXPECT_THAT(std::string(refused.message()),
+              HasSubstr(absl::StrCat("JP holds a head of size ", seen)));
+  // Nothing was signed meanwhile: JP still holds the same head of FR's log.
+  EXPECT_EQ(HeldFrHeadSize(), seen);
+}
+
 // A node that answers Backup with bytes other than those it announces
 // (total_bytes in the first chunk, the SHA-256 in the last): what a damaged
 // copy, or a bad network path, looks like to the CLI.

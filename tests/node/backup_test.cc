@@ -155,9 +155,9 @@ TEST_F(BackupTest, WriteMakesAPrivateCopyAndAuditsIt) {
   EXPECT_FALSE(live.has_value());
 }
 
-TEST_F(BackupTest, ANodeThatWasNotRestoredAsksNoPeer) {
-  EXPECT_THAT(fr_->backup().CheckRestoredLog(), IsOk());
-  EXPECT_EQ(transport_.calls("GetHeldHead"), 0);
+TEST_F(BackupTest, ANodeThatWasNotRestoredAsksItsPeersButStartsWithoutThoseItCannotReach) {
+  EXPECT_THAT(fr_->backup().CheckLogAgainstPeers(), IsOk());
+  EXPECT_EQ(transport_.calls("GetHeldHead"), 1);
   EXPECT_THAT(Audit(*fr_, v1::LOG_RESTORED), IsEmpty());
 }
 
@@ -171,7 +171,7 @@ TEST_F(BackupTest, AHeadBeyondTheCopyStopsTheRestoredNodeUntilAcknowledged) {
   EXPECT_THAT(fr_->store()->audit().Size(), IsOkAndHolds(t.copy.origin.audit_size));
 
   EXPECT_THAT(
-      fr_->backup().CheckRestoredLog(),
+      fr_->backup().CheckLogAgainstPeers(),
       StatusIs(
           absl::StatusCode::kFailedPrecondition,
           AllOf(HasSubstr(absl::StrCat("JP holds a head of size ", after.tree_size())),
@@ -185,7 +185,7 @@ TEST_F(BackupTest, AHeadBeyondTheCopyStopsTheRestoredNodeUntilAcknowledged) {
   // The operator acknowledges the restore: the node goes on, on the record.
   std::ofstream(AcceptFile()) << "";
   ASSERT_TRUE(Exists(AcceptFile()));
-  EXPECT_THAT(fr_->backup().CheckRestoredLog(), IsOk());
+  EXPECT_THAT(fr_->backup().CheckLogAgainstPeers(), IsOk());
   std::vector<v1::AuditEntry> restored = Audit(*fr_, v1::LOG_RESTORED);
   ASSERT_EQ(restored.size(), 1u);
   EXPECT_EQ(restored[0].actor(), "node");
@@ -197,9 +197,10 @@ TEST_F(BackupTest, AHeadBeyondTheCopyStopsTheRestoredNodeUntilAcknowledged) {
   EXPECT_FALSE(Exists(AcceptFile()));  // One use only.
   EXPECT_THAT(Marked(), IsOkAndHolds(false));
 
-  // Checked: the next start asks nobody.
-  EXPECT_THAT(fr_->backup().CheckRestoredLog(), IsOk());
-  EXPECT_EQ(transport_.calls("GetHeldHead"), 2);
+  // The next start asks again; the head of the lost log that JP holds was
+  // accepted (it was signed before LOG_RESTORED), so the node starts.
+  EXPECT_THAT(fr_->backup().CheckLogAgainstPeers(), IsOk());
+  EXPECT_EQ(transport_.calls("GetHeldHead"), 3);
   EXPECT_EQ(Audit(*fr_, v1::LOG_RESTORED).size(), 1u);
 }
 
@@ -219,7 +220,7 @@ TEST_F(BackupTest, AHeadWithAnotherRootAtARestoredSizeStopsTheNode) {
   JpHolds(head);
   ASSERT_THAT(RestoreFrom(t.copy.path), IsOk());
   EXPECT_THAT(
-      fr_->backup().CheckRestoredLog(),
+      fr_->backup().CheckLogAgainstPeers(),
       StatusIs(absl::StatusCode::kFailedPrecondition,
                HasSubstr(absl::StrCat("JP holds a head of size ", forked.tree_size(),
                                       " whose root differs from the restored log's"))));
@@ -233,7 +234,7 @@ TEST_F(BackupTest, APeerThatCannotBeAskedStopsTheRestoredNode) {
   };
   ASSERT_THAT(RestoreFrom(t.copy.path), IsOk());
   EXPECT_THAT(
-      fr_->backup().CheckRestoredLog(),
+      fr_->backup().CheckLogAgainstPeers(),
       StatusIs(absl::StatusCode::kFailedPrecondition,
                AllOf(HasSubstr("could not be asked"), HasSubstr("JP (JP is down)"),
                      HasSubstr("Start again once they are reachable"))));
@@ -244,7 +245,7 @@ TEST_F(BackupTest, APeerThatCannotBeAskedStopsTheRestoredNode) {
   v1::SignedEnvelope not_a_head = t.after;
   not_a_head.mutable_signature()->back() ^= 0x01;
   JpHolds(not_a_head);
-  EXPECT_THAT(fr_->backup().CheckRestoredLog(),
+  EXPECT_THAT(fr_->backup().CheckLogAgainstPeers(),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("its answer is not a head signed by FR")));
   EXPECT_THAT(Audit(*fr_, v1::LOG_RESTORED), IsEmpty());
@@ -257,7 +258,7 @@ TEST_F(BackupTest, ConsistentPeersLetTheRestoredNodeStartAndClearTheMark) {
   ASSERT_LE(before.tree_size(), t.copy.origin.audit_size);
   JpHolds(t.before);
   ASSERT_THAT(RestoreFrom(t.copy.path), IsOk());
-  EXPECT_THAT(fr_->backup().CheckRestoredLog(), IsOk());
+  EXPECT_THAT(fr_->backup().CheckLogAgainstPeers(), IsOk());
   std::vector<v1::AuditEntry> restored = Audit(*fr_, v1::LOG_RESTORED);
   ASSERT_EQ(restored.size(), 1u);
   EXPECT_THAT(
@@ -276,7 +277,7 @@ TEST_F(BackupTest, APeerThatHoldsNoHeadIsConsistent) {
   COMITY_ASSERT_OK_AND_ASSIGN(Taken t, TakeThenGoOn());
   JpHolds(std::nullopt);
   ASSERT_THAT(RestoreFrom(t.copy.path), IsOk());
-  EXPECT_THAT(fr_->backup().CheckRestoredLog(), IsOk());
+  EXPECT_THAT(fr_->backup().CheckLogAgainstPeers(), IsOk());
   std::vector<v1::AuditEntry> restored = Audit(*fr_, v1::LOG_RESTORED);
   ASSERT_EQ(restored.size(), 1u);
   EXPECT_THAT(restored[0].detail(), HasSubstr("JP: no head"));
