@@ -1,5 +1,7 @@
 #include "server/grpc/grpc_peer_transport.h"
 
+#include <algorithm>
+
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/tls_certificate_provider.h>
@@ -84,13 +86,16 @@ void GrpcPeerTransport::Watch() {
 template <typename Request, typename Response>
 absl::Status GrpcPeerTransport::Unary(const std::string& party, absl::Duration timeout,
                                       UnaryMethod<Request, Response> method,
-                                      const Request& request, Response* response) {
-  auto stub = StubFor(party);
-  if (!stub.ok()) return stub.status();
+                                      const Request& request, Response* response,
+                                      v1::PeerService::Stub* own_stub) {
+  v1::PeerService::Stub* stub = own_stub;
+  if (stub == nullptr) {
+    COMITY_ASSIGN_OR_RETURN(stub, StubFor(party));
+  }
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   if (!Track(&ctx, absl::InfiniteFuture())) return Stopping();
-  grpc::Status status = ((*stub)->*method)(&ctx, request, response);
+  grpc::Status status = (stub->*method)(&ctx, request, response);
   Untrack(&ctx);
   return status.ok() ? absl::OkStatus() : PeerError(party, status);
 }
@@ -99,6 +104,14 @@ absl::StatusOr<v1::PeerService::Stub*> GrpcPeerTransport::StubFor(const std::str
   absl::MutexLock lock(&mu_);
   auto it = stubs_.find(party);
   if (it != stubs_.end()) return it->second.get();
+  COMITY_ASSIGN_OR_RETURN(std::unique_ptr<v1::PeerService::Stub> stub, NewStub(party));
+  v1::PeerService::Stub* raw = stub.get();
+  stubs_.emplace(party, std::move(stub));
+  return raw;
+}
+
+absl::StatusOr<std::unique_ptr<v1::PeerService::Stub>> GrpcPeerTransport::NewStub(
+    const std::string& party) const {
   auto peer = setup_->peers.find(party);
   if (peer == setup_->peers.end()) {
     return absl::FailedPreconditionError(absl::StrCat("no peer ", party, " is configured"));
@@ -129,13 +142,21 @@ absl::StatusOr<v1::PeerService::Stub*> GrpcPeerTransport::StubFor(const std::str
   // a fixed HTTP/2 window instead of one that grows with the link.
   args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8 << 20);
+  // The lanes back off themselves (delivery.retry_*_ms); gRPC's own
+  // reconnect backoff (1 s growing to 120 s by default) would refuse their
+  // probes locally after a peer is back, or after a call made while it was
+  // down (the log check at start). Kept within the lanes' bounds.
+  const int initial = static_cast<int>(
+      std::clamp<uint32_t>(setup_->config.delivery().retry_initial_ms(), 50, 1000));
+  const int most = static_cast<int>(std::clamp<uint32_t>(
+      setup_->config.delivery().retry_max_ms(), static_cast<uint32_t>(initial), 60000));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, initial);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, initial);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, most);
   auto channel =
       grpc::CreateCustomChannel(peer->second.address,
                                 grpc::experimental::TlsCredentials(opts), args);
-  auto stub = v1::PeerService::NewStub(channel);
-  v1::PeerService::Stub* raw = stub.get();
-  stubs_.emplace(party, std::move(stub));
-  return raw;
+  return v1::PeerService::NewStub(channel);
 }
 
 absl::StatusOr<v1::SignedEnvelope> GrpcPeerTransport::DeliverRequest(
@@ -247,9 +268,13 @@ absl::StatusOr<bool> GrpcPeerTransport::AnnounceKey(const std::string& party,
 
 absl::StatusOr<std::optional<v1::SignedEnvelope>> GrpcPeerTransport::GetHeldHead(
     const std::string& party, absl::Duration timeout) {
+  // Asked once, at start, possibly before the peer is up: on a channel of
+  // its own, so that a refused connection leaves the shared channel out
+  // of gRPC's reconnect backoff.
+  COMITY_ASSIGN_OR_RETURN(std::unique_ptr<v1::PeerService::Stub> stub, NewStub(party));
   v1::GetHeldHeadResponse resp;
   COMITY_RETURN_IF_ERROR(Unary(party, timeout, &v1::PeerService::Stub::GetHeldHead,
-                               v1::GetHeldHeadRequest(), &resp));
+                               v1::GetHeldHeadRequest(), &resp, stub.get()));
   if (!resp.has_head()) return std::optional<v1::SignedEnvelope>();
   return std::optional<v1::SignedEnvelope>(std::move(*resp.mutable_head()));
 }

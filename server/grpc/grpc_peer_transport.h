@@ -62,12 +62,17 @@ class GrpcPeerTransport final : public PeerTransport {
     bool expired;         // Cancelled by the watchdog.
   };
 
+  // The shared stub of `party`'s channel, made on first use.
   absl::StatusOr<v1::PeerService::Stub*> StubFor(const std::string& party);
-  // One unary call with `timeout`, tracked.
+  // A stub on a new channel of its own.
+  absl::StatusOr<std::unique_ptr<v1::PeerService::Stub>> NewStub(
+      const std::string& party) const;
+  // One unary call with `timeout`, tracked; on `stub` if given, else on
+  // the shared one.
   template <typename Request, typename Response>
   absl::Status Unary(const std::string& party, absl::Duration timeout,
                      UnaryMethod<Request, Response> method, const Request& request,
-                     Response* response);
+                     Response* response, v1::PeerService::Stub* stub = nullptr);
   // False once CancelAll ran: make no call.
   bool Track(grpc::ClientContext* ctx, absl::Time chunk_deadline);
   void Touch(grpc::ClientContext* ctx, absl::Time chunk_deadline);

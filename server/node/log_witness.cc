@@ -141,9 +141,14 @@ absl::Status LogWitness::CheckPeerHead(const std::string& party_code,
         absl::StrCat(party_code, "'s head of size ", new_size), signed_at, ctx_->Now(), skew,
         last_at));
   } else if (new_size < old_size && signed_at > last_at + skew) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        party_code, "'s head of size ", new_size, " is dated after its head of size ",
-        old_size, " held here; a party's log does not shrink"));
+    // Two heads signed by the party: its log shrank (a rollback, a restore
+    // it did not check), or its clock was off by more than the skew. Either
+    // way its partners must hear of it.
+    return RaiseSplitView(
+        party_code, last->signed_head, signed_head,
+        absl::StrCat("its head of size ", new_size, " is dated after its head of size ",
+                     old_size, " held here; a party's log does not shrink"),
+        "");
   }
   if (new_size == old_size) {
     if (now.head.root_hash() == last->head.root_hash()) return absl::OkStatus();
@@ -231,8 +236,14 @@ absl::Status LogWitness::HandleSplitViewReport(const std::string& peer_party,
     }
   }
   bool contradict = false;
+  const v1::TreeHead& smaller = heads[0].tree_size() < heads[1].tree_size() ? heads[0] : heads[1];
+  const v1::TreeHead& larger = heads[0].tree_size() < heads[1].tree_size() ? heads[1] : heads[0];
   if (heads[0].tree_size() == heads[1].tree_size()) {
     contradict = heads[0].root_hash() != heads[1].root_hash();
+  } else if (absl::FromUnixMicros(smaller.timestamp_unix_micros()) >
+             absl::FromUnixMicros(larger.timestamp_unix_micros()) +
+                 ctx_->setup().max_clock_skew()) {
+    contradict = true;  // This log shrank: it signed the smaller one later.
   } else {
     // Our own log decides: each head must match our root at its size.
     for (const v1::TreeHead& h : heads) {

@@ -307,6 +307,31 @@ TEST_F(LogWitnessTest, TwoRootsForOneSizeAreASplitView) {
   EXPECT_EQ(on_jp[0].actor(), "peer:FR");
 }
 
+TEST_F(LogWitnessTest, AHeadOfASmallerLogDatedLaterIsASplitView) {
+  // JP's log shrank (rolled back): it signs a smaller head after a larger one.
+  ASSERT_THAT(jp_->witness().RecordStart(), IsOk());
+  ASSERT_THAT(jp_->witness().RecordStart(), IsOk());
+  COMITY_ASSERT_OK_AND_ASSIGN(v1::SignedEnvelope large, jp_->witness().SignTreeHead());
+  ASSERT_THAT(fr_->witness().CheckPeerHead("JP", large), IsOk());
+  v1::TreeHead small = HeadOf(large);
+  ASSERT_GT(small.tree_size(), 1u);
+  small.set_tree_size(small.tree_size() - 1);
+  small.set_root_hash(Sha256("the rolled-back log"));
+  small.set_timestamp_unix_micros(small.timestamp_unix_micros() +
+                                  absl::ToInt64Microseconds(absl::Minutes(10)));
+  harness_.clock().Advance(absl::Minutes(10));
+  COMITY_ASSERT_OK_AND_ASSIGN(v1::SignedEnvelope shrunk, Forge("JP", small));
+
+  EXPECT_THAT(fr_->witness().CheckPeerHead("JP", shrunk),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("does not shrink")));
+  ASSERT_EQ(Audit(*fr_, v1::SPLIT_VIEW_DETECTED).size(), 1u);
+  ASSERT_EQ(reported_.size(), 1u);
+  EXPECT_THAT(
+      jp_->witness().HandleSplitViewReport("FR", reported_[0].first, reported_[0].second),
+      IsOk());
+  EXPECT_EQ(Audit(*jp_, v1::SPLIT_VIEW_DETECTED).size(), 1u);
+}
+
 TEST_F(LogWitnessTest, AnUnreachablePeerIsNotASplitView) {
   ASSERT_THAT(jp_->witness().RecordStart(), IsOk());
   COMITY_ASSERT_OK_AND_ASSIGN(v1::SignedEnvelope small, jp_->witness().SignTreeHead());
