@@ -31,7 +31,16 @@ std::string VerifyReport::Summary() const {
   if (!ok) return absl::StrCat("FAILED: ", error);
   std::string out = absl::StrCat(entries, " entries, root ", HexEncode(root), ", consistent (",
                                  heads, " signed tree heads and ", nodes_checked,
-                                 " stored hashes checked)");
+                                 " stored hashes checked");
+  if (items_checked > 0) {
+    absl::StrAppend(&out, "; ", items_checked,
+                    " stored requests, receipts, steps and files match their entries");
+  }
+  absl::StrAppend(&out, ")");
+  if (items_uncovered > 0) {
+    absl::StrAppend(&out, "; ", items_uncovered,
+                    " stored items predate the log and are not covered by it");
+  }
   if (signed_size < entries) {
     absl::StrAppend(&out, "; entries ", signed_size, "..", entries - 1,
                     " are not covered by a signed tree head yet");

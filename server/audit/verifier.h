@@ -31,6 +31,12 @@ struct VerifyReport {
   // signed yet (a live log's tail), so a copy could change them unseen.
   uint64_t signed_size = 0;
   uint64_t nodes_checked = 0;
+  // Stored requests, receipts, steps, acknowledgements and staged evidence
+  // files checked against the entries that logged them (node only:
+  // CoverageChecker, server/audit/coverage.h); and those stored before the
+  // log began (a file migrated from schema version 1), which no entry covers.
+  uint64_t items_checked = 0;
+  uint64_t items_uncovered = 0;
   // The first problem found: where and why.
   std::string error;
 

@@ -20,6 +20,40 @@ absl::Status TooManySteps(const std::string& request_id) {
       " steps, the most a case takes; open a new request (--related) to go on"));
 }
 
+// What a new step of the case of `row` depends on, checked again before
+// this node signs it: the stored request, this node's receipt for it, and
+// the last step (the one the new step chains onto). A stored copy changed
+// since it was verified (a failing disk, an edit behind the node's back)
+// would make the partner refuse the new step for good; DataLoss naming the
+// damaged item instead, and nothing is signed.
+absl::Status CheckStoredChain(const v1::RequestRecord& row, const std::string& request_id,
+                              const KeyRing& keys) {
+  auto damaged = [&](const std::string& item, const absl::Status& why) {
+    return absl::DataLossError(absl::StrCat(
+        "request ", request_id, ": the stored ", item, "'s signature does not verify (",
+        why.message(),
+        "): the stored copy was damaged, so this node signs nothing that depends on it; run "
+        "`comity audit verify` and restore the database from a backup (docs/backup.md)"));
+  };
+  if (absl::Status st = VerifyEnvelope(row.request(), kRequestPayloadType, keys); !st.ok()) {
+    return damaged("request", st);
+  }
+  if (row.direction() == v1::INCOMING && row.has_receipt()) {
+    if (absl::Status st = VerifyEnvelope(row.receipt(), kReceiptPayloadType, keys);
+        !st.ok()) {
+      return damaged("receipt", st);
+    }
+  }
+  if (row.transitions_size() > 0) {
+    if (absl::Status st = VerifyEnvelope(row.transitions(row.transitions_size() - 1),
+                                         kTransitionPayloadType, keys);
+        !st.ok()) {
+      return damaged(absl::StrCat("step ", row.transitions_size()), st);
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 
@@ -113,6 +147,7 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::AppendStep(
     const Decision& d, const std::string& decided_by, const std::string& operator_name,
     const std::vector<std::string>& duties, const v1::SignedEnvelope* proposal,
     const std::vector<v1::EvidenceFile>& evidence) {
+  COMITY_RETURN_IF_ERROR(CheckStoredChain(row, body.id(), ctx_->key_ring()));
   COMITY_ASSIGN_OR_RETURN(v1::CaseState to,
                           NextCaseState(row.case_state(), d.action, d.final_response));
   // Steps never go back in time, even on a clock stepped back since the
@@ -201,6 +236,7 @@ absl::StatusOr<v1::RequestRecord> CaseBook::Propose(const std::string& operator_
           "request ", request_id, " has no release conditions waiting for acceptance"));
     }
   }
+  COMITY_RETURN_IF_ERROR(CheckStoredChain(row, request_id, ctx_->key_ring()));
   COMITY_ASSIGN_OR_RETURN(v1::RequestBody body, BodyOf(row));
   v1::TransitionProposal p;
   p.set_request_id(request_id);

@@ -31,6 +31,7 @@
 #include "comity/v1/case.pb.h"
 #include "comity/v1/envelope.pb.h"
 #include "comity/v1/record.pb.h"
+#include "server/audit/coverage.h"
 #include "server/audit/verifier.h"
 
 namespace comity {
@@ -397,6 +398,20 @@ class AuditSnapshot {
   // Every signed head of this node's log, in tree-size order.
   virtual absl::Status ForEachTreeHead(
       const std::function<absl::Status(StoredTreeHead)>& fn) = 0;
+  // The stored data the log covers, read a page at a time: every request
+  // row, in (request_id, direction) order; every step, in (request_id,
+  // sequence) order; every staged evidence file (request_id, sha256).
+  virtual absl::Status ForEachRequest(
+      const std::function<absl::Status(const StoredRequestRow&)>& fn) = 0;
+  virtual absl::Status ForEachStep(
+      const std::function<absl::Status(const StoredStepRow&)>& fn) = 0;
+  virtual absl::Status ForEachStagedEvidence(
+      const std::function<absl::Status(const std::string&, const std::string&)>& fn) = 0;
+  // The database's own check of its files, where it has one that reads
+  // within a snapshot (SQLite: PRAGMA quick_check). DataLoss naming the
+  // first problem; OK where the database has none (PostgreSQL,
+  // docs/storage.md).
+  virtual absl::Status CheckStorage() = 0;
 };
 
 // The node's tamper-evident log, its signed heads, and the latest heads
@@ -467,9 +482,10 @@ class Store {
   virtual absl::Status ClearBackupOrigin() = 0;
 };
 
-// Verifies the audit log held by `store` on one snapshot: every entry and
-// stored node hash, every signed tree head (signed by `party` with a key in
-// `keys`).
+// Verifies the audit log held by `store` on one snapshot: the database's
+// own check of its files (CheckStorage), every entry and stored node hash,
+// every signed tree head (signed by `party` with a key in `keys`), and the
+// stored data against the entries that logged it (CoverageChecker).
 absl::StatusOr<VerifyReport> VerifyStoredLog(AuditStore& store, const std::string& party,
                                              const KeyRing& keys);
 

@@ -36,7 +36,9 @@ class AuditLogTest : public ::testing::Test {
       ASSERT_THAT(store_->audit().Append([&](AuditWriter& w) -> absl::Status {
         for (int i = 0; i < 4; ++i) {
           v1::AuditEntry e;
-          e.set_type(v1::REQUEST_RECEIVED);
+          // Assessments: entries that name a request but log no stored item
+          // (a REQUEST_RECEIVED entry needs its request row: coverage.h).
+          e.set_type(v1::ASSESSMENT_MADE);
           e.set_time_unix_micros(1000 + batch * 4 + i);
           e.set_actor("peer:JP");
           e.set_request_id(absl::StrCat("req-", batch * 4 + i));

@@ -1,6 +1,8 @@
 #include "tests/testing/test_network.h"
 
 #include <grpcpp/grpcpp.h>
+#include <libpq-fe.h>
+#include <sqlite3.h>
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -14,9 +16,11 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 #include "server/util/files.h"
+#include "server/util/hex.h"
 
 namespace comity::testing {
 
@@ -216,6 +220,95 @@ void TestNetwork::Stop(const std::string& party) {
   it->second->Shutdown(absl::ZeroDuration());
   it->second->Wait();
   servers_.erase(it);
+}
+
+std::string TestNetwork::SqlitePath(const std::string& party) const {
+  if (databases_.count(party) > 0) return "";
+  return PartyDir(party) + "/data/comity.db";
+}
+
+absl::Status TestNetwork::ExecSql(const std::string& party, const std::string& sql) {
+  auto pg = databases_.find(party);
+  if (pg != databases_.end()) return pg->second->Exec(sql);
+  sqlite3* db = nullptr;
+  absl::Status st;
+  char* err = nullptr;
+  if (sqlite3_open_v2(SqlitePath(party).c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) !=
+          SQLITE_OK ||
+      sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    st = absl::InternalError(absl::StrCat(sql, ": ", err != nullptr ? err : sqlite3_errmsg(db)));
+  }
+  sqlite3_free(err);
+  sqlite3_close(db);
+  return st;
+}
+
+absl::Status TestNetwork::FlipStoredByte(const std::string& party, const std::string& table,
+                                         const std::string& column, const std::string& where,
+                                         const std::string& needle) {
+  auto pg = databases_.find(party);
+  if (pg != databases_.end()) {
+    // 0-based byte offset in the value.
+    const std::string at =
+        needle.empty() ? absl::StrCat("length(", column, ") / 2")
+                       : absl::StrCat("position('\\x", HexEncode(needle), "'::bytea in ",
+                                      column, ") - 1");
+    const std::string sql = absl::StrCat("UPDATE ", table, " SET ", column, " = set_byte(",
+                                         column, ", ", at, ", get_byte(", column, ", ", at,
+                                         ") # 1) WHERE (", where, ") AND ", at, " >= 0");
+    PGconn* conn = PQconnectdb(pg->second->url().c_str());
+    absl::Status st;
+    PGresult* res = PQexec(conn, sql.c_str());
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+      st = absl::InternalError(absl::StrCat(
+          sql, ": ", absl::StripTrailingAsciiWhitespace(PQresultErrorMessage(res))));
+    } else if (std::string(PQcmdTuples(res)) == "0") {
+      st = absl::NotFoundError(absl::StrCat("no row of ", table, " matched: ", sql));
+    }
+    PQclear(res);
+    PQfinish(conn);
+    return st;
+  }
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(SqlitePath(party).c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) !=
+      SQLITE_OK) {
+    sqlite3_close(db);
+    return absl::UnavailableError("cannot open " + SqlitePath(party));
+  }
+  std::vector<std::pair<int64_t, std::string>> changed;
+  sqlite3_stmt* stmt = nullptr;
+  const std::string select =
+      absl::StrCat("SELECT rowid, ", column, " FROM ", table, " WHERE ", where);
+  absl::Status st;
+  if (sqlite3_prepare_v2(db, select.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+    st = absl::InternalError(absl::StrCat(select, ": ", sqlite3_errmsg(db)));
+  }
+  while (st.ok() && sqlite3_step(stmt) == SQLITE_ROW) {
+    const char* p = static_cast<const char*>(sqlite3_column_blob(stmt, 1));
+    std::string value(p == nullptr ? "" : std::string(p, sqlite3_column_bytes(stmt, 1)));
+    const size_t at = needle.empty() ? value.size() / 2 : value.find(needle);
+    if (value.empty() || at == std::string::npos) continue;
+    value[at] = static_cast<char>(value[at] ^ 1);
+    changed.emplace_back(sqlite3_column_int64(stmt, 0), std::move(value));
+  }
+  sqlite3_finalize(stmt);
+  const std::string update =
+      absl::StrCat("UPDATE ", table, " SET ", column, " = ?1 WHERE rowid = ?2");
+  for (const auto& [rowid, value] : changed) {
+    if (!st.ok()) break;
+    if (sqlite3_prepare_v2(db, update.c_str(), -1, &stmt, nullptr) != SQLITE_OK ||
+        sqlite3_bind_blob(stmt, 1, value.data(), static_cast<int>(value.size()),
+                          SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(stmt, 2, rowid) != SQLITE_OK || sqlite3_step(stmt) != SQLITE_DONE) {
+      st = absl::InternalError(absl::StrCat(update, ": ", sqlite3_errmsg(db)));
+    }
+    sqlite3_finalize(stmt);
+  }
+  sqlite3_close(db);
+  if (st.ok() && changed.empty()) {
+    return absl::NotFoundError(absl::StrCat("no row of ", table, " matched ", where));
+  }
+  return st;
 }
 
 }  // namespace comity::testing

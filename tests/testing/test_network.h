@@ -110,6 +110,22 @@ class TestNetwork {
   std::shared_ptr<grpc::Channel> PeerChannel(const std::string& party,
                                              const std::string& as_party);
 
+  // Behind the store's back, as a failing disk or an intruder would, on
+  // the database of a stopped node (its SQLite file, or its PostgreSQL
+  // database): flips the low bit of one byte of `column` (a blob) in the
+  // rows of `table` matching `where` (SQL, the same in both dialects). The
+  // byte is the first of `needle` in the value, or its middle one if
+  // `needle` is empty. NotFound if no row matched or no value holds
+  // `needle`.
+  absl::Status FlipStoredByte(const std::string& party, const std::string& table,
+                              const std::string& column, const std::string& where,
+                              const std::string& needle = "");
+  // Runs `sql` (the same in both dialects) on the database of a stopped
+  // node, behind the store's back.
+  absl::Status ExecSql(const std::string& party, const std::string& sql);
+  // The path of `party`'s SQLite file (empty on PostgreSQL).
+  std::string SqlitePath(const std::string& party) const;
+
  private:
   TempDir dir_;
   std::vector<std::string> parties_;

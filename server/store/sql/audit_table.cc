@@ -23,9 +23,12 @@ absl::Status CheckSize(Session& s, uint64_t size) {
   return absl::OkStatus();
 }
 
+// Rows of stored data read per statement: envelopes are up to a few MiB.
+constexpr int64_t kDataPage = 64;
+
 class SqlSnapshot final : public AuditSnapshot {
  public:
-  SqlSnapshot(Session* s, uint64_t size) : s_(s), size_(size) {}
+  SqlSnapshot(Database* db, Session* s, uint64_t size) : db_(db), s_(s), size_(size) {}
   uint64_t size() const override { return size_; }
 
   absl::Status ForEachEntry(
@@ -86,7 +89,82 @@ class SqlSnapshot final : public AuditSnapshot {
     }
   }
 
+  absl::Status ForEachRequest(
+      const std::function<absl::Status(const StoredRequestRow&)>& fn) override {
+    std::string id;
+    int64_t direction = -1;
+    for (;;) {
+      int64_t rows = 0;
+      COMITY_RETURN_IF_ERROR(s_->Query(
+          "SELECT request_id, direction, state, stored_at_us, request_envelope, "
+          "payload_sha256, receipt_envelope FROM requests WHERE (request_id, direction) > "
+          "($1, $2) ORDER BY request_id, direction LIMIT $3",
+          Params().Text(id).Int(direction).Int(kDataPage), [&](const Row& row) {
+            ++rows;
+            StoredRequestRow r;
+            r.request_id = row.Bytes(0);
+            r.direction = static_cast<int>(row.Int(1));
+            r.state = static_cast<int>(row.Int(2));
+            r.stored_at_us = row.Int(3);
+            r.request_envelope = row.Bytes(4);
+            r.payload_sha256 = row.Bytes(5);
+            r.receipt_envelope = row.Bytes(6);
+            id = r.request_id;
+            direction = r.direction;
+            return fn(r);
+          }));
+      if (rows < kDataPage) return absl::OkStatus();
+    }
+  }
+
+  absl::Status ForEachStep(
+      const std::function<absl::Status(const StoredStepRow&)>& fn) override {
+    std::string id;
+    int64_t sequence = -1;
+    for (;;) {
+      int64_t rows = 0;
+      COMITY_RETURN_IF_ERROR(s_->Query(
+          "SELECT request_id, sequence, envelope, ack FROM transitions WHERE (request_id, "
+          "sequence) > ($1, $2) ORDER BY request_id, sequence LIMIT $3",
+          Params().Text(id).Int(sequence).Int(kDataPage), [&](const Row& row) {
+            ++rows;
+            StoredStepRow r;
+            r.request_id = row.Bytes(0);
+            r.sequence = row.Int(1);
+            r.envelope = row.Bytes(2);
+            r.ack = row.Bytes(3);
+            id = r.request_id;
+            sequence = r.sequence;
+            return fn(r);
+          }));
+      if (rows < kDataPage) return absl::OkStatus();
+    }
+  }
+
+  absl::Status ForEachStagedEvidence(
+      const std::function<absl::Status(const std::string&, const std::string&)>& fn)
+      override {
+    std::string id;
+    std::string sha256;
+    for (;;) {
+      int64_t rows = 0;
+      COMITY_RETURN_IF_ERROR(s_->Query(
+          "SELECT request_id, sha256 FROM staged_evidence WHERE (request_id, sha256) > ($1, "
+          "$2) ORDER BY request_id, sha256 LIMIT $3",
+          Params().Text(id).Blob(sha256).Int(kPage), [&](const Row& row) {
+            ++rows;
+            id = row.Bytes(0);
+            sha256 = row.Bytes(1);
+            return fn(id, sha256);
+          }));
+      if (rows < kPage) return absl::OkStatus();
+    }
+  }
+
+  absl::Status CheckStorage() override { return db_->CheckIntegrity(*s_); }
+
  private:
+  Database* db_;
   Session* s_;
   const uint64_t size_;
 };
@@ -277,7 +355,7 @@ absl::Status SqlAuditStore::ReadSnapshot(
     const std::function<absl::Status(AuditSnapshot&)>& fn) {
   return db_->Snapshot([&](Session& s) -> absl::Status {
     COMITY_ASSIGN_OR_RETURN(uint64_t size, LogSize(s));
-    SqlSnapshot snapshot(&s, size);
+    SqlSnapshot snapshot(db_, &s, size);
     return fn(snapshot);
   });
 }
@@ -326,10 +404,33 @@ namespace comity {
 absl::StatusOr<VerifyReport> VerifyStoredLog(AuditStore& store, const std::string& party,
                                              const KeyRing& keys) {
   LogVerifier verifier(party, &keys);
-  COMITY_RETURN_IF_ERROR(store.ReadSnapshot([&](AuditSnapshot& snap) -> absl::Status {
+  CoverageChecker coverage(&keys);
+  VerifyReport damaged;
+  absl::Status read = store.ReadSnapshot([&](AuditSnapshot& snap) -> absl::Status {
+    absl::Status storage = snap.CheckStorage();
+    if (absl::IsDataLoss(storage)) {
+      damaged.ok = false;
+      damaged.error = std::string(storage.message());
+      return absl::OkStatus();
+    }
+    COMITY_RETURN_IF_ERROR(storage);
     COMITY_RETURN_IF_ERROR(
         snap.ForEachEntry(0, [&](uint64_t pos, const std::string& bytes) {
           verifier.AddEntry(pos, bytes);
+          coverage.AddEntry(pos, bytes);
+          return absl::OkStatus();
+        }));
+    COMITY_RETURN_IF_ERROR(snap.ForEachRequest([&](const StoredRequestRow& row) {
+      coverage.CheckRequest(row);
+      return absl::OkStatus();
+    }));
+    COMITY_RETURN_IF_ERROR(snap.ForEachStep([&](const StoredStepRow& row) {
+      coverage.CheckStep(row);
+      return absl::OkStatus();
+    }));
+    COMITY_RETURN_IF_ERROR(
+        snap.ForEachStagedEvidence([&](const std::string& id, const std::string& sha256) {
+          coverage.CheckStagedEvidence(id, sha256);
           return absl::OkStatus();
         }));
     COMITY_RETURN_IF_ERROR(
@@ -341,8 +442,19 @@ absl::StatusOr<VerifyReport> VerifyStoredLog(AuditStore& store, const std::strin
       verifier.CheckHead(h.signed_head);
       return absl::OkStatus();
     });
-  }));
-  return verifier.Finish();
+  });
+  // A read the database itself fails (SQLite: "database disk image is
+  // malformed") is a finding, not an error of the verification.
+  if (absl::IsDataLoss(read)) {
+    damaged.ok = false;
+    damaged.error = absl::StrCat("the database is damaged: ", read.message());
+  } else {
+    COMITY_RETURN_IF_ERROR(read);
+  }
+  if (!damaged.ok) return damaged;
+  VerifyReport report = verifier.Finish();
+  coverage.Finish(&report);
+  return report;
 }
 
 }  // namespace comity

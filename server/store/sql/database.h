@@ -141,6 +141,13 @@ class Database {
   // the database has its own tools.
   virtual absl::Status Backup(const std::string& dest_path, int64_t taken_at_us,
                               uint64_t* audit_size) = 0;
+  // The database's own check of its files on `session` (a Snapshot's):
+  // DataLoss naming the first problem. OK where the backend has no such
+  // check that a client can run cheaply (PostgreSQL: docs/storage.md).
+  virtual absl::Status CheckIntegrity(Session& session) {
+    (void)session;
+    return absl::OkStatus();
+  }
 };
 
 // How a backend spells the dialect tokens (above).

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -126,6 +127,43 @@ class SqliteSession final : public sql::Session {
   Connection* conn_;
 };
 
+// Runs `pragma` (integrity_check or quick_check) on `session`: OK if it
+// answers "ok", else DataLoss with its first findings.
+absl::Status RunCheck(sql::Session& session, absl::string_view pragma) {
+  std::string findings;
+  int rows = 0;
+  absl::Status st = session.Query(
+      absl::StrCat("PRAGMA ", pragma, "(8)"), sql::Params(), [&](const sql::Row& row) {
+        const std::string line = row.Bytes(0);
+        if (line != "ok") absl::StrAppend(&findings, rows++ > 0 ? "; " : "", line);
+        return absl::OkStatus();
+      });
+  if (!st.ok() && !absl::IsDataLoss(st)) return st;
+  if (!st.ok()) absl::StrAppend(&findings, rows > 0 ? "; " : "", st.message());
+  if (findings.empty()) return absl::OkStatus();
+  return absl::DataLossError(absl::StrCat("PRAGMA ", pragma, " finds the file damaged: ",
+                                          findings.substr(0, 600)));
+}
+
+// The check at open, before anything is written: the file as it is on disk
+// (with its WAL, if the last run did not close), read-only.
+absl::Status CheckAtOpen(const std::string& path) {
+  struct stat st;
+  if (path == ":memory:" || ::stat(path.c_str(), &st) != 0 || st.st_size == 0) {
+    return absl::OkStatus();  // A new database.
+  }
+  const bool full = st.st_size < SqliteDatabase::kFullCheckBelowBytes;
+  COMITY_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Connection::Open(path, true));
+  SqliteSession session(conn.get());
+  absl::Status checked = RunCheck(session, full ? "integrity_check" : "quick_check");
+  if (!absl::IsDataLoss(checked)) return checked;
+  return absl::DataLossError(absl::StrCat(
+      "database ", path, " is damaged (", checked.message(),
+      "). The node did not start and has not changed the file. Stop anything else using "
+      "it, keep a copy of it for analysis, and restore the last backup (docs/backup.md); "
+      "then start the node, which checks the restored log against its peers"));
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& path,
@@ -205,6 +243,7 @@ absl::Status Connection::Script(absl::string_view sql) {
 
 absl::StatusOr<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(
     const std::string& path) {
+  COMITY_RETURN_IF_ERROR(CheckAtOpen(path));
   COMITY_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn,
                           Connection::Open(path, false));
   std::unique_ptr<SqliteDatabase> db(new SqliteDatabase(path, std::move(conn)));
@@ -383,10 +422,15 @@ absl::Status SqliteDatabase::Backup(const std::string& dest_path, int64_t taken_
       .status();
 }
 
+absl::Status SqliteDatabase::CheckIntegrity(sql::Session& session) {
+  return RunCheck(session, "quick_check");
+}
+
 }  // namespace sqlite_internal
 
 absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
   auto db = sqlite_internal::SqliteDatabase::Open(path);
+  if (absl::IsDataLoss(db.status())) return db.status();  // Names the file.
   if (!db.ok()) {
     return absl::Status(db.status().code(),
                         absl::StrCat("database ", path, ": ", db.status().message()));

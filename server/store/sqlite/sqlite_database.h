@@ -72,6 +72,14 @@ class SqliteDatabase final : public sql::Database {
   absl::Duration claim_lease() const override { return absl::ZeroDuration(); }
   absl::Status Backup(const std::string& dest_path, int64_t taken_at_us,
                       uint64_t* audit_size) override;
+  // PRAGMA quick_check on the session's connection.
+  absl::Status CheckIntegrity(sql::Session& session) override;
+
+  // Below this size a file is checked in full at open (PRAGMA
+  // integrity_check: every page, every index against its table); at or
+  // above it, PRAGMA quick_check (every page and b-tree, not the indexes'
+  // contents), which `audit verify` also runs (docs/storage.md, "Opening").
+  static constexpr int64_t kFullCheckBelowBytes = int64_t{256} << 20;
 
  private:
   SqliteDatabase(std::string path, std::unique_ptr<Connection> conn)
