@@ -80,6 +80,10 @@ struct ListQuery {
   v1::Direction direction = v1::DIRECTION_UNSPECIFIED;  // Unspecified: both.
   int limit = 100;                                      // 1..1000.
   std::string after;  // A RecordPage::next_cursor; empty: from the newest.
+  // Also ends the page before the record that would take the page's
+  // records (serialized) over this many bytes; a page holds at least one
+  // record. 0: no bound but `limit`.
+  size_t max_bytes = 0;
 };
 
 // How many requests a node holds in one direction and state with one
