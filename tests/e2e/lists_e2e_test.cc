@@ -6,6 +6,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <iostream>
 #include <memory>
 #include <set>
 #include <string>
@@ -143,6 +144,28 @@ class ListsE2eTest : public ::testing::Test {
     return out;
   }
 
+  // How many entries of `type` `party`'s audit log holds.
+  size_t Count(const std::string& party, v1::AuditEventType type) {
+    AuditFilter f;
+    f.type = type;
+    auto entries = net_->server(party)->node()->store()->audit().Entries(f);
+    EXPECT_THAT(entries, IsOk());
+    return entries.ok() ? entries->size() : 0;
+  }
+  // Whether every request of `ids` is DELIVERED on FR within `d`.
+  bool AllDeliveredWithin(const std::vector<std::string>& ids, absl::Duration d) {
+    const absl::Time end = absl::Now() + d;
+    while (absl::Now() < end) {
+      size_t delivered = 0;
+      for (const std::string& id : ids) {
+        if (Record("FR", id).state() == v1::DELIVERED) ++delivered;
+      }
+      if (delivered == ids.size()) return true;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return false;
+  }
+
   // Before net_: the nodes read them until they stop.
   OffsetClock fr_clock_;
   std::unique_ptr<testing::TestNetwork> net_;
@@ -180,6 +203,49 @@ TEST_F(ListsE2eTest, InboxAndListPageThroughAThousandLargeRequests) {
   ASSERT_EQ(text.code, 0) << text.err;
   EXPECT_EQ(std::vector<std::string>(absl::StrSplit(text.out, '\n', absl::SkipEmpty())).size(),
             order.size() + 1);  // The header line.
+}
+
+// docs/delivery.md: "a peer that is down for hours costs one probe per
+// interval". The test config backs off 100 ms doubled up to 400 ms, with
+// jitter x0.5 to x1: at least 200 ms between probes.
+TEST_F(ListsE2eTest, APeerThatIsDownCostsOneProbePerBackoffInterval) {
+  ASSERT_THAT(net_->Start("FR"), IsOk());
+  ASSERT_THAT(net_->Start("JP"), IsOk());
+  net_->Stop("JP");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) ids.push_back(Submit("FR", "JP"));
+  // Past the first doublings: the lane backs off by its maximum now.
+  absl::SleepFor(absl::Seconds(1));
+  const size_t before = Count("FR", v1::DELIVERY_ATTEMPTED);
+  const absl::Duration window = absl::Seconds(4);
+  absl::SleepFor(window);
+  const size_t attempts = Count("FR", v1::DELIVERY_ATTEMPTED) - before;
+  std::cout << "delivery attempts in " << window << " while JP is down: " << attempts << "\n";
+  // At most one per 200 ms, and some: the lane still probes.
+  EXPECT_LE(attempts, 4000 / 200 + 2);
+  EXPECT_GE(attempts, 4000 / 400 - 2);
+
+  // JP answers again: its backlog goes out, each request once.
+  ASSERT_THAT(net_->Start("JP"), IsOk());
+  ASSERT_TRUE(AllDeliveredWithin(ids, absl::Seconds(10)));
+  EXPECT_EQ(Count("JP", v1::REQUEST_RECEIVED), ids.size());
+  for (const std::string& id : ids) EXPECT_EQ(Record("JP", id).direction(), v1::INCOMING);
+}
+
+TEST_F(ListsE2eTest, AClockSteppedBackWhileAPeerIsDownDoesNotStallDelivery) {
+  ASSERT_THAT(net_->Start("FR", &fr_clock_), IsOk());
+  ASSERT_THAT(net_->Start("JP"), IsOk());
+  net_->Stop("JP");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(Submit("FR", "JP"));
+  absl::SleepFor(absl::Seconds(1));  // A few failed probes, next ones scheduled.
+  // FR's clock is stepped back two hours (an NTP correction, a VM restored).
+  fr_clock_.Set(absl::Hours(-2));
+  absl::SleepFor(absl::Milliseconds(500));
+  ASSERT_THAT(net_->Start("JP"), IsOk());
+  // Within the normal maximum backoff (400 ms) and the time to deliver.
+  ASSERT_TRUE(AllDeliveredWithin(ids, absl::Seconds(5)))
+      << Record("FR", ids[0]).last_error();
 }
 
 }  // namespace
