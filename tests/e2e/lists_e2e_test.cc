@@ -238,9 +238,12 @@ TEST_F(ListsE2eTest, AClockSteppedBackWhileAPeerIsDownDoesNotStallDelivery) {
   net_->Stop("JP");
   std::vector<std::string> ids;
   for (int i = 0; i < 3; ++i) ids.push_back(Submit("FR", "JP"));
-  absl::SleepFor(absl::Seconds(1));  // A few failed probes, next ones scheduled.
-  // FR's clock is stepped back two hours (an NTP correction, a VM restored).
-  fr_clock_.Set(absl::Hours(-2));
+  // FR's clock runs two hours ahead for a while (its failed probes and
+  // the next attempts are scheduled by it), then is stepped back two hours
+  // to the right time (an NTP correction).
+  fr_clock_.Set(absl::Hours(2));
+  absl::SleepFor(absl::Seconds(1));
+  fr_clock_.Set(absl::ZeroDuration());
   absl::SleepFor(absl::Milliseconds(500));
   ASSERT_THAT(net_->Start("JP"), IsOk());
   // Within the normal maximum backoff (400 ms) and the time to deliver.
