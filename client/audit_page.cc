@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "client/connection.h"
+#include "client/list_pages.h"
 #include "server/audit/receipt.h"
 #include "server/config/node_config.h"
 #include "server/core/envelope.h"
@@ -494,16 +495,16 @@ HttpResponse AuditPage::RpcErrorPage(absl::string_view what,
 }
 
 HttpResponse AuditPage::Cases(const HttpRequest& request) const {
-  v1::ListRequestsRequest req;
-  req.set_limit(1000);
+  v1::Direction direction = v1::DIRECTION_UNSPECIFIED;
   auto dir = request.query.find("dir");
-  if (dir != request.query.end() && dir->second == "sent")
-    req.set_direction(v1::OUTGOING);
-  if (dir != request.query.end() && dir->second == "received")
-    req.set_direction(v1::INCOMING);
-  v1::ListRequestsResponse resp;
-  grpc::Status st = operator_->ListRequests(Context(30).get(), req, &resp);
+  if (dir != request.query.end() && dir->second == "sent") direction = v1::OUTGOING;
+  if (dir != request.query.end() && dir->second == "received") direction = v1::INCOMING;
+  // The newest thousand, in as many pages as the node hands out.
+  std::vector<v1::RequestRecord> records;
+  grpc::Status st = ListRequestPages(*operator_, direction, 1000, absl::Seconds(30), &records);
   if (!st.ok()) return RpcErrorPage("the cases", st);
+  v1::ListRequestsResponse resp;
+  for (v1::RequestRecord& r : records) *resp.add_records() = std::move(r);
   std::string body = absl::StrCat(
       "<p>", resp.records_size(),
       " request(s), newest first. Show: <a href=\"/\">all</a> \xC2\xB7 <a "

@@ -25,6 +25,7 @@
 #include "client/evidence_upload.h"
 #include "client/health_cli.h"
 #include "client/keys_cli.h"
+#include "client/list_pages.h"
 #include "client/treaty_cli.h"
 #include "comity/v1/operator.grpc.pb.h"
 #include "google/protobuf/struct.pb.h"
@@ -44,6 +45,9 @@
 
 namespace comity {
 namespace {
+
+// `comity list` without --limit: the newest this many.
+constexpr uint32_t kDefaultListLimit = 100;
 
 using google::protobuf::Struct;
 using google::protobuf::Value;
@@ -990,17 +994,15 @@ int Cli::Overdue(const ParsedArgs&) {
 }
 
 int Cli::Inbox(const ParsedArgs&) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(15)));
-  v1::ListRequestsRequest req;
-  req.set_limit(1000);
-  v1::ListRequestsResponse resp;
-  grpc::Status status = stub_->ListRequests(&ctx, req, &resp);
+  // Every request held, page after page: what waits may be old.
+  std::vector<v1::RequestRecord> records;
+  grpc::Status status = ListRequestPages(*stub_, v1::DIRECTION_UNSPECIFIED, 0,
+                                         absl::Seconds(15), &records);
   if (!status.ok()) return Fail(RpcError(status));
   Value list;
   list.mutable_list_value();
   int shown = 0;
-  for (const v1::RequestRecord& r : resp.records()) {
+  for (const v1::RequestRecord& r : records) {
     const char* action = r.state() == v1::AWAITING_APPROVAL ? "approve"
                          : r.state() == v1::RECEIVED && !IsFinalCaseState(r.case_state())
                              ? "decide"
@@ -1031,25 +1033,25 @@ int Cli::Inbox(const ParsedArgs&) {
 }
 
 int Cli::List(const ParsedArgs& args) {
-  v1::ListRequestsRequest req;
+  v1::Direction direction = v1::DIRECTION_UNSPECIFIED;
   if (args.switches.count("sent") && args.switches.count("received")) {
     return Fail({kExitUsage, "--sent and --received exclude each other; give neither for both"});
   }
-  if (args.switches.count("sent")) req.set_direction(v1::OUTGOING);
-  if (args.switches.count("received")) req.set_direction(v1::INCOMING);
+  if (args.switches.count("sent")) direction = v1::OUTGOING;
+  if (args.switches.count("received")) direction = v1::INCOMING;
+  uint32_t limit = kDefaultListLimit;
   if (args.Has("limit")) {
-    uint32_t limit = 0;
     if (!absl::SimpleAtoi(args.Get("limit"), &limit) || limit == 0) {
       return Fail({kExitUsage, absl::StrCat("--limit '", args.Get("limit"),
                                             "' is not a positive whole number")});
     }
-    req.set_limit(limit);
   }
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(15)));
-  v1::ListRequestsResponse resp;
-  grpc::Status status = stub_->ListRequests(&ctx, req, &resp);
+  std::vector<v1::RequestRecord> records;
+  grpc::Status status =
+      ListRequestPages(*stub_, direction, limit, absl::Seconds(15), &records);
   if (!status.ok()) return Fail(RpcError(status));
+  v1::ListRequestsResponse resp;
+  for (v1::RequestRecord& r : records) *resp.add_records() = std::move(r);
   Value list;
   list.mutable_list_value();
   if (!json_) {

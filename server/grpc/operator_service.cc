@@ -271,12 +271,14 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::ListRequests(
     grpc::CallbackServerContext* ctx, const v1::ListRequestsRequest* request,
     v1::ListRequestsResponse* response) {
   if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
-  auto records = node_->operator_api().ListRequests(
-      CallOf(ctx, *request), request->direction(), static_cast<int>(request->limit()));
-  if (records.ok()) {
-    for (auto& r : *records) *response->add_records() = std::move(r);
+  auto page = node_->operator_api().ListRequests(CallOf(ctx, *request), request->direction(),
+                                                 static_cast<int>(request->limit()),
+                                                 request->page_token());
+  if (page.ok()) {
+    for (auto& r : page->records) *response->add_records() = std::move(r);
+    response->set_next_page_token(std::move(page->next_cursor));
   }
-  return Done(ctx, records.status());
+  return Done(ctx, page.status());
 }
 
 grpc::ServerUnaryReactor* OperatorServiceImpl::GetRequest(

@@ -218,13 +218,18 @@ absl::StatusOr<std::vector<v1::CaseDeadline>> OperatorApi::ListOverdue(const Cal
       [&](const CertIdentity&) { return node_->deadlines().Overdue(); });
 }
 
-absl::StatusOr<std::vector<v1::RequestRecord>> OperatorApi::ListRequests(const CallInfo& call,
-                                                                        v1::Direction direction,
-                                                                        int limit) {
-  return Call<absl::StatusOr<std::vector<v1::RequestRecord>>>(
+absl::StatusOr<RecordPage> OperatorApi::ListRequests(const CallInfo& call,
+                                                     v1::Direction direction, int limit,
+                                                     const std::string& page_token) {
+  return Call<absl::StatusOr<RecordPage>>(
       call, "ListRequests", COMITY_ANY_ROLE, [&](const CertIdentity&) {
-        return node_->List(direction,
-                           limit <= 0 ? kDefaultListLimit : std::min(limit, kMaxListLimit));
+        ListQuery q;
+        q.direction = direction;
+        q.limit = limit <= 0 ? kDefaultListLimit : std::min(limit, kMaxListLimit);
+        q.after = page_token;
+        // Well under what the operator listener may send (four times this).
+        q.max_bytes = node_->context().config().limits().max_message_bytes();
+        return node_->store()->requests().List(q);
       });
 }
 

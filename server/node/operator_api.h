@@ -132,9 +132,12 @@ class OperatorApi {
   absl::StatusOr<std::vector<v1::PeerStatus>> ListPeers(const CallInfo& call);
   absl::StatusOr<std::vector<v1::KeyStatus>> ListKeys(const CallInfo& call);
   absl::StatusOr<std::vector<v1::CaseDeadline>> ListOverdue(const CallInfo& call);
-  absl::StatusOr<std::vector<v1::RequestRecord>> ListRequests(const CallInfo& call,
-                                                              v1::Direction direction,
-                                                              int limit);
+  // One page of requests, newest first: at most `limit` records (0: 100;
+  // at most 1000) and about limits.max_message_bytes of them, from
+  // `page_token` (a RecordPage::next_cursor; empty: the newest).
+  // InvalidArgument for a malformed token.
+  absl::StatusOr<RecordPage> ListRequests(const CallInfo& call, v1::Direction direction,
+                                          int limit, const std::string& page_token);
   absl::StatusOr<RequestView> GetRequest(const CallInfo& call,
                                          const std::string& request_id, bool chain);
   absl::StatusOr<std::unique_ptr<EvidenceReader>> ExportEvidence(

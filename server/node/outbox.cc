@@ -47,6 +47,10 @@ absl::Time DeliveryLane::retry_at() const {
   return retry_at_;
 }
 
+absl::Duration DeliveryLane::MaxBackoff() const {
+  return absl::Milliseconds(ctx_->config().delivery().retry_max_ms());
+}
+
 absl::Duration DeliveryLane::RunRound(const std::function<bool()>& stopping) {
   const absl::Duration poll = absl::Milliseconds(
       std::clamp<uint32_t>(ctx_->config().delivery().retry_initial_ms(), 10, 1000));
@@ -56,6 +60,10 @@ absl::Duration DeliveryLane::RunRound(const std::function<bool()>& stopping) {
     retry_at = retry_at_;
   }
   const absl::Time now = ctx_->Now();
+  // No backoff is longer than retry_max_ms: a retry time further off was
+  // set before the clock was stepped back, and is due now (else the lane
+  // would wait as long as the step).
+  if (retry_at - now > MaxBackoff()) retry_at = now;
   if (now < retry_at) {
     // Callers waiting for an attempt get the stored state now.
     ResolveStale(false);
@@ -83,11 +91,14 @@ absl::Duration DeliveryLane::RunRound(const std::function<bool()>& stopping) {
 bool DeliveryLane::DeliverDue(const std::function<bool()>& stopping, bool* more) {
   OutboxStore& outbox = ctx_->store().outbox();
   const absl::Time now = ctx_->Now();
+  // Attempts scheduled further off than the longest backoff were scheduled
+  // before the clock was stepped back: due now.
+  const absl::Time latest = now + MaxBackoff();
   // Steps and proposals first (they move open cases), then requests.
   std::vector<std::function<absl::StatusOr<bool>()>> tasks;
-  auto transitions = outbox.DueTransitions(peer_, now, kBatch);
-  auto proposals = outbox.DueProposals(peer_, now, kBatch);
-  auto requests = outbox.DueRequests(peer_, now, kBatch);
+  auto transitions = outbox.DueTransitions(peer_, now, kBatch, latest);
+  auto proposals = outbox.DueProposals(peer_, now, kBatch, latest);
+  auto requests = outbox.DueRequests(peer_, now, kBatch, latest);
   for (const absl::Status* failed :
        {&transitions.status(), &proposals.status(), &requests.status()}) {
     if (!failed->ok())
@@ -126,9 +137,29 @@ bool DeliveryLane::DeliverDue(const std::function<bool()>& stopping, bool* more)
           (proposals.ok() && proposals->size() == kBatch) ||
           (requests.ok() && requests->size() == kBatch);
 
+  // A peer not known to answer (the last attempt failed, or none was made
+  // yet) gets one probe first; only if it answers does the rest go out.
+  // A peer that is down therefore costs one attempt per backoff interval.
+  size_t first = 0;
+  bool probe;
+  {
+    absl::MutexLock lock(&mu_);
+    probe = failures_ > 0;
+  }
+  if (!probe) probe = !ctx_->contacts().Get(peer_).reachable;
+  if (probe) {
+    if (stopping()) return false;
+    absl::StatusOr<bool> reached = tasks[0]();
+    if (reached.ok() && !*reached) {
+      *more = false;
+      return true;
+    }
+    first = 1;
+  }
+
   // Up to max_in_flight attempts at once. The first one that cannot reach
   // the peer stops the round: the rest wait for the lane's next try.
-  std::atomic<size_t> next{0};
+  std::atomic<size_t> next{first};
   std::atomic<bool> unreachable{false};
   auto work = [&]() {
     while (!unreachable.load() && !stopping()) {
@@ -139,7 +170,8 @@ bool DeliveryLane::DeliverDue(const std::function<bool()>& stopping, bool* more)
     }
   };
   const size_t width = std::min<size_t>(
-      tasks.size(), std::max<uint32_t>(1, ctx_->config().delivery().max_in_flight()));
+      std::max<size_t>(1, tasks.size() - first),
+      std::max<uint32_t>(1, ctx_->config().delivery().max_in_flight()));
   std::vector<std::thread> helpers;
   helpers.reserve(width - 1);
   for (size_t i = 1; i < width; ++i) helpers.emplace_back(work);

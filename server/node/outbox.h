@@ -73,6 +73,9 @@ class DeliveryLane {
   // Everything due to the peer, up to max_in_flight at once. Returns whether
   // the peer could not be reached; sets *more if a batch was full.
   bool DeliverDue(const std::function<bool()>& stopping, bool* more);
+  // The longest backoff (delivery.retry_max_ms): no retry is ever
+  // scheduled further off, unless the clock was stepped back since.
+  absl::Duration MaxBackoff() const;
 
   const NodeContext* const ctx_;
   const std::string peer_;

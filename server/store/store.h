@@ -8,7 +8,7 @@
 //
 //   COMITY_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, OpenStore(config));
 //   COMITY_RETURN_IF_ERROR(store->requests().InsertOutgoing(key, record, audit_fn));
-//   COMITY_ASSIGN_OR_RETURN(auto due, store->outbox().DueRequests("JP", now, 64));
+//   COMITY_ASSIGN_OR_RETURN(auto due, store->outbox().DueRequests("JP", now, 64, absl::InfiniteFuture()));
 //
 // Every implementation is thread-safe, and every mutating call is durable
 // (fsync'd, or committed with synchronous_commit) when it returns OK,
@@ -81,6 +81,10 @@ struct ListQuery {
   v1::Direction direction = v1::DIRECTION_UNSPECIFIED;  // Unspecified: both.
   int limit = 100;                                      // 1..1000.
   std::string after;  // A RecordPage::next_cursor; empty: from the newest.
+  // Also ends the page before the record that would take the page's
+  // records (serialized) over this many bytes; a page holds at least one
+  // record. 0: no bound but `limit`.
+  size_t max_bytes = 0;
 };
 
 // How many requests a node holds in one direction and state with one
@@ -292,9 +296,13 @@ class OutboxStore {
   virtual ~OutboxStore() = default;
 
   // Outgoing requests to `peer` (empty: any) still PENDING_DELIVERY whose
-  // next attempt is due at `now`, oldest first.
+  // next attempt is due at `now`, oldest first. An attempt scheduled after
+  // `latest` (now + the longest backoff) is due too: it was scheduled
+  // before the clock was stepped back, and would otherwise wait as long
+  // as the step. The same holds for DueTransitions and DueProposals.
   virtual absl::StatusOr<std::vector<v1::RequestRecord>> DueRequests(
-      const std::string& peer, absl::Time now, int limit) = 0;
+      const std::string& peer, absl::Time now, int limit,
+      absl::Time latest) = 0;
   // Outgoing request acknowledged: state DELIVERED with its receipt; the
   // case starts (CASE_DELIVERED) with `next_deadline` (CaseStore).
   virtual absl::Status MarkDelivered(const std::string& request_id,
@@ -316,7 +324,7 @@ class OutboxStore {
   // empty: any) not yet acknowledged, due at `now`: of each case only the
   // earliest undelivered step, so that no step overtakes an earlier one.
   virtual absl::StatusOr<std::vector<PendingTransition>> DueTransitions(
-      const std::string& peer, absl::Time now, int limit) = 0;
+      const std::string& peer, absl::Time now, int limit, absl::Time latest) = 0;
   // The peer acknowledged the step with `ack`, its signed Acknowledgement,
   // which is kept as proof of delivery.
   virtual absl::Status MarkTransitionDelivered(const std::string& request_id,
@@ -344,7 +352,7 @@ class OutboxStore {
                                                   const AuditFn& audit = nullptr) = 0;
   // Queued proposals to `peer` (empty: any) due at `now`, in queue order.
   virtual absl::StatusOr<std::vector<PendingProposal>> DueProposals(
-      const std::string& peer, absl::Time now, int limit) = 0;
+      const std::string& peer, absl::Time now, int limit, absl::Time latest) = 0;
   // The queued (not yet finished) proposals of one request.
   virtual absl::StatusOr<std::vector<PendingProposal>> QueuedProposals(
       const std::string& request_id) = 0;

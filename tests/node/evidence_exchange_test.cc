@@ -157,9 +157,9 @@ class EvidenceExchangeTest : public ::testing::Test {
       node.outbox().lane(peer)->RunRound([] { return false; });
       OutboxStore& out = node.store()->outbox();
       const absl::Time now = harness_.clock().Now();
-      auto t = out.DueTransitions(peer, now, 10);
-      auto p = out.DueProposals(peer, now, 10);
-      auto r = out.DueRequests(peer, now, 10);
+      auto t = out.DueTransitions(peer, now, 10, absl::InfiniteFuture());
+      auto p = out.DueProposals(peer, now, 10, absl::InfiniteFuture());
+      auto r = out.DueRequests(peer, now, 10, absl::InfiniteFuture());
       if (t.ok() && t->empty() && p.ok() && p->empty() && r.ok() && r->empty()) return;
     }
     ADD_FAILURE() << node.party() << "'s lane to " << peer << " did not drain";

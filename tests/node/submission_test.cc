@@ -46,7 +46,7 @@ TEST_F(SubmissionTest, ADraftIsCompletedAssessedSignedAndStoredForTheOutbox) {
               IsOk());
   // Stored, due now, with its two entries.
   COMITY_ASSERT_OK_AND_ASSIGN(
-      auto due, node_->store()->outbox().DueRequests("JP", harness_.clock().Now(), 10));
+      auto due, node_->store()->outbox().DueRequests("JP", harness_.clock().Now(), 10, absl::InfiniteFuture()));
   ASSERT_EQ(due.size(), 1u);
   AuditFilter f;
   f.request_id = body.id();

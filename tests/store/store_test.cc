@@ -216,14 +216,14 @@ TEST_P(StoreTest, OutgoingLifecycleSurvivesReopen) {
   ASSERT_THAT(store_->requests().InsertOutgoing(key, Record(v1::OUTGOING, "p1", 1000)), IsOk());
   EXPECT_THAT(store_->requests().InsertOutgoing(key, Record(v1::OUTGOING, "p1", 1000)),
               StatusIs(absl::StatusCode::kAlreadyExists));
-  auto due = store_->outbox().DueRequests("", absl::FromUnixMicros(2000), 10);
+  auto due = store_->outbox().DueRequests("", absl::FromUnixMicros(2000), 10, absl::InfiniteFuture());
   ASSERT_THAT(due, IsOk());
   EXPECT_EQ(due->size(), 1u);
 
   ASSERT_THAT(store_->outbox().MarkDeliveryFailed("id-1", "UNAVAILABLE: down",
                                          absl::FromUnixMicros(3000), absl::FromUnixMicros(9000)),
               IsOk());
-  EXPECT_THAT(store_->outbox().DueRequests("", absl::FromUnixMicros(5000), 10),
+  EXPECT_THAT(store_->outbox().DueRequests("", absl::FromUnixMicros(5000), 10, absl::InfiniteFuture()),
               IsOkAndHolds(IsEmpty()));
   COMITY_ASSERT_OK_AND_ASSIGN(auto pending, store_->requests().Get("id-1"));
   ASSERT_EQ(pending.size(), 1u);
@@ -249,7 +249,7 @@ TEST_P(StoreTest, OutgoingLifecycleSurvivesReopen) {
   EXPECT_EQ(records[0].last_error(), "");
   EXPECT_FALSE(records[0].has_next_attempt_at());
   EXPECT_EQ(records[0].request().payload(), "p1");
-  EXPECT_THAT(reopened->outbox().DueRequests("", absl::FromUnixMicros(99999), 10),
+  EXPECT_THAT(reopened->outbox().DueRequests("", absl::FromUnixMicros(99999), 10, absl::InfiniteFuture()),
               IsOkAndHolds(IsEmpty()));
 }
 
@@ -259,7 +259,7 @@ TEST_P(StoreTest, ApprovalThenRejection) {
   draft.clear_next_attempt_at();
   draft.set_submitted_by("alice");
   ASSERT_THAT(store_->requests().InsertOutgoing({"d", "FR", "JP"}, draft), IsOk());
-  EXPECT_THAT(store_->outbox().DueRequests("", absl::FromUnixMicros(1000), 10),
+  EXPECT_THAT(store_->outbox().DueRequests("", absl::FromUnixMicros(1000), 10, absl::InfiniteFuture()),
               IsOkAndHolds(IsEmpty()));
   v1::SignedEnvelope signed_request;
   signed_request.set_payload("signed draft");
@@ -268,7 +268,7 @@ TEST_P(StoreTest, ApprovalThenRejection) {
               IsOk());
   EXPECT_THAT(store_->requests().MarkApproved("d", signed_request, "bob", absl::FromUnixMicros(500)),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not awaiting")));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto due, store_->outbox().DueRequests("", absl::FromUnixMicros(500), 10));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto due, store_->outbox().DueRequests("", absl::FromUnixMicros(500), 10, absl::InfiniteFuture()));
   ASSERT_EQ(due.size(), 1u);
   EXPECT_EQ(due[0].request().signature(), "sig");
   EXPECT_EQ(due[0].approved_by(), "bob");
@@ -281,7 +281,7 @@ TEST_P(StoreTest, ApprovalThenRejection) {
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(records[0].state(), v1::DELIVERY_REJECTED);
   EXPECT_THAT(records[0].last_error(), HasSubstr("INVALID_ARGUMENT: bad"));
-  EXPECT_THAT(store_->outbox().DueRequests("", absl::FromUnixMicros(9999), 10),
+  EXPECT_THAT(store_->outbox().DueRequests("", absl::FromUnixMicros(9999), 10, absl::InfiniteFuture()),
               IsOkAndHolds(IsEmpty()));
 }
 
@@ -290,11 +290,11 @@ TEST_P(StoreTest, DueForDeliveryIsOldestFirstAndFilteredByPeer) {
   ASSERT_THAT(store_->requests().InsertOutgoing({"b", "FR", "DE"}, Record(v1::OUTGOING, "b", 10)), IsOk());
   ASSERT_THAT(store_->requests().InsertOutgoing({"c", "FR", "JP"}, Record(v1::OUTGOING, "c", 20)), IsOk());
   ASSERT_THAT(store_->requests().InsertOutgoing({"d", "FR", "JP"}, Record(v1::OUTGOING, "d", 5000)), IsOk());
-  COMITY_ASSERT_OK_AND_ASSIGN(auto all, store_->outbox().DueRequests("", absl::FromUnixMicros(100), 10));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto all, store_->outbox().DueRequests("", absl::FromUnixMicros(100), 10, absl::InfiniteFuture()));
   EXPECT_THAT(IdsOf(all), ElementsAre("b", "c", "a"));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto jp, store_->outbox().DueRequests("JP", absl::FromUnixMicros(100), 10));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto jp, store_->outbox().DueRequests("JP", absl::FromUnixMicros(100), 10, absl::InfiniteFuture()));
   EXPECT_THAT(IdsOf(jp), ElementsAre("c", "a"));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto one, store_->outbox().DueRequests("", absl::FromUnixMicros(100), 1));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto one, store_->outbox().DueRequests("", absl::FromUnixMicros(100), 1, absl::InfiniteFuture()));
   EXPECT_THAT(IdsOf(one), ElementsAre("b"));
   COMITY_ASSERT_OK_AND_ASSIGN(auto depths, store_->outbox().Depths());
   EXPECT_EQ(depths["JP"].first, 3u);
@@ -498,12 +498,12 @@ TEST_P(StoreTest, TransitionsFollowTheCaseAndGoOutInOrder) {
   EXPECT_EQ(records[0].transitions(1).payload(), e2.payload());
 
   // Only the earliest undelivered step of each case is due.
-  COMITY_ASSERT_OK_AND_ASSIGN(auto due, store_->outbox().DueTransitions("", now, 10));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto due, store_->outbox().DueTransitions("", now, 10, absl::InfiniteFuture()));
   ASSERT_EQ(due.size(), 2u);
   std::set<std::pair<std::string, uint32_t>> got;
   for (const auto& p : due) got.insert({p.request_id, p.sequence});
   EXPECT_EQ(got, (std::set<std::pair<std::string, uint32_t>>{{"c1", 1}, {"c2", 1}}));
-  EXPECT_THAT(store_->outbox().DueTransitions("DE", now, 10), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(store_->outbox().DueTransitions("DE", now, 10, absl::InfiniteFuture()), IsOkAndHolds(IsEmpty()));
   COMITY_ASSERT_OK_AND_ASSIGN(auto depths, store_->outbox().Depths());
   EXPECT_EQ(depths["FR"].second, 3u);
 
@@ -520,11 +520,11 @@ TEST_P(StoreTest, TransitionsFollowTheCaseAndGoOutInOrder) {
                                               Append("c1", {v1::TRANSITION_DELIVERED})),
               IsOk());
   EXPECT_THAT(store_->audit().Size(), IsOkAndHolds(2u));
-  COMITY_ASSERT_OK_AND_ASSIGN(due, store_->outbox().DueTransitions("FR", now, 10));
+  COMITY_ASSERT_OK_AND_ASSIGN(due, store_->outbox().DueTransitions("FR", now, 10, absl::InfiniteFuture()));
   ASSERT_EQ(due.size(), 1u);
   EXPECT_EQ(due[0].request_id, "c1");
   EXPECT_EQ(due[0].sequence, 2u);
-  COMITY_ASSERT_OK_AND_ASSIGN(due, store_->outbox().DueTransitions("", absl::FromUnixMicros(6000), 10));
+  COMITY_ASSERT_OK_AND_ASSIGN(due, store_->outbox().DueTransitions("", absl::FromUnixMicros(6000), 10, absl::InfiniteFuture()));
   ASSERT_EQ(due.size(), 2u);
   for (const auto& p : due) {
     if (p.request_id == "c2") {
@@ -545,17 +545,17 @@ TEST_P(StoreTest, ProposalsQueueOnePerRequest) {
   COMITY_ASSERT_OK_AND_ASSIGN(int64_t second, store_->outbox().EnqueueProposal("r2", "DE", proposal, now));
   EXPECT_GT(second, first);
   EXPECT_THAT(store_->audit().Size(), IsOkAndHolds(1u));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto due, store_->outbox().DueProposals("", now, 10));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto due, store_->outbox().DueProposals("", now, 10, absl::InfiniteFuture()));
   ASSERT_EQ(due.size(), 2u);
   EXPECT_EQ(due[0].id, first);
   EXPECT_EQ(due[0].envelope.payload(), "withdraw");
-  EXPECT_THAT(store_->outbox().DueProposals("DE", now, 10), IsOkAndHolds(SizeIs(1)));
+  EXPECT_THAT(store_->outbox().DueProposals("DE", now, 10, absl::InfiniteFuture()), IsOkAndHolds(SizeIs(1)));
   COMITY_ASSERT_OK_AND_ASSIGN(auto depths, store_->outbox().Depths());
   EXPECT_EQ(depths["JP"].second, 1u);
 
   ASSERT_THAT(store_->outbox().MarkProposalFailed(first, "UNAVAILABLE: down", absl::FromUnixMicros(9000)),
               IsOk());
-  EXPECT_THAT(store_->outbox().DueProposals("JP", now, 10), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(store_->outbox().DueProposals("JP", now, 10, absl::InfiniteFuture()), IsOkAndHolds(IsEmpty()));
   COMITY_ASSERT_OK_AND_ASSIGN(auto queued, store_->outbox().QueuedProposals("r1"));
   ASSERT_EQ(queued.size(), 1u);
   EXPECT_EQ(queued[0].attempts, 1u);
@@ -1024,7 +1024,7 @@ TEST_F(PgReplicasTest, TwoReplicasDeliverEachDueRequestOnce) {
   std::atomic<int> errors{0};
   auto worker = [&](Store* store, int r) {
     for (;;) {
-      auto due = store->outbox().DueRequests("", absl::FromUnixMicros(1'000'000), 8);
+      auto due = store->outbox().DueRequests("", absl::FromUnixMicros(1'000'000), 8, absl::InfiniteFuture());
       if (!due.ok()) {
         ADD_FAILURE() << due.status();
         ++errors;
@@ -1083,35 +1083,35 @@ TEST_F(PgReplicasTest, AClaimHoldsUntilReleasedOrExpired) {
   ASSERT_THAT(a->outbox().EnqueueProposal("p", "JP", proposal, now), IsOk());
 
   const absl::Time claimed_at = absl::Now();
-  COMITY_ASSERT_OK_AND_ASSIGN(auto mine, a->outbox().DueRequests("", now, 2));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto mine, a->outbox().DueRequests("", now, 2, absl::InfiniteFuture()));
   ASSERT_EQ(mine.size(), 2u);
-  ASSERT_THAT(a->outbox().DueTransitions("", now, 10), IsOkAndHolds(SizeIs(1)));
-  ASSERT_THAT(a->outbox().DueProposals("", now, 10), IsOkAndHolds(SizeIs(1)));
+  ASSERT_THAT(a->outbox().DueTransitions("", now, 10, absl::InfiniteFuture()), IsOkAndHolds(SizeIs(1)));
+  ASSERT_THAT(a->outbox().DueProposals("", now, 10, absl::InfiniteFuture()), IsOkAndHolds(SizeIs(1)));
   // B gets only what A did not claim; A gets its own claims again.
-  COMITY_ASSERT_OK_AND_ASSIGN(auto theirs, b->outbox().DueRequests("", now, 10));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto theirs, b->outbox().DueRequests("", now, 10, absl::InfiniteFuture()));
   EXPECT_THAT(IdsOf(theirs), ElementsAre("x2", "x3"));
-  EXPECT_THAT(b->outbox().DueTransitions("", now, 10), IsOkAndHolds(IsEmpty()));
-  EXPECT_THAT(b->outbox().DueProposals("", now, 10), IsOkAndHolds(IsEmpty()));
-  EXPECT_THAT(a->outbox().DueRequests("", now, 2), IsOkAndHolds(SizeIs(2)));
+  EXPECT_THAT(b->outbox().DueTransitions("", now, 10, absl::InfiniteFuture()), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(b->outbox().DueProposals("", now, 10, absl::InfiniteFuture()), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(a->outbox().DueRequests("", now, 2, absl::InfiniteFuture()), IsOkAndHolds(SizeIs(2)));
   // A failed attempt releases the claim: after its backoff anyone may retry.
   ASSERT_THAT(a->outbox().MarkDeliveryFailed("x0", "down", now, now), IsOk());
-  COMITY_ASSERT_OK_AND_ASSIGN(auto after_release, b->outbox().DueRequests("", now, 10));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto after_release, b->outbox().DueRequests("", now, 10, absl::InfiniteFuture()));
   EXPECT_THAT(IdsOf(after_release), ElementsAre("x0", "x2", "x3"));
   ASSERT_LT(absl::Now() - claimed_at, lease) << "too slow to test the lease";
 
   // A crashes (its claims are not released) ...
   absl::SleepFor(lease + absl::Milliseconds(300) - (absl::Now() - claimed_at));
   // ... and when the lease has run out B takes over.
-  COMITY_ASSERT_OK_AND_ASSIGN(auto taken, b->outbox().DueRequests("", now, 10));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto taken, b->outbox().DueRequests("", now, 10, absl::InfiniteFuture()));
   EXPECT_THAT(IdsOf(taken), ElementsAre("x0", "x1", "x2", "x3"));
-  EXPECT_THAT(b->outbox().DueTransitions("", now, 10), IsOkAndHolds(SizeIs(1)));
-  EXPECT_THAT(b->outbox().DueProposals("", now, 10), IsOkAndHolds(SizeIs(1)));
+  EXPECT_THAT(b->outbox().DueTransitions("", now, 10, absl::InfiniteFuture()), IsOkAndHolds(SizeIs(1)));
+  EXPECT_THAT(b->outbox().DueProposals("", now, 10, absl::InfiniteFuture()), IsOkAndHolds(SizeIs(1)));
   // Now A waits for B's claims.
-  EXPECT_THAT(a->outbox().DueRequests("", now, 10), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(a->outbox().DueRequests("", now, 10, absl::InfiniteFuture()), IsOkAndHolds(IsEmpty()));
   // A replica that shuts down releases its claims at once.
   b.reset();
-  EXPECT_THAT(a->outbox().DueRequests("", now, 10), IsOkAndHolds(SizeIs(4)));
-  EXPECT_THAT(a->outbox().DueTransitions("", now, 10), IsOkAndHolds(SizeIs(1)));
+  EXPECT_THAT(a->outbox().DueRequests("", now, 10, absl::InfiniteFuture()), IsOkAndHolds(SizeIs(4)));
+  EXPECT_THAT(a->outbox().DueTransitions("", now, 10, absl::InfiniteFuture()), IsOkAndHolds(SizeIs(1)));
 }
 
 TEST_F(PgReplicasTest, ConcurrentReceiptOfOneRequestStoresItOnce) {

@@ -64,13 +64,13 @@ absl::StatusOr<std::vector<PendingProposal>> ReadProposals(Session& s,
 }  // namespace
 
 absl::StatusOr<std::vector<v1::RequestRecord>> SqlOutboxStore::DueRequests(
-    const std::string& peer, absl::Time now, int limit) {
+    const std::string& peer, absl::Time now, int limit, absl::Time latest) {
   if (db_->shared()) {
     // Claims what it returns, in one statement.
     static const char* const kClaim =
         "WITH due AS MATERIALIZED (SELECT request_id FROM requests q WHERE state = $1 AND "
         "direction = 1 AND ($2 = '' OR requested_party = $2) AND (next_attempt_at_us IS NULL OR "
-        "next_attempt_at_us <= $3) AND " COMITY_CLAIMABLE("q", "$4")
+        "next_attempt_at_us <= $3 OR next_attempt_at_us > $7) AND " COMITY_CLAIMABLE("q", "$4")
         " ORDER BY stored_at_us LIMIT $5 FOR UPDATE SKIP LOCKED), "
         "claimed AS (UPDATE requests r SET claimed_by = $4, claim_until_us = " COMITY_PG_NOW_US
         " + $6 FROM due WHERE r.request_id = due.request_id AND r.direction = 1 RETURNING r.*) "
@@ -83,7 +83,8 @@ absl::StatusOr<std::vector<v1::RequestRecord>> SqlOutboxStore::DueRequests(
                      .Int(ToMicros(now))
                      .Text(db_->replica_id())
                      .Int(limit)
-                     .Int(absl::ToInt64Microseconds(db_->claim_lease())));
+                     .Int(absl::ToInt64Microseconds(db_->claim_lease()))
+                     .Int(ToMicros(latest)));
   }
   // Two statements rather than "($2 = '' OR ...)", which would keep SQLite
   // from using the per-peer index; and the index named, because for
@@ -92,21 +93,26 @@ absl::StatusOr<std::vector<v1::RequestRecord>> SqlOutboxStore::DueRequests(
   static const char* const kAll = "SELECT " COMITY_RECORD_COLUMNS
                                   " FROM requests {indexed_by:requests_due} WHERE "
                                   "state = $1 AND direction = 1 AND (next_attempt_at_us "
-                                  "IS NULL OR next_attempt_at_us <= "
-                                  "$2) ORDER BY stored_at_us LIMIT $3";
+                                  "IS NULL OR next_attempt_at_us <= $2 OR "
+                                  "next_attempt_at_us > $4) ORDER BY stored_at_us LIMIT $3";
   static const char* const kPeer =
       "SELECT " COMITY_RECORD_COLUMNS
       " FROM requests {indexed_by:requests_due_by_peer} WHERE "
       "state = $1 AND requested_party = $2 AND direction = 1 AND (next_attempt_at_us IS "
       "NULL "
-      "OR next_attempt_at_us <= $3) ORDER BY stored_at_us LIMIT $4";
+      "OR next_attempt_at_us <= $3 OR next_attempt_at_us > $5) ORDER BY stored_at_us LIMIT $4";
   if (peer.empty()) {
     return Fetch(db_, false, &ReadRecords, kAll,
-                 Params().Int(v1::PENDING_DELIVERY).Int(ToMicros(now)).Int(limit));
+                 Params().Int(v1::PENDING_DELIVERY).Int(ToMicros(now)).Int(limit).Int(ToMicros(latest)));
   }
   return Fetch(
       db_, false, &ReadRecords, kPeer,
-      Params().Int(v1::PENDING_DELIVERY).Text(peer).Int(ToMicros(now)).Int(limit));
+      Params()
+          .Int(v1::PENDING_DELIVERY)
+          .Text(peer)
+          .Int(ToMicros(now))
+          .Int(limit)
+          .Int(ToMicros(latest)));
 }
 
 absl::Status SqlOutboxStore::UpdatePending(const std::string& request_id, const char* sql,
@@ -167,15 +173,15 @@ absl::Status SqlOutboxStore::MarkRejected(const std::string& request_id,
 }
 
 absl::StatusOr<std::vector<PendingTransition>> SqlOutboxStore::DueTransitions(
-    const std::string& peer, absl::Time now, int limit) {
+    const std::string& peer, absl::Time now, int limit, absl::Time latest) {
   if (db_->shared()) {
     // Only the earliest undelivered step of each case; claiming it claims
     // the case.
     static const char* const kClaim =
         "WITH due AS MATERIALIZED (SELECT t.request_id, t.sequence FROM transitions t "
         "JOIN requests r ON r.request_id = t.request_id AND r.direction = 2 "
-        "WHERE t.outbound = 1 AND t.delivered = 0 AND t.next_attempt_at_us <= $1 "
-        "AND ($2 = '' OR r.requesting_party = $2) AND NOT EXISTS (SELECT 1 FROM "
+        "WHERE t.outbound = 1 AND t.delivered = 0 AND (t.next_attempt_at_us <= $1 OR "
+        "t.next_attempt_at_us > $6) AND ($2 = '' OR r.requesting_party = $2) AND NOT EXISTS (SELECT 1 FROM "
         "transitions e WHERE e.request_id = t.request_id AND e.outbound = 1 AND "
         "e.delivered = 0 AND e.sequence < t.sequence) AND " COMITY_CLAIMABLE("t", "$3")
         " ORDER BY t.next_attempt_at_us, t.request_id {collate_c} LIMIT $4 "
@@ -191,20 +197,21 @@ absl::StatusOr<std::vector<PendingTransition>> SqlOutboxStore::DueTransitions(
                      .Text(peer)
                      .Text(db_->replica_id())
                      .Int(limit)
-                     .Int(absl::ToInt64Microseconds(db_->claim_lease())));
+                     .Int(absl::ToInt64Microseconds(db_->claim_lease()))
+                     .Int(ToMicros(latest)));
   }
   // Only the earliest undelivered step of each case: a later one waits
   // until the peer has acknowledged it, whatever their retry times.
   static const char* const kSql =
       "SELECT t.request_id, t.sequence, t.envelope, t.attempts FROM transitions t "
       "JOIN requests r ON r.request_id = t.request_id AND r.direction = 2 "
-      "WHERE t.outbound = 1 AND t.delivered = 0 AND t.next_attempt_at_us <= $1 "
-      "AND ($2 = '' OR r.requesting_party = $2) AND NOT EXISTS (SELECT 1 FROM "
+      "WHERE t.outbound = 1 AND t.delivered = 0 AND (t.next_attempt_at_us <= $1 OR "
+      "t.next_attempt_at_us > $4) AND ($2 = '' OR r.requesting_party = $2) AND NOT EXISTS (SELECT 1 FROM "
       "transitions e WHERE e.request_id = t.request_id AND e.outbound = 1 AND "
       "e.delivered = 0 AND e.sequence < t.sequence) "
       "ORDER BY t.next_attempt_at_us, t.request_id LIMIT $3";
   return Fetch(db_, false, &ReadPendingTransitions, kSql,
-               Params().Int(ToMicros(now)).Text(peer).Int(limit));
+               Params().Int(ToMicros(now)).Text(peer).Int(limit).Int(ToMicros(latest)));
 }
 
 absl::Status SqlOutboxStore::MarkTransitionDelivered(const std::string& request_id,
@@ -298,11 +305,12 @@ absl::StatusOr<int64_t> SqlOutboxStore::EnqueueProposal(
 }
 
 absl::StatusOr<std::vector<PendingProposal>> SqlOutboxStore::DueProposals(
-    const std::string& peer, absl::Time now, int limit) {
+    const std::string& peer, absl::Time now, int limit, absl::Time latest) {
   if (db_->shared()) {
     static const char* const kClaim =
         "WITH due AS MATERIALIZED (SELECT id FROM proposals p WHERE finished = 0 AND "
-        "($1 = '' OR peer = $1) AND next_attempt_at_us <= $2 AND " COMITY_CLAIMABLE("p", "$3")
+        "($1 = '' OR peer = $1) AND (next_attempt_at_us <= $2 OR next_attempt_at_us > $6) AND "
+        COMITY_CLAIMABLE("p", "$3")
         " ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED), "
         "claimed AS (UPDATE proposals p SET claimed_by = $3, claim_until_us = " COMITY_PG_NOW_US
         " + $5 FROM due WHERE p.id = due.id RETURNING p.*) "
@@ -313,14 +321,15 @@ absl::StatusOr<std::vector<PendingProposal>> SqlOutboxStore::DueProposals(
                      .Int(ToMicros(now))
                      .Text(db_->replica_id())
                      .Int(limit)
-                     .Int(absl::ToInt64Microseconds(db_->claim_lease())));
+                     .Int(absl::ToInt64Microseconds(db_->claim_lease()))
+                     .Int(ToMicros(latest)));
   }
   return Fetch(
       db_, false, &ReadProposals,
       "SELECT id, request_id, peer, envelope, attempts, last_error FROM proposals "
-      "WHERE finished = 0 AND ($1 = '' OR peer = $1) AND next_attempt_at_us <= $2 "
-      "ORDER BY id LIMIT $3",
-      Params().Text(peer).Int(ToMicros(now)).Int(limit));
+      "WHERE finished = 0 AND ($1 = '' OR peer = $1) AND (next_attempt_at_us <= $2 OR "
+      "next_attempt_at_us > $4) ORDER BY id LIMIT $3",
+      Params().Text(peer).Int(ToMicros(now)).Int(limit).Int(ToMicros(latest)));
 }
 
 absl::StatusOr<std::vector<PendingProposal>> SqlOutboxStore::QueuedProposals(

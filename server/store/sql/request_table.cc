@@ -165,7 +165,9 @@ absl::StatusOr<RecordPage> SqlRequestStore::List(const ListQuery& q) {
     // Newest first, then id and direction: what comes after the cursor.
     p.Int(after->stored_at_us).Text(after->request_id).Int(after->direction);
     const size_t a = p.size() - 2, b = p.size() - 1, c = p.size();
-    absl::StrAppend(&sql, " AND (stored_at_us < $", a, " OR (stored_at_us = $", a,
+    // The first bound lets the index on stored_at_us serve the range.
+    absl::StrAppend(&sql, " AND stored_at_us <= $", a, " AND (stored_at_us < $", a,
+                    " OR (stored_at_us = $", a,
                     " AND (request_id {collate_c} > $", b, " OR (request_id = $", b,
                     " AND direction > $", c, "))))");
   }
@@ -175,13 +177,24 @@ absl::StatusOr<RecordPage> SqlRequestStore::List(const ListQuery& q) {
       p.size());
   RecordPage page;
   std::string last_id;
+  size_t bytes = 0;
+  bool full = false;
   COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) {
     return s.Query(sql, p, [&](const Row& row) -> absl::Status {
+      if (full) return absl::OkStatus();
       if (static_cast<int>(page.records.size()) == limit) {
         page.next_cursor = EncodeCursor(page.records.back(), last_id);
+        full = true;
         return absl::OkStatus();
       }
       COMITY_ASSIGN_OR_RETURN(v1::RequestRecord r, ReadRecord(row));
+      const size_t size = r.ByteSizeLong();
+      if (q.max_bytes > 0 && !page.records.empty() && bytes + size > q.max_bytes) {
+        page.next_cursor = EncodeCursor(page.records.back(), last_id);
+        full = true;
+        return absl::OkStatus();
+      }
+      bytes += size;
       last_id = row.Bytes(13);
       page.records.push_back(std::move(r));
       return absl::OkStatus();

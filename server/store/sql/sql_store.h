@@ -81,7 +81,7 @@ class SqlOutboxStore final : public OutboxStore {
   explicit SqlOutboxStore(Database* db) : db_(db) {}
   absl::StatusOr<std::vector<v1::RequestRecord>> DueRequests(const std::string& peer,
                                                              absl::Time now,
-                                                             int limit) override;
+                                                             int limit, absl::Time latest) override;
   absl::Status MarkDelivered(const std::string& request_id,
                              const v1::SignedEnvelope& receipt, absl::Time now,
                              absl::Time next_deadline, const AuditFn& audit) override;
@@ -92,7 +92,7 @@ class SqlOutboxStore final : public OutboxStore {
                             absl::Time now, const AuditFn& audit) override;
   absl::StatusOr<std::vector<PendingTransition>> DueTransitions(const std::string& peer,
                                                                 absl::Time now,
-                                                                int limit) override;
+                                                                int limit, absl::Time latest) override;
   absl::Status MarkTransitionDelivered(const std::string& request_id, uint32_t sequence,
                                        const v1::SignedEnvelope& ack,
                                        const AuditFn& audit) override;
@@ -108,7 +108,7 @@ class SqlOutboxStore final : public OutboxStore {
                                           absl::Time now, const AuditFn& audit) override;
   absl::StatusOr<std::vector<PendingProposal>> DueProposals(const std::string& peer,
                                                             absl::Time now,
-                                                            int limit) override;
+                                                            int limit, absl::Time latest) override;
   absl::StatusOr<std::vector<PendingProposal>> QueuedProposals(
       const std::string& request_id) override;
   absl::Status FinishProposal(int64_t id, const std::string& outcome,
