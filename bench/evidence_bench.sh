@@ -21,7 +21,7 @@ while [ $# -gt 0 ]; do
     *) echo "$0: unknown option $1" >&2; exit 2 ;;
   esac
 done
-base=$((30000 + RANDOM % 20000))
+base=$("$root/tests/pick_base_port.sh")
 rm -rf "$dir"
 mkdir -p "$dir"
 "$root/deploy/local-network.sh" --dir "$dir/net" --bin "$bin" --base-port "$base" --keep "${limit[@]}" >/dev/null

@@ -42,7 +42,7 @@ constexpr int kHardCapFactor = 4;
 // ENHANCE_YOUR_CALM) and closes its idle connections until it is under
 // again. docs/envelope.md, "Memory bound", has the measurements behind the
 // numbers.
-constexpr size_t kMinQuotaBytes = size_t{32} << 20;
+constexpr size_t kMinQuotaBytes = size_t{64} << 20;
 // Streams a client may have open on one connection: a partner's default
 // delivery.max_in_flight. A gRPC client queues the streams beyond it (under
 // their deadlines), so with default limits one connection's largest

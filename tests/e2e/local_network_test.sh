@@ -6,7 +6,7 @@ set -euo pipefail
 root=$1 bin=$2
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-port=$((20000 + RANDOM % 20000))
+port=$("$root/tests/pick_base_port.sh")
 out=$("$root/deploy/local-network.sh" --dir "$dir/net" --bin "$bin" --base-port "$port" 2>&1) || {
   echo "$out"; for l in "$dir"/net/*/comityd.log; do echo "== $l"; cat "$l"; done; exit 1; }
 echo "$out"

@@ -49,7 +49,7 @@ constexpr int64_t kMB = 1000 * 1000;
 // (32 MiB with the default limits.max_message_bytes), and what the node's
 // peak resident memory may grow by beyond it while huge messages are
 // refused (the calls and the parse of the messages that do get in).
-constexpr int64_t kQuotaKb = 32 * 1024;
+constexpr int64_t kQuotaKb = 64 * 1024;
 constexpr int64_t kSlackKb = 48 * 1024;
 constexpr int64_t kBoundKb = kQuotaKb + kSlackKb;  // One listener.
 
