@@ -33,6 +33,12 @@ jp=(--connect "$dir/net/JP/bob.conf")
 id=$("$bin/comity" "${fr[@]}" submit --to JP --type PRESERVATION --offence DATA_INTERFERENCE \
   --authority "bench" --facts "bench" --data-sought "image" --relation "C2" --custodian "DC" \
   --necessity "rotation" --intent-mla --json | sed -n 's/.*"id":"\([0-9a-f-]*\)".*/\1/p')
+# Delivery is asynchronous (retried if the first attempt met JP still
+# starting): JP accepts once it holds the request.
+for _ in $(seq 1 200); do
+  "$bin/comity" "${jp[@]}" show "$id" >/dev/null 2>&1 && break
+  sleep 0.1
+done
 "$bin/comity" "${jp[@]}" accept "$id" >/dev/null
 
 file=$dir/image.raw

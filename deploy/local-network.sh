@@ -140,6 +140,12 @@ out=$("$bin/comity" --connect "$dir/$from/alice.conf" submit --to "$to" \
 echo "$out"
 id=$(echo "$out" | sed -n 's/^submitted \([0-9a-f-]*\):.*/\1/p')
 [ -n "$id" ] || { echo "$0: submit did not print a request id" >&2; exit 1; }
+# Delivery is asynchronous: if the first attempt failed (a peer still
+# starting), the outbox retries with backoff. Wait for the receipt.
+for _ in $(seq 1 200); do
+  "$bin/comity" --connect "$dir/$to/alice.conf" show "$id" >/dev/null 2>&1 && break
+  sleep 0.1
+done
 
 echo
 echo "== $from: requests sent"

@@ -77,6 +77,12 @@ out=$(comity --connect "$dir/FR/alice.conf" submit --to DE \
 echo "$out"
 to_de=$(sed -n 's/^submitted \([0-9a-f-]*\):.*/\1/p' <<< "$out")
 [ -n "$to_de" ] || { echo "$0: submit did not print a request id" >&2; exit 1; }
+# Delivery is asynchronous (retried with backoff if the first attempt met
+# DE still starting): DE accepts once it holds the request.
+for _ in $(seq 1 200); do
+  comity --connect "$dir/DE/bob.conf" show "$to_de" >/dev/null 2>&1 && break
+  sleep 0.1
+done
 
 echo
 echo "== DE (operator bob) accepts"
