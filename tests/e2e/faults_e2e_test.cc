@@ -31,11 +31,7 @@ class FaultsE2eTest : public ::testing::Test {
     net_ = std::make_unique<testing::TestNetwork>(std::vector<std::string>{"FR", "JP"});
   }
   std::string Submit() {
-    CliResult r = Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "submit", "--to",
-                       "JP", "--type", "PRESERVATION", "--offence", "DATA_INTERFERENCE",
-                       "--authority", "Parquet de Paris", "--facts", "ransomware",
-                       "--data-sought", "logs", "--relation", "C2", "--custodian", "Hosting",
-                       "--necessity", "rotation", "--intent-mla", "--json"});
+    CliResult r = Cli(testing::SubmitPreservationArgs(net_->ClientConfigPath("FR", "alice"), "JP"));
     EXPECT_EQ(r.code, 0) << r.err;
     return ParseJson(r.out).fields().at("id").string_value();
   }

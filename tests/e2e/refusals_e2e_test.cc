@@ -98,11 +98,8 @@ class RefusalsE2eTest : public ::testing::Test {
 
   std::string Submit(const std::string& from, const std::string& to,
                      std::vector<std::string> extra) {
-    std::vector<std::string> args = {
-        "--connect", net_->ClientConfigPath(from, "alice"), "submit", "--to", to, "--type",
-        "PRESERVATION", "--offence", "DATA_INTERFERENCE", "--authority", "Parquet",
-        "--facts", "ransomware", "--data-sought", "logs", "--relation", "C2", "--custodian",
-        "Hosting", "--necessity", "rotation", "--intent-mla", "--json"};
+    std::vector<std::string> args =
+        testing::SubmitPreservationArgs(net_->ClientConfigPath(from, "alice"), to);
     args.insert(args.end(), extra.begin(), extra.end());
     CliResult r = Cli(args);
     EXPECT_EQ(r.code, 0) << r.err;
