@@ -279,4 +279,15 @@ absl::StatusOr<std::optional<v1::SignedEnvelope>> GrpcPeerTransport::GetHeldHead
   return std::optional<v1::SignedEnvelope>(std::move(*resp.mutable_head()));
 }
 
+absl::StatusOr<v1::GetSharedRecordsResponse> GrpcPeerTransport::GetSharedRecords(
+    const std::string& party, const v1::GetSharedRecordsRequest& request,
+    absl::Duration timeout) {
+  // Asked at start, like GetHeldHead: on a channel of its own.
+  COMITY_ASSIGN_OR_RETURN(std::unique_ptr<v1::PeerService::Stub> stub, NewStub(party));
+  v1::GetSharedRecordsResponse resp;
+  COMITY_RETURN_IF_ERROR(Unary(party, timeout, &v1::PeerService::Stub::GetSharedRecords,
+                               request, &resp, stub.get()));
+  return resp;
+}
+
 }  // namespace comity

@@ -49,6 +49,9 @@ class GrpcPeerTransport final : public PeerTransport {
   absl::StatusOr<bool> AnnounceKey(const std::string& party,
                                    const v1::AnnounceKeyRequest& request,
                                    absl::Duration timeout) override;
+  absl::StatusOr<v1::GetSharedRecordsResponse> GetSharedRecords(
+      const std::string& party, const v1::GetSharedRecordsRequest& request,
+      absl::Duration timeout) override;
   absl::StatusOr<std::optional<v1::SignedEnvelope>> GetHeldHead(
       const std::string& party, absl::Duration timeout) override;
   void CancelAll() override;

@@ -170,9 +170,16 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const NodeSetup* s
   server->operator_service_ = std::make_unique<OperatorServiceImpl>(node, gate);
   server->audit_service_ = std::make_unique<AuditServiceImpl>(node, gate);
 
-  // A database restored from a backup is checked against the peers before
-  // the node signs anything (docs/backup.md).
-  COMITY_RETURN_IF_ERROR(server->node_->backup().CheckLogAgainstPeers());
+  // At every start, before the node signs anything, its log is checked
+  // against the heads its peers hold; a node behind them (restored, rolled
+  // back) fetches back from them what they hold of its cases
+  // (docs/backup.md).
+  std::optional<absl::Time> behind_since;
+  COMITY_RETURN_IF_ERROR(server->node_->backup().CheckLogAgainstPeers(&behind_since));
+  if (behind_since.has_value()) {
+    COMITY_RETURN_IF_ERROR(
+        server->node_->recovery().RecoverFromPeers(*behind_since).status());
+  }
   EnableHealthAndReflection();
 
   // The peer listener accepts a certificate from any peer's CA (which

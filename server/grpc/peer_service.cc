@@ -91,4 +91,13 @@ grpc::ServerUnaryReactor* PeerServiceImpl::GetHeldHead(
   return Done(ctx, held.status());
 }
 
+grpc::ServerUnaryReactor* PeerServiceImpl::GetSharedRecords(
+    grpc::CallbackServerContext* ctx, const v1::GetSharedRecordsRequest* request,
+    v1::GetSharedRecordsResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
+  auto page = node_->peer_api().GetSharedRecords(CallOf(ctx, *request), *request);
+  if (page.ok()) *response = std::move(*page);
+  return Done(ctx, page.status());
+}
+
 }  // namespace comity

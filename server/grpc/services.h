@@ -65,6 +65,9 @@ class PeerServiceImpl final : public v1::PeerService::CallbackService {
   grpc::ServerUnaryReactor* GetHeldHead(grpc::CallbackServerContext* ctx,
                                         const v1::GetHeldHeadRequest* request,
                                         v1::GetHeldHeadResponse* response) override;
+  grpc::ServerUnaryReactor* GetSharedRecords(grpc::CallbackServerContext* ctx,
+                                             const v1::GetSharedRecordsRequest* request,
+                                             v1::GetSharedRecordsResponse* response) override;
 
  private:
   Node* node_;

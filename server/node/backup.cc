@@ -52,7 +52,7 @@ absl::StatusOr<Backup::Copy> Backup::Write(const std::string& operator_name) {
   return copy;
 }
 
-absl::Status Backup::CheckLogAgainstPeers() {
+absl::Status Backup::CheckLogAgainstPeers(std::optional<absl::Time>* behind_since) {
   COMITY_ASSIGN_OR_RETURN(std::optional<BackupOrigin> origin,
                           ctx_->store().RestoredBackupOrigin());
   COMITY_ASSIGN_OR_RETURN(uint64_t size, ctx_->store().audit().Size());
@@ -177,7 +177,10 @@ absl::Status Backup::CheckLogAgainstPeers() {
                     ack_file, " and start again (docs/backup.md)");
     return absl::FailedPreconditionError(why);
   }
-  if (!origin.has_value() && !refuse) {
+  // An acknowledgement without a conflict (a PostgreSQL database put back
+  // with pg_restore, which carries no backup mark) still makes the node
+  // recover what its peers hold.
+  if (!origin.has_value() && !refuse && !acknowledged) {
     if (!unchecked.empty()) {
       LogEvent(LogLevel::kWarning, "log_unchecked_at_start",
                {{"peers", absl::StrJoin(unchecked, "; ")}});
@@ -189,7 +192,10 @@ absl::Status Backup::CheckLogAgainstPeers() {
           ? absl::StrCat("restored from a backup taken at ", FormatMicros(origin->taken_at_us),
                          " with ", origin->audit_size, " entries; peers: ",
                          absl::StrJoin(checked, "; "))
-          : absl::StrCat("started with ", size, " entries, behind its peers; peers: ",
+          : absl::StrCat("started with ", size,
+                         refuse ? " entries, behind its peers; peers: "
+                                : " entries on the operator's acknowledgement of a restore; "
+                                  "peers: ",
                          absl::StrJoin(checked, "; "));
   if (refuse) {
     absl::StrAppend(&detail, "; started on the operator's acknowledgement despite: ",
@@ -201,6 +207,17 @@ absl::Status Backup::CheckLogAgainstPeers() {
     e.set_detail(detail.substr(0, 2000));
     return w.Append(&e).status();
   }));
+  if (behind_since != nullptr) {
+    if (origin.has_value()) {
+      *behind_since = absl::FromUnixMicros(origin->taken_at_us);
+    } else {
+      COMITY_ASSIGN_OR_RETURN(std::optional<StoredTreeHead> latest,
+                              ctx_->store().audit().LatestTreeHead());
+      *behind_since = latest.has_value()
+                          ? absl::FromUnixMicros(latest->head.timestamp_unix_micros())
+                          : absl::InfinitePast();
+    }
+  }
   if (origin.has_value()) COMITY_RETURN_IF_ERROR(ctx_->store().ClearBackupOrigin());
   if (acknowledged) std::remove(ack_file.c_str());
   LogEvent(conflicts.empty() ? LogLevel::kInfo : LogLevel::kError, "log_restored",

@@ -8,6 +8,7 @@
 #ifndef COMITY_SERVER_NODE_BACKUP_H_
 #define COMITY_SERVER_NODE_BACKUP_H_
 
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -38,8 +39,11 @@ class Backup {
   // restored from a backup (Store::RestoredBackupOrigin), if a peer cannot
   // be asked; unless the operator acknowledged it (file
   // data_dir/accept-restored-log, consumed), which is then audited
-  // (LOG_RESTORED).
-  absl::Status CheckLogAgainstPeers();
+  // (LOG_RESTORED). Then, if `behind_since` is given, sets it when the
+  // node starts behind (restored, or acknowledged): the time from which it
+  // may have lost what its peers hold (the backup's, else its latest
+  // head's), for Recovery::RecoverFromPeers.
+  absl::Status CheckLogAgainstPeers(std::optional<absl::Time>* behind_since = nullptr);
 
  private:
   const NodeContext* const ctx_;

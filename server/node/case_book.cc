@@ -337,7 +337,7 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::SequenceProposal(
 }
 
 absl::StatusOr<v1::SignedEnvelope> CaseBook::ReceiveTransition(
-    const std::string& peer_party, const v1::SignedEnvelope& envelope) {
+    const std::string& peer_party, const v1::SignedEnvelope& envelope, absl::string_view note) {
   if (envelope.signer_party() != peer_party) {
     return absl::PermissionDeniedError(absl::StrCat(
         "transition is signed as party '", envelope.signer_party().substr(0, 8),
@@ -432,7 +432,8 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::ReceiveTransition(
           e.add_refusal_grounds(static_cast<v1::RefusalGround>(g));
         }
         e.set_detail(absl::StrCat(t.sequence(), ": ", v1::CaseAction_Name(t.action()),
-                                  " -> ", v1::CaseState_Name(t.to_state())));
+                                  " -> ", v1::CaseState_Name(t.to_state()),
+                                  note.empty() ? "" : "; ", note));
         return w.Append(&e).status();
       }));
   if (t.evidence_size() > 0 || t.accepted_conditions_size() > 0)
@@ -443,6 +444,106 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::ReceiveTransition(
             {"action", v1::CaseAction_Name(t.action())},
             {"state", v1::CaseState_Name(t.to_state())}});
   return acknowledge();
+}
+
+absl::StatusOr<bool> CaseBook::RestoreStep(const std::string& peer_party,
+                                           const v1::SignedEnvelope& envelope,
+                                           absl::string_view note) {
+  // Signed by this node, at any time: what it signed stays signed.
+  if (envelope.signer_party() != ctx_->party()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "a step of a case ", peer_party, " requested must be signed by ", ctx_->party(),
+        ", not '", envelope.signer_party().substr(0, 8), "'"));
+  }
+  COMITY_RETURN_IF_ERROR(VerifyEnvelope(envelope, kTransitionPayloadType, ctx_->key_ring()));
+  v1::Transition t;
+  if (!t.ParseFromString(envelope.payload())) {
+    return absl::InvalidArgumentError("transition payload is not a comity.v1.Transition");
+  }
+  COMITY_RETURN_IF_ERROR(CheckTransitionBounds(t));
+  if (t.party() != ctx_->party()) {
+    // The peer's step, numbered here: it carries the peer's signed proposal.
+    v1::TransitionProposal p;
+    if (t.party() != peer_party || !t.has_proposal() ||
+        t.proposal().signer_party() != peer_party ||
+        !VerifyEnvelope(t.proposal(), kProposalPayloadType, ctx_->key_ring()).ok() ||
+        !p.ParseFromString(t.proposal().payload()) || p.action() != t.action() ||
+        p.request_id() != t.request_id() || p.text() != t.text() ||
+        !std::equal(p.accepted_conditions().begin(), p.accepted_conditions().end(),
+                    t.accepted_conditions().begin(), t.accepted_conditions().end())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "step ", t.sequence(), " names party '", t.party().substr(0, 8),
+          "' without that party's matching signed proposal"));
+    }
+  }
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records,
+                          ctx_->store().requests().Get(t.request_id()));
+  const v1::RequestRecord* row = RowOf(records, v1::INCOMING);
+  v1::RequestBody body;
+  v1::Receipt receipt;
+  if (row == nullptr || !body.ParseFromString(row->request().payload()) ||
+      body.requesting_party() != peer_party ||
+      !receipt.ParseFromString(row->receipt().payload())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("request ", t.request_id().substr(0, 64), " is not a request ",
+                     peer_party, " sent to this node"));
+  }
+  if (t.sequence() >= 1 && static_cast<int>(t.sequence()) <= row->transitions_size()) {
+    if (row->transitions(static_cast<int>(t.sequence()) - 1).payload() ==
+        envelope.payload()) {
+      return false;
+    }
+    return absl::AlreadyExistsError(absl::StrCat(
+        "this node holds another step ", t.sequence(), " of request ", t.request_id(),
+        " than the one ", peer_party, " holds signed by it"));
+  }
+  if (static_cast<int>(t.sequence()) != row->transitions_size() + 1 ||
+      t.previous_sha256() != ChainHead(*row) || t.from_state() != row->case_state()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "step ", t.sequence(), " does not follow the case as held here (step ",
+        row->transitions_size(), ", state ", v1::CaseState_Name(row->case_state()), ")"));
+  }
+  if (row->transitions_size() >= PeerLimits::kMaxStepsPerCase) {
+    return TooManySteps(t.request_id());
+  }
+  auto legal = NextCaseState(t.from_state(), t.action(), t.final_response());
+  if (!legal.ok() || *legal != t.to_state()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("step ", t.sequence(), " of request ", t.request_id(),
+                     " is not a legal step from ", v1::CaseState_Name(t.from_state())));
+  }
+  const bool ours = t.party() == ctx_->party();
+  const std::string actor =
+      ours ? "operator:" + t.operator_name()
+           : absl::StrCat("peer:", peer_party, " (", t.operator_name(), ")");
+  // Queued again: the peer acknowledges the same bytes again, and this
+  // node holds its acknowledgement once more.
+  COMITY_RETURN_IF_ERROR(ctx_->store().cases().AppendTransition(
+      t.request_id(), v1::INCOMING, t, envelope, /*outbound=*/true, ctx_->Now(),
+      NextDeadlineAfter(*row, t, envelope, ctx_->config().service_levels()),
+      [&](AuditWriter& w) -> absl::Status {
+        v1::AuditEntry e = ctx_->Event(ours ? v1::CASE_DECIDED : v1::CASE_UPDATED, actor,
+                                       t.request_id(), peer_party);
+        e.add_hashes(Sha256(envelope.payload()));
+        if (!ours) e.add_hashes(Sha256(t.proposal().payload()));
+        e.set_assistance_type(body.assistance_type());
+        e.set_instrument(receipt.receiver_assessment().instrument());
+        e.set_obligation(receipt.receiver_assessment().obligation());
+        for (int g : t.refusal_grounds()) {
+          e.add_refusal_grounds(static_cast<v1::RefusalGround>(g));
+        }
+        e.set_detail(absl::StrCat(t.sequence(), ": ", v1::CaseAction_Name(t.action()), " -> ",
+                                  v1::CaseState_Name(t.to_state()),
+                                  note.empty() ? "" : "; ", note));
+        return w.Append(&e).status();
+      }));
+  LogEvent(LogLevel::kInfo, "case_step_restored",
+           {{"request_id", t.request_id()},
+            {"sequence", absl::StrCat(t.sequence())},
+            {"action", v1::CaseAction_Name(t.action())},
+            {"from", peer_party}});
+  step_queued_(peer_party);
+  return true;
 }
 
 }  // namespace comity

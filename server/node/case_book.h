@@ -92,8 +92,21 @@ class CaseBook {
   // holds, so that a retried delivery is acknowledged again).
   // FailedPrecondition for a step that does not follow the case as held
   // here (earlier steps still on their way).
-  absl::StatusOr<v1::SignedEnvelope> ReceiveTransition(
-      const std::string& peer_party, const v1::SignedEnvelope& envelope);
+  // `note`, if any, ends the CASE_UPDATED entry's detail.
+  absl::StatusOr<v1::SignedEnvelope> ReceiveTransition(const std::string& peer_party,
+                                                       const v1::SignedEnvelope& envelope,
+                                                       absl::string_view note = {});
+  // A step of the case of a request `peer_party` sent, signed by this node
+  // and then lost here (a restore), as the peer still holds it
+  // (docs/backup.md): checked like a step this node receives (its
+  // signature, sequence, chain and legality; a requesting party's step
+  // must carry the peer's signed proposal), stored and audited, and queued
+  // again for the peer, which acknowledges the same bytes again. OK and
+  // false if this node holds the step already; AlreadyExists if it holds
+  // another step of that sequence; FailedPrecondition if it does not
+  // follow the case as held here.
+  absl::StatusOr<bool> RestoreStep(const std::string& peer_party,
+                                   const v1::SignedEnvelope& envelope, absl::string_view note);
 
  private:
   // Signs, numbers and stores the next step of a received request's case,

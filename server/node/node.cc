@@ -67,6 +67,7 @@ absl::Status Node::Init() {
   deadlines_ = std::make_unique<DeadlineWatch>(ctx);
   COMITY_ASSIGN_OR_RETURN(keys_, Keys::Create(ctx));
   backup_ = std::make_unique<Backup>(ctx);
+  recovery_ = std::make_unique<Recovery>(ctx, intake_.get(), cases_.get());
 
   Store* store = store_.get();
   metrics_.SetScrapeSource([store]() -> absl::StatusOr<MetricsSnapshot> {

@@ -33,6 +33,7 @@
 #include "comity/v1/record.pb.h"
 #include "server/config/node_config.h"
 #include "server/node/backup.h"
+#include "server/node/recovery.h"
 #include "server/node/case_book.h"
 #include "server/node/deadline_watch.h"
 #include "server/node/evidence_exchange.h"
@@ -90,6 +91,7 @@ class Node {
   LogWitness& witness() { return *witness_; }
   Keys& keys() { return *keys_; }
   Backup& backup() { return *backup_; }
+  Recovery& recovery() { return *recovery_; }
 
   const NodeContext& context() const { return *ctx_; }
   Store* store() { return store_.get(); }
@@ -131,6 +133,7 @@ class Node {
   std::unique_ptr<DeadlineWatch> deadlines_;
   std::unique_ptr<Keys> keys_;
   std::unique_ptr<Backup> backup_;
+  std::unique_ptr<Recovery> recovery_;
   PeerApi peer_api_;
   OperatorApi operator_api_;
 

@@ -125,4 +125,11 @@ absl::StatusOr<std::optional<v1::SignedEnvelope>> PeerApi::GetHeldHead(const Cal
       [&](const std::string& peer) { return node_->witness().HeldHeadOf(peer); });
 }
 
+absl::StatusOr<v1::GetSharedRecordsResponse> PeerApi::GetSharedRecords(
+    const CallInfo& call, const v1::GetSharedRecordsRequest& request) {
+  return Call<absl::StatusOr<v1::GetSharedRecordsResponse>>(
+      call, "GetSharedRecords", "",
+      [&](const std::string& peer) { return node_->recovery().Share(peer, request); });
+}
+
 }  // namespace comity

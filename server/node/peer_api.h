@@ -47,6 +47,8 @@ class PeerApi {
   absl::StatusOr<bool> AnnounceKey(const CallInfo& call,
                                    const v1::AnnounceKeyRequest& request);
   absl::StatusOr<std::optional<v1::SignedEnvelope>> GetHeldHead(const CallInfo& call);
+  absl::StatusOr<v1::GetSharedRecordsResponse> GetSharedRecords(
+      const CallInfo& call, const v1::GetSharedRecordsRequest& request);
 
  private:
   // Admits the call, runs `fn(peer)`, and logs and audits its refusal

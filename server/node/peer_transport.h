@@ -71,6 +71,18 @@ class PeerTransport {
     return absl::UnimplementedError("this transport cannot ask for held heads");
   }
 
+  // A page of the requests `party` shares with this node changed since a
+  // time (docs/backup.md), unverified. Errors as above; the default (for
+  // fakes) is Unimplemented.
+  virtual absl::StatusOr<v1::GetSharedRecordsResponse> GetSharedRecords(
+      const std::string& party, const v1::GetSharedRecordsRequest& request,
+      absl::Duration timeout) {
+    (void)party;
+    (void)request;
+    (void)timeout;
+    return absl::UnimplementedError("this transport cannot ask for shared records");
+  }
+
   // Sends a key announcement (docs/keys.md) to `party`; returns whether
   // it taught the peer anything. Errors as above. The default (for fakes
   // that do not model keys) is Unimplemented.

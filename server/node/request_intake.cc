@@ -223,7 +223,8 @@ void RequestIntake::AuditRateLimited() {
 }
 
 absl::StatusOr<v1::SignedEnvelope> RequestIntake::ReceiveRequest(
-    const std::string& peer_party, const v1::SignedEnvelope& envelope) {
+    const std::string& peer_party, const v1::SignedEnvelope& envelope,
+    absl::string_view note) {
   const NodeSetup& setup = ctx_->setup();
   // Who signed must be who is connected; the signature is checked before
   // the payload is parsed.
@@ -306,6 +307,11 @@ absl::StatusOr<v1::SignedEnvelope> RequestIntake::ReceiveRequest(
       received.set_detail(absl::StrCat("created ", absl::FormatTime(created), ", arrived ",
                                        absl::FormatDuration(absl::Trunc(age, absl::Seconds(1))),
                                        " later"));
+    }
+    if (!note.empty()) {
+      received.set_detail(received.detail().empty()
+                              ? std::string(note)
+                              : absl::StrCat(received.detail(), "; ", note));
     }
     COMITY_ASSIGN_OR_RETURN(std::string received_bytes, w.Append(&received));
     v1::AuditEntry assessed = AssessmentEntry(*ctx_, body, *assessment, peer_party);

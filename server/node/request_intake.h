@@ -76,8 +76,11 @@ class RequestIntake {
   // returns the signed receipt. Errors as documented on
   // PeerService.DeliverRequest in proto/comity/v1/peer.proto. Nothing is
   // stored unless OK.
+  // `note`, if any, ends the REQUEST_RECEIVED entry's detail (a request
+  // recovered from the peer after a restore, docs/backup.md).
   absl::StatusOr<v1::SignedEnvelope> ReceiveRequest(const std::string& peer_party,
-                                                    const v1::SignedEnvelope& envelope);
+                                                    const v1::SignedEnvelope& envelope,
+                                                    absl::string_view note = {});
 
   // Writes one PEER_RATE_LIMITED entry per peer refused since the last call.
   // Run by a worker.

@@ -87,6 +87,18 @@ struct ListQuery {
   size_t max_bytes = 0;
 };
 
+// The requests a node shares with one partner (sent to it or received from
+// it) that changed at or after a time: what the partner asks for when it
+// recovers from a restore (docs/backup.md).
+struct SharedQuery {
+  std::string partner;
+  absl::Time changed_since = absl::InfinitePast();
+  int limit = 100;    // 1..1000.
+  std::string after;  // A RecordPage::next_cursor; empty: from the start.
+  // As ListQuery::max_bytes, counting the records' transitions.
+  size_t max_bytes = 0;
+};
+
 // How many requests a node holds in one direction and state with one
 // other party (`partner`: the requested party of a sent request, the
 // requesting party of a received one). For metrics (docs/metrics.md).
@@ -134,6 +146,12 @@ class RequestStore {
   // One page of requests, newest first (by stored_at, then id). A record
   // in a page carries no transitions. InvalidArgument for a bad cursor.
   virtual absl::StatusOr<RecordPage> List(const ListQuery& query) = 0;
+
+  // One page of the requests shared with `query.partner` changed since
+  // `query.changed_since`, in order of their last change (then id and
+  // direction), each with its case's transitions. InvalidArgument for a
+  // bad cursor.
+  virtual absl::StatusOr<RecordPage> SharedWith(const SharedQuery& query) = 0;
 
   // The ids of the requests linked to `request_id` through
   // related_request_ids, either way (one hop), in id order.

@@ -48,6 +48,7 @@ class BackupE2eTest : public ::testing::Test {
       net_->ConfigText(p) += "audit { head_interval_seconds: 3600 }\n";
     }
     MakeAdmin("FR", "erin");
+    MakeAdmin("JP", "erin");
     ASSERT_THAT(net_->Start("JP"), IsOk());
     ASSERT_THAT(net_->Start("FR"), IsOk());
     // FR's first gossip round shows JP a head of FR's log.
@@ -94,49 +95,70 @@ class BackupE2eTest : public ::testing::Test {
     return held.ok() && held->has_value() ? (*held)->head.tree_size() : 0;
   }
 
-  std::string Submit() {
-    CliResult r = Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "submit", "--to",
-                       "JP", "--type", "PRESERVATION", "--offence", "DATA_INTERFERENCE",
+  std::string Submit(const std::string& from = "FR", const std::string& to = "JP") {
+    CliResult r = Cli({"--connect", net_->ClientConfigPath(from, "alice"), "submit", "--to",
+                       to, "--type", "PRESERVATION", "--offence", "DATA_INTERFERENCE",
                        "--authority", "Parquet de Paris", "--facts", "ransomware",
                        "--data-sought", "logs", "--relation", "C2", "--custodian",
                        "Hosting KK", "--necessity", "rotation", "--intent-mla", "--json"});
     EXPECT_EQ(r.code, 0) << r.err;
     return r.code == 0 ? ParseJson(r.out).fields().at("id").string_value() : "";
   }
-  CliResult Jp(std::vector<std::string> args) {
-    args.insert(args.begin(), {"--connect", net_->ClientConfigPath("JP", "bob")});
+  CliResult Jp(std::vector<std::string> args) { return As("JP", "bob", std::move(args)); }
+  CliResult As(const std::string& party, const std::string& op, std::vector<std::string> args) {
+    args.insert(args.begin(), {"--connect", net_->ClientConfigPath(party, op)});
     return Cli(args);
   }
-  v1::CaseState FrCase(const std::string& id) {
-    auto records = net_->server("FR")->node()->Get(id);
+  v1::CaseState FrCase(const std::string& id) { return CaseAt("FR", id); }
+  v1::CaseState CaseAt(const std::string& party, const std::string& id) {
+    auto records = net_->server(party)->node()->Get(id);
     return records.ok() && !records->empty() ? (*records)[0].case_state()
                                              : v1::CASE_STATE_UNSPECIFIED;
   }
+  // The one record `party` holds under `id` (an empty one if none).
+  v1::RequestRecord RecordAt(const std::string& party, const std::string& id) {
+    auto records = net_->server(party)->node()->Get(id);
+    return records.ok() && records->size() == 1 ? (*records)[0] : v1::RequestRecord();
+  }
   // `comity admin backup`; the audit size the copy holds.
-  uint64_t Backup(const std::string& file) {
-    CliResult r = Cli({"--connect", net_->ClientConfigPath("FR", "erin"), "admin", "backup",
+  uint64_t Backup(const std::string& file, const std::string& party = "FR") {
+    CliResult r = Cli({"--connect", net_->ClientConfigPath(party, "erin"), "admin", "backup",
                        "--out", file, "--json"});
     EXPECT_EQ(r.code, 0) << r.err;
     if (r.code != 0) return 0;
     return static_cast<uint64_t>(ParseJson(r.out).fields().at("audit_size").number_value());
   }
   // Stops FR and puts `file` in place of its database, as docs/backup.md says.
-  void RestoreFr(const std::string& file) {
-    net_->Stop("FR");
-    const std::string db = net_->PartyDir("FR") + "/data/comity.db";
+  void RestoreFr(const std::string& file) { Restore("FR", file); }
+  // Starts a restored node, acknowledging the restore if a peer holds a
+  // head signed after the backup (which depends on what gossip showed it).
+  absl::Status StartRestored(const std::string& party) {
+    absl::Status started = net_->Start(party);
+    if (!absl::IsFailedPrecondition(started)) return started;
+    std::ofstream(net_->PartyDir(party) + "/data/accept-restored-log") << "disk lost\n";
+    return net_->Start(party);
+  }
+  void Restore(const std::string& party, const std::string& file) {
+    net_->Stop(party);
+    const std::string db = net_->PartyDir(party) + "/data/comity.db";
     ASSERT_EQ(testing::RunShell(absl::StrCat("rm -f '", db, "-wal' '", db, "-shm' && cp '",
                                              file, "' '", db, "'")),
               0);
   }
-  void ExpectAuditVerifies() {
-    CliResult v = Cli({"--connect", net_->ClientConfigPath("FR", "carol"), "audit", "verify"});
+  void ExpectAuditVerifies(const std::string& party = "FR") {
+    CliResult v =
+        Cli({"--connect", net_->ClientConfigPath(party, "carol"), "audit", "verify"});
     EXPECT_EQ(v.code, 0) << v.out << v.err;
     EXPECT_THAT(v.out, HasSubstr("consistent"));
   }
   bool FrLogHas(v1::AuditEventType type, const std::string& detail_part) {
+    return LogHas("FR", type, detail_part);
+  }
+  bool LogHas(const std::string& party, v1::AuditEventType type,
+              const std::string& detail_part) {
     AuditFilter f;
     f.type = type;
-    auto entries = net_->server("FR")->node()->store()->audit().Entries(f);
+    auto entries = net_->server(party)->node()->store()->audit().Entries(f);
     if (!entries.ok()) return false;
     for (const std::string& bytes : *entries) {
       v1::AuditEntry e;
@@ -219,17 +241,20 @@ TEST_F(BackupE2eTest, ARestoredNodeVerifiesStaysConsistentAndGetsLostStepsBack) 
   ASSERT_THAT(net_->Start("FR"), IsOk());
   EXPECT_TRUE(FrLogHas(v1::LOG_RESTORED, "JP: head of size"));
   EXPECT_TRUE(logs.Contains("log_restored", "consistent"));
-  EXPECT_EQ(FrCase(a), v1::CASE_DELIVERED) << "the restored copy predates JP's steps";
+  // The restored copy predates JP's steps; FR fetched them back from JP
+  // before it started.
+  EXPECT_EQ(FrCase(a), v1::CASE_ACCEPTED);
+  EXPECT_TRUE(FrLogHas(v1::RECORDS_RECOVERED, "3 steps recovered")) << logs.All();
+  EXPECT_TRUE(FrLogHas(v1::CASE_UPDATED, "recovered from JP"));
   ExpectAuditVerifies();
 
-  // JP's next step finds FR behind; JP's outbox sends the case again from
-  // its first step, and FR converges.
+  // JP's next step follows what FR holds: no rewind needed.
   CliResult r = Jp({"respond", a, "--text", "preserved: 3 log files"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(WaitFor([&] { return FrCase(a) == v1::CASE_PARTLY_EXECUTED; }))
       << v1::CaseState_Name(FrCase(a)) << "\n"
       << logs.All();
-  EXPECT_TRUE(logs.Contains("transitions_rewound", a));
+  EXPECT_FALSE(logs.Contains("transitions_rewound", a));
 
   // The request in flight during the backup: if the copy holds it, it is
   // delivered (again: JP returns the same receipt).
@@ -311,6 +336,114 @@ TEST_F(BackupE2eTest, ADatabaseRolledBackWithoutABackupMarkStopsTheNodeToo) {
               HasSubstr(absl::StrCat("JP holds a head of size ", seen)));
   // Nothing was signed meanwhile: JP still holds the same head of FR's log.
   EXPECT_EQ(HeldFrHeadSize(), seen);
+}
+
+// Fault 6 of issue 13: the requested party restored from a backup had lost
+// the steps it signed after it (and the requesting party's withdrawal it had
+// numbered), a request received and one it sent; its operators would have
+// decided again and signed the same sequence numbers with other content.
+// Now it fetches back from FR, before it signs anything, what FR holds of
+// their cases, so it never signs a sequence twice.
+TEST_F(BackupE2eTest, ARestoredRequestedPartyGetsBackWhatItsPartnerHoldsAndSignsNoStepTwice) {
+  LogCapture logs;
+  const std::string a = Submit();
+  ASSERT_FALSE(a.empty());
+  ASSERT_TRUE(WaitFor([&] { return RecordAt("FR", a).state() == v1::DELIVERED; }));
+  const std::string file = net_->dir() + "/jp-backup.db";
+  ASSERT_GT(Backup(file, "JP"), 0u);
+
+  // After the backup: JP's three decisions on A and the withdrawal FR
+  // proposes (JP numbers it as step 4); B, sent by FR; C, sent by JP.
+  for (const char* step : {"ack", "review", "accept"}) {
+    CliResult r = Jp({step, a});
+    ASSERT_EQ(r.code, 0) << step << ": " << r.err;
+  }
+  ASSERT_TRUE(WaitFor([&] { return CaseAt("FR", a) == v1::CASE_ACCEPTED; }));
+  CliResult withdrawn = As("FR", "alice", {"withdraw", a, "--text", "suspect arrested"});
+  ASSERT_EQ(withdrawn.code, 0) << withdrawn.err;
+  ASSERT_TRUE(WaitFor([&] { return CaseAt("FR", a) == v1::CASE_WITHDRAWN; }));
+  const std::string b = Submit();
+  const std::string c = Submit("JP", "FR");
+  ASSERT_FALSE(b.empty());
+  ASSERT_FALSE(c.empty());
+  ASSERT_TRUE(WaitFor([&] { return RecordAt("FR", b).state() == v1::DELIVERED; }));
+  ASSERT_TRUE(WaitFor([&] { return RecordAt("JP", c).state() == v1::DELIVERED; }));
+  const v1::RequestRecord fr_a = RecordAt("FR", a);
+  ASSERT_EQ(fr_a.transitions_size(), 4);
+
+  // JP restored; it recovers from FR before it starts.
+  Restore("JP", file);
+  ASSERT_THAT(StartRestored("JP"), IsOk());
+
+  // A: every step back, the same bytes FR holds; withdrawn, not open.
+  const v1::RequestRecord jp_a = RecordAt("JP", a);
+  ASSERT_EQ(jp_a.transitions_size(), 4) << logs.All();
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(jp_a.transitions(i).SerializeAsString(), fr_a.transitions(i).SerializeAsString())
+        << "step " << i + 1;
+  }
+  EXPECT_EQ(jp_a.case_state(), v1::CASE_WITHDRAWN);
+  // B received again, C sent with FR's receipt.
+  EXPECT_EQ(RecordAt("JP", b).state(), v1::RECEIVED);
+  const v1::RequestRecord jp_c = RecordAt("JP", c);
+  EXPECT_EQ(jp_c.direction(), v1::OUTGOING);
+  EXPECT_EQ(jp_c.state(), v1::DELIVERED);
+  EXPECT_EQ(jp_c.receipt().SerializeAsString(), RecordAt("FR", c).receipt().SerializeAsString());
+  EXPECT_TRUE(LogHas("JP", v1::RECORDS_RECOVERED, "2 requests, 0 receipts, 4 steps recovered"))
+      << logs.All();
+  ExpectAuditVerifies("JP");
+
+  // JP's operators cannot decide A again; B's next step is step 1, and FR
+  // takes it: nobody holds two different steps of one sequence.
+  CliResult again = Jp({"respond", a, "--text", "logs"});
+  EXPECT_NE(again.code, 0) << again.out;
+  ASSERT_EQ(Jp({"ack", b}).code, 0);
+  EXPECT_TRUE(WaitFor([&] { return CaseAt("FR", b) == v1::CASE_ACKNOWLEDGED; }))
+      << logs.All();
+  // JP's outbox delivers A's recovered steps again; FR acknowledges the
+  // same bytes, and refuses nothing.
+  EXPECT_TRUE(WaitFor([&] {
+    auto depths = net_->server("JP")->node()->store()->outbox().Depths();
+    return depths.ok() && (depths->count("FR") == 0 || ((*depths)["FR"].first == 0 &&
+                                                         (*depths)["FR"].second == 0));
+  })) << logs.All();
+  EXPECT_EQ(logs.All().find("already received with other content"), std::string::npos)
+      << logs.All();
+  EXPECT_FALSE(LogHas("FR", v1::PEER_REQUEST_REFUSED, "")) << logs.All();
+  ExpectAuditVerifies("JP");
+  ExpectAuditVerifies("FR");
+}
+
+// The requesting party restored: it had lost a request it sent after the
+// backup (FR holds it, with its receipt) and the steps JP took on it.
+TEST_F(BackupE2eTest, ARestoredRequestingPartyGetsBackTheRequestsItSentAndTheirSteps) {
+  LogCapture logs;
+  const std::string file = net_->dir() + "/fr-backup.db";
+  ASSERT_GT(Backup(file), 0u);
+  const std::string a = Submit();
+  ASSERT_FALSE(a.empty());
+  ASSERT_TRUE(WaitFor([&] { return RecordAt("FR", a).state() == v1::DELIVERED; }));
+  ASSERT_EQ(Jp({"ack", a}).code, 0);
+  ASSERT_TRUE(WaitFor([&] { return CaseAt("FR", a) == v1::CASE_ACKNOWLEDGED; }));
+
+  RestoreFr(file);
+  ASSERT_THAT(StartRestored("FR"), IsOk());
+  const v1::RequestRecord fr_a = RecordAt("FR", a);
+  EXPECT_EQ(fr_a.direction(), v1::OUTGOING);
+  EXPECT_EQ(fr_a.state(), v1::DELIVERED);
+  EXPECT_EQ(fr_a.case_state(), v1::CASE_ACKNOWLEDGED) << logs.All();
+  EXPECT_EQ(fr_a.receipt().SerializeAsString(), RecordAt("JP", a).receipt().SerializeAsString());
+  EXPECT_TRUE(FrLogHas(v1::RECORDS_RECOVERED, "1 requests, 0 receipts, 1 steps recovered"))
+      << logs.All();
+  ExpectAuditVerifies();
+
+  // FR's operators go on with the case: JP numbers the proposal as step 2.
+  CliResult withdrawn = As("FR", "alice", {"withdraw", a, "--text", "resolved"});
+  ASSERT_EQ(withdrawn.code, 0) << withdrawn.err;
+  EXPECT_TRUE(WaitFor([&] { return CaseAt("JP", a) == v1::CASE_WITHDRAWN; })) << logs.All();
+  EXPECT_TRUE(WaitFor([&] { return CaseAt("FR", a) == v1::CASE_WITHDRAWN; })) << logs.All();
+  EXPECT_EQ(RecordAt("FR", a).transitions_size(), 2);
+  ExpectAuditVerifies();
 }
 
 // A node that answers Backup with bytes other than those it announces

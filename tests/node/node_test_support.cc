@@ -86,6 +86,13 @@ absl::StatusOr<std::optional<v1::SignedEnvelope>> FakePeerTransport::GetHeldHead
   return on_held_head ? on_held_head(party) : NoHandler("GetHeldHead");
 }
 
+absl::StatusOr<v1::GetSharedRecordsResponse> FakePeerTransport::GetSharedRecords(
+    const std::string& party, const v1::GetSharedRecordsRequest& request, absl::Duration) {
+  Count("GetSharedRecords");
+  return on_shared_records ? on_shared_records(party, request)
+                           : NoHandler("GetSharedRecords");
+}
+
 absl::StatusOr<bool> FakePeerTransport::AnnounceKey(const std::string& party,
                                                     const v1::AnnounceKeyRequest& request,
                                                     absl::Duration) {
@@ -180,6 +187,12 @@ absl::StatusOr<std::optional<v1::SignedEnvelope>> LoopbackTransport::GetHeldHead
     const std::string& party, absl::Duration) {
   COMITY_ASSIGN_OR_RETURN(Node * node, To(party));
   return node->peer_api().GetHeldHead(Call(v1::GetHeldHeadRequest()));
+}
+
+absl::StatusOr<v1::GetSharedRecordsResponse> LoopbackTransport::GetSharedRecords(
+    const std::string& party, const v1::GetSharedRecordsRequest& request, absl::Duration) {
+  COMITY_ASSIGN_OR_RETURN(Node * node, To(party));
+  return node->peer_api().GetSharedRecords(Call(request), request);
 }
 
 absl::StatusOr<bool> LoopbackTransport::AnnounceKey(const std::string& party,

@@ -54,6 +54,9 @@ class FakePeerTransport final : public PeerTransport {
       on_held_head;
   std::function<absl::StatusOr<bool>(const std::string&, const v1::AnnounceKeyRequest&)>
       on_announce_key;
+  std::function<absl::StatusOr<v1::GetSharedRecordsResponse>(
+      const std::string&, const v1::GetSharedRecordsRequest&)>
+      on_shared_records;
 
   // Calls made so far of `method` ("DeliverRequest", "FetchEvidence", ...).
   int calls(const std::string& method) const;
@@ -82,6 +85,9 @@ class FakePeerTransport final : public PeerTransport {
                                absl::Duration timeout) override;
   absl::StatusOr<std::optional<v1::SignedEnvelope>> GetHeldHead(
       const std::string& party, absl::Duration timeout) override;
+  absl::StatusOr<v1::GetSharedRecordsResponse> GetSharedRecords(
+      const std::string& party, const v1::GetSharedRecordsRequest& request,
+      absl::Duration timeout) override;
   absl::StatusOr<bool> AnnounceKey(const std::string& party,
                                    const v1::AnnounceKeyRequest& request,
                                    absl::Duration timeout) override;
@@ -126,6 +132,9 @@ class LoopbackTransport final : public PeerTransport {
                                absl::Duration timeout) override;
   absl::StatusOr<std::optional<v1::SignedEnvelope>> GetHeldHead(
       const std::string& party, absl::Duration timeout) override;
+  absl::StatusOr<v1::GetSharedRecordsResponse> GetSharedRecords(
+      const std::string& party, const v1::GetSharedRecordsRequest& request,
+      absl::Duration timeout) override;
   absl::StatusOr<bool> AnnounceKey(const std::string& party,
                                    const v1::AnnounceKeyRequest& request,
                                    absl::Duration timeout) override;

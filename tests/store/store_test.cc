@@ -611,6 +611,68 @@ TEST_P(StoreTest, ListPagesWithACursorThroughEveryRecord) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cursor")));
 }
 
+TEST_P(StoreTest, SharedWithPagesThroughOnePartnersRecordsChangedSinceATime) {
+  bool inserted;
+  // JP's: a (sent, at 10), b (received from JP, at 20), d..h (sent, at 40
+  // to 80); DE's: c. All changed when stored.
+  ASSERT_THAT(store_->requests().InsertOutgoing({"a", "FR", "JP"}, Record(v1::OUTGOING, "1", 10)), IsOk());
+  ASSERT_THAT(store_->requests().InsertIncomingIfAbsent({"b", "JP", "FR"},
+                                             Fixed(Record(v1::INCOMING, "2", 20)), &inserted),
+              IsOk());
+  ASSERT_THAT(store_->requests().InsertOutgoing({"c", "FR", "DE"}, Record(v1::OUTGOING, "3", 30)), IsOk());
+  ASSERT_THAT(store_->requests().InsertIncomingIfAbsent({"z", "DE", "FR"},
+                                             Fixed(Record(v1::INCOMING, "9", 35)), &inserted),
+              IsOk());
+  for (int i = 0; i < 5; ++i) {
+    const std::string id(1, static_cast<char>('d' + i));
+    ASSERT_THAT(store_->requests().InsertOutgoing({id, "FR", "JP"},
+                                                  Record(v1::OUTGOING, id, 40 + 10 * i)),
+                IsOk());
+  }
+  // b's case moves on at 100: it comes last.
+  v1::Transition t;
+  t.set_request_id("b");
+  t.set_sequence(1);
+  t.set_from_state(v1::CASE_DELIVERED);
+  t.set_to_state(v1::CASE_ACKNOWLEDGED);
+  v1::SignedEnvelope env;
+  env.set_payload(t.SerializeAsString());
+  ASSERT_THAT(store_->cases().AppendTransition("b", v1::INCOMING, t, env, true,
+                                               absl::FromUnixMicros(100),
+                                               absl::InfiniteFuture()),
+              IsOk());
+
+  SharedQuery q;
+  q.partner = "JP";
+  q.limit = 3;
+  std::vector<std::string> ids;
+  for (int pages = 0; pages < 10; ++pages) {
+    COMITY_ASSERT_OK_AND_ASSIGN(RecordPage page, store_->requests().SharedWith(q));
+    EXPECT_LE(page.records.size(), 3u);
+    for (const auto& r : page.records) {
+      ids.push_back(r.request().payload());
+      if (r.request().payload() == "2") {
+        EXPECT_EQ(r.transitions_size(), 1);
+      }
+    }
+    if (page.next_cursor.empty()) break;
+    q.after = page.next_cursor;
+  }
+  // In order of last change; DE's never.
+  EXPECT_THAT(ids, ElementsAre("1", "d", "e", "f", "g", "h", "2"));
+
+  q.after.clear();
+  q.limit = 100;
+  q.changed_since = absl::FromUnixMicros(60);
+  COMITY_ASSERT_OK_AND_ASSIGN(RecordPage since, store_->requests().SharedWith(q));
+  EXPECT_THAT(IdsOf(since.records), ElementsAre("f", "g", "h", "2"));
+  EXPECT_TRUE(since.next_cursor.empty());
+
+  q.after = "not a cursor";
+  EXPECT_THAT(store_->requests().SharedWith(q).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
 TEST_P(StoreTest, LinksAreIndexedBothWays) {
   ASSERT_THAT(store_->requests().InsertOutgoing({"a", "FR", "JP"}, Record(v1::OUTGOING, "a", 1)),
               IsOk());
@@ -868,7 +930,7 @@ TEST_P(StoreTest, MigrationSevenIndexesWhatOlderSchemasHold) {
                                                absl::FromUnixMicros(3), absl::InfiniteFuture()),
               IsOk());
   store_.reset();
-  ASSERT_THAT(backend_->Exec("DROP TABLE staged_evidence; "
+  ASSERT_THAT(backend_->Exec("DROP INDEX requests_by_update; DROP TABLE staged_evidence; "
                              "DROP TABLE request_links; DROP TABLE evidence; "
                              "DROP TABLE backup_origin; DROP INDEX requests_by_deadline; "
                              "DROP INDEX requests_by_case_state; "

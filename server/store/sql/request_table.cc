@@ -1,5 +1,6 @@
 // RequestStore in SQL: the requests table (docs/storage.md).
 #include <algorithm>
+#include <limits>
 #include <optional>
 
 #include "absl/strings/numbers.h"
@@ -199,6 +200,65 @@ absl::StatusOr<RecordPage> SqlRequestStore::List(const ListQuery& q) {
       page.records.push_back(std::move(r));
       return absl::OkStatus();
     });
+  }));
+  return page;
+}
+
+absl::StatusOr<RecordPage> SqlRequestStore::SharedWith(const SharedQuery& q) {
+  const int limit = std::clamp(q.limit, 1, kMaxPage);
+  std::optional<Cursor> after;
+  if (!q.after.empty()) {
+    // The same shape as List's cursor, keyed by the last change.
+    COMITY_ASSIGN_OR_RETURN(after, DecodeCursor(q.after));
+  }
+  const int64_t since = q.changed_since == absl::InfinitePast()
+                            ? std::numeric_limits<int64_t>::min()
+                            : absl::ToUnixMicros(q.changed_since);
+  Params p;
+  p.Text(q.partner).Int(since);
+  std::string sql =
+      "SELECT " COMITY_RECORD_COLUMNS ", request_id, updated_at_us FROM requests "
+      "WHERE updated_at_us >= $2 AND ((direction = 1 AND requested_party = $1) OR "
+      "(direction = 2 AND requesting_party = $1))";
+  if (after.has_value()) {
+    p.Int(after->stored_at_us).Text(after->request_id).Int(after->direction);
+    const size_t a = p.size() - 2, b = p.size() - 1, c = p.size();
+    absl::StrAppend(&sql, " AND updated_at_us >= $", a, " AND (updated_at_us > $", a,
+                    " OR (updated_at_us = $", a, " AND (request_id {collate_c} > $", b,
+                    " OR (request_id = $", b, " AND direction > $", c, "))))");
+  }
+  p.Int(limit + 1);
+  absl::StrAppend(&sql, " ORDER BY updated_at_us, request_id {collate_c}, direction LIMIT $",
+                  p.size());
+  RecordPage page;
+  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) -> absl::Status {
+    std::vector<std::pair<std::string, int64_t>> keys;  // Id and last change, per record.
+    COMITY_RETURN_IF_ERROR(s.Query(sql, p, [&](const Row& row) -> absl::Status {
+      COMITY_ASSIGN_OR_RETURN(v1::RequestRecord r, ReadRecord(row));
+      page.records.push_back(std::move(r));
+      keys.emplace_back(row.Bytes(13), row.Int(14));
+      return absl::OkStatus();
+    }));
+    const bool more = static_cast<int>(page.records.size()) > limit;
+    if (more) page.records.resize(static_cast<size_t>(limit));
+    size_t bytes = 0;
+    for (size_t i = 0; i < page.records.size(); ++i) {
+      v1::RequestRecord& r = page.records[i];
+      COMITY_RETURN_IF_ERROR(ReadTransitions(s, keys[i].first, r.mutable_transitions()));
+      const size_t size = r.ByteSizeLong();
+      if (q.max_bytes > 0 && i > 0 && bytes + size > q.max_bytes) {
+        page.records.resize(i);
+        break;
+      }
+      bytes += size;
+    }
+    if (more || page.records.size() < keys.size()) {
+      const size_t last = page.records.size() - 1;
+      page.next_cursor =
+          absl::StrCat("c1:", keys[last].second, ":",
+                       static_cast<int>(page.records[last].direction()), ":", keys[last].first);
+    }
+    return absl::OkStatus();
   }));
   return page;
 }

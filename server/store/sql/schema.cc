@@ -172,6 +172,12 @@ CREATE TABLE staged_evidence (
   PRIMARY KEY (request_id, sha256)
 );
 )sql",
+    // 9: the requests changed since a time, for a partner that recovers
+    // what it lost from this node (docs/backup.md, "Partners are each
+    // other's backup").
+    R"sql(
+CREATE INDEX requests_by_update ON requests (updated_at_us);
+)sql",
 };
 constexpr int kMigrationCount = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kMigrationCount == kSchemaVersion,

@@ -28,6 +28,7 @@ class SqlRequestStore final : public RequestStore {
   absl::StatusOr<std::vector<v1::RequestRecord>> Get(
       const std::string& request_id) override;
   absl::StatusOr<RecordPage> List(const ListQuery& query) override;
+  absl::StatusOr<RecordPage> SharedWith(const SharedQuery& query) override;
   absl::StatusOr<std::vector<std::string>> Linked(const std::string& request_id) override;
   absl::StatusOr<std::vector<RequestCount>> Count() override;
 
