@@ -418,6 +418,15 @@ std::map<std::string, std::function<Outcome()>> RefusalsE2eTest::Triggers() {
   t["P29"] = [this, announcement] {
     return Outcome{Announce(announcement(absl::Now() - absl::Hours(72))), "FR", "AnnounceKey"};
   };
+  t["P30"] = [&] {
+    v1::GetSharedRecordsRequest req;
+    req.set_page_token("not a cursor");
+    v1::GetSharedRecordsResponse resp;
+    grpc::ClientContext ctx;
+    Deadline(ctx);
+    return Outcome{Peer("FR", "JP")->GetSharedRecords(&ctx, req, &resp), "FR",
+                   "GetSharedRecords"};
+  };
 
   // --- Operator RPCs. ---
   t["O1"] = [&] {
