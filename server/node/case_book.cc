@@ -54,6 +54,36 @@ absl::Status CheckStoredChain(const v1::RequestRecord& row, const std::string& r
   return absl::OkStatus();
 }
 
+// Whether `t`, a step of `proposer` numbered by the other party, carries
+// `proposer`'s signed proposal for exactly this step (action, request,
+// text, conditions).
+bool CarriesMatchingProposal(const v1::Transition& t, const std::string& proposer,
+                             const KeyRing& keys) {
+  v1::TransitionProposal p;
+  return t.party() == proposer && t.has_proposal() &&
+         t.proposal().signer_party() == proposer &&
+         VerifyEnvelope(t.proposal(), kProposalPayloadType, keys).ok() &&
+         p.ParseFromString(t.proposal().payload()) && p.action() == t.action() &&
+         p.request_id() == t.request_id() && p.text() == t.text() &&
+         std::equal(p.accepted_conditions().begin(), p.accepted_conditions().end(),
+                    t.accepted_conditions().begin(), t.accepted_conditions().end());
+}
+
+// The request `peer` sent to this node among `records`, with its body and
+// this node's receipt; false if there is none.
+struct ReceivedRow {
+  const v1::RequestRecord* row = nullptr;
+  v1::RequestBody body;
+  v1::Receipt receipt;
+};
+bool FindReceived(const std::vector<v1::RequestRecord>& records, const std::string& peer,
+                  ReceivedRow* out) {
+  out->row = RowOf(records, v1::INCOMING);
+  return out->row != nullptr && out->body.ParseFromString(out->row->request().payload()) &&
+         out->body.requesting_party() == peer &&
+         out->receipt.ParseFromString(out->row->receipt().payload());
+}
+
 }  // namespace
 
 
@@ -293,16 +323,15 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::SequenceProposal(
   }
   COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records,
                           ctx_->store().requests().Get(p.request_id()));
-  const v1::RequestRecord* row = RowOf(records, v1::INCOMING);
-  v1::RequestBody body;
-  v1::Receipt receipt;
-  if (row == nullptr || !body.ParseFromString(row->request().payload()) ||
-      body.requesting_party() != peer_party ||
-      !receipt.ParseFromString(row->receipt().payload())) {
+  ReceivedRow received;
+  if (!FindReceived(records, peer_party, &received)) {
     return absl::PermissionDeniedError(
         absl::StrCat("request ", p.request_id().substr(0, 64), " is not a request ",
                      peer_party, " sent to this node"));
   }
+  const v1::RequestRecord* row = received.row;
+  const v1::RequestBody& body = received.body;
+  const v1::Receipt& receipt = received.receipt;
   // The same proposal again: the step it became.
   for (const v1::SignedEnvelope& existing : row->transitions()) {
     v1::Transition t;
@@ -354,14 +383,7 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::ReceiveTransition(
   if (t.party() != peer_party) {
     // A step of ours, numbered by the peer: it must carry our own signed
     // proposal for exactly this action.
-    v1::TransitionProposal p;
-    if (t.party() != ctx_->party() || !t.has_proposal() ||
-        !VerifyEnvelope(t.proposal(), kProposalPayloadType, ctx_->key_ring()).ok() ||
-        t.proposal().signer_party() != ctx_->party() ||
-        !p.ParseFromString(t.proposal().payload()) || p.action() != t.action() ||
-        p.request_id() != t.request_id() || p.text() != t.text() ||
-        !std::equal(p.accepted_conditions().begin(), p.accepted_conditions().end(),
-                    t.accepted_conditions().begin(), t.accepted_conditions().end())) {
+    if (!CarriesMatchingProposal(t, ctx_->party(), ctx_->key_ring())) {
       return absl::InvalidArgumentError(absl::StrCat(
           "transition names party '", t.party().substr(0, 8), "' but is signed by ",
           peer_party, " without that party's matching signed proposal"));
@@ -463,14 +485,7 @@ absl::StatusOr<bool> CaseBook::RestoreStep(const std::string& peer_party,
   COMITY_RETURN_IF_ERROR(CheckTransitionBounds(t));
   if (t.party() != ctx_->party()) {
     // The peer's step, numbered here: it carries the peer's signed proposal.
-    v1::TransitionProposal p;
-    if (t.party() != peer_party || !t.has_proposal() ||
-        t.proposal().signer_party() != peer_party ||
-        !VerifyEnvelope(t.proposal(), kProposalPayloadType, ctx_->key_ring()).ok() ||
-        !p.ParseFromString(t.proposal().payload()) || p.action() != t.action() ||
-        p.request_id() != t.request_id() || p.text() != t.text() ||
-        !std::equal(p.accepted_conditions().begin(), p.accepted_conditions().end(),
-                    t.accepted_conditions().begin(), t.accepted_conditions().end())) {
+    if (!CarriesMatchingProposal(t, peer_party, ctx_->key_ring())) {
       return absl::InvalidArgumentError(absl::StrCat(
           "step ", t.sequence(), " names party '", t.party().substr(0, 8),
           "' without that party's matching signed proposal"));
@@ -478,16 +493,15 @@ absl::StatusOr<bool> CaseBook::RestoreStep(const std::string& peer_party,
   }
   COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records,
                           ctx_->store().requests().Get(t.request_id()));
-  const v1::RequestRecord* row = RowOf(records, v1::INCOMING);
-  v1::RequestBody body;
-  v1::Receipt receipt;
-  if (row == nullptr || !body.ParseFromString(row->request().payload()) ||
-      body.requesting_party() != peer_party ||
-      !receipt.ParseFromString(row->receipt().payload())) {
+  ReceivedRow received;
+  if (!FindReceived(records, peer_party, &received)) {
     return absl::FailedPreconditionError(
         absl::StrCat("request ", t.request_id().substr(0, 64), " is not a request ",
                      peer_party, " sent to this node"));
   }
+  const v1::RequestRecord* row = received.row;
+  const v1::RequestBody& body = received.body;
+  const v1::Receipt& receipt = received.receipt;
   if (t.sequence() >= 1 && static_cast<int>(t.sequence()) <= row->transitions_size()) {
     if (row->transitions(static_cast<int>(t.sequence()) - 1).payload() ==
         envelope.payload()) {

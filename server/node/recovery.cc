@@ -1,5 +1,6 @@
 #include "server/node/recovery.h"
 
+#include <functional>
 #include <set>
 #include <thread>
 
@@ -30,6 +31,33 @@ std::string Note(const std::string& peer) {
 
 std::string Rfc3339(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+}
+
+// Checks that the steps `row` holds are the ones the peer holds, then
+// passes each later one to `apply` (which returns whether it was new).
+absl::Status ApplySteps(const v1::RequestRecord& row, const v1::SharedRecord& record,
+                        const std::string& peer,
+                        const std::function<absl::StatusOr<bool>(const v1::SignedEnvelope&)>& apply,
+                        int* recovered) {
+  const int held = row.transitions_size();
+  for (int i = 0; i < record.transitions_size(); ++i) {
+    const v1::SignedEnvelope& step = record.transitions(i);
+    if (i < held) {
+      if (row.transitions(i).payload() != step.payload()) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "step ", i + 1, " held here differs from the one ", peer, " holds"));
+      }
+      continue;
+    }
+    absl::Status bounded = CheckEnvelopeBounds(step);
+    absl::StatusOr<bool> applied = bounded.ok() ? apply(step) : absl::StatusOr<bool>(bounded);
+    if (!applied.ok()) {
+      return absl::Status(applied.status().code(),
+                          absl::StrCat("step ", i + 1, ": ", applied.status().message()));
+    }
+    if (*applied) ++*recovered;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -122,14 +150,21 @@ void Recovery::Apply(const std::string& peer, const v1::SharedRecord& record, Ou
                       " steps"));
     return;
   }
-  absl::Status applied;
-  if (body.requesting_party() == ctx_->party() && body.requested_party() == peer) {
-    applied = ApplySent(peer, body, record, out);
-  } else if (body.requesting_party() == peer && body.requested_party() == ctx_->party()) {
-    applied = ApplyReceived(peer, body, record, out);
-  } else {
+  const bool sent = body.requesting_party() == ctx_->party() && body.requested_party() == peer;
+  const bool received =
+      body.requesting_party() == peer && body.requested_party() == ctx_->party();
+  absl::StatusOr<std::vector<v1::RequestRecord>> records = ctx_->store().requests().Get(body.id());
+  absl::Status applied = records.status();
+  if (!sent && !received) {
     applied = absl::InvalidArgumentError(
         absl::StrCat("not a request between ", ctx_->party(), " and ", peer));
+  } else if (applied.ok() && RowOf(*records, sent ? v1::INCOMING : v1::OUTGOING) != nullptr) {
+    // An id is one case on a node.
+    applied = absl::AlreadyExistsError(absl::StrCat(
+        "its id is the id of a request this node ", sent ? "received" : "sent"));
+  } else if (applied.ok()) {
+    applied = sent ? ApplySent(peer, body, record, std::move(*records), out)
+                   : ApplyReceived(peer, body, record, std::move(*records), out);
   }
   if (!applied.ok()) {
     fail(absl::StrCat("request ", body.id(), ": ", applied.message()));
@@ -137,13 +172,9 @@ void Recovery::Apply(const std::string& peer, const v1::SharedRecord& record, Ou
 }
 
 absl::Status Recovery::ApplySent(const std::string& peer, const v1::RequestBody& body,
-                                 const v1::SharedRecord& record, Outcome* out) {
+                                 const v1::SharedRecord& record,
+                                 std::vector<v1::RequestRecord> records, Outcome* out) {
   const std::string& id = body.id();
-  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records,
-                          ctx_->store().requests().Get(id));
-  if (RowOf(records, v1::INCOMING) != nullptr) {
-    return absl::AlreadyExistsError("its id is the id of a request this node received");
-  }
   const v1::RequestRecord* row = RowOf(records, v1::OUTGOING);
   const std::string note = Note(peer);
   const absl::Time now = ctx_->Now();
@@ -212,35 +243,19 @@ absl::Status Recovery::ApplySent(const std::string& peer, const v1::RequestBody&
   }
   // The peer's steps (and this node's, as the peer numbered its proposals)
   // after the last held here, in order, checked as on delivery.
-  const int held = row->transitions_size();
-  for (int i = 0; i < record.transitions_size(); ++i) {
-    const v1::SignedEnvelope& step = record.transitions(i);
-    if (i < held) {
-      if (row->transitions(i).payload() != step.payload()) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            "step ", i + 1, " held here differs from the one ", peer, " holds"));
-      }
-      continue;
-    }
-    COMITY_RETURN_IF_ERROR(CheckEnvelopeBounds(step));
-    absl::Status received = cases_->ReceiveTransition(peer, step, note).status();
-    if (!received.ok()) {
-      return absl::Status(received.code(),
-                          absl::StrCat("step ", i + 1, ": ", received.message()));
-    }
-    ++out->steps_recovered;
-  }
-  return absl::OkStatus();
+  return ApplySteps(
+      *row, record, peer,
+      [&](const v1::SignedEnvelope& step) -> absl::StatusOr<bool> {
+        COMITY_RETURN_IF_ERROR(cases_->ReceiveTransition(peer, step, note).status());
+        return true;
+      },
+      &out->steps_recovered);
 }
 
 absl::Status Recovery::ApplyReceived(const std::string& peer, const v1::RequestBody& body,
-                                     const v1::SharedRecord& record, Outcome* out) {
+                                     const v1::SharedRecord& record,
+                                     std::vector<v1::RequestRecord> records, Outcome* out) {
   const std::string& id = body.id();
-  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records,
-                          ctx_->store().requests().Get(id));
-  if (RowOf(records, v1::OUTGOING) != nullptr) {
-    return absl::AlreadyExistsError("its id is the id of a request this node sent");
-  }
   const std::string note = Note(peer);
   const v1::RequestRecord* row = RowOf(records, v1::INCOMING);
   if (row == nullptr) {
@@ -256,26 +271,10 @@ absl::Status Recovery::ApplyReceived(const std::string& peer, const v1::RequestB
   }
   // This node's steps as the peer holds them, signed by this node: the
   // sequence numbers it must not sign again.
-  const int held = row->transitions_size();
-  for (int i = 0; i < record.transitions_size(); ++i) {
-    const v1::SignedEnvelope& step = record.transitions(i);
-    if (i < held) {
-      if (row->transitions(i).payload() != step.payload()) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            "step ", i + 1, " held here differs from the one ", peer,
-            " holds signed by this node"));
-      }
-      continue;
-    }
-    COMITY_RETURN_IF_ERROR(CheckEnvelopeBounds(step));
-    absl::StatusOr<bool> restored = cases_->RestoreStep(peer, step, note);
-    if (!restored.ok()) {
-      return absl::Status(restored.status().code(),
-                          absl::StrCat("step ", i + 1, ": ", restored.status().message()));
-    }
-    if (*restored) ++out->steps_recovered;
-  }
-  return absl::OkStatus();
+  return ApplySteps(
+      *row, record, peer,
+      [&](const v1::SignedEnvelope& step) { return cases_->RestoreStep(peer, step, note); },
+      &out->steps_recovered);
 }
 
 absl::Status Recovery::Audit(const Outcome& o) {

@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "comity/v1/record.pb.h"
+
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "comity/v1/peer.pb.h"
@@ -73,10 +75,13 @@ class Recovery {
   void RecoverFrom(const std::string& peer, absl::Time since, Outcome* out);
   // Applies one shared record; adds to `out`.
   void Apply(const std::string& peer, const v1::SharedRecord& record, Outcome* out);
+  // `records`: what this node holds under the request's id.
   absl::Status ApplySent(const std::string& peer, const v1::RequestBody& body,
-                         const v1::SharedRecord& record, Outcome* out);
+                         const v1::SharedRecord& record,
+                         std::vector<v1::RequestRecord> records, Outcome* out);
   absl::Status ApplyReceived(const std::string& peer, const v1::RequestBody& body,
-                             const v1::SharedRecord& record, Outcome* out);
+                             const v1::SharedRecord& record,
+                             std::vector<v1::RequestRecord> records, Outcome* out);
   absl::Status Audit(const Outcome& out);
 
   const NodeContext* const ctx_;
