@@ -423,7 +423,7 @@ TEST(LibraryTest, NotYetInForceWithoutEnoughConsents) {
   EXPECT_EQ(lib->Find("PROT")->general_in_force, kNever);
   v1::Assessment a = AssessOk(*lib, Query("RS", "JP", v1::SUBSCRIBER_INFORMATION));
   EXPECT_EQ(a.obligation(), v1::NOT_COVERED);
-  EXPECT_THAT(a.notes(), Contains(HasSubstr("not in force (2 of 5 consents")));
+  EXPECT_THAT(a.notes(), Contains(HasSubstr("not in force on 2024-05-01 (2 of 5 consents")));
 }
 
 }  // namespace
