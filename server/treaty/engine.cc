@@ -242,7 +242,11 @@ absl::StatusOr<v1::Assessment> Assess(const TreatyLibrary& library,
     if (f_bound && t_bound) {
       (pol ? political : in_force).push_back(inst);
     } else if (!pol) {
-      note(NotBoundReason(*inst, f_bound ? *pt : *pf, day));
+      // Each party that is not bound, once per distinct reason.
+      const std::string why_from = f_bound ? "" : NotBoundReason(*inst, *pf, day);
+      const std::string why_to = t_bound ? "" : NotBoundReason(*inst, *pt, day);
+      if (!why_from.empty()) note(why_from);
+      if (!why_to.empty() && why_to != why_from) note(why_to);
     }
   }
   // No conclusion where the outcome could depend on a standing the library
