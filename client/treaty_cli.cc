@@ -29,7 +29,8 @@ The treaty library (default: $COMITY_TREATIES) and the rules engine, offline.
         [--requested-penalty-months N] [--request FILE]
       Whether a request is BINDING, DISCRETIONARY, VOLUNTARY, NOT_COVERED or INVALID,
       under which articles, with the refusal grounds left open, deadlines, duties and
-      the reasoning. --request FILE (a comity.v1.RequestBody in text format) also
+      the reasoning; UNKNOWN_PARTY (no conclusion) when a state is not in the library
+      or its standing on the date is not known. --request FILE (a comity.v1.RequestBody in text format) also
       checks the request's contents and supplies what the flags leave out.
   matrix --from XX --type TYPE --offence CATEGORY [--date YYYY-MM-DD] [...check flags]
       The same assessment for every partner in the library, one line each.
@@ -204,6 +205,10 @@ void TreatyCli::PrintAssessment(const v1::Assessment& as) {
        << v1::Obligation_Name(as.obligation());
   if (!as.instrument().empty()) out_ << " under " << as.instrument();
   out_ << "\n";
+  if (as.obligation() == v1::UNKNOWN_PARTY) {
+    out_ << "no conclusion:  the treaty library does not know a party's standing (see the "
+            "reasoning); this is not NOT_COVERED\n";
+  }
   if (!as.basis().empty()) out_ << "basis:          " << absl::StrJoin(as.basis(), "; ") << "\n";
   out_ << "refusal grounds: " << Grounds(as) << "\n";
   if (as.deadline_days() > 0) out_ << "deadline:       " << as.deadline_days() << " days\n";
@@ -330,16 +335,25 @@ int TreatyCli::Show(const ParsedArgs& a) {
          << ")" << (g.empty() ? "" : "; grounds " + absl::StrJoin(g, ","))
          << (p.deadline_days() ? absl::StrCat("; ", p.deadline_days(), " days") : "") << "\n";
   }
-  out_ << "parties (" << inst->parties.size() << "):\n";
+  int unverified = 0;
+  for (const PartyRecord& p : inst->parties) unverified += p.status->unverified();
+  out_ << "parties (" << inst->parties.size() << ", " << inst->parties.size() - unverified
+       << " verified, " << unverified << " unverified):\n";
   for (const PartyRecord& p : inst->parties) {
     out_ << "  " << p.status->party() << "  signed " << FormatDay(p.signed_on) << ", consent "
          << FormatDay(p.consent) << ", in force " << FormatDay(p.in_force);
+    if (p.party_by != kNever) out_ << ", listed as a party by " << FormatDay(p.party_by);
     if (p.bound_until != kNever) out_ << ", until " << FormatDay(p.bound_until);
     for (const auto& r : p.reservations) {
       out_ << "; reservation " << r.entry->id() << " " << FormatDay(r.from)
            << (r.until == kNever ? "" : ".." + FormatDay(r.until));
     }
-    out_ << (p.status->unverified() ? "  (unverified)" : "") << "\n";
+    for (const auto& d : p.status->declarations()) {
+      out_ << "; declaration " << d.id() << " " << d.made()
+           << (d.withdrawn().empty() ? "" : ".." + d.withdrawn());
+    }
+    out_ << "  (" << (p.status->unverified() ? "unverified" : "verified") << ")\n";
+    out_ << "      source: " << (p.status->source().empty() ? "-" : p.status->source()) << "\n";
   }
   return kExitOk;
 }

@@ -4,6 +4,8 @@
 #include <bitset>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
@@ -68,28 +70,81 @@ const char* KindName(const InstrumentRecord& inst) {
   }
 }
 
-// Why `party` is not bound by `inst` on `day`.
+// "Art 27(9)(e)" -> "27".
+std::string ArticleOf(absl::string_view ref) {
+  absl::ConsumePrefix(&ref, "Art ");
+  size_t end = 0;
+  while (end < ref.size() && absl::ascii_isalnum(ref[end])) ++end;
+  return std::string(ref.substr(0, end));
+}
+
+// Consents deposited by `day` (inclusive).
+int ConsentsBy(const InstrumentRecord& inst, Day day) {
+  int n = 0;
+  for (const PartyRecord& p : inst.parties) n += p.consent != kNever && p.consent <= day;
+  return n;
+}
+
+// Why `party` is not bound by `inst` on `day`. Cites only what had happened
+// by `day` (and an entry into force that already followed from it under the
+// rule): an assessment for 1999 never mentions a 2023 signature.
 std::string NotBoundReason(const InstrumentRecord& inst, const PartyRecord& p, Day day) {
   const std::string& id = inst.proto.id();
   const std::string& code = p.status->party();
+  const std::string date = FormatDay(day);
+  const v1::Instrument& in = inst.proto;
+  const std::string& adopted = !in.adopted().empty() ? in.adopted() : in.opened_for_signature();
+  if (!adopted.empty()) {
+    auto adopted_day = ParseDay(adopted);
+    if (adopted_day.ok() && day < *adopted_day) {
+      return absl::StrCat(id, ": did not exist yet on ", date, "; it binds no one on that date");
+    }
+  }
   if (p.bound_until != kNever && day >= p.bound_until) {
     return absl::StrCat(id, ": ", code, "'s denunciation took effect on ",
                         FormatDay(p.bound_until));
   }
-  if (p.in_force != kNever) {
-    return absl::StrCat(id, ": enters into force for ", code, " only on ",
-                        FormatDay(p.in_force));
+  const v1::EntryIntoForceRule& rule = in.entry_into_force_rule();
+  const int consents = ConsentsBy(inst, day);
+  if (p.consent != kNever && p.consent <= day) {
+    const bool settled = inst.general_in_force <= day ||
+                         (rule.min_consents() > 0 && consents >= static_cast<int>(rule.min_consents()));
+    if (p.in_force != kNever && settled) {
+      return absl::StrCat(id, ": ", code, " consented on ", FormatDay(p.consent),
+                          "; it enters into force for ", code, " only on ", FormatDay(p.in_force),
+                          rule.basis().empty() ? "" : " (" + rule.basis() + ")");
+    }
+    return absl::StrCat(id, ": not in force on ", date, " (", consents, " of ",
+                        rule.min_consents(), " consents needed",
+                        rule.basis().empty() ? "" : ", " + rule.basis(), ")");
   }
-  if (p.consent == kNever) {
-    return absl::StrCat(id, ": ", code, " has signed",
-                        p.signed_on != kNever ? absl::StrCat(" (", FormatDay(p.signed_on), ")")
-                                              : std::string(),
-                        " but not consented to be bound; signature alone does not bind");
+  if (p.in_force != kNever && p.consent == kNever && p.in_force > day) {
+    // A bilateral treaty recorded by signature and entry into force only.
+    if (p.signed_on != kNever && p.signed_on <= day) {
+      return absl::StrCat(id, ": signed on ", FormatDay(p.signed_on), ", not in force on ", date);
+    }
+    return absl::StrCat(id, ": not concluded by ", date);
   }
-  const v1::EntryIntoForceRule& rule = inst.proto.entry_into_force_rule();
-  return absl::StrCat(id, ": not in force (", inst.consents, " of ", rule.min_consents(),
-                      " consents needed", rule.basis().empty() ? "" : ", " + rule.basis(),
-                      ")");
+  if (p.signed_on != kNever && p.signed_on <= day) {
+    return absl::StrCat(id, ": ", code, " signed on ", FormatDay(p.signed_on),
+                        ", not ratified by ", date,
+                        "; signature alone does not bind (VCLT Art 18: only the duty not to "
+                        "defeat its object)");
+  }
+  if (inst.general_in_force == kNever || inst.general_in_force > day) {
+    return absl::StrCat(id, ": not in force on ", date, " (", consents, " of ",
+                        rule.min_consents(), " consents needed",
+                        rule.basis().empty() ? "" : ", " + rule.basis(), ")");
+  }
+  return absl::StrCat(id, ": ", code, " had neither signed nor consented by ", date);
+}
+
+// "(unverified: <source>)" for a party entry marked unverified.
+std::string UnverifiedNote(const InstrumentRecord& inst, const PartyRecord& p) {
+  return absl::StrCat(inst.proto.id(), ": ", p.status->party(),
+                      "'s status is unverified (", p.status->source().empty() ? "no source given"
+                                                                              : p.status->source(),
+                      "); check it before relying on this assessment.");
 }
 
 }  // namespace
@@ -110,10 +165,13 @@ AssessmentQuery QueryForRequest(const v1::RequestBody& body, absl::CivilDay date
 
 absl::StatusOr<v1::Assessment> Assess(const TreatyLibrary& library,
                                       const AssessmentQuery& q) {
-  if (!IsPartyCode(q.requesting_party) || !IsPartyCode(q.requested_party)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "parties must be ISO 3166-1 alpha-2 codes, got '", q.requesting_party, "' and '",
-        q.requested_party, "'"));
+  for (const std::string* code : {&q.requesting_party, &q.requested_party}) {
+    if (!IsPartyCode(*code)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", *code, "' is not an ISO 3166-1 alpha-2 code (e.g. FR, JP, GB); parties are "
+                      "named by their codes, got '",
+          q.requesting_party, "' and '", q.requested_party, "'"));
+    }
   }
   if (q.requesting_party == q.requested_party) {
     return absl::InvalidArgumentError("requesting and requested party are the same");
@@ -138,21 +196,71 @@ absl::StatusOr<v1::Assessment> Assess(const TreatyLibrary& library,
   a.set_requested_party(to);
   auto note = [&a](std::string text) { a.add_notes(std::move(text)); };
 
+  // Step 0: a state no instrument lists is unknown to the library; saying
+  // NOT_COVERED would be a legal conclusion the library cannot support.
+  std::vector<std::string> absent;
+  for (const std::string* code : {&from, &to}) {
+    if (library.InstrumentsOf(*code).empty()) absent.push_back(*code);
+  }
+  if (!absent.empty()) {
+    a.set_obligation(v1::UNKNOWN_PARTY);
+    for (const std::string& code : absent) {
+      note(absl::StrCat(code, " is not in the treaty library: no instrument in it lists ", code,
+                        " as a party or signatory, so no conclusion is drawn (not NOT_COVERED). "
+                        "Add its status to deploy/treaties/ if it is bound by an instrument."));
+    }
+    return a;
+  }
+
   // Step 1: instruments both parties are bound by on the date.
   std::vector<const InstrumentRecord*> in_force, political;
+  std::vector<std::string> unknown_standing;  // "ETS185: NO".
   for (const InstrumentRecord* inst : library.InstrumentsOf(from)) {
     const PartyRecord* pf = inst->Party(from);
     const PartyRecord* pt = inst->Party(to);
     if (pt == nullptr) continue;
     const bool pol = inst->proto.kind() == v1::POLITICAL_DECLARATION;
+    if (!pol) {
+      bool unknown = false;
+      for (const PartyRecord* p : {pf, pt}) {
+        if (!p->StandingUnknownOn(day, inst->general_in_force)) continue;
+        unknown = true;
+        unknown_standing.push_back(absl::StrCat(inst->proto.id(), ": ", p->status->party()));
+        note(absl::StrCat(
+            inst->proto.id(), " lists ", p->status->party(),
+            p->party_by != kNever
+                ? absl::StrCat(" as a party by ", FormatDay(p->party_by),
+                               ", but not when it became bound")
+                : " without the dates of its signature, consent or entry into force",
+            ": the library cannot say whether it is bound on ", a.date(), " (source: ",
+            p->status->source().empty() ? "none given" : p->status->source(), ")."));
+      }
+      if (unknown) continue;
+    }
     const bool f_bound = pf->BoundOn(day, pol);
     const bool t_bound = pt->BoundOn(day, pol);
     if (f_bound && t_bound) {
       (pol ? political : in_force).push_back(inst);
     } else if (!pol) {
-      note(NotBoundReason(*inst, f_bound ? *pt : *pf, day));
+      // Each party that is not bound, once per distinct reason.
+      const std::string why_from = f_bound ? "" : NotBoundReason(*inst, *pf, day);
+      const std::string why_to = t_bound ? "" : NotBoundReason(*inst, *pt, day);
+      if (!why_from.empty()) note(why_from);
+      if (!why_to.empty() && why_to != why_from) note(why_to);
     }
   }
+  // No conclusion where the outcome could depend on a standing the library
+  // does not know.
+  auto unknown_outcome = [&]() {
+    a.set_obligation(v1::UNKNOWN_PARTY);
+    a.clear_instrument();
+    a.clear_basis();
+    a.clear_refusal_grounds();
+    note(absl::StrCat("No conclusion: the standing of ", absl::StrJoin(unknown_standing, ", "),
+                      " on ", a.date(),
+                      " is not in the treaty library, and nothing else decides the request "
+                      "(UNKNOWN_PARTY, not NOT_COVERED)."));
+  };
   if (!in_force.empty()) {
     std::vector<std::string> ids;
     for (const auto* i : in_force) ids.push_back(i->proto.id());
@@ -174,7 +282,9 @@ absl::StatusOr<v1::Assessment> Assess(const TreatyLibrary& library,
   }
   auto political_only = [&]() {
     for (const auto* p : political) a.add_also_applicable(p->proto.id());
-    if (!political.empty()) {
+    if (!unknown_standing.empty()) {
+      unknown_outcome();
+    } else if (!political.empty()) {
       a.set_obligation(v1::VOLUNTARY);
       a.set_instrument(political[0]->proto.id());
       a.add_basis(political[0]->proto.id());
@@ -310,6 +420,14 @@ absl::StatusOr<v1::Assessment> Assess(const TreatyLibrary& library,
                         v1::Obligation_Name(multi->provision->obligation()), "."));
     }
   }
+  for (const std::string* code : {&from, &to}) {
+    const PartyRecord* party = inst.Party(*code);
+    if (party != nullptr && party->status->unverified()) note(UnverifiedNote(inst, *party));
+  }
+  if (!unknown_standing.empty()) {
+    note(absl::StrCat("Not considered (standing unknown): ",
+                      absl::StrJoin(unknown_standing, ", "), "."));
+  }
   for (const InstrumentRecord* other : in_force) {
     if (other != &inst) a.add_also_applicable(other->proto.id());
   }
@@ -345,6 +463,20 @@ absl::StatusOr<v1::Assessment> Assess(const TreatyLibrary& library,
         note(absl::StrCat("No mutual legal assistance treaty is in force between ", from,
                           " and ", to, ": ", Cite(inst, gp.basis(0)),
                           " supplies the procedure and grounds."));
+        // The requested party's declarations and designations on that
+        // procedure (e.g. FR: the diplomatic channel, even when urgent),
+        // if held on the date.
+        const std::string gp_article = ArticleOf(gp.basis(0));
+        if (const PartyRecord* pt = inst.Party(to)) {
+          for (const HeldReservation& d : pt->declarations) {
+            if (day < d.from || day >= d.until || ArticleOf(d.entry->id()) != gp_article) {
+              continue;
+            }
+            note(absl::StrCat(to, "'s declaration under ", Cite(inst, d.entry->id()), " (since ",
+                              FormatDay(d.from), d.entry->unverified() ? ", unverified" : "",
+                              "): ", d.entry->text()));
+          }
+        }
       }
     }
   }
@@ -384,10 +516,14 @@ absl::StatusOr<v1::Assessment> Assess(const TreatyLibrary& library,
         continue;
       }
       const std::string cite = Cite(inst, r.entry->id());
-      if (day < r.from || day >= r.until) {
+      if (day < r.from) {
+        // Made later: not mentioned, an assessment cites nothing after its date.
+        continue;
+      }
+      if (day >= r.until) {
         note(absl::StrCat(to, "'s reservation under ", cite, " is not in effect on ", a.date(),
-                          " (held ", FormatDay(r.from), " to ",
-                          r.until == kNever ? "now" : FormatDay(r.until), ")."));
+                          " (held ", FormatDay(r.from), ", withdrawn ", FormatDay(r.until),
+                          ")."));
         continue;
       }
       if (e.only_for_non_convention_offences() && convention_offence) {

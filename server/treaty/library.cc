@@ -296,6 +296,19 @@ absl::Status Validate(InstrumentRecord* rec, const Locator& loc) {
     COMITY_ASSIGN_OR_RETURN(pr.bound_until,
                             DateField(loc, {{"parties", i}, {"denunciation_effective", -1}},
                                       ps.denunciation_effective()));
+    COMITY_ASSIGN_OR_RETURN(pr.party_by,
+                            DateField(loc, {{"parties", i}, {"party_by", -1}}, ps.party_by()));
+    if (pr.party_by != kNever && (pr.consent != kNever || pr.in_force != kNever)) {
+      return loc.Error({{"parties", i}, {"party_by", -1}},
+                       absl::StrCat(ps.party(), ": party_by is only for a party whose consent and "
+                                                "entry into force were not seen; remove it or "
+                                                "the dates"));
+    }
+    if (pr.party_by != kNever && pr.signed_on != kNever && pr.party_by < pr.signed_on) {
+      return loc.Error({{"parties", i}, {"party_by", -1}},
+                       absl::StrCat(ps.party(), ": party_by ", ps.party_by(),
+                                    " is before signature ", ps.signed_(), "; fix one of them"));
+    }
     if (pr.signed_on != kNever && pr.consent != kNever && pr.consent < pr.signed_on) {
       return loc.Error({{"parties", i}, {"consent", -1}},
                        absl::StrCat(ps.party(), ": consent ", ps.consent(),
@@ -344,7 +357,7 @@ absl::Status Validate(InstrumentRecord* rec, const Locator& loc) {
                            absl::StrCat(ps.party(), ": withdrawn ", pres.withdrawn(),
                                         " is not after made ", pres.made()));
         }
-        if (kind == 0) pr.reservations.push_back(held);
+        (kind == 0 ? pr.reservations : pr.declarations).push_back(held);
       }
     }
     if (pr.consent != kNever) consents.push_back(pr.consent);
@@ -436,7 +449,18 @@ int PartySlot(absl::string_view code) {
 
 bool PartyRecord::BoundOn(Day day, bool political) const {
   if (political) return signed_on != kNever && signed_on <= day;
+  if (in_force == kNever && consent == kNever && party_by != kNever) {
+    return party_by <= day && day < bound_until;
+  }
   return in_force != kNever && in_force <= day && day < bound_until;
+}
+
+bool PartyRecord::StandingUnknownOn(Day day, Day general_in_force) const {
+  if (in_force != kNever || consent != kNever) return false;
+  if (general_in_force == kNever || day < general_in_force) return false;
+  if (signed_on != kNever && day < signed_on) return false;
+  if (party_by != kNever) return day < party_by;
+  return signed_on == kNever;
 }
 
 const PartyRecord* InstrumentRecord::Party(absl::string_view code) const {

@@ -49,11 +49,22 @@ struct PartyRecord {
   Day consent = kNever;
   Day in_force = kNever;        // Computed or given; kNever if not (yet) in force.
   Day bound_until = kNever;     // Denunciation effective.
+  Day party_by = kNever;        // PartyStatus.party_by: listed as a party by then.
   std::vector<HeldReservation> reservations;
+  std::vector<HeldReservation> declarations;
 
   // True if the party is bound by the instrument on `day` (for a political
-  // declaration: has endorsed it by then).
+  // declaration: has endorsed it by then). A party known only from a dated
+  // list (party_by) is bound from that date.
   bool BoundOn(Day day, bool political) const;
+  // True if the library cannot say whether the party is bound on `day`: no
+  // consent or entry into force is recorded, and either a list of `party_by`
+  // says it became a party at some unknown earlier date, or the entry has no
+  // dates at all. A recorded signature without consent and without
+  // party_by is a known signatory (not bound), never unknown. Days before
+  // the instrument's general entry into force (`general_in_force`; kNever:
+  // not in force) or the party's signature are known: not bound.
+  bool StandingUnknownOn(Day day, Day general_in_force) const;
 };
 
 struct InstrumentRecord {

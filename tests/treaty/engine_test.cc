@@ -346,6 +346,64 @@ TEST(EngineTest, BadQueriesAreErrors) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+// --- Issue 14: standing the library does not know, and notes dated. ---
+
+TEST(EngineTest, StateAbsentFromTheLibraryIsUnknownNotNotCovered) {
+  // IN is a valid code that no instrument lists (source: kConvention, kMlat, kDeclaration).
+  v1::Assessment a = AssessOk(*Library(), Query("FR", "IN", v1::PRESERVATION));
+  EXPECT_EQ(a.obligation(), v1::UNKNOWN_PARTY);
+  EXPECT_THAT(a.notes(), Contains(HasSubstr("IN is not in the treaty library")));
+  // A code that is not ISO 3166-1 is an error naming it.
+  EXPECT_THAT(Assess(*Library(), Query("FR", "ZZ", v1::PRESERVATION)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'ZZ' is not an ISO")));
+}
+
+TEST(EngineTest, PartyKnownOnlyFromADatedListIsBoundFromThatDate) {
+  const std::string conv = absl::StrReplaceAll(
+      kConvention, {{"parties { party: \"BR\" signed: \"2021-01-01\" }",
+                     "parties { party: \"NO\" party_by: \"2011-06-01\" source: \"list of 2011\" "
+                     "unverified: true } parties { party: \"PL\" unverified: true }"}});
+  auto lib = Library({{"conv.textproto", conv}});
+  v1::Assessment before =
+      AssessOk(*lib, Query("FR", "NO", v1::PRESERVATION, v1::DATA_INTERFERENCE,
+                           absl::CivilDay(2010, 1, 1)));
+  EXPECT_EQ(before.obligation(), v1::UNKNOWN_PARTY);
+  EXPECT_THAT(before.notes(), Contains(HasSubstr("cannot say whether it is bound on 2010-01-01")));
+  v1::Assessment after =
+      AssessOk(*lib, Query("FR", "NO", v1::PRESERVATION, v1::DATA_INTERFERENCE,
+                           absl::CivilDay(2011, 6, 1)));
+  EXPECT_EQ(after.obligation(), v1::BINDING);
+  EXPECT_THAT(after.notes(), Contains(HasSubstr("NO's status is unverified (list of 2011)")));
+  // Before the convention itself was in force, the answer is known: not bound.
+  EXPECT_EQ(AssessOk(*lib, Query("FR", "NO", v1::PRESERVATION, v1::DATA_INTERFERENCE,
+                                 absl::CivilDay(2003, 1, 1)))
+                .obligation(),
+            v1::NOT_COVERED);
+  // An entry with no dates at all: never a conclusion.
+  EXPECT_EQ(AssessOk(*lib, Query("FR", "PL", v1::PRESERVATION)).obligation(),
+            v1::UNKNOWN_PARTY);
+}
+
+TEST(EngineTest, NotesCiteNothingAfterTheDate) {
+  auto lib = Library();
+  // JP's consent (2012-07-03) and reservation (2012-11-01) are after 2010.
+  v1::Assessment a = AssessOk(*lib, Query("FR", "JP", v1::PRESERVATION, v1::OTHER,
+                                          absl::CivilDay(2010, 1, 1)));
+  for (const std::string& n : a.notes()) {
+    EXPECT_THAT(n, Not(HasSubstr("2012"))) << n;
+    EXPECT_THAT(n, Not(HasSubstr("2015"))) << n;  // DECL's endorsements.
+  }
+  // BR signs in 2021: a 2020 assessment does not mention the signature.
+  v1::Assessment br = AssessOk(*lib, Query("FR", "BR", v1::PRESERVATION, v1::DATA_INTERFERENCE,
+                                           absl::CivilDay(2020, 1, 1)));
+  EXPECT_EQ(br.obligation(), v1::NOT_COVERED);
+  EXPECT_THAT(br.notes(), Contains(HasSubstr("BR had neither signed nor consented by 2020-01-01")));
+  for (const std::string& n : br.notes()) EXPECT_THAT(n, Not(HasSubstr("2021"))) << n;
+  // After the signature: "signed on ..., not ratified".
+  EXPECT_THAT(AssessOk(*lib, Query("FR", "BR", v1::PRESERVATION)).notes(),
+              Contains(HasSubstr("BR signed on 2021-01-01, not ratified by 2024-05-01")));
+}
+
 // --- Library validation: each error names the file, the line and the fix. ---
 
 struct BadCase {
@@ -375,6 +433,12 @@ TEST(LibraryTest, InvalidFilesAreRejectedWithFileLineAndFix) {
        "is not a field of comity.v1.RequestBody"},
       {"syntax", "kind: MULTILATERAL_TREATY", "kind: MULTILATERAL_TREATY }", "conv.textproto:4:"},
       {"unknown enum", "obligation: DISCRETIONARY", "obligation: MAYBE", "MAYBE"},
+      {"party_by with a consent", "parties { party: \"US\" consent: \"2006-09-29\" }",
+       "parties { party: \"US\" consent: \"2006-09-29\" party_by: \"2011-06-01\" }",
+       "party_by is only for a party whose consent and entry into force were not seen"},
+      {"party_by before signature", "parties { party: \"BR\" signed: \"2021-01-01\" }",
+       "parties { party: \"BR\" signed: \"2021-01-01\" party_by: \"2020-01-01\" }",
+       "party_by 2020-01-01 is before signature"},
   };
   for (const BadCase& c : cases) {
     ASSERT_NE(base.find(c.from), std::string::npos) << c.name;
@@ -423,7 +487,7 @@ TEST(LibraryTest, NotYetInForceWithoutEnoughConsents) {
   EXPECT_EQ(lib->Find("PROT")->general_in_force, kNever);
   v1::Assessment a = AssessOk(*lib, Query("RS", "JP", v1::SUBSCRIBER_INFORMATION));
   EXPECT_EQ(a.obligation(), v1::NOT_COVERED);
-  EXPECT_THAT(a.notes(), Contains(HasSubstr("not in force (2 of 5 consents")));
+  EXPECT_THAT(a.notes(), Contains(HasSubstr("not in force on 2024-05-01 (2 of 5 consents")));
 }
 
 }  // namespace
