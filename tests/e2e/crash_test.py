@@ -716,7 +716,8 @@ class ClockScenario(Scenario):
           side; after FR's clock is fixed its queued requests, signed while
           it was ahead, are delivered once the clocks agree within the skew
           (their stored retry times, set by the clock that was ahead, are
-          no obstacle).
+          no obstacle), and a request submitted meanwhile is delivered at
+          its first attempt, not held up behind them.
 
     Before them, requests delivered with the clocks right give each phase a
     case to decide on (JP) and one to propose on (FR). Then check() over
@@ -868,6 +869,13 @@ class ClockScenario(Scenario):
             self.decide("FR ahead")
             self.held_back("FR ahead", ids)
             self.restart(fr, None, "to restart with its clock right")
+            # While those wait for JP's clock to reach them, a request signed
+            # with the clock right is not held up behind them.
+            for rid in self.submit_phase("FR fixed", 1):
+                if self.reported[rid] != "DELIVERED":
+                    FAILURES.add(f"D (FR fixed): a request submitted with FR's clock right "
+                                 f"while {len(ids)} signed ahead wait is {self.reported[rid]} "
+                                 f"after its first attempt, not DELIVERED")
             took = wait_drained(self.net, 60)
             say(f"  D (FR ahead): drained {took:.1f} s after FR's clock was fixed")
         except Fatal as e:
