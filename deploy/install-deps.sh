@@ -9,7 +9,8 @@ packages=(build-essential cmake pkg-config ccache openssl
   prometheus-cpp-dev  # the /metrics endpoint (docs/metrics.md)
   clang libclang-rt-14-dev  # clang and the libFuzzer runtime: tests/fuzz.sh
   systemd python3-yaml  # systemd-analyze, YAML parsing: tests/deploy (checks of deploy/)
-  chromium chromium-driver)  # headless browser: tests/e2e/audit_page_test (comity audit serve)
+  chromium chromium-driver  # headless browser: tests/e2e/audit_page_test (comity audit serve)
+  faketime)  # libfaketime, a wrong wall clock for a child process: tests/e2e/crash_test.py (D)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

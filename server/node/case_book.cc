@@ -273,7 +273,10 @@ absl::StatusOr<v1::RequestRecord> CaseBook::Propose(const std::string& operator_
   p.set_action(d.action);
   p.set_party(ctx_->party());
   p.set_operator_name(operator_name);
-  p.set_time_unix_micros(absl::ToUnixMicros(ctx_->Now()));
+  // Dated no earlier than the step it follows, as this node's own steps are
+  // (AppendStep): the peer refuses for good a proposal dated before the last
+  // step it holds, and a clock set back must not make it do so.
+  p.set_time_unix_micros(absl::ToUnixMicros(std::max(ctx_->Now(), LastStepTime(row))));
   p.set_text(d.text);
   p.set_based_on_sequence(static_cast<uint32_t>(row.transitions_size()));
   for (const std::string& c : accepting) p.add_accepted_conditions(c);

@@ -63,25 +63,21 @@ absl::Status Keys::Prepare() {
     if (prev.validity.Check(ctx_->party(), prev.key_id, now).ok()) voucher = &prev;
   }
   if (voucher != nullptr) {
-    v1::KeyAnnouncement a;
+    OwnAnnouncement own;
+    v1::KeyAnnouncement& a = own.content;
     a.set_party(ctx_->party());
-    a.set_time_unix_micros(absl::ToUnixMicros(now));
     a.set_key_id(current_id);
     a.set_ed25519_public_key(ctx_->setup().signing_key->public_key());
     a.set_not_before_unix_micros(
         MicrosOrZero(ctx_->setup().signing_key_validity.not_before));
     a.set_not_after_unix_micros(
         MicrosOrZero(ctx_->setup().signing_key_validity.not_after));
-    std::string payload = SerializeDeterministic(a);
-    v1::AnnounceKeyRequest req;
-    COMITY_ASSIGN_OR_RETURN(*req.mutable_announcement(),
-                            SignEnvelope(kKeyAnnouncementPayloadType, payload,
-                                         ctx_->party(), voucher->key_id, *voucher->key));
-    COMITY_ASSIGN_OR_RETURN(
-        *req.mutable_possession(),
-        SignEnvelope(kKeyAnnouncementPayloadType, std::move(payload), ctx_->party(),
-                     current_id, *ctx_->setup().signing_key));
-    own_announcements_.push_back(std::move(req));
+    own.signer_key_id = voucher->key_id;
+    own.signer = voucher->key.get();
+    own.prove_possession = true;
+    // Signed once now, so that a key that cannot sign stops the start.
+    COMITY_RETURN_IF_ERROR(Sign(own, now).status());
+    own_announcements_.push_back(std::move(own));
   } else if (any_private) {
     LogEvent(LogLevel::kWarning, "key_not_announced",
              {{"key_id", current_id},
@@ -92,21 +88,37 @@ absl::Status Keys::Prepare() {
   // Revocations, signed by the current key (which peers learn first).
   for (const PreviousSigningKey& prev : ctx_->setup().previous_signing_keys) {
     if (!prev.validity.revoked()) continue;
-    v1::KeyAnnouncement a;
-    a.set_party(ctx_->party());
-    a.set_time_unix_micros(absl::ToUnixMicros(now));
-    a.set_revoke_key_id(prev.key_id);
-    a.set_revoked_at_unix_micros(absl::ToUnixMicros(prev.validity.revoked_at));
-    v1::AnnounceKeyRequest req;
-    COMITY_ASSIGN_OR_RETURN(
-        *req.mutable_announcement(),
-        SignEnvelope(kKeyAnnouncementPayloadType, SerializeDeterministic(a),
-                     ctx_->party(), current_id, *ctx_->setup().signing_key));
-    own_announcements_.push_back(std::move(req));
+    OwnAnnouncement own;
+    own.content.set_party(ctx_->party());
+    own.content.set_revoke_key_id(prev.key_id);
+    own.content.set_revoked_at_unix_micros(absl::ToUnixMicros(prev.validity.revoked_at));
+    own.signer_key_id = current_id;
+    own.signer = ctx_->setup().signing_key.get();
+    own.prove_possession = false;
+    COMITY_RETURN_IF_ERROR(Sign(own, now).status());
+    own_announcements_.push_back(std::move(own));
   }
   absl::MutexLock lock(&mu_);
   for (const auto& [peer, unused] : ctx_->setup().peers) announcing_[peer] = Announcing{};
   return absl::OkStatus();
+}
+
+absl::StatusOr<v1::AnnounceKeyRequest> Keys::Sign(const OwnAnnouncement& own,
+                                                  absl::Time now) const {
+  v1::KeyAnnouncement a = own.content;
+  a.set_time_unix_micros(absl::ToUnixMicros(now));
+  std::string payload = SerializeDeterministic(a);
+  v1::AnnounceKeyRequest req;
+  if (own.prove_possession) {
+    COMITY_ASSIGN_OR_RETURN(
+        *req.mutable_possession(),
+        SignEnvelope(kKeyAnnouncementPayloadType, payload, ctx_->party(), a.key_id(),
+                     *ctx_->setup().signing_key));
+  }
+  COMITY_ASSIGN_OR_RETURN(*req.mutable_announcement(),
+                          SignEnvelope(kKeyAnnouncementPayloadType, std::move(payload),
+                                       ctx_->party(), own.signer_key_id, *own.signer));
+  return req;
 }
 
 absl::Status Keys::LoadAccepted() {
@@ -178,8 +190,8 @@ absl::StatusOr<v1::KeyAnnouncement> Keys::Apply(const std::string& peer_party,
           "announcement time ", FormatKeyTime(t), " is outside the acceptance window (",
           absl::FormatDuration(ctx_->setup().replay_window()), " back, ",
           absl::FormatDuration(ctx_->setup().max_clock_skew()),
-          " ahead of this node's clock); check the sender's clock, then restart it so it "
-          "signs the announcement again"));
+          " ahead of this node's clock); check the sender's clock (it signs the "
+          "announcement again at each attempt)"));
     }
   }
   if (a.key_id().empty() && a.revoke_key_id().empty()) {
@@ -322,7 +334,7 @@ void Keys::AnnounceTo(const std::string& peer) {
     absl::MutexLock lock(&mu_);
     auto it = announcing_.find(peer);
     if (it == announcing_.end() || it->second.next >= own_announcements_.size() ||
-        ctx_->Now() < it->second.retry_at) {
+        ctx_->Monotonic() < it->second.retry_at) {
       return;
     }
     next = it->second.next;
@@ -332,19 +344,23 @@ void Keys::AnnounceTo(const std::string& peer) {
   // In order: a revocation is signed by the key the first one announces.
   absl::Status failed;
   for (; next < own_announcements_.size(); ++next) {
-    const v1::AnnounceKeyRequest& req = own_announcements_[next];
-    absl::StatusOr<bool> taught = ctx_->transport().AnnounceKey(peer, req, timeout);
+    const OwnAnnouncement& own = own_announcements_[next];
+    absl::StatusOr<v1::AnnounceKeyRequest> req = Sign(own, ctx_->Now());
+    if (!req.ok()) {
+      failed = req.status();
+      break;
+    }
+    absl::StatusOr<bool> taught = ctx_->transport().AnnounceKey(peer, *req, timeout);
     if (!taught.ok()) {
       failed = taught.status();
       break;
     }
     if (!*taught) continue;
-    v1::KeyAnnouncement a;
-    if (!a.ParseFromString(req.announcement().payload())) continue;  // Ours: it parses.
+    const v1::KeyAnnouncement& a = own.content;
     absl::Status audited = ctx_->store().audit().Append([&](AuditWriter& w) {
       v1::AuditEntry e = ctx_->Event(
           a.key_id().empty() ? v1::KEY_REVOKED : v1::KEY_ANNOUNCED, "node", "", peer);
-      e.add_hashes(Sha256(req.announcement().payload()));
+      e.add_hashes(Sha256(req->announcement().payload()));
       e.set_detail(a.key_id().empty()
                        ? absl::StrCat("revocation of key ", a.revoke_key_id(),
                                       " acknowledged by ", peer)
@@ -364,7 +380,7 @@ void Keys::AnnounceTo(const std::string& peer) {
     LogEvent(LogLevel::kInfo, "keys_announced", {{"peer", peer}});
   } else {
     ++state.failures;
-    state.retry_at = ctx_->Now() + ctx_->Backoff(state.failures);
+    state.retry_at = ctx_->Monotonic() + ctx_->Backoff(state.failures);
     state.last_error = failed.ToString();
     LogEvent(LogLevel::kWarning, "key_announcement_failed",
              {{"peer", peer}, {"error", state.last_error}});
@@ -389,8 +405,7 @@ std::vector<v1::KeyStatus> Keys::List() {
   {
     absl::MutexLock lock(&mu_);
     for (size_t i = 0; i < own_announcements_.size(); ++i) {
-      v1::KeyAnnouncement a;
-      if (!a.ParseFromString(own_announcements_[i].announcement().payload())) continue;
+      const v1::KeyAnnouncement& a = own_announcements_[i].content;
       const std::string& id = a.key_id().empty() ? a.revoke_key_id() : a.key_id();
       for (const auto& [peer, state] : announcing_) {
         (state.next > i ? acks[id].first : acks[id].second).push_back(peer);

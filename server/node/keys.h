@@ -26,8 +26,9 @@ namespace comity {
 class Keys {
  public:
   // Replays the peers' announcements accepted before a restart into the key
-  // ring and signs this node's own announcements. DataLoss if the file of
-  // accepted announcements is damaged.
+  // ring and decides this node's own announcements (what to announce, which
+  // key vouches for it). DataLoss if the file of accepted announcements is
+  // damaged; the signing error if a key cannot sign.
   static absl::StatusOr<std::unique_ptr<Keys>> Create(const NodeContext* ctx);
 
   // A peer's signed announcement of a new key of its own, or of the
@@ -37,8 +38,11 @@ class Keys {
   absl::StatusOr<bool> ReceiveAnnouncement(const std::string& peer_party,
                                            const v1::AnnounceKeyRequest& request);
   // Sends this node's announcements to `peer` unless it acknowledged them
-  // since the node started, with backoff after a failure. Each peer has its
-  // own worker, so that a silent peer delays no other's announcements.
+  // since the node started, with backoff after a failure (timed on the
+  // monotonic clock). Each attempt signs them afresh, dated now: a peer
+  // accepts an announcement only within its replay window of the time it
+  // claims, and may be down for longer. Each peer has its own worker, so
+  // that a silent peer delays no other's announcements.
   void AnnounceTo(const std::string& peer);
   // AnnounceTo every peer in turn (tests).
   void AnnounceRound();
@@ -58,13 +62,28 @@ class Keys {
                                             bool live, bool* changed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // One of this node's announcements, decided at start and signed at each
+  // attempt.
+  struct OwnAnnouncement {
+    v1::KeyAnnouncement content;  // time_unix_micros is set when it is signed.
+    std::string signer_key_id;
+    const SigningKey* signer;  // Owned by the setup.
+    // Also signed by the announced key (the current one), as proof of
+    // possession.
+    bool prove_possession;
+  };
+  // `a` dated `now` and signed.
+  absl::StatusOr<v1::AnnounceKeyRequest> Sign(const OwnAnnouncement& a,
+                                              absl::Time now) const;
+
   const NodeContext* const ctx_;
   // Fixed after Create.
-  std::vector<v1::AnnounceKeyRequest> own_announcements_;
+  std::vector<OwnAnnouncement> own_announcements_;
   struct Announcing {
     size_t next = 0;  // Index into own_announcements_ of the next one to send.
     uint32_t failures = 0;
-    absl::Time retry_at = absl::InfinitePast();
+    // On ctx_->Monotonic(): no attempt before it.
+    absl::Duration retry_at = -absl::InfiniteDuration();
     std::string last_error;
   };
   absl::Mutex mu_;

@@ -74,6 +74,8 @@ class NodeContext {
   Metrics& metrics() const { return *metrics_; }
   PeerContacts& contacts() const { return contacts_; }
   absl::Time Now() const { return clock_->Now(); }
+  // For retry times and intervals (Clock::Monotonic).
+  absl::Duration Monotonic() const { return clock_->Monotonic(); }
   const Clock& clock() const { return *clock_; }
   // The deadline of one call to a peer (delivery.attempt_timeout_ms).
   absl::Duration attempt_timeout() const;

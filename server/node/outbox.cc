@@ -121,12 +121,15 @@ bool DeliveryLane::DeliverDue(const std::function<bool()>& stopping, bool* more)
       tasks.push_back([this, r = std::move(r)]() -> absl::StatusOr<bool> {
         absl::StatusOr<v1::RequestBody> body = BodyOf(r);
         if (!body.ok()) return body.status();
-        absl::StatusOr<v1::RequestRecord> after = Deliver(r);
+        // A peer that answers, even with a refusal for now (a request dated
+        // ahead of its clock, a key it has not learned), was reached: that
+        // request waits for its own retry, the others go on.
+        bool reached = true;
+        absl::StatusOr<v1::RequestRecord> after = Deliver(r, &reached);
         if (!after.ok()) {
           LogEvent(LogLevel::kError, "delivery_error",
                    {{"request_id", body->id()}, {"error", after.status().ToString()}});
         }
-        const bool reached = !after.ok() || after->state() != v1::PENDING_DELIVERY;
         Resolve("r:" + body->id(), after);
         return reached;
       });
@@ -169,9 +172,9 @@ bool DeliveryLane::DeliverDue(const std::function<bool()>& stopping, bool* more)
       if (reached.ok() && !*reached) unreachable.store(true);
     }
   };
-  const size_t width = std::min<size_t>(
-      std::max<size_t>(1, tasks.size() - first),
-      std::max<uint32_t>(1, ctx_->config().delivery().max_in_flight()));
+  const size_t width =
+      std::min<size_t>(std::max<size_t>(1, tasks.size() - first),
+                       std::max<uint32_t>(1, ctx_->config().delivery().max_in_flight()));
   std::vector<std::thread> helpers;
   helpers.reserve(width - 1);
   for (size_t i = 1; i < width; ++i) helpers.emplace_back(work);
@@ -181,11 +184,16 @@ bool DeliveryLane::DeliverDue(const std::function<bool()>& stopping, bool* more)
   return unreachable.load();
 }
 
-absl::StatusOr<v1::RequestRecord> DeliveryLane::Deliver(const v1::RequestRecord& record) {
+absl::StatusOr<v1::RequestRecord> DeliveryLane::Deliver(const v1::RequestRecord& record,
+                                                        bool* reached) {
   COMITY_ASSIGN_OR_RETURN(v1::RequestBody body, BodyOf(record));
   absl::StatusOr<v1::SignedEnvelope> receipt =
       ctx_->transport().DeliverRequest(peer_, record.request(), ctx_->attempt_timeout());
   ctx_->NoteContact(peer_, receipt.status());
+  if (reached != nullptr) {
+    *reached = !absl::IsUnavailable(receipt.status()) &&
+               !absl::IsDeadlineExceeded(receipt.status());
+  }
   absl::Status status = receipt.status();
   absl::StatusOr<v1::Receipt> verified = absl::UnknownError("no receipt");
   if (status.ok()) {
@@ -193,9 +201,9 @@ absl::StatusOr<v1::RequestRecord> DeliveryLane::Deliver(const v1::RequestRecord&
     if (verified.ok()) {
       // Dated between the request's creation and now: the case's deadlines
       // run from it.
-      absl::Status dated = CheckSignedTime(
-          "the receipt", FromProto(verified->received_at()), ctx_->Now(),
-          ctx_->setup().max_clock_skew(), FromProto(body.created_at()));
+      absl::Status dated =
+          CheckSignedTime("the receipt", FromProto(verified->received_at()), ctx_->Now(),
+                          ctx_->setup().max_clock_skew(), FromProto(body.created_at()));
       if (!dated.ok()) verified = dated;
     }
     status = verified.status();

@@ -48,9 +48,11 @@ class DeliveryLane {
   absl::Duration RunRound(const std::function<bool()>& stopping);
 
   // One delivery attempt of each kind of item (public for tests). Deliver
-  // returns the record after the attempt; the others whether the peer was
-  // reached.
-  absl::StatusOr<v1::RequestRecord> Deliver(const v1::RequestRecord& record);
+  // returns the record after the attempt and sets *reached (if given) to
+  // whether the peer answered, even with a refusal; the others return
+  // whether the peer was reached.
+  absl::StatusOr<v1::RequestRecord> Deliver(const v1::RequestRecord& record,
+                                            bool* reached = nullptr);
   bool DeliverTransition(const PendingTransition& p);
   absl::StatusOr<bool> DeliverProposal(const PendingProposal& p);
 

@@ -3,8 +3,8 @@
 
 Starts FR and JP as separate comityd processes on free loopback ports with
 the real credentials of certs/make-network.sh (mutual TLS, Ed25519 signing
-keys), then runs two scenarios while operators work through the `comity`
-CLI, each call a separate process:
+keys), then runs scenarios while operators work through the `comity` CLI,
+each call a separate process (crash_test.py SOURCE BIN [A,B,C | D]):
 
   A  receiver crashes: FR's operators submit a stream of requests to JP
      (several submitters at once) while JP is kill -9'ed at random moments
@@ -14,6 +14,13 @@ CLI, each call a separate process:
      submits and delivers (first with a backlog: JP is down for a moment,
      then FR is killed as it retries); while FR is down JP's operators
      decide, so the steps queue at JP and must reach FR after its restart.
+  C  outages longer than the receiver's replay window, FR's signing key
+     rotated meanwhile (OutageScenario below says what it checks besides).
+  D  wrong wall clocks through libfaketime: JP 10 min behind, FR 2 h
+     behind, FR ahead by more than the skew, each fixed by a restart
+     (ClockScenario below). ctest runs A, B, C as crash_safety_script and
+     D as crash_safety_clock, each on SQLite and, with COMITY_TEST_POSTGRES,
+     on PostgreSQL.
 
 After each scenario, and a bounded wait for the queues to drain (comity
 peers), it checks:
@@ -35,10 +42,12 @@ peers), it checks:
 Randomness (pauses, kill moments, choices) comes from one seed, printed at
 the start and settable with COMITY_CRASH_SEED; the interleaving with the
 nodes' own threads still varies between runs. Other knobs (environment):
-COMITY_CRASH_REQUESTS (per scenario, default 100), COMITY_CRASH_KILLS (per
-scenario, default 6, plus one kill during a restart), COMITY_CRASH_SUBMITTERS
-(default 3), COMITY_CRASH_DRAIN_SECONDS (default 60), COMITY_CRASH_KEEP=1
-(keep the directory even on success; it is always kept on failure).
+COMITY_CRASH_REQUESTS (per scenario A and B, default 100; C takes a fifth),
+COMITY_CRASH_KILLS (per scenario A and B, default 6, plus one kill during a
+restart), COMITY_CRASH_SUBMITTERS (default 3), COMITY_CRASH_DRAIN_SECONDS
+(default 60), COMITY_CRASH_REPLAY_WINDOW (scenario C, seconds, default 4),
+COMITY_CRASH_KEEP=1 (keep the directory even on success; it is always kept
+on failure).
 """
 
 import collections
@@ -121,6 +130,11 @@ class Network:
         self.env = {k: v for k, v in os.environ.items() if k != "COMITY_CONNECT"}
         self.hangs = []
         self.databases = {}  # party -> PostgreSQL URL, when COMITY_TEST_POSTGRES is set
+        self.ports = {}  # party -> (peer port, operator port)
+        # party -> lines of its node.conf that scenarios change: its signing
+        # keys, its limits.
+        self.signing = {}
+        self.limits = {}
 
     def conf(self, party, operator):
         return os.path.join(self.dir, party, f"{operator}.conf")
@@ -163,15 +177,22 @@ class Node:
         self.starts = 0
         self.kills = 0
 
-    def start(self):
+    def start(self, clock_offset=None):
+        """Starts comityd; with `clock_offset` (a FAKETIME offset such as
+        "-10m") its wall clock is that far off, its monotonic clock not."""
         self.starts += 1
+        env = None
+        what = f"start #{self.starts} of {self.party}"
+        if clock_offset:
+            env = dict(self.net.env, **faketime_env(clock_offset))
+            what += f", wall clock {clock_offset}"
         with open(self.log_path, "a") as log:
-            log.write(json.dumps({"crash_test": f"start #{self.starts} of {self.party}"}) + "\n")
+            log.write(json.dumps({"crash_test": what}) + "\n")
             log.flush()
             self.proc = subprocess.Popen(
                 [os.path.join(self.net.bin, "comityd"), "--config",
                  os.path.join(self.dir, "node.conf")],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.dir)
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.dir, env=env)
 
     def kill9(self, why):
         self.kills += 1
@@ -208,6 +229,20 @@ class Node:
                     f"last error: {err}; log: {self.log_path}\n{tail(self.log_path, 30)}")
 
 
+# libfaketime (Debian package faketime): an LD_PRELOAD library that offsets
+# what the process reads from the wall clock. comityd has no clock hook of
+# its own for a child process, and needs none.
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def faketime_env(offset):
+    """The environment that runs a process with its wall clock `offset`
+    ("+10m", "-2h", "+310": seconds) off; its monotonic clock, on which gRPC
+    and comityd time their waits, stays the real one."""
+    return {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": offset,
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+
+
 def tail(path, n):
     try:
         with open(path, errors="replace") as f:
@@ -242,7 +277,9 @@ def drop_pg_databases(net):
 
 def write_configs(net, parties, ports):
     """Node and operator configurations as deploy/local-network.sh writes them,
-    with short delivery retries and gossip so the test runs in seconds."""
+    with short delivery retries and gossip so the test runs in seconds, and
+    the signing keys and limits of net.signing and net.limits."""
+    net.ports = ports
     treaties = os.path.join(net.root, "deploy", "treaties")
     for i, p in enumerate(parties):
         peer_port, op_port = ports[p]
@@ -255,9 +292,11 @@ def write_configs(net, parties, ports):
             f'treaties_dir: "{treaties}"',
             "approval { assistance_types: [EXTRADITION, INTERCEPTION] }",
             'tls { cert_file: "node.pem" key_file: "node.key" operator_ca_file: "ca.pem" }',
-            f'signing_key {{ key_id: "{p}-1" private_key_file: "signing.key" }}',
+            *net.signing.get(
+                p, [f'signing_key {{ key_id: "{p}-1" private_key_file: "signing.key" }}']),
             "delivery { attempt_timeout_ms: 2000 retry_initial_ms: 100 retry_max_ms: 1000 }",
             "audit { head_interval_seconds: 2 }",
+            *net.limits.get(p, []),
         ]
         if net.databases:
             lines.append(f'database: "{net.databases[p]}"')
@@ -304,6 +343,19 @@ FR_MOVES = {s: [("withdraw", "--text", "crash test: no longer needed")] for s in
 FR_MOVES.update({s: [("close",)] for s in ("CASE_EXECUTED", "CASE_REFUSED", "CASE_WITHDRAWN")})
 
 
+def submit(net, label):
+    """One `comity submit` of a preservation request at FR for JP."""
+    return net.cli(
+        "FR", "alice", "submit", "--to", "JP", "--type", "PRESERVATION",
+        "--offence", "DATA_INTERFERENCE", "--penalty-months", "60",
+        "--authority", "Parquet de Paris, section J3",
+        "--facts", f"crash test {label}",
+        "--data-sought", "Connection logs of 203.0.113.7",
+        "--relation", "The server relayed the command-and-control traffic",
+        "--custodian", "Example Hosting KK", "--necessity", "Logs are rotated",
+        "--intent-mla")
+
+
 class Scenario:
     def __init__(self, net, nodes, name, victim, requests, kills, submitters, seed):
         self.net = net
@@ -324,6 +376,7 @@ class Scenario:
         self.proposals_ok = 0
         self.proposals_failed = collections.Counter()
         self.signed_steps = {}  # id -> highest step number an operator was told was signed
+        self.proposed = []  # (id, action) of FR's proposals the CLI took
         self.done = threading.Event()  # submitters and chaos finished
         self.chaos_over = threading.Event()
 
@@ -349,15 +402,7 @@ class Scenario:
             # Paced so the stream lasts about as long as the kills.
             if not self.chaos_over.is_set():
                 time.sleep(rng.uniform(0.05, 0.4))
-            rc, out, err = self.net.cli(
-                "FR", "alice", "submit", "--to", "JP", "--type", "PRESERVATION",
-                "--offence", "DATA_INTERFERENCE", "--penalty-months", "60",
-                "--authority", "Parquet de Paris, section J3",
-                "--facts", f"crash test {self.name}, submitter {k}, attempt {n}",
-                "--data-sought", "Connection logs of 203.0.113.7",
-                "--relation", "The server relayed the command-and-control traffic",
-                "--custodian", "Example Hosting KK", "--necessity", "Logs are rotated",
-                "--intent-mla")
+            rc, out, err = submit(self.net, f"{self.name}, submitter {k}, attempt {n}")
             if rc == 0:
                 try:
                     rec = json.loads(out)
@@ -403,6 +448,9 @@ class Scenario:
                 stats_failed[f"{move[0]}: {err[:200]}"] += 1
         if rc == 0:
             self.note_step(rid, out)
+            if party == "FR":
+                with self.lock:
+                    self.proposed.append((rid, move[0]))
         return True
 
     def operator(self, party, operator, moves, budget, pause):
@@ -482,6 +530,362 @@ class Scenario:
             say(f"    {n} x {what}")
 
 
+    def check_extra(self):
+        """Checks of this scenario beyond those of check()."""
+
+
+def parse_duration(text):
+    """Seconds in an absl::FormatDuration text such as "2h0m3s" or "7s"."""
+    total, num = 0.0, ""
+    units = {"h": 3600, "m": 60, "s": 1}
+    for c in text:
+        if c.isdigit() or c == ".":
+            num += c
+        elif c in units and num:
+            total += float(num) * units[c]
+            num = ""
+        else:
+            return None
+    return total if not num else None
+
+
+def received_ages(net, ids):
+    """id -> the age JP's REQUEST_RECEIVED entry records ("arrived 7s later"),
+    in seconds; None where it records none."""
+    ages = {}
+    for e in audit_entries(net, "JP", "REQUEST_RECEIVED") or []:
+        rid = e.get("request_id", "")
+        if rid not in ids:
+            continue
+        detail = e.get("detail", "")
+        age = None
+        if " arrived " in detail and detail.endswith(" later"):
+            age = parse_duration(detail.rsplit(" arrived ", 1)[1][:-len(" later")])
+        ages[rid] = age
+    return ages
+
+
+def refused_for_good(net, label, ids, proposed):
+    """Fails if FR refused any of `ids` for good (DELIVERY_REFUSED) or JP
+    refused any proposal of FR on `proposed` (PROPOSAL_REFUSED)."""
+    for event, which in (("DELIVERY_REFUSED", set(ids)), ("PROPOSAL_REFUSED", set(proposed))):
+        bad = [e for e in audit_entries(net, "FR", event) or [] if e.get("request_id") in which]
+        if bad:
+            FAILURES.add(f"{label}: {len(bad)} {event} entries at FR, first: "
+                         f"{bad[0].get('request_id')} {bad[0].get('detail', '')[:300]}")
+
+
+class OutageScenario(Scenario):
+    """C: outages longer than the receiver's replay window.
+
+    Both nodes run with limits { replay_window_seconds: W } (and a skew of 2 s,
+    so that a request's age is recorded once it passes 2 s). JP is killed;
+    FR is restarted with a rotated signing key (FR-2, vouched for by FR-1),
+    its operators submit requests and propose steps, FR is killed once with
+    that backlog; after more than W JP comes back. Then FR is down for more
+    than W while JP's operators decide. Checks (beyond check()): every
+    request is accepted once with its age (at least W) in REQUEST_RECEIVED,
+    none refused for good (DELIVERY_REFUSED, PROPOSAL_REFUSED), JP learned
+    FR-2 from the announcement FR signs at each attempt (none refused as
+    outside its acceptance window), and FR saw JP acknowledge it.
+    """
+
+    SKEW = 2
+
+    def __init__(self, net, nodes, requests, submitters, seed, window):
+        super().__init__(net, nodes, "C", "JP", requests, 0, submitters, seed)
+        self.window = window
+
+    def submit_one(self, n):
+        rc, out, err = submit(self.net, f"C, JP down, request {n}")
+        with self.lock:
+            self.attempts += 1
+        if rc != 0:
+            FAILURES.add(f"C: submit at FR failed while JP was down: {err}")
+            return
+        try:
+            rec = json.loads(out)
+            rid, state = rec["id"], rec["state"]
+        except (ValueError, KeyError) as e:
+            FAILURES.add(f"C: submit succeeded but printed no id ({e}): {out[:300]}")
+            return
+        with self.lock:
+            self.submitted_ok += 1
+            self.reported[rid] = state
+
+    def wait_out_window(self, since, why):
+        pause = since + self.window + 1.5 - time.monotonic()
+        say(f"scenario C: {why}: waiting {max(pause, 0):.1f} s more, past the replay window")
+        time.sleep(max(0.0, pause))
+
+    def run(self):
+        net, fr, jp = self.net, self.nodes["FR"], self.nodes["JP"]
+        rng = self.rng("outage")
+        say(f"scenario C: JP down for longer than its replay window ({self.window} s) while "
+            f"FR, restarted with a new signing key, takes {self.requests} requests; then FR "
+            f"down as long while JP decides")
+        try:
+            for p in ("FR", "JP"):
+                net.limits[p] = [f"limits {{ replay_window_seconds: {self.window} "
+                                 f"max_clock_skew_seconds: {self.SKEW} }}"]
+            key = os.path.join(fr.dir, "signing2.key")
+            subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            os.chmod(key, 0o600)
+            net.signing["FR"] = [
+                'signing_key { key_id: "FR-2" private_key_file: "signing2.key" }',
+                'previous_signing_keys { key_id: "FR-1" private_key_file: "signing.key" }']
+            write_configs(net, ["FR", "JP"], net.ports)
+            jp.kill9("an outage longer than its replay window begins")
+            fr.kill9("to restart with a rotated signing key, FR-2")
+            fr.start()
+            fr.wait_up()
+            announced_at = time.monotonic()
+            with ThreadPoolExecutor(max_workers=self.submitters) as pool:
+                list(pool.map(self.submit_one, range(self.requests)))
+            for _ in range(max(2, self.requests // 5)):
+                self.decide_once(rng, "FR", "alice", FR_MOVES)
+            last = time.monotonic()
+            time.sleep(rng.uniform(0.0, 1.0))
+            fr.kill9("with its backlog for JP")
+            fr.start()
+            fr.wait_up()
+            self.wait_out_window(max(last, announced_at), "JP down")
+            jp.start()
+            jp.wait_up()
+            took = wait_drained(net, 60)
+            say(f"scenario C: FR's backlog delivered {took:.1f} s after JP's restart")
+            fr.kill9("an outage longer than its replay window begins")
+            for _ in range(max(2, self.requests // 5)):
+                self.decide_once(rng, "JP", "bob", JP_MOVES)
+            self.wait_out_window(time.monotonic(), "FR down, JP's steps queued")
+            fr.start()
+            fr.wait_up()
+        except Fatal as e:
+            FAILURES.add(f"C: {e}")
+            ABORT.set()
+        say(f"scenario C: {self.submitted_ok} submits returned an id; JP decisions signed "
+            f"{self.decisions_ok}, refused {sum(self.decisions_failed.values())}; FR "
+            f"proposals queued {self.proposals_ok}, refused {sum(self.proposals_failed.values())}")
+        for what, n in sorted((self.decisions_failed + self.proposals_failed).items()):
+            say(f"    {n} x {what}")
+
+    def check_extra(self):
+        net, label = self.net, "scenario C"
+        ages = received_ages(net, set(self.reported))
+        young = sorted(f"{rid}: {ages.get(rid)}" for rid in self.reported
+                       if ages.get(rid) is None or ages[rid] < self.window)
+        if young:
+            FAILURES.add(f"{label}: {len(young)} of {len(self.reported)} requests have no age of "
+                         f"at least {self.window} s in JP's REQUEST_RECEIVED entry: {young[:5]}")
+        else:
+            say(f"  {label}: JP recorded the age of each of the {len(ages)} requests, "
+                f"{min(ages.values()):.0f} to {max(ages.values()):.0f} s")
+        refused_for_good(net, label, self.reported, [rid for rid, _ in self.proposed])
+        stale = [e for e in audit_entries(net, "JP", "PEER_REQUEST_REFUSED") or []
+                 if "acceptance window" in e.get("detail", "")]
+        if stale:
+            FAILURES.add(f"{label}: JP refused {len(stale)} key announcements as outside its "
+                         f"acceptance window, first: {stale[0].get('detail', '')[:300]}")
+        jp_keys, err = net.cli_json("JP", "alice", "keys", "--party", "FR")
+        fr_keys, err2 = net.cli_json("FR", "alice", "keys", "--party", "FR")
+        jp_fr2 = [k for k in (jp_keys or {}).get("keys", []) if k.get("key_id") == "FR-2"]
+        fr_fr2 = [k for k in (fr_keys or {}).get("keys", []) if k.get("key_id") == "FR-2"]
+        if not jp_fr2 or jp_fr2[0].get("source") != "announced":
+            FAILURES.add(f"{label}: JP does not hold FR-2 as announced: {jp_keys or err}")
+        if not fr_fr2 or "JP" not in fr_fr2[0].get("acknowledged_by", []):
+            FAILURES.add(f"{label}: FR does not list JP's acknowledgement of FR-2: "
+                         f"{fr_keys or err2}")
+
+
+class ClockScenario(Scenario):
+    """D: wrong wall clocks (libfaketime), each phase ended by restarting the
+    node without the offset, with kill -9:
+
+      D1  JP's clock 10 min behind: FR's requests are dated ahead of it by
+          more than limits.max_clock_skew_seconds. JP refuses them
+          (FAILED_PRECONDITION, "later than this node's clock", audited as
+          PEER_REQUEST_REFUSED); FR keeps each queued, retried with backoff,
+          the reason in `comity show` and `comity peers`, none refused for
+          good. JP's decision and FR's proposal of the phase wait as well.
+      D2  FR's clock 2 h behind: JP accepts FR's requests with their age
+          (REQUEST_RECEIVED "arrived 2h... later"); FR holds JP's receipts,
+          steps and heads as dated ahead of it until its clock is fixed.
+          FR's proposal is not refused for good.
+      D3  FR's clock ahead by the skew and 10 s: as D1 from the sender's
+          side; after FR's clock is fixed its queued requests, signed while
+          it was ahead, are delivered once the clocks agree within the skew
+          (their stored retry times, set by the clock that was ahead, are
+          no obstacle), and a request submitted meanwhile is delivered at
+          its first attempt, not held up behind them.
+
+    Before them, requests delivered with the clocks right give each phase a
+    case to decide on (JP) and one to propose on (FR). Then check() over
+    everything: each request delivered exactly once, receipts, cases and
+    both audit logs.
+    """
+
+    PER_PHASE = 6
+    SKEW = 300  # The default limits.max_clock_skew_seconds.
+
+    def __init__(self, net, nodes, seed):
+        super().__init__(net, nodes, "D", "JP", 0, 0, 1, seed)
+        self.cases = []
+
+    def submit_phase(self, phase, n):
+        ids = []
+        for k in range(n):
+            rc, out, err = submit(self.net, f"D, {phase}, request {k}")
+            if rc != 0:
+                FAILURES.add(f"D ({phase}): submit at FR failed: {err}")
+                continue
+            try:
+                rec = json.loads(out)
+                ids.append(rec["id"])
+                self.reported[rec["id"]] = rec["state"]
+            except (ValueError, KeyError) as e:
+                FAILURES.add(f"D ({phase}): submit printed no id ({e}): {out[:300]}")
+        return ids
+
+    def decide(self, phase):
+        """JP accepts one case and FR withdraws another, while a clock is off."""
+        if len(self.cases) < 2:
+            FAILURES.add(f"D ({phase}): no cases left to decide on")
+            return
+        accept, withdraw = self.cases.pop(0), self.cases.pop(0)
+        rc, out, err = self.net.cli("JP", "bob", "accept", accept)
+        if rc != 0:
+            FAILURES.add(f"D ({phase}): JP's accept of {accept} failed: {err}")
+        else:
+            self.note_step(accept, out)
+        rc, out, err = self.net.cli("FR", "alice", "withdraw", withdraw, "--text",
+                                    f"crash test D, {phase}")
+        if rc != 0:
+            FAILURES.add(f"D ({phase}): FR's withdraw of {withdraw} failed: {err}")
+        else:
+            self.proposed.append((withdraw, "withdraw"))
+
+    def held_back(self, phase, ids):
+        """The requests of a phase whose sender is ahead of the receiver: still
+        queued at FR, retried, refused for now and not for good."""
+        time.sleep(3)  # Several retries.
+        later = "later than this node's clock"
+        for rid in ids:
+            rec, err = self.net.cli_json("FR", "alice", "show", rid)
+            if rec is None:
+                FAILURES.add(f"D ({phase}): comity show {rid} at FR failed: {err}")
+                continue
+            attempts = int(rec.get("delivery_attempts", 0))
+            if (rec.get("state") != "PENDING_DELIVERY" or later not in rec.get("last_error", "")
+                    or "FAILED_PRECONDITION" not in rec.get("last_error", "")):
+                FAILURES.add(f"D ({phase}): {rid} at FR is {rec.get('state')} after "
+                             f"{attempts} attempts, last error {rec.get('last_error')!r}; "
+                             f"expected PENDING_DELIVERY, FAILED_PRECONDITION ... {later}")
+            elif not 2 <= attempts <= 40:
+                FAILURES.add(f"D ({phase}): {rid} was tried {attempts} times in about 3 s; "
+                             f"expected retries with backoff (2 to 40)")
+        peers, err = self.net.cli_json("FR", "alice", "peers")
+        jp = [p for p in peers or [] if p.get("party") == "JP"]
+        if not jp or later not in jp[0].get("last_error", "") or \
+                int(jp[0].get("requests_queued", 0)) < len(ids):
+            FAILURES.add(f"D ({phase}): comity peers at FR does not show the {len(ids)} "
+                         f"requests queued for JP and why: {jp or err}")
+        received, err = self.net.cli_json("JP", "alice", "list", "--received", "--limit", "1000")
+        early = sorted(set(ids) & {r["id"] for r in received or []})
+        if early:
+            FAILURES.add(f"D ({phase}): JP holds {len(early)} requests dated ahead of its "
+                         f"clock: {early[:3]}")
+        # The entry names the payload's hash, not the request (it is written
+        # for what may not parse).
+        refused = [e for e in audit_entries(self.net, "JP", "PEER_REQUEST_REFUSED") or []
+                   if e.get("detail", "").startswith("DeliverRequest: FAILED_PRECONDITION")
+                   and later in e.get("detail", "")]
+        if len(refused) < len(ids):
+            FAILURES.add(f"D ({phase}): JP audited {len(refused)} refusals of requests dated "
+                         f"ahead of its clock (PEER_REQUEST_REFUSED), expected at least "
+                         f"{len(ids)}")
+        say(f"  D ({phase}): {len(ids)} requests queued at FR, refused for now by JP "
+            f"({len(refused)} refusals audited so far)")
+
+    def restart(self, party, offset, why):
+        node = self.nodes[party]
+        node.kill9(why)
+        node.start(offset)
+        node.wait_up()
+
+    def run(self):
+        fr, jp = "FR", "JP"
+        say("scenario D: wrong clocks (libfaketime): JP 10 min behind, FR 2 h behind, FR "
+            f"ahead by the skew and 10 s; {self.PER_PHASE} requests each")
+        try:
+            self.cases = self.submit_phase("clocks agree", 6)
+            wait_drained(self.net, 60)
+
+            self.restart(jp, "-10m", "to restart 10 minutes behind")
+            ids = self.submit_phase("JP 10 min behind", self.PER_PHASE)
+            self.decide("JP 10 min behind")
+            self.held_back("JP 10 min behind", ids)
+            self.restart(jp, None, "to restart with its clock right")
+            took = wait_drained(self.net, 60)
+            say(f"  D (JP 10 min behind): drained {took:.1f} s after JP's clock was fixed")
+
+            self.restart(fr, "-2h", "to restart 2 hours behind")
+            ids = self.submit_phase("FR 2 h behind", self.PER_PHASE)
+            self.decide("FR 2 h behind")
+            time.sleep(2)
+            received, err = self.net.cli_json("JP", "alice", "list", "--received",
+                                              "--limit", "1000")
+            missing = sorted(set(ids) - {r["id"] for r in received or []})
+            if missing:
+                FAILURES.add(f"D (FR 2 h behind): JP did not accept {len(missing)} of "
+                             f"{len(ids)} requests dated 2 h back: {missing[:3]} {err}")
+            # FR holds JP's receipts as dated ahead of its clock until it is
+            # fixed: it retries, JP answers with the same receipt.
+            states = collections.Counter()
+            for rid in ids:
+                rec, _ = self.net.cli_json("FR", "alice", "show", rid)
+                error = (rec or {}).get("last_error", "")
+                states[(rec or {}).get("state", "?") +
+                       (" (receipt dated ahead of FR's clock)"
+                        if "receipt" in error and "later than this node's clock" in error
+                        else f" ({error[:80]})" if error else "")] += 1
+            say(f"  D (FR 2 h behind): JP holds {len(ids) - len(missing)} of {len(ids)}; FR: "
+                + ", ".join(f"{n} {k}" for k, n in states.items()))
+            self.restart(fr, None, "to restart with its clock right")
+            took = wait_drained(self.net, 60)
+            say(f"  D (FR 2 h behind): drained {took:.1f} s after FR's clock was fixed")
+            ages = received_ages(self.net, set(ids))
+            wrong = sorted(f"{rid}: {ages.get(rid)}" for rid in ids
+                           if ages.get(rid) is None or abs(ages[rid] - 7200) > 300)
+            if wrong:
+                FAILURES.add(f"D (FR 2 h behind): JP's REQUEST_RECEIVED entries do not record "
+                             f"an age of about 2 h: {wrong[:5]}")
+            elif ages:
+                say(f"  D (FR 2 h behind): JP recorded ages of {min(ages.values()):.0f} to "
+                    f"{max(ages.values()):.0f} s")
+
+            self.restart(fr, f"+{self.SKEW + 10}", f"to restart {self.SKEW + 10} s ahead")
+            ids = self.submit_phase("FR ahead", self.PER_PHASE)
+            self.decide("FR ahead")
+            self.held_back("FR ahead", ids)
+            self.restart(fr, None, "to restart with its clock right")
+            # While those wait for JP's clock to reach them, a request signed
+            # with the clock right is not held up behind them.
+            for rid in self.submit_phase("FR fixed", 1):
+                if self.reported[rid] != "DELIVERED":
+                    FAILURES.add(f"D (FR fixed): a request submitted with FR's clock right "
+                                 f"while {len(ids)} signed ahead wait is {self.reported[rid]} "
+                                 f"after its first attempt, not DELIVERED")
+            took = wait_drained(self.net, 60)
+            say(f"  D (FR ahead): drained {took:.1f} s after FR's clock was fixed")
+        except Fatal as e:
+            FAILURES.add(f"D: {e}")
+            ABORT.set()
+
+    def check_extra(self):
+        refused_for_good(self.net, "scenario D", self.reported, [r for r, _ in self.proposed])
+
+
 # --- Checks. ---
 
 def wait_drained(net, timeout):
@@ -517,6 +921,15 @@ def wait_drained(net, timeout):
             raise Fatal(f"queues not drained {timeout} s after the last restart: " +
                         "; ".join(f"{k}: {v}" for k, v in last.items()))
         time.sleep(0.25)
+
+
+def audit_entries(net, party, event_type):
+    """Every audit entry of that type at `party`, as JSON objects; None on error."""
+    rc, out, err = net.cli(party, "carol", "audit", "log", "--type", event_type)
+    if rc != 0:
+        FAILURES.add(f"comity audit log --type {event_type} at {party} failed: {err}")
+        return None
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 def audit_counts(net, party, event_type):
@@ -706,21 +1119,45 @@ def check_logs(nodes):
                          f"{'/'.join(FATAL_LOG_EVENTS)}, first: {bad[0][:400]}")
 
 
+def check_faketime():
+    """Exits unless libfaketime offsets a child's wall clock and not its
+    monotonic clock."""
+    if not os.path.exists(FAKETIME_LIB):
+        print(f"SKIP: {FAKETIME_LIB} not found; scenario D needs libfaketime (apt-get "
+              "install faketime; deploy/install-deps.sh does)")
+        sys.exit(77)
+    probe = "import time; print(time.time(), time.monotonic())"
+    env = dict(os.environ, **faketime_env("-2h"))
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    wall, mono = float(out[0]) - time.time(), float(out[1]) - time.monotonic()
+    if abs(wall + 7200) > 60 or abs(mono) > 60:
+        sys.exit(f"crash_test: libfaketime does not work here: FAKETIME=-2h gave a wall clock "
+                 f"{wall:.0f} s and a monotonic clock {mono:.0f} s off")
+
+
 def main():
-    if len(sys.argv) != 3:
-        sys.exit("usage: crash_test.py SOURCE_DIR BIN_DIR")
+    if len(sys.argv) not in (3, 4):
+        sys.exit("usage: crash_test.py SOURCE_DIR BIN_DIR [SCENARIOS, e.g. A,B,C or D]")
     root, bin_dir = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    selected = (sys.argv[3] if len(sys.argv) == 4 else "A,B,C").split(",")
+    if not selected or any(n not in ("A", "B", "C", "D") for n in selected):
+        sys.exit(f"crash_test: scenarios are A, B, C and D, not {sys.argv[3]!r}")
     for b in ("comityd", "comity"):
         if not os.access(os.path.join(bin_dir, b), os.X_OK):
             sys.exit(f"crash_test: {bin_dir}/{b} not found; build the comityd and comity targets")
+    if "D" in selected:
+        check_faketime()
     seed_text = os.environ.get("COMITY_CRASH_SEED") or str(random.SystemRandom().randrange(10**9))
     requests = env_int("COMITY_CRASH_REQUESTS", 100)
     kills = env_int("COMITY_CRASH_KILLS", 6)
     submitters = env_int("COMITY_CRASH_SUBMITTERS", 3)
     drain = env_int("COMITY_CRASH_DRAIN_SECONDS", 60)
+    window = env_int("COMITY_CRASH_REPLAY_WINDOW", 4)
     keep = os.environ.get("COMITY_CRASH_KEEP") == "1"
-    say(f"seed {seed_text} (rerun with COMITY_CRASH_SEED={seed_text}); {requests} requests and "
-        f"{kills} kills per scenario, {submitters} submitters")
+    say(f"seed {seed_text} (rerun with COMITY_CRASH_SEED={seed_text}); scenarios "
+        f"{','.join(selected)}; {requests} requests and {kills} kills per scenario A and B, "
+        f"{submitters} submitters")
 
     work = tempfile.mkdtemp(prefix="comity-crash-")
     net = Network(root, bin_dir, work)
@@ -739,10 +1176,13 @@ def main():
         signal.signal(s, on_signal)
 
     try:
+        # For scenario D the certificates are issued 3 h back (make-network.sh
+        # under libfaketime), so that a node 2 h behind takes them as valid.
         subprocess.run([os.path.join(root, "certs", "make-network.sh"), work, "FR", "JP",
                         "--operators",
                         "alice:submitter+reviewer,bob:reviewer+approver,carol:auditor"],
-                       check=True, stdout=subprocess.DEVNULL)
+                       check=True, stdout=subprocess.DEVNULL,
+                       env=dict(os.environ, **faketime_env("-3h")) if "D" in selected else None)
         p = free_ports(4)
         if PG_SERVER:
             # The same scenarios on PostgreSQL: each node its own database.
@@ -758,8 +1198,15 @@ def main():
         say(f"FR and JP up (peer ports {p[0]}, {p[2]}; directory {work})")
 
         scenarios = []
-        for name, victim in (("A", "JP"), ("B", "FR")):
-            s = Scenario(net, nodes, name, victim, requests, kills, submitters, seed_text)
+        for name in selected:
+            if name in ("A", "B"):
+                s = Scenario(net, nodes, name, "JP" if name == "A" else "FR", requests, kills,
+                             submitters, seed_text)
+            elif name == "C":
+                s = OutageScenario(net, nodes, max(10, requests // 5), submitters, seed_text,
+                                   window)
+            else:
+                s = ClockScenario(net, nodes, seed_text)
             scenarios.append(s)
             s.run()
             if ABORT.is_set():
@@ -772,6 +1219,7 @@ def main():
             took = wait_drained(net, drain)
             say(f"scenario {name}: queues drained {took:.1f} s after the last restart")
             check(net, scenarios, f"scenario {name}")
+            s.check_extra()
     except Fatal as e:
         FAILURES.add(str(e))
     except subprocess.CalledProcessError as e:

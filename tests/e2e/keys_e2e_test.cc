@@ -1,7 +1,8 @@
 // Keys over time end to end (docs/keys.md): FR rotates to a new signing key
 // and JP learns it from FR's signed announcement; old envelopes still
 // verify; FR revokes its old key and JP refuses what that key signs after
-// the revocation; the announcements survive JP's restart; and a node
+// the revocation; the announcements survive JP's restart and outlast an
+// outage longer than JP's replay window; and a node
 // certificate replaced on disk is served without a restart.
 #include <fstream>
 
@@ -18,6 +19,7 @@
 #include "server/grpc/grpc_peer_transport.h"
 #include "server/util/files.h"
 #include "tests/testing/e2e_helpers.h"
+#include "tests/testing/offset_clock.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_network.h"
 
@@ -81,12 +83,13 @@ class KeysE2eTest : public ::testing::Test {
     return "";
   }
   // Restarts FR with `signing` in place of its signing_key line.
-  absl::Status RestartFr(const std::string& signing) {
+  absl::Status RestartFr(const std::string& signing,
+                         const Clock* clock = SystemClock::Get()) {
     net_->ConfigText("FR") = absl::StrReplaceAll(
         fr_config_,
         {{"signing_key { key_id: \"FR-1\" private_key_file: \"signing.key\" }",
           signing}});
-    return net_->Start("FR");
+    return net_->Start("FR", clock);
   }
   template <typename Pred>
   bool Eventually(Pred pred) {
@@ -129,6 +132,8 @@ class KeysE2eTest : public ::testing::Test {
     return *env;
   }
 
+  // Before net_: the nodes read it until they stop.
+  testing::OffsetClock clock_;
   std::unique_ptr<testing::TestNetwork> net_;
   std::string fr_config_;
 };
@@ -258,6 +263,45 @@ TEST_F(KeysE2eTest, RotateAnnounceRevoke) {
   EXPECT_NE(net_->server("JP")->node()->key_ring().Find("FR", "FR-2"), nullptr);
   EXPECT_TRUE(net_->server("JP")->node()->key_ring().ValidityOf("FR", "FR-1").revoked());
   EXPECT_FALSE(SubmitDelivered().empty());
+}
+
+TEST_F(KeysE2eTest, TheAnnouncementOutlastsAnOutageLongerThanTheReplayWindow) {
+  // FR rotates while JP is down, and JP is back only after more than its
+  // replay window (one day; both clocks jump 25 h): an announcement signed
+  // when FR started would be refused as too old, and what FR-2 signs with
+  // it. FR signs the announcement again at each attempt.
+  ASSERT_THAT(net_->Start("JP", &clock_), IsOk());
+  net_->Stop("JP");
+  const std::string fr_dir = net_->PartyDir("FR");
+  ASSERT_EQ(testing::RunShell(
+                absl::StrCat("umask 077; openssl genpkey -algorithm ed25519 -out '",
+                             fr_dir, "/signing2.key' 2>/dev/null")),
+            0);
+  ASSERT_THAT(
+      RestartFr("signing_key { key_id: \"FR-2\" private_key_file: \"signing2.key\" }\n"
+                "previous_signing_keys { key_id: \"FR-1\" "
+                "private_key_file: \"signing.key\" }\n",
+                &clock_),
+      IsOk());
+  CliResult r =
+      Cli(testing::SubmitPreservationArgs(net_->ClientConfigPath("FR", "alice"), "JP"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string id = ParseJson(r.out).fields().at("id").string_value();
+  absl::SleepFor(absl::Seconds(1));  // FR's first attempts meet JP down.
+  clock_.Set(absl::Hours(25));
+  ASSERT_THAT(net_->Start("JP", &clock_), IsOk());
+
+  ASSERT_TRUE(Eventually([&] {
+    return net_->server("JP")->node()->key_ring().Find("FR", "FR-2") != nullptr;
+  })) << "JP never learned FR-2";
+  ASSERT_TRUE(Eventually([&] {
+    auto rows = net_->server("FR")->node()->Get(id);
+    return rows.ok() && !rows->empty() && (*rows)[0].state() == v1::DELIVERED;
+  })) << "the request FR-2 signed was not delivered";
+  EXPECT_EQ(Audit("JP", v1::KEY_ANNOUNCED).size(), 1u);
+  for (const auto& e : Audit("JP", v1::PEER_REQUEST_REFUSED)) {
+    EXPECT_THAT(e.detail(), ::testing::Not(HasSubstr("outside the acceptance window")));
+  }
 }
 
 TEST_F(KeysE2eTest, AnnouncementNeedsAKeyJpTrusts) {

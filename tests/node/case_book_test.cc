@@ -10,6 +10,8 @@
 #include "gtest/gtest.h"
 #include "server/core/envelope.h"
 #include "server/crypto/sha256.h"
+#include "server/util/clock.h"
+#include "server/util/time_proto.h"
 #include "tests/node/node_test_support.h"
 #include "tests/testing/status_matchers.h"
 
@@ -109,6 +111,7 @@ class CaseBookTest : public ::testing::Test {
 
   NodeHarness harness_;
   // Declared before the nodes: they outlive them.
+  FakeClock fr_clock_{absl::UnixEpoch()};  // For a test that gives FR a clock of its own.
   std::unique_ptr<LoopbackTransport> fr_transport_;
   std::unique_ptr<LoopbackTransport> jp_transport_;
   std::unique_ptr<Node> fr_;
@@ -495,6 +498,31 @@ TEST_F(CaseBookTest, AProposalNumberedAfterAStepFrHasNotSeenIsAppliedInOrder) {
   JpLane();
   EXPECT_EQ(Sent(id).case_state(), v1::CASE_WITHDRAWN);
   EXPECT_THAT(Audit(*jp_, v1::TRANSITION_DELIVERED, id), SizeIs(2));
+}
+
+TEST_F(CaseBookTest, AProposalFromAClockBehindIsDatedNoEarlierThanTheStepItFollows) {
+  std::string id;
+  ASSERT_NO_FATAL_FAILURE(DeliveredRequest(&id));
+  // FR restarts with its wall clock two hours behind; JP's is right.
+  fr_clock_.Set(harness_.clock().Now() - absl::Hours(2));
+  fr_.reset();
+  COMITY_ASSERT_OK_AND_ASSIGN(fr_,
+                              harness_.MakeNode("FR", fr_transport_.get(), &fr_clock_));
+  jp_transport_->Connect("FR", fr_.get());
+  COMITY_ASSERT_OK_AND_ASSIGN(v1::RequestRecord queued,
+                              fr_->cases().Propose("alice", id, Step(v1::WITHDRAW)));
+  ASSERT_THAT(queued.queued_proposals(), SizeIs(1));
+  // Dated as the receipt that starts the case, not two hours before it (JP
+  // would refuse that for good: "a party's steps never go back in time").
+  v1::TransitionProposal p;
+  ASSERT_TRUE(p.ParseFromString(queued.queued_proposals(0).payload()));
+  v1::Receipt receipt;
+  ASSERT_TRUE(receipt.ParseFromString(Sent(id).receipt().payload()));
+  EXPECT_EQ(p.time_unix_micros(), absl::ToUnixMicros(FromProto(receipt.received_at())));
+  FrLane();
+  EXPECT_EQ(Received(id).case_state(), v1::CASE_WITHDRAWN);
+  EXPECT_THAT(Audit(*fr_, v1::PROPOSAL_REFUSED, id), IsEmpty());
+  EXPECT_THAT(Sent(id).queued_proposals(), IsEmpty());
 }
 
 TEST_F(CaseBookTest, ProposalsJpCannotNumberAreRefused) {

@@ -2,7 +2,8 @@
 // of a new key, signed by the key this node trusts and by the new key,
 // applied, kept across restarts and audited; bad announcements refused
 // with the code that says why; this node's own announcements sent to each
-// peer until it acknowledges, backing off per peer.
+// peer until it acknowledges, backing off per peer on the monotonic clock,
+// signed afresh at each attempt.
 #include <sys/stat.h>
 
 #include <map>
@@ -400,6 +401,59 @@ TEST_F(AnnounceRoundTest, TheNewKeyIsAnnouncedToEachPeerWithBackoffPerPeer) {
             3u);  // DE's fake says "changed" every time; JP's node does not.
   EXPECT_EQ(after[2].party(), "DE");
   EXPECT_THAT(ListOf(*fr_)["FR/FR-2"].acknowledged_by(), ElementsAre("DE", "JP"));
+}
+
+TEST_F(AnnounceRoundTest,
+       EachAttemptIsSignedAfreshSoAnOutageLongerThanTheReplayWindowPasses) {
+  // JP is down for longer than its replay window (one day): what FR signed
+  // at its first attempt is too old by the time JP is back.
+  fr_->keys().AnnounceRound();
+  ASSERT_EQ(sent_["JP"].size(), 1u);
+  harness_.clock().Advance(absl::Hours(25));
+  jp_down_ = false;
+  fr_->keys().AnnounceRound();
+  ASSERT_EQ(sent_["JP"].size(), 2u);
+  ASSERT_NE(jp_->key_ring().Find("FR", "FR-2"), nullptr);
+  EXPECT_EQ(Audit(*jp_, v1::KEY_ANNOUNCED).size(), 1u);
+  EXPECT_THAT(ListOf(*fr_)["FR/FR-2"].acknowledged_by(), ElementsAre("DE", "JP"));
+
+  // The second attempt carries a new signature, dated when it was made, and
+  // its proof of possession signs the same bytes.
+  const v1::AnnounceKeyRequest& first = sent_["JP"][0];
+  const v1::AnnounceKeyRequest& second = sent_["JP"][1];
+  v1::KeyAnnouncement a1, a2;
+  ASSERT_TRUE(a1.ParseFromString(first.announcement().payload()));
+  ASSERT_TRUE(a2.ParseFromString(second.announcement().payload()));
+  EXPECT_EQ(a2.time_unix_micros(), absl::ToUnixMicros(harness_.clock().Now()));
+  EXPECT_EQ(absl::FromUnixMicros(a2.time_unix_micros()) -
+                absl::FromUnixMicros(a1.time_unix_micros()),
+            absl::Hours(25));
+  EXPECT_EQ(a2.key_id(), "FR-2");
+  EXPECT_NE(second.announcement().signature(), first.announcement().signature());
+  EXPECT_EQ(second.announcement().key_id(), "FR-1");
+  EXPECT_EQ(second.possession().payload(), second.announcement().payload());
+  EXPECT_EQ(second.possession().key_id(), "FR-2");
+  // The audit entry names what JP took.
+  std::vector<v1::AuditEntry> acked = Audit(*fr_, v1::KEY_ANNOUNCED);
+  ASSERT_EQ(acked.size(), 2u);
+  EXPECT_EQ(acked[1].party(), "JP");
+  EXPECT_THAT(acked[1].hashes(), ElementsAre(Sha256(second.announcement().payload())));
+}
+
+TEST_F(AnnounceRoundTest, RetriesAreTimedOnTheMonotonicClockNotTheWallClock) {
+  fr_->keys().AnnounceRound();  // JP is down: FR backs off (at most 400 ms).
+  ASSERT_EQ(sent_["JP"].size(), 1u);
+  // A wall clock stepped forward by hours does not make the retry due...
+  harness_.clock().Set(harness_.clock().Now() + absl::Hours(2));
+  fr_->keys().AnnounceRound();
+  EXPECT_EQ(sent_["JP"].size(), 1u);
+  // ... and one stepped back does not put it off by the step.
+  harness_.clock().Set(harness_.clock().Now() - absl::Hours(4));
+  harness_.clock().Advance(absl::Seconds(1));
+  jp_down_ = false;
+  fr_->keys().AnnounceRound();
+  EXPECT_EQ(sent_["JP"].size(), 2u);
+  EXPECT_NE(jp_->key_ring().Find("FR", "FR-2"), nullptr);
 }
 
 TEST_F(KeysTest, ANodeWithoutPreviousKeysAnnouncesNothing) {

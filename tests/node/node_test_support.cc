@@ -214,7 +214,8 @@ const std::string& NodeHarness::PartyDir(const std::string& party) const {
 }
 
 absl::StatusOr<std::unique_ptr<Node>> NodeHarness::MakeNode(const std::string& party,
-                                                            PeerTransport* transport) {
+                                                            PeerTransport* transport,
+                                                            const Clock* clock) {
   COMITY_ASSIGN_OR_RETURN(
       std::unique_ptr<NodeSetup> setup,
       ParseNodeConfig(net_.ConfigText(party), party + ".conf", PartyDir(party)));
@@ -225,7 +226,8 @@ absl::StatusOr<std::unique_ptr<Node>> NodeHarness::MakeNode(const std::string& p
                           OpenSqliteStore(setup->config.data_dir() + "/comity.db"));
   const NodeSetup* raw = setup.get();
   setups_[party] = std::move(setup);
-  return Node::Create(raw, std::move(store), transport, &clock_);
+  return Node::Create(raw, std::move(store), transport,
+                      clock != nullptr ? clock : &clock_);
 }
 
 CallInfo NodeHarness::PeerCall(const std::string& party) const {

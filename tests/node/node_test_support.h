@@ -160,10 +160,12 @@ class NodeHarness {
 
   // The configuration text of `party`, to edit before MakeNode.
   std::string& ConfigText(const std::string& party) { return net_.ConfigText(party); }
-  // A node of `party` over `transport` (which must outlive it). A second
-  // call for the same party reopens its store and data directory.
+  // A node of `party` over `transport` (which must outlive it), on the
+  // harness's clock or on `clock` (which must outlive it). A second call for
+  // the same party reopens its store and data directory.
   absl::StatusOr<std::unique_ptr<Node>> MakeNode(const std::string& party,
-                                                 PeerTransport* transport);
+                                                 PeerTransport* transport,
+                                                 const Clock* clock = nullptr);
   const NodeSetup& setup(const std::string& party) const { return *setups_.at(party); }
   FakeClock& clock() { return clock_; }
   const std::string& PartyDir(const std::string& party) const;

@@ -254,6 +254,41 @@ TEST_F(OutboxTest, APermanentRefusalRejectsTheRequestWhichIsNotRetried) {
   EXPECT_EQ(Sent(id).state(), v1::DELIVERY_REJECTED);
 }
 
+TEST_F(OutboxTest, ARequestRefusedForNowNeitherBacksTheLaneOffNorHoldsUpTheRest) {
+  // JP refuses the oldest request as dated ahead of its clock (a sender whose
+  // clock was ahead) and takes the others. It answered: the lane does not
+  // back off, and the rest go out in the same round.
+  std::string ahead, second, third;
+  ASSERT_NO_FATAL_FAILURE(Submit("JP", &ahead));
+  ASSERT_NO_FATAL_FAILURE(Submit("JP", &second));
+  ASSERT_NO_FATAL_FAILURE(Submit("JP", &third));
+  fake_.on_deliver_request =
+      [&](const std::string& party,
+          const v1::SignedEnvelope& env) -> absl::StatusOr<v1::SignedEnvelope> {
+    v1::RequestBody body;
+    if (body.ParseFromString(env.payload()) && body.id() == ahead) {
+      return absl::FailedPreconditionError(
+          "created_at is dated 2026-01-01T00:10:00Z, later than this node's clock "
+          "(2026-01-01T00:00:00Z) allows (limits.max_clock_skew_seconds: 5m)");
+    }
+    return loopback_->DeliverRequest(party, env, absl::Seconds(1));
+  };
+  Round("JP");
+  EXPECT_EQ(fake_.calls("DeliverRequest"), 3);
+  EXPECT_EQ(Sent(ahead).state(), v1::PENDING_DELIVERY);
+  EXPECT_THAT(Sent(ahead).last_error(), HasSubstr("later than this node's clock"));
+  EXPECT_EQ(Sent(second).state(), v1::DELIVERED);
+  EXPECT_EQ(Sent(third).state(), v1::DELIVERED);
+  EXPECT_TRUE(lane("JP").reachable());
+  EXPECT_EQ(lane("JP").failures(), 0u);
+  // The refused one alone is retried, after its own backoff.
+  harness_.clock().Advance(absl::Seconds(1));
+  Round("JP");
+  EXPECT_EQ(fake_.calls("DeliverRequest"), 4);
+  EXPECT_EQ(Sent(ahead).state(), v1::PENDING_DELIVERY);
+  EXPECT_EQ(lane("JP").failures(), 0u);
+}
+
 TEST_F(OutboxTest, AReceiptThatDoesNotVerifyIsNoDeliveryAndIsRetried) {
   // A real receipt of JP's, but for another request.
   PeersAnswer();

@@ -1,6 +1,7 @@
 // A wall clock set off by an offset the test changes: a node whose clock is
 // wrong (and later corrected), or nodes that all live days ahead of the real
-// clock (a long outage without waiting for it). Time still moves.
+// clock (a long outage without waiting for it). Time still moves; the
+// monotonic reading is the real one, never offset.
 //
 //   OffsetClock clock;
 //   clock.Set(absl::Minutes(-10));   // Ten minutes behind.
@@ -22,6 +23,7 @@ class OffsetClock final : public Clock {
     absl::MutexLock lock(&mu_);
     return absl::Now() + offset_;
   }
+  absl::Duration Monotonic() const override { return SystemClock::Get()->Monotonic(); }
   void Set(absl::Duration offset) {
     absl::MutexLock lock(&mu_);
     offset_ = offset;
