@@ -25,7 +25,8 @@ absl::Status Stopping() {
 
 }  // namespace
 
-GrpcPeerTransport::GrpcPeerTransport(const NodeSetup* setup) : setup_(setup) {}
+GrpcPeerTransport::GrpcPeerTransport(const NodeSetup* setup, const Clock* clock)
+    : setup_(setup), clock_(clock) {}
 
 GrpcPeerTransport::~GrpcPeerTransport() {
   CancelAll();
@@ -66,7 +67,7 @@ void GrpcPeerTransport::Watch() {
   absl::MutexLock lock(&calls_mu_);
   while (!stopping_) {
     absl::Time next = absl::InfiniteFuture();
-    const absl::Time now = absl::Now();
+    const absl::Time now = clock_->Now();
     for (auto& [ctx, call] : calls_) {
       if (call.expired) continue;
       if (call.deadline <= now) {
@@ -198,7 +199,7 @@ absl::Status GrpcPeerTransport::FetchEvidence(
   // No deadline for the whole file (it may take hours); one per chunk, kept
   // by the watchdog.
   grpc::ClientContext ctx;
-  if (!Track(&ctx, absl::Now() + chunk_timeout)) return Stopping();
+  if (!Track(&ctx, clock_->Now() + chunk_timeout)) return Stopping();
   v1::FetchEvidenceRequest req;
   req.set_request_id(request_id);
   req.set_sha256(sha256);
@@ -208,7 +209,7 @@ absl::Status GrpcPeerTransport::FetchEvidence(
   absl::Status local;
   while (local.ok() && reader->Read(&chunk)) {
     local = fn(chunk.data());
-    Touch(&ctx, absl::Now() + chunk_timeout);
+    Touch(&ctx, clock_->Now() + chunk_timeout);
   }
   if (!local.ok()) {
     ctx.TryCancel();

@@ -13,15 +13,18 @@
 #include "comity/v1/peer.grpc.pb.h"
 #include "server/config/node_config.h"
 #include "server/node/peer_transport.h"
+#include "server/util/clock.h"
 
 namespace comity {
 
-// Thread-safe. `setup` must outlive the transport. Every call is tracked,
-// so that CancelAll ends them all at once (a stop waits for no peer), and a
-// watchdog thread cancels an evidence fetch whose next chunk is late.
+// Thread-safe. `setup` and `clock` (the node's) must outlive the transport.
+// Every call is tracked, so that CancelAll ends them all at once (a stop
+// waits for no peer), and a watchdog thread cancels an evidence fetch whose
+// next chunk is late.
 class GrpcPeerTransport final : public PeerTransport {
  public:
-  explicit GrpcPeerTransport(const NodeSetup* setup);
+  explicit GrpcPeerTransport(const NodeSetup* setup,
+                             const Clock* clock = SystemClock::Get());
   ~GrpcPeerTransport() override;
   absl::StatusOr<v1::SignedEnvelope> DeliverRequest(const std::string& party,
                                                     const v1::SignedEnvelope& request,
@@ -81,6 +84,7 @@ class GrpcPeerTransport final : public PeerTransport {
   void Watch();  // The watchdog thread.
 
   const NodeSetup* setup_;
+  const Clock* const clock_;
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<v1::PeerService::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
   absl::Mutex calls_mu_;

@@ -159,7 +159,7 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const NodeSetup* s
   }
   COMITY_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, OpenStore(c));
   std::unique_ptr<NodeServer> server(new NodeServer());
-  server->transport_ = std::make_unique<GrpcPeerTransport>(setup);
+  server->transport_ = std::make_unique<GrpcPeerTransport>(setup, clock);
   COMITY_ASSIGN_OR_RETURN(server->node_, Node::Create(setup, std::move(store),
                                                       server->transport_.get(), clock));
   const int limit = static_cast<int>(c.limits().max_message_bytes());

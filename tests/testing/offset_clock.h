@@ -1,6 +1,7 @@
 // A wall clock set off by an offset the test changes: a node whose clock is
 // wrong (and later corrected), or nodes that all live days ahead of the real
-// clock (a long outage without waiting for it). Time still moves.
+// clock (a long outage without waiting for it). Time still moves. Set is a
+// step of the wall clock only: the monotonic clock is the real one.
 //
 //   OffsetClock clock;
 //   clock.Set(absl::Minutes(-10));   // Ten minutes behind.
@@ -21,6 +22,9 @@ class OffsetClock final : public Clock {
   absl::Time Now() const override {
     absl::MutexLock lock(&mu_);
     return absl::Now() + offset_;
+  }
+  absl::Duration MonotonicNow() const override {
+    return SystemClock::Get()->MonotonicNow();
   }
   void Set(absl::Duration offset) {
     absl::MutexLock lock(&mu_);
