@@ -231,8 +231,11 @@ class CaseStore {
 
   // Evidence files of responses to `peer` (empty: any) this node does not
   // hold, due for a fetch attempt at `now`; at most `limit`, oldest first.
+  // An attempt scheduled after `latest` (now + the longest backoff,
+  // evidence.retry_max_ms) is due too: it was scheduled before the wall
+  // clock was stepped back, and would otherwise wait as long as the step.
   virtual absl::StatusOr<std::vector<PendingEvidence>> DueEvidence(
-      const std::string& peer, absl::Time now, int limit) = 0;
+      const std::string& peer, absl::Time now, int limit, absl::Time latest) = 0;
   // Every evidence file of `request_id` not held here yet.
   virtual absl::StatusOr<std::vector<PendingEvidence>> PendingEvidenceOf(
       const std::string& request_id) = 0;

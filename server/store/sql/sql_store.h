@@ -54,8 +54,8 @@ class SqlCaseStore final : public CaseStore {
   absl::Status SetNextDeadline(const std::string& request_id, v1::Direction direction,
                                absl::Time next_deadline) override;
   absl::StatusOr<std::vector<PendingEvidence>> DueEvidence(const std::string& peer,
-                                                           absl::Time now,
-                                                           int limit) override;
+                                                           absl::Time now, int limit,
+                                                           absl::Time latest) override;
   absl::StatusOr<std::vector<PendingEvidence>> PendingEvidenceOf(
       const std::string& request_id) override;
   absl::Status MarkEvidenceHeld(const std::string& request_id, const std::string& sha256,
