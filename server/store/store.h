@@ -389,6 +389,17 @@ struct AuditFilter {
   std::string party;
   std::string actor;
   int type = 0;
+  // EntryPage also ends before the entry that would take the page's entries
+  // over this many bytes; a page holds at least one. 0: no bound but `limit`.
+  size_t max_bytes = 0;
+};
+
+// A page of the log's entries (AuditStore::EntryPage).
+struct AuditEntryPage {
+  std::vector<std::string> entries;  // Serialized, as hashed, in log order.
+  // Where the next page starts (the index after the page's last entry);
+  // 0 on the last page.
+  uint64_t next_index = 0;
 };
 
 // The log as it stood at one moment, for reading it whole (verification,
@@ -436,6 +447,10 @@ class AuditStore {
   virtual absl::StatusOr<uint64_t> Size() = 0;
   // Serialized entries (as hashed) matching `filter`, in log order.
   virtual absl::StatusOr<std::vector<std::string>> Entries(const AuditFilter& filter) = 0;
+  // The same, a page at a time: at most `filter.limit` entries and about
+  // `filter.max_bytes` of them, with where the next page starts if more
+  // match.
+  virtual absl::StatusOr<AuditEntryPage> EntryPage(const AuditFilter& filter) = 0;
   // Signed heads of this node's log with tree_size >= `from_size`, in
   // tree-size order; at most `limit` (0: all).
   virtual absl::StatusOr<std::vector<StoredTreeHead>> TreeHeads(uint64_t from_size = 0,

@@ -294,6 +294,14 @@ TEST_F(ListsE2eTest, TreeHeadsComeInPagesAndAuditProveFindsTheNewest) {
   ASSERT_EQ(sizes.size(), stored->size());
   for (size_t i = 0; i < sizes.size(); ++i) EXPECT_EQ(sizes[i], (*stored)[i].head.tree_size());
 
+  // A token of another list is refused.
+  v1::GetTreeHeadsRequest bad;
+  bad.set_page_token("e1:5");
+  v1::GetTreeHeadsResponse none;
+  grpc::ClientContext bad_ctx;
+  EXPECT_EQ(stub->GetTreeHeads(&bad_ctx, bad, &none).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
   // The newest entry a signed head covers is in the newest head only.
   const uint64_t newest = stored->back().head.tree_size() - 1;
   CliResult prove = Op("FR", "carol", {"audit", "prove", absl::StrCat(newest), "--json"});

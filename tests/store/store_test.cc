@@ -344,6 +344,46 @@ TEST_P(StoreTest, ListIsNewestFirstAndFiltered) {
   EXPECT_EQ(one.size(), 1u);
 }
 
+TEST_P(StoreTest, EntryPagesEndAtTheirLimitOrTheirBytesAndSayWhereTheNextBegins) {
+  ASSERT_THAT(
+      store_->audit().Append(
+          Append("a", {v1::REQUEST_SUBMITTED, v1::ASSESSMENT_MADE, v1::DELIVERY_ATTEMPTED,
+                       v1::DELIVERY_FAILED, v1::DELIVERY_ATTEMPTED})),
+      IsOk());
+  auto index_of = [](const std::string& bytes) {
+    v1::AuditEntry e;
+    EXPECT_TRUE(e.ParseFromString(bytes));
+    return e.index();
+  };
+  AuditFilter f;
+  f.limit = 2;
+  COMITY_ASSERT_OK_AND_ASSIGN(AuditEntryPage page, store_->audit().EntryPage(f));
+  ASSERT_EQ(page.entries.size(), 2u);
+  EXPECT_EQ(page.next_index, 2u);
+  // Filtered: the next page starts after the last entry that matched.
+  f.type = v1::DELIVERY_ATTEMPTED;
+  f.limit = 1;
+  COMITY_ASSERT_OK_AND_ASSIGN(page, store_->audit().EntryPage(f));
+  ASSERT_EQ(page.entries.size(), 1u);
+  EXPECT_EQ(index_of(page.entries[0]), 2u);
+  EXPECT_EQ(page.next_index, 3u);
+  f.from_index = page.next_index;
+  COMITY_ASSERT_OK_AND_ASSIGN(page, store_->audit().EntryPage(f));
+  ASSERT_EQ(page.entries.size(), 1u);
+  EXPECT_EQ(index_of(page.entries[0]), 4u);
+  EXPECT_EQ(page.next_index, 0u);  // The last page.
+  // By bytes: one entry's worth a page, and at least one however small.
+  AuditFilter bytes;
+  bytes.max_bytes = 1;
+  COMITY_ASSERT_OK_AND_ASSIGN(page, store_->audit().EntryPage(bytes));
+  ASSERT_EQ(page.entries.size(), 1u);
+  EXPECT_EQ(page.next_index, 1u);
+  bytes.max_bytes = 1 << 20;
+  COMITY_ASSERT_OK_AND_ASSIGN(page, store_->audit().EntryPage(bytes));
+  EXPECT_EQ(page.entries.size(), 5u);
+  EXPECT_EQ(page.next_index, 0u);
+}
+
 TEST_P(StoreTest, AuditEntriesCommitOrRollBackWithTheChange) {
   ASSERT_THAT(store_->requests().InsertOutgoing({"a", "FR", "JP"}, Record(v1::OUTGOING, "1", 10),
                                      Append("a", {v1::REQUEST_SUBMITTED, v1::ASSESSMENT_MADE})),

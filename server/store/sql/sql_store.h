@@ -132,6 +132,7 @@ class SqlAuditStore final : public AuditStore {
   absl::Status Append(const AuditFn& audit) override;
   absl::StatusOr<uint64_t> Size() override;
   absl::StatusOr<std::vector<std::string>> Entries(const AuditFilter& filter) override;
+  absl::StatusOr<AuditEntryPage> EntryPage(const AuditFilter& filter) override;
   absl::StatusOr<std::vector<StoredTreeHead>> TreeHeads(uint64_t from_size,
                                                         uint64_t limit) override;
   absl::StatusOr<std::optional<StoredTreeHead>> LatestTreeHead() override;
