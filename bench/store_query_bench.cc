@@ -166,7 +166,7 @@ int Run(int argc, char** argv) {
          return absl::StrCat(total, " cases");
        });
   time("evidence fetcher: files due from JP (DueEvidence, 64)", [&] {
-    auto due = s.cases().DueEvidence("JP", now, 64);
+    auto due = s.cases().DueEvidence("JP", now, 64, absl::InfiniteFuture());
     return due.ok() ? absl::StrCat(due->size(), " files") : due.status().ToString();
   });
   time("chain: links of one request (Linked)", [&] {

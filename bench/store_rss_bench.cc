@@ -482,9 +482,10 @@ int Main(int argc, char** argv) {
     v1::ListOverdueResponse resp;
     grpc::Status s;
     double ms = TimedMs([&] { s = stub->ListOverdue(&ctx, v1::ListOverdueRequest(), &resp); });
-    ops.push_back({"overdue",
-                   s.ok() ? absl::StrFormat("%d deadlines, %.0f ms", resp.deadlines_size(), ms)
-                          : s.error_message()});
+    ops.push_back(
+        {"overdue (first page)",
+         s.ok() ? absl::StrFormat("%d deadlines, %.0f ms", resp.deadlines_size(), ms)
+                : s.error_message()});
   }
   {
     grpc::ClientContext ctx;

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -14,6 +16,7 @@
 #include "client/args.h"
 #include "client/audit_page.h"
 #include "client/connection.h"
+#include "client/list_pages.h"
 #include "comity/v1/audit.pb.h"
 #include "comity/v1/operator.grpc.pb.h"
 #include "google/protobuf/struct.pb.h"
@@ -126,8 +129,10 @@ class AuditCli {
   int Export(const ParsedArgs& a);
   int Stats(const ParsedArgs& a);
   int Head(const ParsedArgs& a);
-  // The node's signed heads and keys, verified.
-  absl::StatusOr<std::vector<v1::TreeHead>> Heads(KeyRing* keys);
+  // Calls `fn` with each signed head of the node's log, by tree size, a
+  // page at a time, each verified with the node's keys (added to `keys`).
+  absl::Status ForEachHead(KeyRing* keys,
+                           const std::function<void(const v1::TreeHead&)>& fn);
 
   const GetEnv& env_;
   std::ostream& out_;
@@ -238,24 +243,30 @@ int AuditCli::VerifyBundleFile(const std::string& path) {
   return report.ok ? kExitOk : kExitFailure;
 }
 
-absl::StatusOr<std::vector<v1::TreeHead>> AuditCli::Heads(KeyRing* keys) {
-  auto ctx = Context();
-  v1::GetTreeHeadsResponse resp;
-  grpc::Status st = stub_->GetTreeHeads(ctx.get(), v1::GetTreeHeadsRequest(), &resp);
+absl::Status AuditCli::ForEachHead(KeyRing* keys,
+                                   const std::function<void(const v1::TreeHead&)>& fn) {
+  bool have_keys = false;
+  absl::Status bad;
+  grpc::Status st = ForEachTreeHeadPage(
+      *stub_, absl::Seconds(60), [&](const v1::GetTreeHeadsResponse& page) {
+        if (!have_keys) {
+          for (const auto& k : page.keys()) {
+            bad = keys->Add(k.party(), k.key_id(), k.ed25519_public_key());
+            if (!bad.ok()) return false;
+          }
+          have_keys = true;
+        }
+        for (const auto& env : page.heads()) {
+          bad = VerifyEnvelope(env, kTreeHeadPayloadType, *keys);
+          if (!bad.ok()) return false;
+          v1::TreeHead h;
+          h.ParseFromString(env.payload());
+          fn(h);
+        }
+        return true;
+      });
   if (!st.ok()) return absl::UnavailableError(DescribeRpcError(address_, st));
-  for (const auto& k : resp.keys()) {
-    absl::Status added = keys->Add(k.party(), k.key_id(), k.ed25519_public_key());
-    if (!added.ok()) return added;
-  }
-  std::vector<v1::TreeHead> heads;
-  for (const auto& env : resp.heads()) {
-    absl::Status ok = VerifyEnvelope(env, kTreeHeadPayloadType, *keys);
-    if (!ok.ok()) return ok;
-    v1::TreeHead h;
-    h.ParseFromString(env.payload());
-    heads.push_back(h);
-  }
-  return heads;
+  return bad;
 }
 
 int AuditCli::Log(const ParsedArgs& a) {
@@ -294,16 +305,21 @@ int AuditCli::Log(const ParsedArgs& a) {
     }
     (req.*setter)(n);
   }
-  auto ctx = Context();
-  v1::GetAuditEntriesResponse resp;
-  grpc::Status st = stub_->GetEntries(ctx.get(), req, &resp);
+  // --limit: how many to show in all (0 or none: every one), a page at a time.
+  const uint64_t limit = req.limit();
+  req.set_limit(0);
+  uint64_t shown = 0, tree_size = 0;
+  grpc::Status st = ReadAuditEntries(
+      *stub_, req, limit, absl::Seconds(60),
+      [&](std::string bytes) {
+        v1::AuditEntry e;
+        e.ParseFromString(bytes);
+        out_ << (json_ ? EntryJson(e) : EntryLine(e)) << "\n";
+        ++shown;
+      },
+      &tree_size);
   if (!st.ok()) return Rpc(st);
-  for (const std::string& bytes : resp.entries()) {
-    v1::AuditEntry e;
-    e.ParseFromString(bytes);
-    out_ << (json_ ? EntryJson(e) : EntryLine(e)) << "\n";
-  }
-  if (!json_) out_ << "(" << resp.entries_size() << " of " << resp.tree_size() << " entries)\n";
+  if (!json_) out_ << "(" << shown << " of " << tree_size << " entries)\n";
   return kExitOk;
 }
 
@@ -312,20 +328,20 @@ int AuditCli::Prove(const ParsedArgs& a) {
   if (!absl::SimpleAtoi(a.positional[0], &index)) {
     return Fail(kExitUsage, absl::StrCat("entry '", a.positional[0], "' is not an index"));
   }
-  KeyRing keys;
-  auto heads = Heads(&keys);
-  if (!heads.ok()) return Fail(kExitFailure, heads.status().message());
-  const v1::TreeHead* head = nullptr;
-  if (a.Has("size")) {
-    if (!absl::SimpleAtoi(a.Get("size"), &size)) return Fail(kExitUsage, "--size is not a number");
-    for (const auto& h : *heads) {
-      if (h.tree_size() == size) head = &h;
-    }
-  } else {
-    for (const auto& h : *heads) {
-      if (h.tree_size() > index && (head == nullptr || h.tree_size() > head->tree_size())) head = &h;
-    }
+  if (a.Has("size") && !absl::SimpleAtoi(a.Get("size"), &size)) {
+    return Fail(kExitUsage, "--size is not a number");
   }
+  KeyRing keys;
+  std::optional<v1::TreeHead> found;
+  absl::Status heads = ForEachHead(&keys, [&](const v1::TreeHead& h) {
+    if (a.Has("size") ? h.tree_size() == size
+                      : h.tree_size() > index &&
+                            (!found.has_value() || h.tree_size() > found->tree_size())) {
+      found = h;
+    }
+  });
+  if (!heads.ok()) return Fail(kExitFailure, heads.message());
+  const v1::TreeHead* head = found.has_value() ? &*found : nullptr;
   if (head == nullptr) {
     return Fail(kExitFailure, absl::StrCat("no signed tree head covers entry ", index,
                                            a.Has("size") ? " at that size" : "",
@@ -382,16 +398,13 @@ int AuditCli::Consistency(const ParsedArgs& a) {
       merkle::VerifyConsistency(old_size, new_size, resp.old_root(), resp.root(), proof);
   // Where signed heads exist for these sizes, the roots must be theirs.
   KeyRing keys;
-  auto heads = Heads(&keys);
-  if (heads.ok()) {
-    for (const auto& h : *heads) {
-      if ((h.tree_size() == old_size && h.root_hash() != resp.old_root()) ||
-          (h.tree_size() == new_size && h.root_hash() != resp.root())) {
-        ok = absl::DataLossError(absl::StrCat("the root at size ", h.tree_size(),
-                                              " differs from the signed tree head's"));
-      }
+  ForEachHead(&keys, [&](const v1::TreeHead& h) {
+    if ((h.tree_size() == old_size && h.root_hash() != resp.old_root()) ||
+        (h.tree_size() == new_size && h.root_hash() != resp.root())) {
+      ok = absl::DataLossError(absl::StrCat("the root at size ", h.tree_size(),
+                                            " differs from the signed tree head's"));
     }
-  }
+  }).IgnoreError();  // Without heads the proof stands on its own, as before.
   if (json_) {
     std::vector<std::string> hex;
     for (const auto& h : proof) hex.push_back("\"" + HexEncode(h) + "\"");
@@ -437,11 +450,13 @@ int AuditCli::Export(const ParsedArgs& a) {
 }
 
 int AuditCli::Stats(const ParsedArgs&) {
-  auto ctx = Context(120);
-  v1::GetAuditEntriesResponse resp;
-  grpc::Status st = stub_->GetEntries(ctx.get(), v1::GetAuditEntriesRequest(), &resp);
+  // The whole log, a page at a time.
+  AuditLogStatsBuilder builder;
+  grpc::Status st =
+      ReadAuditEntries(*stub_, v1::GetAuditEntriesRequest(), 0, absl::Seconds(60),
+                       [&](std::string entry) { builder.Add(entry); });
   if (!st.ok()) return Rpc(st);
-  const AuditLogStats stats = ComputeAuditLogStats(resp.entries());
+  const AuditLogStats stats = builder.Finish();
   const auto& sent = stats.sent_by_partner;
   const auto& received = stats.received_by_partner;
   const auto& by_instrument = stats.assessments_by_instrument;
@@ -455,12 +470,13 @@ int AuditCli::Stats(const ParsedArgs&) {
     return absl::StrCat("{", absl::StrJoin(items, ","), "}");
   };
   if (json_) {
-    out_ << "{\"entries\":" << resp.entries_size() << ",\"sent_by_partner\":" << obj(sent)
+    out_ << "{\"entries\":" << stats.entries << ",\"sent_by_partner\":" << obj(sent)
          << ",\"received_by_partner\":" << obj(received)
          << ",\"assessments_by_instrument\":" << obj(by_instrument)
          << ",\"assessments_by_obligation\":" << obj(by_obligation)
-         << ",\"refusals_by_reason\":" << obj(refused) << ",\"acknowledgement_ms\":{\"count\":"
-         << ack_ms.size() << ",\"p50\":" << pct(0.5) << ",\"p90\":" << pct(0.9) << "}}\n";
+         << ",\"refusals_by_reason\":" << obj(refused)
+         << ",\"acknowledgement_ms\":{\"count\":" << ack_ms.size()
+         << ",\"p50\":" << pct(0.5) << ",\"p90\":" << pct(0.9) << "}}\n";
     return kExitOk;
   }
   auto table = [&](const char* title, const std::map<std::string, int>& m) {
@@ -469,7 +485,7 @@ int AuditCli::Stats(const ParsedArgs&) {
     for (const auto& [k, v] : m) out_ << "  " << k << " " << v;
     out_ << "\n";
   };
-  out_ << "computed from " << resp.entries_size() << " log entries\n";
+  out_ << "computed from " << stats.entries << " log entries\n";
   table("requests sent, by partner", sent);
   table("requests received, by partner", received);
   table("assessments, by instrument", by_instrument);

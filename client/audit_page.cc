@@ -240,43 +240,50 @@ double AuditLogStats::AcknowledgementPercentile(double p) const {
                                      static_cast<size_t>(p * acknowledgement_ms.size()))];
 }
 
+void AuditLogStatsBuilder::Add(const std::string& bytes) {
+  AuditLogStats& s = stats_;
+  ++s.entries;
+  v1::AuditEntry e;
+  e.ParseFromString(bytes);
+  switch (e.type()) {
+    case v1::REQUEST_SUBMITTED:
+      ++s.sent_by_partner[e.party()];
+      submitted_at_[e.request_id()] = e.time_unix_micros();
+      break;
+    case v1::REQUEST_RECEIVED:
+      ++s.received_by_partner[e.party()];
+      break;
+    case v1::ASSESSMENT_MADE:
+      ++s.assessments_by_instrument[e.instrument().empty() ? "(none)" : e.instrument()];
+      ++s.assessments_by_obligation[v1::Obligation_Name(e.obligation())];
+      break;
+    case v1::DELIVERY_ACKNOWLEDGED: {
+      auto it = submitted_at_.find(e.request_id());
+      if (it != submitted_at_.end()) {
+        s.acknowledgement_ms.push_back((e.time_unix_micros() - it->second) / 1000.0);
+      }
+      break;
+    }
+    case v1::DELIVERY_REFUSED:
+    case v1::PEER_REQUEST_REFUSED:
+      ++s.refusals_by_reason[e.detail().substr(0, e.detail().find(':'))];
+      break;
+    default:
+      break;
+  }
+}
+
+AuditLogStats AuditLogStatsBuilder::Finish() {
+  std::sort(stats_.acknowledgement_ms.begin(), stats_.acknowledgement_ms.end());
+  submitted_at_.clear();
+  return std::move(stats_);
+}
+
 AuditLogStats ComputeAuditLogStats(
     const google::protobuf::RepeatedPtrField<std::string>& entries) {
-  AuditLogStats s;
-  s.entries = entries.size();
-  std::map<std::string, int64_t> submitted_at;
-  for (const std::string& bytes : entries) {
-    v1::AuditEntry e;
-    e.ParseFromString(bytes);
-    switch (e.type()) {
-      case v1::REQUEST_SUBMITTED:
-        ++s.sent_by_partner[e.party()];
-        submitted_at[e.request_id()] = e.time_unix_micros();
-        break;
-      case v1::REQUEST_RECEIVED:
-        ++s.received_by_partner[e.party()];
-        break;
-      case v1::ASSESSMENT_MADE:
-        ++s.assessments_by_instrument[e.instrument().empty() ? "(none)" : e.instrument()];
-        ++s.assessments_by_obligation[v1::Obligation_Name(e.obligation())];
-        break;
-      case v1::DELIVERY_ACKNOWLEDGED: {
-        auto it = submitted_at.find(e.request_id());
-        if (it != submitted_at.end()) {
-          s.acknowledgement_ms.push_back((e.time_unix_micros() - it->second) / 1000.0);
-        }
-        break;
-      }
-      case v1::DELIVERY_REFUSED:
-      case v1::PEER_REQUEST_REFUSED:
-        ++s.refusals_by_reason[e.detail().substr(0, e.detail().find(':'))];
-        break;
-      default:
-        break;
-    }
-  }
-  std::sort(s.acknowledgement_ms.begin(), s.acknowledgement_ms.end());
-  return s;
+  AuditLogStatsBuilder builder;
+  for (const std::string& bytes : entries) builder.Add(bytes);
+  return builder.Finish();
 }
 
 std::string SvgBarChart(absl::string_view title,
@@ -785,28 +792,35 @@ HttpResponse AuditPage::Log(const HttpRequest& request) const {
   grpc::Status st =
       audit_->Verify(Context(600).get(), v1::VerifyAuditLogRequest(), &verify);
   if (!st.ok()) return RpcErrorPage("the audit log's verification", st);
-  // The signed tree heads, checked here too with the node's keys.
-  v1::GetTreeHeadsResponse heads;
-  st = audit_->GetTreeHeads(Context(30).get(), v1::GetTreeHeadsRequest(), &heads);
-  if (!st.ok()) return RpcErrorPage("the signed tree heads", st);
+  // The signed tree heads, checked here too with the node's keys, a page
+  // at a time.
   KeyRing ring;
-  for (const auto& k : heads.keys()) {
-    ring.Add(k.party(), k.key_id(), k.ed25519_public_key()).IgnoreError();
-  }
+  bool have_keys = false;
   int heads_ok = 0;
   std::string head_error;
   v1::TreeHead latest;
-  for (const auto& env : heads.heads()) {
-    absl::Status ok = VerifyEnvelope(env, kTreeHeadPayloadType, ring);
-    if (!ok.ok()) {
-      if (head_error.empty()) head_error = ok.ToString();
-      continue;
-    }
-    ++heads_ok;
-    v1::TreeHead h;
-    h.ParseFromString(env.payload());
-    if (h.tree_size() >= latest.tree_size()) latest = h;
-  }
+  st = ForEachTreeHeadPage(
+      *audit_, absl::Seconds(30), [&](const v1::GetTreeHeadsResponse& heads) {
+        if (!have_keys) {
+          for (const auto& k : heads.keys()) {
+            ring.Add(k.party(), k.key_id(), k.ed25519_public_key()).IgnoreError();
+          }
+          have_keys = true;
+        }
+        for (const auto& env : heads.heads()) {
+          absl::Status ok = VerifyEnvelope(env, kTreeHeadPayloadType, ring);
+          if (!ok.ok()) {
+            if (head_error.empty()) head_error = ok.ToString();
+            continue;
+          }
+          ++heads_ok;
+          v1::TreeHead h;
+          h.ParseFromString(env.payload());
+          if (h.tree_size() >= latest.tree_size()) latest = h;
+        }
+        return true;
+      });
+  if (!st.ok()) return RpcErrorPage("the signed tree heads", st);
   v1::GetAuditEntriesResponse resp;
   st = audit_->GetEntries(Context(60).get(), req, &resp);
   if (!st.ok()) return RpcErrorPage("the audit log", st);
@@ -888,7 +902,7 @@ HttpResponse AuditPage::Log(const HttpRequest& request) const {
   absl::StrAppend(&body, "<p>");
   if (from > 0)
     absl::StrAppend(&body, "<a href=\"", link(0), "\">\xE2\x86\x90 first page</a> ");
-  if (static_cast<uint64_t>(resp.entries_size()) == limit) {
+  if (!resp.next_page_token().empty()) {
     absl::StrAppend(&body, "<a href=\"", link(last + 1), "\">next page \xE2\x86\x92</a>");
   }
   absl::StrAppend(&body, "</p>");
@@ -935,10 +949,12 @@ HttpResponse AuditPage::Stats() const {
       }
     }
   }
-  v1::GetAuditEntriesResponse entries;
-  st = audit_->GetEntries(Context(120).get(), v1::GetAuditEntriesRequest(), &entries);
+  // The whole log, a page at a time.
+  AuditLogStatsBuilder builder;
+  st = ReadAuditEntries(*audit_, v1::GetAuditEntriesRequest(), 0, absl::Seconds(60),
+                        [&](std::string entry) { builder.Add(entry); });
   if (!st.ok()) return RpcErrorPage("the statistics", st);
-  const AuditLogStats log = ComputeAuditLogStats(entries.entries());
+  const AuditLogStats log = builder.Finish();
 
   auto count = [](double v) { return absl::StrCat(static_cast<int64_t>(v)); };
   auto bars = [](const std::map<std::string, double>& m) {
@@ -1035,9 +1051,10 @@ int RunAuditServe(const ParsedArgs& args, const GetEnv& env, std::ostream& out,
   auto operator_stub = v1::OperatorService::NewStub(connection->channel);
   auto audit_stub = v1::AuditService::NewStub(connection->channel);
   // The node has the last word on the role: ask it once now.
+  v1::GetTreeHeadsRequest one;
+  one.set_limit(1);
   v1::GetTreeHeadsResponse probe;
-  grpc::Status st =
-      audit_stub->GetTreeHeads(Context(15).get(), v1::GetTreeHeadsRequest(), &probe);
+  grpc::Status st = audit_stub->GetTreeHeads(Context(15).get(), one, &probe);
   if (!st.ok()) {
     return fail(kExitFailure, absl::StrCat("refusing to serve the audit page: ",
                                            DescribeRpcError(connection->address, st)));

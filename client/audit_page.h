@@ -56,6 +56,19 @@ struct AuditLogStats {
   double AcknowledgementPercentile(double p) const;
 };
 
+// Computes AuditLogStats from serialized AuditEntry messages given one at a
+// time, in log order (as pages of the log arrive). Not thread-safe.
+class AuditLogStatsBuilder {
+ public:
+  void Add(const std::string& entry);
+  // The statistics of the entries added; the builder is spent.
+  AuditLogStats Finish();
+
+ private:
+  AuditLogStats stats_;
+  std::map<std::string, int64_t> submitted_at_;  // By request id.
+};
+
 // `entries` are serialized AuditEntry messages, in log order.
 AuditLogStats ComputeAuditLogStats(
     const google::protobuf::RepeatedPtrField<std::string>& entries);

@@ -955,14 +955,13 @@ int Cli::Fetch(const ParsedArgs& args) {
 }
 
 int Cli::Overdue(const ParsedArgs&) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-  v1::ListOverdueResponse resp;
-  grpc::Status status = stub_->ListOverdue(&ctx, v1::ListOverdueRequest(), &resp);
+  // Every page: what is late may be old.
+  std::vector<v1::CaseDeadline> deadlines;
+  grpc::Status status = ListOverduePages(*stub_, absl::Seconds(30), &deadlines);
   if (!status.ok()) return Fail(RpcError(status));
   Value list;
   list.mutable_list_value();
-  for (const v1::CaseDeadline& d : resp.deadlines()) {
+  for (const v1::CaseDeadline& d : deadlines) {
     const std::string due = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
                                              absl::FromUnixMicros(d.due_unix_micros()),
                                              absl::UTCTimeZone());
@@ -987,7 +986,7 @@ int Cli::Overdue(const ParsedArgs&) {
   }
   if (json_) {
     PrintJson(list);
-  } else if (resp.deadlines().empty()) {
+  } else if (deadlines.empty()) {
     out_ << "(nothing is late)\n";
   }
   return kExitOk;

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <chrono>
 #include <optional>
 #include <thread>
 
@@ -367,14 +368,28 @@ HttpResponse HttpServer::Respond(absl::string_view head, HttpRequest* request) {
   return handler_(*request);
 }
 
+namespace {
+
+// Milliseconds left until `deadline` on the monotonic clock (a step of the
+// wall clock neither keeps a slow client for as long as the step nor cuts
+// it off at once).
+int64_t MillisecondsLeft(std::chrono::steady_clock::time_point deadline) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             deadline - std::chrono::steady_clock::now())
+      .count();
+}
+
+}  // namespace
+
 void HttpServer::HandleConnection(int fd) {
-  const absl::Time deadline = absl::Now() + options_.io_timeout;
+  const auto deadline =
+      std::chrono::steady_clock::now() + absl::ToChronoMilliseconds(options_.io_timeout);
   std::string buffer;
   size_t end = std::string::npos;
   std::optional<HttpResponse> early;
   char chunk[4096];
   while (end == std::string::npos) {
-    const int64_t left_ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+    const int64_t left_ms = MillisecondsLeft(deadline);
     pollfd p{fd, POLLIN, 0};
     if (left_ms <= 0 || ::poll(&p, 1, static_cast<int>(left_ms)) <= 0) {
       early = PlainError(408, "the request head did not arrive in time");
@@ -404,9 +419,9 @@ void HttpServer::HandleConnection(int fd) {
   // Let the client read the answer before the close: unread bytes (a body
   // we never asked for) would otherwise reset the connection.
   ::shutdown(fd, SHUT_WR);
-  const absl::Time drain_until = absl::Now() + absl::Seconds(1);
+  const auto drain_until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
   for (size_t drained = 0; drained < (1 << 20);) {
-    const int64_t left_ms = absl::ToInt64Milliseconds(drain_until - absl::Now());
+    const int64_t left_ms = MillisecondsLeft(drain_until);
     pollfd p{fd, POLLIN, 0};
     if (left_ms <= 0 || ::poll(&p, 1, static_cast<int>(left_ms)) <= 0) break;
     ssize_t n = ::recv(fd, chunk, sizeof(chunk), 0);

@@ -1,5 +1,7 @@
 // AuditService (role auditor): each handler hands the call to
 // Node::operator_api().
+#include <algorithm>
+
 #include "server/grpc/adapter_util.h"
 #include "server/grpc/services.h"
 
@@ -62,10 +64,11 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(
   f.party = r->party();
   f.actor = r->actor();
   f.type = r->type();
-  auto page = node_->operator_api().AuditEntries(CallOf(ctx, *r), f);
+  auto page = node_->operator_api().AuditEntries(CallOf(ctx, *r), f, r->page_token());
   if (page.ok()) {
     for (auto& e : page->entries) response->add_entries(std::move(e));
     response->set_tree_size(page->tree_size);
+    response->set_next_page_token(std::move(page->next_page_token));
   }
   return Done(ctx, page.status());
 }
@@ -74,13 +77,15 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetTreeHeads(
     grpc::CallbackServerContext* ctx, const v1::GetTreeHeadsRequest* r,
     v1::GetTreeHeadsResponse* response) {
   if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
-  std::vector<v1::PublicKey> keys;
-  auto heads = node_->operator_api().AuditTreeHeads(CallOf(ctx, *r), &keys);
-  if (heads.ok()) {
-    for (auto& h : *heads) *response->add_heads() = std::move(h);
-    for (auto& k : keys) *response->add_keys() = std::move(k);
+  auto page = node_->operator_api().AuditTreeHeads(
+      CallOf(ctx, *r), static_cast<int>(std::min<uint32_t>(r->limit(), INT32_MAX)),
+      r->page_token());
+  if (page.ok()) {
+    for (auto& h : page->heads) *response->add_heads() = std::move(h);
+    for (auto& k : page->keys) *response->add_keys() = std::move(k);
+    response->set_next_page_token(std::move(page->next_page_token));
   }
-  return Done(ctx, heads.status());
+  return Done(ctx, page.status());
 }
 
 grpc::ServerUnaryReactor* AuditServiceImpl::SignTreeHead(

@@ -1,11 +1,12 @@
 #include "server/grpc/grpc_peer_transport.h"
 
-#include <algorithm>
-
+#include <grpc/support/time.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
+
+#include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "server/grpc/status_util.h"
@@ -23,33 +24,43 @@ absl::Status Stopping() {
   return absl::CancelledError("the node is stopping: no new calls to peers");
 }
 
+// A call deadline `timeout` from now on gRPC's monotonic clock (a
+// system_clock deadline is converted when the call starts, and would move
+// with a step of the wall clock before that).
+gpr_timespec DeadlineIn(absl::Duration timeout) {
+  return gpr_time_add(
+      gpr_now(GPR_CLOCK_MONOTONIC),
+      gpr_time_from_micros(absl::ToInt64Microseconds(timeout), GPR_TIMESPAN));
+}
+
 }  // namespace
 
-GrpcPeerTransport::GrpcPeerTransport(const NodeSetup* setup) : setup_(setup) {}
+GrpcPeerTransport::GrpcPeerTransport(const NodeSetup* setup, const Clock* clock)
+    : setup_(setup), clock_(clock) {}
 
 GrpcPeerTransport::~GrpcPeerTransport() {
   CancelAll();
   if (watchdog_.joinable()) watchdog_.join();
 }
 
-bool GrpcPeerTransport::Track(grpc::ClientContext* ctx, absl::Time chunk_deadline) {
-  absl::MutexLock lock(&calls_mu_);
+bool GrpcPeerTransport::Track(grpc::ClientContext* ctx, absl::Duration chunk_deadline) {
+  std::lock_guard<std::mutex> lock(calls_mu_);
   if (stopping_) return false;
   calls_[ctx] = Tracked{chunk_deadline, false};
-  if (chunk_deadline != absl::InfiniteFuture() && !watchdog_.joinable()) {
+  if (chunk_deadline != absl::InfiniteDuration() && !watchdog_.joinable()) {
     watchdog_ = std::thread([this] { Watch(); });
   }
   return true;
 }
 
-void GrpcPeerTransport::Touch(grpc::ClientContext* ctx, absl::Time chunk_deadline) {
-  absl::MutexLock lock(&calls_mu_);
+void GrpcPeerTransport::Touch(grpc::ClientContext* ctx, absl::Duration chunk_deadline) {
+  std::lock_guard<std::mutex> lock(calls_mu_);
   auto it = calls_.find(ctx);
   if (it != calls_.end()) it->second.deadline = chunk_deadline;
 }
 
 bool GrpcPeerTransport::Untrack(grpc::ClientContext* ctx) {
-  absl::MutexLock lock(&calls_mu_);
+  std::lock_guard<std::mutex> lock(calls_mu_);
   auto it = calls_.find(ctx);
   bool expired = it != calls_.end() && it->second.expired;
   if (it != calls_.end()) calls_.erase(it);
@@ -57,16 +68,19 @@ bool GrpcPeerTransport::Untrack(grpc::ClientContext* ctx) {
 }
 
 void GrpcPeerTransport::CancelAll() {
-  absl::MutexLock lock(&calls_mu_);
-  stopping_ = true;
-  for (auto& [ctx, unused] : calls_) ctx->TryCancel();
+  {
+    std::lock_guard<std::mutex> lock(calls_mu_);
+    stopping_ = true;
+    for (auto& [ctx, unused] : calls_) ctx->TryCancel();
+  }
+  calls_cv_.notify_all();
 }
 
 void GrpcPeerTransport::Watch() {
-  absl::MutexLock lock(&calls_mu_);
+  std::unique_lock<std::mutex> lock(calls_mu_);
   while (!stopping_) {
-    absl::Time next = absl::InfiniteFuture();
-    const absl::Time now = absl::Now();
+    absl::Duration next = absl::InfiniteDuration();
+    const absl::Duration now = clock_->MonotonicNow();
     for (auto& [ctx, call] : calls_) {
       if (call.expired) continue;
       if (call.deadline <= now) {
@@ -77,9 +91,11 @@ void GrpcPeerTransport::Watch() {
       }
     }
     // Woken early by a stop; a new or touched deadline is never earlier
-    // than a check a second from now would catch.
-    calls_mu_.AwaitWithDeadline(absl::Condition(&stopping_),
-                                std::min(next, now + absl::Seconds(1)));
+    // than a check a second from now would catch. wait_for measures on
+    // std::chrono::steady_clock.
+    const absl::Duration wait = std::min(next - now, absl::Seconds(1));
+    calls_cv_.wait_for(lock, absl::ToChronoMicroseconds(wait),
+                       [this] { return stopping_; });
   }
 }
 
@@ -93,8 +109,8 @@ absl::Status GrpcPeerTransport::Unary(const std::string& party, absl::Duration t
     COMITY_ASSIGN_OR_RETURN(stub, StubFor(party));
   }
   grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  if (!Track(&ctx, absl::InfiniteFuture())) return Stopping();
+  ctx.set_deadline(DeadlineIn(timeout));
+  if (!Track(&ctx, absl::InfiniteDuration())) return Stopping();
   grpc::Status status = (stub->*method)(&ctx, request, response);
   Untrack(&ctx);
   return status.ok() ? absl::OkStatus() : PeerError(party, status);
@@ -198,7 +214,7 @@ absl::Status GrpcPeerTransport::FetchEvidence(
   // No deadline for the whole file (it may take hours); one per chunk, kept
   // by the watchdog.
   grpc::ClientContext ctx;
-  if (!Track(&ctx, absl::Now() + chunk_timeout)) return Stopping();
+  if (!Track(&ctx, clock_->MonotonicNow() + chunk_timeout)) return Stopping();
   v1::FetchEvidenceRequest req;
   req.set_request_id(request_id);
   req.set_sha256(sha256);
@@ -208,7 +224,7 @@ absl::Status GrpcPeerTransport::FetchEvidence(
   absl::Status local;
   while (local.ok() && reader->Read(&chunk)) {
     local = fn(chunk.data());
-    Touch(&ctx, absl::Now() + chunk_timeout);
+    Touch(&ctx, clock_->MonotonicNow() + chunk_timeout);
   }
   if (!local.ok()) {
     ctx.TryCancel();

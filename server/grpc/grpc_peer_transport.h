@@ -3,8 +3,10 @@
 #ifndef COMITY_SERVER_GRPC_GRPC_PEER_TRANSPORT_H_
 #define COMITY_SERVER_GRPC_GRPC_PEER_TRANSPORT_H_
 
+#include <condition_variable>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -13,15 +15,19 @@
 #include "comity/v1/peer.grpc.pb.h"
 #include "server/config/node_config.h"
 #include "server/node/peer_transport.h"
+#include "server/util/clock.h"
 
 namespace comity {
 
-// Thread-safe. `setup` must outlive the transport. Every call is tracked,
-// so that CancelAll ends them all at once (a stop waits for no peer), and a
-// watchdog thread cancels an evidence fetch whose next chunk is late.
+// Thread-safe. `setup` and `clock` (the node's) must outlive the transport.
+// Every call is tracked, so that CancelAll ends them all at once (a stop
+// waits for no peer), and a watchdog thread cancels an evidence fetch whose
+// next chunk is late. Every deadline is on the monotonic clock: a step of
+// the wall clock neither stretches nor ends one.
 class GrpcPeerTransport final : public PeerTransport {
  public:
-  explicit GrpcPeerTransport(const NodeSetup* setup);
+  explicit GrpcPeerTransport(const NodeSetup* setup,
+                             const Clock* clock = SystemClock::Get());
   ~GrpcPeerTransport() override;
   absl::StatusOr<v1::SignedEnvelope> DeliverRequest(const std::string& party,
                                                     const v1::SignedEnvelope& request,
@@ -61,8 +67,10 @@ class GrpcPeerTransport final : public PeerTransport {
   using UnaryMethod = grpc::Status (v1::PeerService::Stub::*)(grpc::ClientContext*,
                                                              const Request&, Response*);
   struct Tracked {
-    absl::Time deadline;  // Of the next chunk; InfiniteFuture: none.
-    bool expired;         // Cancelled by the watchdog.
+    // Of the next chunk, on the monotonic clock (Clock::MonotonicNow);
+    // InfiniteDuration: none.
+    absl::Duration deadline;
+    bool expired;  // Cancelled by the watchdog.
   };
 
   // The shared stub of `party`'s channel, made on first use.
@@ -77,18 +85,22 @@ class GrpcPeerTransport final : public PeerTransport {
                      UnaryMethod<Request, Response> method, const Request& request,
                      Response* response, v1::PeerService::Stub* stub = nullptr);
   // False once CancelAll ran: make no call.
-  bool Track(grpc::ClientContext* ctx, absl::Time chunk_deadline);
-  void Touch(grpc::ClientContext* ctx, absl::Time chunk_deadline);
+  bool Track(grpc::ClientContext* ctx, absl::Duration chunk_deadline);
+  void Touch(grpc::ClientContext* ctx, absl::Duration chunk_deadline);
   // True if the watchdog cancelled the call.
   bool Untrack(grpc::ClientContext* ctx);
   void Watch();  // The watchdog thread.
 
   const NodeSetup* setup_;
+  const Clock* const clock_;
   absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<v1::PeerService::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
-  absl::Mutex calls_mu_;
-  std::map<grpc::ClientContext*, Tracked> calls_ ABSL_GUARDED_BY(calls_mu_);
-  bool stopping_ ABSL_GUARDED_BY(calls_mu_) = false;
+  // A std::mutex, not an absl::Mutex: the watchdog's timed wait must be on
+  // the monotonic clock, and absl's (this LTS) are on the wall clock.
+  std::mutex calls_mu_;
+  std::condition_variable calls_cv_;               // Signals a stop.
+  std::map<grpc::ClientContext*, Tracked> calls_;  // Guarded by calls_mu_.
+  bool stopping_ = false;                          // Guarded by calls_mu_.
   std::thread watchdog_;  // Started by the first tracked chunk deadline.
 };
 

@@ -1,5 +1,6 @@
 #include "server/grpc/node_server.h"
 
+#include <grpc/support/time.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
@@ -10,6 +11,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -159,7 +161,7 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const NodeSetup* s
   }
   COMITY_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, OpenStore(c));
   std::unique_ptr<NodeServer> server(new NodeServer());
-  server->transport_ = std::make_unique<GrpcPeerTransport>(setup);
+  server->transport_ = std::make_unique<GrpcPeerTransport>(setup, clock);
   COMITY_ASSIGN_OR_RETURN(server->node_, Node::Create(setup, std::move(store),
                                                       server->transport_.get(), clock));
   const int limit = static_cast<int>(c.limits().max_message_bytes());
@@ -255,7 +257,12 @@ void NodeServer::Shutdown(absl::Duration grace) {
   // A start that failed half way (a port in use) closes what it bound
   // without the shutdown events: nothing had started.
   const bool listening = started_;
-  const absl::Time start = absl::Now();
+  // On the monotonic clock: a step of the wall clock changes neither the
+  // grace nor the time the stop is said to have taken.
+  const auto start = std::chrono::steady_clock::now();
+  const gpr_timespec deadline = gpr_time_add(
+      gpr_now(GPR_CLOCK_MONOTONIC),
+      gpr_time_from_micros(absl::ToInt64Microseconds(grace), GPR_TIMESPAN));
   if (listening) {
     LogEvent(LogLevel::kInfo, "shutdown_started",
              {{"grace_ms", absl::StrCat(absl::ToInt64Milliseconds(grace))}});
@@ -266,13 +273,12 @@ void NodeServer::Shutdown(absl::Duration grace) {
   // delivery worker, so the node stops only after the listeners.
   SetServing(operator_server_.get(), kOperatorServices, false);
   SetServing(peer_server_.get(), kPeerServices, false);
-  auto deadline = absl::ToChronoTime(start + grace);
   if (operator_server_) operator_server_->Shutdown(deadline);
   if (peer_server_) peer_server_->Shutdown(deadline);
   if (node_) node_->metrics().StopServing();
   if (node_) node_->Stop();
   if (listening) {
-    const absl::Duration took = absl::Now() - start;
+    const absl::Duration took = absl::FromChrono(std::chrono::steady_clock::now() - start);
     LogEvent(LogLevel::kInfo, "shutdown_complete",
              {{"duration_ms", absl::StrCat(absl::ToInt64Milliseconds(took))},
               // false: calls still running at the deadline were cancelled.

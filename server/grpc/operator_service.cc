@@ -250,11 +250,13 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::ListOverdue(
     grpc::CallbackServerContext* ctx, const v1::ListOverdueRequest* request,
     v1::ListOverdueResponse* response) {
   if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
-  auto deadlines = node_->operator_api().ListOverdue(CallOf(ctx, *request));
-  if (deadlines.ok()) {
-    for (auto& d : *deadlines) *response->add_deadlines() = std::move(d);
+  auto page = node_->operator_api().ListOverdue(
+      CallOf(ctx, *request), static_cast<int>(request->limit()), request->page_token());
+  if (page.ok()) {
+    for (auto& d : page->deadlines) *response->add_deadlines() = std::move(d);
+    response->set_next_page_token(std::move(page->next_page_token));
   }
-  return Done(ctx, deadlines.status());
+  return Done(ctx, page.status());
 }
 
 grpc::ServerWriteReactor<v1::EvidenceChunk>* OperatorServiceImpl::ExportEvidence(

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <optional>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "server/core/deadlines.h"
 #include "server/node/case_records.h"
 #include "server/util/log.h"
@@ -22,6 +24,32 @@ uint32_t EscalationBit(const std::string& kind) {
   return 0;
 }
 
+// A page token of Overdue: the sort key of the page's last case, "d1:"
+// next deadline (unix us), direction, request id.
+std::string EncodeOverdueToken(const CaseRef& last) {
+  return absl::StrCat("d1:", absl::ToUnixMicros(last.next_deadline), ":",
+                      static_cast<int>(last.direction), ":", last.request_id);
+}
+
+absl::StatusOr<CaseRef> DecodeOverdueToken(const std::string& token) {
+  std::vector<std::string> parts = absl::StrSplit(token, absl::MaxSplits(':', 3));
+  int64_t due_us = 0;
+  int direction = 0;
+  if (parts.size() != 4 || parts[0] != "d1" || !absl::SimpleAtoi(parts[1], &due_us) ||
+      !absl::SimpleAtoi(parts[2], &direction) || !v1::Direction_IsValid(direction) ||
+      parts[3].empty() || parts[3].size() > 128) {
+    return absl::InvalidArgumentError(
+        "not a page token of this node's overdue list: pass the next_page_token a "
+        "previous "
+        "page returned");
+  }
+  CaseRef ref;
+  ref.next_deadline = absl::FromUnixMicros(due_us);
+  ref.direction = static_cast<v1::Direction>(direction);
+  ref.request_id = parts[3];
+  return ref;
+}
+
 std::string FormatMicros(int64_t micros) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMicros(micros),
                           absl::UTCTimeZone());
@@ -29,31 +57,54 @@ std::string FormatMicros(int64_t micros) {
 
 }  // namespace
 
-absl::StatusOr<std::vector<v1::CaseDeadline>> DeadlineWatch::Overdue(int limit) {
-  std::vector<v1::CaseDeadline> out;
-  const absl::Time now = ctx_->Now();
-  // Every case whose next deadline has come, from the store's index.
+absl::StatusOr<OverduePage> DeadlineWatch::Overdue(int limit,
+                                                   const std::string& page_token,
+                                                   size_t max_bytes) {
+  limit = limit <= 0 ? kMaxOverduePage : std::min(limit, kMaxOverduePage);
   std::optional<CaseRef> after;
-  while (out.size() < static_cast<size_t>(limit)) {
+  if (!page_token.empty()) {
+    COMITY_ASSIGN_OR_RETURN(after, DecodeOverdueToken(page_token));
+  }
+  OverduePage page;
+  const absl::Time now = ctx_->Now();
+  size_t bytes = 0;
+  int cases = 0;
+  // Every case whose next deadline has come, from the store's index.
+  for (;;) {
+    const int batch =
+        std::min(kBatch, limit - cases + 1);  // One more: is there a next page?
     COMITY_ASSIGN_OR_RETURN(
         std::vector<CaseRef> refs,
-        ctx_->store().cases().WithDeadlineBefore(now, after ? &*after : nullptr, kBatch));
+        ctx_->store().cases().WithDeadlineBefore(now, after ? &*after : nullptr, batch));
     for (const CaseRef& ref : refs) {
+      if (cases == limit) {
+        page.next_page_token = EncodeOverdueToken(*after);
+        return page;
+      }
       COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> full,
                               ctx_->store().requests().Get(ref.request_id));
       const v1::RequestRecord* r = RowOf(full, ref.direction);
-      if (r == nullptr) continue;
-      for (v1::CaseDeadline& d :
-           CaseDeadlines(*r, ctx_->config().service_levels(), now)) {
-        if ((d.overdue() || d.expiring()) && out.size() < static_cast<size_t>(limit)) {
-          out.push_back(std::move(d));
+      std::vector<v1::CaseDeadline> late;
+      size_t size = 0;
+      if (r != nullptr) {
+        for (v1::CaseDeadline& d :
+             CaseDeadlines(*r, ctx_->config().service_levels(), now)) {
+          if (!d.overdue() && !d.expiring()) continue;
+          size += d.ByteSizeLong();
+          late.push_back(std::move(d));
         }
       }
+      if (max_bytes > 0 && !page.deadlines.empty() && bytes + size > max_bytes) {
+        page.next_page_token = EncodeOverdueToken(*after);
+        return page;
+      }
+      bytes += size;
+      for (v1::CaseDeadline& d : late) page.deadlines.push_back(std::move(d));
+      ++cases;
+      after = ref;
     }
-    if (refs.size() < static_cast<size_t>(kBatch)) break;
-    after = refs.back();
+    if (refs.size() < static_cast<size_t>(batch)) return page;
   }
-  return out;
 }
 
 void DeadlineWatch::Check() {

@@ -1,5 +1,9 @@
 #include "server/node/evidence_exchange.h"
 
+#include <algorithm>
+#include <iterator>
+#include <set>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/core/case_rules.h"
@@ -136,15 +140,12 @@ void EvidenceExchange::FetchRound(const std::string& peer,
     round = it->second.get();
   }
   absl::MutexLock one_round(round);
-  auto due = ctx_->store().cases().DueEvidence(peer, ctx_->Now(), kFetchBatch);
-  if (!due.ok()) {
-    LogEvent(LogLevel::kError, "store_error", {{"error", due.status().ToString()}});
-    return;
-  }
-  for (const PendingEvidence& f : *due) {
+  for (const PendingEvidence& f : DueFrom(peer, kFetchBatch)) {
     if (stopping()) return;
     CaseStore& cases = ctx_->store().cases();
+    const FileKey key(f.request_id, f.sha256);
     if (files_->Has(f.sha256)) {  // Held already (another request's copy).
+      SetBackoff(peer, key, -absl::InfiniteDuration());
       cases.MarkEvidenceHeld(f.request_id, f.sha256).IgnoreError();
       continue;
     }
@@ -153,6 +154,7 @@ void EvidenceExchange::FetchRound(const std::string& peer,
     if (row == nullptr) continue;
     // Released only once its conditions are accepted: not due until then.
     if (!UnacceptedConditions(row->transitions(), f.sha256).empty()) {
+      SetBackoff(peer, key, -absl::InfiniteDuration());
       cases
           .MarkEvidenceDeferred(f.request_id, f.sha256,
                                 "waiting for the release conditions to be accepted",
@@ -184,6 +186,7 @@ void EvidenceExchange::FetchRound(const std::string& peer,
       });
     }();
     if (st.ok()) {
+      SetBackoff(peer, key, -absl::InfiniteDuration());
       LogEvent(LogLevel::kInfo, "evidence_received",
                {{"request_id", f.request_id},
                 {"file", f.name},
@@ -195,16 +198,18 @@ void EvidenceExchange::FetchRound(const std::string& peer,
     const uint32_t attempts = f.attempts + 1;
     const uint32_t max_attempts = ctx_->config().evidence().max_fetch_attempts();
     const bool give_up = attempts >= max_attempts;
+    const absl::Duration backoff =
+        ctx_->Backoff(attempts, ctx_->config().evidence().retry_max_ms());
+    SetBackoff(peer, key,
+               give_up ? -absl::InfiniteDuration() : ctx_->MonotonicNow() + backoff);
     cases
         .MarkEvidenceDeferred(
             f.request_id, f.sha256,
-            give_up ? absl::StrCat("gave up after ", attempts,
-                                   " attempts (comity fetch ID tries again): ", StatusText(st))
+            give_up ? absl::StrCat(
+                          "gave up after ", attempts,
+                          " attempts (comity fetch ID tries again): ", StatusText(st))
                     : StatusText(st),
-            true,
-            give_up ? absl::InfiniteFuture()
-                    : ctx_->Now() + ctx_->Backoff(attempts,
-                                                  ctx_->config().evidence().retry_max_ms()))
+            true, give_up ? absl::InfiniteFuture() : ctx_->Now() + backoff)
         .IgnoreError();
     LogEvent(give_up ? LogLevel::kError : LogLevel::kWarning,
              give_up ? "evidence_fetch_abandoned" : "evidence_fetch_failed",
@@ -213,6 +218,78 @@ void EvidenceExchange::FetchRound(const std::string& peer,
               {"attempts", absl::StrCat(attempts)},
               {"error", st.ToString()}});
   }
+}
+
+std::vector<PendingEvidence> EvidenceExchange::DueFrom(const std::string& peer,
+                                                       int limit) {
+  CaseStore& cases = ctx_->store().cases();
+  const absl::Time now = ctx_->Now();
+  const absl::Duration longest =
+      absl::Milliseconds(ctx_->config().evidence().retry_max_ms());
+  std::vector<PendingEvidence> out;
+  std::set<FileKey> taken;
+  auto due = cases.DueEvidence(peer, now, limit, now + longest);
+  if (!due.ok()) {
+    LogEvent(LogLevel::kError, "store_error", {{"error", due.status().ToString()}});
+    return out;
+  }
+  for (PendingEvidence& f : *due) {
+    FileKey key(f.request_id, f.sha256);
+    if (const absl::Duration left = BackoffLeft(peer, key); left > absl::ZeroDuration()) {
+      // Due by a wall clock stepped forward since the failure, not yet by
+      // the backoff: the stored time says when it really is.
+      cases.MarkEvidenceDeferred(f.request_id, f.sha256, f.last_error, false, now + left)
+          .IgnoreError();
+      continue;
+    }
+    taken.insert(key);
+    out.push_back(std::move(f));
+  }
+  // Files whose backoff here has ended though their stored time has not
+  // come: the wall clock was stepped back since.
+  std::vector<FileKey> ended;
+  {
+    absl::MutexLock lock(&backoff_mu_);
+    const absl::Duration mono = ctx_->MonotonicNow();
+    for (const auto& [key, until] : backoff_[peer]) {
+      if (until <= mono && taken.count(key) == 0) ended.push_back(key);
+    }
+  }
+  for (const FileKey& key : ended) {
+    if (out.size() >= static_cast<size_t>(limit)) break;
+    auto pending = cases.PendingEvidenceOf(key.first);
+    if (!pending.ok()) continue;
+    bool found = false;
+    for (PendingEvidence& f : *pending) {
+      if (f.sha256 != key.second) continue;
+      // Not waiting for conditions, nor given up (both unscheduled).
+      found = f.next_attempt_at != absl::InfiniteFuture();
+      if (found) out.push_back(std::move(f));
+    }
+    if (!found) SetBackoff(peer, key, -absl::InfiniteDuration());
+  }
+  return out;
+}
+
+absl::Duration EvidenceExchange::BackoffLeft(const std::string& peer,
+                                             const FileKey& file) {
+  absl::MutexLock lock(&backoff_mu_);
+  auto p = backoff_.find(peer);
+  if (p == backoff_.end()) return absl::ZeroDuration();
+  auto it = p->second.find(file);
+  if (it == p->second.end()) return absl::ZeroDuration();
+  return std::max(absl::ZeroDuration(), it->second - ctx_->MonotonicNow());
+}
+
+void EvidenceExchange::SetBackoff(const std::string& peer, const FileKey& file,
+                                  absl::Duration until) {
+  absl::MutexLock lock(&backoff_mu_);
+  if (until == -absl::InfiniteDuration()) {
+    auto p = backoff_.find(peer);
+    if (p != backoff_.end()) p->second.erase(file);
+    return;
+  }
+  backoff_[peer][file] = until;
 }
 
 absl::StatusOr<int> EvidenceExchange::Retry(const std::string& operator_name,
@@ -227,6 +304,15 @@ absl::StatusOr<int> EvidenceExchange::Retry(const std::string& operator_name,
   }
   COMITY_ASSIGN_OR_RETURN(int files,
                           ctx_->store().cases().RetryEvidence(request_id, ctx_->Now()));
+  {
+    // Due now, whatever backoff ran here.
+    absl::MutexLock lock(&backoff_mu_);
+    for (auto& [peer, files_of_peer] : backoff_) {
+      for (auto it = files_of_peer.begin(); it != files_of_peer.end();) {
+        it = it->first.first == request_id ? files_of_peer.erase(it) : std::next(it);
+      }
+    }
+  }
   LogEvent(LogLevel::kInfo, "evidence_fetch_retried",
            {{"request_id", request_id},
             {"files", absl::StrCat(files)},

@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -79,6 +80,14 @@ class EvidenceExchange {
   // the file off with jitter, and after evidence.max_fetch_attempts it
   // waits for Retry. Files whose release conditions are not accepted wait for the
   // acceptance. One round per peer at a time; `stopping()` ends it early.
+  //
+  // The backoff is timed on the monotonic clock while the node runs: a
+  // wall clock stepped back does not hold a file back for as long as the
+  // step, one stepped forward does not make every backed-off file due at
+  // once. The stored retry time (what operators see, and what a restarted
+  // node goes by) is its wall-clock equivalent, restated after a step; one
+  // further off than evidence.retry_max_ms was set before a step back and
+  // counts as due.
   void FetchRound(const std::string& peer, const std::function<bool()>& stopping);
 
   // An operator asks for the files of `request_id` (sent by this node) not
@@ -101,10 +110,27 @@ class EvidenceExchange {
   const NodeContext* const ctx_;
   const std::unique_ptr<EvidenceStore> files_;
   std::function<void(const std::string&)> wake_;  // Set before the workers start.
+  // (request id, SHA-256) of a file.
+  using FileKey = std::pair<std::string, std::string>;
+  // The files of `peer` to try in this round: those the store holds due
+  // (less those still backing off here, whose stored time it restates),
+  // then those whose backoff here has ended; at most `limit`.
+  std::vector<PendingEvidence> DueFrom(const std::string& peer, int limit);
+  // How long `file`'s backoff in this process has still to run (zero: none).
+  absl::Duration BackoffLeft(const std::string& peer, const FileKey& file);
+  // Backs `file` off until `until` (monotonic); -InfiniteDuration: forgets it.
+  void SetBackoff(const std::string& peer, const FileKey& file, absl::Duration until);
+
   // One fetch round per peer at a time (a worker's and a test's would
   // fetch the same file twice).
   absl::Mutex rounds_mu_;
   std::map<std::string, std::unique_ptr<absl::Mutex>> rounds_ ABSL_GUARDED_BY(rounds_mu_);
+  // Per peer, the files whose last fetch in this process failed: when
+  // their backoff ends on the monotonic clock. Forgotten once a file is
+  // held, given up, waits for conditions or is retried by an operator.
+  absl::Mutex backoff_mu_;
+  std::map<std::string, std::map<FileKey, absl::Duration>> backoff_
+      ABSL_GUARDED_BY(backoff_mu_);
 };
 
 }  // namespace comity

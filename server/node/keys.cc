@@ -334,7 +334,7 @@ void Keys::AnnounceTo(const std::string& peer) {
     absl::MutexLock lock(&mu_);
     auto it = announcing_.find(peer);
     if (it == announcing_.end() || it->second.next >= own_announcements_.size() ||
-        ctx_->Monotonic() < it->second.retry_at) {
+        ctx_->MonotonicNow() < it->second.retry_at) {
       return;
     }
     next = it->second.next;
@@ -380,7 +380,7 @@ void Keys::AnnounceTo(const std::string& peer) {
     LogEvent(LogLevel::kInfo, "keys_announced", {{"peer", peer}});
   } else {
     ++state.failures;
-    state.retry_at = ctx_->Monotonic() + ctx_->Backoff(state.failures);
+    state.retry_at = ctx_->MonotonicNow() + ctx_->Backoff(state.failures);
     state.last_error = failed.ToString();
     LogEvent(LogLevel::kWarning, "key_announcement_failed",
              {{"peer", peer}, {"error", state.last_error}});

@@ -82,7 +82,7 @@ class Keys {
   struct Announcing {
     size_t next = 0;  // Index into own_announcements_ of the next one to send.
     uint32_t failures = 0;
-    // On ctx_->Monotonic(): no attempt before it.
+    // On ctx_->MonotonicNow(): no attempt before it.
     absl::Duration retry_at = -absl::InfiniteDuration();
     std::string last_error;
   };

@@ -105,10 +105,10 @@ void LogWitness::MaybeCheckPeerHead(const std::string& party,
                                     const v1::SignedEnvelope& head) {
   {
     absl::MutexLock lock(&mu_);
-    absl::Time& last = last_receipt_check_[party];
-    const absl::Time now = ctx_->Now();
-    if (now - last < absl::Seconds(1) && now >= last) return;
-    last = now;
+    auto [it, first] = last_receipt_check_.try_emplace(party, -absl::InfiniteDuration());
+    const absl::Duration now = ctx_->MonotonicNow();
+    if (!first && now - it->second < absl::Seconds(1)) return;
+    it->second = now;
   }
   CheckPeerHead(party, head).IgnoreError();  // Logged inside.
 }

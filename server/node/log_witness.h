@@ -90,7 +90,8 @@ class LogWitness {
   const NodeContext* const ctx_;
   const std::function<bool(const std::string&)> reachable_;
   absl::Mutex mu_;
-  std::map<std::string, absl::Time> last_receipt_check_ ABSL_GUARDED_BY(mu_);
+  // When each peer's receipt head was last checked, on the monotonic clock.
+  std::map<std::string, absl::Duration> last_receipt_check_ ABSL_GUARDED_BY(mu_);
   // Held while SignTreeHead looks and signs.
   absl::Mutex sign_mu_;
 };

@@ -73,9 +73,10 @@ class NodeContext {
   PeerTransport& transport() const { return *transport_; }
   Metrics& metrics() const { return *metrics_; }
   PeerContacts& contacts() const { return contacts_; }
+  // The wall clock: dates and calendar deadlines.
   absl::Time Now() const { return clock_->Now(); }
-  // For retry times and intervals (Clock::Monotonic).
-  absl::Duration Monotonic() const { return clock_->Monotonic(); }
+  // The monotonic clock: what the node waits for (Clock::MonotonicNow).
+  absl::Duration MonotonicNow() const { return clock_->MonotonicNow(); }
   const Clock& clock() const { return *clock_; }
   // The deadline of one call to a peer (delivery.attempt_timeout_ms).
   absl::Duration attempt_timeout() const;

@@ -1,7 +1,12 @@
 #include "server/node/operator_api.h"
 
+#include <algorithm>
 #include <set>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "server/node/case_records.h"
 #include "server/node/node.h"
@@ -16,6 +21,26 @@ namespace {
 
 constexpr int kDefaultListLimit = 100;
 constexpr int kMaxListLimit = 1000;
+
+// Page tokens of the audit lists: "<kind>:<index or size where the next
+// page starts>" (e1: entries, h1: signed heads).
+std::string EncodeAuditToken(absl::string_view kind, uint64_t next) {
+  return absl::StrCat(kind, ":", next);
+}
+
+absl::StatusOr<uint64_t> DecodeAuditToken(const std::string& token,
+                                          absl::string_view kind) {
+  uint64_t next = 0;
+  absl::string_view rest(token);
+  if (!absl::ConsumePrefix(&rest, kind) || !absl::ConsumePrefix(&rest, ":") ||
+      !absl::SimpleAtoi(rest, &next)) {
+    return absl::InvalidArgumentError(
+        "not a page token of this list: pass the next_page_token a previous page "
+        "returned "
+        "(with the same filters)");
+  }
+  return next;
+}
 
 }  // namespace
 
@@ -212,10 +237,14 @@ absl::StatusOr<std::vector<v1::KeyStatus>> OperatorApi::ListKeys(const CallInfo&
       });
 }
 
-absl::StatusOr<std::vector<v1::CaseDeadline>> OperatorApi::ListOverdue(const CallInfo& call) {
-  return Call<absl::StatusOr<std::vector<v1::CaseDeadline>>>(
-      call, "ListOverdue", COMITY_ANY_ROLE,
-      [&](const CertIdentity&) { return node_->deadlines().Overdue(); });
+absl::StatusOr<OverduePage> OperatorApi::ListOverdue(const CallInfo& call, int limit,
+                                                     const std::string& page_token) {
+  return Call<absl::StatusOr<OverduePage>>(
+      call, "ListOverdue", COMITY_ANY_ROLE, [&](const CertIdentity&) {
+        // Well under what the operator listener may send (four times this).
+        return node_->deadlines().Overdue(
+            limit, page_token, node_->context().config().limits().max_message_bytes());
+      });
 }
 
 absl::StatusOr<RecordPage> OperatorApi::ListRequests(const CallInfo& call,
@@ -260,29 +289,59 @@ absl::StatusOr<Backup::Copy> OperatorApi::TakeBackup(const CallInfo& call) {
       [&](const CertIdentity& op) { return node_->backup().Write(op.operator_name); });
 }
 
-absl::StatusOr<AuditEntriesPage> OperatorApi::AuditEntries(const CallInfo& call,
-                                                           const AuditFilter& filter) {
+absl::StatusOr<AuditEntriesPage> OperatorApi::AuditEntries(
+    const CallInfo& call, AuditFilter filter, const std::string& page_token) {
   return Call<absl::StatusOr<AuditEntriesPage>>(
       call, "audit.GetEntries", {"auditor"},
       [&](const CertIdentity&) -> absl::StatusOr<AuditEntriesPage> {
+        if (!page_token.empty()) {
+          COMITY_ASSIGN_OR_RETURN(filter.from_index, DecodeAuditToken(page_token, "e1"));
+        }
+        filter.limit = filter.limit == 0 ? kMaxAuditEntriesPage
+                                         : std::min(filter.limit, kMaxAuditEntriesPage);
+        filter.max_bytes = node_->context().config().limits().max_message_bytes();
+        AuditStore& audit = node_->store()->audit();
         AuditEntriesPage page;
-        COMITY_ASSIGN_OR_RETURN(page.entries, node_->store()->audit().Entries(filter));
-        COMITY_ASSIGN_OR_RETURN(page.tree_size, node_->store()->audit().Size());
+        // The size first: every entry of the page is within it or newer.
+        COMITY_ASSIGN_OR_RETURN(page.tree_size, audit.Size());
+        COMITY_ASSIGN_OR_RETURN(AuditEntryPage read, audit.EntryPage(filter));
+        page.entries = std::move(read.entries);
+        if (read.next_index != 0)
+          page.next_page_token = EncodeAuditToken("e1", read.next_index);
         return page;
       });
 }
 
-absl::StatusOr<std::vector<v1::SignedEnvelope>> OperatorApi::AuditTreeHeads(
-    const CallInfo& call, std::vector<v1::PublicKey>* keys) {
-  return Call<absl::StatusOr<std::vector<v1::SignedEnvelope>>>(
+absl::StatusOr<TreeHeadsPage> OperatorApi::AuditTreeHeads(const CallInfo& call, int limit,
+                                                          const std::string& page_token) {
+  return Call<absl::StatusOr<TreeHeadsPage>>(
       call, "audit.GetTreeHeads", {"auditor"},
-      [&](const CertIdentity&) -> absl::StatusOr<std::vector<v1::SignedEnvelope>> {
+      [&](const CertIdentity&) -> absl::StatusOr<TreeHeadsPage> {
+        uint64_t from_size = 0;
+        if (!page_token.empty()) {
+          COMITY_ASSIGN_OR_RETURN(from_size, DecodeAuditToken(page_token, "h1"));
+        }
+        limit = limit <= 0 ? kMaxTreeHeadsPage : std::min(limit, kMaxTreeHeadsPage);
+        const size_t max_bytes = node_->context().config().limits().max_message_bytes();
+        // One more than the page: whether another follows.
         COMITY_ASSIGN_OR_RETURN(std::vector<StoredTreeHead> heads,
-                                node_->store()->audit().TreeHeads());
-        std::vector<v1::SignedEnvelope> out;
-        for (StoredTreeHead& h : heads) out.push_back(std::move(h.signed_head));
-        *keys = node_->OwnKeys();
-        return out;
+                                node_->store()->audit().TreeHeads(from_size, limit + 1));
+        TreeHeadsPage page;
+        page.keys = node_->OwnKeys();
+        size_t bytes = 0;
+        uint64_t last_size = 0;
+        for (StoredTreeHead& h : heads) {
+          const size_t size = h.signed_head.ByteSizeLong();
+          if (static_cast<int>(page.heads.size()) == limit ||
+              (!page.heads.empty() && bytes + size > max_bytes)) {
+            page.next_page_token = EncodeAuditToken("h1", last_size + 1);
+            break;
+          }
+          bytes += size;
+          last_size = h.head.tree_size();
+          page.heads.push_back(std::move(h.signed_head));
+        }
+        return page;
       });
 }
 

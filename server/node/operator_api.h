@@ -21,6 +21,7 @@
 #include "server/audit/verifier.h"
 #include "server/node/backup.h"
 #include "server/node/case_book.h"
+#include "server/node/deadline_watch.h"
 #include "server/node/evidence_exchange.h"
 #include "server/node/request_intake.h"
 
@@ -39,10 +40,18 @@ struct RequestView {
   std::vector<v1::PendingEvidenceStatus> pending_evidence;
 };
 
-// Entries of the log with its size when read.
+// A page of the log's entries, with its size when read.
 struct AuditEntriesPage {
   std::vector<std::string> entries;
   uint64_t tree_size = 0;
+  std::string next_page_token;  // Empty on the last page.
+};
+
+// A page of the signed heads of the log, with this node's keys.
+struct TreeHeadsPage {
+  std::vector<v1::SignedEnvelope> heads;
+  std::vector<v1::PublicKey> keys;
+  std::string next_page_token;  // Empty on the last page.
 };
 
 // A proof from the log (AuditService.GetProof).
@@ -131,7 +140,10 @@ class OperatorApi {
   // Any role.
   absl::StatusOr<std::vector<v1::PeerStatus>> ListPeers(const CallInfo& call);
   absl::StatusOr<std::vector<v1::KeyStatus>> ListKeys(const CallInfo& call);
-  absl::StatusOr<std::vector<v1::CaseDeadline>> ListOverdue(const CallInfo& call);
+  // One page of late and expiring deadlines (DeadlineWatch::Overdue),
+  // about limits.max_message_bytes at most.
+  absl::StatusOr<OverduePage> ListOverdue(const CallInfo& call, int limit,
+                                          const std::string& page_token);
   // One page of requests, newest first: at most `limit` records (0: 100;
   // at most 1000) and about limits.max_message_bytes of them, from
   // `page_token` (a RecordPage::next_cursor; empty: the newest).
@@ -146,11 +158,20 @@ class OperatorApi {
   // Role admin.
   absl::StatusOr<Backup::Copy> TakeBackup(const CallInfo& call);
 
-  // AuditService: role auditor.
-  absl::StatusOr<AuditEntriesPage> AuditEntries(const CallInfo& call,
-                                                const AuditFilter& filter);
-  absl::StatusOr<std::vector<v1::SignedEnvelope>> AuditTreeHeads(
-      const CallInfo& call, std::vector<v1::PublicKey>* keys);
+  // AuditService: role auditor. Lists come in pages of at most about
+  // limits.max_message_bytes (docs/operator_api.md); a malformed
+  // `page_token` is InvalidArgument.
+  //
+  // Entries matching `filter` (its limit: 0 or at most kMaxAuditEntriesPage)
+  // from `page_token`, else from filter.from_index.
+  absl::StatusOr<AuditEntriesPage> AuditEntries(const CallInfo& call, AuditFilter filter,
+                                                const std::string& page_token);
+  // Signed heads by tree size: at most `limit` (0 or at most
+  // kMaxTreeHeadsPage) from `page_token` (empty: the smallest).
+  absl::StatusOr<TreeHeadsPage> AuditTreeHeads(const CallInfo& call, int limit,
+                                               const std::string& page_token);
+  static constexpr uint64_t kMaxAuditEntriesPage = 10000;
+  static constexpr int kMaxTreeHeadsPage = 1000;
   absl::StatusOr<v1::SignedEnvelope> AuditSignHead(const CallInfo& call);
   absl::StatusOr<AuditProof> AuditGetProof(const CallInfo& call, uint64_t index,
                                            uint64_t tree_size, bool consistency,

@@ -34,7 +34,7 @@ absl::StatusOr<v1::RequestRecord> Stored(const NodeContext& ctx, const std::stri
 
 bool DeliveryLane::reachable() const {
   absl::MutexLock lock(&mu_);
-  return ctx_->Now() >= retry_at_;
+  return ctx_->MonotonicNow() >= retry_at_;
 }
 
 uint32_t DeliveryLane::failures() const {
@@ -44,7 +44,8 @@ uint32_t DeliveryLane::failures() const {
 
 absl::Time DeliveryLane::retry_at() const {
   absl::MutexLock lock(&mu_);
-  return retry_at_;
+  if (retry_at_ == -absl::InfiniteDuration()) return absl::InfinitePast();
+  return ctx_->Now() + (retry_at_ - ctx_->MonotonicNow());
 }
 
 absl::Duration DeliveryLane::MaxBackoff() const {
@@ -54,16 +55,12 @@ absl::Duration DeliveryLane::MaxBackoff() const {
 absl::Duration DeliveryLane::RunRound(const std::function<bool()>& stopping) {
   const absl::Duration poll = absl::Milliseconds(
       std::clamp<uint32_t>(ctx_->config().delivery().retry_initial_ms(), 10, 1000));
-  absl::Time retry_at;
+  absl::Duration retry_at;
   {
     absl::MutexLock lock(&mu_);
     retry_at = retry_at_;
   }
-  const absl::Time now = ctx_->Now();
-  // No backoff is longer than retry_max_ms: a retry time further off was
-  // set before the clock was stepped back, and is due now (else the lane
-  // would wait as long as the step).
-  if (retry_at - now > MaxBackoff()) retry_at = now;
+  const absl::Duration now = ctx_->MonotonicNow();
   if (now < retry_at) {
     // Callers waiting for an attempt get the stored state now.
     ResolveStale(false);
@@ -77,11 +74,11 @@ absl::Duration DeliveryLane::RunRound(const std::function<bool()>& stopping) {
     if (unreachable) {
       ++failures_;
       const absl::Duration backoff = ctx_->Backoff(failures_);
-      retry_at_ = ctx_->Now() + backoff;
+      retry_at_ = ctx_->MonotonicNow() + backoff;
       wait = std::min(poll, backoff);
     } else {
       failures_ = 0;
-      retry_at_ = absl::InfinitePast();
+      retry_at_ = -absl::InfiniteDuration();
     }
   }
   ResolveStale(false);
@@ -406,7 +403,7 @@ absl::StatusOr<bool> DeliveryLane::DeliverProposal(const PendingProposal& q) {
 }
 
 void DeliveryLane::AddWaiter(const std::string& key, AttemptDone done,
-                             absl::Time give_up_at) {
+                             absl::Duration give_up_at) {
   absl::MutexLock lock(&mu_);
   waiters_.emplace(key, Waiter{std::move(done), give_up_at});
 }
@@ -428,7 +425,7 @@ void DeliveryLane::ResolveStale(bool all) {
   std::vector<std::pair<std::string, AttemptDone>> ready;
   {
     absl::MutexLock lock(&mu_);
-    const absl::Time now = ctx_->Now();
+    const absl::Duration now = ctx_->MonotonicNow();
     const bool backing_off = now < retry_at_;
     for (auto it = waiters_.begin(); it != waiters_.end();) {
       if (all || backing_off || it->second.give_up_at <= now) {
@@ -486,7 +483,7 @@ void Outbox::AwaitAttempt(const std::string& peer, const std::string& key,
     if (l != nullptr && accepting_) {
       // Long enough for a round already under way and then this attempt.
       l->AddWaiter(key, std::move(done),
-                   ctx_->Now() + 2 * ctx_->attempt_timeout() + absl::Seconds(1));
+                   ctx_->MonotonicNow() + 2 * ctx_->attempt_timeout() + absl::Seconds(1));
       Kick(peer);
       return;
     }

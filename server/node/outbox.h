@@ -57,13 +57,16 @@ class DeliveryLane {
   absl::StatusOr<bool> DeliverProposal(const PendingProposal& p);
 
   // Whether the lane is not backing off, and its backoff state for
-  // `comity peers`.
+  // `comity peers`: the next try by the wall clock as it reads now
+  // (InfinitePast: not backing off). The backoff itself is timed on the
+  // monotonic clock, so a step of the wall clock neither ends nor stretches it.
   bool reachable() const;
   uint32_t failures() const;
   absl::Time retry_at() const;
 
-  // Waiters (Outbox::AwaitAttempt): "r:<request id>" or "p:<request id>".
-  void AddWaiter(const std::string& key, AttemptDone done, absl::Time give_up_at);
+  // Waiters (Outbox::AwaitAttempt): "r:<request id>" or "p:<request id>";
+  // `give_up_at` on the monotonic clock (NodeContext::MonotonicNow).
+  void AddWaiter(const std::string& key, AttemptDone done, absl::Duration give_up_at);
   // Calls the waiters that cannot expect an attempt soon (the lane is
   // backing off, or they waited long enough; `all`: every one, the node is
   // stopping) with the stored state.
@@ -75,8 +78,8 @@ class DeliveryLane {
   // Everything due to the peer, up to max_in_flight at once. Returns whether
   // the peer could not be reached; sets *more if a batch was full.
   bool DeliverDue(const std::function<bool()>& stopping, bool* more);
-  // The longest backoff (delivery.retry_max_ms): no retry is ever
-  // scheduled further off, unless the clock was stepped back since.
+  // The longest backoff (delivery.retry_max_ms): no stored retry time is
+  // ever further off, unless the wall clock was stepped back since.
   absl::Duration MaxBackoff() const;
 
   const NodeContext* const ctx_;
@@ -86,10 +89,11 @@ class DeliveryLane {
   mutable absl::Mutex mu_;
   uint32_t failures_ ABSL_GUARDED_BY(mu_) =
       0;  // Rounds in a row the peer was unreachable.
-  absl::Time retry_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // The end of the backoff on the monotonic clock; -InfiniteDuration: none.
+  absl::Duration retry_at_ ABSL_GUARDED_BY(mu_) = -absl::InfiniteDuration();
   struct Waiter {
     AttemptDone done;
-    absl::Time give_up_at;
+    absl::Duration give_up_at;  // Monotonic.
   };
   std::multimap<std::string, Waiter> waiters_ ABSL_GUARDED_BY(mu_);
 };

@@ -9,8 +9,8 @@ namespace comity {
 absl::Status RateLimiter::Admit(const std::string& key) {
   absl::MutexLock lock(&mu_);
   Bucket& b = buckets_[key];
-  const absl::Time now = clock_->Now();
-  if (b.refilled == absl::InfinitePast()) {
+  const absl::Duration now = clock_->MonotonicNow();
+  if (b.refilled == -absl::InfiniteDuration()) {
     b.tokens = burst_;
   } else if (now > b.refilled) {
     b.tokens = std::min<double>(

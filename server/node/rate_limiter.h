@@ -36,7 +36,9 @@ class RateLimiter {
  private:
   struct Bucket {
     double tokens = 0;
-    absl::Time refilled = absl::InfinitePast();
+    // When last refilled, on the monotonic clock: a step of the wall clock
+    // neither grants a burst nor stops the refill.
+    absl::Duration refilled = -absl::InfiniteDuration();
     uint64_t refused = 0;
   };
   const double rate_;

@@ -34,14 +34,15 @@ RequestIntake::RequestIntake(const NodeContext* ctx)
 std::optional<CertIdentity> RequestIntake::CachedIdentity(const std::string& key) const {
   absl::MutexLock lock(&auth_mu_);
   auto it = auth_cache_.find(key);
-  if (it == auth_cache_.end() || it->second.expires <= ctx_->Now()) return std::nullopt;
+  if (it == auth_cache_.end() || it->second.expires <= ctx_->MonotonicNow())
+    return std::nullopt;
   return it->second.identity;
 }
 
 void RequestIntake::CacheIdentity(const std::string& key, const CertIdentity& id) const {
   absl::MutexLock lock(&auth_mu_);
   if (auth_cache_.size() >= kAuthCacheSize) auth_cache_.clear();
-  auth_cache_[key] = AuthCacheEntry{id, ctx_->Now() + kAuthCacheTtl};
+  auth_cache_[key] = AuthCacheEntry{id, ctx_->MonotonicNow() + kAuthCacheTtl};
 }
 
 absl::StatusOr<std::string> RequestIntake::AuthenticatePeer(const CallInfo& call) const {

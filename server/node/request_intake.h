@@ -104,7 +104,7 @@ class RequestIntake {
   static constexpr size_t kAuthCacheSize = 4096;
   struct AuthCacheEntry {
     CertIdentity identity;
-    absl::Time expires;
+    absl::Duration expires;  // On the monotonic clock.
   };
   mutable absl::Mutex auth_mu_;
   mutable std::map<std::string, AuthCacheEntry> auth_cache_ ABSL_GUARDED_BY(auth_mu_);

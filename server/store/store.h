@@ -249,8 +249,11 @@ class CaseStore {
 
   // Evidence files of responses to `peer` (empty: any) this node does not
   // hold, due for a fetch attempt at `now`; at most `limit`, oldest first.
+  // An attempt scheduled after `latest` (now + the longest backoff,
+  // evidence.retry_max_ms) is due too: it was scheduled before the wall
+  // clock was stepped back, and would otherwise wait as long as the step.
   virtual absl::StatusOr<std::vector<PendingEvidence>> DueEvidence(
-      const std::string& peer, absl::Time now, int limit) = 0;
+      const std::string& peer, absl::Time now, int limit, absl::Time latest) = 0;
   // Every evidence file of `request_id` not held here yet.
   virtual absl::StatusOr<std::vector<PendingEvidence>> PendingEvidenceOf(
       const std::string& request_id) = 0;
@@ -404,6 +407,17 @@ struct AuditFilter {
   std::string party;
   std::string actor;
   int type = 0;
+  // EntryPage also ends before the entry that would take the page's entries
+  // over this many bytes; a page holds at least one. 0: no bound but `limit`.
+  size_t max_bytes = 0;
+};
+
+// A page of the log's entries (AuditStore::EntryPage).
+struct AuditEntryPage {
+  std::vector<std::string> entries;  // Serialized, as hashed, in log order.
+  // Where the next page starts (the index after the page's last entry);
+  // 0 on the last page.
+  uint64_t next_index = 0;
 };
 
 // The log as it stood at one moment, for reading it whole (verification,
@@ -451,6 +465,10 @@ class AuditStore {
   virtual absl::StatusOr<uint64_t> Size() = 0;
   // Serialized entries (as hashed) matching `filter`, in log order.
   virtual absl::StatusOr<std::vector<std::string>> Entries(const AuditFilter& filter) = 0;
+  // The same, a page at a time: at most `filter.limit` entries and about
+  // `filter.max_bytes` of them, with where the next page starts if more
+  // match.
+  virtual absl::StatusOr<AuditEntryPage> EntryPage(const AuditFilter& filter) = 0;
   // Signed heads of this node's log with tree_size >= `from_size`, in
   // tree-size order; at most `limit` (0: all).
   virtual absl::StatusOr<std::vector<StoredTreeHead>> TreeHeads(uint64_t from_size = 0,

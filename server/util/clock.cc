@@ -2,9 +2,14 @@
 
 #include <chrono>
 
+#include "absl/time/clock.h"
+
 namespace comity {
 
-absl::Duration SystemClock::Monotonic() const {
+absl::Time SystemClock::Now() const { return absl::Now(); }
+
+absl::Duration SystemClock::MonotonicNow() const {
+  // steady_clock is CLOCK_MONOTONIC on Linux: never stepped.
   return absl::FromChrono(std::chrono::steady_clock::now().time_since_epoch());
 }
 

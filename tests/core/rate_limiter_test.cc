@@ -29,6 +29,21 @@ TEST(RateLimiterTest, ABurstThenTheRatePerKey) {
   EXPECT_FALSE(limiter.Admit("JP").ok());
 }
 
+// Buckets refill on the monotonic clock: a wall clock stepped forward
+// grants no burst, one stepped back stops no refill.
+TEST(RateLimiterTest, AWallClockStepNeitherRefillsNorStopsTheBucket) {
+  FakeClock clock(absl::FromUnixSeconds(1000));
+  RateLimiter limiter(10, 3, &clock);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(limiter.Admit("JP").ok());
+  ASSERT_FALSE(limiter.Admit("JP").ok());
+  clock.Step(absl::Hours(1));
+  EXPECT_FALSE(limiter.Admit("JP").ok());
+  clock.Step(-absl::Hours(2));
+  clock.Advance(absl::Milliseconds(100));
+  EXPECT_TRUE(limiter.Admit("JP").ok());
+  EXPECT_FALSE(limiter.Admit("JP").ok());
+}
+
 TEST(RateLimiterTest, RefusalsAreCountedPerKeyAndReset) {
   FakeClock clock(absl::FromUnixSeconds(1000));
   RateLimiter limiter(1, 1, &clock);

@@ -1,6 +1,7 @@
 // Lists that grow with the store, end to end on real nodes over real TLS:
-// a node holding a thousand large requests still answers `comity inbox`
-// and `comity list` (each answer a page bounded in count and bytes, the CLI
+// a node holding a thousand large requests still answers `comity inbox`,
+// `comity list`, `comity overdue`, `comity audit log`, `audit stats` and
+// `audit prove` (each answer a page bounded in count and bytes, the CLI
 // following the cursor), and a peer that is down costs one delivery probe
 // per backoff interval, whatever the node's clock does meanwhile.
 #include <grpcpp/grpcpp.h>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "comity/v1/operator.grpc.pb.h"
 #include "comity/v1/peer.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -203,6 +205,162 @@ TEST_F(ListsE2eTest, InboxAndListPageThroughAThousandLargeRequests) {
   ASSERT_EQ(text.code, 0) << text.err;
   EXPECT_EQ(std::vector<std::string>(absl::StrSplit(text.out, '\n', absl::SkipEmpty())).size(),
             order.size() + 1);  // The header line.
+}
+
+// 1,001 cases whose acknowledgement is late: more than one page of
+// ListOverdue (at most 1000 cases), and more than one answer held before
+// pages (1000 deadlines).
+TEST_F(ListsE2eTest, OverdueListsEveryLateCaseAPageAtATime) {
+  ASSERT_THAT(net_->Start("FR", &fr_clock_), IsOk());
+  ASSERT_THAT(net_->Start("JP"), IsOk());
+  std::vector<std::string> sent = FillFromJp(1000, 100, 4);
+  // Past FR's 72 hours to acknowledge each of them.
+  fr_clock_.Set(absl::Hours(73));
+
+  auto stub = v1::OperatorService::NewStub(net_->OperatorChannel("FR", "alice"));
+  std::set<std::string> paged;
+  std::string token;
+  int pages = 0;
+  do {
+    v1::ListOverdueRequest req;
+    req.set_page_token(token);
+    v1::ListOverdueResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    grpc::Status st = stub->ListOverdue(&ctx, req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_LE(resp.deadlines_size(), 1000);
+    for (const v1::CaseDeadline& d : resp.deadlines()) {
+      EXPECT_EQ(d.kind(), "ACKNOWLEDGE");
+      EXPECT_TRUE(paged.insert(d.request_id()).second) << d.request_id() << " twice";
+    }
+    token = resp.next_page_token();
+  } while (!token.empty() && ++pages < 100);
+  ASSERT_EQ(paged.size(), sent.size());
+  EXPECT_EQ(paged, std::set<std::string>(sent.begin(), sent.end()));
+
+  // A page of 7 cases, then the rest from its token.
+  v1::ListOverdueRequest small;
+  small.set_limit(7);
+  v1::ListOverdueResponse first;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub->ListOverdue(&ctx, small, &first).ok());
+  EXPECT_EQ(first.deadlines_size(), 7);
+  EXPECT_FALSE(first.next_page_token().empty());
+
+  CliResult overdue = Op("FR", "alice", {"overdue", "--json"});
+  ASSERT_EQ(overdue.code, 0) << overdue.err;
+  std::set<std::string> listed;
+  auto json = ParseJson(absl::StrCat("{\"l\":", overdue.out, "}"));
+  for (const auto& item : json.fields().at("l").list_value().values()) {
+    listed.insert(item.struct_value().fields().at("request_id").string_value());
+  }
+  EXPECT_EQ(listed.size(), paged.size());
+  EXPECT_TRUE(listed == paged);
+}
+
+// After 1,001 requests received, FR's log holds over 1,000 signed heads
+// (one in each receipt): more than one page of GetTreeHeads; `audit prove`
+// of the newest entry needs the newest head, on the last page.
+TEST_F(ListsE2eTest, TreeHeadsComeInPagesAndAuditProveFindsTheNewest) {
+  ASSERT_THAT(net_->Start("FR"), IsOk());
+  ASSERT_THAT(net_->Start("JP"), IsOk());
+  FillFromJp(1000, 100, 4);
+  auto stored = net_->server("FR")->node()->store()->audit().TreeHeads();
+  ASSERT_THAT(stored, IsOk());
+  ASSERT_GT(stored->size(), 1000u);
+
+  auto stub = v1::AuditService::NewStub(net_->OperatorChannel("FR", "carol"));
+  std::vector<uint64_t> sizes;
+  std::string token;
+  int pages = 0;
+  do {
+    v1::GetTreeHeadsRequest req;
+    req.set_page_token(token);
+    v1::GetTreeHeadsResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    grpc::Status st = stub->GetTreeHeads(&ctx, req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_LE(resp.heads_size(), 1000);
+    EXPECT_GT(resp.keys_size(), 0);
+    for (const v1::SignedEnvelope& env : resp.heads()) {
+      v1::TreeHead h;
+      ASSERT_TRUE(h.ParseFromString(env.payload()));
+      sizes.push_back(h.tree_size());
+    }
+    token = resp.next_page_token();
+  } while (!token.empty() && ++pages < 100);
+  ASSERT_EQ(sizes.size(), stored->size());
+  for (size_t i = 0; i < sizes.size(); ++i) EXPECT_EQ(sizes[i], (*stored)[i].head.tree_size());
+
+  // A token of another list is refused.
+  v1::GetTreeHeadsRequest bad;
+  bad.set_page_token("e1:5");
+  v1::GetTreeHeadsResponse none;
+  grpc::ClientContext bad_ctx;
+  EXPECT_EQ(stub->GetTreeHeads(&bad_ctx, bad, &none).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  // The newest entry a signed head covers is in the newest head only.
+  const uint64_t newest = stored->back().head.tree_size() - 1;
+  CliResult prove = Op("FR", "carol", {"audit", "prove", absl::StrCat(newest), "--json"});
+  ASSERT_EQ(prove.code, 0) << prove.err;
+  EXPECT_EQ(ParseJson(prove.out).fields().at("tree_size").number_value(),
+            static_cast<double>(newest + 1));
+}
+
+// FR's log after 1,001 requests received (about 250 KB) is over what one
+// answer of FR's operator listener may carry with limits.max_message_bytes
+// of 16 KiB (four times that: as 4 MiB is with the default 1 MiB, for a log
+// of 35,000 entries): `audit log` and `audit stats` read it a page at a time.
+TEST_F(ListsE2eTest, TheAuditLogIsReadAPageAtATime) {
+  net_->ConfigText("FR") += "limits { max_message_bytes: 16384 }\n";
+  ASSERT_THAT(net_->Start("FR"), IsOk());
+  ASSERT_THAT(net_->Start("JP"), IsOk());
+  FillFromJp(1000, 100, 4);
+  AuditFilter all;
+  auto entries = net_->server("FR")->node()->store()->audit().Entries(all);
+  ASSERT_THAT(entries, IsOk());
+  size_t bytes = 0;
+  for (const std::string& e : *entries) bytes += e.size();
+  std::cout << entries->size() << " entries, " << bytes << " bytes\n";
+  ASSERT_GT(bytes, 4u * 16384);
+
+  auto stub = v1::AuditService::NewStub(net_->OperatorChannel("FR", "carol"));
+  v1::GetAuditEntriesRequest req;  // limit 0: as many as fit.
+  v1::GetAuditEntriesResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+  grpc::Status st = stub->GetEntries(&ctx, req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_GT(resp.entries_size(), 0);
+  EXPECT_LT(resp.entries_size(), static_cast<int>(entries->size()));
+  EXPECT_FALSE(resp.next_page_token().empty());
+
+  CliResult log = Op("FR", "carol", {"audit", "log", "--json"});
+  ASSERT_EQ(log.code, 0) << log.err;
+  std::vector<std::string> lines = absl::StrSplit(log.out, '\n', absl::SkipEmpty());
+  // Every entry held when the command began (the log grows as it reads:
+  // each audit call is audited).
+  ASSERT_GE(lines.size(), entries->size());
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_EQ(ParseJson(lines[i]).fields().at("index").number_value(), static_cast<double>(i));
+  }
+  // With a filter and a limit: the first 1500 entries of one type.
+  CliResult some = Op("FR", "carol", {"audit", "log", "--type", "REQUEST_RECEIVED", "--limit",
+                                      "1500", "--json"});
+  ASSERT_EQ(some.code, 0) << some.err;
+  EXPECT_EQ(std::vector<std::string>(absl::StrSplit(some.out, '\n', absl::SkipEmpty())).size(),
+            1001u);
+
+  CliResult stats = Op("FR", "carol", {"audit", "stats", "--json"});
+  ASSERT_EQ(stats.code, 0) << stats.err;
+  EXPECT_GE(ParseJson(stats.out).fields().at("entries").number_value(),
+            static_cast<double>(entries->size()));
+  EXPECT_EQ(ParseJson(stats.out).fields().at("received_by_partner").struct_value().fields()
+                .at("JP").number_value(),
+            1001);
 }
 
 // docs/delivery.md: "a peer that is down for hours costs one probe per

@@ -3,7 +3,8 @@
 // untouched). JP's silence may delay only JP's own work: DE's evidence and
 // deliveries go on, JP's fetch fails per chunk, backs off, gives up after
 // its attempts (shown to operators, retried on request), and FR stops
-// within its drain time.
+// within its drain time. The chunk watchdog runs on the monotonic clock: a
+// step of FR's wall clock neither holds it back nor fires it early.
 #include <functional>
 #include <memory>
 #include <set>
@@ -15,6 +16,7 @@
 #include "server/crypto/sha256.h"
 #include "server/util/files.h"
 #include "tests/testing/e2e_helpers.h"
+#include "tests/testing/offset_clock.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/tcp_proxy.h"
 #include "tests/testing/test_network.h"
@@ -33,7 +35,8 @@ class StalledPeerE2eTest : public ::testing::Test {
   // FR reaches JP only through the proxy; `extra` goes into FR's config,
   // then `edit` may change it.
   void StartNetwork(const std::string& extra,
-                    const std::function<void(std::string&)>& edit = nullptr) {
+                    const std::function<void(std::string&)>& edit = nullptr,
+                    const Clock* fr_clock = SystemClock::Get()) {
     net_ = std::make_unique<testing::TestNetwork>(std::vector<std::string>{"FR", "JP", "DE"});
     proxy_ = std::make_unique<testing::TcpProxy>(net_->peer_port("JP"));
     std::string& fr = net_->ConfigText("FR");
@@ -42,7 +45,8 @@ class StalledPeerE2eTest : public ::testing::Test {
                absl::StrCat("127.0.0.1:", proxy_->port()));
     fr += extra;
     if (edit) edit(fr);
-    for (const char* p : {"FR", "JP", "DE"}) ASSERT_THAT(net_->Start(p), IsOk());
+    ASSERT_THAT(net_->Start("FR", fr_clock), IsOk());
+    for (const char* p : {"JP", "DE"}) ASSERT_THAT(net_->Start(p), IsOk());
   }
   std::string Submit(const std::string& to) {
     CliResult r = Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "submit", "--to", to,
@@ -78,7 +82,32 @@ class StalledPeerE2eTest : public ::testing::Test {
   CliResult FranceShows(const std::string& id) {
     return Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "show", id});
   }
+  // The one file of `id` FR still waits for.
+  PendingEvidence FrancePending(const std::string& id) {
+    auto pending = net_->server("FR")->node()->store()->cases().PendingEvidenceOf(id);
+    EXPECT_THAT(pending, IsOk());
+    if (!pending.ok() || pending->size() != 1) {
+      ADD_FAILURE() << "FR does not wait for one file of " << id;
+      return PendingEvidence();
+    }
+    return (*pending)[0];
+  }
+  // JP responds to `id` with a file while the proxy is frozen, and FR's
+  // fetch of it is under way (its call went into the proxy).
+  void RespondWhileFrozen(const std::string& id) {
+    proxy_->Freeze(true);
+    const uint64_t before = proxy_->swallowed();
+    Respond("JP", id, 1 << 20);
+    for (int i = 0; i < 100 && proxy_->swallowed() == before; ++i) {
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    ASSERT_GT(proxy_->swallowed(), before);
+    absl::SleepFor(absl::Milliseconds(300));
+    ASSERT_EQ(FrancePending(id).attempts, 0u);
+  }
 
+  // Before net_: FR reads it until it stops.
+  testing::OffsetClock fr_clock_;
   std::unique_ptr<testing::TestNetwork> net_;
   std::unique_ptr<testing::TcpProxy> proxy_;
 };
@@ -144,6 +173,37 @@ TEST_F(StalledPeerE2eTest, AStalledPartnerDelaysNoOnesGossip) {
     absl::SleepFor(absl::Milliseconds(200));
   }
   EXPECT_GE(sizes_de_saw.size(), 3u) << "DE's gossip waited for JP";
+}
+
+TEST_F(StalledPeerE2eTest, AClockSteppedBackDoesNotHoldTheChunkWatchdogBack) {
+  StartNetwork("evidence { chunk_timeout_ms: 1000 max_fetch_attempts: 3 retry_max_ms: 300 }\n",
+               nullptr, &fr_clock_);
+  const std::string to_jp = Submit("JP");
+  ASSERT_NO_FATAL_FAILURE(RespondWhileFrozen(to_jp));
+  // FR's clock is set back two hours (an NTP correction) while it waits
+  // for the next chunk: the fetch still ends a second after the last one.
+  fr_clock_.Set(-absl::Hours(2));
+  PendingEvidence p;
+  for (int i = 0; i < 50; ++i) {
+    p = FrancePending(to_jp);
+    if (p.attempts > 0) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_GE(p.attempts, 1u) << "no attempt ended within 5 s of the step";
+  EXPECT_THAT(p.last_error, HasSubstr("no evidence chunk for 1s"));
+}
+
+TEST_F(StalledPeerE2eTest, AClockSteppedForwardDoesNotFireTheChunkWatchdog) {
+  StartNetwork("evidence { chunk_timeout_ms: 5000 }\n", nullptr, &fr_clock_);
+  const std::string to_jp = Submit("JP");
+  ASSERT_NO_FATAL_FAILURE(RespondWhileFrozen(to_jp));
+  // Two hours forward: the next chunk is not two hours late, it has four
+  // seconds left.
+  fr_clock_.Set(absl::Hours(2));
+  absl::SleepFor(absl::Milliseconds(2500));
+  PendingEvidence p = FrancePending(to_jp);
+  EXPECT_EQ(p.attempts, 0u) << p.last_error;
+  EXPECT_EQ(p.last_error, "");
 }
 
 TEST_F(StalledPeerE2eTest, StopsWithinItsDrainTimeWhateverAPeerDoes) {

@@ -22,6 +22,8 @@ using ::comity::testing::IsOk;
 using ::comity::testing::IsOkAndHolds;
 using ::comity::testing::LoopbackTransport;
 using ::comity::testing::NodeHarness;
+using ::comity::testing::StatusIs;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::StartsWith;
 
@@ -37,6 +39,18 @@ std::vector<v1::AuditEntry> Audit(Node& node, v1::AuditEventType type) {
     EXPECT_TRUE(e.ParseFromString(bytes));
     out.push_back(std::move(e));
   }
+  return out;
+}
+
+// Every late and expiring deadline on `node`, page after page.
+absl::StatusOr<std::vector<v1::CaseDeadline>> Overdue(Node& node, int limit = 0) {
+  std::vector<v1::CaseDeadline> out;
+  std::string token;
+  do {
+    COMITY_ASSIGN_OR_RETURN(OverduePage page, node.deadlines().Overdue(limit, token));
+    for (v1::CaseDeadline& d : page.deadlines) out.push_back(std::move(d));
+    token = page.next_page_token;
+  } while (!token.empty());
   return out;
 }
 
@@ -99,7 +113,7 @@ TEST_F(DeadlineWatchTest,
        AMissedAcknowledgementOfABindingRequestIsListedAndEscalatedOnce) {
   const absl::Time received = harness_.clock().Now();
   COMITY_ASSERT_OK_AND_ASSIGN(std::string id, SendToJp(NodeHarness::Draft("JP")));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto late, jp_->deadlines().Overdue());
+  COMITY_ASSERT_OK_AND_ASSIGN(auto late, Overdue(*jp_));
   EXPECT_THAT(late, IsEmpty());
 
   // Not yet: nothing to escalate.
@@ -108,7 +122,7 @@ TEST_F(DeadlineWatchTest,
   EXPECT_THAT(Audit(*jp_, v1::CASE_ESCALATED), IsEmpty());
 
   harness_.clock().Advance(absl::Hours(1) + absl::Seconds(1));
-  COMITY_ASSERT_OK_AND_ASSIGN(late, jp_->deadlines().Overdue());
+  COMITY_ASSERT_OK_AND_ASSIGN(late, Overdue(*jp_));
   ASSERT_EQ(late.size(), 1u);
   EXPECT_EQ(late[0].request_id(), id);
   EXPECT_EQ(late[0].direction(), v1::INCOMING);
@@ -119,7 +133,7 @@ TEST_F(DeadlineWatchTest,
   EXPECT_EQ(late[0].obligation(), v1::BINDING);
   EXPECT_EQ(DueOf(late[0]), received + absl::Hours(72));
   // The requesting side sees the same deadline on its copy of the case.
-  COMITY_ASSERT_OK_AND_ASSIGN(auto fr_late, fr_->deadlines().Overdue());
+  COMITY_ASSERT_OK_AND_ASSIGN(auto fr_late, Overdue(*fr_));
   ASSERT_EQ(fr_late.size(), 1u);
   EXPECT_EQ(fr_late[0].direction(), v1::OUTGOING);
   EXPECT_EQ(fr_late[0].kind(), "ACKNOWLEDGE");
@@ -139,7 +153,7 @@ TEST_F(DeadlineWatchTest,
   jp_->deadlines().Check();
   EXPECT_EQ(Audit(*jp_, v1::CASE_ESCALATED).size(), 1u);
   // Escalated is not met: still listed.
-  COMITY_ASSERT_OK_AND_ASSIGN(late, jp_->deadlines().Overdue());
+  COMITY_ASSERT_OK_AND_ASSIGN(late, Overdue(*jp_));
   EXPECT_EQ(late.size(), 1u);
 }
 
@@ -152,14 +166,14 @@ TEST_F(DeadlineWatchTest, AfterAStepTheDecideDeadlineIsEscalatedWhenItPasses) {
 
   // Acknowledged late: that deadline is met, DECIDE is not due yet.
   ASSERT_THAT(JpDecides(id, v1::ACKNOWLEDGE), IsOk());
-  COMITY_ASSERT_OK_AND_ASSIGN(auto late, jp_->deadlines().Overdue());
+  COMITY_ASSERT_OK_AND_ASSIGN(auto late, Overdue(*jp_));
   EXPECT_THAT(late, IsEmpty());
   harness_.clock().Set(received + absl::Hours(24 * 30) - absl::Minutes(1));
   jp_->deadlines().Check();
   EXPECT_EQ(Audit(*jp_, v1::CASE_ESCALATED).size(), 1u);
 
   harness_.clock().Set(received + absl::Hours(24 * 30) + absl::Seconds(1));
-  COMITY_ASSERT_OK_AND_ASSIGN(late, jp_->deadlines().Overdue());
+  COMITY_ASSERT_OK_AND_ASSIGN(late, Overdue(*jp_));
   ASSERT_EQ(late.size(), 1u);
   EXPECT_EQ(late[0].kind(), "DECIDE");
   EXPECT_TRUE(late[0].overdue());
@@ -185,13 +199,37 @@ TEST_F(DeadlineWatchTest, ADecideDeadlineMissedWithoutAnyStepIsEscalatedToo) {
 
   // JP never acts: thirty days on, both deadlines are missed.
   harness_.clock().Set(received + absl::Hours(24 * 30) + absl::Seconds(1));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto late, jp_->deadlines().Overdue());
+  COMITY_ASSERT_OK_AND_ASSIGN(auto late, Overdue(*jp_));
   ASSERT_EQ(late.size(), 2u);
   jp_->deadlines().Check();
   std::vector<v1::AuditEntry> escalated = Audit(*jp_, v1::CASE_ESCALATED);
   ASSERT_EQ(escalated.size(), 2u);
   EXPECT_EQ(escalated[1].request_id(), id);
   EXPECT_THAT(escalated[1].detail(), StartsWith("DECIDE overdue since"));
+}
+
+TEST_F(DeadlineWatchTest, LateDeadlinesComeInPagesOfCasesSoonestFirst) {
+  COMITY_ASSERT_OK_AND_ASSIGN(std::string first, SendToJp(NodeHarness::Draft("JP")));
+  harness_.clock().Advance(absl::Minutes(1));
+  COMITY_ASSERT_OK_AND_ASSIGN(std::string second, SendToJp(NodeHarness::Draft("JP")));
+  harness_.clock().Advance(absl::Hours(73));
+  COMITY_ASSERT_OK_AND_ASSIGN(OverduePage page, jp_->deadlines().Overdue(1, ""));
+  ASSERT_EQ(page.deadlines.size(), 1u);
+  EXPECT_EQ(page.deadlines[0].request_id(), first);
+  ASSERT_FALSE(page.next_page_token.empty());
+  COMITY_ASSERT_OK_AND_ASSIGN(page, jp_->deadlines().Overdue(1, page.next_page_token));
+  ASSERT_EQ(page.deadlines.size(), 1u);
+  EXPECT_EQ(page.deadlines[0].request_id(), second);
+  EXPECT_TRUE(page.next_page_token.empty());
+  // Both in one page of the default size; bounded by bytes, one a page.
+  COMITY_ASSERT_OK_AND_ASSIGN(page, jp_->deadlines().Overdue(0, ""));
+  EXPECT_EQ(page.deadlines.size(), 2u);
+  EXPECT_TRUE(page.next_page_token.empty());
+  COMITY_ASSERT_OK_AND_ASSIGN(page, jp_->deadlines().Overdue(0, "", 1));
+  EXPECT_EQ(page.deadlines.size(), 1u);
+  EXPECT_FALSE(page.next_page_token.empty());
+  EXPECT_THAT(jp_->deadlines().Overdue(0, "c1:12:1:x"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("page token")));
 }
 
 TEST_F(DeadlineWatchTest, ANonBindingRequestIsListedButNotEscalated) {
@@ -202,7 +240,7 @@ TEST_F(DeadlineWatchTest, ANonBindingRequestIsListedButNotEscalated) {
   COMITY_ASSERT_OK_AND_ASSIGN(std::string discretionary, SendToJp(spontaneous));
 
   harness_.clock().Advance(absl::Hours(72) + absl::Seconds(1));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto late, jp_->deadlines().Overdue());
+  COMITY_ASSERT_OK_AND_ASSIGN(auto late, Overdue(*jp_));
   ASSERT_EQ(late.size(), 2u);
   std::map<std::string, v1::Obligation> listed;
   for (const v1::CaseDeadline& d : late) {
@@ -229,12 +267,12 @@ TEST_F(DeadlineWatchTest, ReindexAppliesChangedServiceLevelsToOpenCases) {
   ASSERT_THAT(RemakeJp(), IsOk());
   harness_.clock().Advance(absl::Hours(1) + absl::Seconds(1));
   // The store still holds the deadline computed under the old levels.
-  COMITY_ASSERT_OK_AND_ASSIGN(auto late, jp_->deadlines().Overdue());
+  COMITY_ASSERT_OK_AND_ASSIGN(auto late, Overdue(*jp_));
   EXPECT_THAT(late, IsEmpty());
 
   EXPECT_THAT(jp_->deadlines().Reindex(), IsOkAndHolds(1));
   EXPECT_THAT(jp_->deadlines().Reindex(), IsOkAndHolds(0));
-  COMITY_ASSERT_OK_AND_ASSIGN(late, jp_->deadlines().Overdue());
+  COMITY_ASSERT_OK_AND_ASSIGN(late, Overdue(*jp_));
   ASSERT_EQ(late.size(), 1u);
   EXPECT_EQ(late[0].request_id(), id);
   EXPECT_EQ(late[0].kind(), "ACKNOWLEDGE");
@@ -251,11 +289,11 @@ TEST_F(DeadlineWatchTest, AnAcceptedPreservationIsFlaggedBeforeItsSixtyDayTermEn
 
   // Until the warning period (7 days before the end) nothing is listed.
   harness_.clock().Set(accepted + absl::Hours(24 * 53) - absl::Seconds(1));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto late, jp_->deadlines().Overdue());
+  COMITY_ASSERT_OK_AND_ASSIGN(auto late, Overdue(*jp_));
   EXPECT_THAT(late, IsEmpty());
 
   harness_.clock().Set(accepted + absl::Hours(24 * 53) + absl::Seconds(1));
-  COMITY_ASSERT_OK_AND_ASSIGN(late, jp_->deadlines().Overdue());
+  COMITY_ASSERT_OK_AND_ASSIGN(late, Overdue(*jp_));
   ASSERT_EQ(late.size(), 1u);
   EXPECT_EQ(late[0].request_id(), id);
   EXPECT_EQ(late[0].kind(), "PRESERVATION_EXPIRY");
@@ -268,7 +306,7 @@ TEST_F(DeadlineWatchTest, AnAcceptedPreservationIsFlaggedBeforeItsSixtyDayTermEn
   EXPECT_THAT(Audit(*jp_, v1::CASE_ESCALATED), IsEmpty());
 
   harness_.clock().Set(accepted + absl::Hours(24 * 60) + absl::Seconds(1));
-  COMITY_ASSERT_OK_AND_ASSIGN(late, jp_->deadlines().Overdue());
+  COMITY_ASSERT_OK_AND_ASSIGN(late, Overdue(*jp_));
   ASSERT_EQ(late.size(), 1u);
   EXPECT_TRUE(late[0].overdue());
   EXPECT_TRUE(late[0].expiring());

@@ -300,6 +300,81 @@ TEST_F(EvidenceExchangeTest, ARefusingPeerBacksTheFileOffAndAttemptsAreCounted) 
   EXPECT_EQ(Audit(*fr_, v1::EVIDENCE_RECEIVED).size(), 1u);
 }
 
+// The backoff between fetch attempts runs on the monotonic clock: a wall
+// clock stepped back two hours does not hold the next attempt back for two
+// hours, and one stepped forward does not make it due at once.
+class EvidenceBackoffTest : public EvidenceExchangeTest {
+ protected:
+  // JP responds to a request with the test file, and refuses FR's first
+  // fetch of it: the file backs off (retry_initial_ms, 100, with jitter).
+  void RespondAndRefuseOnce() {
+    COMITY_ASSERT_OK_AND_ASSIGN(id_, SendToJp(NodeHarness::Draft("JP")));
+    ASSERT_THAT(JpResponds(id_), IsOk());
+    forward_ = fr_transport_.on_fetch_evidence;
+    fr_transport_.on_fetch_evidence =
+        [this](const std::string& party, const std::string& rid, const std::string& sha,
+               uint64_t offset, const std::function<absl::Status(absl::string_view)>& fn) {
+          if (fr_transport_.calls("FetchEvidence") == 1) {
+            return absl::PermissionDeniedError("JP's evidence service refuses for now");
+          }
+          return forward_(party, rid, sha, offset, fn);
+        };
+    FetchFromJp();
+    ASSERT_EQ(fr_transport_.calls("FetchEvidence"), 1);
+    COMITY_ASSERT_OK_AND_ASSIGN(PendingEvidence p, PendingOnFr(id_));
+    ASSERT_EQ(p.attempts, 1u);
+    ASSERT_LE(p.next_attempt_at, harness_.clock().Now() + absl::Milliseconds(100));
+  }
+
+  std::string id_;
+  std::function<absl::Status(const std::string&, const std::string&, const std::string&,
+                             uint64_t, const std::function<absl::Status(absl::string_view)>&)>
+      forward_;
+};
+
+TEST_F(EvidenceBackoffTest, AWallClockSteppedBackDoesNotHoldTheNextFetchBack) {
+  ASSERT_NO_FATAL_FAILURE(RespondAndRefuseOnce());
+  harness_.clock().Step(-absl::Hours(2));
+  harness_.clock().Advance(absl::Seconds(1));  // Past the backoff, in real time.
+  FetchFromJp();
+  EXPECT_EQ(fr_transport_.calls("FetchEvidence"), 2);
+  EXPECT_THAT(HeldOnFr(), IsOkAndHolds(content_));
+}
+
+TEST_F(EvidenceBackoffTest, AWallClockSteppedForwardDoesNotEndTheBackoff) {
+  ASSERT_NO_FATAL_FAILURE(RespondAndRefuseOnce());
+  harness_.clock().Step(absl::Hours(2));
+  FetchFromJp();
+  EXPECT_EQ(fr_transport_.calls("FetchEvidence"), 1);
+  // What operators see is the next attempt by the clock as it reads now.
+  COMITY_ASSERT_OK_AND_ASSIGN(PendingEvidence p, PendingOnFr(id_));
+  EXPECT_EQ(p.attempts, 1u);
+  EXPECT_GT(p.next_attempt_at, harness_.clock().Now());
+  EXPECT_LE(p.next_attempt_at, harness_.clock().Now() + absl::Milliseconds(100));
+  FetchFromJp();
+  EXPECT_EQ(fr_transport_.calls("FetchEvidence"), 1);
+
+  harness_.clock().Advance(absl::Seconds(1));
+  FetchFromJp();
+  EXPECT_EQ(fr_transport_.calls("FetchEvidence"), 2);
+  EXPECT_THAT(HeldOnFr(), IsOkAndHolds(content_));
+}
+
+TEST_F(EvidenceBackoffTest, AfterARestartAFetchScheduledBeforeAStepBackIsDue) {
+  ASSERT_NO_FATAL_FAILURE(RespondAndRefuseOnce());
+  // The node restarts after the step: only the stored retry time is left,
+  // two hours ahead of the clock, further than any backoff
+  // (evidence.retry_max_ms): it was set before the step, and is due.
+  harness_.clock().Step(-absl::Hours(2));
+  jp_transport_->Connect("FR", nullptr);
+  fr_.reset();
+  COMITY_ASSERT_OK_AND_ASSIGN(fr_, harness_.MakeNode("FR", &fr_transport_));
+  jp_transport_->Connect("FR", fr_.get());
+  FetchFromJp();
+  EXPECT_EQ(fr_transport_.calls("FetchEvidence"), 2);
+  EXPECT_THAT(HeldOnFr(), IsOkAndHolds(content_));
+}
+
 TEST_F(EvidenceExchangeTest, ACutTransferResumesFromThePartialBytes) {
   COMITY_ASSERT_OK_AND_ASSIGN(std::string id, SendToJp(NodeHarness::Draft("JP")));
   ASSERT_THAT(JpResponds(id), IsOk());

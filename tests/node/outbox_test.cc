@@ -231,6 +231,33 @@ TEST_F(OutboxTest, AnUnreachablePeerBacksTheLaneOffAndRoundsMeanwhileMakeNoCall)
   EXPECT_EQ(tried[2].detail(), "attempt 3");
 }
 
+// The lane's backoff is timed on the monotonic clock: a wall clock stepped
+// forward does not end it (every lane would probe at once), one stepped
+// back does not stretch it (nor keep gossip off the peer, which asks
+// reachable()).
+TEST_F(OutboxTest, AWallClockStepNeitherEndsNorStretchesTheLanesBackoff) {
+  PeersAnswer(absl::UnavailableError("JP is down"));
+  std::string id;
+  ASSERT_NO_FATAL_FAILURE(Submit("JP", &id));
+  Round("JP");
+  ASSERT_EQ(fake_.calls("DeliverRequest"), 1);
+  ASSERT_FALSE(lane("JP").reachable());
+
+  harness_.clock().Step(absl::Hours(2));
+  EXPECT_FALSE(lane("JP").reachable());
+  Round("JP");
+  EXPECT_EQ(fake_.calls("DeliverRequest"), 1);
+  // `comity peers` gives the next try by the clock as it reads now.
+  EXPECT_GT(lane("JP").retry_at(), Now());
+  EXPECT_LT(lane("JP").retry_at(), Now() + absl::Milliseconds(100));
+
+  harness_.clock().Step(-absl::Hours(4));
+  harness_.clock().Advance(absl::Seconds(1));  // Past the backoff, in real time.
+  EXPECT_TRUE(lane("JP").reachable());
+  Round("JP");
+  EXPECT_EQ(fake_.calls("DeliverRequest"), 2);
+}
+
 TEST_F(OutboxTest, APermanentRefusalRejectsTheRequestWhichIsNotRetried) {
   PeersAnswer(absl::InvalidArgumentError("request body is malformed"));
   std::string id;
@@ -399,6 +426,25 @@ TEST_F(OutboxTest, AWaiterWhoseAttemptDoesNotComeGivesUpWithTheStoredState) {
   harness_.clock().Advance(2 * fr_->context().attempt_timeout() + absl::Seconds(1));
   Round("JP");
   ASSERT_EQ(done.calls, 1);
+  ASSERT_THAT(done.last, IsOk());
+  EXPECT_EQ(done.last->state(), v1::DELIVERED);
+}
+
+TEST_F(OutboxTest, AWaiterGivesUpInTimeThoughTheWallClockWasSteppedBack) {
+  PeersAnswer();
+  fr_->outbox().Start();
+  std::string id;
+  ASSERT_NO_FATAL_FAILURE(Submit("JP", &id));
+  Round("JP");
+  ASSERT_EQ(Sent(id).state(), v1::DELIVERED);
+  Attempts done;
+  fr_->outbox().AwaitAttempt("JP", "r:" + id, done.Callback());
+  harness_.clock().Step(-absl::Hours(2));
+  harness_.clock().Advance(2 * fr_->context().attempt_timeout() + absl::Seconds(1));
+  Round("JP");
+  const int calls = done.calls;
+  fr_->outbox().Stop();  // Answers a waiter still waiting while `done` lives.
+  ASSERT_EQ(calls, 1);
   ASSERT_THAT(done.last, IsOk());
   EXPECT_EQ(done.last->state(), v1::DELIVERED);
 }

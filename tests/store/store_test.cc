@@ -344,6 +344,46 @@ TEST_P(StoreTest, ListIsNewestFirstAndFiltered) {
   EXPECT_EQ(one.size(), 1u);
 }
 
+TEST_P(StoreTest, EntryPagesEndAtTheirLimitOrTheirBytesAndSayWhereTheNextBegins) {
+  ASSERT_THAT(
+      store_->audit().Append(
+          Append("a", {v1::REQUEST_SUBMITTED, v1::ASSESSMENT_MADE, v1::DELIVERY_ATTEMPTED,
+                       v1::DELIVERY_FAILED, v1::DELIVERY_ATTEMPTED})),
+      IsOk());
+  auto index_of = [](const std::string& bytes) {
+    v1::AuditEntry e;
+    EXPECT_TRUE(e.ParseFromString(bytes));
+    return e.index();
+  };
+  AuditFilter f;
+  f.limit = 2;
+  COMITY_ASSERT_OK_AND_ASSIGN(AuditEntryPage page, store_->audit().EntryPage(f));
+  ASSERT_EQ(page.entries.size(), 2u);
+  EXPECT_EQ(page.next_index, 2u);
+  // Filtered: the next page starts after the last entry that matched.
+  f.type = v1::DELIVERY_ATTEMPTED;
+  f.limit = 1;
+  COMITY_ASSERT_OK_AND_ASSIGN(page, store_->audit().EntryPage(f));
+  ASSERT_EQ(page.entries.size(), 1u);
+  EXPECT_EQ(index_of(page.entries[0]), 2u);
+  EXPECT_EQ(page.next_index, 3u);
+  f.from_index = page.next_index;
+  COMITY_ASSERT_OK_AND_ASSIGN(page, store_->audit().EntryPage(f));
+  ASSERT_EQ(page.entries.size(), 1u);
+  EXPECT_EQ(index_of(page.entries[0]), 4u);
+  EXPECT_EQ(page.next_index, 0u);  // The last page.
+  // By bytes: one entry's worth a page, and at least one however small.
+  AuditFilter bytes;
+  bytes.max_bytes = 1;
+  COMITY_ASSERT_OK_AND_ASSIGN(page, store_->audit().EntryPage(bytes));
+  ASSERT_EQ(page.entries.size(), 1u);
+  EXPECT_EQ(page.next_index, 1u);
+  bytes.max_bytes = 1 << 20;
+  COMITY_ASSERT_OK_AND_ASSIGN(page, store_->audit().EntryPage(bytes));
+  EXPECT_EQ(page.entries.size(), 5u);
+  EXPECT_EQ(page.next_index, 0u);
+}
+
 TEST_P(StoreTest, AuditEntriesCommitOrRollBackWithTheChange) {
   ASSERT_THAT(store_->requests().InsertOutgoing({"a", "FR", "JP"}, Record(v1::OUTGOING, "1", 10),
                                      Append("a", {v1::REQUEST_SUBMITTED, v1::ASSESSMENT_MADE})),
@@ -770,11 +810,13 @@ TEST_P(StoreTest, EvidenceListedInAResponseIsPendingUntilHeld) {
   ASSERT_THAT(store_->cases().AppendTransition("req", v1::OUTGOING, t, env, false, now,
                                                absl::InfiniteFuture()),
               IsOk());
-  COMITY_ASSERT_OK_AND_ASSIGN(auto due, store_->cases().DueEvidence("", now, 10));
+  COMITY_ASSERT_OK_AND_ASSIGN(
+      auto due, store_->cases().DueEvidence("", now, 10, absl::InfiniteFuture()));
   ASSERT_EQ(due.size(), 2u);
   EXPECT_EQ(due[0].peer, "JP");
   EXPECT_EQ(due[0].size, 100u);
-  EXPECT_THAT(store_->cases().DueEvidence("DE", now, 10), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(store_->cases().DueEvidence("DE", now, 10, absl::InfiniteFuture()),
+              IsOkAndHolds(IsEmpty()));
   // One fails and backs off; the other waits for accepted conditions.
   ASSERT_THAT(store_->cases().MarkEvidenceDeferred("req", Sha256("a.img"), "UNAVAILABLE", true,
                                                    now + absl::Seconds(5)),
@@ -782,9 +824,19 @@ TEST_P(StoreTest, EvidenceListedInAResponseIsPendingUntilHeld) {
   ASSERT_THAT(store_->cases().MarkEvidenceDeferred("req", Sha256("b.pcap"), "conditions", false,
                                                    absl::InfiniteFuture()),
               IsOk());
-  EXPECT_THAT(store_->cases().DueEvidence("", now + absl::Seconds(1), 10),
-              IsOkAndHolds(IsEmpty()));
-  COMITY_ASSERT_OK_AND_ASSIGN(due, store_->cases().DueEvidence("", now + absl::Seconds(6), 10));
+  EXPECT_THAT(
+      store_->cases().DueEvidence("", now + absl::Seconds(1), 10, absl::InfiniteFuture()),
+      IsOkAndHolds(IsEmpty()));
+  // A retry time further off than `latest` (now + the longest backoff) was
+  // set before the clock was stepped back: due.
+  COMITY_ASSERT_OK_AND_ASSIGN(due,
+                              store_->cases().DueEvidence("", now + absl::Seconds(1), 10,
+                                                          now + absl::Seconds(4)));
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].name, "a.img");
+  COMITY_ASSERT_OK_AND_ASSIGN(due,
+                              store_->cases().DueEvidence("", now + absl::Seconds(6), 10,
+                                                          absl::InfiniteFuture()));
   ASSERT_EQ(due.size(), 1u);
   EXPECT_EQ(due[0].name, "a.img");
   EXPECT_EQ(due[0].attempts, 1u);
@@ -797,7 +849,9 @@ TEST_P(StoreTest, EvidenceListedInAResponseIsPendingUntilHeld) {
   ASSERT_THAT(store_->cases().AppendTransition("req", v1::OUTGOING, accept, accept_env, false,
                                                now + absl::Seconds(2), absl::InfiniteFuture()),
               IsOk());
-  COMITY_ASSERT_OK_AND_ASSIGN(due, store_->cases().DueEvidence("", now + absl::Seconds(2), 10));
+  COMITY_ASSERT_OK_AND_ASSIGN(due,
+                              store_->cases().DueEvidence("", now + absl::Seconds(2), 10,
+                                                          absl::InfiniteFuture()));
   EXPECT_EQ(due.size(), 2u);
   ASSERT_THAT(store_->cases().MarkEvidenceHeld("req", Sha256("a.img"),
                                                Append("req", {v1::EVIDENCE_RECEIVED})),
@@ -838,10 +892,12 @@ TEST_P(StoreTest, EvidenceGivenUpIsCountedAndRetriedOnAsk) {
   auto counts = store_->cases().PendingEvidenceCounts(3);
   ASSERT_THAT(counts, IsOk());
   EXPECT_EQ(counts->at("JP"), std::make_pair(2, 1));
-  EXPECT_THAT(store_->cases().DueEvidence("", now + absl::Hours(1), 10),
-              IsOkAndHolds(SizeIs(1)));  // b.pcap only.
+  EXPECT_THAT(
+      store_->cases().DueEvidence("", now + absl::Hours(1), 10, absl::InfiniteFuture()),
+      IsOkAndHolds(SizeIs(1)));  // b.pcap only.
   EXPECT_THAT(store_->cases().RetryEvidence("req", now), IsOkAndHolds(2));
-  COMITY_ASSERT_OK_AND_ASSIGN(auto due, store_->cases().DueEvidence("", now, 10));
+  COMITY_ASSERT_OK_AND_ASSIGN(
+      auto due, store_->cases().DueEvidence("", now, 10, absl::InfiniteFuture()));
   ASSERT_EQ(due.size(), 2u);
   EXPECT_EQ(due[0].attempts + due[1].attempts, 0u);
 }

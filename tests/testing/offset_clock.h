@@ -1,7 +1,7 @@
 // A wall clock set off by an offset the test changes: a node whose clock is
 // wrong (and later corrected), or nodes that all live days ahead of the real
-// clock (a long outage without waiting for it). Time still moves; the
-// monotonic reading is the real one, never offset.
+// clock (a long outage without waiting for it). Time still moves. Set is a
+// step of the wall clock only: the monotonic clock is the real one.
 //
 //   OffsetClock clock;
 //   clock.Set(absl::Minutes(-10));   // Ten minutes behind.
@@ -23,7 +23,9 @@ class OffsetClock final : public Clock {
     absl::MutexLock lock(&mu_);
     return absl::Now() + offset_;
   }
-  absl::Duration Monotonic() const override { return SystemClock::Get()->Monotonic(); }
+  absl::Duration MonotonicNow() const override {
+    return SystemClock::Get()->MonotonicNow();
+  }
   void Set(absl::Duration offset) {
     absl::MutexLock lock(&mu_);
     offset_ = offset;

@@ -1,6 +1,8 @@
 // AuditStore in SQL: audit_entries, audit_nodes, audit_heads, peer_heads
 // (docs/audit_log.md, docs/storage.md); and the Store that wires the four
 // aggregates over one Database.
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "server/store/sql/rows.h"
 #include "server/store/sql/schema.h"
@@ -242,10 +244,10 @@ absl::StatusOr<uint64_t> SqlAuditStore::Size() {
   return size;
 }
 
-absl::StatusOr<std::vector<std::string>> SqlAuditStore::Entries(const AuditFilter& f) {
+absl::StatusOr<AuditEntryPage> SqlAuditStore::EntryPage(const AuditFilter& f) {
   Params p;
   p.Int(static_cast<int64_t>(f.from_index));
-  std::string sql = "SELECT entry FROM audit_entries WHERE idx >= $1";
+  std::string sql = "SELECT idx, entry FROM audit_entries WHERE idx >= $1";
   auto add = [&](const char* clause) { absl::StrAppend(&sql, clause, p.size()); };
   if (f.from_time_us != 0) {
     p.Int(f.from_time_us);
@@ -273,17 +275,38 @@ absl::StatusOr<std::vector<std::string>> SqlAuditStore::Entries(const AuditFilte
   }
   sql += " ORDER BY idx";
   if (f.limit != 0) {
-    p.Int(static_cast<int64_t>(f.limit));
+    // One more than the page: whether another page follows.
+    p.Int(static_cast<int64_t>(std::min<uint64_t>(f.limit, INT64_MAX - 1) + 1));
     add(" LIMIT $");
   }
-  std::vector<std::string> out;
-  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) {
-    return s.Query(sql, p, [&](const Row& row) {
-      out.push_back(row.Bytes(0));
+  AuditEntryPage page;
+  size_t bytes = 0;
+  int64_t last = -1;
+  bool full = false;
+  const absl::Status kFull = absl::CancelledError("page full");
+  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) -> absl::Status {
+    absl::Status st = s.Query(sql, p, [&](const Row& row) -> absl::Status {
+      std::string entry = row.Bytes(1);
+      if ((f.limit != 0 && page.entries.size() == f.limit) ||
+          (f.max_bytes != 0 && !page.entries.empty() &&
+           bytes + entry.size() > f.max_bytes)) {
+        full = true;
+        return kFull;  // Stops the query: the rest is the next page's.
+      }
+      bytes += entry.size();
+      last = row.Int(0);
+      page.entries.push_back(std::move(entry));
       return absl::OkStatus();
     });
+    return full ? absl::OkStatus() : st;
   }));
-  return out;
+  if (full) page.next_index = static_cast<uint64_t>(last) + 1;
+  return page;
+}
+
+absl::StatusOr<std::vector<std::string>> SqlAuditStore::Entries(const AuditFilter& f) {
+  COMITY_ASSIGN_OR_RETURN(AuditEntryPage page, EntryPage(f));
+  return std::move(page.entries);
 }
 
 absl::StatusOr<std::vector<StoredTreeHead>> SqlAuditStore::TreeHeads(uint64_t from_size,

@@ -210,14 +210,15 @@ absl::Status SqlCaseStore::SetNextDeadline(const std::string& request_id,
 }
 
 absl::StatusOr<std::vector<PendingEvidence>> SqlCaseStore::DueEvidence(
-    const std::string& peer, absl::Time now, int limit) {
+    const std::string& peer, absl::Time now, int limit, absl::Time latest) {
   return Fetch(
       db_, false, &ReadEvidence,
       "SELECT " COMITY_EVIDENCE_COLUMNS
       " FROM evidence e JOIN requests r ON r.request_id = e.request_id AND "
-      "r.direction = 1 WHERE e.held = 0 AND e.next_attempt_at_us <= $1 AND ($2 = '' OR "
-      "r.requested_party = $2) ORDER BY e.next_attempt_at_us, e.listed_at_us LIMIT $3",
-      Params().Int(ToMicros(now)).Text(peer).Int(limit));
+      "r.direction = 1 WHERE e.held = 0 AND (e.next_attempt_at_us <= $1 OR "
+      "e.next_attempt_at_us > $4) AND ($2 = '' OR r.requested_party = $2) ORDER BY "
+      "e.next_attempt_at_us, e.listed_at_us LIMIT $3",
+      Params().Int(ToMicros(now)).Text(peer).Int(limit).Int(ToMicros(latest)));
 }
 
 absl::StatusOr<std::vector<PendingEvidence>> SqlCaseStore::PendingEvidenceOf(

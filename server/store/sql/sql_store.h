@@ -55,8 +55,8 @@ class SqlCaseStore final : public CaseStore {
   absl::Status SetNextDeadline(const std::string& request_id, v1::Direction direction,
                                absl::Time next_deadline) override;
   absl::StatusOr<std::vector<PendingEvidence>> DueEvidence(const std::string& peer,
-                                                           absl::Time now,
-                                                           int limit) override;
+                                                           absl::Time now, int limit,
+                                                           absl::Time latest) override;
   absl::StatusOr<std::vector<PendingEvidence>> PendingEvidenceOf(
       const std::string& request_id) override;
   absl::Status MarkEvidenceHeld(const std::string& request_id, const std::string& sha256,
@@ -133,6 +133,7 @@ class SqlAuditStore final : public AuditStore {
   absl::Status Append(const AuditFn& audit) override;
   absl::StatusOr<uint64_t> Size() override;
   absl::StatusOr<std::vector<std::string>> Entries(const AuditFilter& filter) override;
+  absl::StatusOr<AuditEntryPage> EntryPage(const AuditFilter& filter) override;
   absl::StatusOr<std::vector<StoredTreeHead>> TreeHeads(uint64_t from_size,
                                                         uint64_t limit) override;
   absl::StatusOr<std::optional<StoredTreeHead>> LatestTreeHead() override;
