@@ -293,6 +293,12 @@ std::string AssessmentLine(const v1::Assessment& a) {
                       a.basis().empty() ? "" : " (" + absl::StrJoin(a.basis(), "; ") + ")",
                       grounds.empty() ? "" : "; open grounds " + grounds,
                       a.deadline_days() ? absl::StrCat("; ", a.deadline_days(), " days") : "",
+                      a.deadline_hours() ? absl::StrCat(" (", a.deadline_hours(), " hours if an emergency)") : "",
+                      a.channel() != v1::CHANNEL_UNSPECIFIED
+                          ? absl::StrCat("; send via ", v1::Channel_Name(a.channel()),
+                                         a.channel_basis().empty() ? "" : " (" + a.channel_basis() + ")",
+                                         a.authority().empty() ? "" : " to " + a.authority())
+                          : "",
                       "; library ", a.library_version().substr(0, 12));
 }
 

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -26,12 +27,18 @@ The treaty library (default: $COMITY_TREATIES) and the rules engine, offline.
 
   check --from XX --to YY --type TYPE --offence CATEGORY [--date YYYY-MM-DD]
         [--dual-criminality yes|no|unknown] [--penalty-months N]
-        [--requested-penalty-months N] [--request FILE]
-      Whether a request is BINDING, DISCRETIONARY, VOLUNTARY, NOT_COVERED or INVALID,
-      under which articles, with the refusal grounds left open, deadlines, duties and
-      the reasoning; UNKNOWN_PARTY (no conclusion) when a state is not in the library
-      or its standing on the date is not known. --request FILE (a comity.v1.RequestBody in text format) also
-      checks the request's contents and supplies what the flags leave out.
+        [--requested-penalty-months N] [--urgency ROUTINE|URGENT|EMERGENCY]
+        [--follows-preservation] [--request FILE]
+      Whether a request is BINDING, DISCRETIONARY, VOLUNTARY, NOT_COVERED or INVALID:
+      the governing instrument and the ones that supplement it, are replaced or do
+      not apply (and why), the articles, the refusal and postponement grounds left
+      open, dual criminality, deadlines, duties, the channel and authority to send
+      it to, and the reasoning; UNKNOWN_PARTY (no conclusion) when a state is not in
+      the library or its standing on the date is not known. A territory with its
+      own code (CW, FO, GL) is assessed under its state's territorial declarations.
+      --follows-preservation: the request follows a preservation (ETS185 Art 30
+      applies only then). --request FILE (a comity.v1.RequestBody in text format)
+      also checks the request's contents and supplies what the flags leave out.
   matrix --from XX --type TYPE --offence CATEGORY [--date YYYY-MM-DD] [...check flags]
       The same assessment for every partner in the library, one line each.
   parties [--date YYYY-MM-DD]
@@ -94,7 +101,8 @@ int TreatyCli::Run(const std::vector<std::string>& args) {
   spec.switches = {"json", "help"};
   if (command == "check" || command == "matrix") {
     spec.with_value.insert({"from", "type", "offence", "dual-criminality", "penalty-months",
-                            "requested-penalty-months", "request"});
+                            "requested-penalty-months", "request", "urgency"});
+    spec.switches.insert("follows-preservation");
     if (command == "check") spec.with_value.insert("to");
   } else if (command == "parties" || command == "show") {
   } else if (command.empty() || command == "help") {
@@ -178,6 +186,11 @@ absl::StatusOr<AssessmentQuery> TreatyCli::Query(const ParsedArgs& a, bool need_
           "--dual-criminality '", a.Get("dual-criminality"), "' is not yes, no or unknown"));
     }
   }
+  if (a.Has("urgency")) {
+    COMITY_ASSIGN_OR_RETURN(q.urgency, ParseEnum<v1::Urgency>(v1::Urgency_descriptor(), "urgency",
+                                                              a.Get("urgency")));
+  }
+  if (a.switches.count("follows-preservation")) q.follows_preservation = true;
   for (auto [flag, slot] : {std::pair<const char*, uint32_t*>{"penalty-months", &q.penalty_months},
                             {"requested-penalty-months", &q.requested_penalty_months}}) {
     if (!a.Has(flag)) continue;
@@ -209,12 +222,42 @@ void TreatyCli::PrintAssessment(const v1::Assessment& as) {
     out_ << "no conclusion:  the treaty library does not know a party's standing (see the "
             "reasoning); this is not NOT_COVERED\n";
   }
+  if (!as.territory().empty()) out_ << "territory:      " << as.territory() << "\n";
+  if (!as.procedure_instrument().empty() && as.procedure_instrument() != as.instrument()) {
+    out_ << "procedure:      " << as.procedure_instrument() << "\n";
+  }
   if (!as.basis().empty()) out_ << "basis:          " << absl::StrJoin(as.basis(), "; ") << "\n";
   out_ << "refusal grounds: " << Grounds(as) << "\n";
+  if (!as.postponement_grounds().empty()) {
+    std::vector<std::string> g;
+    for (int x : as.postponement_grounds()) {
+      g.push_back(v1::RefusalGround_Name(static_cast<v1::RefusalGround>(x)));
+    }
+    out_ << "postponement:   " << absl::StrJoin(g, ",") << " (postpone, not refuse)\n";
+  }
+  if (as.obligation() == v1::BINDING || as.obligation() == v1::DISCRETIONARY ||
+      as.obligation() == v1::INVALID) {
+    out_ << "dual criminality: " << (as.dual_criminality_required() ? "a condition" : "not a condition")
+         << "\n";
+  }
   if (as.deadline_days() > 0) out_ << "deadline:       " << as.deadline_days() << " days\n";
+  if (as.deadline_hours() > 0) out_ << "emergency:      " << as.deadline_hours() << " hours\n";
+  if (as.channel() != v1::CHANNEL_UNSPECIFIED) {
+    out_ << "channel:        " << v1::Channel_Name(as.channel())
+         << (as.channel_basis().empty() ? "" : " (" + as.channel_basis() + ")")
+         << (as.authority().empty() ? "" : ": " + as.authority()) << "\n";
+  }
   for (const auto& d : as.duties()) out_ << "duty:           " << d << "\n";
   if (!as.also_applicable().empty()) {
     out_ << "also applicable: " << absl::StrJoin(as.also_applicable(), ", ") << "\n";
+  }
+  if (!as.considered().empty()) {
+    out_ << "instruments considered:\n";
+    for (const auto& c : as.considered()) {
+      std::string role = v1::InstrumentRole_Name(c.role());
+      out_ << "  " << c.instrument() << ": " << absl::AsciiStrToLower(role) << " - " << c.reason()
+           << "\n";
+    }
   }
   out_ << "reasoning:\n";
   int n = 0;

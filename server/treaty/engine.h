@@ -33,6 +33,10 @@ struct AssessmentQuery {
   uint32_t penalty_months = 0;            // Requesting party; 0 unknown.
   uint32_t requested_penalty_months = 0;  // Requested party; 0 unknown.
   v1::DualCriminality dual_criminality = v1::DUAL_CRIMINALITY_UNKNOWN;
+  v1::Urgency urgency = v1::URGENCY_UNSPECIFIED;  // Chooses the channel and emergency deadlines.
+  // The request follows a preservation (RequestBody.related_request_ids):
+  // ETS185 Art 30 applies only then.
+  bool follows_preservation = false;
   // The request itself, for the contents an instrument requires (Art
   // 29(2)); nullptr: contents are not checked (and a note says so).
   const v1::RequestBody* request = nullptr;
@@ -42,7 +46,10 @@ struct AssessmentQuery {
 AssessmentQuery QueryForRequest(const v1::RequestBody& body, absl::CivilDay date);
 
 // InvalidArgument for a malformed query (unknown party code, same party on
-// both sides, unspecified type or offence). Thread-safe.
+// both sides, an organisation instead of a state, unspecified type or
+// offence). A party may be a territory with its own ISO code (CW, FO): it is
+// assessed as its state, under the state's territorial declarations.
+// Thread-safe.
 absl::StatusOr<v1::Assessment> Assess(const TreatyLibrary& library,
                                       const AssessmentQuery& query);
 

@@ -157,8 +157,18 @@ absl::Status Validate(InstrumentRecord* rec, const Locator& loc) {
   if (in.id().empty()) return loc.Error({{"id", -1}}, "is required (e.g. \"ETS185\")");
   if (in.kind() == v1::INSTRUMENT_KIND_UNSPECIFIED) {
     return loc.Error({{"kind", -1}},
-                     "is required: MULTILATERAL_TREATY, BILATERAL_TREATY or "
-                     "POLITICAL_DECLARATION");
+                     "is required: MULTILATERAL_TREATY, BILATERAL_TREATY, "
+                     "POLITICAL_DECLARATION, ORGANISATION_MEMBERSHIP or ORGANISATION_ACT");
+  }
+  if (in.kind() == v1::ORGANISATION_ACT && in.organisation().empty()) {
+    return loc.Error({{"organisation", -1}},
+                     "an ORGANISATION_ACT binds the members of an organisation: name its "
+                     "ORGANISATION_MEMBERSHIP instrument (e.g. \"EU\")");
+  }
+  if (in.kind() == v1::ORGANISATION_MEMBERSHIP &&
+      (in.provisions_size() > 0 || !in.organisation().empty())) {
+    return loc.Error({{"provisions", 0}},
+                     "a membership list creates no obligation: no provisions, no organisation");
   }
   for (auto [field, value] : {std::pair<const char*, const std::string*>{"adopted", &in.adopted()},
                               {"opened_for_signature", &in.opened_for_signature()},
@@ -186,6 +196,40 @@ absl::Status Validate(InstrumentRecord* rec, const Locator& loc) {
     }
     return absl::OkStatus();
   };
+
+  auto check_channels = [&](std::initializer_list<PathStep> at,
+                            const google::protobuf::RepeatedPtrField<v1::ChannelRule>& rules)
+      -> absl::Status {
+    for (int c = 0; c < rules.size(); ++c) {
+      if (rules[c].channel() == v1::CHANNEL_UNSPECIFIED) {
+        return loc.Error(at, absl::StrCat("channels[", c, "].channel is required (CENTRAL_AUTHORITY, "
+                                          "POINT_OF_CONTACT, DIRECT_JUDICIAL, DIPLOMATIC or "
+                                          "SERVICE_PROVIDER)"));
+      }
+      if (!rules[c].basis().empty()) {
+        COMITY_RETURN_IF_ERROR(check_ref(at, rules[c].basis()));
+      }
+    }
+    return absl::OkStatus();
+  };
+  COMITY_RETURN_IF_ERROR(check_channels({{"channels", -1}}, in.channels()));
+  COMITY_RETURN_IF_ERROR(
+      check_channels({{"general_procedure", -1}, {"channels", -1}}, in.general_procedure().channels()));
+  for (int i = 0; i < in.precedence_size(); ++i) {
+    const v1::Precedence& pr = in.precedence(i);
+    if (pr.instrument().empty() || pr.instrument() == in.id()) {
+      return loc.Error({{"precedence", i}, {"instrument", -1}},
+                       "name another instrument of the library");
+    }
+    if (pr.effect() == v1::PRECEDENCE_EFFECT_UNSPECIFIED) {
+      return loc.Error({{"precedence", i}, {"effect", -1}}, "is required: REPLACES or SUPPLEMENTS");
+    }
+    if (pr.basis().empty()) {
+      return loc.Error({{"precedence", i}, {"basis", -1}},
+                       "name the article that sets the precedence (e.g. \"Art 34(1)\")");
+    }
+    COMITY_RETURN_IF_ERROR(check_ref({{"precedence", i}, {"basis", -1}}, pr.basis()));
+  }
 
   if (in.kind() == v1::POLITICAL_DECLARATION && in.provisions_size() > 0) {
     return loc.Error({{"provisions", 0}},
@@ -241,9 +285,29 @@ absl::Status Validate(InstrumentRecord* rec, const Locator& loc) {
       }
       rec->content_paths[i].push_back(*std::move(path));
     }
+    for (const std::string* ref : {&p.postponement_basis(), &p.dual_criminality_waiver_basis(),
+                                   &p.emergency_deadline_basis()}) {
+      if (!ref->empty()) COMITY_RETURN_IF_ERROR(check_ref({{"provisions", i}}, *ref));
+    }
+    COMITY_RETURN_IF_ERROR(check_channels({{"provisions", i}, {"channels", -1}}, p.channels()));
+    if (p.requires_prior_preservation() &&
+        (p.otherwise() <= 0 || !v1::AssistanceType_IsValid(p.otherwise()) ||
+         p.otherwise() == p.assistance_type())) {
+      return loc.Error({{"provisions", i}, {"otherwise", -1}},
+                       "a provision that requires a prior preservation names the type a "
+                       "standalone request is assessed as (e.g. STORED_DATA_ACCESS)");
+    }
     if (p.scope() == v1::SERIOUS_OFFENCES && p.min_penalty_months() == 0) {
       return loc.Error({{"provisions", i}, {"min_penalty_months", -1}},
                        "SERIOUS_OFFENCES needs the threshold in months");
+    }
+  }
+  for (int i = 0; i < in.provisions_size(); ++i) {
+    const v1::Provision& p = in.provisions(i);
+    if (p.requires_prior_preservation() && rec->provisions[p.otherwise()] == nullptr) {
+      return loc.Error({{"provisions", i}, {"otherwise", -1}},
+                       absl::StrCat(v1::AssistanceType_Name(p.otherwise()),
+                                    " has no provision in ", in.id(), "; add one or name another"));
     }
   }
   for (int b = 0; b < in.general_procedure().basis_size(); ++b) {
@@ -276,7 +340,8 @@ absl::Status Validate(InstrumentRecord* rec, const Locator& loc) {
   std::vector<Day> consents;
   for (int i = 0; i < in.parties_size(); ++i) {
     const v1::PartyStatus& ps = in.parties(i);
-    if (!IsPartyCode(ps.party())) {
+    const bool organisation_row = !in.organisation().empty() && ps.party() == in.organisation();
+    if (!organisation_row && !IsPartyCode(ps.party())) {
       return loc.Error({{"parties", i}, {"party", -1}},
                        absl::StrCat("'", ps.party(),
                                     "' is not an ISO 3166-1 alpha-2 code (e.g. FR, JP, GB)"));
@@ -289,6 +354,38 @@ absl::Status Validate(InstrumentRecord* rec, const Locator& loc) {
     rec->party_slot[slot] = static_cast<int16_t>(rec->parties.size());
     PartyRecord pr;
     pr.status = &ps;
+    pr.side = i;
+    pr.not_bound = ps.not_bound();
+    if (ps.not_bound() && in.organisation().empty()) {
+      return loc.Error({{"parties", i}, {"not_bound", -1}},
+                       "only an organisation's act or agreement lists members it does not bind");
+    }
+    if (ps.not_bound() && (!ps.consent().empty() || !ps.entry_into_force().empty())) {
+      return loc.Error({{"parties", i}, {"not_bound", -1}},
+                       absl::StrCat(ps.party(), ": a member that is not bound has no consent or "
+                                                "entry into force; remove one or the other"));
+    }
+    for (int t = 0; t < ps.territories_size(); ++t) {
+      const v1::TerritorialScope& ts = ps.territories(t);
+      if (!IsPartyCode(ts.territory())) {
+        return loc.Error({{"parties", i}, {"territories", t}, {"territory", -1}},
+                         absl::StrCat("'", ts.territory(), "' is not an ISO 3166-1 alpha-2 code"));
+      }
+      TerritoryRecord tr{&ts};
+      COMITY_ASSIGN_OR_RETURN(tr.from, DateField(loc, {{"parties", i}, {"territories", t}, {"from", -1}},
+                                                 ts.from()));
+      COMITY_ASSIGN_OR_RETURN(tr.until, DateField(loc, {{"parties", i}, {"territories", t}, {"until", -1}},
+                                                  ts.until()));
+      if (tr.from != kNever && tr.until != kNever && tr.until <= tr.from) {
+        return loc.Error({{"parties", i}, {"territories", t}, {"until", -1}},
+                         "is not after from");
+      }
+      if (!ts.basis().empty()) {
+        COMITY_RETURN_IF_ERROR(
+            check_ref({{"parties", i}, {"territories", t}, {"basis", -1}}, ts.basis()));
+      }
+      pr.territories.push_back(tr);
+    }
     COMITY_ASSIGN_OR_RETURN(pr.signed_on, DateField(loc, {{"parties", i}, {"signed", -1}}, ps.signed_()));
     COMITY_ASSIGN_OR_RETURN(pr.consent, DateField(loc, {{"parties", i}, {"consent", -1}}, ps.consent()));
     COMITY_ASSIGN_OR_RETURN(pr.in_force, DateField(loc, {{"parties", i}, {"entry_into_force", -1}},
@@ -314,7 +411,7 @@ absl::Status Validate(InstrumentRecord* rec, const Locator& loc) {
                        absl::StrCat(ps.party(), ": consent ", ps.consent(),
                                     " is before signature ", ps.signed_(), "; fix one of them"));
     }
-    if (pr.in_force != kNever) {
+    if (pr.in_force != kNever && in.kind() != v1::ORGANISATION_MEMBERSHIP) {
       Day earliest = pr.consent != kNever ? pr.consent : pr.signed_on;
       if (earliest == kNever || pr.in_force < earliest) {
         return loc.Error({{"parties", i}, {"entry_into_force", -1}},
@@ -448,6 +545,7 @@ int PartySlot(absl::string_view code) {
 }
 
 bool PartyRecord::BoundOn(Day day, bool political) const {
+  if (not_bound) return false;
   if (political) return signed_on != kNever && signed_on <= day;
   if (in_force == kNever && consent == kNever && party_by != kNever) {
     return party_by <= day && day < bound_until;
@@ -456,6 +554,7 @@ bool PartyRecord::BoundOn(Day day, bool political) const {
 }
 
 bool PartyRecord::StandingUnknownOn(Day day, Day general_in_force) const {
+  if (not_bound) return false;
   if (in_force != kNever || consent != kNever) return false;
   if (general_in_force == kNever || day < general_in_force) return false;
   if (signed_on != kNever && day < signed_on) return false;
@@ -531,6 +630,7 @@ absl::StatusOr<std::unique_ptr<TreatyLibrary>> TreatyLibrary::FromFiles(
     }
     lib->instruments_.push_back(std::move(rec));
   }
+  COMITY_RETURN_IF_ERROR(lib->ResolveOrganisations());
   for (const auto& rec : lib->instruments_) {
     for (const PartyRecord& p : rec->parties) {
       lib->by_party_[PartySlot(p.status->party())].push_back(rec.get());
@@ -558,10 +658,84 @@ std::vector<std::string> TreatyLibrary::Parties() const {
   std::vector<std::string> out;
   for (int slot = 0; slot < 26 * 26; ++slot) {
     if (!by_party_[slot].empty()) {
-      out.push_back({static_cast<char>('A' + slot / 26), static_cast<char>('A' + slot % 26)});
+      std::string code = {static_cast<char>('A' + slot / 26), static_cast<char>('A' + slot % 26)};
+      if (!IsOrganisation(code)) out.push_back(std::move(code));
     }
   }
   return out;
+}
+
+bool TreatyLibrary::IsOrganisation(absl::string_view code) const {
+  const InstrumentRecord* rec = Find(code);
+  return rec != nullptr && rec->proto.kind() == v1::ORGANISATION_MEMBERSHIP;
+}
+
+// Members of an organisation are bound by its acts and agreements over the
+// dates of their membership: each gets a derived entry (in force from the
+// later of the act's application and its accession, until it left),
+// unless the file lists it itself (an opt-out, or its own dates).
+absl::Status TreatyLibrary::ResolveOrganisations() {
+  for (const auto& rec : instruments_) {
+    for (const v1::Precedence& pr : rec->proto.precedence()) {
+      if (Find(pr.instrument()) == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            rec->file, ": precedence names ", pr.instrument(),
+            ", which is not in the library; add it or remove the precedence"));
+      }
+    }
+    const std::string& org = rec->proto.organisation();
+    if (org.empty()) continue;
+    const InstrumentRecord* membership = Find(org);
+    if (membership == nullptr || membership->proto.kind() != v1::ORGANISATION_MEMBERSHIP) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          rec->file, ": organisation ", org, " is not an ORGANISATION_MEMBERSHIP instrument of the "
+          "library; add its members (e.g. deploy/treaties/eu-membership.textproto)"));
+    }
+    const PartyRecord* org_row = rec->Party(org);
+    if (org_row == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          rec->file, ": ", rec->proto.id(), " names organisation ", org,
+          " but does not list it among its parties, with the date from which the ",
+          rec->proto.kind() == v1::ORGANISATION_ACT ? "act applies" : "agreement binds it"));
+    }
+    rec->membership = membership;
+    const int org_side = org_row->side;
+    const Day org_from = org_row->in_force;
+    const Day org_until = org_row->bound_until;
+    const bool org_unverified = org_row->status->unverified();
+    const std::string org_source = org_row->status->source();
+    for (const PartyRecord& member : membership->parties) {
+      const std::string& code = member.status->party();
+      if (PartySlot(code) < 0 || rec->Party(code) != nullptr) continue;
+      const Day from = std::max(org_from, member.in_force);
+      const Day until = std::min(org_until, member.bound_until);
+      if (member.in_force == kNever || (org_from != kNever && from >= until)) continue;
+      v1::PartyStatus& status = rec->derived_status.emplace_back();
+      status.set_party(code);
+      if (org_from != kNever) status.set_entry_into_force(FormatDay(from));
+      if (until != kNever) status.set_denunciation_effective(FormatDay(until));
+      status.set_unverified(org_unverified || member.status->unverified());
+      status.set_source(absl::StrCat(org, " membership (", membership->proto.id(), ": ",
+                                     member.status->source(), "); ", rec->proto.id(), " for ", org,
+                                     ": ", org_source));
+      status.set_notes(absl::StrCat("bound as a member of ", org, " (member from ",
+                                    FormatDay(member.in_force),
+                                    member.bound_until != kNever
+                                        ? absl::StrCat(" until ", FormatDay(member.bound_until))
+                                        : "",
+                                    ")"));
+      PartyRecord pr;
+      pr.status = &status;
+      pr.in_force = org_from == kNever ? kNever : from;
+      pr.bound_until = until;
+      pr.side = org_side;
+      pr.via = org;
+      pr.territories = member.territories;
+      rec->party_slot[PartySlot(code)] = static_cast<int16_t>(rec->parties.size());
+      rec->parties.push_back(std::move(pr));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace comity

@@ -11,6 +11,7 @@
 
 #include <array>
 #include <climits>
+#include <deque>
 #include <memory>
 #include <string>
 #include <utility>
@@ -42,6 +43,13 @@ struct HeldReservation {
   Day until = kNever;  // Withdrawn from this day on.
 };
 
+// A territory's own standing under one instrument (Art 38).
+struct TerritoryRecord {
+  const v1::TerritorialScope* scope;
+  Day from = kNever;   // kNever: from the party's own entry into force.
+  Day until = kNever;
+};
+
 // One party's standing under one instrument, with dates resolved.
 struct PartyRecord {
   const v1::PartyStatus* status;
@@ -52,6 +60,14 @@ struct PartyRecord {
   Day party_by = kNever;        // PartyStatus.party_by: listed as a party by then.
   std::vector<HeldReservation> reservations;
   std::vector<HeldReservation> declarations;
+  std::vector<TerritoryRecord> territories;
+  // Parties on the same side of a bilateral agreement are not bound to each
+  // other by it: the EU's member states under EU-US-MLA share the EU's side.
+  int side = 0;
+  // For a member bound through an organisation ("EU"); empty otherwise.
+  std::string via;
+  // An ORGANISATION_ACT's opt-out (PartyStatus.not_bound).
+  bool not_bound = false;
 
   // True if the party is bound by the instrument on `day` (for a political
   // declaration: has endorsed it by then). A party known only from a dated
@@ -67,17 +83,25 @@ struct PartyRecord {
   bool StandingUnknownOn(Day day, Day general_in_force) const;
 };
 
+// AssistanceType values are below this.
+inline constexpr int kMaxAssistanceType = 32;
+
 struct InstrumentRecord {
   v1::Instrument proto;
   std::string file;
   Day general_in_force = kNever;
   int consents = 0;
   // Provision per AssistanceType value (nullptr: none).
-  std::array<const v1::Provision*, 16> provisions{};
-  std::array<int, 16> provision_index{};  // Index in proto.provisions().
+  std::array<const v1::Provision*, kMaxAssistanceType> provisions{};
+  std::array<int, kMaxAssistanceType> provision_index{};  // Index in proto.provisions().
   // Field paths of each provision's required contents, resolved.
   std::vector<std::vector<std::vector<const google::protobuf::FieldDescriptor*>>> content_paths;
   std::vector<PartyRecord> parties;
+  // Entries made for the members of `proto.organisation()`, which
+  // parties[].status of derived members point to.
+  std::deque<v1::PartyStatus> derived_status;
+  // The organisation's membership instrument, for acts and agreements.
+  const InstrumentRecord* membership = nullptr;
   // parties[party_slot[code]] or -1.
   std::array<int16_t, 26 * 26> party_slot;
 
@@ -103,11 +127,15 @@ class TreatyLibrary {
   const InstrumentRecord* Find(absl::string_view id) const;
   // Instruments that list `party`, in library order.
   const std::vector<const InstrumentRecord*>& InstrumentsOf(absl::string_view party) const;
-  // Every party code that appears in some instrument, sorted.
+  // Every state code that appears in some instrument, sorted (not
+  // organisations such as "EU").
   std::vector<std::string> Parties() const;
+  // True if `code` names an organisation (an ORGANISATION_MEMBERSHIP id).
+  bool IsOrganisation(absl::string_view code) const;
 
  private:
   TreatyLibrary() = default;
+  absl::Status ResolveOrganisations();
   std::string version_;
   std::vector<std::unique_ptr<InstrumentRecord>> instruments_;
   std::array<std::vector<const InstrumentRecord*>, 26 * 26> by_party_;
