@@ -511,6 +511,9 @@ absl::StatusOr<v1::Assessment> Assess(const TreatyLibrary& library,
       excluded = absl::StrCat(first_basis, " covers only the offences the instrument establishes (",
                               id == "ETS185" ? "Arts 2-11" : "its own categories",
                               "); an OTHER offence is outside it.");
+    } else if (p.scope() == v1::CONVENTION_OR_SERIOUS_OFFENCES && convention_offence) {
+      note(absl::StrCat(first_basis, " covers the instrument's own offences whatever their "
+                                     "penalty."));
     } else if (p.min_penalty_months() > 0) {
       const uint32_t min = p.min_penalty_months();
       const bool both = p.min_penalty_both_parties() || p.scope() != v1::SERIOUS_OFFENCES;

@@ -297,7 +297,8 @@ absl::Status Validate(InstrumentRecord* rec, const Locator& loc) {
                        "a provision that requires a prior preservation names the type a "
                        "standalone request is assessed as (e.g. STORED_DATA_ACCESS)");
     }
-    if (p.scope() == v1::SERIOUS_OFFENCES && p.min_penalty_months() == 0) {
+    if ((p.scope() == v1::SERIOUS_OFFENCES || p.scope() == v1::CONVENTION_OR_SERIOUS_OFFENCES) &&
+        p.min_penalty_months() == 0) {
       return loc.Error({{"provisions", i}, {"min_penalty_months", -1}},
                        "SERIOUS_OFFENCES needs the threshold in months");
     }
@@ -483,13 +484,29 @@ absl::Status Validate(InstrumentRecord* rec, const Locator& loc) {
     std::sort(consents.begin(), consents.end());
     rec->general_in_force = EffectiveFrom(rule, consents[rule.min_consents() - 1]);
   }
+  if (rule.later_days_after() > kMaxEntryIntoForceDays) {
+    return loc.Error({{"entry_into_force_rule", -1}, {"later_days_after", -1}},
+                     absl::StrCat(rule.later_days_after(), " is more than ",
+                                  kMaxEntryIntoForceDays, " days"));
+  }
+  // The consent that brought general entry into force, if the rule did.
+  Day deciding_consent = kNever;
+  if (rule.min_consents() > 0 && consents.size() >= rule.min_consents()) {
+    std::sort(consents.begin(), consents.end());
+    deciding_consent = consents[rule.min_consents() - 1];
+  }
   for (size_t i = 0; i < rec->parties.size(); ++i) {
     PartyRecord& pr = rec->parties[i];
     if (in.kind() == v1::POLITICAL_DECLARATION) continue;
     if (!RuleComputes(rule) || pr.consent == kNever) continue;
     Day computed = kNever;
     if (rec->general_in_force != kNever) {
-      computed = std::max(rec->general_in_force, EffectiveFrom(rule, pr.consent));
+      Day own = EffectiveFrom(rule, pr.consent);
+      if (rule.later_days_after() > 0 && deciding_consent != kNever &&
+          pr.consent > deciding_consent) {
+        own = pr.consent + static_cast<Day>(rule.later_days_after());
+      }
+      computed = std::max(rec->general_in_force, own);
     }
     if (pr.in_force == kNever) {
       pr.in_force = computed;

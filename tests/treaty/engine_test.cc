@@ -490,5 +490,282 @@ TEST(LibraryTest, NotYetInForceWithoutEnoughConsents) {
   EXPECT_THAT(a.notes(), Contains(HasSubstr("not in force on 2024-05-01 (2 of 5 consents")));
 }
 
+
+// ---------------------------------------------------------------------------
+// The general layer (issue 14): an organisation and its members, an act that
+// replaces an older convention, a supplement that amends its channels, an
+// agreement of the organisation with a third state, territories, measures.
+// ---------------------------------------------------------------------------
+
+constexpr char kMembership[] = R"pb(
+id: "EU"
+kind: ORGANISATION_MEMBERSHIP
+parties { party: "FR" entry_into_force: "1958-01-01" }
+parties { party: "DK" entry_into_force: "1973-01-01"
+  territories { territory: "FO" included: false } }
+parties { party: "GB" entry_into_force: "1973-01-01" denunciation_effective: "2021-01-01" }
+parties { party: "HR" entry_into_force: "2013-07-01" }
+)pb";
+
+constexpr char kAct[] = R"pb(
+id: "ACT"
+kind: ORGANISATION_ACT
+organisation: "EU"
+in_force: "2017-05-22"
+governs_procedure: true
+articles { number: "7" } articles { number: "11" } articles { number: "12" }
+articles { number: "15" } articles { number: "34" }
+channels { channel: DIRECT_JUDICIAL basis: "Art 7(1)" authority: "the executing authority" }
+precedence { instrument: "OLD" effect: REPLACES basis: "Art 34(1)" assistance_types: STORED_DATA_ACCESS }
+provisions {
+  assistance_type: STORED_DATA_ACCESS obligation: BINDING basis: "Art 11"
+  refusal_grounds: [FUNDAMENTAL_RIGHTS, DUAL_CRIMINALITY] dual_criminality_required: true
+  dual_criminality_waived_for: ILLEGAL_ACCESS dual_criminality_waiver_min_months: 36
+  dual_criminality_waiver_basis: "Art 11(1)(g)"
+  postponement_grounds: PREJUDICE_TO_INVESTIGATION postponement_basis: "Art 15(1)(a)"
+  deadline_days: 30 deadline_basis: "Art 12(3)"
+}
+parties { party: "EU" signed: "2014-04-03" entry_into_force: "2017-05-22" }
+parties { party: "DK" not_bound: true notes: "opt-out" }
+)pb";
+
+constexpr char kOld[] = R"pb(
+id: "OLD"
+kind: MULTILATERAL_TREATY
+in_force: "1962-06-12"
+governs_procedure: true
+articles { number: "3" } articles { number: "15" }
+channels { channel: DIRECT_JUDICIAL min_urgency: URGENT basis: "Art 15(2)" }
+channels { channel: CENTRAL_AUTHORITY basis: "Art 15(1)" authority: "the ministry of justice" }
+provisions { assistance_type: STORED_DATA_ACCESS obligation: BINDING basis: "Art 3" refusal_grounds: [ESSENTIAL_INTERESTS] }
+parties { party: "FR" signed: "1960-01-01" entry_into_force: "1967-05-21" }
+parties { party: "DK" signed: "1960-01-01" entry_into_force: "1962-06-13"
+  territories { territory: "FO" included: false basis: "Art 3" } }
+parties { party: "GB" signed: "1960-01-01" entry_into_force: "1991-11-27" }
+parties { party: "HR" signed: "1990-01-01" entry_into_force: "1999-08-05" }
+)pb";
+
+constexpr char kSupplement[] = R"pb(
+id: "SUPP"
+kind: MULTILATERAL_TREATY
+in_force: "2004-02-01"
+governs_procedure: true
+articles { number: "1" } articles { number: "4" }
+channels { channel: DIRECT_JUDICIAL basis: "Art 4" authority: "the judicial authority, directly" }
+precedence { instrument: "OLD" effect: SUPPLEMENTS basis: "Art 1" }
+provisions { assistance_type: STORED_DATA_ACCESS obligation: BINDING basis: "Art 1" refusal_grounds: [ESSENTIAL_INTERESTS] }
+parties { party: "FR" signed: "2001-11-08" entry_into_force: "2012-06-01" }
+parties { party: "DK" signed: "2001-11-08" entry_into_force: "2004-02-01" }
+)pb";
+
+constexpr char kAgreement[] = R"pb(
+id: "EU-US"
+kind: BILATERAL_TREATY
+organisation: "EU"
+governs_procedure: true
+articles { number: "3" }
+provisions { assistance_type: MUTUAL_ASSISTANCE obligation: BINDING basis: "Art 3" refusal_grounds: [DOMESTIC_LAW] }
+parties { party: "EU" signed: "2003-06-25" entry_into_force: "2010-02-01" }
+parties { party: "US" signed: "2003-06-25" entry_into_force: "2010-02-01" }
+)pb";
+
+std::unique_ptr<TreatyLibrary> GeneralLayer(
+    std::vector<std::pair<std::string, std::string>> extra = {}) {
+  std::vector<std::pair<std::string, std::string>> files = {
+      {"eu.textproto", kMembership}, {"act.textproto", kAct},       {"old.textproto", kOld},
+      {"supp.textproto", kSupplement}, {"agr.textproto", kAgreement}};
+  for (auto& f : extra) files.push_back(std::move(f));
+  return Library(std::move(files));
+}
+
+const v1::ConsideredInstrument* Role(const v1::Assessment& a, const std::string& id) {
+  for (const auto& c : a.considered()) {
+    if (c.instrument() == id) return &c;
+  }
+  return nullptr;
+}
+
+TEST(GeneralLayerTest, AMemberIsBoundByTheActFromItsAccessionAndTheActReplacesTheOldConvention) {
+  auto lib = GeneralLayer();
+  // Before accession (and before the act): the old convention governs.
+  v1::Assessment before = AssessOk(*lib, Query("HR", "FR", v1::STORED_DATA_ACCESS,
+                                          v1::OTHER, absl::CivilDay(2013, 6, 30)));
+  EXPECT_EQ(before.instrument(), "OLD");
+  // SUPP binds FR but not HR: OLD's own channel.
+  EXPECT_EQ(before.channel(), v1::CENTRAL_AUTHORITY);
+  v1::Assessment after = AssessOk(*lib, Query("HR", "FR", v1::STORED_DATA_ACCESS, v1::OTHER,
+                                         absl::CivilDay(2017, 5, 22)));
+  EXPECT_EQ(after.instrument(), "ACT");
+  EXPECT_EQ(after.procedure_instrument(), "ACT");
+  ASSERT_NE(Role(after, "OLD"), nullptr);
+  EXPECT_EQ(Role(after, "OLD")->role(), v1::REPLACED);
+  EXPECT_THAT(Role(after, "OLD")->reason(), HasSubstr("ACT Art 34(1): replaces OLD"));
+  EXPECT_EQ(after.channel(), v1::DIRECT_JUDICIAL);
+  EXPECT_EQ(after.channel_basis(), "ACT Art 7(1)");
+  EXPECT_EQ(after.deadline_days(), 30u);
+}
+
+TEST(GeneralLayerTest, AStateThatLeftIsBoundOnlyUntilItsMembershipEnds) {
+  auto lib = GeneralLayer();
+  EXPECT_EQ(AssessOk(*lib, Query("FR", "GB", v1::STORED_DATA_ACCESS, v1::OTHER,
+                                 absl::CivilDay(2020, 12, 31)))
+                .instrument(),
+            "ACT");
+  v1::Assessment a = AssessOk(*lib, Query("FR", "GB", v1::STORED_DATA_ACCESS, v1::OTHER,
+                                          absl::CivilDay(2021, 1, 1)));
+  EXPECT_EQ(a.instrument(), "OLD");
+  EXPECT_EQ(a.channel(), v1::CENTRAL_AUTHORITY);
+  ASSERT_NE(Role(a, "ACT"), nullptr);
+  EXPECT_EQ(Role(a, "ACT")->role(), v1::NOT_IN_FORCE);
+  EXPECT_THAT(Role(a, "ACT")->reason(), HasSubstr("bound GB as a member of EU only until 2020-12-31"));
+}
+
+TEST(GeneralLayerTest, AnOptOutKeepsTheOldConventionAndItsSupplementAmendsTheChannel) {
+  auto lib = GeneralLayer();
+  v1::Assessment a = AssessOk(*lib, Query("FR", "DK", v1::STORED_DATA_ACCESS, v1::OTHER));
+  EXPECT_EQ(a.obligation(), v1::BINDING);
+  EXPECT_EQ(a.instrument(), "OLD");
+  ASSERT_NE(Role(a, "ACT"), nullptr);
+  EXPECT_EQ(Role(a, "ACT")->role(), v1::NOT_IN_FORCE);
+  EXPECT_THAT(Role(a, "ACT")->reason(), HasSubstr("does not bind DK (opt-out)"));
+  ASSERT_NE(Role(a, "SUPP"), nullptr);
+  EXPECT_EQ(Role(a, "SUPP")->role(), v1::SUPPLEMENTING);
+  EXPECT_EQ(a.channel(), v1::DIRECT_JUDICIAL);
+  EXPECT_EQ(a.channel_basis(), "SUPP Art 4");
+}
+
+TEST(GeneralLayerTest, TheOrganisationsAgreementBindsEachMemberToTheThirdStateNotToEachOther) {
+  auto lib = GeneralLayer();
+  EXPECT_EQ(AssessOk(*lib, Query("HR", "US", v1::MUTUAL_ASSISTANCE, v1::OTHER)).instrument(),
+            "EU-US");
+  EXPECT_EQ(AssessOk(*lib, Query("US", "FR", v1::MUTUAL_ASSISTANCE, v1::OTHER,
+                                 absl::CivilDay(2010, 1, 31)))
+                .obligation(),
+            v1::NOT_COVERED);
+  v1::Assessment between = AssessOk(*lib, Query("FR", "HR", v1::MUTUAL_ASSISTANCE, v1::OTHER));
+  EXPECT_EQ(Role(between, "EU-US"), nullptr);
+  EXPECT_EQ(between.obligation(), v1::NOT_COVERED);
+  // The organisation itself is not a party to a request.
+  EXPECT_THAT(Assess(*lib, Query("EU", "US", v1::MUTUAL_ASSISTANCE, v1::OTHER)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("organisation, not a state")));
+}
+
+TEST(GeneralLayerTest, AnExcludedTerritoryIsNotBoundAndAnUnnamedOneFollowsItsState) {
+  auto lib = GeneralLayer();
+  v1::Assessment fo = AssessOk(*lib, Query("FR", "FO", v1::STORED_DATA_ACCESS, v1::OTHER));
+  EXPECT_EQ(fo.territory(), "FO");
+  // DK excluded FO from OLD; its SUPP entry names no territory, so SUPP
+  // follows DK and is all that binds.
+  ASSERT_NE(Role(fo, "OLD"), nullptr);
+  EXPECT_EQ(Role(fo, "OLD")->role(), v1::NOT_IN_FORCE);
+  EXPECT_THAT(Role(fo, "OLD")->reason(), HasSubstr("excludes FO"));
+  EXPECT_EQ(fo.instrument(), "SUPP");
+  // Greenland is not named by DK's entries of OLD: it follows DK.
+  v1::Assessment gl = AssessOk(*lib, Query("FR", "GL", v1::STORED_DATA_ACCESS, v1::OTHER));
+  EXPECT_EQ(gl.instrument(), "OLD");
+  EXPECT_THAT(gl.notes(), Contains(HasSubstr("no declaration of DK names GL")));
+  EXPECT_THAT(Assess(*lib, Query("DK", "FO", v1::STORED_DATA_ACCESS, v1::OTHER)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("domestic")));
+}
+
+TEST(GeneralLayerTest, DualCriminalityIsWaivedForListedOffencesAtTheThreshold) {
+  auto lib = GeneralLayer();
+  AssessmentQuery q = Query("FR", "HR", v1::STORED_DATA_ACCESS, v1::ILLEGAL_ACCESS);
+  q.penalty_months = 36;
+  v1::Assessment listed = AssessOk(*lib, q);
+  EXPECT_FALSE(listed.dual_criminality_required());
+  EXPECT_THAT(Grounds(listed), Not(Contains(v1::DUAL_CRIMINALITY)));
+  q.penalty_months = 24;
+  v1::Assessment below = AssessOk(*lib, q);
+  EXPECT_TRUE(below.dual_criminality_required());
+  EXPECT_THAT(Grounds(below), Contains(v1::DUAL_CRIMINALITY));
+  EXPECT_THAT(Grounds(AssessOk(*lib, Query("FR", "HR", v1::STORED_DATA_ACCESS, v1::OTHER))),
+              Contains(v1::DUAL_CRIMINALITY));
+}
+
+TEST(GeneralLayerTest, PostponementGroundsAreNeverRefusalGrounds) {
+  auto lib = GeneralLayer();
+  v1::Assessment a = AssessOk(*lib, Query("FR", "HR", v1::STORED_DATA_ACCESS, v1::OTHER));
+  EXPECT_THAT(a.postponement_grounds(), ElementsAre(v1::PREJUDICE_TO_INVESTIGATION));
+  EXPECT_THAT(Grounds(a), Not(Contains(v1::PREJUDICE_TO_INVESTIGATION)));
+  EXPECT_THAT(a.notes(), Contains(HasSubstr("postponed, not refused")));
+}
+
+constexpr char kMeasures[] = R"pb(
+id: "MEAS"
+kind: MULTILATERAL_TREATY
+in_force: "2004-07-01"
+entry_into_force_rule { min_consents: 2 days_after: 90 later_days_after: 30 basis: "Art 9" }
+articles { number: "1" } articles { number: "2" } articles { number: "3" } articles { number: "9" }
+provisions { assistance_type: TRAFFIC_DATA_DISCLOSURE obligation: BINDING basis: "Art 2"
+  specific: true requires_prior_preservation: true otherwise: STORED_DATA_ACCESS
+  refusal_grounds: [ESSENTIAL_INTERESTS] }
+provisions { assistance_type: STORED_DATA_ACCESS obligation: BINDING basis: "Art 3"
+  scope: CONVENTION_OR_SERIOUS_OFFENCES min_penalty_months: 48
+  refusal_grounds: [DOMESTIC_LAW, ESSENTIAL_INTERESTS] }
+provisions { assistance_type: INTERCEPTION obligation: BINDING basis: "Art 1" }
+allowed_reservations { id: "Art 1" effect { assistance_types: INTERCEPTION removes_route: true } }
+parties { party: "FR" consent: "2004-01-01" }
+parties { party: "JP" consent: "2004-04-02" }
+parties { party: "US" consent: "2010-01-01" reservations { id: "Art 1" made: "2010-01-31" } }
+)pb";
+
+TEST(MeasuresTest, TrafficDataWithoutAPriorPreservationIsAStoredDataRequest) {
+  auto lib = Library({{"m.textproto", kMeasures}});
+  v1::Assessment alone = AssessOk(*lib, Query("FR", "JP", v1::TRAFFIC_DATA_DISCLOSURE));
+  EXPECT_EQ(alone.basis(0), "MEAS Art 3");
+  EXPECT_THAT(alone.notes(), Contains(HasSubstr("applies only to traffic data found while")));
+  AssessmentQuery after = Query("FR", "JP", v1::TRAFFIC_DATA_DISCLOSURE);
+  after.follows_preservation = true;
+  v1::Assessment followed = AssessOk(*lib, after);
+  EXPECT_EQ(followed.basis(0), "MEAS Art 2");
+  EXPECT_THAT(Grounds(followed), ElementsAre(v1::ESSENTIAL_INTERESTS));
+}
+
+TEST(MeasuresTest, OwnOffencesWhateverThePenaltyOthersOnlyWhenSerious) {
+  auto lib = Library({{"m.textproto", kMeasures}});
+  AssessmentQuery own = Query("FR", "JP", v1::STORED_DATA_ACCESS, v1::ILLEGAL_ACCESS);
+  own.penalty_months = 6;
+  EXPECT_EQ(AssessOk(*lib, own).obligation(), v1::BINDING);
+  AssessmentQuery other = Query("FR", "JP", v1::STORED_DATA_ACCESS, v1::OTHER);
+  other.penalty_months = 24;
+  EXPECT_EQ(AssessOk(*lib, other).obligation(), v1::NOT_COVERED);
+  other.penalty_months = 48;
+  EXPECT_EQ(AssessOk(*lib, other).obligation(), v1::BINDING);
+}
+
+TEST(MeasuresTest, AReservationCanRemoveARoute) {
+  auto lib = Library({{"m.textproto", kMeasures}});
+  EXPECT_EQ(AssessOk(*lib, Query("FR", "JP", v1::INTERCEPTION)).obligation(), v1::BINDING);
+  v1::Assessment a = AssessOk(*lib, Query("FR", "US", v1::INTERCEPTION));
+  EXPECT_EQ(a.obligation(), v1::NOT_COVERED);
+  ASSERT_NE(Role(a, "MEAS"), nullptr);
+  EXPECT_EQ(Role(a, "MEAS")->role(), v1::NOT_APPLICABLE);
+  EXPECT_THAT(Role(a, "MEAS")->reason(), HasSubstr("US's reservation under MEAS Art 1"));
+}
+
+TEST(MeasuresTest, LaterConsentsTakeEffectAfterTheirOwnDelay) {
+  auto lib = Library({{"m.textproto", kMeasures}});
+  const InstrumentRecord* m = lib->Find("MEAS");
+  // The second consent (2004-04-02) brings general entry into force after
+  // 90 days; a later one (2010-01-01) takes effect after 30.
+  EXPECT_EQ(FormatDay(m->Party("JP")->in_force), "2004-07-01");
+  EXPECT_EQ(FormatDay(m->Party("US")->in_force), "2010-01-31");
+}
+
+TEST(GeneralLayerTest, LibraryErrorsNameTheOrganisationProblem) {
+  auto no_membership = TreatyLibrary::FromFiles({{"act.textproto", kAct}, {"old.textproto", kOld}});
+  EXPECT_THAT(no_membership, StatusIs(absl::StatusCode::kInvalidArgument,
+                                      HasSubstr("organisation EU is not an ORGANISATION_MEMBERSHIP")));
+  std::string bad = absl::StrReplaceAll(kAct, {{"instrument: \"OLD\"", "instrument: \"NOPE\""}});
+  auto dangling = TreatyLibrary::FromFiles(
+      {{"eu.textproto", kMembership}, {"act.textproto", bad}, {"old.textproto", kOld}});
+  EXPECT_THAT(dangling, StatusIs(absl::StatusCode::kInvalidArgument,
+                                 HasSubstr("precedence names NOPE, which is not in the library")));
+  std::string no_org = absl::StrReplaceAll(kAct, {{"organisation: \"EU\"", ""}});
+  EXPECT_THAT(TreatyLibrary::FromFiles({{"eu.textproto", kMembership}, {"act.textproto", no_org}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ORGANISATION_ACT binds")));
+}
+
 }  // namespace
 }  // namespace comity
