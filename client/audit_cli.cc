@@ -457,45 +457,80 @@ int AuditCli::Stats(const ParsedArgs&) {
                        [&](std::string entry) { builder.Add(entry); });
   if (!st.ok()) return Rpc(st);
   const AuditLogStats stats = builder.Finish();
-  const auto& sent = stats.sent_by_partner;
-  const auto& received = stats.received_by_partner;
-  const auto& by_instrument = stats.assessments_by_instrument;
-  const auto& by_obligation = stats.assessments_by_obligation;
-  const auto& refused = stats.refusals_by_reason;
-  const auto& ack_ms = stats.acknowledgement_ms;
-  auto pct = [&stats](double p) { return stats.AcknowledgementPercentile(p); };
-  auto obj = [](const std::map<std::string, int>& m) {
-    std::vector<std::string> items;
-    for (const auto& [k, v] : m) items.push_back(absl::StrCat("\"", k, "\":", v));
-    return absl::StrCat("{", absl::StrJoin(items, ","), "}");
+  using google::protobuf::Struct;
+  using google::protobuf::Value;
+  auto counts = [](const std::map<std::string, int>& m) {
+    Value v;
+    auto* f = v.mutable_struct_value()->mutable_fields();
+    for (const auto& [k, n] : m) (*f)[k].set_number_value(n);
+    return v;
+  };
+  auto nested = [&counts](const std::map<std::string, std::map<std::string, int>>& m) {
+    Value v;
+    auto* f = v.mutable_struct_value()->mutable_fields();
+    for (const auto& [k, inner] : m) (*f)[k] = counts(inner);
+    return v;
+  };
+  auto times = [](const std::vector<double>& ms) {
+    Value v;
+    auto* f = v.mutable_struct_value()->mutable_fields();
+    (*f)["count"].set_number_value(static_cast<double>(ms.size()));
+    (*f)["p50"].set_number_value(AuditLogStats::Percentile(ms, 0.5));
+    (*f)["p90"].set_number_value(AuditLogStats::Percentile(ms, 0.9));
+    return v;
   };
   if (json_) {
-    out_ << "{\"entries\":" << stats.entries << ",\"sent_by_partner\":" << obj(sent)
-         << ",\"received_by_partner\":" << obj(received)
-         << ",\"assessments_by_instrument\":" << obj(by_instrument)
-         << ",\"assessments_by_obligation\":" << obj(by_obligation)
-         << ",\"refusals_by_reason\":" << obj(refused)
-         << ",\"acknowledgement_ms\":{\"count\":" << ack_ms.size()
-         << ",\"p50\":" << pct(0.5) << ",\"p90\":" << pct(0.9) << "}}\n";
+    Struct out;
+    auto& f = *out.mutable_fields();
+    f["entries"].set_number_value(stats.entries);
+    f["sent_by_partner"] = counts(stats.sent_by_partner);
+    f["received_by_partner"] = counts(stats.received_by_partner);
+    f["assessments_by_instrument"] = counts(stats.assessments_by_instrument);
+    f["assessments_by_obligation"] = counts(stats.assessments_by_obligation);
+    f["refusals_by_reason"] = counts(stats.refusals_by_reason);
+    f["case_refusals_by_ground"] = counts(stats.case_refusals_by_ground);
+    f["outcomes_by_partner"] = nested(stats.outcomes_by_partner);
+    f["outcomes_by_instrument"] = nested(stats.outcomes_by_instrument);
+    f["deadlines_missed"] = counts(stats.deadlines_missed);
+    f["acknowledgement_ms"] = times(stats.acknowledgement_ms);
+    f["decision_ms"] = times(stats.decision_ms);
+    f["response_ms"] = times(stats.response_ms);
+    std::string text;
+    (void)google::protobuf::util::MessageToJsonString(out, &text);
+    out_ << text << "\n";
     return kExitOk;
   }
-  auto table = [&](const char* title, const std::map<std::string, int>& m) {
+  auto table = [&](const std::string& title, const std::map<std::string, int>& m) {
     out_ << title << ":";
     if (m.empty()) out_ << " none";
     for (const auto& [k, v] : m) out_ << "  " << k << " " << v;
     out_ << "\n";
   };
+  auto line = [&](const char* title, const std::vector<double>& ms, const char* what) {
+    char buf[200];
+    std::snprintf(buf, sizeof(buf), "%s: %zu %s, p50 %.1f ms, p90 %.1f ms\n", title, ms.size(),
+                  what, AuditLogStats::Percentile(ms, 0.5), AuditLogStats::Percentile(ms, 0.9));
+    out_ << buf;
+  };
   out_ << "computed from " << stats.entries << " log entries\n";
-  table("requests sent, by partner", sent);
-  table("requests received, by partner", received);
-  table("assessments, by instrument", by_instrument);
-  table("assessments, by obligation", by_obligation);
-  table("refusals, by reason", refused);
-  char line[160];
-  std::snprintf(line, sizeof(line),
-                "acknowledgement time: %zu acknowledged, p50 %.1f ms, p90 %.1f ms\n",
-                ack_ms.size(), pct(0.5), pct(0.9));
-  out_ << line;
+  table("requests sent, by partner", stats.sent_by_partner);
+  table("requests received, by partner", stats.received_by_partner);
+  table("assessments, by instrument", stats.assessments_by_instrument);
+  table("assessments, by obligation", stats.assessments_by_obligation);
+  table("case refusals, by ground", stats.case_refusals_by_ground);
+  if (stats.outcomes_by_partner.empty()) table("case steps, by partner", {});
+  for (const auto& [partner, m] : stats.outcomes_by_partner) {
+    table("case steps, partner " + partner, m);
+  }
+  for (const auto& [instrument, m] : stats.outcomes_by_instrument) {
+    table("case steps, instrument " + instrument, m);
+  }
+  table("deadlines missed, by kind", stats.deadlines_missed);
+  table("deliveries refused, by reason", stats.refusals_by_reason);
+  line("time to decide (from the request to ACCEPT or REFUSE)", stats.decision_ms, "decided");
+  line("time to respond (from the request to the first RESPOND)", stats.response_ms,
+       "responded");
+  line("delivery acknowledgement (transport)", stats.acknowledgement_ms, "acknowledged");
   return kExitOk;
 }
 

@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "client/connection.h"
 #include "client/list_pages.h"
+#include "comity/v1/case.pb.h"
 #include "server/audit/receipt.h"
 #include "server/config/node_config.h"
 #include "server/core/envelope.h"
@@ -234,11 +235,33 @@ std::string HtmlEscape(absl::string_view text) {
   return out;
 }
 
-double AuditLogStats::AcknowledgementPercentile(double p) const {
-  if (acknowledgement_ms.empty()) return 0.0;
-  return acknowledgement_ms[std::min(acknowledgement_ms.size() - 1,
-                                     static_cast<size_t>(p * acknowledgement_ms.size()))];
+double AuditLogStats::Percentile(const std::vector<double>& ms, double p) {
+  if (ms.empty()) return 0.0;
+  return ms[std::min(ms.size() - 1, static_cast<size_t>(p * ms.size()))];
 }
+
+double AuditLogStats::AcknowledgementPercentile(double p) const {
+  return Percentile(acknowledgement_ms, p);
+}
+
+namespace {
+
+// The action of a case step entry; entries written before case_action
+// existed say it in their detail ("3: REFUSE -> CASE_REFUSED").
+std::string StepAction(const v1::AuditEntry& e) {
+  if (e.case_action() != 0 && v1::CaseAction_IsValid(e.case_action())) {
+    return v1::CaseAction_Name(static_cast<v1::CaseAction>(e.case_action()));
+  }
+  absl::string_view d = e.detail();
+  size_t colon = d.find(": ");
+  size_t arrow = d.find(" ->");
+  if (colon == absl::string_view::npos || arrow == absl::string_view::npos || arrow < colon) {
+    return "(unknown)";
+  }
+  return std::string(d.substr(colon + 2, arrow - colon - 2));
+}
+
+}  // namespace
 
 void AuditLogStatsBuilder::Add(const std::string& bytes) {
   AuditLogStats& s = stats_;
@@ -249,13 +272,45 @@ void AuditLogStatsBuilder::Add(const std::string& bytes) {
     case v1::REQUEST_SUBMITTED:
       ++s.sent_by_partner[e.party()];
       submitted_at_[e.request_id()] = e.time_unix_micros();
+      started_at_.emplace(e.request_id(), e.time_unix_micros());
       break;
     case v1::REQUEST_RECEIVED:
       ++s.received_by_partner[e.party()];
+      started_at_.emplace(e.request_id(), e.time_unix_micros());
       break;
     case v1::ASSESSMENT_MADE:
       ++s.assessments_by_instrument[e.instrument().empty() ? "(none)" : e.instrument()];
       ++s.assessments_by_obligation[v1::Obligation_Name(e.obligation())];
+      instrument_.emplace(e.request_id(), e.instrument().empty() ? "(none)" : e.instrument());
+      break;
+    case v1::CASE_DECIDED:
+    case v1::CASE_UPDATED: {
+      const std::string action = StepAction(e);
+      std::string instrument = e.instrument();
+      if (instrument.empty()) {
+        auto it = instrument_.find(e.request_id());
+        instrument = it != instrument_.end() ? it->second : "(none)";
+      }
+      ++s.outcomes_by_partner[e.party().empty() ? "(none)" : e.party()][action];
+      ++s.outcomes_by_instrument[instrument][action];
+      if (action == "REFUSE") {
+        for (int g : e.refusal_grounds()) {
+          ++s.case_refusals_by_ground[v1::RefusalGround_Name(static_cast<v1::RefusalGround>(g))];
+        }
+        if (e.refusal_grounds().empty()) ++s.case_refusals_by_ground["(none given)"];
+      }
+      const int bit = action == "ACCEPT" || action == "REFUSE" ? 1 : action == "RESPOND" ? 2 : 0;
+      auto start = started_at_.find(e.request_id());
+      int& seen = milestones_[e.request_id()];
+      if (bit != 0 && (seen & bit) == 0 && start != started_at_.end()) {
+        seen |= bit;
+        (bit == 1 ? s.decision_ms : s.response_ms)
+            .push_back((e.time_unix_micros() - start->second) / 1000.0);
+      }
+      break;
+    }
+    case v1::CASE_ESCALATED:
+      ++s.deadlines_missed[e.detail().substr(0, e.detail().find(' '))];
       break;
     case v1::DELIVERY_ACKNOWLEDGED: {
       auto it = submitted_at_.find(e.request_id());
@@ -275,7 +330,12 @@ void AuditLogStatsBuilder::Add(const std::string& bytes) {
 
 AuditLogStats AuditLogStatsBuilder::Finish() {
   std::sort(stats_.acknowledgement_ms.begin(), stats_.acknowledgement_ms.end());
+  std::sort(stats_.decision_ms.begin(), stats_.decision_ms.end());
+  std::sort(stats_.response_ms.begin(), stats_.response_ms.end());
   submitted_at_.clear();
+  started_at_.clear();
+  instrument_.clear();
+  milestones_.clear();
   return std::move(stats_);
 }
 
@@ -1006,8 +1066,29 @@ HttpResponse AuditPage::Stats() const {
                   table("requests sent, by partner", log.sent_by_partner),
                   table("requests received, by partner", log.received_by_partner),
                   table("assessments, by instrument", log.assessments_by_instrument),
-                  table("refusals, by reason", log.refusals_by_reason),
-                  "<dt>delivery acknowledgement</dt><dd>", ack, "</dd></dl>");
+                  table("case refusals, by ground", log.case_refusals_by_ground),
+                  table("deliveries refused, by reason", log.refusals_by_reason),
+                  table("deadlines missed, by kind", log.deadlines_missed));
+  auto nested = [&table](const char* title,
+                         const std::map<std::string, std::map<std::string, int>>& m) {
+    std::string out;
+    if (m.empty()) return table(title, {});
+    for (const auto& [key, counts] : m) {
+      out += table(absl::StrCat(title, " ", Esc(key)).c_str(), counts);
+    }
+    return out;
+  };
+  char times[320];
+  std::snprintf(times, sizeof(times),
+                "%zu decided, p50 %.1f ms, p90 %.1f ms; %zu responded, p50 %.1f ms, p90 %.1f ms",
+                log.decision_ms.size(), AuditLogStats::Percentile(log.decision_ms, 0.5),
+                AuditLogStats::Percentile(log.decision_ms, 0.9), log.response_ms.size(),
+                AuditLogStats::Percentile(log.response_ms, 0.5),
+                AuditLogStats::Percentile(log.response_ms, 0.9));
+  absl::StrAppend(&body, nested("case steps, partner", log.outcomes_by_partner),
+                  nested("case steps, instrument", log.outcomes_by_instrument),
+                  "<dt>time to decide and to respond (from the request)</dt><dd>", times,
+                  "</dd><dt>delivery acknowledgement (transport)</dt><dd>", ack, "</dd></dl>");
   return Page(200, "Statistics", body);
 }
 

@@ -48,12 +48,29 @@ struct AuditLogStats {
   std::map<std::string, int> received_by_partner;
   std::map<std::string, int> assessments_by_instrument;
   std::map<std::string, int> assessments_by_obligation;
+  // Deliveries refused by a peer or refused to a peer (transport and
+  // validation: bad signature, replay, ...), by reason.
   std::map<std::string, int> refusals_by_reason;
-  // From REQUEST_SUBMITTED to DELIVERY_ACKNOWLEDGED, sorted.
+  // From the signed case steps (CASE_DECIDED, CASE_UPDATED): each action
+  // taken ("ACCEPT", "REFUSE", "RESPOND", ...), per partner and per the
+  // instrument this node assessed the request under; refusals by the
+  // grounds invoked.
+  std::map<std::string, std::map<std::string, int>> outcomes_by_partner;
+  std::map<std::string, std::map<std::string, int>> outcomes_by_instrument;
+  std::map<std::string, int> case_refusals_by_ground;
+  // From REQUEST_SUBMITTED to DELIVERY_ACKNOWLEDGED (transport), sorted.
   std::vector<double> acknowledgement_ms;
+  // From the request (submitted here, or received) to its first decision
+  // (ACCEPT or REFUSE), and to its first RESPOND, in ms, sorted.
+  std::vector<double> decision_ms;
+  std::vector<double> response_ms;
+  // Deadlines missed (CASE_ESCALATED), by kind ("acknowledge", "decide").
+  std::map<std::string, int> deadlines_missed;
 
   // The p-quantile (0..1) of acknowledgement_ms; 0 if there is none.
   double AcknowledgementPercentile(double p) const;
+  // The p-quantile (0..1) of sorted `ms`; 0 if empty.
+  static double Percentile(const std::vector<double>& ms, double p);
 };
 
 // Computes AuditLogStats from serialized AuditEntry messages given one at a
@@ -67,6 +84,9 @@ class AuditLogStatsBuilder {
  private:
   AuditLogStats stats_;
   std::map<std::string, int64_t> submitted_at_;  // By request id.
+  std::map<std::string, int64_t> started_at_;    // Submitted or received, by request id.
+  std::map<std::string, std::string> instrument_;  // This node's assessment, by request id.
+  std::map<std::string, int> milestones_;        // Bit 0 decided, bit 1 responded.
 };
 
 // `entries` are serialized AuditEntry messages, in log order.

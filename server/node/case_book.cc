@@ -224,6 +224,8 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::AppendStep(
         e.set_instrument(receipt.receiver_assessment().instrument());
         e.set_obligation(receipt.receiver_assessment().obligation());
         for (v1::RefusalGround g : d.refusal_grounds) e.add_refusal_grounds(g);
+        e.set_case_action(d.action);
+        e.set_case_state(to);
         e.set_detail(absl::StrCat(t.sequence(), ": ", v1::CaseAction_Name(d.action),
                                   " -> ", v1::CaseState_Name(to),
                                   duties.empty() ? "" : "; open duty: " + duties[0]));
@@ -456,6 +458,8 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::ReceiveTransition(
         for (int g : t.refusal_grounds()) {
           e.add_refusal_grounds(static_cast<v1::RefusalGround>(g));
         }
+        e.set_case_action(t.action());
+        e.set_case_state(t.to_state());
         e.set_detail(absl::StrCat(t.sequence(), ": ", v1::CaseAction_Name(t.action()),
                                   " -> ", v1::CaseState_Name(t.to_state()),
                                   note.empty() ? "" : "; ", note));
@@ -549,6 +553,8 @@ absl::StatusOr<bool> CaseBook::RestoreStep(const std::string& peer_party,
         for (int g : t.refusal_grounds()) {
           e.add_refusal_grounds(static_cast<v1::RefusalGround>(g));
         }
+        e.set_case_action(t.action());
+        e.set_case_state(t.to_state());
         e.set_detail(absl::StrCat(t.sequence(), ": ", v1::CaseAction_Name(t.action()), " -> ",
                                   v1::CaseState_Name(t.to_state()),
                                   note.empty() ? "" : "; ", note));

@@ -200,6 +200,13 @@ class AuditPageTest : public ::testing::Test {
     }
     // JP asks FR, with markup in the facts: text from another party.
     hostile_id_ = new std::string(Submit("JP", "FR", kHostileFacts));
+    // JP asks FR again and FR refuses: the statistics count the ground
+    // from the signed step.
+    const std::string refused_id = Submit("JP", "FR", "a second incident");
+    CliResult refused = Cli({"--connect", net_->ClientConfigPath("FR", "bob"), "refuse",
+                             refused_id, "--ground", "ESSENTIAL_INTERESTS", "--reasons",
+                             "not our jurisdiction"});
+    ASSERT_EQ(refused.code, 0) << refused.err;
 
     // The page, served by the real binary with carol's (auditor) config.
     const std::string out = *scratch_ + "/serve.out";
@@ -403,8 +410,15 @@ TEST_F(AuditPageTest, StatsPageDrawsChartsPerPartnerAndInstrument) {
   EXPECT_THAT(page.out, HasSubstr("JP (received)"));
   EXPECT_THAT(page.out, HasSubstr("ETS185"));
   EXPECT_THAT(page.out, HasSubstr("Median response time per partner"));
-  EXPECT_THAT(page.out, HasSubstr("JP (n=1)"));
-  EXPECT_THAT(page.out, HasSubstr("1 request(s) decided"));
+  EXPECT_THAT(page.out, HasSubstr("JP (n=2)"));  // The executed case and the refused one.
+  EXPECT_THAT(page.out, HasSubstr("2 request(s) decided"));
+  // From the signed case steps (issue 15): refusals by ground, steps per
+  // partner and instrument, time to decide and respond.
+  EXPECT_THAT(page.out, HasSubstr("case refusals, by ground</dt><dd>ESSENTIAL_INTERESTS 1"));
+  EXPECT_THAT(page.out, HasSubstr("case steps, partner JP"));
+  EXPECT_THAT(page.out, HasSubstr("case steps, instrument ETS185"));
+  EXPECT_THAT(page.out, HasSubstr("2 decided"));
+  EXPECT_THAT(page.out, HasSubstr("1 responded"));
 }
 
 TEST_F(AuditPageTest, TheTokenGuardsEveryPageAndBecomesACookie) {

@@ -122,6 +122,46 @@ TEST_F(CaseE2eTest, RefusalOnAnOpenGroundIsRecordedWithItsReasons) {
   EXPECT_THAT(show.out, HasSubstr("consultation: consulted FR's central authority"));
 }
 
+// Issue 15, item 6: the statistics come from the signed steps: refusals by
+// the ground invoked, outcomes per partner and instrument, and the time to
+// decide and to respond, on both sides.
+TEST_F(CaseE2eTest, AuditStatsCountOutcomesAndRefusalGroundsFromTheSignedSteps) {
+  std::string refused = Submit("PRESERVATION", "DATA_INTERFERENCE");
+  ASSERT_EQ(Jp({"refuse", refused, "--ground", "ESSENTIAL_INTERESTS", "--reasons", "state agency"})
+                .code,
+            0);
+  std::string accepted = Submit("PRESERVATION", "ILLEGAL_ACCESS");
+  ASSERT_EQ(Jp({"accept", accepted}).code, 0);
+  ASSERT_EQ(Jp({"respond", accepted, "--text", "preserved", "--final"}).code, 0);
+  ASSERT_TRUE(FranceSees(refused, v1::CASE_REFUSED));
+  ASSERT_TRUE(FranceSees(accepted, v1::CASE_EXECUTED));
+  for (const char* party : {"JP", "FR"}) {
+    SCOPED_TRACE(party);
+    const std::string partner = std::string(party) == "JP" ? "FR" : "JP";
+    CliResult r = Cli({"--connect", net_->ClientConfigPath(party, "carol"), "audit", "stats",
+                       "--json"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    auto s = ParseJson(r.out).fields();
+    EXPECT_EQ(s.at("case_refusals_by_ground").struct_value().fields().at("ESSENTIAL_INTERESTS")
+                  .number_value(),
+              1)
+        << r.out;
+    auto by_partner = s.at("outcomes_by_partner").struct_value().fields().at(partner)
+                          .struct_value().fields();
+    EXPECT_EQ(by_partner.at("REFUSE").number_value(), 1) << r.out;
+    EXPECT_EQ(by_partner.at("ACCEPT").number_value(), 1) << r.out;
+    EXPECT_EQ(by_partner.at("RESPOND").number_value(), 1) << r.out;
+    auto by_instrument = s.at("outcomes_by_instrument").struct_value().fields().at("ETS185")
+                             .struct_value().fields();
+    EXPECT_EQ(by_instrument.at("REFUSE").number_value(), 1) << r.out;
+    EXPECT_EQ(s.at("decision_ms").struct_value().fields().at("count").number_value(), 2);
+    EXPECT_EQ(s.at("response_ms").struct_value().fields().at("count").number_value(), 1);
+    CliResult text = Cli({"--connect", net_->ClientConfigPath(party, "carol"), "audit", "stats"});
+    EXPECT_THAT(text.out, HasSubstr("case refusals, by ground:  ESSENTIAL_INTERESTS 1"));
+    EXPECT_THAT(text.out, HasSubstr("time to decide (from the request to ACCEPT or REFUSE): 2 decided"));
+  }
+}
+
 TEST_F(CaseE2eTest, ABindingRequestCannotBeRefusedOnAGroundTheTreatyExcludes) {
   // Mutual assistance for an Art 2-11 offence: not refusable as fiscal
   // (ETS185 Art 25(4)).
