@@ -27,6 +27,7 @@
 #include "client/keys_cli.h"
 #include "client/list_pages.h"
 #include "client/treaty_cli.h"
+#include "client/worklist.h"
 #include "comity/v1/operator.grpc.pb.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/text_format.h"
@@ -1004,35 +1005,81 @@ int Cli::Inbox(const ParsedArgs&) {
   grpc::Status status = ListRequestPages(*stub_, v1::DIRECTION_UNSPECIFIED, 0,
                                          absl::Seconds(15), &records);
   if (!status.ok()) return Fail(RpcError(status));
-  Value list;
-  list.mutable_list_value();
-  int shown = 0;
-  for (const v1::RequestRecord& r : records) {
-    const char* action = r.state() == v1::AWAITING_APPROVAL ? "approve"
-                         : r.state() == v1::RECEIVED && !IsFinalCaseState(r.case_state())
-                             ? "decide"
-                         : r.state() == v1::DELIVERY_REJECTED ? "resubmit"
-                                                              : nullptr;
-    if (action == nullptr) continue;
-    ++shown;
-    v1::RequestBody body;
-    body.ParseFromString(r.request().payload());
-    if (json_) {
-      Struct s = SummaryJson(r, body);
-      (*s.mutable_fields())["action"] = Str(action);
-      *list.mutable_list_value()->add_values() = Obj(std::move(s));
-      continue;
-    }
-    out_ << action << "  " << body.id() << "  " << body.requesting_party() << " -> "
-         << body.requested_party() << "  " << v1::AssistanceType_Name(body.assistance_type())
-         << "  " << v1::RequestState_Name(r.state());
-    if (!r.submitted_by().empty()) out_ << "  submitted by " << r.submitted_by();
-    out_ << "\n";
-  }
+  const std::vector<WorkItem> items = BuildWorklist(records);
+  const absl::Time now = absl::Now();
+  auto left = [now](absl::Time deadline) -> std::string {
+    if (deadline == absl::InfiniteFuture()) return "-";
+    const absl::Duration d = deadline - now;
+    const int64_t h = absl::ToInt64Hours(absl::AbsDuration(d));
+    const std::string span =
+        h >= 48 ? absl::StrCat(h / 24, "d")
+                : absl::StrCat(h, "h", absl::ToInt64Minutes(absl::AbsDuration(d)) % 60, "m");
+    return d < absl::ZeroDuration() ? "overdue " + span : span;
+  };
   if (json_) {
+    Value list;
+    list.mutable_list_value();
+    for (const WorkItem& w : items) {
+      Struct s;
+      auto& f = *s.mutable_fields();
+      f["id"] = Str(w.id);
+      f["direction"] = Str(w.direction);
+      f["partner"] = Str(w.partner);
+      f["assistance_type"] = Str(w.assistance_type);
+      f["urgency"] = Str(w.urgency);
+      f["state"] = Str(w.state);
+      f["waits_on"] = Str(w.waits_on);
+      f["why"] = Str(w.why);
+      Value next;
+      next.mutable_list_value();
+      for (const std::string& v : w.next) *next.mutable_list_value()->add_values() = Str(v);
+      f["next"] = next;
+      Value conditions;
+      conditions.mutable_list_value();
+      for (const std::string& c : w.pending_conditions) {
+        *conditions.mutable_list_value()->add_values() = Str(c);
+      }
+      f["pending_conditions"] = conditions;
+      if (w.deadline != absl::InfiniteFuture()) {
+        f["deadline"] =
+            Str(absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", w.deadline, absl::UTCTimeZone()));
+        Value secs;
+        secs.set_number_value(static_cast<double>(absl::ToInt64Seconds(w.deadline - now)));
+        f["seconds_left"] = secs;
+      }
+      *list.mutable_list_value()->add_values() = Obj(std::move(s));
+    }
     PrintJson(list);
-  } else if (shown == 0) {
-    out_ << "(nothing waits for you)\n";
+    return kExitOk;
+  }
+  if (items.empty()) {
+    out_ << "(nothing waits: no open case, draft or refused request)\n";
+    return kExitOk;
+  }
+  out_ << "WAITS ON  DEADLINE              LEFT      URGENCY    ID                                    "
+          "PARTNER  TYPE / STATE\n";
+  for (const WorkItem& w : items) {
+    char line[512];
+    const std::string due =
+        w.deadline == absl::InfiniteFuture()
+            ? "-"
+            : absl::FormatTime("%Y-%m-%dT%H:%MZ", w.deadline, absl::UTCTimeZone());
+    const std::string who = (w.direction == "received" ? "from " : "to ") + w.partner;
+    std::snprintf(line, sizeof(line), "%-9s %-21s %-9s %-10s %-37s %-8s %s / %s",
+                  w.waits_on.c_str(), due.c_str(), left(w.deadline).c_str(), w.urgency.c_str(),
+                  w.id.c_str(), who.c_str(), w.assistance_type.c_str(), w.state.c_str());
+    out_ << line << "\n";
+    out_ << "          " << w.why;
+    if (!w.next.empty()) {
+      out_ << "; next: ";
+      for (size_t i = 0; i < w.next.size(); ++i) {
+        out_ << (i ? ", " : "") << "comity " << w.next[i] << " " << w.id;
+      }
+    }
+    out_ << "\n";
+    for (const std::string& c : w.pending_conditions) {
+      out_ << "          pending condition (blocks the evidence): " << c << "\n";
+    }
   }
   return kExitOk;
 }

@@ -12,6 +12,7 @@
 #include "client/args.h"
 #include "google/protobuf/util/json_util.h"
 #include "server/config/node_config.h"
+#include "server/core/request_fields.h"
 #include "server/treaty/engine.h"
 #include "server/treaty/library.h"
 #include "server/util/files.h"
@@ -227,6 +228,11 @@ void TreatyCli::PrintAssessment(const v1::Assessment& as) {
     out_ << "procedure:      " << as.procedure_instrument() << "\n";
   }
   if (!as.basis().empty()) out_ << "basis:          " << absl::StrJoin(as.basis(), "; ") << "\n";
+  for (const auto& m : as.missing()) {
+    const absl::string_view flag = SubmitFlagOf(m.field());
+    out_ << "missing:        " << (flag.empty() ? m.field() : absl::StrCat(flag, " (", m.field(), ")"))
+         << ": " << m.basis() << (m.description().empty() ? "" : ", " + m.description()) << "\n";
+  }
   out_ << "refusal grounds: " << Grounds(as) << "\n";
   if (!as.postponement_grounds().empty()) {
     std::vector<std::string> g;
@@ -275,7 +281,8 @@ int TreatyCli::Check(const ParsedArgs& a) {
   } else {
     PrintAssessment(*as);
   }
-  return kExitOk;
+  // An INVALID request would be refused by the node: not a success.
+  return as->obligation() == v1::INVALID ? kExitFailure : kExitOk;
 }
 
 int TreatyCli::Matrix(const ParsedArgs& a) {

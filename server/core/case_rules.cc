@@ -75,6 +75,50 @@ absl::StatusOr<CaseState> NextCaseState(CaseState from, CaseAction action,
       allowed.empty() ? "none (the case is closed)" : absl::StrJoin(allowed, ", ")));
 }
 
+absl::string_view VerbOf(CaseAction action) {
+  switch (action) {
+    case v1::ACKNOWLEDGE: return "ack";
+    case v1::START_REVIEW: return "review";
+    case v1::ACCEPT: return "accept";
+    case v1::REFUSE: return "refuse";
+    case v1::POSTPONE: return "postpone";
+    case v1::REQUEST_INFO: return "ask";
+    case v1::RESPOND: return "respond";
+    case v1::CLOSE: return "close";
+    case v1::WITHDRAW: return "withdraw";
+    case v1::PROVIDE_INFO: return "answer";
+    case v1::ACCEPT_CONDITIONS: return "accept-conditions";
+    default: return "";
+  }
+}
+
+std::vector<CaseAction> LegalActions(CaseState state, bool requesting_party) {
+  std::vector<CaseAction> out;
+  for (const Move& m : Moves()) {
+    if (std::find(m.from.begin(), m.from.end(), state) == m.from.end()) continue;
+    if (requesting_party ? !IsRequesterAction(m.action) : !IsRequestedAction(m.action)) continue;
+    // The requested party closes only what the requester left open: both may.
+    out.push_back(m.action);
+  }
+  return out;
+}
+
+std::string AllowedStepsMessage(CaseState state, bool requesting_party) {
+  const char* who = requesting_party ? "the requesting party" : "the requested party";
+  if (state == v1::CASE_CLOSED && requesting_party) {
+    return "the case is closed (accept-conditions is still allowed for a response's conditions)";
+  }
+  if (state == v1::CASE_CLOSED) return "the case is closed";
+  std::vector<std::string> verbs;
+  for (CaseAction a : LegalActions(state, requesting_party)) verbs.emplace_back(VerbOf(a));
+  if (verbs.empty()) {
+    return absl::StrCat("nothing is allowed for ", who, " in ", Name(state),
+                        ": the case waits on the other party");
+  }
+  return absl::StrCat("allowed for ", who, " in ", Name(state), ": ", absl::StrJoin(verbs, ", "),
+                      " (comity VERB ID)");
+}
+
 bool IsRequesterAction(CaseAction action) {
   return action == v1::WITHDRAW || action == v1::PROVIDE_INFO || action == v1::CLOSE ||
          action == v1::ACCEPT_CONDITIONS;

@@ -33,6 +33,20 @@ std::vector<std::string> UnacceptedConditions(
     const google::protobuf::RepeatedPtrField<v1::SignedEnvelope>& transitions,
     absl::string_view sha256);
 
+// The operator's verb for an action, as `comity VERB ID` takes it: "ack",
+// "review", "accept", "refuse", "postpone", "ask", "respond", "close",
+// "withdraw", "answer", "accept-conditions"; empty for none.
+absl::string_view VerbOf(v1::CaseAction action);
+
+// The actions one party may take from `state`: the requesting party's
+// (withdraw, answer, close, accept-conditions) or the requested party's.
+std::vector<v1::CaseAction> LegalActions(v1::CaseState state, bool requesting_party);
+
+// "allowed for the requested party in CASE_DELIVERED: ack, review, accept,
+// refuse, ask (comity VERB ID)" or "... nothing: the case waits on the other
+// party" / "the case is closed".
+std::string AllowedStepsMessage(v1::CaseState state, bool requesting_party);
+
 // True for states no decision leaves but CLOSE (or none, for CLOSED).
 bool IsFinalCaseState(v1::CaseState state);
 

@@ -178,8 +178,15 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::AppendStep(
     const std::vector<std::string>& duties, const v1::SignedEnvelope* proposal,
     const std::vector<v1::EvidenceFile>& evidence) {
   COMITY_RETURN_IF_ERROR(CheckStoredChain(row, body.id(), ctx_->key_ring()));
-  COMITY_ASSIGN_OR_RETURN(v1::CaseState to,
-                          NextCaseState(row.case_state(), d.action, d.final_response));
+  auto next = NextCaseState(row.case_state(), d.action, d.final_response);
+  if (!next.ok()) {
+    // In the operator's words: the verbs this party may use now.
+    return absl::FailedPreconditionError(absl::StrCat(
+        VerbOf(d.action), " (", v1::CaseAction_Name(d.action), ") is not allowed in state ",
+        v1::CaseState_Name(row.case_state()), "; ",
+        AllowedStepsMessage(row.case_state(), /*requesting_party=*/decided_by != ctx_->party())));
+  }
+  const v1::CaseState to = *next;
   // Steps never go back in time, even on a clock stepped back since the
   // last one (the partner checks, core/peer_limits.h).
   const absl::Time now = std::max(ctx_->Now(), LastStepTime(row));
@@ -255,7 +262,12 @@ absl::StatusOr<v1::RequestRecord> CaseBook::Propose(const std::string& operator_
         "request ", request_id, " has not been delivered yet (",
         v1::RequestState_Name(row.state()), "); a case starts with its receipt"));
   }
-  COMITY_RETURN_IF_ERROR(NextCaseState(row.case_state(), d.action, false).status());
+  if (!NextCaseState(row.case_state(), d.action, false).ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        VerbOf(d.action), " (", v1::CaseAction_Name(d.action), ") is not allowed in state ",
+        v1::CaseState_Name(row.case_state()), "; ",
+        AllowedStepsMessage(row.case_state(), /*requesting_party=*/true)));
+  }
   if (d.action == v1::PROVIDE_INFO && d.text.empty()) {
     return absl::InvalidArgumentError(
         "PROVIDE_INFO needs --text (the information asked for)");

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/core/envelope.h"
+#include "server/core/request_fields.h"
 #include "server/core/request_validation.h"
 #include "server/crypto/random.h"
 #include "server/crypto/sha256.h"
@@ -37,13 +38,11 @@ absl::StatusOr<v1::SignedEnvelope> Submission::DateAssessAndSign(
       v1::Assessment assessment,
       Assess(*ctx_->setup().treaties, QueryForRequest(*body, AssessmentDay(*body))));
   if (assessment.obligation() == v1::INVALID) {
+    // Each missing content once, by the flag that sets it and its article.
     return absl::FailedPreconditionError(absl::StrCat(
         "the request is INVALID under ", assessment.instrument(), " (",
-        absl::StrJoin(assessment.basis(), ", "), "): ",
-        absl::StrJoin(
-            assessment.notes().begin() + std::max(0, assessment.notes_size() - 3),
-            assessment.notes().end(), " "),
-        " Complete it and submit again; nothing was sent."));
+        absl::StrJoin(assessment.basis(), ", "), "): missing ", DescribeMissing(assessment),
+        ". Complete it and submit again; nothing was sent."));
   }
   *body->mutable_requester_assessment() = std::move(assessment);
   const uint64_t limit = ctx_->config().limits().max_message_bytes();

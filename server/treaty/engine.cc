@@ -891,6 +891,10 @@ absl::StatusOr<v1::Assessment> Assess(const TreatyLibrary& library,
         if (std::find(missing.begin(), missing.end(), cite) == missing.end()) {
           missing.push_back(cite);
         }
+        v1::MissingContent* m = a.add_missing();
+        m->set_field(rc.field());
+        m->set_basis(cite);
+        m->set_description(rc.description());
         note(absl::StrCat("Missing ", rc.field(), " (", cite,
                           rc.description().empty() ? "" : ": " + rc.description(), ")."));
       }

@@ -109,3 +109,31 @@ TEST(CaseRulesTest, ExtraditionRefusedOnNationalityAloneOpensTheDutyToProsecute)
 
 }  // namespace
 }  // namespace comity
+
+namespace comity {
+namespace {
+
+// The verbs each side may use, for the worklist and for errors (issue 15).
+TEST(CaseRulesVerbsTest, EachSideGetsItsOwnVerbs) {
+  std::vector<std::string> requested, requesting;
+  for (v1::CaseAction a : LegalActions(v1::CASE_DELIVERED, false)) {
+    requested.emplace_back(VerbOf(a));
+  }
+  for (v1::CaseAction a : LegalActions(v1::CASE_DELIVERED, true)) {
+    requesting.emplace_back(VerbOf(a));
+  }
+  EXPECT_EQ(requested, (std::vector<std::string>{"ack", "review", "accept", "refuse", "ask"}));
+  EXPECT_EQ(requesting, (std::vector<std::string>{"withdraw"}));
+  EXPECT_EQ(AllowedStepsMessage(v1::CASE_INFO_REQUESTED, true),
+            "allowed for the requesting party in CASE_INFO_REQUESTED: withdraw, answer "
+            "(comity VERB ID)");
+  EXPECT_EQ(AllowedStepsMessage(v1::CASE_REFUSED, false),
+            "allowed for the requested party in CASE_REFUSED: close (comity VERB ID)");
+  EXPECT_EQ(AllowedStepsMessage(v1::CASE_CLOSED, false), "the case is closed");
+  for (int a = 1; a <= 11; ++a) {
+    EXPECT_FALSE(VerbOf(static_cast<v1::CaseAction>(a)).empty()) << a;
+  }
+}
+
+}  // namespace
+}  // namespace comity

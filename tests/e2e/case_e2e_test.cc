@@ -162,6 +162,49 @@ TEST_F(CaseE2eTest, AuditStatsCountOutcomesAndRefusalGroundsFromTheSignedSteps) 
   }
 }
 
+// Issue 15, item 4: `comity inbox` is a worklist: what waits on whom, the
+// verbs this party may use, the deadline, and pending conditions.
+TEST_F(CaseE2eTest, TheInboxSaysWhatWaitsOnWhomAndWhatToRun) {
+  std::string id = Submit("PRESERVATION", "DATA_INTERFERENCE");
+  auto item = [](const CliResult& r, const std::string& want) {
+    auto list = ParseJson(absl::StrCat("{\"l\":", r.out, "}")).fields().at("l").list_value();
+    for (const auto& v : list.values()) {
+      if (v.struct_value().fields().at("id").string_value() == want) return v.struct_value();
+    }
+    return google::protobuf::Struct();
+  };
+  auto verbs = [](const google::protobuf::Struct& s) {
+    std::vector<std::string> out;
+    for (const auto& v : s.fields().at("next").list_value().values()) {
+      out.push_back(v.string_value());
+    }
+    return out;
+  };
+  CliResult jp = Jp({"inbox", "--json"});
+  ASSERT_EQ(jp.code, 0) << jp.err;
+  google::protobuf::Struct mine = item(jp, id);
+  ASSERT_EQ(mine.fields().count("waits_on"), 1u) << jp.out;
+  EXPECT_EQ(mine.fields().at("waits_on").string_value(), "you");
+  EXPECT_EQ(mine.fields().at("state").string_value(), "CASE_DELIVERED");
+  EXPECT_THAT(verbs(mine), ::testing::ElementsAre("ack", "review", "accept", "refuse", "ask"));
+  EXPECT_EQ(mine.fields().count("deadline"), 1u) << jp.out;  // The acknowledgement is due.
+  CliResult fr = Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "inbox", "--json"});
+  EXPECT_EQ(item(fr, id).fields().at("waits_on").string_value(), "JP");
+
+  ASSERT_EQ(Jp({"ask", id, "--text", "Which accounts?"}).code, 0);
+  ASSERT_TRUE(FranceSees(id, v1::CASE_INFO_REQUESTED));
+  fr = Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "inbox", "--json"});
+  google::protobuf::Struct theirs = item(fr, id);
+  EXPECT_EQ(theirs.fields().at("waits_on").string_value(), "you");
+  EXPECT_THAT(verbs(theirs), ::testing::Contains("answer"));
+  EXPECT_EQ(item(Jp({"inbox", "--json"}), id).fields().at("waits_on").string_value(), "FR");
+
+  // The text form: a header, the verbs as commands to run.
+  CliResult text = Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "inbox"});
+  EXPECT_THAT(text.out, HasSubstr("WAITS ON  DEADLINE"));
+  EXPECT_THAT(text.out, HasSubstr("next: comity answer " + id));
+}
+
 TEST_F(CaseE2eTest, ABindingRequestCannotBeRefusedOnAGroundTheTreatyExcludes) {
   // Mutual assistance for an Art 2-11 offence: not refusable as fiscal
   // (ETS185 Art 25(4)).
@@ -179,7 +222,7 @@ TEST_F(CaseE2eTest, IllegalStepsAndWrongSidesAreRefused) {
   std::string id = Submit("PRESERVATION", "DATA_INTERFERENCE");
   CliResult early = Jp({"respond", id, "--text", "here", "--final"});
   EXPECT_EQ(early.code, 1);
-  EXPECT_THAT(early.err, HasSubstr("RESPOND is not allowed in state CASE_DELIVERED"));
+  EXPECT_THAT(early.err, HasSubstr("respond (RESPOND) is not allowed in state CASE_DELIVERED; allowed for the requested party in CASE_DELIVERED: ack, review, accept, refuse, ask"));
   // The requesting party does not decide on its own request...
   CliResult fr = Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "accept", id});
   EXPECT_EQ(fr.code, 1);
@@ -228,7 +271,7 @@ TEST_F(CaseE2eTest, TheRequesterAnswersQuestionsWithdrawsAndCloses) {
   EXPECT_EQ(CaseState("JP", id), v1::CASE_UNDER_REVIEW);
   CliResult again = Cli({"--connect", alice, "answer", id, "--text", "UTC"});
   EXPECT_EQ(again.code, 1);
-  EXPECT_THAT(again.err, HasSubstr("PROVIDE_INFO is not allowed in state CASE_UNDER_REVIEW"));
+  EXPECT_THAT(again.err, HasSubstr("answer (PROVIDE_INFO) is not allowed in state CASE_UNDER_REVIEW; allowed for the requesting party in CASE_UNDER_REVIEW: withdraw"));
   CliResult withdraw = Cli({"--connect", alice, "withdraw", id, "--text", "suspect arrested"});
   ASSERT_EQ(withdraw.code, 0) << withdraw.err;
   EXPECT_EQ(CaseState("JP", id), v1::CASE_WITHDRAWN);

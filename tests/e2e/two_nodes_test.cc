@@ -31,6 +31,7 @@ using ::comity::testing::IsOk;
 using ::comity::testing::IsOkAndHolds;
 using ::google::protobuf::util::TimeUtil;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 using ::comity::testing::Cli;
 using ::comity::testing::CliResult;
@@ -439,7 +440,26 @@ TEST_F(TwoNodesTest, InvalidRequestIsNotSent) {
   CliResult submit = Cli(args);
   EXPECT_EQ(submit.code, 1);
   EXPECT_THAT(submit.err, HasSubstr("INVALID under ETS185 (ETS185 Art 29(2)(f))"));
+  // Named by the flag that sets it and its article, once, without the
+  // instrument's commentary (issue 15, item 2).
+  EXPECT_THAT(submit.err, HasSubstr("missing --intent-mla (particulars.intends_mutual_assistance_"
+                                    "request): ETS185 Art 29(2)(f)"));
+  EXPECT_THAT(submit.err, Not(HasSubstr("Art 29(5)")));
   EXPECT_THAT(submit.err, HasSubstr("nothing was sent"));
+  // Two missing fields under one article are each named once.
+  auto two = SubmitArgs(net_->ClientConfigPath("FR", "alice"));
+  for (const char* flag : {"--data-sought", "--relation"}) {
+    auto it = std::find(two.begin(), two.end(), flag);
+    ASSERT_NE(it, two.end()) << flag;
+    two.erase(it, it + 2);
+  }
+  CliResult both = Cli(two);
+  EXPECT_EQ(both.code, 1);
+  EXPECT_THAT(both.err, HasSubstr("missing --data-sought (particulars.data_sought): ETS185 Art "
+                                  "29(2)(c)"));
+  EXPECT_THAT(both.err, HasSubstr("; --relation (particulars.relation_to_offence): ETS185 Art "
+                                  "29(2)(c)"));
+  EXPECT_EQ(both.err.find("--data-sought"), both.err.rfind("--data-sought")) << both.err;
   EXPECT_THAT(net_->server("FR")->node()->List(v1::OUTGOING, 10), IsOkAndHolds(::testing::IsEmpty()));
   EXPECT_EQ(ReceivedCount(), 0u);
 }
@@ -496,7 +516,7 @@ TEST_F(TwoNodesTest, ExtraditionLeavesOnlyWithASecondOperatorsApproval) {
   EXPECT_EQ(self.code, 1);
   EXPECT_THAT(self.err, HasSubstr("lacks the approver role"));
   CliResult inbox = Cli({"--connect", bob, "inbox"});
-  EXPECT_THAT(inbox.out, HasSubstr("approve  " + id));
+  EXPECT_THAT(inbox.out, HasSubstr("next: comity approve " + id));
 
   CliResult approved = Cli({"--connect", bob, "approve", id, "--json"});
   ASSERT_EQ(approved.code, 0) << approved.err;

@@ -259,25 +259,27 @@ TEST_F(CaseBookTest, IllegalStepsAreRefusedAndNothingIsAppended) {
   EXPECT_THAT(
       jp_->cases().Decide("bob", id, Step(v1::RESPOND, "too early")),
       StatusIs(absl::StatusCode::kFailedPrecondition,
-               HasSubstr("RESPOND is not allowed in state CASE_DELIVERED; allowed: ")));
+               HasSubstr("respond (RESPOND) is not allowed in state CASE_DELIVERED; allowed for the "
+                         "requested party in CASE_DELIVERED: ack, review, accept, refuse, ask "
+                         "(comity VERB ID)")));
   EXPECT_THAT(jp_->cases().Decide("bob", id, Step(v1::CLOSE)),
               StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("CLOSE is not allowed in state CASE_DELIVERED")));
+                       HasSubstr("close (CLOSE) is not allowed in state CASE_DELIVERED")));
   ASSERT_NO_FATAL_FAILURE(JpDecides(id, Step(v1::ACKNOWLEDGE)));
   EXPECT_THAT(
       jp_->cases().Decide("bob", id, Step(v1::ACKNOWLEDGE)),
       StatusIs(absl::StatusCode::kFailedPrecondition,
-               HasSubstr("ACKNOWLEDGE is not allowed in state CASE_ACKNOWLEDGED")));
+               HasSubstr("ack (ACKNOWLEDGE) is not allowed in state CASE_ACKNOWLEDGED")));
   EXPECT_THAT(Received(id).transitions(), SizeIs(1));
   EXPECT_THAT(Audit(*jp_, v1::CASE_DECIDED, id), SizeIs(1));
   // FR cannot propose what the state does not allow either.
   EXPECT_THAT(fr_->cases().Propose("alice", id, Step(v1::CLOSE)),
               StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("CLOSE is not allowed in state CASE_ACKNOWLEDGED")));
+                       HasSubstr("close (CLOSE) is not allowed in state CASE_ACKNOWLEDGED")));
   EXPECT_THAT(
       fr_->cases().Propose("alice", id, Step(v1::PROVIDE_INFO, "unasked")),
       StatusIs(absl::StatusCode::kFailedPrecondition,
-               HasSubstr("PROVIDE_INFO is not allowed in state CASE_ACKNOWLEDGED")));
+               HasSubstr("answer (PROVIDE_INFO) is not allowed in state CASE_ACKNOWLEDGED")));
   EXPECT_THAT(Sent(id).queued_proposals(), IsEmpty());
   EXPECT_THAT(Audit(*fr_, v1::PROPOSAL_QUEUED, id), IsEmpty());
 }
@@ -387,7 +389,7 @@ TEST_F(CaseBookTest, FrProposesAndJpNumbersTheStepIntoTheCase) {
   EXPECT_EQ(TransitionOf(Sent(id).transitions(1)).sequence(), 2u);
   EXPECT_THAT(fr_->cases().Propose("alice", id, Step(v1::CLOSE)),
               StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("CLOSE is not allowed in state CASE_CLOSED")));
+                       HasSubstr("close (CLOSE) is not allowed in state CASE_CLOSED")));
 }
 
 TEST_F(CaseBookTest, FrProvidesTheInformationJpAskedFor) {
@@ -417,7 +419,7 @@ TEST_F(CaseBookTest, FrAcceptsTheReleaseConditionsOfAResponse) {
   EXPECT_THAT(
       fr_->cases().Propose("alice", id, Step(v1::ACCEPT_CONDITIONS)),
       StatusIs(absl::StatusCode::kFailedPrecondition,
-               HasSubstr("ACCEPT_CONDITIONS is not allowed in state CASE_ACCEPTED")));
+               HasSubstr("accept-conditions (ACCEPT_CONDITIONS) is not allowed in state CASE_ACCEPTED")));
   CaseBook::Decision respond = Step(v1::RESPOND, "first part of the logs");
   respond.release_conditions = {"use only in case 42", "do not pass on"};
   ASSERT_NO_FATAL_FAILURE(JpDecides(id, respond));
