@@ -138,9 +138,12 @@ void LogVerifier::CheckHead(const v1::SignedEnvelope& signed_head) {
   report_.signed_size = std::max<uint64_t>(report_.signed_size, head.tree_size());
   std::string root = RootAt(head.tree_size());
   if (root != head.root_hash()) {
-    Fail(absl::StrCat(what, ": signed root ", HexEncode(head.root_hash()),
-                      " differs from the root recomputed from the entries, ", HexEncode(root),
-                      ": an entry below ", head.tree_size(), " was changed"));
+    if (first_mismatch_.empty()) {
+      first_mismatch_ = absl::StrCat(what, ": signed root ", HexEncode(head.root_hash()),
+                                     " differs from the root recomputed from the entries, ",
+                                     HexEncode(root));
+    }
+    mismatched_.emplace_back(head.tree_size(), head.root_hash());
     return;
   }
   heads_.emplace_back(head.tree_size(), root);
@@ -148,6 +151,46 @@ void LogVerifier::CheckHead(const v1::SignedEnvelope& signed_head) {
 
 VerifyReport LogVerifier::Finish() {
   report_.root = RootAt(report_.entries);
+  if (!mismatched_.empty()) {
+    // The entries below the largest head that still matches are as signed;
+    // the smallest head that does not match covers the changed entry.
+    const auto smallest = *std::min_element(mismatched_.begin(), mismatched_.end());
+    const uint64_t hi = smallest.first;
+    // Leaf hashes given beside the entries that recompute the signed root
+    // are as good as signed: the first entry that differs from them is it.
+    if (claimed_.size() >= hi) {
+      std::vector<std::vector<std::string>> levels(1);
+      for (uint64_t i = 0; i < hi; ++i) {
+        levels[0].push_back(claimed_[i]);
+        for (uint64_t index = i, level = 0; (index & 1) == 1; ++level, index >>= 1) {
+          if (levels.size() <= level + 1) levels.emplace_back();
+          levels[level + 1].push_back(
+              merkle::NodeHash(levels[level][index - 1], levels[level][index]));
+        }
+      }
+      auto root = merkle::RootHash(VectorSource(&levels), hi);
+      if (root.ok() && *root == smallest.second) {
+        for (uint64_t i = 0; i < hi; ++i) {
+          if (ComputedNode(0, i) != claimed_[i]) {
+            Fail(absl::StrCat("entry ", i, " was changed: its hash differs from the one the "
+                              "signed head for size ", hi, " covers (", first_mismatch_, ")"));
+            return report_;
+          }
+        }
+      }
+    }
+    uint64_t lo = 0;
+    for (const auto& [size, root] : heads_) {
+      if (size < hi) lo = std::max(lo, size);
+    }
+    Fail(hi == lo + 1
+             ? absl::StrCat("entry ", lo, " was changed: ", first_mismatch_,
+                            "; the head for size ", hi, " no longer matches",
+                            lo > 0 ? absl::StrCat(", the head for size ", lo, " still does") : "")
+             : absl::StrCat("an entry in ", lo, "..", hi - 1, " was changed (the first at or after ",
+                            lo, "): ", first_mismatch_, "; no signed head between sizes ", lo,
+                            " and ", hi, " narrows it further"));
+  }
   // Heads that verified are consistent with each other by construction (all
   // recomputed from the same entries); check the proofs anyway, as a
   // partner holding only the heads would.
@@ -179,6 +222,8 @@ VerifyReport VerifyBundle(const v1::AuditBundle& bundle) {
     }
   }
   LogVerifier verifier(bundle.party(), &keys);
+  verifier.SetClaimedLeafHashes(
+      std::vector<std::string>(bundle.leaf_hashes().begin(), bundle.leaf_hashes().end()));
   for (int i = 0; i < bundle.entries_size(); ++i) verifier.AddEntry(i, bundle.entries(i));
   for (const std::string& bytes : bundle.tree_heads()) {
     v1::SignedEnvelope head;

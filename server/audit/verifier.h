@@ -57,6 +57,10 @@ class LogVerifier {
   void CheckNode(int level, uint64_t index, absl::string_view hash);
   // A stored signed tree head: signature, party, size and root.
   void CheckHead(const v1::SignedEnvelope& signed_head);
+  // Leaf hashes the log's holder gave beside the entries (AuditBundle
+  // .leaf_hashes): where they recompute the root of a head that no longer
+  // matches the entries, Finish() names the first entry whose hash differs.
+  void SetClaimedLeafHashes(std::vector<std::string> hashes) { claimed_ = std::move(hashes); }
   VerifyReport Finish();
 
  private:
@@ -71,6 +75,12 @@ class LogVerifier {
   // computed_[level][index]: complete-subtree hashes computed from entries.
   std::vector<std::vector<std::string>> computed_;
   std::vector<std::pair<uint64_t, std::string>> heads_;  // (size, root) that verified.
+  // Sizes of signed heads whose root the entries no longer give, with the
+  // first such message: Finish() names the changed entry from the largest
+  // head that still matches below the smallest that does not.
+  std::vector<std::pair<uint64_t, std::string>> mismatched_;  // (size, signed root)
+  std::string first_mismatch_;
+  std::vector<std::string> claimed_;  // SetClaimedLeafHashes.
 };
 
 // Verifies an exported bundle offline, with the keys it carries (compare

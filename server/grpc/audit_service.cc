@@ -2,6 +2,7 @@
 // Node::operator_api().
 #include <algorithm>
 
+#include "server/audit/merkle.h"
 #include "server/grpc/adapter_util.h"
 #include "server/grpc/services.h"
 
@@ -39,7 +40,10 @@ class ExportReactor final : public grpc::ServerWriteReactor<v1::AuditBundle> {
       Finish(ToGrpcStatus(entries.status()));
       return;
     }
-    for (auto& e : *entries) current_.add_entries(std::move(e));
+    for (auto& e : *entries) {
+      current_.add_leaf_hashes(merkle::LeafHash(e));
+      current_.add_entries(std::move(e));
+    }
     next_ += entries->size();
     if (entries->empty()) next_ = stream_.size;
     StartWrite(&current_);

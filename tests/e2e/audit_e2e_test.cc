@@ -136,6 +136,8 @@ TEST_F(AuditE2eTest, ExportedBundleVerifiesOfflineAndTamperingShows) {
   CliResult tampered = Cli({"audit", "verify", "--bundle", prefix + ".bundle"});
   EXPECT_EQ(tampered.code, 1);
   EXPECT_THAT(tampered.out, HasSubstr("FAILED"));
+  // Named by its index (issue 15): the heads around it bound it.
+  EXPECT_THAT(tampered.out, HasSubstr("entry 2 was changed")) << tampered.out;
 }
 
 TEST_F(AuditE2eTest, SplitViewIsDetectedAndRaisedOnBothSides) {
