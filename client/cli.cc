@@ -37,6 +37,7 @@
 #include "server/config/node_config.h"
 #include "server/core/case_rules.h"
 #include "server/core/envelope.h"
+#include "server/core/parties.h"
 #include "server/crypto/ed25519.h"
 #include "server/crypto/verified_file.h"
 #include "server/util/files.h"
@@ -605,6 +606,20 @@ int Cli::Run(const std::vector<std::string>& args) {
                      ? kExitUsage
                      : kExitFailure,
                  std::string(st.message())});
+  }
+  // An id prefix names the one request it starts (issue 15): resolved here,
+  // once, for every command that takes an id.
+  if (parsed->positional.size() == 1 && !IsCanonicalUuid(parsed->positional[0])) {
+    std::vector<v1::RequestRecord> records;
+    grpc::Status listed = ListRequestPages(*stub_, v1::DIRECTION_UNSPECIFIED, 0,
+                                           absl::Seconds(15), &records);
+    if (!listed.ok()) return Fail(RpcError(listed));
+    auto id = MatchIdPrefix(records, parsed->positional[0]);
+    if (!id.ok()) {
+      return Fail({absl::IsInvalidArgument(id.status()) ? kExitUsage : kExitFailure,
+                   std::string(id.status().message())});
+    }
+    parsed->positional[0] = *id;
   }
   if (command == "submit") return Submit(*parsed);
   if (command == "approve") return Approve(*parsed);

@@ -4,6 +4,10 @@
 #include <set>
 #include <tuple>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "comity/v1/case.pb.h"
 #include "comity/v1/request.pb.h"
 #include "server/core/case_rules.h"
@@ -117,6 +121,36 @@ std::vector<WorkItem> BuildWorklist(const std::vector<v1::RequestRecord>& record
   out.reserve(items.size());
   for (auto& [w, t] : items) out.push_back(std::move(w));
   return out;
+}
+
+absl::StatusOr<std::string> MatchIdPrefix(const std::vector<v1::RequestRecord>& records,
+                                          absl::string_view prefix) {
+  const std::string p = absl::AsciiStrToLower(prefix);
+  if (p.size() < 4 || p.size() > 36 ||
+      !std::all_of(p.begin(), p.end(), [](char c) { return absl::ascii_isxdigit(c) || c == '-'; })) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", prefix, "' is not a request id: give the id `comity list` or `comity inbox` shows, "
+        "or at least its first 4 characters"));
+  }
+  std::set<std::string> ids;
+  for (const v1::RequestRecord& r : records) {
+    v1::RequestBody body;
+    if (body.ParseFromString(r.request().payload()) && absl::StartsWith(body.id(), p)) {
+      ids.insert(body.id());
+    }
+  }
+  if (ids.empty()) {
+    return absl::NotFoundError(absl::StrCat("no request id starts with '", prefix,
+                                            "' on this node (comity list shows the ids)"));
+  }
+  if (ids.size() > 1) {
+    std::vector<std::string> some(ids.begin(), ids.end());
+    if (some.size() > 5) some.resize(5);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", prefix, "' is ambiguous: ", ids.size(), " request ids start with it (",
+        absl::StrJoin(some, ", "), ids.size() > 5 ? ", ..." : "", "); give more characters"));
+  }
+  return *ids.begin();
 }
 
 }  // namespace comity

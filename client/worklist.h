@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "comity/v1/record.pb.h"
 
@@ -30,6 +32,12 @@ struct WorkItem {
 // request refused for good), sorted: this party's work first, then by
 // deadline (none last), then newest first.
 std::vector<WorkItem> BuildWorklist(const std::vector<v1::RequestRecord>& records);
+
+// The one request id among `records` that starts with `prefix` (at least 4
+// characters of a UUID, any case). InvalidArgument for a malformed or
+// ambiguous prefix (naming the candidates), NotFound for none.
+absl::StatusOr<std::string> MatchIdPrefix(const std::vector<v1::RequestRecord>& records,
+                                          absl::string_view prefix);
 
 }  // namespace comity
 
