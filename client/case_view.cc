@@ -34,8 +34,9 @@ std::string FormatMicros(int64_t unix_micros) {
 }
 
 size_t CaseView::PendingConditions() const {
-  return static_cast<size_t>(std::count_if(conditions.begin(), conditions.end(),
-                                           [](const ConditionView& c) { return !c.accepted; }));
+  return static_cast<size_t>(
+      std::count_if(conditions.begin(), conditions.end(),
+                    [](const ConditionView& c) { return !c.accepted; }));
 }
 
 std::vector<std::string> CaseView::PendingConditionTexts() const {
@@ -63,7 +64,8 @@ CaseView BuildCaseView(
     step.signature = VerifyEnvelope(env, kTransitionPayloadType, ring);
     if (!step.transition.ParseFromString(env.payload())) {
       step.transition.Clear();
-      if (step.signature.ok()) step.signature = absl::DataLossError("the step does not parse");
+      if (step.signature.ok())
+        step.signature = absl::DataLossError("the step does not parse");
     }
     for (const std::string& c : step.transition.accepted_conditions()) {
       accepted.emplace(c, step.transition.sequence());

@@ -34,21 +34,29 @@ struct StepView {
 // A use condition that a RESPOND step attaches to what it releases.
 struct ConditionView {
   std::string text;
-  uint32_t step = 0;             // The RESPOND step that attached it.
-  std::string party;             // Who attached it (the requested party).
-  bool accepted = false;         // An ACCEPT_CONDITIONS step accepted it, verbatim.
+  uint32_t step = 0;      // The RESPOND step that attached it.
+  std::string party;      // Who attached it (the requested party).
+  bool accepted = false;  // An ACCEPT_CONDITIONS step accepted it, verbatim.
   uint32_t accepted_in_step = 0;
-  bool acceptance_queued = false;  // Signed here, not yet numbered by the requested party.
-  std::vector<std::string> blocks;  // Names of the evidence files it holds back, if pending.
+  // Accepted in a proposal signed here, not yet numbered by the requested party.
+  bool acceptance_queued = false;
+  // Names of the evidence files it holds back, while pending.
+  std::vector<std::string> blocks;
 };
 
 enum class EvidenceState {
-  kReleased,            // Requested side: released to the requesting party.
-  kHeldBack,            // Requested side: held until the requesting party accepts conditions.
-  kVerified,            // Requesting side: held here, SHA-256 verified.
-  kAwaitingConditions,  // Requesting side: not fetchable until the conditions are accepted.
-  kFetching,            // Requesting side: being fetched (maybe after failed attempts).
-  kGivenUp,             // Requesting side: fetching stopped (comity fetch ID).
+  // Requested side: released to the requesting party.
+  kReleased,
+  // Requested side: held until the requesting party accepts the conditions.
+  kHeldBack,
+  // Requesting side: held here, SHA-256 verified.
+  kVerified,
+  // Requesting side: not fetchable until the conditions are accepted.
+  kAwaitingConditions,
+  // Requesting side: being fetched (maybe after failed attempts).
+  kFetching,
+  // Requesting side: fetching stopped (comity fetch ID tries again).
+  kGivenUp,
 };
 
 // "released", "held_back", "verified", "awaiting_conditions", "fetching", "given_up".

@@ -1,9 +1,8 @@
 #include "client/output.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
-
-#include <algorithm>
 
 #include "google/protobuf/message.h"
 #include "google/protobuf/struct.pb.h"
@@ -149,10 +148,13 @@ void JsonValue::DumpTo(std::string* out) const {
   }
 }
 
-int ReportError(std::ostream& err, bool json, absl::string_view prefix, const CliError& e) {
+int ReportError(std::ostream& err, bool json, absl::string_view prefix,
+                const CliError& e) {
   if (json) {
     JsonValue error = JsonValue::Object();
-    error.Set("code", ExitCodeName(e.code)).Set("exit_code", e.code).Set("message", e.message);
+    error.Set("code", ExitCodeName(e.code))
+        .Set("exit_code", e.code)
+        .Set("message", e.message);
     error.Set("hint", e.hint);  // "" when there is none: always present.
     err << JsonValue::Object().Set("error", std::move(error)).Dump() << "\n";
   } else {

@@ -31,10 +31,10 @@ class Value;
 namespace comity {
 
 // Exit codes of every `comity` command (docs/cli.md).
-inline constexpr int kExitOk = 0;           // Done; for checks: the check passed.
-inline constexpr int kExitFailure = 1;      // REFUSED: the node refused, an operation failed
-                                            // or is held back, or a check failed.
-inline constexpr int kExitUsage = 2;        // USAGE: wrong arguments or --connect files.
+inline constexpr int kExitOk = 0;       // Done; for checks: the check passed.
+inline constexpr int kExitFailure = 1;  // REFUSED: the node refused, an operation failed
+                                        // or is held back, or a check failed.
+inline constexpr int kExitUsage = 2;    // USAGE: wrong arguments or --connect files.
 inline constexpr int kExitUnreachable = 3;  // UNREACHABLE: the node did not answer.
 
 // "OK", "REFUSED", "USAGE", "UNREACHABLE" (what error.code says under --json).
@@ -53,8 +53,8 @@ class JsonValue {
   JsonValue(absl::string_view s) : kind_(Kind::kString), scalar_(s) {}
   JsonValue(const std::string& s) : kind_(Kind::kString), scalar_(s) {}
   JsonValue(std::string&& s) : kind_(Kind::kString), scalar_(std::move(s)) {}
-  template <typename T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>,
-                                         int> = 0>
+  template <typename T,
+            std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>, int> = 0>
   JsonValue(T n) : kind_(Kind::kNumber), scalar_(std::to_string(n)) {}
   JsonValue(double d);  // Not finite: null.
 
@@ -86,7 +86,8 @@ class JsonValue {
   void DumpTo(std::string* out) const;
 
   Kind kind_ = Kind::kNull;
-  std::string scalar_;  // kBool, kNumber: the literal; kString: the bytes; kRaw: JSON text.
+  // kBool, kNumber: the literal; kString: the bytes; kRaw: JSON text.
+  std::string scalar_;
   std::vector<std::pair<std::string, JsonValue>> members_;  // kArray: keys unused.
 };
 
@@ -106,7 +107,8 @@ struct CliError {
 // message; hint" ("PREFIX: message" without a hint). Under --json: one line
 // {"error":{"code":"USAGE","exit_code":2,"message":...,"hint":...}} (hint
 // "" when there is none).
-int ReportError(std::ostream& err, bool json, absl::string_view prefix, const CliError& e);
+int ReportError(std::ostream& err, bool json, absl::string_view prefix,
+                const CliError& e);
 
 // Whether the command line asks for --json (looked at before it is parsed,
 // so that even a usage error is reported as JSON).

@@ -50,7 +50,8 @@ v1::RequestRecord Answered(v1::Direction direction) {
   accept.set_action(v1::ACCEPT);
   accept.set_party("JP");
   *r.add_transitions() = Step(accept);
-  *r.add_transitions() = Step(Respond(2, "a.img", kShaA, {"only case 1", "no onward transfer"}));
+  *r.add_transitions() =
+      Step(Respond(2, "a.img", kShaA, {"only case 1", "no onward transfer"}));
   *r.add_transitions() = Step(Respond(3, "b.csv", kShaB, {}));
   return r;
 }
@@ -154,9 +155,11 @@ TEST(CaseViewTest, JsonHasEveryStepConditionAndFile) {
   ASSERT_EQ(f.at("steps").list_value().values_size(), 3);
   const auto& respond = f.at("steps").list_value().values(1).struct_value().fields();
   EXPECT_EQ(respond.at("action").string_value(), "RESPOND");
-  EXPECT_EQ(respond.at("signature").struct_value().fields().at("signer_party").string_value(),
-            "JP");
-  EXPECT_FALSE(respond.at("signature").struct_value().fields().at("verified").bool_value());
+  EXPECT_EQ(
+      respond.at("signature").struct_value().fields().at("signer_party").string_value(),
+      "JP");
+  EXPECT_FALSE(
+      respond.at("signature").struct_value().fields().at("verified").bool_value());
   EXPECT_EQ(respond.at("release_conditions").list_value().values_size(), 2);
   EXPECT_EQ(f.at("pending_conditions").number_value(), 2);
   const auto& c = f.at("conditions").list_value().values(1).struct_value().fields();
@@ -167,7 +170,12 @@ TEST(CaseViewTest, JsonHasEveryStepConditionAndFile) {
   std::string hex_a;
   for (int i = 0; i < 32; ++i) hex_a += "61";  // 'a'
   EXPECT_EQ(e.at("sha256").string_value(), hex_a);
-  EXPECT_EQ(f.at("evidence").list_value().values(1).struct_value().fields().at("state")
+  EXPECT_EQ(f.at("evidence")
+                .list_value()
+                .values(1)
+                .struct_value()
+                .fields()
+                .at("state")
                 .string_value(),
             "verified");
   EXPECT_EQ(f.at("queued_proposals").list_value().values_size(), 0);

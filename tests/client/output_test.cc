@@ -23,7 +23,8 @@ google::protobuf::Value Parse(const std::string& text) {
 TEST(OutputTest, JsonIsValidForAnyBytes) {
   // A non-ASCII path (absl::CEscape once printed it as \303\251, not JSON),
   // quotes, backslashes, control bytes and a byte that is not UTF-8.
-  const std::string path = "/srv/\xc3\xa9vidence/\xe6\x97\xa5\xe6\x9c\xac/a\"b\\c\n\t\x01";
+  const std::string path =
+      "/srv/\xc3\xa9vidence/\xe6\x97\xa5\xe6\x9c\xac/a\"b\\c\n\t\x01";
   JsonValue v = JsonValue::Object();
   v.Set("path", path)
       .Set("bytes", uint64_t{18446744073709551615u})
@@ -52,7 +53,8 @@ TEST(OutputTest, JsonIsValidForAnyBytes) {
 
 TEST(OutputTest, ErrorsUnderJsonAreOneObjectOnStderr) {
   std::ostringstream err;
-  EXPECT_EQ(ReportError(err, true, "comity", {kExitUnreachable, "cannot reach the node", "start it"}),
+  EXPECT_EQ(ReportError(err, true, "comity",
+                        {kExitUnreachable, "cannot reach the node", "start it"}),
             kExitUnreachable);
   google::protobuf::Value parsed = Parse(err.str());
   const auto& e = parsed.struct_value().fields().at("error").struct_value().fields();
@@ -87,7 +89,8 @@ TEST(OutputTest, ProtoValuesKeepTheirTypes) {
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(
                   R"({"b":[1,"x",true,null],"a":{"z":2.5}})", &v)
                   .ok());
-  EXPECT_EQ(JsonValue::FromProtoValue(v).Dump(), R"({"a":{"z":2.5},"b":[1,"x",true,null]})");
+  EXPECT_EQ(JsonValue::FromProtoValue(v).Dump(),
+            R"({"a":{"z":2.5},"b":[1,"x",true,null]})");
 }
 
 }  // namespace

@@ -85,8 +85,8 @@ class CliOutputE2eTest : public ::testing::Test {
     EXPECT_EQ(Jp({"accept", id}).code, 0);
     const std::string file = net_->dir() + "/" + name;
     EXPECT_THAT(WriteFileAtomically(file, data, 0600), IsOk());
-    CliResult responded =
-        Jp({"respond", id, "--text", "the logs", "--file", file, "--condition", condition});
+    CliResult responded = Jp(
+        {"respond", id, "--text", "the logs", "--file", file, "--condition", condition});
     EXPECT_EQ(responded.code, 0) << responded.err;
     EXPECT_TRUE(FranceHolds(id, 2));
     net_->server("FR")->node()->evidence().FetchRound("JP", [] { return false; });
@@ -99,7 +99,8 @@ class CliOutputE2eTest : public ::testing::Test {
 
 TEST_F(CliOutputE2eTest, PendingConditionsAreShownFirstAndBlockExport) {
   const std::string data(70000, 'c');
-  const std::string condition = "use only in the proceedings against the ransomware group";
+  const std::string condition =
+      "use only in the proceedings against the ransomware group";
   const std::string id = CaseUnderCondition("connection-logs.tar", data, condition);
   ASSERT_FALSE(id.empty());
   ASSERT_FALSE(net_->server("FR")->node()->evidence().files().Has(Sha256(data)));
@@ -122,7 +123,8 @@ TEST_F(CliOutputE2eTest, PendingConditionsAreShownFirstAndBlockExport) {
   ASSERT_EQ(json.code, 0) << json.err;
   google::protobuf::Struct s = ParseJson(json.out);
   const auto& f = s.fields();
-  EXPECT_EQ(f.at("body").struct_value().fields().at("requested_party").string_value(), "JP");
+  EXPECT_EQ(f.at("body").struct_value().fields().at("requested_party").string_value(),
+            "JP");
   const auto& steps = f.at("steps").list_value().values();
   ASSERT_EQ(steps.size(), 2);
   EXPECT_EQ(f.at("step_count").number_value(), 2);
@@ -136,9 +138,15 @@ TEST_F(CliOutputE2eTest, PendingConditionsAreShownFirstAndBlockExport) {
   EXPECT_TRUE(accept.at("signature").struct_value().fields().at("verified").bool_value());
   const auto& respond = steps[1].struct_value().fields();
   EXPECT_EQ(respond.at("action").string_value(), "RESPOND");
-  EXPECT_EQ(respond.at("release_conditions").list_value().values(0).string_value(), condition);
-  EXPECT_EQ(respond.at("evidence").list_value().values(0).struct_value().fields().at(
-                "sha256").string_value(),
+  EXPECT_EQ(respond.at("release_conditions").list_value().values(0).string_value(),
+            condition);
+  EXPECT_EQ(respond.at("evidence")
+                .list_value()
+                .values(0)
+                .struct_value()
+                .fields()
+                .at("sha256")
+                .string_value(),
             HexEncode(Sha256(data)));
   const auto& conditions = f.at("conditions").list_value().values();
   ASSERT_EQ(conditions.size(), 1);
@@ -159,8 +167,14 @@ TEST_F(CliOutputE2eTest, PendingConditionsAreShownFirstAndBlockExport) {
   ASSERT_EQ(jp_json.code, 0) << jp_json.err;
   google::protobuf::Struct jp = ParseJson(jp_json.out);
   EXPECT_EQ(jp.fields().at("steps").list_value().values_size(), 2);
-  EXPECT_EQ(jp.fields().at("evidence").list_value().values(0).struct_value().fields().at(
-                "state").string_value(),
+  EXPECT_EQ(jp.fields()
+                .at("evidence")
+                .list_value()
+                .values(0)
+                .struct_value()
+                .fields()
+                .at("state")
+                .string_value(),
             "held_back");
   CliResult jp_show = Jp({"show", id});
   EXPECT_THAT(jp_show.out, HasSubstr("waiting for FR to accept them"));
@@ -171,7 +185,8 @@ TEST_F(CliOutputE2eTest, PendingConditionsAreShownFirstAndBlockExport) {
   CliResult early = Fr({"export", id, "--out", out});
   EXPECT_EQ(early.code, kExitFailure);
   EXPECT_THAT(early.out, Not(HasSubstr("no evidence")));
-  EXPECT_THAT(early.err, HasSubstr("held back by JP until its use conditions are accepted"));
+  EXPECT_THAT(early.err,
+              HasSubstr("held back by JP until its use conditions are accepted"));
   EXPECT_THAT(early.err, HasSubstr(condition));
   EXPECT_THAT(early.err, HasSubstr("comity accept-conditions " + id));
   EXPECT_EQ(std::count(early.err.begin(), early.err.end(), '\n'), 1) << early.err;
@@ -198,15 +213,19 @@ TEST_F(CliOutputE2eTest, PendingConditionsAreShownFirstAndBlockExport) {
   json = Fr({"show", id, "--json"});
   ASSERT_EQ(json.code, 0) << json.err;
   s = ParseJson(json.out);
-  const auto& after = s.fields().at("conditions").list_value().values(0).struct_value().fields();
+  const auto& after =
+      s.fields().at("conditions").list_value().values(0).struct_value().fields();
   EXPECT_EQ(after.at("state").string_value(), "accepted");
   EXPECT_EQ(after.at("accepted_in_step").number_value(), 3);
   EXPECT_EQ(s.fields().at("pending_conditions").number_value(), 0);
-  const auto& step3 = s.fields().at("steps").list_value().values(2).struct_value().fields();
+  const auto& step3 =
+      s.fields().at("steps").list_value().values(2).struct_value().fields();
   EXPECT_EQ(step3.at("action").string_value(), "ACCEPT_CONDITIONS");
   EXPECT_EQ(step3.at("party").string_value(), "FR");
-  EXPECT_EQ(step3.at("accepted_conditions").list_value().values(0).string_value(), condition);
-  const auto& held = s.fields().at("evidence").list_value().values(0).struct_value().fields();
+  EXPECT_EQ(step3.at("accepted_conditions").list_value().values(0).string_value(),
+            condition);
+  const auto& held =
+      s.fields().at("evidence").list_value().values(0).struct_value().fields();
   EXPECT_EQ(held.at("state").string_value(), "verified");
   EXPECT_FALSE(held.at("path").string_value().empty());
   show = Fr({"show", id});
@@ -217,7 +236,8 @@ TEST_F(CliOutputE2eTest, PendingConditionsAreShownFirstAndBlockExport) {
   ASSERT_EQ(exported.code, 0) << exported.err;
   google::protobuf::Struct x = ParseJson(exported.out);
   EXPECT_EQ(x.fields().at("id").string_value(), id);
-  const auto& file = x.fields().at("files").list_value().values(0).struct_value().fields();
+  const auto& file =
+      x.fields().at("files").list_value().values(0).struct_value().fields();
   EXPECT_EQ(file.at("name").string_value(), "connection-logs.tar");
   EXPECT_EQ(file.at("path").string_value(), out + "/connection-logs.tar");
   EXPECT_EQ(file.at("sha256").string_value(), HexEncode(Sha256(data)));
@@ -239,8 +259,14 @@ TEST_F(CliOutputE2eTest, JsonOutputIsValidForNonAsciiPaths) {
   ASSERT_EQ(r.code, 0) << r.err;
   google::protobuf::Struct x = ParseJson(r.out);
   EXPECT_EQ(x.fields().at("out").string_value(), out);
-  EXPECT_EQ(x.fields().at("files").list_value().values(0).struct_value().fields().at(
-                "path").string_value(),
+  EXPECT_EQ(x.fields()
+                .at("files")
+                .list_value()
+                .values(0)
+                .struct_value()
+                .fields()
+                .at("path")
+                .string_value(),
             out + "/journaux-été.csv");
 }
 
@@ -257,15 +283,16 @@ TEST_F(CliOutputE2eTest, ANodeThatDoesNotAnswerExitsThree) {
   EXPECT_EQ(e["code"].string_value(), "UNREACHABLE");
   EXPECT_EQ(e["exit_code"].number_value(), 3);
   EXPECT_THAT(e["message"].string_value(), HasSubstr("cannot reach the node"));
-  CliResult audit = Cli({"--connect", net_->ClientConfigPath("FR", "carol"), "--json", "audit",
-                         "head"});
+  CliResult audit = Cli(
+      {"--connect", net_->ClientConfigPath("FR", "carol"), "--json", "audit", "head"});
   EXPECT_EQ(audit.code, kExitUnreachable);
   EXPECT_EQ(ErrorJson(audit)["code"].string_value(), "UNREACHABLE");
 }
 
 TEST_F(CliOutputE2eTest, RefusalsByTheNodeExitOneWithAJsonError) {
   // dave has no role.
-  CliResult r = Cli({"--connect", net_->ClientConfigPath("FR", "dave"), "list", "--json"});
+  CliResult r =
+      Cli({"--connect", net_->ClientConfigPath("FR", "dave"), "list", "--json"});
   EXPECT_EQ(r.code, kExitFailure);
   Fields e = ErrorJson(r);
   EXPECT_EQ(e["code"].string_value(), "REFUSED");
@@ -287,7 +314,8 @@ TEST_F(CliOutputE2eTest, AuditCommandsHonourJson) {
   EXPECT_EQ(h.fields().at("root").string_value().size(), 64u);
 
   const std::string prefix = net_->dir() + "/fr-log";
-  CliResult exported = Cli({"--connect", carol, "audit", "export", "--out", prefix, "--json"});
+  CliResult exported =
+      Cli({"--connect", carol, "audit", "export", "--out", prefix, "--json"});
   ASSERT_EQ(exported.code, 0) << exported.err;
   google::protobuf::Struct x = ParseJson(exported.out);
   EXPECT_TRUE(x.fields().at("verified").bool_value());
