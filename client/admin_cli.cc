@@ -5,11 +5,11 @@
 #include <memory>
 #include <string>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "client/args.h"
 #include "client/connection.h"
+#include "client/output.h"
 #include "comity/v1/operator.grpc.pb.h"
 #include "server/crypto/verified_file.h"
 
@@ -27,20 +27,19 @@ constexpr char kUsage[] =
 // exists is always a whole, checked copy.
 int Backup(const ParsedArgs& parsed, const GetEnv& env, std::ostream& out,
            std::ostream& err) {
-  auto fail = [&err](int code, absl::string_view why) {
-    err << "comity admin backup: " << why << "\n";
-    return code;
+  const bool json = parsed.switches.count("json") != 0;
+  auto fail = [&err, json](int code, absl::string_view why, absl::string_view hint = "") {
+    return ReportError(err, json, "comity admin backup",
+                       CliError(code, std::string(why), std::string(hint)));
   };
   const std::string out_path = parsed.Get("out", "");
   if (out_path.empty()) {
+    if (json) return fail(kExitUsage, "--out FILE is required", "comity admin backup --out FILE");
     err << "comity admin backup: --out FILE is required\n" << kUsage;
     return kExitUsage;
   }
   absl::StatusOr<NodeConnection> conn = ConnectToNode(parsed, env);
-  if (!conn.ok()) {
-    return fail(absl::IsInvalidArgument(conn.status()) ? kExitUsage : kExitFailure,
-                conn.status().message());
-  }
+  if (!conn.ok()) return fail(kExitUsage, conn.status().message());
   // Before anything is asked of the node: the directories, and a FILE that
   // exists (a backup is never overwritten).
   absl::StatusOr<std::unique_ptr<VerifiedFileWriter>> file =
@@ -68,7 +67,10 @@ int Backup(const ParsedArgs& parsed, const GetEnv& env, std::ostream& out,
   if (!written.ok()) ctx.TryCancel();
   grpc::Status status = reader->Finish();
   if (!written.ok()) return fail(kExitFailure, written.message());
-  if (!status.ok()) return fail(kExitFailure, DescribeRpcError(conn->address, status));
+  if (!status.ok()) {
+    const CliError e = RpcCliError(conn->address, status);
+    return fail(e.code, e.message, e.hint);
+  }
   if (first || expected_sha.empty()) {
     return fail(kExitFailure, absl::StrCat("the node sent ",
                                            first ? "nothing" : "no SHA-256 of the copy",
@@ -81,9 +83,14 @@ int Backup(const ParsedArgs& parsed, const GetEnv& env, std::ostream& out,
         absl::StrCat(hex.status().message(),
                      absl::IsDataLoss(hex.status()) ? ": take the backup again" : ""));
   }
-  if (parsed.switches.count("json") != 0) {
-    out << "{\"file\": \"" << absl::CEscape(out_path) << "\", \"bytes\": " << total
-        << ", \"audit_size\": " << audit_size << ", \"sha256\": \"" << *hex << "\"}\n";
+  if (json) {
+    out << JsonValue::Object()
+               .Set("file", out_path)
+               .Set("bytes", total)
+               .Set("audit_size", audit_size)
+               .Set("sha256", *hex)
+               .Dump()
+        << "\n";
   } else {
     out << WroteLine(out_path, total, *hex) << ": a backup with " << audit_size
         << " audit log entries\n"
@@ -100,8 +107,14 @@ int RunAdminCli(const std::vector<std::string>& args, const GetEnv& env,
   FlagSpec spec;
   spec.with_value = {"connect", "out"};
   spec.switches = {"json", "help"};
+  const bool json = WantsJson(args);
   absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, spec);
   if (!parsed.ok()) {
+    if (json) {
+      return ReportError(err, json, "comity admin",
+                         CliError(kExitUsage, std::string(parsed.status().message()),
+                                  "comity admin --help"));
+    }
     err << "comity admin: " << parsed.status().message() << "\n" << kUsage;
     return kExitUsage;
   }
@@ -110,6 +123,11 @@ int RunAdminCli(const std::vector<std::string>& args, const GetEnv& env,
     return kExitOk;
   }
   if (parsed->positional.size() != 1 || parsed->positional[0] != "backup") {
+    if (json) {
+      return ReportError(err, json, "comity admin",
+                         CliError(kExitUsage, "expected a subcommand: backup",
+                                  "comity admin backup --out FILE"));
+    }
     err << "comity admin: expected a subcommand: backup\n" << kUsage;
     return kExitUsage;
   }

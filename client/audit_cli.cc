@@ -11,12 +11,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
 #include "client/args.h"
 #include "client/audit_page.h"
 #include "client/connection.h"
 #include "client/list_pages.h"
+#include "client/output.h"
 #include "comity/v1/audit.pb.h"
 #include "comity/v1/operator.grpc.pb.h"
 #include "google/protobuf/struct.pb.h"
@@ -62,30 +62,38 @@ auditor role.
 using google::protobuf::Struct;
 using google::protobuf::Value;
 
-std::string EntryJson(const v1::AuditEntry& e) {
+// One entry as JSON: its fields by their .proto names, the index as a
+// number, the time as RFC 3339 with microseconds, hashes in hex.
+JsonValue EntryJsonValue(const v1::AuditEntry& e) {
+  JsonValue f = JsonValue::Object();
+  f.Set("index", e.index());
+  f.Set("time", absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ",
+                                 absl::FromUnixMicros(e.time_unix_micros()),
+                                 absl::UTCTimeZone()));
+  // The other fields as protobuf's JSON mapping names them (every field
+  // of AuditEntry that is set), read back from its printer.
+  v1::AuditEntry rest = e;
+  rest.clear_index();
+  rest.clear_time_unix_micros();
+  rest.clear_hashes();
+  std::string json;
   google::protobuf::util::JsonPrintOptions opts;
   opts.preserve_proto_field_names = true;
-  std::string json;
-  v1::AuditEntry copy = e;
-  copy.clear_hashes();
-  (void)google::protobuf::util::MessageToJsonString(copy, &json, opts);
-  Struct s;
-  (void)google::protobuf::util::JsonStringToMessage(json, &s);
-  auto& f = *s.mutable_fields();
-  f["index"].set_number_value(static_cast<double>(e.index()));
-  f["time"].set_string_value(absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ",
-                                              absl::FromUnixMicros(e.time_unix_micros()),
-                                              absl::UTCTimeZone()));
-  f.erase("time_unix_micros");
-  Value hashes;
-  for (const auto& h : e.hashes()) {
-    hashes.mutable_list_value()->add_values()->set_string_value(HexEncode(h));
+  Value v;
+  if (google::protobuf::util::MessageToJsonString(rest, &json, opts).ok() &&
+      google::protobuf::util::JsonStringToMessage(json, v.mutable_struct_value()).ok()) {
+    JsonValue fields = JsonValue::FromProtoValue(v);
+    for (size_t i = 0; i < fields.size(); ++i) f.Set(fields.KeyAt(i), fields.At(i));
   }
-  if (e.hashes_size() > 0) f["hashes"] = hashes;
-  std::string out;
-  (void)google::protobuf::util::MessageToJsonString(s, &out);
-  return out;
+  if (e.hashes_size() > 0) {
+    JsonValue hashes = JsonValue::Array();
+    for (const auto& h : e.hashes()) hashes.Add(HexEncode(h));
+    f.Set("hashes", std::move(hashes));
+  }
+  return f;
 }
+
+std::string EntryJson(const v1::AuditEntry& e) { return EntryJsonValue(e).Dump(); }
 
 std::string EntryLine(const v1::AuditEntry& e) {
   std::string line = absl::StrCat(
@@ -109,12 +117,12 @@ class AuditCli {
   int Run(const std::vector<std::string>& args);
 
  private:
-  int Fail(int code, absl::string_view message) {
-    err_ << "comity: " << message << "\n";
-    return code;
+  int Fail(int code, absl::string_view message, absl::string_view hint = "") {
+    return ReportError(err_, json_, "comity",
+                       CliError(code, std::string(message), std::string(hint)));
   }
   int Rpc(const grpc::Status& status) {
-    return Fail(kExitFailure, DescribeRpcError(address_, status));
+    return ReportError(err_, json_, "comity", RpcCliError(address_, status));
   }
   std::unique_ptr<grpc::ClientContext> Context(int seconds = 60) {
     auto ctx = std::make_unique<grpc::ClientContext>();
@@ -143,6 +151,7 @@ class AuditCli {
 };
 
 int AuditCli::Run(const std::vector<std::string>& args) {
+  json_ = WantsJson(args);  // Even a usage error is JSON then.
   const std::string command = FindCommand(args, {"connect"});
   FlagSpec spec;
   spec.with_value = {"connect"};
@@ -162,9 +171,13 @@ int AuditCli::Run(const std::vector<std::string>& args) {
   } else if (command == "stats" || command == "head") {
   } else if (command == "serve") {
     spec.with_value.insert("listen");
-  } else if (command.empty() || command == "help") {
+  } else if (command == "help") {
     out_ << kAuditUsage;
-    return command.empty() ? kExitUsage : kExitOk;
+    return kExitOk;
+  } else if (command.empty()) {
+    if (json_) return Fail(kExitUsage, "audit needs a command", "comity audit help");
+    out_ << kAuditUsage;
+    return kExitUsage;
   } else {
     return Fail(kExitUsage,
                 absl::StrCat("unknown audit command '", command,
@@ -188,8 +201,8 @@ int AuditCli::Run(const std::vector<std::string>& args) {
   if (command == "serve") return RunAuditServe(*parsed, env_, out_, err_);
   auto connection = ConnectToNode(*parsed, env_);
   if (!connection.ok()) {
-    return Fail(absl::IsInvalidArgument(connection.status()) ? kExitUsage : kExitFailure,
-                connection.status().message());
+    return Fail(kExitUsage, connection.status().message(),
+                "--connect names a comity.v1.ClientConfig (docs/configuration.md)");
   }
   address_ = connection->address;
   stub_ = v1::AuditService::NewStub(connection->channel);
@@ -208,9 +221,15 @@ int AuditCli::Verify(const ParsedArgs&) {
   grpc::Status st = stub_->Verify(ctx.get(), v1::VerifyAuditLogRequest(), &resp);
   if (!st.ok()) return Rpc(st);
   if (json_) {
-    out_ << "{\"ok\":" << (resp.ok() ? "true" : "false") << ",\"entries\":" << resp.entries()
-         << ",\"root\":\"" << HexEncode(resp.root()) << "\",\"heads\":" << resp.heads()
-         << ",\"error\":" << "\"" << absl::StrReplaceAll(resp.error(), {{"\"", "'"}}) << "\"}\n";
+    out_ << JsonValue::Object()
+                .Set("ok", resp.ok())
+                .Set("entries", resp.entries())
+                .Set("root", HexEncode(resp.root()))
+                .Set("heads", resp.heads())
+                .Set("error", resp.error())
+                .Set("summary", resp.summary())
+                .Dump()
+         << "\n";
   } else {
     out_ << resp.summary() << "\n";
   }
@@ -231,9 +250,18 @@ int AuditCli::VerifyBundleFile(const std::string& path) {
                                 HexEncode(Sha256(k.ed25519_public_key())).substr(0, 16)));
   }
   if (json_) {
-    out_ << "{\"ok\":" << (report.ok ? "true" : "false") << ",\"party\":\"" << bundle.party()
-         << "\",\"entries\":" << report.entries << ",\"root\":\"" << HexEncode(report.root)
-         << "\",\"heads\":" << report.heads << "}\n";
+    JsonValue fingerprints = JsonValue::Array();
+    for (const std::string& k : keys) fingerprints.Add(k);
+    out_ << JsonValue::Object()
+                .Set("ok", report.ok)
+                .Set("party", bundle.party())
+                .Set("entries", report.entries)
+                .Set("root", HexEncode(report.root))
+                .Set("heads", report.heads)
+                .Set("keys", std::move(fingerprints))
+                .Set("summary", report.Summary())
+                .Dump()
+         << "\n";
   } else {
     out_ << "bundle of " << bundle.party() << "'s log, checked offline with its keys ("
          << absl::StrJoin(keys, "; ")
@@ -265,7 +293,11 @@ absl::Status AuditCli::ForEachHead(KeyRing* keys,
         }
         return true;
       });
-  if (!st.ok()) return absl::UnavailableError(DescribeRpcError(address_, st));
+  if (!st.ok()) {
+    return absl::Status(NodeUnreachable(st) ? absl::StatusCode::kUnavailable
+                                            : absl::StatusCode::kFailedPrecondition,
+                        DescribeRpcError(address_, st));
+  }
   return bad;
 }
 
@@ -340,7 +372,9 @@ int AuditCli::Prove(const ParsedArgs& a) {
       found = h;
     }
   });
-  if (!heads.ok()) return Fail(kExitFailure, heads.message());
+  if (!heads.ok()) {
+    return Fail(absl::IsUnavailable(heads) ? kExitUnreachable : kExitFailure, heads.message());
+  }
   const v1::TreeHead* head = found.has_value() ? &*found : nullptr;
   if (head == nullptr) {
     return Fail(kExitFailure, absl::StrCat("no signed tree head covers entry ", index,
@@ -361,13 +395,18 @@ int AuditCli::Prove(const ParsedArgs& a) {
   v1::AuditEntry e;
   e.ParseFromString(resp.entry());
   if (json_) {
-    std::vector<std::string> hex;
-    for (const auto& h : proof) hex.push_back("\"" + HexEncode(h) + "\"");
-    out_ << "{\"index\":" << index << ",\"tree_size\":" << head->tree_size() << ",\"root\":\""
-         << HexEncode(head->root_hash()) << "\",\"leaf_hash\":\""
-         << HexEncode(merkle::LeafHash(resp.entry())) << "\",\"proof\":["
-         << absl::StrJoin(hex, ",") << "],\"verified\":" << (ok.ok() ? "true" : "false")
-         << ",\"entry\":" << EntryJson(e) << "}\n";
+    JsonValue hex = JsonValue::Array();
+    for (const auto& h : proof) hex.Add(HexEncode(h));
+    JsonValue j = JsonValue::Object();
+    j.Set("index", index)
+        .Set("tree_size", head->tree_size())
+        .Set("root", HexEncode(head->root_hash()))
+        .Set("leaf_hash", HexEncode(merkle::LeafHash(resp.entry())))
+        .Set("proof", std::move(hex))
+        .Set("verified", ok.ok());
+    if (!ok.ok()) j.Set("error", ok.ToString());
+    j.Set("entry", EntryJsonValue(e));
+    out_ << j.Dump() << "\n";
   } else {
     out_ << "entry " << EntryLine(e) << "\n"
          << "in the signed tree head of size " << head->tree_size() << ", root "
@@ -406,12 +445,17 @@ int AuditCli::Consistency(const ParsedArgs& a) {
     }
   }).IgnoreError();  // Without heads the proof stands on its own, as before.
   if (json_) {
-    std::vector<std::string> hex;
-    for (const auto& h : proof) hex.push_back("\"" + HexEncode(h) + "\"");
-    out_ << "{\"old_size\":" << old_size << ",\"new_size\":" << new_size << ",\"old_root\":\""
-         << HexEncode(resp.old_root()) << "\",\"new_root\":\"" << HexEncode(resp.root())
-         << "\",\"proof\":[" << absl::StrJoin(hex, ",") << "],\"verified\":"
-         << (ok.ok() ? "true" : "false") << "}\n";
+    JsonValue hex = JsonValue::Array();
+    for (const auto& h : proof) hex.Add(HexEncode(h));
+    JsonValue j = JsonValue::Object();
+    j.Set("old_size", old_size)
+        .Set("new_size", new_size)
+        .Set("old_root", HexEncode(resp.old_root()))
+        .Set("new_root", HexEncode(resp.root()))
+        .Set("proof", std::move(hex))
+        .Set("verified", ok.ok());
+    if (!ok.ok()) j.Set("error", ok.ToString());
+    out_ << j.Dump() << "\n";
   } else {
     out_ << "size " << old_size << " root " << HexEncode(resp.old_root()) << "\nsize "
          << new_size << " root " << HexEncode(resp.root()) << "\n";
@@ -441,6 +485,20 @@ int AuditCli::Export(const ParsedArgs& a) {
   absl::Status w2 = WriteFileAtomically(prefix + ".bundle", bundle.SerializeAsString(), 0600);
   if (!w1.ok() || !w2.ok()) return Fail(kExitFailure, (!w1.ok() ? w1 : w2).message());
   VerifyReport report = VerifyBundle(bundle);
+  if (json_) {
+    out_ << JsonValue::Object()
+                .Set("party", bundle.party())
+                .Set("entries", bundle.entries_size())
+                .Set("tree_heads", bundle.tree_heads_size())
+                .Set("jsonl", prefix + ".jsonl")
+                .Set("bundle", prefix + ".bundle")
+                .Set("verified", report.ok)
+                .Set("root", HexEncode(report.root))
+                .Set("summary", report.Summary())
+                .Dump()
+         << "\n";
+    return report.ok ? kExitOk : kExitFailure;
+  }
   out_ << "exported " << bundle.entries_size() << " entries and " << bundle.tree_heads_size()
        << " signed tree heads of " << bundle.party() << "'s log to " << prefix << ".jsonl and "
        << prefix << ".bundle\n"
@@ -457,47 +515,39 @@ int AuditCli::Stats(const ParsedArgs&) {
                        [&](std::string entry) { builder.Add(entry); });
   if (!st.ok()) return Rpc(st);
   const AuditLogStats stats = builder.Finish();
-  using google::protobuf::Struct;
-  using google::protobuf::Value;
   auto counts = [](const std::map<std::string, int>& m) {
-    Value v;
-    auto* f = v.mutable_struct_value()->mutable_fields();
-    for (const auto& [k, n] : m) (*f)[k].set_number_value(n);
-    return v;
+    JsonValue o = JsonValue::Object();
+    for (const auto& [k, v] : m) o.Set(k, v);
+    return o;
   };
   auto nested = [&counts](const std::map<std::string, std::map<std::string, int>>& m) {
-    Value v;
-    auto* f = v.mutable_struct_value()->mutable_fields();
-    for (const auto& [k, inner] : m) (*f)[k] = counts(inner);
-    return v;
+    JsonValue o = JsonValue::Object();
+    for (const auto& [k, inner] : m) o.Set(k, counts(inner));
+    return o;
   };
   auto times = [](const std::vector<double>& ms) {
-    Value v;
-    auto* f = v.mutable_struct_value()->mutable_fields();
-    (*f)["count"].set_number_value(static_cast<double>(ms.size()));
-    (*f)["p50"].set_number_value(AuditLogStats::Percentile(ms, 0.5));
-    (*f)["p90"].set_number_value(AuditLogStats::Percentile(ms, 0.9));
-    return v;
+    return JsonValue::Object()
+        .Set("count", ms.size())
+        .Set("p50", AuditLogStats::Percentile(ms, 0.5))
+        .Set("p90", AuditLogStats::Percentile(ms, 0.9));
   };
   if (json_) {
-    Struct out;
-    auto& f = *out.mutable_fields();
-    f["entries"].set_number_value(stats.entries);
-    f["sent_by_partner"] = counts(stats.sent_by_partner);
-    f["received_by_partner"] = counts(stats.received_by_partner);
-    f["assessments_by_instrument"] = counts(stats.assessments_by_instrument);
-    f["assessments_by_obligation"] = counts(stats.assessments_by_obligation);
-    f["refusals_by_reason"] = counts(stats.refusals_by_reason);
-    f["case_refusals_by_ground"] = counts(stats.case_refusals_by_ground);
-    f["outcomes_by_partner"] = nested(stats.outcomes_by_partner);
-    f["outcomes_by_instrument"] = nested(stats.outcomes_by_instrument);
-    f["deadlines_missed"] = counts(stats.deadlines_missed);
-    f["acknowledgement_ms"] = times(stats.acknowledgement_ms);
-    f["decision_ms"] = times(stats.decision_ms);
-    f["response_ms"] = times(stats.response_ms);
-    std::string text;
-    (void)google::protobuf::util::MessageToJsonString(out, &text);
-    out_ << text << "\n";
+    out_ << JsonValue::Object()
+                .Set("entries", stats.entries)
+                .Set("sent_by_partner", counts(stats.sent_by_partner))
+                .Set("received_by_partner", counts(stats.received_by_partner))
+                .Set("assessments_by_instrument", counts(stats.assessments_by_instrument))
+                .Set("assessments_by_obligation", counts(stats.assessments_by_obligation))
+                .Set("refusals_by_reason", counts(stats.refusals_by_reason))
+                .Set("case_refusals_by_ground", counts(stats.case_refusals_by_ground))
+                .Set("outcomes_by_partner", nested(stats.outcomes_by_partner))
+                .Set("outcomes_by_instrument", nested(stats.outcomes_by_instrument))
+                .Set("deadlines_missed", counts(stats.deadlines_missed))
+                .Set("acknowledgement_ms", times(stats.acknowledgement_ms))
+                .Set("decision_ms", times(stats.decision_ms))
+                .Set("response_ms", times(stats.response_ms))
+                .Dump()
+         << "\n";
     return kExitOk;
   }
   auto table = [&](const std::string& title, const std::map<std::string, int>& m) {
@@ -541,6 +591,20 @@ int AuditCli::Head(const ParsedArgs&) {
   if (!st.ok()) return Rpc(st);
   v1::TreeHead h;
   h.ParseFromString(resp.head().payload());
+  if (json_) {
+    out_ << JsonValue::Object()
+                .Set("party", h.party())
+                .Set("tree_size", h.tree_size())
+                .Set("root", HexEncode(h.root_hash()))
+                .Set("signer_party", resp.head().signer_party())
+                .Set("key_id", resp.head().key_id())
+                .Set("time", absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ",
+                                              absl::FromUnixMicros(h.timestamp_unix_micros()),
+                                              absl::UTCTimeZone()))
+                .Dump()
+         << "\n";
+    return kExitOk;
+  }
   out_ << "signed tree head of " << h.party() << ": size " << h.tree_size() << ", root "
        << HexEncode(h.root_hash()) << ", key " << resp.head().key_id() << "\n";
   return kExitOk;

@@ -1094,9 +1094,9 @@ HttpResponse AuditPage::Stats() const {
 
 int RunAuditServe(const ParsedArgs& args, const GetEnv& env, std::ostream& out,
                   std::ostream& err) {
-  auto fail = [&err](int code, absl::string_view message) {
-    err << "comity: " << message << "\n";
-    return code;
+  const bool json = args.switches.count("json") != 0;
+  auto fail = [&err, json](int code, absl::string_view message) {
+    return ReportError(err, json, "comity", CliError(code, std::string(message)));
   };
   // The role, from the certificate, before anything is served: the node
   // would refuse every page anyway.
@@ -1108,7 +1108,7 @@ int RunAuditServe(const ParsedArgs& args, const GetEnv& env, std::ostream& out,
         "COMITY_CONNECT");
   }
   auto config = LoadClientConfig(path);
-  if (!config.ok()) return fail(kExitFailure, config.status().message());
+  if (!config.ok()) return fail(kExitUsage, config.status().message());
   auto pem = ReadFile(config->cert_file());
   if (!pem.ok()) return fail(kExitFailure, pem.status().message());
   auto identity = IdentityFromCertPem(*pem);
@@ -1128,7 +1128,7 @@ int RunAuditServe(const ParsedArgs& args, const GetEnv& env, std::ostream& out,
                      config->cert_file(), "); use an auditor's --connect file"));
   }
   auto connection = ConnectToNode(args, env);
-  if (!connection.ok()) return fail(kExitFailure, connection.status().message());
+  if (!connection.ok()) return fail(kExitUsage, connection.status().message());
   auto operator_stub = v1::OperatorService::NewStub(connection->channel);
   auto audit_stub = v1::AuditService::NewStub(connection->channel);
   // The node has the last word on the role: ask it once now.
@@ -1137,8 +1137,9 @@ int RunAuditServe(const ParsedArgs& args, const GetEnv& env, std::ostream& out,
   v1::GetTreeHeadsResponse probe;
   grpc::Status st = audit_stub->GetTreeHeads(Context(15).get(), one, &probe);
   if (!st.ok()) {
-    return fail(kExitFailure, absl::StrCat("refusing to serve the audit page: ",
-                                           DescribeRpcError(connection->address, st)));
+    return fail(NodeUnreachable(st) ? kExitUnreachable : kExitFailure,
+                absl::StrCat("refusing to serve the audit page: ",
+                             DescribeRpcError(connection->address, st)));
   }
   AuditPageOptions options;
   options.token = RandomToken();

@@ -21,6 +21,7 @@
 #include "client/admin_cli.h"
 #include "client/args.h"
 #include "client/audit_cli.h"
+#include "client/case_view.h"
 #include "client/connection.h"
 #include "client/evidence_upload.h"
 #include "client/health_cli.h"
@@ -51,8 +52,6 @@ namespace {
 // `comity list` without --limit: the newest this many.
 constexpr uint32_t kDefaultListLimit = 100;
 
-using google::protobuf::Struct;
-using google::protobuf::Value;
 using google::protobuf::util::TimeUtil;
 
 constexpr char kUsage[] = R"(usage: comity [--connect FILE] [--json] COMMAND [ARGS]
@@ -121,15 +120,11 @@ commands:
   help
       This text.
 
-Every command takes --json for machine-readable output. Exit status: 0 done,
-1 refused or a check failed, 2 wrong arguments.
+Every command takes --json for machine-readable output (errors too: one JSON
+object on stderr). Exit status: 0 done, 1 refused (by the node, or a check
+failed, or held back), 2 wrong arguments, 3 the node did not answer
+(docs/cli.md).
 )";
-
-// An error that ends the command with an exit code.
-struct CliError {
-  int code;
-  std::string message;
-};
 
 class Cli {
  public:
@@ -138,10 +133,7 @@ class Cli {
   int Run(const std::vector<std::string>& args);
 
  private:
-  int Fail(const CliError& e) {
-    err_ << "comity: " << e.message << "\n";
-    return e.code;
-  }
+  int Fail(const CliError& e) { return ReportError(err_, json_, "comity", e); }
   absl::Status Connect(const ParsedArgs& args);
   int Submit(const ParsedArgs& args);
   int List(const ParsedArgs& args);
@@ -156,7 +148,7 @@ class Cli {
   int PrintSubmitted(const v1::RequestRecord& r,
                      const google::protobuf::RepeatedPtrField<v1::PublicKey>& keys);
   int Show(const ParsedArgs& args);
-  void PrintJson(const Value& value);
+  void PrintJson(const JsonValue& value);
   CliError RpcError(const grpc::Status& status) const;
 
   const GetEnv& env_;
@@ -178,27 +170,6 @@ v1::CaseAction CaseActionFor(const std::string& command) {
       {"answer", v1::PROVIDE_INFO}, {"accept-conditions", v1::ACCEPT_CONDITIONS}};
   auto it = actions->find(command);
   return it == actions->end() ? v1::CASE_ACTION_UNSPECIFIED : it->second;
-}
-
-Value Str(const std::string& s) {
-  Value v;
-  v.set_string_value(s);
-  return v;
-}
-Value Num(double d) {
-  Value v;
-  v.set_number_value(d);
-  return v;
-}
-Value Bool(bool b) {
-  Value v;
-  v.set_bool_value(b);
-  return v;
-}
-Value Obj(Struct s) {
-  Value v;
-  *v.mutable_struct_value() = std::move(s);
-  return v;
 }
 
 std::string FormatTs(const google::protobuf::Timestamp& ts) {
@@ -326,25 +297,26 @@ void PrintAssessments(std::ostream& out, const v1::RequestBody& body, const Veri
   }
 }
 
-// The case's state and its signed steps, each verified.
-void PrintCase(std::ostream& out, const v1::RequestRecord& r,
-               const google::protobuf::RepeatedPtrField<v1::PublicKey>& keys) {
-  if (r.case_state() == v1::CASE_STATE_UNSPECIFIED) return;
-  KeyRing ring;
+// The keys GetRequest returned, as a ring that verifies envelopes.
+void FillRing(const google::protobuf::RepeatedPtrField<v1::PublicKey>& keys, KeyRing* ring) {
   for (const v1::PublicKey& k : keys) {
-    ring.Add(k.party(), k.key_id(), k.ed25519_public_key()).IgnoreError();
+    ring->Add(k.party(), k.key_id(), k.ed25519_public_key()).IgnoreError();
   }
+}
+
+// The case's state and its signed steps, each verified, with the use
+// conditions each response attaches.
+void PrintCase(std::ostream& out, const v1::RequestRecord& r, const CaseView& view) {
+  if (r.case_state() == v1::CASE_STATE_UNSPECIFIED) return;
   out << "case:      " << v1::CaseState_Name(r.case_state()) << "\n";
-  for (const v1::SignedEnvelope& env : r.transitions()) {
-    v1::Transition t;
-    t.ParseFromString(env.payload());
-    absl::Status ok = VerifyEnvelope(env, kTransitionPayloadType, ring);
+  for (const StepView& step : view.steps) {
+    const v1::Transition& t = step.transition;
     out << "  " << t.sequence() << ". " << v1::CaseAction_Name(t.action()) << " -> "
         << v1::CaseState_Name(t.to_state()) << " by " << t.party() << " ("
-        << t.operator_name() << ") "
-        << absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMicros(t.time_unix_micros()),
-                            absl::UTCTimeZone())
-        << (ok.ok() ? ", signature verified" : ", signature FAILED: " + ok.ToString()) << "\n";
+        << t.operator_name() << ") " << FormatMicros(t.time_unix_micros())
+        << (step.signature.ok() ? ", signature verified"
+                                : ", signature FAILED: " + step.signature.ToString())
+        << "\n";
     std::vector<std::string> grounds;
     for (int g : t.refusal_grounds()) {
       grounds.push_back(v1::RefusalGround_Name(static_cast<v1::RefusalGround>(g)));
@@ -354,126 +326,147 @@ void PrintCase(std::ostream& out, const v1::RequestRecord& r,
     if (!t.consultation().empty()) out << "     consultation: " << t.consultation() << "\n";
     if (!t.text().empty()) out << "     " << t.text() << "\n";
     for (const auto& d : t.open_duties()) out << "     open duty: " << d << "\n";
+    for (const ConditionView& c : view.conditions) {
+      if (c.step != t.sequence()) continue;
+      out << "     condition: " << c.text << " ("
+          << (c.accepted ? absl::StrCat("accepted in step ", c.accepted_in_step)
+                         : std::string("PENDING: not accepted yet"))
+          << ")\n";
+    }
+    for (const auto& c : t.accepted_conditions()) out << "     accepted: " << c << "\n";
   }
-  for (const v1::SignedEnvelope& env : r.queued_proposals()) {
-    v1::TransitionProposal p;
-    p.ParseFromString(env.payload());
+  for (const v1::TransitionProposal& p : view.queued) {
     out << "  queued: " << v1::CaseAction_Name(p.action()) << " by " << p.operator_name()
         << ", signed, waiting for delivery to the requested party\n";
   }
 }
 
-// The evidence files of the case's responses, and which this node holds.
-void PrintEvidence(std::ostream& out, const v1::RequestRecord& r,
-                   const v1::GetRequestResponse& resp) {
-  for (const v1::SignedEnvelope& env : r.transitions()) {
-    v1::Transition t;
-    if (!t.ParseFromString(env.payload())) continue;
-    for (const v1::EvidenceFile& f : t.evidence()) {
-      std::string where = r.direction() == v1::INCOMING
-                              ? "released by this node"
-                              : "not here yet (fetched and verified in the background)";
-      for (const v1::StoredEvidence& s : resp.stored_evidence()) {
-        if (s.sha256() == f.sha256() && r.direction() == v1::OUTGOING) {
-          where = "verified, " + s.path();
-        }
-      }
-      for (const v1::PendingEvidenceStatus& p : resp.pending_evidence()) {
-        if (p.sha256() != f.sha256() || r.direction() != v1::OUTGOING) continue;
-        if (p.gave_up()) {
-          where = absl::StrCat("NOT FETCHED: ", p.last_error());
-        } else if (p.attempts() > 0) {
-          where = absl::StrCat(
-              "not here yet: ", p.attempts(), " failed fetch attempts, last: ", p.last_error(),
-              p.next_attempt_unix_micros() == 0
-                  ? ""
-                  : absl::StrCat("; next try ",
-                                 absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
-                                                  absl::FromUnixMicros(
-                                                      p.next_attempt_unix_micros()),
-                                                  absl::UTCTimeZone())));
-        } else if (p.next_attempt_unix_micros() == 0) {
-          where = "not here yet: waiting for the release conditions to be accepted";
-        }
-      }
-      out << "evidence:  " << f.name() << ", " << f.size() << " bytes, sha256 "
-          << HexEncode(f.sha256()).substr(0, 16) << "...: " << where << "\n";
+// The conditions no one accepted yet, and what they hold back: first, so
+// that the operator sees what blocks the release (ETS185 Art 28(2)).
+void PrintPendingConditions(std::ostream& out, const v1::RequestRecord& r,
+                            const v1::RequestBody& body, const CaseView& view) {
+  const std::vector<std::string> pending = view.PendingConditionTexts();
+  if (pending.empty()) return;
+  std::vector<std::string> held;
+  for (const EvidenceView& e : view.evidence) {
+    if (!e.pending_conditions.empty()) held.push_back(e.file.name());
+  }
+  const bool requester = r.direction() == v1::OUTGOING;
+  out << "CONDITIONS PENDING (ETS185 Art 28(2)): " << body.requested_party()
+      << " releases " << (held.empty() ? std::string("its evidence")
+                                       : absl::StrCat("the evidence (", absl::StrJoin(held, ", "),
+                                                      ")"))
+      << " only once " << body.requesting_party() << " accepts:\n";
+  for (const ConditionView& c : view.conditions) {
+    if (!c.accepted) {
+      out << "  - " << c.text << " (step " << c.step << ")"
+          << (c.acceptance_queued ? ": acceptance signed, queued for delivery" : "") << "\n";
     }
   }
-}
-
-Struct SummaryJson(const v1::RequestRecord& r, const v1::RequestBody& body) {
-  Struct s;
-  auto& f = *s.mutable_fields();
-  f["id"] = Str(body.id());
-  f["direction"] = Str(DirectionName(r.direction()));
-  f["state"] = Str(v1::RequestState_Name(r.state()));
-  f["requesting_party"] = Str(body.requesting_party());
-  f["requested_party"] = Str(body.requested_party());
-  f["assistance_type"] = Str(v1::AssistanceType_Name(body.assistance_type()));
-  f["offence"] = Str(v1::OffenceCategory_Name(body.offence().category()));
-  f["urgency"] = Str(v1::Urgency_Name(body.urgency()));
-  f["created_at"] = Str(FormatTs(body.created_at()));
-  f["stored_at"] = Str(FormatTs(r.stored_at()));
-  f["updated_at"] = Str(FormatTs(r.updated_at()));
-  f["delivery_attempts"] = Num(r.delivery_attempts());
-  if (!r.last_error().empty()) f["last_error"] = Str(r.last_error());
-  if (r.case_state() != v1::CASE_STATE_UNSPECIFIED) {
-    f["case_state"] = Str(v1::CaseState_Name(r.case_state()));
-  }
-  if (r.has_next_attempt_at()) f["next_attempt_at"] = Str(FormatTs(r.next_attempt_at()));
-  if (!r.submitted_by().empty()) f["submitted_by"] = Str(r.submitted_by());
-  if (body.has_requester_assessment()) {
-    f["obligation"] = Str(v1::Obligation_Name(body.requester_assessment().obligation()));
-    f["instrument"] = Str(body.requester_assessment().instrument());
-  }
-  return s;
-}
-
-Struct VerificationJson(const v1::RequestRecord& r, const Verification& v) {
-  Struct s;
-  auto& f = *s.mutable_fields();
-  Struct sig;
-  (*sig.mutable_fields())["signer_party"] = Str(r.request().signer_party());
-  (*sig.mutable_fields())["key_id"] = Str(r.request().key_id());
-  (*sig.mutable_fields())["verified"] = Bool(v.signature.ok());
-  if (!v.signature.ok()) (*sig.mutable_fields())["error"] = Str(v.signature.ToString());
-  f["signature"] = Obj(std::move(sig));
-  if (v.has_receipt) {
-    Struct rc;
-    auto& rf = *rc.mutable_fields();
-    rf["signer_party"] = Str(r.receipt().signer_party());
-    rf["key_id"] = Str(r.receipt().key_id());
-    rf["verified"] = Bool(v.receipt.ok());
-    if (v.receipt.ok()) {
-      if (v.parsed_receipt.has_receiver_assessment()) {
-        std::string json;
-        google::protobuf::util::JsonPrintOptions opts;
-        opts.preserve_proto_field_names = true;
-        (void)google::protobuf::util::MessageToJsonString(
-            v.parsed_receipt.receiver_assessment(), &json, opts);
-        Struct assessment;
-        (void)google::protobuf::util::JsonStringToMessage(json, &assessment);
-        rf["receiver_assessment"] = Obj(std::move(assessment));
-      }
-      v1::RequestBody body;
-      if (body.ParseFromString(r.request().payload()) && body.has_requester_assessment() &&
-          v.parsed_receipt.has_receiver_assessment()) {
-        f["assessments_agree"] =
-            Bool(Agree(body.requester_assessment(), v.parsed_receipt.receiver_assessment()));
-      }
-      rf["received_at"] = Str(FormatTs(v.parsed_receipt.received_at()));
-      rf["request_payload_sha256"] = Str(HexEncode(v.parsed_receipt.request_payload_sha256()));
-    } else {
-      rf["error"] = Str(v.receipt.ToString());
-    }
-    f["receipt"] = Obj(std::move(rc));
+  if (requester) {
+    out << "  to accept them: comity accept-conditions " << body.id() << "\n";
   } else {
-    Value null_value;
-    null_value.set_null_value(google::protobuf::NULL_VALUE);
-    f["receipt"] = null_value;
+    out << "  waiting for " << body.requesting_party() << " to accept them\n";
   }
-  return s;
+}
+
+// The evidence files of the case's responses, and their state here.
+void PrintEvidence(std::ostream& out, const CaseView& view) {
+  for (const EvidenceView& e : view.evidence) {
+    std::string where;
+    switch (e.state) {
+      case EvidenceState::kReleased:
+        where = "released by this node";
+        break;
+      case EvidenceState::kHeldBack:
+        where = "held back by this node until the conditions above are accepted";
+        break;
+      case EvidenceState::kVerified:
+        where = "verified, " + e.path;
+        break;
+      case EvidenceState::kAwaitingConditions:
+        where = "not here: held back by the responding party until the conditions above are "
+                "accepted";
+        break;
+      case EvidenceState::kGivenUp:
+        where = absl::StrCat("NOT FETCHED: ", e.last_error);
+        break;
+      case EvidenceState::kFetching:
+        where = e.attempts > 0
+                    ? absl::StrCat("not here yet: ", e.attempts,
+                                   " failed fetch attempts, last: ", e.last_error,
+                                   e.next_attempt_unix_micros == 0
+                                       ? ""
+                                       : "; next try " + FormatMicros(e.next_attempt_unix_micros))
+                    : "not here yet (fetched and verified in the background)";
+        break;
+    }
+    out << "evidence:  " << e.file.name() << ", " << e.file.size() << " bytes, sha256 "
+        << HexEncode(e.file.sha256()).substr(0, 16) << "...: " << where << "\n";
+  }
+}
+
+JsonValue SummaryJson(const v1::RequestRecord& r, const v1::RequestBody& body) {
+  JsonValue f = JsonValue::Object();
+  f.Set("id", body.id());
+  f.Set("direction", DirectionName(r.direction()));
+  f.Set("state", v1::RequestState_Name(r.state()));
+  f.Set("requesting_party", body.requesting_party());
+  f.Set("requested_party", body.requested_party());
+  f.Set("assistance_type", v1::AssistanceType_Name(body.assistance_type()));
+  f.Set("offence", v1::OffenceCategory_Name(body.offence().category()));
+  f.Set("urgency", v1::Urgency_Name(body.urgency()));
+  f.Set("created_at", FormatTs(body.created_at()));
+  f.Set("stored_at", FormatTs(r.stored_at()));
+  f.Set("updated_at", FormatTs(r.updated_at()));
+  f.Set("delivery_attempts", r.delivery_attempts());
+  if (!r.last_error().empty()) f.Set("last_error", r.last_error());
+  if (r.case_state() != v1::CASE_STATE_UNSPECIFIED) {
+    f.Set("case_state", v1::CaseState_Name(r.case_state()));
+  }
+  if (r.has_next_attempt_at()) f.Set("next_attempt_at", FormatTs(r.next_attempt_at()));
+  if (!r.submitted_by().empty()) f.Set("submitted_by", r.submitted_by());
+  if (body.has_requester_assessment()) {
+    f.Set("obligation", v1::Obligation_Name(body.requester_assessment().obligation()));
+    f.Set("instrument", body.requester_assessment().instrument());
+  }
+  return f;
+}
+
+JsonValue VerificationJson(const v1::RequestRecord& r, const Verification& v) {
+  JsonValue f = JsonValue::Object();
+  JsonValue sig = JsonValue::Object();
+  sig.Set("signer_party", r.request().signer_party());
+  sig.Set("key_id", r.request().key_id());
+  sig.Set("verified", v.signature.ok());
+  if (!v.signature.ok()) sig.Set("error", v.signature.ToString());
+  f.Set("signature", std::move(sig));
+  if (!v.has_receipt) {
+    f.Set("receipt", nullptr);
+    return f;
+  }
+  JsonValue rc = JsonValue::Object();
+  rc.Set("signer_party", r.receipt().signer_party());
+  rc.Set("key_id", r.receipt().key_id());
+  rc.Set("verified", v.receipt.ok());
+  if (v.receipt.ok()) {
+    if (v.parsed_receipt.has_receiver_assessment()) {
+      rc.Set("receiver_assessment",
+             JsonValue::FromProto(v.parsed_receipt.receiver_assessment()));
+    }
+    v1::RequestBody body;
+    if (body.ParseFromString(r.request().payload()) && body.has_requester_assessment() &&
+        v.parsed_receipt.has_receiver_assessment()) {
+      f.Set("assessments_agree",
+            Agree(body.requester_assessment(), v.parsed_receipt.receiver_assessment()));
+    }
+    rc.Set("received_at", FormatTs(v.parsed_receipt.received_at()));
+    rc.Set("request_payload_sha256", HexEncode(v.parsed_receipt.request_payload_sha256()));
+  } else {
+    rc.Set("error", v.receipt.ToString());
+  }
+  f.Set("receipt", std::move(rc));
+  return f;
 }
 
 void PrintVerification(std::ostream& out, const v1::RequestRecord& r, const Verification& v,
@@ -515,6 +508,7 @@ void PrintVerification(std::ostream& out, const v1::RequestRecord& r, const Veri
 // --- Commands. ---
 
 int Cli::Run(const std::vector<std::string>& args) {
+  json_ = WantsJson(args);  // Even a usage error is JSON then.
   if (args.empty()) {
     err_ << kUsage;
     return kExitUsage;
@@ -601,11 +595,10 @@ int Cli::Run(const std::vector<std::string>& args) {
                                           "' for ", command)});
   }
   if (absl::Status st = Connect(*parsed); !st.ok()) {
-    return Fail({absl::IsInvalidArgument(st) && st.message().find("--connect") !=
-                                                    std::string::npos
-                     ? kExitUsage
-                     : kExitFailure,
-                 std::string(st.message())});
+    // No file, or one that does not load: the command line (or
+    // $COMITY_CONNECT) is wrong, not the node.
+    return Fail({kExitUsage, std::string(st.message()),
+                 "--connect names a comity.v1.ClientConfig (docs/configuration.md)"});
   }
   // An id prefix names the one request it starts (issue 15): resolved here,
   // once, for every command that takes an id.
@@ -643,16 +636,10 @@ absl::Status Cli::Connect(const ParsedArgs& args) {
 }
 
 CliError Cli::RpcError(const grpc::Status& status) const {
-  return {kExitFailure, DescribeRpcError(address_, status)};
+  return RpcCliError(address_, status);
 }
 
-void Cli::PrintJson(const Value& value) {
-  std::string text;
-  google::protobuf::util::JsonPrintOptions opts;
-  opts.add_whitespace = false;
-  (void)google::protobuf::util::MessageToJsonString(value, &text, opts);
-  out_ << text << "\n";
-}
+void Cli::PrintJson(const JsonValue& value) { out_ << value.Dump() << "\n"; }
 
 int Cli::Submit(const ParsedArgs& args) {
   v1::RequestBody draft;
@@ -679,9 +666,10 @@ int Cli::Submit(const ParsedArgs& args) {
   v1::SubmitRequestResponse resp;
   grpc::Status status = stub_->SubmitRequest(&ctx, req, &resp);
   if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-    return Fail({kExitFailure,
+    return Fail({kExitUnreachable,
                  "the node did not answer within 60 s; it may have stored the request and "
-                 "be delivering it: check 'comity list --sent' before submitting again"});
+                 "be delivering it",
+                 "check 'comity list --sent' before submitting again"});
   }
   if (!status.ok()) return Fail(RpcError(status));
   return PrintSubmitted(resp.record(), resp.signer_keys());
@@ -695,9 +683,9 @@ int Cli::PrintSubmitted(const v1::RequestRecord& r,
   const bool awaiting = r.state() == v1::AWAITING_APPROVAL;
   bool good = awaiting || (v.signature.ok() && (!v.has_receipt || v.receipt.ok()));
   if (json_) {
-    Struct s = SummaryJson(r, body);
-    if (!awaiting) (*s.mutable_fields())["verification"] = Obj(VerificationJson(r, v));
-    PrintJson(Obj(std::move(s)));
+    JsonValue s = SummaryJson(r, body);
+    if (!awaiting) s.Set("verification", VerificationJson(r, v));
+    PrintJson(s);
   } else {
     out_ << "submitted " << body.id() << ": " << body.requesting_party() << " -> "
          << body.requested_party() << ", " << v1::AssistanceType_Name(body.assistance_type())
@@ -784,12 +772,10 @@ int Cli::Decide(const ParsedArgs& args, v1::CaseAction action) {
   if (json_) {
     v1::RequestBody body;
     body.ParseFromString(r.request().payload());
-    Struct s = SummaryJson(r, body);
-    (*s.mutable_fields())["step"] = Num(last.sequence());
-    if (r.queued_proposals_size() > 0) {
-      (*s.mutable_fields())["queued_proposals"] = Num(r.queued_proposals_size());
-    }
-    PrintJson(Obj(std::move(s)));
+    JsonValue s = SummaryJson(r, body);
+    s.Set("step", last.sequence());
+    if (r.queued_proposals_size() > 0) s.Set("queued_proposals", r.queued_proposals_size());
+    PrintJson(s);
   } else if (r.queued_proposals_size() > 0) {
     v1::RequestBody body;
     body.ParseFromString(r.request().payload());
@@ -833,8 +819,56 @@ int Cli::Export(const ParsedArgs& args) {
     grpc::Status status = stub_->GetRequest(&ctx, get, &found);
     if (!status.ok()) return Fail(RpcError(status));
   }
-  Value files;
-  files.mutable_list_value();
+  // What the signed responses list, and what of it is held back or not here.
+  KeyRing ring;
+  FillRing(found.signer_keys(), &ring);
+  std::vector<EvidenceView> listed_files;
+  std::vector<std::string> pending_conditions;
+  std::string responder;
+  for (const v1::RequestRecord& r : found.records()) {
+    v1::RequestBody body;
+    if (body.ParseFromString(r.request().payload())) responder = body.requested_party();
+    CaseView view =
+        BuildCaseView(r, ring, found.stored_evidence(), found.pending_evidence());
+    for (EvidenceView& e : view.evidence) listed_files.push_back(std::move(e));
+    for (const std::string& c : view.PendingConditionTexts()) pending_conditions.push_back(c);
+  }
+  JsonValue held = JsonValue::Array();
+  std::vector<std::string> held_names;
+  std::vector<std::string> missing_names;
+  for (const EvidenceView& e : listed_files) {
+    if (e.state == EvidenceState::kAwaitingConditions) {
+      held_names.push_back(e.file.name());
+      JsonValue pending = JsonValue::Array();
+      for (const std::string& c : e.pending_conditions) pending.Add(c);
+      held.Add(JsonValue::Object()
+                   .Set("name", e.file.name())
+                   .Set("sha256", HexEncode(e.file.sha256()))
+                   .Set("size", e.file.size())
+                   .Set("pending_conditions", std::move(pending)));
+    } else if (e.state == EvidenceState::kFetching || e.state == EvidenceState::kGivenUp) {
+      missing_names.push_back(e.file.name());
+    }
+  }
+  // Before anything is written: evidence held back by its conditions is an
+  // error that names them and the command that releases it.
+  const CliError held_back{
+      kExitFailure,
+      absl::StrCat("the evidence of request ", get.id(), " (", absl::StrJoin(held_names, ", "),
+                   ") is held back by ", responder.empty() ? "the responding party" : responder,
+                   " until its use conditions are accepted (ETS185 Art 28(2)): ",
+                   absl::StrJoin(pending_conditions, "; ")),
+      absl::StrCat("read them with 'comity show ", get.id(),
+                   "'; to accept them: comity accept-conditions ", get.id())};
+  const CliError not_here{
+      kExitFailure,
+      absl::StrCat("the evidence of request ", get.id(), " (", absl::StrJoin(missing_names, ", "),
+                   ") is not here yet: the node fetches and verifies it in the background"),
+      absl::StrCat("'comity show ", get.id(), "' follows the fetch; 'comity fetch ", get.id(),
+                   "' tries again after the node gave up")};
+  if (found.stored_evidence_size() == 0 && !held_names.empty()) return Fail(held_back);
+  if (found.stored_evidence_size() == 0 && !missing_names.empty()) return Fail(not_here);
+  JsonValue files = JsonValue::Array();
   for (const v1::StoredEvidence& stored : found.stored_evidence()) {
     // The name and size the responding party's signed step lists.
     v1::EvidenceFile listed;
@@ -874,24 +908,30 @@ int Cli::Export(const ParsedArgs& args) {
     if (!sha256.ok()) return Fail({kExitFailure, std::string(sha256.status().message())});
     const uint64_t bytes = (*file)->size();
     if (json_) {
-      Struct s;
-      auto& f = *s.mutable_fields();
-      f["path"] = Str(path);
-      f["bytes"] = Num(static_cast<double>(bytes));
-      f["sha256"] = Str(*sha256);
-      *files.mutable_list_value()->add_values() = Obj(std::move(s));
+      files.Add(JsonValue::Object()
+                    .Set("name", listed.name())
+                    .Set("path", path)
+                    .Set("bytes", bytes)
+                    .Set("sha256", *sha256));
     } else {
       out_ << WroteLine(path, bytes, *sha256) << "\n";
     }
   }
   if (json_) {
-    Struct s;
-    (*s.mutable_fields())["id"] = Str(get.id());
-    (*s.mutable_fields())["files"] = files;
-    PrintJson(Obj(std::move(s)));
-  } else if (found.stored_evidence_size() == 0) {
-    out_ << "(no evidence held here for this request)\n";
+    JsonValue missing = JsonValue::Array();
+    for (const std::string& n : missing_names) missing.Add(n);
+    PrintJson(JsonValue::Object()
+                  .Set("id", get.id())
+                  .Set("out", dir)
+                  .Set("files", std::move(files))
+                  .Set("held_back", std::move(held))
+                  .Set("not_here", std::move(missing)));
+  } else if (listed_files.empty()) {
+    out_ << "(no evidence in this case: no response lists a file)\n";
   }
+  // What was written stays; what could not be is still an error.
+  if (!held_names.empty()) return Fail(held_back);
+  if (!missing_names.empty()) return Fail(not_here);
   return kExitOk;
 }
 
@@ -906,26 +946,24 @@ int Cli::Peers(const ParsedArgs&) {
                    : absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMicros(us),
                                       absl::UTCTimeZone());
   };
-  Value list;
-  list.mutable_list_value();
+  JsonValue list = JsonValue::Array();
   for (const v1::PeerStatus& p : resp.peers()) {
     if (json_) {
-      Struct s;
-      auto& f = *s.mutable_fields();
-      f["party"] = Str(p.party());
-      f["address"] = Str(p.address());
-      f["reachable"] = Bool(p.reachable());
-      f["last_contact"] = Str(when(p.last_contact_unix_micros()));
-      f["requests_queued"] = Num(p.requests_queued());
-      f["transitions_queued"] = Num(p.transitions_queued());
-      f["consecutive_failures"] = Num(p.consecutive_failures());
-      f["evidence_pending"] = Num(p.evidence_pending());
-      f["evidence_given_up"] = Num(p.evidence_given_up());
+      JsonValue f = JsonValue::Object();
+      f.Set("party", p.party());
+      f.Set("address", p.address());
+      f.Set("reachable", p.reachable());
+      f.Set("last_contact", when(p.last_contact_unix_micros()));
+      f.Set("requests_queued", p.requests_queued());
+      f.Set("transitions_queued", p.transitions_queued());
+      f.Set("consecutive_failures", p.consecutive_failures());
+      f.Set("evidence_pending", p.evidence_pending());
+      f.Set("evidence_given_up", p.evidence_given_up());
       if (p.next_attempt_unix_micros() != 0) {
-        f["next_attempt"] = Str(when(p.next_attempt_unix_micros()));
+        f.Set("next_attempt", when(p.next_attempt_unix_micros()));
       }
-      if (!p.last_error().empty()) f["last_error"] = Str(p.last_error());
-      *list.mutable_list_value()->add_values() = Obj(std::move(s));
+      if (!p.last_error().empty()) f.Set("last_error", p.last_error());
+      list.Add(std::move(f));
       continue;
     }
     const bool tried = p.last_attempt_unix_micros() != 0;
@@ -964,10 +1002,7 @@ int Cli::Fetch(const ParsedArgs& args) {
   grpc::Status status = stub_->RetryEvidence(&ctx, req, &resp);
   if (!status.ok()) return Fail(RpcError(status));
   if (json_) {
-    Struct s;
-    (*s.mutable_fields())["id"] = Str(req.id());
-    (*s.mutable_fields())["files"] = Num(resp.files());
-    PrintJson(Obj(std::move(s)));
+    PrintJson(JsonValue::Object().Set("id", req.id()).Set("files", resp.files()));
   } else {
     out_ << "request " << req.id() << ": " << resp.files()
          << " evidence files to fetch again now (comity show " << req.id()
@@ -981,25 +1016,23 @@ int Cli::Overdue(const ParsedArgs&) {
   std::vector<v1::CaseDeadline> deadlines;
   grpc::Status status = ListOverduePages(*stub_, absl::Seconds(30), &deadlines);
   if (!status.ok()) return Fail(RpcError(status));
-  Value list;
-  list.mutable_list_value();
+  JsonValue list = JsonValue::Array();
   for (const v1::CaseDeadline& d : deadlines) {
     const std::string due = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
                                              absl::FromUnixMicros(d.due_unix_micros()),
                                              absl::UTCTimeZone());
     if (json_) {
-      Struct s;
-      auto& f = *s.mutable_fields();
-      f["request_id"] = Str(d.request_id());
-      f["direction"] = Str(DirectionName(d.direction()));
-      f["kind"] = Str(d.kind());
-      f["due"] = Str(due);
-      f["overdue"] = Bool(d.overdue());
-      f["expiring"] = Bool(d.expiring());
-      f["party"] = Str(d.party());
-      f["obligation"] = Str(v1::Obligation_Name(d.obligation()));
-      f["description"] = Str(d.description());
-      *list.mutable_list_value()->add_values() = Obj(std::move(s));
+      JsonValue f = JsonValue::Object();
+      f.Set("request_id", d.request_id());
+      f.Set("direction", DirectionName(d.direction()));
+      f.Set("kind", d.kind());
+      f.Set("due", due);
+      f.Set("overdue", d.overdue());
+      f.Set("expiring", d.expiring());
+      f.Set("party", d.party());
+      f.Set("obligation", v1::Obligation_Name(d.obligation()));
+      f.Set("description", d.description());
+      list.Add(std::move(f));
       continue;
     }
     out_ << (d.overdue() ? "LATE    " : "EXPIRES ") << d.kind() << "  " << d.request_id() << "  ("
@@ -1032,37 +1065,29 @@ int Cli::Inbox(const ParsedArgs&) {
     return d < absl::ZeroDuration() ? "overdue " + span : span;
   };
   if (json_) {
-    Value list;
-    list.mutable_list_value();
+    JsonValue list = JsonValue::Array();
     for (const WorkItem& w : items) {
-      Struct s;
-      auto& f = *s.mutable_fields();
-      f["id"] = Str(w.id);
-      f["direction"] = Str(w.direction);
-      f["partner"] = Str(w.partner);
-      f["assistance_type"] = Str(w.assistance_type);
-      f["urgency"] = Str(w.urgency);
-      f["state"] = Str(w.state);
-      f["waits_on"] = Str(w.waits_on);
-      f["why"] = Str(w.why);
-      Value next;
-      next.mutable_list_value();
-      for (const std::string& v : w.next) *next.mutable_list_value()->add_values() = Str(v);
-      f["next"] = next;
-      Value conditions;
-      conditions.mutable_list_value();
-      for (const std::string& c : w.pending_conditions) {
-        *conditions.mutable_list_value()->add_values() = Str(c);
-      }
-      f["pending_conditions"] = conditions;
+      JsonValue next = JsonValue::Array();
+      for (const std::string& v : w.next) next.Add(v);
+      JsonValue conditions = JsonValue::Array();
+      for (const std::string& c : w.pending_conditions) conditions.Add(c);
+      JsonValue item = JsonValue::Object();
+      item.Set("id", w.id)
+          .Set("direction", w.direction)
+          .Set("partner", w.partner)
+          .Set("assistance_type", w.assistance_type)
+          .Set("urgency", w.urgency)
+          .Set("state", w.state)
+          .Set("waits_on", w.waits_on)
+          .Set("why", w.why)
+          .Set("next", std::move(next))
+          .Set("pending_conditions", std::move(conditions));
       if (w.deadline != absl::InfiniteFuture()) {
-        f["deadline"] =
-            Str(absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", w.deadline, absl::UTCTimeZone()));
-        Value secs;
-        secs.set_number_value(static_cast<double>(absl::ToInt64Seconds(w.deadline - now)));
-        f["seconds_left"] = secs;
+        item.Set("deadline",
+                 absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", w.deadline, absl::UTCTimeZone()))
+            .Set("seconds_left", static_cast<int64_t>(absl::ToInt64Seconds(w.deadline - now)));
       }
-      *list.mutable_list_value()->add_values() = Obj(std::move(s));
+      list.Add(std::move(item));
     }
     PrintJson(list);
     return kExitOk;
@@ -1119,8 +1144,7 @@ int Cli::List(const ParsedArgs& args) {
   if (!status.ok()) return Fail(RpcError(status));
   v1::ListRequestsResponse resp;
   for (v1::RequestRecord& r : records) *resp.add_records() = std::move(r);
-  Value list;
-  list.mutable_list_value();
+  JsonValue list = JsonValue::Array();
   if (!json_) {
     out_ << "ID                                    DIR       FROM TO  TYPE                     STATE\n";
   }
@@ -1128,7 +1152,7 @@ int Cli::List(const ParsedArgs& args) {
     v1::RequestBody body;
     body.ParseFromString(r.request().payload());
     if (json_) {
-      *list.mutable_list_value()->add_values() = Obj(SummaryJson(r, body));
+      list.Add(SummaryJson(r, body));
       continue;
     }
     char line[256];
@@ -1159,8 +1183,9 @@ int Cli::Show(const ParsedArgs& args) {
   grpc::Status status = stub_->GetRequest(&ctx, req, &resp);
   if (!status.ok()) return Fail(RpcError(status));
   bool good = true;
-  Value list;
-  list.mutable_list_value();
+  JsonValue list = JsonValue::Array();
+  KeyRing ring;
+  FillRing(resp.signer_keys(), &ring);
   if (req.chain() && !json_) {
     out_ << "chain of " << resp.records_size() << " request record(s), oldest first:\n";
     int n = 0;
@@ -1189,20 +1214,17 @@ int Cli::Show(const ParsedArgs& args) {
     Verification v = Verify(r, body, resp.signer_keys());
     good = good && (r.state() == v1::AWAITING_APPROVAL ||
                     (v.signature.ok() && (!v.has_receipt || v.receipt.ok())));
+    const CaseView view =
+        BuildCaseView(r, ring, resp.stored_evidence(), resp.pending_evidence());
     if (json_) {
-      Struct s = SummaryJson(r, body);
-      std::string body_json;
-      (void)google::protobuf::util::MessageToJsonString(body, &body_json);
-      Struct body_struct;
-      (void)google::protobuf::util::JsonStringToMessage(body_json, &body_struct);
-      (*s.mutable_fields())["body"] = Obj(std::move(body_struct));
-      (*s.mutable_fields())["verification"] = Obj(VerificationJson(r, v));
-      // The signed steps this node holds (list does not load them): both
-      // parties must hold the same number.
-      if (r.case_state() != v1::CASE_STATE_UNSPECIFIED) {
-        (*s.mutable_fields())["steps"] = Num(r.transitions_size());
-      }
-      *list.mutable_list_value()->add_values() = Obj(std::move(s));
+      JsonValue s = SummaryJson(r, body);
+      s.Set("body", JsonValue::FromProto(body));
+      s.Set("verification", VerificationJson(r, v));
+      if (r.has_next_deadline()) s.Set("next_deadline", FormatTs(r.next_deadline()));
+      // Every signed step this node holds, verified (both parties must hold
+      // the same), the conditions and the evidence.
+      AddCaseJson(view, &s);
+      list.Add(std::move(s));
       continue;
     }
     out_ << "request " << body.id() << " (" << DirectionName(r.direction()) << ", "
@@ -1220,13 +1242,22 @@ int Cli::Show(const ParsedArgs& args) {
     }
     PrintVerification(out_, r, v, body.requested_party());
     PrintAssessments(out_, body, v);
-    PrintCase(out_, r, resp.signer_keys());
-    PrintEvidence(out_, r, resp);
+    PrintPendingConditions(out_, r, body, view);
+    PrintCase(out_, r, view);
+    PrintEvidence(out_, view);
   }
-  if (json_) PrintJson(resp.records_size() == 1 ? list.list_value().values(0) : list);
+  // One request: one object; a chain (or a request held in both
+  // directions): an array.
+  if (json_) {
+    if (!req.chain() && list.size() == 1) {
+      PrintJson(list.At(0));
+    } else {
+      PrintJson(list);
+    }
+  }
   if (!good) {
-    err_ << "comity: verification failed for request " << req.id() << "\n";
-    return kExitFailure;
+    return Fail({kExitFailure, absl::StrCat("verification failed for request ", req.id()),
+                 "do not rely on this record; compare the keys with 'comity keys'"});
   }
   return kExitOk;
 }

@@ -13,18 +13,16 @@
 #include <string>
 #include <vector>
 
-namespace comity {
+#include "client/output.h"  // The exit codes.
 
-// Exit codes.
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitFailure = 1;  // The node refused, or a check failed.
-inline constexpr int kExitUsage = 2;    // Wrong arguments.
+namespace comity {
 
 // Looks up an environment variable ("" if unset); injected for tests.
 using GetEnv = std::function<std::string(const std::string&)>;
 
 // Runs one command. `args` excludes the program name. Errors are one line
-// on `err`, prefixed "comity: ".
+// on `err`, prefixed "comity: ", or under --json one JSON object
+// (ReportError); the exit codes are output.h's (docs/cli.md).
 int RunCli(const std::vector<std::string>& args, const GetEnv& env, std::ostream& out,
            std::ostream& err);
 

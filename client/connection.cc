@@ -28,15 +28,43 @@ absl::StatusOr<NodeConnection> ConnectToNode(const ParsedArgs& args, const GetEn
   return c;
 }
 
-std::string DescribeRpcError(const std::string& address, const grpc::Status& status) {
-  std::string code =
-      absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
+bool NodeUnreachable(const grpc::Status& status) {
   // The node's own answers about a peer it cannot reach, or about its own
   // shutdown, come with the node's message: the node itself was reached.
   const bool from_node = absl::StartsWith(status.error_message(), "peer ") ||
                          absl::StartsWith(status.error_message(), "node is ");
-  if (!from_node && (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                     status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)) {
+  return !from_node && (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                        status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
+}
+
+CliError RpcCliError(const std::string& address, const grpc::Status& status) {
+  CliError e;
+  e.message = DescribeRpcError(address, status);
+  if (NodeUnreachable(status)) {
+    e.code = kExitUnreachable;
+    e.hint = "'comity health' says whether the node serves; the address is the --connect "
+             "file's";
+    return e;
+  }
+  e.code = kExitFailure;
+  switch (status.error_code()) {
+    case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::UNAUTHENTICATED:
+      e.hint = "your operator certificate lacks the role this needs (docs/cli.md)";
+      break;
+    case grpc::StatusCode::NOT_FOUND:
+      e.hint = "'comity list' shows the requests this node holds";
+      break;
+    default:
+      break;
+  }
+  return e;
+}
+
+std::string DescribeRpcError(const std::string& address, const grpc::Status& status) {
+  std::string code =
+      absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
+  if (NodeUnreachable(status)) {
     return absl::StrCat("cannot reach the node at ", address, " (", code, ": ",
                         status.error_message(),
                         "); is comityd running, and are the --connect files right?");

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "client/args.h"
 #include "client/cli.h"
+#include "client/output.h"
 
 namespace comity {
 
@@ -26,6 +27,15 @@ absl::StatusOr<NodeConnection> ConnectToNode(const ParsedArgs& args, const GetEn
 
 // "cannot reach the node at ..." or "node refused: CODE: message".
 std::string DescribeRpcError(const std::string& address, const grpc::Status& status);
+
+// Whether `status` means the node itself did not answer (UNAVAILABLE or
+// DEADLINE_EXCEEDED not sent by the node), as opposed to a node's answer.
+bool NodeUnreachable(const grpc::Status& status);
+
+// The error a failed call ends a command with: kExitUnreachable when the
+// node did not answer, else kExitFailure (the node refused); the message is
+// DescribeRpcError's, with a hint.
+CliError RpcCliError(const std::string& address, const grpc::Status& status);
 
 }  // namespace comity
 

@@ -8,10 +8,10 @@
 #include "absl/strings/str_cat.h"
 #include "client/args.h"
 #include "client/connection.h"
+#include "client/output.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/wire_format_lite.h"
-#include "server/util/json.h"
 #include "server/util/log.h"
 
 namespace comity {
@@ -106,8 +106,13 @@ int RunHealthCli(const std::vector<std::string>& args, const GetEnv& env, std::o
   FlagSpec spec;
   spec.with_value = {"connect", "service", "timeout-ms"};
   spec.switches = {"json", "help"};
+  const bool json = WantsJson(args);
+  auto fail = [&err, json](const CliError& e) {
+    return ReportError(err, json, "comity health", e);
+  };
   absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, spec);
   if (!parsed.ok()) {
+    if (json) return fail({kExitUsage, std::string(parsed.status().message())});
     err << "comity health: " << parsed.status().message() << "\n" << kHealthUsage;
     return kExitUsage;
   }
@@ -116,41 +121,45 @@ int RunHealthCli(const std::vector<std::string>& args, const GetEnv& env, std::o
     return kExitOk;
   }
   if (!parsed->positional.empty()) {
-    err << "comity health: unexpected argument '" << parsed->positional[0] << "'\n";
-    return kExitUsage;
+    return fail({kExitUsage, absl::StrCat("unexpected argument '", parsed->positional[0], "'")});
   }
   int timeout_ms = 5000;
   if (parsed->Has("timeout-ms") &&
       (!absl::SimpleAtoi(parsed->Get("timeout-ms"), &timeout_ms) || timeout_ms <= 0)) {
-    err << "comity health: --timeout-ms must be a positive number of milliseconds\n";
-    return kExitUsage;
+    return fail({kExitUsage, "--timeout-ms must be a positive number of milliseconds"});
   }
   absl::StatusOr<NodeConnection> conn = ConnectToNode(*parsed, env);
-  if (!conn.ok()) {
-    err << "comity health: " << conn.status().message() << "\n";
-    return absl::IsInvalidArgument(conn.status()) ? kExitUsage : kExitFailure;
-  }
+  if (!conn.ok()) return fail({kExitUsage, std::string(conn.status().message())});
   const std::string service = parsed->Get("service", "");
   absl::StatusOr<HealthStatus> status =
       CheckHealth(conn->channel, service, absl::Milliseconds(timeout_ms));
-  const bool json = parsed->switches.count("json") != 0;
   if (!status.ok()) {
-    const std::string why =
-        absl::IsNotFound(status.status())
-            ? absl::StrCat("the node has no service '", service, "'")
-            : DescribeRpcError(conn->address,
-                               grpc::Status(static_cast<grpc::StatusCode>(status.status().code()),
-                                            std::string(status.status().message())));
+    const grpc::Status rpc(static_cast<grpc::StatusCode>(status.status().code()),
+                           std::string(status.status().message()));
+    CliError e = absl::IsNotFound(status.status())
+                     ? CliError(kExitFailure,
+                                absl::StrCat("the node has no service '", service, "'"),
+                                "services: comity.v1.OperatorService, comity.v1.AuditService")
+                     : RpcCliError(conn->address, rpc);
     if (json) {
-      out << "{\"address\":" << JsonQuote(conn->address) << ",\"service\":" << JsonQuote(service)
-          << ",\"status\":\"UNREACHABLE\",\"error\":" << JsonQuote(why) << "}\n";
+      // The probe's answer on stdout, the error as always on stderr.
+      out << JsonValue::Object()
+                 .Set("address", conn->address)
+                 .Set("service", service)
+                 .Set("status", e.code == kExitUnreachable ? "UNREACHABLE" : "ERROR")
+                 .Set("error", e.message)
+                 .Dump()
+          << "\n";
     }
-    err << "comity health: " << why << "\n";
-    return kExitFailure;
+    return fail(e);
   }
   if (json) {
-    out << "{\"address\":" << JsonQuote(conn->address) << ",\"service\":" << JsonQuote(service)
-        << ",\"status\":\"" << HealthStatusName(*status) << "\"}\n";
+    out << JsonValue::Object()
+               .Set("address", conn->address)
+               .Set("service", service)
+               .Set("status", HealthStatusName(*status))
+               .Dump()
+        << "\n";
   } else {
     out << conn->address << (service.empty() ? "" : " " + service) << ": "
         << HealthStatusName(*status) << "\n";

@@ -8,8 +8,8 @@
 #include "absl/time/time.h"
 #include "client/args.h"
 #include "client/connection.h"
+#include "client/output.h"
 #include "comity/v1/operator.grpc.pb.h"
-#include "google/protobuf/util/json_util.h"
 
 namespace comity {
 namespace {
@@ -27,11 +27,13 @@ int RunKeysCli(const std::vector<std::string>& args, const GetEnv& env, std::ost
   FlagSpec spec;
   spec.with_value = {"connect", "party"};
   spec.switches = {"json", "help"};
+  const bool json = WantsJson(args);
+  auto fail = [&err, json](const CliError& e) { return ReportError(err, json, "comity keys", e); };
   absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, spec);
   if (!parsed.ok()) {
-    err << "comity keys: " << parsed.status().message()
-        << " (usage: comity keys [--party XX] [--json])\n";
-    return kExitUsage;
+    return fail({kExitUsage,
+                 absl::StrCat(parsed.status().message(),
+                              " (usage: comity keys [--party XX] [--json])")});
   }
   if (parsed->switches.count("help") != 0) {
     out << "usage: comity [--connect FILE] keys [--party XX] [--json]\n"
@@ -42,38 +44,27 @@ int RunKeysCli(const std::vector<std::string>& args, const GetEnv& env, std::ost
     return kExitOk;
   }
   if (!parsed->positional.empty()) {
-    err << "comity keys: unexpected argument '" << parsed->positional[0] << "'\n";
-    return kExitUsage;
+    return fail({kExitUsage, absl::StrCat("unexpected argument '", parsed->positional[0], "'")});
   }
   absl::StatusOr<NodeConnection> conn = ConnectToNode(*parsed, env);
-  if (!conn.ok()) {
-    err << "comity keys: " << conn.status().message() << "\n";
-    return absl::IsInvalidArgument(conn.status()) ? kExitUsage : kExitFailure;
-  }
+  if (!conn.ok()) return fail({kExitUsage, std::string(conn.status().message())});
   auto stub = v1::OperatorService::NewStub(conn->channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(15)));
   v1::ListKeysResponse resp;
   grpc::Status status = stub->ListKeys(&ctx, v1::ListKeysRequest(), &resp);
-  if (!status.ok()) {
-    err << "comity keys: " << DescribeRpcError(conn->address, status) << "\n";
-    return kExitFailure;
-  }
+  if (!status.ok()) return fail(RpcCliError(conn->address, status));
   const std::string party = parsed->Get("party", "");
   v1::ListKeysResponse shown;
   for (const v1::KeyStatus& k : resp.keys()) {
     if (party.empty() || k.party() == party) *shown.add_keys() = k;
   }
-  if (parsed->switches.count("json") != 0) {
-    std::string json;
-    google::protobuf::util::JsonPrintOptions opts;
-    opts.add_whitespace = true;
-    opts.preserve_proto_field_names = true;
-    if (!google::protobuf::util::MessageToJsonString(shown, &json, opts).ok()) {
-      err << "comity keys: cannot print JSON\n";
-      return kExitFailure;
-    }
-    out << json;
+  if (json) {
+    // A list: one array (docs/cli.md), each key as protobuf's JSON mapping
+    // prints a comity.v1.KeyStatus.
+    JsonValue list = JsonValue::Array();
+    for (const v1::KeyStatus& k : shown.keys()) list.Add(JsonValue::FromProto(k));
+    out << list.Dump() << "\n";
     return kExitOk;
   }
   for (const v1::KeyStatus& k : shown.keys()) {

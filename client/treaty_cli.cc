@@ -10,6 +10,8 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/args.h"
+#include "client/output.h"
+#include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "server/config/node_config.h"
 #include "server/core/request_fields.h"
@@ -48,11 +50,6 @@ The treaty library (default: $COMITY_TREATIES) and the rules engine, offline.
       One instrument: kind, dates, provisions, reservations, parties.
 )";
 
-struct Error {
-  int code;
-  std::string message;
-};
-
 class TreatyCli {
  public:
   TreatyCli(const GetEnv& env, std::ostream& out, std::ostream& err)
@@ -60,9 +57,9 @@ class TreatyCli {
   int Run(const std::vector<std::string>& args);
 
  private:
-  int Fail(int code, absl::string_view message) {
-    err_ << "comity: " << message << "\n";
-    return code;
+  int Fail(int code, absl::string_view message, absl::string_view hint = "") {
+    return ReportError(err_, json_, "comity",
+                       CliError(code, std::string(message), std::string(hint)));
   }
   absl::StatusOr<AssessmentQuery> Query(const ParsedArgs& a, bool need_to);
   int Check(const ParsedArgs& a);
@@ -80,13 +77,19 @@ class TreatyCli {
   v1::RequestBody request_;  // From --request.
 };
 
-std::string Json(const google::protobuf::Message& m) {
+// A message with every field, set or not (a consumer need not know the
+// defaults), in the one output layer.
+JsonValue Json(const google::protobuf::Message& m) {
   google::protobuf::util::JsonPrintOptions opts;
   opts.preserve_proto_field_names = true;
   opts.always_print_primitive_fields = true;
   std::string s;
-  (void)google::protobuf::util::MessageToJsonString(m, &s, opts);
-  return s;
+  google::protobuf::Value v;
+  if (!google::protobuf::util::MessageToJsonString(m, &s, opts).ok() ||
+      !google::protobuf::util::JsonStringToMessage(s, v.mutable_struct_value()).ok()) {
+    return JsonValue();
+  }
+  return JsonValue::FromProtoValue(v);
 }
 
 std::string Grounds(const v1::Assessment& a) {
@@ -96,6 +99,7 @@ std::string Grounds(const v1::Assessment& a) {
 }
 
 int TreatyCli::Run(const std::vector<std::string>& args) {
+  json_ = WantsJson(args);  // Even a usage error is JSON then.
   const std::string command = FindCommand(args, {"treaties", "from", "date", "connect"});
   FlagSpec spec;
   spec.with_value = {"treaties", "date", "connect"};  // --connect is not needed here.
@@ -106,9 +110,13 @@ int TreatyCli::Run(const std::vector<std::string>& args) {
     spec.switches.insert("follows-preservation");
     if (command == "check") spec.with_value.insert("to");
   } else if (command == "parties" || command == "show") {
-  } else if (command.empty() || command == "help") {
+  } else if (command == "help") {
     out_ << kTreatyUsage;
-    return command.empty() ? kExitUsage : kExitOk;
+    return kExitOk;
+  } else if (command.empty()) {
+    if (json_) return Fail(kExitUsage, "treaty needs a command", "comity treaty help");
+    out_ << kTreatyUsage;
+    return kExitUsage;
   } else {
     return Fail(kExitUsage, absl::StrCat("unknown treaty command '", command,
                                          "'; commands: check, matrix, parties, show"));
@@ -133,7 +141,10 @@ int TreatyCli::Run(const std::vector<std::string>& args) {
                 "COMITY_TREATIES");
   }
   auto lib = TreatyLibrary::LoadDirectory(dir);
-  if (!lib.ok()) return Fail(kExitFailure, lib.status().message());
+  if (!lib.ok()) {
+    return Fail(absl::IsNotFound(lib.status()) ? kExitUsage : kExitFailure,
+                lib.status().message(), "--treaties names the library, e.g. deploy/treaties");
+  }
   lib_ = *std::move(lib);
   if (command == "check") return Check(*parsed);
   if (command == "matrix") return Matrix(*parsed);
@@ -277,7 +288,7 @@ int TreatyCli::Check(const ParsedArgs& a) {
   auto as = Assess(*lib_, *q);
   if (!as.ok()) return Fail(kExitUsage, as.status().message());
   if (json_) {
-    out_ << Json(*as) << "\n";
+    out_ << Json(*as).Dump() << "\n";
   } else {
     PrintAssessment(*as);
   }
@@ -298,9 +309,9 @@ int TreatyCli::Matrix(const ParsedArgs& a) {
     rows.push_back(*std::move(as));
   }
   if (json_) {
-    std::vector<std::string> items;
-    for (const auto& r : rows) items.push_back(Json(r));
-    out_ << "[" << absl::StrJoin(items, ",") << "]\n";
+    JsonValue items = JsonValue::Array();
+    for (const auto& r : rows) items.Add(Json(r));
+    out_ << items.Dump() << "\n";
     return kExitOk;
   }
   out_ << q->requesting_party << " -> *, " << v1::AssistanceType_Name(q->assistance_type) << ", "
@@ -325,7 +336,7 @@ int TreatyCli::Parties(const ParsedArgs& a) {
   auto date = Date(a);
   if (!date.ok()) return Fail(kExitUsage, date.status().message());
   const Day day = ToDay(*date);
-  std::vector<std::string> json_items;
+  JsonValue json_items = JsonValue::Array();
   if (!json_) out_ << "PARTY  BOUND ON " << absl::FormatCivilTime(*date) << " BY\n";
   for (const std::string& party : lib_->Parties()) {
     std::vector<std::string> bound, other;
@@ -335,18 +346,20 @@ int TreatyCli::Parties(const ParsedArgs& a) {
       (p->BoundOn(day, pol) ? bound : other).push_back(inst->proto.id());
     }
     if (json_) {
-      json_items.push_back(absl::StrCat(
-          "{\"party\":\"", party, "\",\"bound\":[", bound.empty() ? "" : "\"",
-          absl::StrJoin(bound, "\",\""), bound.empty() ? "" : "\"", "],\"not_bound\":[",
-          other.empty() ? "" : "\"", absl::StrJoin(other, "\",\""), other.empty() ? "" : "\"",
-          "]}"));
+      JsonValue b = JsonValue::Array(), o = JsonValue::Array();
+      for (const std::string& id : bound) b.Add(id);
+      for (const std::string& id : other) o.Add(id);
+      json_items.Add(JsonValue::Object()
+                         .Set("party", party)
+                         .Set("bound", std::move(b))
+                         .Set("not_bound", std::move(o)));
       continue;
     }
     out_ << party << "     " << (bound.empty() ? "-" : absl::StrJoin(bound, ", "));
     if (!other.empty()) out_ << "   (listed, not bound: " << absl::StrJoin(other, ", ") << ")";
     out_ << "\n";
   }
-  if (json_) out_ << "[" << absl::StrJoin(json_items, ",") << "]\n";
+  if (json_) out_ << json_items.Dump() << "\n";
   return kExitOk;
 }
 
@@ -359,7 +372,7 @@ int TreatyCli::Show(const ParsedArgs& a) {
                                            "' in the library; it has: ", absl::StrJoin(ids, ", ")));
   }
   if (json_) {
-    out_ << Json(inst->proto) << "\n";
+    out_ << Json(inst->proto).Dump() << "\n";
     return kExitOk;
   }
   const v1::Instrument& in = inst->proto;

@@ -2,9 +2,12 @@
 
 #include <sstream>
 
+#include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "client/args.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
 
 namespace comity {
 namespace {
@@ -60,6 +63,40 @@ TEST(CliTest, WrongArgumentsAreOneClearLineAndExitTwo) {
   }
   EXPECT_EQ(RunComity({"frobnicate"}).code, kExitUsage);
   EXPECT_EQ(RunComity({"list"}).code, kExitUsage);
+}
+
+// Parses `text` as JSON, or fails the test.
+google::protobuf::Value Parse(const std::string& text) {
+  google::protobuf::Value v;
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(text, &v).ok()) << text;
+  return v;
+}
+
+TEST(CliTest, UsageErrorsUnderJsonAreJsonInEveryCommandGroup) {
+  const std::vector<std::vector<std::string>> cases = {
+      {"--json", "frobnicate"},
+      {"list", "--bogus", "--json"},
+      {"show", "--json"},
+      {"list", "--json"},  // No --connect.
+      {"audit", "log", "--bogus", "--json"},
+      {"audit", "prove", "--json"},
+      {"treaty", "check", "--json", "--treaties", "/nonexistent"},
+      {"treaty", "frob", "--json"},
+      {"admin", "backup", "--json"},
+      {"keys", "--bogus", "--json"},
+      {"health", "--timeout-ms", "0", "--json"},
+  };
+  for (const auto& args : cases) {
+    Result r = RunComity(args);
+    const std::string what = absl::StrJoin(args, " ");
+    EXPECT_NE(r.code, kExitOk) << what;
+    EXPECT_TRUE(r.out.empty()) << what << ": " << r.out;
+    google::protobuf::Value parsed = Parse(r.err);
+    ASSERT_TRUE(parsed.struct_value().fields().count("error")) << what << ": " << r.err;
+    const auto& e = parsed.struct_value().fields().at("error").struct_value().fields();
+    EXPECT_EQ(e.at("code").string_value(), ExitCodeName(r.code)) << what;
+    EXPECT_FALSE(e.at("message").string_value().empty()) << what;
+  }
 }
 
 TEST(ArgsTest, ParsesValuesSwitchesAndRepeats) {

@@ -188,7 +188,7 @@ TEST_F(OpsE2eTest, CliHealthExitsZeroOnlyWhileTheNodeServes) {
 
   net_->Stop("FR");
   CliResult down = Cli({"--connect", conf, "health", "--timeout-ms", "2000"});
-  EXPECT_EQ(down.code, 1);
+  EXPECT_EQ(down.code, kExitUnreachable);  // 3 (docs/cli.md).
   EXPECT_THAT(down.err, HasSubstr("cannot reach the node"));
 }
 
@@ -251,7 +251,7 @@ TEST_F(OpsE2eTest, SigtermDrainsACallInFlightAndExitsZero) {
   EXPECT_THAT(log, HasSubstr("\"shutdown_started\""));
   EXPECT_THAT(log, HasSubstr("\"within_grace\":\"true\""));
   // Nothing reaches a stopped node.
-  EXPECT_EQ(Cli({"--connect", alice, "health", "--timeout-ms", "500"}).code, 1);
+  EXPECT_EQ(Cli({"--connect", alice, "health", "--timeout-ms", "500"}).code, kExitUnreachable);
 }
 
 }  // namespace

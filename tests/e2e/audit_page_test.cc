@@ -590,7 +590,7 @@ TEST_F(AuditPageTest, AnUnreachableNodeIsAClearError) {
   ProcessResult r = RunProgram(
       {COMITY_CLI_BINARY, "--connect", conf, "audit", "serve", "--listen", "127.0.0.1:0"},
       *scratch_, absl::Seconds(60));
-  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_EQ(r.code, 3) << r.out << r.err;  // UNREACHABLE (docs/cli.md).
   EXPECT_THAT(r.err,
               HasSubstr("refusing to serve the audit page: cannot reach the node"));
 }

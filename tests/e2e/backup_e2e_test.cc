@@ -207,6 +207,21 @@ TEST_F(BackupE2eTest, ABackupGoesIntoNewDirectoriesAndPrintsItsHash) {
   EXPECT_EQ(*unchanged, *copy);
 }
 
+TEST_F(BackupE2eTest, ABackupToANonAsciiPathPrintsValidJson) {
+  // absl::CEscape once wrote this path with octal escapes ("\303..."), which
+  // no JSON parser reads as the path (docs/cli.md).
+  const std::string file = net_->dir() + "/sauvegardes-été/日本.db";
+  CliResult r = Cli({"--connect", net_->ClientConfigPath("FR", "erin"), "admin", "backup",
+                     "--out", file, "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const google::protobuf::Struct json = ParseJson(r.out);
+  EXPECT_EQ(json.fields().at("file").string_value(), file);
+  auto copy = ReadFile(file);
+  ASSERT_THAT(copy, IsOk());
+  EXPECT_EQ(json.fields().at("sha256").string_value(), HexEncode(Sha256(*copy)));
+  EXPECT_EQ(json.fields().at("bytes").number_value(), static_cast<double>(copy->size()));
+}
+
 TEST_F(BackupE2eTest, ARestoredNodeVerifiesStaysConsistentAndGetsLostStepsBack) {
   LogCapture logs;
   const std::string a = Submit();

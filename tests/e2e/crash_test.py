@@ -689,8 +689,11 @@ class OutageScenario(Scenario):
                          f"acceptance window, first: {stale[0].get('detail', '')[:300]}")
         jp_keys, err = net.cli_json("JP", "alice", "keys", "--party", "FR")
         fr_keys, err2 = net.cli_json("FR", "alice", "keys", "--party", "FR")
-        jp_fr2 = [k for k in (jp_keys or {}).get("keys", []) if k.get("key_id") == "FR-2"]
-        fr_fr2 = [k for k in (fr_keys or {}).get("keys", []) if k.get("key_id") == "FR-2"]
+        # `comity keys --json` is one array of keys (docs/cli.md).
+        def key_list(doc):
+            return doc if isinstance(doc, list) else (doc or {}).get("keys", [])
+        jp_fr2 = [k for k in key_list(jp_keys) if k.get("key_id") == "FR-2"]
+        fr_fr2 = [k for k in key_list(fr_keys) if k.get("key_id") == "FR-2"]
         if not jp_fr2 or jp_fr2[0].get("source") != "announced":
             FAILURES.add(f"{label}: JP does not hold FR-2 as announced: {jp_keys or err}")
         if not fr_fr2 or "JP" not in fr_fr2[0].get("acknowledged_by", []):
@@ -1025,13 +1028,13 @@ def check(net, scenarios, label):
             if rf.get(field) != rj.get(field):
                 bad_receipts.append(f"{rid}: receipt {field} differs: FR holds {rf.get(field)}, "
                                     f"JP {rj.get(field)}")
-        if (fr.get("case_state"), fr.get("steps")) != (jp.get("case_state"), jp.get("steps")):
-            disagree.append(f"{rid}: FR {fr.get('case_state')} after {fr.get('steps')} steps, "
-                            f"JP {jp.get('case_state')} after {jp.get('steps')} steps")
+        if (fr.get("case_state"), fr.get("step_count")) != (jp.get("case_state"), jp.get("step_count")):
+            disagree.append(f"{rid}: FR {fr.get('case_state')} after {fr.get('step_count')} steps, "
+                            f"JP {jp.get('case_state')} after {jp.get('step_count')} steps")
         told = signed_steps.get(rid, 0)
-        if int(jp.get("steps", 0)) < told:
+        if int(jp.get("step_count", 0)) < told:
             lost_steps.append(f"{rid}: an operator was told step {told} was signed, JP holds "
-                              f"{jp.get('steps')}")
+                              f"{jp.get('step_count')}")
     if bad_receipts:
         FAILURES.add(f"{label}: {len(bad_receipts)} signature/receipt checks failed: " +
                      "; ".join(bad_receipts[:5]))
@@ -1043,7 +1046,7 @@ def check(net, scenarios, label):
                      "; ".join(lost_steps[:5]))
     states = collections.Counter(shown[("JP", i)].get("case_state") for i in both
                                  if ("JP", i) in shown)
-    steps = sum(int(shown[("JP", i)].get("steps", 0)) for i in both if ("JP", i) in shown)
+    steps = sum(int(shown[("JP", i)].get("step_count", 0)) for i in both if ("JP", i) in shown)
     say(f"  {len(both)} requests shown on both sides; {steps} signed steps; case states: "
         + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
 
@@ -1077,7 +1080,7 @@ def check(net, scenarios, label):
     exactly_once("JP", "REQUEST_RECEIVED", jp_ids)
 
     def steps_at(party):
-        return lambda rid: (int(shown[(party, rid)].get("steps", 0))
+        return lambda rid: (int(shown[(party, rid)].get("step_count", 0))
                             if (party, rid) in shown else None)
 
     # Every step FR holds arrived once (CASE_UPDATED); every step JP holds was
@@ -1087,9 +1090,9 @@ def check(net, scenarios, label):
     updated = audit_counts(net, "JP", "CASE_UPDATED")
     if decided is not None and updated is not None:
         wrong = [f"{rid}: {decided.get(rid, 0)} CASE_DECIDED + {updated.get(rid, 0)} "
-                 f"CASE_UPDATED for {shown[('JP', rid)].get('steps')} steps"
+                 f"CASE_UPDATED for {shown[('JP', rid)].get('step_count')} steps"
                  for rid in both if ("JP", rid) in shown and
-                 decided.get(rid, 0) + updated.get(rid, 0) != int(shown[("JP", rid)].get("steps", 0))]
+                 decided.get(rid, 0) + updated.get(rid, 0) != int(shown[("JP", rid)].get("step_count", 0))]
         if wrong:
             FAILURES.add(f"{label}: JP's audit log does not record each step once in "
                          f"{len(wrong)} cases: " + "; ".join(wrong[:5]))

@@ -242,8 +242,11 @@ TEST_F(KeysE2eTest, RotateAnnounceRevoke) {
   EXPECT_THAT(jp_keys.out, HasSubstr("(announced)"));
   CliResult jp_json = As("JP", "alice", {"keys", "--json"});
   ASSERT_EQ(jp_json.code, 0) << jp_json.err;
-  const google::protobuf::Struct json = ParseJson(jp_json.out);
-  const auto& listed = json.fields().at("keys").list_value().values();
+  // A list is one JSON array (docs/cli.md).
+  google::protobuf::ListValue json;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(jp_json.out, &json).ok())
+      << jp_json.out;
+  const auto& listed = json.values();
   ASSERT_EQ(listed.size(), 3);  // FR-1, FR-2, JP-1.
   int revoked_listed = 0;
   for (const auto& k : listed) {

@@ -166,7 +166,10 @@ TEST_F(StalledPeerE2eTest, AStalledPartnerDelaysNoOnesGossip) {
   std::set<uint64_t> sizes_de_saw;
   const absl::Time end = absl::Now() + absl::Seconds(6);
   while (absl::Now() < end) {
-    Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "show", "no-such-request"});
+    // A well-formed id no request has: the node refuses it (an entry); a
+    // malformed one would be refused by the CLI before any call.
+    Cli({"--connect", net_->ClientConfigPath("FR", "alice"), "show",
+         "00000000-0000-4000-8000-000000000000"});
     auto head = net_->server("DE")->node()->store()->audit().LatestPeerHead("FR");
     ASSERT_THAT(head, IsOk());
     if (head->has_value()) sizes_de_saw.insert((*head)->head.tree_size());

@@ -217,7 +217,7 @@ TEST_F(TwoNodesTest, RequestFromFrToJpIsStoredByBothWithAVerifiedReceipt) {
   CliResult show_json = Cli({"--connect", jp, "show", id, "--json"});
   EXPECT_EQ(show_json.code, 0) << show_json.err;
   EXPECT_EQ(ParseJson(show_json.out).fields().at("body").struct_value().fields().at(
-                "requestedParty").string_value(),
+                "requested_party").string_value(),
             "JP");
   CliResult missing = Cli({"--connect", jp, "show", "0f8fad5b-d9cb-469f-a165-70867728950e"});
   EXPECT_EQ(missing.code, 1);
@@ -365,7 +365,7 @@ TEST_F(TwoNodesTest, OperatorsMustPresentTheirNodesOperatorCertificates) {
                                   0600),
               IsOk());
   CliResult cross_result = Cli({"--connect", cross, "list"});
-  EXPECT_EQ(cross_result.code, 1);
+  EXPECT_EQ(cross_result.code, kExitUnreachable);
   EXPECT_THAT(cross_result.err, HasSubstr("cannot reach the node"));
 }
 
