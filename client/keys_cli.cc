@@ -8,6 +8,7 @@
 #include "absl/time/time.h"
 #include "client/args.h"
 #include "client/connection.h"
+#include "client/usage.h"
 #include "comity/v1/operator.grpc.pb.h"
 #include "google/protobuf/util/json_util.h"
 
@@ -34,11 +35,7 @@ int RunKeysCli(const std::vector<std::string>& args, const GetEnv& env, std::ost
     return kExitUsage;
   }
   if (parsed->switches.count("help") != 0) {
-    out << "usage: comity [--connect FILE] keys [--party XX] [--json]\n"
-           "  Every signing key this node knows, its own and its peers': key id, "
-           "validity\n"
-           "  window, revocation, state now, where it came from (config or a signed\n"
-           "  announcement), and for this node's keys which peers acknowledged them.\n";
+    out << UsageText("keys");
     return kExitOk;
   }
   if (!parsed->positional.empty()) {

@@ -4,12 +4,17 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "absl/strings/str_split.h"
 #include "client/args.h"
+#include "client/usage.h"
+#include "comity/v1/assessment.pb.h"
+#include "server/util/version.h"
 
 namespace comity {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 struct Result {
@@ -60,6 +65,103 @@ TEST(CliTest, WrongArgumentsAreOneClearLineAndExitTwo) {
   }
   EXPECT_EQ(RunComity({"frobnicate"}).code, kExitUsage);
   EXPECT_EQ(RunComity({"list"}).code, kExitUsage);
+}
+
+// Every command the CLI dispatches, as its own dispatchers name them in
+// their "unknown command" errors: top level, audit, treaty.
+std::vector<std::string> DispatchedCommands() {
+  std::vector<std::string> names;
+  auto listed = [](const std::vector<std::string>& args) {
+    Result r = RunComity(args);
+    const size_t at = r.err.find("commands: ");
+    EXPECT_NE(at, std::string::npos) << r.err;
+    std::string list = r.err.substr(at + 10);
+    while (!list.empty() && (list.back() == '\n')) list.pop_back();
+    std::vector<std::string> out = absl::StrSplit(list, ", ");
+    return out;
+  };
+  for (const std::string& c : listed({"frobnicate"})) names.push_back(c);
+  for (const std::string& c : listed({"audit", "frobnicate"})) names.push_back("audit " + c);
+  for (const std::string& c : listed({"treaty", "frobnicate"})) names.push_back("treaty " + c);
+  names.push_back("admin backup");
+  return names;
+}
+
+TEST(CliHelpTest, EverySubcommandHasItsOwnHelp) {
+  const std::vector<std::string> dispatched = DispatchedCommands();
+  ASSERT_GT(dispatched.size(), 30u);
+  for (const std::string& name : dispatched) {
+    // The top-level dispatcher knows it (it is not an unknown command).
+    std::vector<std::string> words = absl::StrSplit(name, ' ');
+    Result bare = RunComity(words);
+    EXPECT_THAT(bare.err, Not(HasSubstr("unknown"))) << name;
+    // --help: its own usage, on stdout, exit 0.
+    words.push_back("--help");
+    Result help = RunComity(words);
+    EXPECT_EQ(help.code, kExitOk) << name << ": " << help.err;
+    EXPECT_THAT(help.out, StartsWith("usage: comity ")) << name;
+    EXPECT_THAT(help.out, HasSubstr(name)) << name;
+    EXPECT_NE(help.out, GlobalUsage()) << name << " --help prints the global help";
+    EXPECT_THAT(help.out, HasSubstr("example")) << name << " has no example";
+    EXPECT_TRUE(help.err.empty()) << name << ": " << help.err;
+    // The same text from the table, and from `comity help NAME`.
+    ASSERT_NE(FindUsage(name), nullptr) << name << " is not in client/usage.cc";
+    EXPECT_EQ(help.out, FindUsage(name)->text) << name;
+    std::vector<std::string> help_words = absl::StrSplit(name, ' ');
+    help_words.insert(help_words.begin(), "help");
+    EXPECT_EQ(RunComity(help_words).out, help.out) << name;
+  }
+  // Flags before the command, and -h, find it too.
+  Result r = RunComity({"--connect", "x.conf", "audit", "--json", "log", "-h"});
+  EXPECT_EQ(r.code, kExitOk);
+  EXPECT_EQ(r.out, UsageText("audit log"));
+}
+
+TEST(CliHelpTest, GroupsHaveTheirOwnHelp) {
+  for (const char* group : {"audit", "treaty", "admin"}) {
+    Result r = RunComity({group, "--help"});
+    EXPECT_EQ(r.code, kExitOk) << group;
+    EXPECT_EQ(r.out, UsageText(group)) << group;
+    EXPECT_NE(r.out, GlobalUsage()) << group;
+  }
+  EXPECT_EQ(RunComity({"audit", "help"}).out, UsageText("audit"));
+  EXPECT_EQ(RunComity({"treaty", "help"}).out, UsageText("treaty"));
+}
+
+TEST(CliHelpTest, RefuseListsEveryGround) {
+  Result r = RunComity({"refuse", "--help"});
+  ASSERT_EQ(r.code, kExitOk);
+  const auto* grounds = v1::RefusalGround_descriptor();
+  for (int i = 1; i < grounds->value_count(); ++i) {
+    EXPECT_THAT(r.out, HasSubstr(grounds->value(i)->name()));
+  }
+  EXPECT_THAT(RunComity({"postpone", "--help"}).out, HasSubstr("PREJUDICE_TO_INVESTIGATION"));
+}
+
+TEST(CliHelpTest, GlobalHelpNamesAuditServeAndVersion) {
+  Result r = RunComity({"--help"});
+  EXPECT_EQ(r.code, kExitOk);
+  EXPECT_EQ(r.out, GlobalUsage());
+  EXPECT_THAT(r.out, HasSubstr("serve"));
+  EXPECT_THAT(r.out, HasSubstr("--version"));
+  EXPECT_THAT(r.out, HasSubstr("COMMAND --help"));
+  // An unknown command with --help is still an unknown command.
+  Result unknown = RunComity({"frobnicate", "--help"});
+  EXPECT_EQ(unknown.code, kExitUsage);
+  EXPECT_THAT(unknown.err, HasSubstr("unknown command 'frobnicate'"));
+}
+
+TEST(CliVersionTest, PrintsProjectVersionAndGitDescribe) {
+  Result r = RunComity({"--version"});
+  EXPECT_EQ(r.code, kExitOk);
+  EXPECT_EQ(r.out, std::string("comity ") + VersionString() + "\n");
+  EXPECT_THAT(r.out, StartsWith(std::string("comity ") + COMITY_PROJECT_VERSION));
+  EXPECT_EQ(std::string(ProjectVersion()), COMITY_PROJECT_VERSION);
+  if (std::string(GitDescribe()).empty()) {
+    EXPECT_EQ(std::string(VersionString()), ProjectVersion());
+  } else {
+    EXPECT_THAT(r.out, HasSubstr(std::string("(git ") + GitDescribe() + ")"));
+  }
 }
 
 TEST(ArgsTest, ParsesValuesSwitchesAndRepeats) {
