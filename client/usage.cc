@@ -388,7 +388,7 @@ The log's entries, oldest first, filtered (JSON: one object a line). Auditor rol
   --party XX           entries about one party
   --type TYPE          one event type (REQUEST_SUBMITTED, AUTH_FAILURE, ...)
   --actor A            who acted: "operator:alice", "peer:JP", "node"; a bare
-                       operator name ("alice") matches "operator:alice" too
+                       name ("alice") matches "operator:alice" and "auditor:alice"
   --since YYYY-MM-DD   from that day (or an RFC 3339 time)
   --until YYYY-MM-DD   before that day (or an RFC 3339 time)
   --from N             from entry index N
