@@ -201,8 +201,8 @@ int AuditCli::VerifyBundleFile(const std::string& path) {
   VerifyReport report = VerifyBundle(bundle);
   std::vector<std::string> keys;
   for (const auto& k : bundle.public_keys()) {
-    keys.push_back(absl::StrCat(k.party(), " ", k.key_id(), " sha256:",
-                                HexEncode(Sha256(k.ed25519_public_key())).substr(0, 16)));
+    keys.push_back(absl::StrCat(k.party(), " ", k.key_id(), " ",
+                                KeyFingerprint(k.ed25519_public_key())));
   }
   if (json_) {
     out_ << "{\"ok\":" << (report.ok ? "true" : "false") << ",\"party\":\"" << bundle.party()

@@ -2,7 +2,6 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
@@ -10,7 +9,9 @@
 #include "client/connection.h"
 #include "client/usage.h"
 #include "comity/v1/operator.grpc.pb.h"
+#include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "server/crypto/ed25519.h"
 
 namespace comity {
 namespace {
@@ -66,7 +67,21 @@ int RunKeysCli(const std::vector<std::string>& args, const GetEnv& env, std::ost
     google::protobuf::util::JsonPrintOptions opts;
     opts.add_whitespace = true;
     opts.preserve_proto_field_names = true;
-    if (!google::protobuf::util::MessageToJsonString(shown, &json, opts).ok()) {
+    google::protobuf::Struct keys;
+    if (!google::protobuf::util::MessageToJsonString(shown, &json, opts).ok() ||
+        !google::protobuf::util::JsonStringToMessage(json, &keys).ok()) {
+      err << "comity keys: cannot print JSON\n";
+      return kExitFailure;
+    }
+    // Each key also by its fingerprint, as the text and `audit verify
+    // --bundle` show it.
+    auto& list = *(*keys.mutable_fields())["keys"].mutable_list_value();
+    for (int i = 0; i < list.values_size() && i < shown.keys_size(); ++i) {
+      (*list.mutable_values(i)->mutable_struct_value()->mutable_fields())["fingerprint"]
+          .set_string_value(KeyFingerprint(shown.keys(i).ed25519_public_key()));
+    }
+    json.clear();
+    if (!google::protobuf::util::MessageToJsonString(keys, &json, opts).ok()) {
       err << "comity keys: cannot print JSON\n";
       return kExitFailure;
     }
@@ -85,8 +100,7 @@ int RunKeysCli(const std::vector<std::string>& args, const GetEnv& env, std::ost
     if (k.revoked_at_unix_micros() != 0) {
       out << "  revoked from " << When(k.revoked_at_unix_micros(), "");
     }
-    out << "  (" << k.source() << ")  " << absl::Base64Escape(k.ed25519_public_key())
-        << "\n";
+    out << "  (" << k.source() << ")  " << KeyFingerprint(k.ed25519_public_key()) << "\n";
     if (!k.acknowledged_by().empty()) {
       out << "    announced to: " << absl::StrJoin(k.acknowledged_by(), ", ") << "\n";
     }

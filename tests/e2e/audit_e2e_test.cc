@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "server/core/envelope.h"
 #include "server/audit/receipt.h"
+#include "server/crypto/ed25519.h"
 #include "server/crypto/sha256.h"
 #include "server/util/files.h"
 #include "tests/testing/e2e_helpers.h"
@@ -121,6 +122,10 @@ TEST_F(AuditE2eTest, ExportedBundleVerifiesOfflineAndTamperingShows) {
   CliResult offline = Cli({"audit", "verify", "--bundle", prefix + ".bundle"});
   EXPECT_EQ(offline.code, 0) << offline.err;
   EXPECT_THAT(offline.out, HasSubstr("consistent"));
+  // The keys it was checked with, by the fingerprint `comity keys` shows.
+  const VerifyingKey* fr1 = net_->server("FR")->node()->key_ring().Find("FR", "FR-1");
+  ASSERT_NE(fr1, nullptr);
+  EXPECT_THAT(offline.out, HasSubstr("FR FR-1 " + KeyFingerprint(fr1->raw())));
   std::ifstream jsonl(prefix + ".jsonl");
   std::string first;
   std::getline(jsonl, first);
