@@ -8,6 +8,9 @@
 #include "client/args.h"
 #include "client/usage.h"
 #include "comity/v1/assessment.pb.h"
+#include "server/core/request_validation.h"
+#include "server/util/files.h"
+#include "server/util/text_proto.h"
 #include "server/util/version.h"
 
 namespace comity {
@@ -162,6 +165,25 @@ TEST(CliVersionTest, PrintsProjectVersionAndGitDescribe) {
   } else {
     EXPECT_THAT(r.out, HasSubstr(std::string("(git ") + GitDescribe() + ")"));
   }
+}
+
+// docs/examples/draft.txtpb is what `comity submit --file` reads: the same
+// parser, a draft the node accepts, and a request the treaty engine finds
+// complete (BINDING, not INVALID).
+TEST(DraftExampleTest, TheExampleDraftParsesAndIsComplete) {
+  const std::string path = std::string(COMITY_SOURCE_DIR) + "/docs/examples/draft.txtpb";
+  auto text = ReadFile(path);
+  ASSERT_TRUE(text.ok()) << text.status();
+  v1::RequestBody draft;
+  ASSERT_TRUE(ParseTextProto(*text, path, &draft).ok());
+  EXPECT_TRUE(ValidateDraft(draft).ok()) << ValidateDraft(draft);
+  EXPECT_EQ(draft.requested_party(), "JP");
+  Result check = RunComity({"treaty", "check", "--treaties",
+                            std::string(COMITY_SOURCE_DIR) + "/deploy/treaties", "--from", "FR",
+                            "--request", path});
+  EXPECT_EQ(check.code, kExitOk) << check.err;
+  EXPECT_THAT(check.out, HasSubstr("BINDING"));
+  EXPECT_THAT(check.out, Not(HasSubstr("INVALID")));
 }
 
 TEST(ArgsTest, ParsesValuesSwitchesAndRepeats) {
