@@ -114,7 +114,10 @@ std::string Step(const std::string& verb, const std::string& flags, const std::s
 }
 
 std::vector<CommandUsage> Build() {
-  const std::string grounds = EnumNames(v1::RefusalGround_descriptor(), "", ", ");
+  // One ground a line under the flag: the list is long.
+  const std::string grounds = absl::StrCat(
+      "\n                           ",
+      EnumNames(v1::RefusalGround_descriptor(), "", "\n                           "));
   const std::string types = EnumNames(v1::AssistanceType_descriptor(), "", ", ");
   const std::string offences = EnumNames(v1::OffenceCategory_descriptor(), "", ", ");
   const std::string tlps = EnumNames(v1::Tlp_descriptor(), "TLP_", "|");

@@ -112,6 +112,21 @@ TEST_F(AuditE2eTest, OnlyAuditorsMayReadTheLogAndRefusalsAreLogged) {
   EXPECT_THAT(failures.out, HasSubstr("audit.Verify: operator alice lacks the auditor role"));
 }
 
+// `--actor alice` is operator alice (the log says "operator:alice").
+TEST_F(AuditE2eTest, ABareOperatorNameFiltersByThatOperator) {
+  const std::string id = Submit();
+  CliResult bare = Audit("FR", {"log", "--actor", "alice", "--json"});
+  ASSERT_EQ(bare.code, 0) << bare.err;
+  EXPECT_THAT(Types(bare), ::testing::Contains("REQUEST_SUBMITTED"));
+  for (absl::string_view line : absl::StrSplit(bare.out, '\n', absl::SkipEmpty())) {
+    EXPECT_EQ(ParseJson(std::string(line)).fields().at("actor").string_value(), "operator:alice");
+  }
+  CliResult full = Audit("FR", {"log", "--actor", "operator:alice", "--json"});
+  EXPECT_EQ(Types(full), Types(bare));
+  CliResult nobody = Audit("FR", {"log", "--actor", "alic"});
+  EXPECT_THAT(nobody.out, HasSubstr("(0 of "));
+}
+
 TEST_F(AuditE2eTest, ExportedBundleVerifiesOfflineAndTamperingShows) {
   Submit();
   std::string prefix = net_->dir() + "/fr-audit";
