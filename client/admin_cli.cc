@@ -10,17 +10,14 @@
 #include "client/args.h"
 #include "client/connection.h"
 #include "client/output.h"
+#include "client/usage.h"
 #include "comity/v1/operator.grpc.pb.h"
 #include "server/crypto/verified_file.h"
 
 namespace comity {
 namespace {
 
-constexpr char kUsage[] =
-    "usage: comity [--connect FILE] admin backup --out FILE [--json]\n"
-    "  A consistent copy of the node's database, taken while it runs (admin role),\n"
-    "  saved to FILE (mode 0600; FILE must not exist; missing directories are made)\n"
-    "  once its size and SHA-256 match what the node sent. Restore: docs/backup.md.\n";
+const std::string& Usage() { return UsageText("admin backup"); }
 
 // Streams the copy into a VerifiedFileWriter, which names it `out_path`
 // only once its size and SHA-256 match what the node announced: a FILE that
@@ -35,7 +32,7 @@ int Backup(const ParsedArgs& parsed, const GetEnv& env, std::ostream& out,
   const std::string out_path = parsed.Get("out", "");
   if (out_path.empty()) {
     if (json) return fail(kExitUsage, "--out FILE is required", "comity admin backup --out FILE");
-    err << "comity admin backup: --out FILE is required\n" << kUsage;
+    err << "comity admin backup: --out FILE is required\n" << Usage();
     return kExitUsage;
   }
   absl::StatusOr<NodeConnection> conn = ConnectToNode(parsed, env);
@@ -115,11 +112,11 @@ int RunAdminCli(const std::vector<std::string>& args, const GetEnv& env,
                          CliError(kExitUsage, std::string(parsed.status().message()),
                                   "comity admin --help"));
     }
-    err << "comity admin: " << parsed.status().message() << "\n" << kUsage;
+    err << "comity admin: " << parsed.status().message() << "\n" << Usage();
     return kExitUsage;
   }
   if (parsed->switches.count("help") != 0) {
-    out << kUsage;
+    out << Usage();
     return kExitOk;
   }
   if (parsed->positional.size() != 1 || parsed->positional[0] != "backup") {
@@ -128,7 +125,7 @@ int RunAdminCli(const std::vector<std::string>& args, const GetEnv& env,
                          CliError(kExitUsage, "expected a subcommand: backup",
                                   "comity admin backup --out FILE"));
     }
-    err << "comity admin: expected a subcommand: backup\n" << kUsage;
+    err << "comity admin: expected a subcommand: backup\n" << Usage();
     return kExitUsage;
   }
   return Backup(*parsed, env, out, err);

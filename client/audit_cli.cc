@@ -17,6 +17,7 @@
 #include "client/connection.h"
 #include "client/list_pages.h"
 #include "client/output.h"
+#include "client/usage.h"
 #include "comity/v1/audit.pb.h"
 #include "comity/v1/operator.grpc.pb.h"
 #include "google/protobuf/struct.pb.h"
@@ -31,33 +32,6 @@
 
 namespace comity {
 namespace {
-
-constexpr char kAuditUsage[] = R"(usage: comity audit COMMAND [--connect FILE] [--json] ...
-
-The node's tamper-evident audit log (RFC 6962 Merkle tree, signed tree heads).
-Every command but 'verify --bundle' needs an operator certificate with the
-auditor role.
-
-  verify                     recompute every entry and node hash, check every signed
-                             tree head and their consistency: "N entries, root R,
-                             consistent", or the first entry that is wrong and why
-  verify --bundle FILE       the same, offline, on an exported bundle (no node needed)
-  log [--request ID] [--party XX] [--type TYPE] [--actor A] [--since YYYY-MM-DD]
-      [--until YYYY-MM-DD] [--from N] [--limit N]
-                             the entries, filtered
-  prove ENTRY [--size N]     inclusion proof of an entry in the latest signed head
-                             (or in the tree of size N), verified here
-  consistency OLD NEW        consistency proof between two sizes, verified here
-  export --out PREFIX        PREFIX.jsonl (entries, one JSON object a line) and
-                             PREFIX.bundle (entries, signed heads and keys, for verify --bundle)
-  stats                      requests per partner, per instrument and obligation,
-                             acknowledgement times, refusals: computed from the log
-  head                       sign a tree head of the log now
-  serve [--listen HOST:PORT] a read-only review page (cases with every signed step
-                             verified, the log and its verification, statistics) on a
-                             local HTTP port (default 127.0.0.1, a free port); prints the
-                             URL with a one-time access token (docs/audit_page.md)
-)";
 
 using google::protobuf::Struct;
 using google::protobuf::Value;
@@ -172,11 +146,11 @@ int AuditCli::Run(const std::vector<std::string>& args) {
   } else if (command == "serve") {
     spec.with_value.insert("listen");
   } else if (command == "help") {
-    out_ << kAuditUsage;
+    out_ << UsageText("audit");
     return kExitOk;
   } else if (command.empty()) {
     if (json_) return Fail(kExitUsage, "audit needs a command", "comity audit help");
-    out_ << kAuditUsage;
+    out_ << UsageText("audit");
     return kExitUsage;
   } else {
     return Fail(kExitUsage,
@@ -187,7 +161,7 @@ int AuditCli::Run(const std::vector<std::string>& args) {
   auto parsed = ParseSubcommand(args, spec, "audit", command);
   if (!parsed.ok()) return Fail(kExitUsage, parsed.status().message());
   if (parsed->switches.count("help")) {
-    out_ << kAuditUsage;
+    out_ << UsageText("audit " + command);
     return kExitOk;
   }
   json_ = parsed->switches.count("json") != 0;
@@ -246,8 +220,8 @@ int AuditCli::VerifyBundleFile(const std::string& path) {
   VerifyReport report = VerifyBundle(bundle);
   std::vector<std::string> keys;
   for (const auto& k : bundle.public_keys()) {
-    keys.push_back(absl::StrCat(k.party(), " ", k.key_id(), " sha256:",
-                                HexEncode(Sha256(k.ed25519_public_key())).substr(0, 16)));
+    keys.push_back(absl::StrCat(k.party(), " ", k.key_id(), " ",
+                                KeyFingerprint(k.ed25519_public_key())));
   }
   if (json_) {
     JsonValue fingerprints = JsonValue::Array();

@@ -29,6 +29,7 @@
 #include "client/list_pages.h"
 #include "client/treaty_cli.h"
 #include "client/worklist.h"
+#include "client/usage.h"
 #include "comity/v1/operator.grpc.pb.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/text_format.h"
@@ -54,77 +55,6 @@ constexpr uint32_t kDefaultListLimit = 100;
 
 using google::protobuf::util::TimeUtil;
 
-constexpr char kUsage[] = R"(usage: comity [--connect FILE] [--json] COMMAND [ARGS]
-
-Talks to your own Comity node as an operator (mutual TLS with your operator
-certificate). --connect names a comity.v1.ClientConfig file (node address, CA,
-your certificate and key); default: $COMITY_CONNECT.
-
-commands:
-  submit --to XX --type TYPE --offence CATEGORY --authority TEXT --facts TEXT
-         [--offence-description TEXT] [--penalty-months N] [--urgency ROUTINE|URGENT|EMERGENCY]
-         [--data-sought TEXT] [--relation TEXT] [--custodian TEXT] [--necessity TEXT]
-         [--intent-mla] [--confidential] [--use-limit TEXT]... [--tlp CLEAR|GREEN|AMBER|AMBER_STRICT|RED]
-         [--related ID]...
-  submit --file DRAFT.txtpb    a comity.v1.RequestBody draft in protobuf text format
-      Signs the request, stores it and delivers it; prints the verified receipt.
-  approve ID
-      Approve a colleague's draft that needs two-person approval (approver role);
-      it is then signed and delivered.
-  inbox
-      What waits for this node's operators: drafts awaiting approval, requests received.
-  peers
-      Each peer: reachable or not, what waits for it (requests, case steps), last error.
-  keys [--party XX]
-      Every signing key this node knows, its own and its peers': validity window,
-      revocation, state, and which peers acknowledged this node's new keys.
-  admin backup --out FILE
-      A consistent copy of the node's database while it runs (admin role);
-      restore as in docs/backup.md.
-  health [--service NAME] [--timeout-ms N]
-      Whether the node serves (grpc.health.v1); exit 0 only if SERVING. For probes:
-      any operator certificate will do, no role needed.
-  overdue
-      Late acknowledgements and decisions on both sides (BINDING ones are escalated),
-      and preservations about to lapse (ETS185 Art 29(7)).
-  ack|review|accept|refuse|postpone|ask|respond|close ID [--ground G]... [--reasons TEXT]
-      [--consultation TEXT] [--text TEXT] [--final] [--file PATH]... [--import NAME]...
-      [--condition TEXT]...
-      A step of the case of a request this node received (reviewer role), signed and
-      delivered to the requesting party. A refusal must cite grounds the governing
-      instrument leaves open (comity show ID) and give --reasons (ETS185 Art 27(7)).
-      respond --file reads PATH on this machine and uploads it to the node (resumable,
-      SHA-256 checked); --import NAME stages a file of the node's evidence.import_dir.
-  withdraw|answer|accept-conditions|close ID [--text TEXT]
-      A step of the case of a request this node sent (submitter role): withdraw it,
-      answer a request for information, accept the conditions attached to released
-      data (ETS185 Art 28(2): evidence is released only then), close a finished case.
-      Signed, and numbered into the case by the requested party at once.
-  fetch ID
-      Fetch the evidence of a sent request again now, after the node gave up on a
-      file (evidence.max_fetch_attempts; comity show ID says why).
-  export ID --out DIR [--allow-tlp-red]
-      Save the case's evidence files this node holds into DIR (made if missing; no file
-      is replaced). Each is checked against its SHA-256 and the size the response
-      declares before it gets its name, and its hash is printed. TLP:RED material needs
-      --allow-tlp-red; every export is audited.
-  list [--sent | --received] [--limit N]
-      Requests this node sent or received, newest first, with their state.
-  show ID [--chain]
-      One request: its body, its signature and receipt verified, its case. With
-      --chain, first the whole chain of linked requests (submit --related ID).
-  audit verify|log|prove|consistency|export|stats|head ...
-      The node's tamper-evident audit log (auditor role); see 'comity audit help'.
-  treaty check|matrix|parties|show ...
-      The treaty library and rules engine, offline; see 'comity treaty help'.
-  help
-      This text.
-
-Every command takes --json for machine-readable output (errors too: one JSON
-object on stderr). Exit status: 0 done, 1 refused (by the node, or a check
-failed, or held back), 2 wrong arguments, 3 the node did not answer
-(docs/cli.md).
-)";
 
 class Cli {
  public:
@@ -508,9 +438,10 @@ void PrintVerification(std::ostream& out, const v1::RequestRecord& r, const Veri
 // --- Commands. ---
 
 int Cli::Run(const std::vector<std::string>& args) {
+  if (std::optional<int> code = HandleHelpOrVersion(args, out_)) return *code;
   json_ = WantsJson(args);  // Even a usage error is JSON then.
   if (args.empty()) {
-    err_ << kUsage;
+    err_ << GlobalUsage();
     return kExitUsage;
   }
   FlagSpec spec;
@@ -567,9 +498,7 @@ int Cli::Run(const std::vector<std::string>& args) {
              command == "help" || command.empty()) {
   } else {
     return Fail({kExitUsage, absl::StrCat("unknown command '", command,
-                                          "'; commands: submit, approve, inbox, overdue, peers, keys, health, admin, export, fetch, list, show, ack, review, accept, refuse, "
-                                          "postpone, ask, respond, close, withdraw, answer, audit, treaty, "
-                                          "help")});
+                                          "'; commands: ", TopLevelCommandList())});
   }
   absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, spec);
   if (!parsed.ok()) {
@@ -578,7 +507,7 @@ int Cli::Run(const std::vector<std::string>& args) {
                                           "; see 'comity help')")});
   }
   if (command == "help" || command.empty() || parsed->switches.count("help")) {
-    out_ << kUsage;
+    out_ << GlobalUsage();
     return kExitOk;
   }
   json_ = parsed->switches.count("json") != 0;

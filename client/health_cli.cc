@@ -9,6 +9,7 @@
 #include "client/args.h"
 #include "client/connection.h"
 #include "client/output.h"
+#include "client/usage.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/wire_format_lite.h"
@@ -97,12 +98,7 @@ absl::StatusOr<HealthStatus> CheckHealth(const std::shared_ptr<grpc::Channel>& c
 
 int RunHealthCli(const std::vector<std::string>& args, const GetEnv& env, std::ostream& out,
                  std::ostream& err) {
-  constexpr char kHealthUsage[] =
-      "usage: comity [--connect FILE] health [--service NAME] [--timeout-ms N] [--json]\n"
-      "  Asks the node (grpc.health.v1.Health/Check on the operator listener) whether it\n"
-      "  serves: the node as a whole, or one service (comity.v1.OperatorService,\n"
-      "  comity.v1.AuditService). Exit 0 only for SERVING. Needs an operator certificate,\n"
-      "  no role: made for probes.\n";
+  const std::string& usage = UsageText("health");
   FlagSpec spec;
   spec.with_value = {"connect", "service", "timeout-ms"};
   spec.switches = {"json", "help"};
@@ -113,11 +109,11 @@ int RunHealthCli(const std::vector<std::string>& args, const GetEnv& env, std::o
   absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, spec);
   if (!parsed.ok()) {
     if (json) return fail({kExitUsage, std::string(parsed.status().message())});
-    err << "comity health: " << parsed.status().message() << "\n" << kHealthUsage;
+    err << "comity health: " << parsed.status().message() << "\n" << usage;
     return kExitUsage;
   }
   if (parsed->switches.count("help") != 0) {
-    out << kHealthUsage;
+    out << usage;
     return kExitOk;
   }
   if (!parsed->positional.empty()) {

@@ -2,14 +2,17 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "client/args.h"
 #include "client/connection.h"
 #include "client/output.h"
+#include "client/usage.h"
 #include "comity/v1/operator.grpc.pb.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "server/crypto/ed25519.h"
 
 namespace comity {
 namespace {
@@ -36,11 +39,7 @@ int RunKeysCli(const std::vector<std::string>& args, const GetEnv& env, std::ost
                               " (usage: comity keys [--party XX] [--json])")});
   }
   if (parsed->switches.count("help") != 0) {
-    out << "usage: comity [--connect FILE] keys [--party XX] [--json]\n"
-           "  Every signing key this node knows, its own and its peers': key id, "
-           "validity\n"
-           "  window, revocation, state now, where it came from (config or a signed\n"
-           "  announcement), and for this node's keys which peers acknowledged them.\n";
+    out << UsageText("keys");
     return kExitOk;
   }
   if (!parsed->positional.empty()) {
@@ -61,9 +60,24 @@ int RunKeysCli(const std::vector<std::string>& args, const GetEnv& env, std::ost
   }
   if (json) {
     // A list: one array (docs/cli.md), each key as protobuf's JSON mapping
-    // prints a comity.v1.KeyStatus.
+    // prints a comity.v1.KeyStatus, with its fingerprint as the text and
+    // `audit verify --bundle` show it.
     JsonValue list = JsonValue::Array();
-    for (const v1::KeyStatus& k : shown.keys()) list.Add(JsonValue::FromProto(k));
+    for (const v1::KeyStatus& k : shown.keys()) {
+      // As an object (not raw protobuf JSON), so the fingerprint joins it.
+      google::protobuf::util::JsonPrintOptions opts;
+      opts.preserve_proto_field_names = true;
+      std::string text;
+      google::protobuf::Value as_value;
+      if (!google::protobuf::util::MessageToJsonString(k, &text, opts).ok() ||
+          !google::protobuf::util::JsonStringToMessage(text, &as_value).ok()) {
+        err << "comity keys: cannot print JSON\n";
+        return kExitFailure;
+      }
+      JsonValue key = JsonValue::FromProtoValue(as_value);
+      key.Set("fingerprint", KeyFingerprint(k.ed25519_public_key()));
+      list.Add(std::move(key));
+    }
     out << list.Dump() << "\n";
     return kExitOk;
   }
@@ -79,8 +93,7 @@ int RunKeysCli(const std::vector<std::string>& args, const GetEnv& env, std::ost
     if (k.revoked_at_unix_micros() != 0) {
       out << "  revoked from " << When(k.revoked_at_unix_micros(), "");
     }
-    out << "  (" << k.source() << ")  " << absl::Base64Escape(k.ed25519_public_key())
-        << "\n";
+    out << "  (" << k.source() << ")  " << KeyFingerprint(k.ed25519_public_key()) << "\n";
     if (!k.acknowledged_by().empty()) {
       out << "    announced to: " << absl::StrJoin(k.acknowledged_by(), ", ") << "\n";
     }

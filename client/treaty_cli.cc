@@ -12,6 +12,7 @@
 #include "client/args.h"
 #include "client/output.h"
 #include "google/protobuf/struct.pb.h"
+#include "client/usage.h"
 #include "google/protobuf/util/json_util.h"
 #include "server/config/node_config.h"
 #include "server/core/request_fields.h"
@@ -24,31 +25,6 @@
 namespace comity {
 namespace {
 
-constexpr char kTreatyUsage[] = R"(usage: comity treaty COMMAND [--treaties DIR] [--json] ...
-
-The treaty library (default: $COMITY_TREATIES) and the rules engine, offline.
-
-  check --from XX --to YY --type TYPE --offence CATEGORY [--date YYYY-MM-DD]
-        [--dual-criminality yes|no|unknown] [--penalty-months N]
-        [--requested-penalty-months N] [--urgency ROUTINE|URGENT|EMERGENCY]
-        [--follows-preservation] [--request FILE]
-      Whether a request is BINDING, DISCRETIONARY, VOLUNTARY, NOT_COVERED or INVALID:
-      the governing instrument and the ones that supplement it, are replaced or do
-      not apply (and why), the articles, the refusal and postponement grounds left
-      open, dual criminality, deadlines, duties, the channel and authority to send
-      it to, and the reasoning; UNKNOWN_PARTY (no conclusion) when a state is not in
-      the library or its standing on the date is not known. A territory with its
-      own code (CW, FO, GL) is assessed under its state's territorial declarations.
-      --follows-preservation: the request follows a preservation (ETS185 Art 30
-      applies only then). --request FILE (a comity.v1.RequestBody in text format)
-      also checks the request's contents and supplies what the flags leave out.
-  matrix --from XX --type TYPE --offence CATEGORY [--date YYYY-MM-DD] [...check flags]
-      The same assessment for every partner in the library, one line each.
-  parties [--date YYYY-MM-DD]
-      Every party and the instruments that bind it on the date.
-  show ID
-      One instrument: kind, dates, provisions, reservations, parties.
-)";
 
 class TreatyCli {
  public:
@@ -111,11 +87,11 @@ int TreatyCli::Run(const std::vector<std::string>& args) {
     if (command == "check") spec.with_value.insert("to");
   } else if (command == "parties" || command == "show") {
   } else if (command == "help") {
-    out_ << kTreatyUsage;
+    out_ << UsageText("treaty");
     return kExitOk;
   } else if (command.empty()) {
     if (json_) return Fail(kExitUsage, "treaty needs a command", "comity treaty help");
-    out_ << kTreatyUsage;
+    out_ << UsageText("treaty");
     return kExitUsage;
   } else {
     return Fail(kExitUsage, absl::StrCat("unknown treaty command '", command,
@@ -124,7 +100,7 @@ int TreatyCli::Run(const std::vector<std::string>& args) {
   auto parsed = ParseSubcommand(args, spec, "treaty", command);
   if (!parsed.ok()) return Fail(kExitUsage, parsed.status().message());
   if (parsed->switches.count("help")) {
-    out_ << kTreatyUsage;
+    out_ << UsageText("treaty " + command);
     return kExitOk;
   }
   json_ = parsed->switches.count("json") != 0;

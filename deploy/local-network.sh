@@ -5,9 +5,12 @@
 #                           [--bin BUILD_DIR] [--keep] [--memory-limit-mb N]
 #
 # Makes fresh keys and certificates (certs/make-network.sh), writes one node
-# configuration per party and one operator client configuration, starts a
-# comityd per party, then has FR's operator submit a preservation request to
-# JP and shows it sent, received, and its receipt verified on both sides.
+# configuration per party (with a Prometheus metrics port, docs/metrics.md)
+# and a client configuration per operator (alice, bob, carol and admin, who
+# holds the admin role), starts a comityd per party, then has FR's operator
+# submit a preservation request to JP and shows it sent, received, and its
+# receipt verified on both sides, each party's audit log verified by its own
+# auditor, FR's metrics and an online backup by FR's admin.
 # Without --keep the nodes are stopped at the end; with it they keep running
 # (stop them with: kill $(cat DIR/*/comityd.pid)).
 set -euo pipefail
@@ -39,10 +42,11 @@ done
 
 rm -rf "$dir"
 mkdir -p "$dir"
-"$root/certs/make-network.sh" "$dir" "${P[@]}" --operators alice:submitter+reviewer,bob:reviewer+approver,carol:auditor >/dev/null
+"$root/certs/make-network.sh" "$dir" "${P[@]}" --operators alice:submitter+reviewer,bob:reviewer+approver,carol:auditor,admin:admin >/dev/null
 
 peer_port() { echo $((base_port + 10 * $1)); }
 op_port() { echo $((base_port + 10 * $1 + 1)); }
+metrics_port() { echo $((base_port + 10 * $1 + 2)); }
 
 for i in "${!P[@]}"; do
   p=${P[$i]}
@@ -53,6 +57,8 @@ for i in "${!P[@]}"; do
     echo "peer_listen_address: \"127.0.0.1:$(peer_port "$i")\""
     echo "operator_listen_address: \"127.0.0.1:$(op_port "$i")\""
     echo "data_dir: \"data\""
+    echo "# Prometheus metrics, plain HTTP on loopback (docs/metrics.md)."
+    echo "metrics_listen_address: \"127.0.0.1:$(metrics_port "$i")\""
     echo "treaties_dir: \"$root/deploy/treaties\""
     echo "# Extradition and interception requests leave only with a second operator's approval."
     echo "approval { assistance_types: [EXTRADITION, INTERCEPTION] }"
@@ -69,7 +75,7 @@ for i in "${!P[@]}"; do
       echo "}"
     done
   } > "$conf"
-  for op in alice bob carol; do
+  for op in alice bob carol admin; do
     cat > "$dir/$p/$op.conf" <<CONF
 # How operator $op of $p reaches the node (comity.v1.ClientConfig).
 address: "127.0.0.1:$(op_port "$i")"
@@ -119,6 +125,9 @@ for i in "${!P[@]}"; do
   fi
 done
 echo "== ${#P[@]} nodes up: ${P[*]} (configs and keys in $dir)"
+for i in "${!P[@]}"; do
+  echo "   ${P[$i]}: operators on 127.0.0.1:$(op_port "$i"), metrics on http://127.0.0.1:$(metrics_port "$i")/metrics"
+done
 
 from=${P[0]} to=${P[1]}
 echo
@@ -170,10 +179,23 @@ done
 "$bin/comity" --connect "$dir/$from/alice.conf" show "$id" | grep -E '^(case|  [0-9]+\.)'
 
 echo
-echo "== Both audit logs verify (auditor carol), and JP's log proves it received the request"
+echo "== $from's audit log, verified by $from's auditor (carol of $from)"
 "$bin/comity" --connect "$dir/$from/carol.conf" audit verify
+echo "== $to's audit log, verified by $to's auditor (carol of $to); it proves $to received the request"
 "$bin/comity" --connect "$dir/$to/carol.conf" audit verify
 "$bin/comity" --connect "$dir/$to/carol.conf" audit log --request "$id"
+
+echo
+echo "== $from's metrics (http://127.0.0.1:$(metrics_port 0)/metrics): requests held"
+# A plain HTTP GET without curl (bash's /dev/tcp).
+exec 3<>"/dev/tcp/127.0.0.1/$(metrics_port 0)"
+printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+grep -E '^comity_(requests|outbox_requests)\{' <&3 | grep -v ' 0$' || true
+exec 3<&-
+
+echo
+echo "== $from's admin (operator admin, admin role) takes an online backup"
+"$bin/comity" --connect "$dir/$from/admin.conf" admin backup --out "$dir/$from/backup/comity.db"
 
 if [ "$keep" = 1 ]; then
   echo

@@ -12,13 +12,16 @@
 #include "server/grpc/node_server.h"
 #include "server/util/clock.h"
 #include "server/util/log.h"
+#include "server/util/version.h"
 
 namespace {
 
 constexpr char kUsage[] =
     "usage: comityd --config FILE [--check-config]\n"
+    "       comityd --version\n"
     "  --config FILE     node configuration (protobuf text format, comity.v1.NodeConfig)\n"
     "  --check-config    check the configuration and its files, then exit\n"
+    "  --version         print the version (project version and git describe) and exit\n"
     "On SIGTERM or SIGINT the node stops accepting calls, lets calls in flight\n"
     "finish for up to 10 s, and exits 0.\n";
 
@@ -40,6 +43,9 @@ int main(int argc, char** argv) {
       config_path = arg.substr(9);
     } else if (arg == "--check-config") {
       check_only = true;
+    } else if (arg == "--version") {
+      std::printf("comityd %s\n", comity::VersionString());
+      return 0;
     } else if (arg == "--help" || arg == "-h") {
       std::fputs(kUsage, stdout);
       return 0;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints a base port B for deploy/local-network.sh and deploy/three-party.sh
-# (which use B + 10*i and B + 10*i + 1): below the kernel's ephemeral range
+# (which use B + 10*i, B + 10*i + 1 and B + 10*i + 2): below the kernel's ephemeral range
 # (32768 and up), where tests binding port 0 and outgoing connections take
 # theirs, and with none of B .. B+99 listening now (from /proc/net/tcp*).
 # A node refuses to start on a taken port (docs/deploy.md), so the scripts

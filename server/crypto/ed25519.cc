@@ -11,6 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "server/crypto/sha256.h"
+#include "server/util/hex.h"
 
 namespace comity {
 namespace {
@@ -153,6 +155,10 @@ absl::Status VerifyingKey::Verify(absl::string_view message,
     return absl::UnauthenticatedError("signature does not verify");
   }
   return absl::OkStatus();
+}
+
+std::string KeyFingerprint(absl::string_view raw_public_key) {
+  return absl::StrCat("sha256:", HexEncode(Sha256(raw_public_key)));
 }
 
 }  // namespace comity

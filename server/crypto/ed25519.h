@@ -68,6 +68,11 @@ class VerifyingKey {
   std::string raw_;
 };
 
+// How a public key is shown to people, everywhere (`comity keys`, `comity
+// audit verify --bundle`, docs/keys.md): "sha256:" and the SHA-256 of the
+// raw 32-byte key in lower-case hex, 71 characters. Thread-safe.
+std::string KeyFingerprint(absl::string_view raw_public_key);
+
 }  // namespace comity
 
 #endif  // COMITY_SERVER_CRYPTO_ED25519_H_

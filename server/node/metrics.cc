@@ -9,7 +9,9 @@
 #include <prometheus/text_serializer.h>
 
 #include <exception>
+#include <tuple>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "comity/v1/record.pb.h"
 
@@ -56,6 +58,17 @@ const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
   return *buckets;
 }
 
+// The delivery states of a sent request (a received one is RECEIVED).
+constexpr v1::RequestState kSentStates[] = {v1::PENDING_DELIVERY, v1::DELIVERED,
+                                            v1::DELIVERY_REJECTED, v1::AWAITING_APPROVAL};
+
+// The status codes a peer's message is refused with
+// (RequestIntake::RecordRefusal, docs/metrics.md).
+constexpr absl::StatusCode kRefusalCodes[] = {
+    absl::StatusCode::kUnauthenticated,    absl::StatusCode::kPermissionDenied,
+    absl::StatusCode::kInvalidArgument,    absl::StatusCode::kAlreadyExists,
+    absl::StatusCode::kFailedPrecondition, absl::StatusCode::kResourceExhausted};
+
 }  // namespace
 
 // The gauges read from the store on each scrape.
@@ -65,12 +78,18 @@ class Metrics::StoreCollector final : public prometheus::Collectable {
     absl::MutexLock lock(&mu_);
     source_ = std::move(source);
   }
+  void SetPeers(const std::vector<std::string>& peers) {
+    absl::MutexLock lock(&mu_);
+    peers_ = peers;
+  }
 
   std::vector<MetricFamily> Collect() const override {
     ScrapeSource source;
+    std::vector<std::string> peers;
     {
       absl::MutexLock lock(&mu_);
       source = source_;
+      peers = peers_;
     }
     MetricFamily up = Gauge("comity_store_up",
                             "1 if the last scrape could read the node's store, else 0.");
@@ -86,12 +105,23 @@ class Metrics::StoreCollector final : public prometheus::Collectable {
                                   "Requests held by this node, by direction (sent, "
                                   "received), delivery state and the "
                                   "other party.");
+    // Every (direction, partner, state) a known peer can have, at 0 until
+    // the store counts some; then whatever else the store holds.
+    std::map<std::tuple<std::string, std::string, std::string>, double> counts;
+    for (const std::string& peer : peers) {
+      for (v1::RequestState st : kSentStates) counts[{"sent", peer, v1::RequestState_Name(st)}] = 0;
+      counts[{"received", peer, v1::RequestState_Name(v1::RECEIVED)}] = 0;
+    }
     for (const RequestCount& c : snap->requests) {
+      counts[{DirectionLabel(c.direction), c.partner, v1::RequestState_Name(c.state)}] +=
+          static_cast<double>(c.count);
+    }
+    for (const auto& [key, count] : counts) {
       AddGauge(&requests,
-               {{"direction", DirectionLabel(c.direction)},
-                {"partner", c.partner},
-                {"state", v1::RequestState_Name(c.state)}},
-               static_cast<double>(c.count));
+               {{"direction", std::get<0>(key)},
+                {"partner", std::get<1>(key)},
+                {"state", std::get<2>(key)}},
+               count);
     }
     out.push_back(std::move(requests));
 
@@ -101,7 +131,9 @@ class Metrics::StoreCollector final : public prometheus::Collectable {
     MetricFamily outbox_steps = Gauge(
         "comity_outbox_steps",
         "Case steps and proposals waiting for the peer's acknowledgement, per peer.");
-    for (const auto& [peer, depth] : snap->queue_depths) {
+    std::map<std::string, std::pair<uint32_t, uint32_t>> depths = snap->queue_depths;
+    for (const std::string& peer : peers) depths.emplace(peer, std::make_pair(0u, 0u));
+    for (const auto& [peer, depth] : depths) {
       AddGauge(&outbox_requests, {{"peer", peer}}, depth.first);
       AddGauge(&outbox_steps, {{"peer", peer}}, depth.second);
     }
@@ -118,6 +150,7 @@ class Metrics::StoreCollector final : public prometheus::Collectable {
  private:
   mutable absl::Mutex mu_;
   ScrapeSource source_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> peers_ ABSL_GUARDED_BY(mu_);
 };
 
 Metrics::Metrics()
@@ -154,6 +187,31 @@ Metrics::Metrics()
 Metrics::~Metrics() { StopServing(); }
 
 void Metrics::SetScrapeSource(ScrapeSource source) { collector_->Set(std::move(source)); }
+
+void Metrics::InitialiseSeries(const std::vector<std::string>& peers) {
+  collector_->SetPeers(peers);
+  // Family::Add returns the existing series for labels it has: adding
+  // them again changes nothing.
+  for (const char* source : {"operator", "tls"}) auth_failures_->Add({{"source", source}});
+  for (const std::string& peer : peers) {
+    for (int o = 1; o <= v1::Obligation_MAX; ++o) {
+      if (!v1::Obligation_IsValid(o)) continue;
+      const auto obligation = static_cast<v1::Obligation>(o);
+      assessed_->Add({{"direction", "received"},
+                      {"partner", peer},
+                      {"obligation", v1::Obligation_Name(obligation)}});
+      if (obligation == v1::INVALID) continue;  // A node never sends one.
+      assessed_->Add({{"direction", "sent"},
+                      {"partner", peer},
+                      {"obligation", v1::Obligation_Name(obligation)}});
+    }
+    delivery_latency_->Add({{"partner", peer}}, LatencyBuckets());
+    for (absl::StatusCode code : kRefusalCodes) {
+      peer_refusals_->Add({{"peer", peer}, {"code", absl::StatusCodeToString(code)}});
+    }
+    rate_limited_->Add({{"peer", peer}});
+  }
+}
 
 void Metrics::RequestAssessed(const std::string& direction, const std::string& partner,
                               v1::Obligation obligation) {

@@ -60,6 +60,12 @@ class Metrics {
   // fails, comity_store_up is 0 and those gauges are absent.
   void SetScrapeSource(ScrapeSource source);
 
+  // Creates every series of `peers` (the parties the node exchanges with)
+  // and of the fixed label values at 0, so that a scrape shows them before
+  // their first event (docs/metrics.md: an alert sees 0, not "no data").
+  // Idempotent; call before serving.
+  void InitialiseSeries(const std::vector<std::string>& peers);
+
   // A request assessed by this node: `direction` "sent" or "received",
   // `partner` the other party.
   void RequestAssessed(const std::string& direction, const std::string& partner,

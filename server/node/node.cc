@@ -69,6 +69,10 @@ absl::Status Node::Init() {
   backup_ = std::make_unique<Backup>(ctx);
   recovery_ = std::make_unique<Recovery>(ctx, intake_.get(), cases_.get());
 
+  // Every series at 0 from the start, for each peer (docs/metrics.md).
+  std::vector<std::string> peers;
+  for (const auto& [peer, unused] : ctx->setup().peers) peers.push_back(peer);
+  metrics_.InitialiseSeries(peers);
   Store* store = store_.get();
   metrics_.SetScrapeSource([store]() -> absl::StatusOr<MetricsSnapshot> {
     MetricsSnapshot snap;  // Aggregate queries only: a scrape stays cheap.

@@ -405,6 +405,8 @@ struct AuditFilter {
   int64_t to_time_us = 0;  // Exclusive; 0: no bound.
   std::string request_id;
   std::string party;
+  // Exactly; without a ':' also the operator of that name ("alice" matches
+  // "operator:alice" and "auditor:alice").
   std::string actor;
   int type = 0;
   // EntryPage also ends before the entry that would take the page's entries

@@ -149,3 +149,20 @@ TEST(RandomUuidTest, IsVersion4AndUnique) {
 
 }  // namespace
 }  // namespace comity
+
+namespace comity {
+namespace {
+
+// One format everywhere (docs/keys.md): sha256: and the SHA-256 of the raw
+// 32-byte public key in lower-case hex.
+TEST(KeyFingerprintTest, IsSha256HexOfTheRawPublicKey) {
+  EXPECT_EQ(KeyFingerprint(std::string(32, '\0')),
+            "sha256:66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925");
+  auto key = SigningKey::Generate();
+  ASSERT_TRUE(key.ok());
+  EXPECT_EQ(KeyFingerprint((*key)->public_key()),
+            "sha256:" + HexEncode(Sha256((*key)->public_key())));
+}
+
+}  // namespace
+}  // namespace comity

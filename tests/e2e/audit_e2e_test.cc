@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "server/core/envelope.h"
 #include "server/audit/receipt.h"
+#include "server/crypto/ed25519.h"
 #include "server/crypto/sha256.h"
 #include "server/util/files.h"
 #include "tests/testing/e2e_helpers.h"
@@ -111,6 +112,21 @@ TEST_F(AuditE2eTest, OnlyAuditorsMayReadTheLogAndRefusalsAreLogged) {
   EXPECT_THAT(failures.out, HasSubstr("audit.Verify: operator alice lacks the auditor role"));
 }
 
+// `--actor alice` is operator alice (the log says "operator:alice").
+TEST_F(AuditE2eTest, ABareOperatorNameFiltersByThatOperator) {
+  const std::string id = Submit();
+  CliResult bare = Audit("FR", {"log", "--actor", "alice", "--json"});
+  ASSERT_EQ(bare.code, 0) << bare.err;
+  EXPECT_THAT(Types(bare), ::testing::Contains("REQUEST_SUBMITTED"));
+  for (absl::string_view line : absl::StrSplit(bare.out, '\n', absl::SkipEmpty())) {
+    EXPECT_EQ(ParseJson(std::string(line)).fields().at("actor").string_value(), "operator:alice");
+  }
+  CliResult full = Audit("FR", {"log", "--actor", "operator:alice", "--json"});
+  EXPECT_EQ(Types(full), Types(bare));
+  CliResult nobody = Audit("FR", {"log", "--actor", "alic"});
+  EXPECT_THAT(nobody.out, HasSubstr("(0 of "));
+}
+
 TEST_F(AuditE2eTest, ExportedBundleVerifiesOfflineAndTamperingShows) {
   Submit();
   std::string prefix = net_->dir() + "/fr-audit";
@@ -121,6 +137,10 @@ TEST_F(AuditE2eTest, ExportedBundleVerifiesOfflineAndTamperingShows) {
   CliResult offline = Cli({"audit", "verify", "--bundle", prefix + ".bundle"});
   EXPECT_EQ(offline.code, 0) << offline.err;
   EXPECT_THAT(offline.out, HasSubstr("consistent"));
+  // The keys it was checked with, by the fingerprint `comity keys` shows.
+  const VerifyingKey* fr1 = net_->server("FR")->node()->key_ring().Find("FR", "FR-1");
+  ASSERT_NE(fr1, nullptr);
+  EXPECT_THAT(offline.out, HasSubstr("FR FR-1 " + KeyFingerprint(fr1->raw())));
   std::ifstream jsonl(prefix + ".jsonl");
   std::string first;
   std::getline(jsonl, first);

@@ -6,6 +6,7 @@
 // certificate replaced on disk is served without a restart.
 #include <fstream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
@@ -32,6 +33,7 @@ using ::comity::testing::IsOk;
 using ::comity::testing::ParseJson;
 using ::comity::testing::StatusIs;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class KeysE2eTest : public ::testing::Test {
  protected:
@@ -240,6 +242,11 @@ TEST_F(KeysE2eTest, RotateAnnounceRevoke) {
   EXPECT_THAT(jp_keys.out, HasSubstr("FR  FR-1  revoked"));
   EXPECT_THAT(jp_keys.out, HasSubstr("FR  FR-2  valid"));
   EXPECT_THAT(jp_keys.out, HasSubstr("(announced)"));
+  // Fingerprints as everywhere else (docs/keys.md): sha256:HEX of the raw key.
+  const VerifyingKey* fr2 = net_->server("JP")->node()->key_ring().Find("FR", "FR-2");
+  ASSERT_NE(fr2, nullptr);
+  EXPECT_THAT(jp_keys.out, HasSubstr(KeyFingerprint(fr2->raw())));
+  EXPECT_THAT(jp_keys.out, Not(HasSubstr(absl::Base64Escape(fr2->raw()))));
   CliResult jp_json = As("JP", "alice", {"keys", "--json"});
   ASSERT_EQ(jp_json.code, 0) << jp_json.err;
   // A list is one JSON array (docs/cli.md).
@@ -254,6 +261,10 @@ TEST_F(KeysE2eTest, RotateAnnounceRevoke) {
       ++revoked_listed;
   }
   EXPECT_EQ(revoked_listed, 1);
+  for (const auto& k : listed) {
+    EXPECT_THAT(k.struct_value().fields().at("fingerprint").string_value(),
+                ::testing::StartsWith("sha256:"));
+  }
   ASSERT_TRUE(Eventually([&] {
     CliResult fr_keys = As("FR", "alice", {"keys", "--party", "FR"});
     return fr_keys.out.find("FR  FR-2  valid, signing") != std::string::npos &&

@@ -20,6 +20,15 @@ check 'REQUEST_RECEIVED +peer:FR +request '
 check '^case: +CASE_ACCEPTED'
 check '1\. ACCEPT -> CASE_ACCEPTED by JP \(bob\).*signature verified'
 [ "$(grep -c 'consistent (' <<< "$out")" -ge 2 ] || { echo "FAIL: audit logs not verified on both sides"; exit 1; }
+# Whose log each verification is.
+check "^== FR's audit log, verified by FR's auditor"
+check "^== JP's audit log, verified by JP's auditor"
+# Metrics on: FR's endpoint counts the delivered request.
+check '^comity_requests\{direction="sent",partner="JP",state="DELIVERED"\} 1$'
+grep -q '^metrics_listen_address: "127.0.0.1:' "$dir/net/FR/node.conf" || { echo "FAIL: no metrics port in FR/node.conf"; exit 1; }
+# An admin exists and can take a backup.
+[ -f "$dir/net/FR/admin.conf" ] || { echo "FAIL: no FR/admin.conf"; exit 1; }
+check "^wrote $dir/net/FR/backup/comity.db \\([0-9]+ bytes, sha256 [0-9a-f]{64}\\)"
 check 'received +FR +JP +PRESERVATION +CASE_DELIVERED'
 check 'sent +FR +JP +PRESERVATION +CASE_DELIVERED'
 [ "$(grep -c 'receipt:   JP key JP-1: verified' <<< "$out")" -ge 3 ] || { echo "FAIL: receipt not verified on both sides"; exit 1; }

@@ -154,6 +154,55 @@ TEST_F(MetricsE2eTest, RequestsLatencyAuditAndRefusalsAreExposed) {
   EXPECT_EQ(fr["comity_delivery_latency_seconds_count{partner=\"JP\"}"], 1);
 }
 
+// Before anything happens, every series an alert may watch is there at 0
+// (an alert on "no data" would not fire): per known peer and label value.
+TEST_F(MetricsE2eTest, EverySeriesIsExportedAtZeroFromTheStart) {
+  std::map<std::string, double> fr = Scrape("FR");
+  auto zero = [&fr](const std::string& series) {
+    auto it = fr.find(series);
+    EXPECT_NE(it, fr.end()) << series << " is missing";
+    if (it != fr.end()) {
+      EXPECT_EQ(it->second, 0) << series;
+    }
+  };
+  for (const char* obligation : {"BINDING", "DISCRETIONARY", "VOLUNTARY", "NOT_COVERED"}) {
+    for (const char* direction : {"sent", "received"}) {
+      zero(absl::StrCat("comity_requests_assessed_total{direction=\"", direction,
+                        "\",obligation=\"", obligation, "\",partner=\"JP\"}"));
+    }
+  }
+  zero("comity_requests_assessed_total{direction=\"received\",obligation=\"INVALID\",partner=\"JP\"}");
+  EXPECT_EQ(fr.count("comity_requests_assessed_total{direction=\"sent\",obligation=\"INVALID\","
+                     "partner=\"JP\"}"),
+            0u);  // A node never sends an INVALID request.
+  zero("comity_delivery_latency_seconds_count{partner=\"JP\"}");
+  zero("comity_delivery_latency_seconds_sum{partner=\"JP\"}");
+  zero("comity_delivery_latency_seconds_bucket{partner=\"JP\",le=\"+Inf\"}");
+  zero("comity_auth_failures_total{source=\"operator\"}");
+  zero("comity_auth_failures_total{source=\"tls\"}");
+  for (const char* code : {"UNAUTHENTICATED", "PERMISSION_DENIED", "INVALID_ARGUMENT",
+                           "ALREADY_EXISTS", "FAILED_PRECONDITION", "RESOURCE_EXHAUSTED"}) {
+    zero(absl::StrCat("comity_peer_refusals_total{code=\"", code, "\",peer=\"JP\"}"));
+  }
+  zero("comity_peer_rate_limited_total{peer=\"JP\"}");
+  zero("comity_outbox_requests{peer=\"JP\"}");
+  zero("comity_outbox_steps{peer=\"JP\"}");
+  for (const char* state :
+       {"PENDING_DELIVERY", "DELIVERED", "DELIVERY_REJECTED", "AWAITING_APPROVAL"}) {
+    zero(absl::StrCat("comity_requests{direction=\"sent\",partner=\"JP\",state=\"", state,
+                      "\"}"));
+  }
+  zero("comity_requests{direction=\"received\",partner=\"JP\",state=\"RECEIVED\"}");
+  EXPECT_EQ(fr["comity_store_up"], 1);
+  // A series that had an event counts it, and stays one series.
+  CliResult r = Submit();
+  ASSERT_EQ(r.code, 0) << r.err;
+  fr = Scrape("FR");
+  EXPECT_EQ(fr["comity_requests{direction=\"sent\",partner=\"JP\",state=\"DELIVERED\"}"], 1);
+  EXPECT_EQ(fr["comity_requests{direction=\"sent\",partner=\"JP\",state=\"PENDING_DELIVERY\"}"], 0);
+  EXPECT_EQ(fr["comity_delivery_latency_seconds_count{partner=\"JP\"}"], 1);
+}
+
 TEST_F(MetricsE2eTest, ABadMetricsAddressIsRefusedWithTheField) {
   net_->Stop("FR");
   std::string& text = net_->ConfigText("FR");

@@ -384,6 +384,32 @@ TEST_P(StoreTest, EntryPagesEndAtTheirLimitOrTheirBytesAndSayWhereTheNextBegins)
   EXPECT_EQ(page.next_index, 0u);
 }
 
+TEST_P(StoreTest, AuditActorFilterTakesABareOperatorName) {
+  ASSERT_THAT(store_->audit().Append([](AuditWriter& w) -> absl::Status {
+    for (const char* actor : {"operator:alice", "operator:alicia", "node", "peer:JP",
+                              "operator:alice", "auditor:alice", "tls:ipv4:127.0.0.1:5"}) {
+      v1::AuditEntry e = Entry("a", v1::REQUEST_SUBMITTED, 1000 + static_cast<int64_t>(w.size()));
+      e.set_actor(actor);
+      if (auto appended = w.Append(&e); !appended.ok()) return appended.status();
+    }
+    return absl::OkStatus();
+  }),
+              IsOk());
+  auto count = [&](const std::string& actor) -> size_t {
+    AuditFilter f;
+    f.actor = actor;
+    auto entries = store_->audit().Entries(f);
+    EXPECT_THAT(entries.status(), IsOk());
+    return entries.ok() ? entries->size() : 0;
+  };
+  EXPECT_EQ(count("alice"), 3u);           // operator:alice twice, auditor:alice
+  EXPECT_EQ(count("operator:alice"), 2u);  // As before.
+  EXPECT_EQ(count("node"), 1u);            // A bare actor still matches itself.
+  EXPECT_EQ(count("peer:JP"), 1u);
+  EXPECT_EQ(count("ali"), 0u);             // Whole names only.
+  EXPECT_EQ(count("JP"), 0u);              // Only operators are named bare.
+}
+
 TEST_P(StoreTest, AuditEntriesCommitOrRollBackWithTheChange) {
   ASSERT_THAT(store_->requests().InsertOutgoing({"a", "FR", "JP"}, Record(v1::OUTGOING, "1", 10),
                                      Append("a", {v1::REQUEST_SUBMITTED, v1::ASSESSMENT_MADE})),

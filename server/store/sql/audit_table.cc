@@ -267,7 +267,18 @@ absl::StatusOr<AuditEntryPage> SqlAuditStore::EntryPage(const AuditFilter& f) {
   }
   if (!f.actor.empty()) {
     p.Text(f.actor);
-    add(" AND actor = $");
+    if (f.actor.find(':') == std::string::npos) {
+      // A bare name ("alice") is also the operator's: as operator or as
+      // auditor ("operator:alice", "auditor:alice").
+      add(" AND (actor = $");
+      p.Text("operator:" + f.actor);
+      add(" OR actor = $");
+      p.Text("auditor:" + f.actor);
+      add(" OR actor = $");
+      sql += ")";
+    } else {
+      add(" AND actor = $");
+    }
   }
   if (f.type != 0) {
     p.Int(f.type);
