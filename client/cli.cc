@@ -982,6 +982,26 @@ int Cli::Inbox(const ParsedArgs&) {
   grpc::Status status = ListRequestPages(*stub_, v1::DIRECTION_UNSPECIFIED, 0,
                                          absl::Seconds(15), &records);
   if (!status.ok()) return Fail(RpcError(status));
+  // Lists carry no steps: a sent case with a response may have conditions
+  // pending, which only its steps say.
+  for (v1::RequestRecord& r : records) {
+    if (r.direction() != v1::OUTGOING || r.transitions_size() > 0 ||
+        (r.case_state() != v1::CASE_PARTLY_EXECUTED && r.case_state() != v1::CASE_EXECUTED)) {
+      continue;
+    }
+    v1::RequestBody body;
+    if (!body.ParseFromString(r.request().payload())) continue;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));
+    v1::GetRequestRequest get;
+    get.set_id(body.id());
+    v1::GetRequestResponse found;
+    grpc::Status got = stub_->GetRequest(&ctx, get, &found);
+    if (!got.ok()) return Fail(RpcError(got));
+    for (const v1::RequestRecord& full : found.records()) {
+      if (full.direction() == v1::OUTGOING) r = full;
+    }
+  }
   const std::vector<WorkItem> items = BuildWorklist(records);
   const absl::Time now = absl::Now();
   auto left = [now](absl::Time deadline) -> std::string {

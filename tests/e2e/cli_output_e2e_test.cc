@@ -359,5 +359,76 @@ TEST_F(CliOutputE2eTest, ListsAreOneJsonArray) {
   }
 }
 
+// Issue 15, "done when": the whole case of an operator's day, FR -> JP
+// (preservation, acceptance, a response with a file under a use condition,
+// its release, export, close) played through the CLI with --json only, and
+// every output parsed as JSON.
+TEST_F(CliOutputE2eTest, AWholeCaseThroughTheCliWithJsonOnly) {
+  auto json = [](const CliResult& r, const std::string& what) {
+    EXPECT_TRUE(r.err.empty() || r.code != 0) << what << ": " << r.err;
+    // One JSON document: an object or an array.
+    google::protobuf::Value v;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &v).ok())
+        << what << ": not JSON: " << r.out;
+    return v;
+  };
+  auto ok = [&](const CliResult& r, const std::string& what) {
+    EXPECT_EQ(r.code, 0) << what << ": " << r.err;
+    return json(r, what);
+  };
+  std::vector<std::string> submit = testing::SubmitPreservationArgs(alice_, "JP");
+  if (std::find(submit.begin(), submit.end(), "--json") == submit.end()) submit.push_back("--json");
+  const google::protobuf::Value submitted = ok(Cli(submit), "submit");
+  const std::string id = submitted.struct_value().fields().at("id").string_value();
+  ASSERT_FALSE(id.empty());
+  const std::string prefix = id.substr(0, 8);  // Operators type prefixes.
+
+  const google::protobuf::Value jp_inbox = ok(Jp({"inbox", "--json"}), "JP inbox");
+  ASSERT_EQ(jp_inbox.list_value().values_size(), 1);
+  EXPECT_EQ(jp_inbox.list_value().values(0).struct_value().fields().at("waits_on").string_value(),
+            "you");
+  ok(Jp({"ack", prefix, "--json"}), "ack");
+  ok(Jp({"review", prefix, "--json"}), "review");
+  ok(Jp({"accept", prefix, "--json"}), "accept");
+  const std::string file = net_->dir() + "/logs.bin";
+  ASSERT_THAT(WriteFileAtomically(file, std::string(50000, 'l'), 0600), IsOk());
+  ok(Jp({"respond", prefix, "--text", "preserved and copied", "--file", file, "--condition",
+         "use only in case 2026/17", "--final", "--json"}),
+     "respond");
+  ASSERT_TRUE(FranceHolds(id, 4));
+  net_->server("FR")->node()->evidence().FetchRound("JP", [] { return false; });
+
+  // FR: the worklist and the case say the condition holds the file back.
+  const google::protobuf::Value fr_inbox = ok(Fr({"inbox", "--json"}), "FR inbox");
+  EXPECT_EQ(fr_inbox.list_value().values(0).struct_value().fields().at("pending_conditions")
+                .list_value().values_size(),
+            1);
+  const google::protobuf::Value shown = ok(Fr({"show", prefix, "--json"}), "show");
+  EXPECT_GE(shown.struct_value().fields().at("steps").list_value().values_size(), 4);
+  const std::string out = net_->dir() + "/court";
+  CliResult early = Fr({"export", prefix, "--out", out, "--json"});
+  EXPECT_EQ(early.code, kExitFailure);
+  EXPECT_TRUE(early.out.empty()) << early.out;
+  EXPECT_THAT(ErrorJson(early)["hint"].string_value(), HasSubstr("accept-conditions"));
+  ok(Fr({"accept-conditions", prefix, "--json"}), "accept-conditions");
+  net_->server("FR")->node()->evidence().FetchRound("JP", [] { return false; });
+  ok(Fr({"export", prefix, "--out", out, "--json"}), "export");
+  ok(Fr({"close", prefix, "--json"}), "close");
+  ok(Fr({"list", "--json"}), "list");
+  ok(Fr({"overdue", "--json"}), "overdue");
+  ok(Fr({"peers", "--json"}), "peers");
+  for (const char* party : {"FR", "JP"}) {
+    const std::string carol = net_->ClientConfigPath(party, "carol");
+    const google::protobuf::Value stats =
+        ok(Cli({"--connect", carol, "audit", "stats", "--json"}), "audit stats");
+    EXPECT_EQ(stats.struct_value().fields().at("response_ms").struct_value().fields().at("count")
+                  .number_value(),
+              1)
+        << party;
+    ok(Cli({"--connect", carol, "audit", "head", "--json"}), "audit head");
+    ok(Cli({"--connect", carol, "audit", "verify", "--json"}), "audit verify");
+  }
+}
+
 }  // namespace
 }  // namespace comity
