@@ -502,9 +502,13 @@ int Cli::Run(const std::vector<std::string>& args) {
   }
   absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, spec);
   if (!parsed.ok()) {
-    return Fail({kExitUsage, absl::StrCat(parsed.status().message(), " (for ",
-                                          command.empty() ? "comity" : command,
-                                          "; see 'comity help')")});
+    // The flag that was wrong, then the command's own usage (text only:
+    // under --json the hint names the help to read).
+    const std::string name = command.empty() ? "comity" : command;
+    int code = Fail({kExitUsage, absl::StrCat(parsed.status().message(), " (for ", name, ")"),
+                     absl::StrCat("comity ", command.empty() ? "" : command + " ", "--help")});
+    if (!json_ && FindUsage(command) != nullptr) err_ << "\n" << UsageText(command);
+    return code;
   }
   if (command == "help" || command.empty() || parsed->switches.count("help")) {
     out_ << GlobalUsage();
