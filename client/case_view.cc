@@ -10,6 +10,12 @@
 
 namespace comity {
 
+void FillRing(const google::protobuf::RepeatedPtrField<v1::PublicKey>& keys, KeyRing* ring) {
+  for (const v1::PublicKey& k : keys) {
+    ring->Add(k.party(), k.key_id(), k.ed25519_public_key()).IgnoreError();
+  }
+}
+
 const char* EvidenceStateName(EvidenceState state) {
   switch (state) {
     case EvidenceState::kReleased:

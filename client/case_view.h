@@ -23,6 +23,9 @@
 
 namespace comity {
 
+// The keys GetRequest returned, as a ring that verifies envelopes.
+void FillRing(const google::protobuf::RepeatedPtrField<v1::PublicKey>& keys, KeyRing* ring);
+
 // One signed step of the case, as held here.
 struct StepView {
   v1::Transition transition;  // Empty if the payload does not parse (signature says why).

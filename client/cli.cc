@@ -23,6 +23,7 @@
 #include "client/audit_cli.h"
 #include "client/case_view.h"
 #include "client/connection.h"
+#include "client/custody_cli.h"
 #include "client/evidence_upload.h"
 #include "client/health_cli.h"
 #include "client/keys_cli.h"
@@ -224,13 +225,6 @@ void PrintAssessments(std::ostream& out, const v1::RequestBody& body, const Veri
           << " assess this request differently; compare their treaty libraries and "
              "reasoning (comity show --json)\n";
     }
-  }
-}
-
-// The keys GetRequest returned, as a ring that verifies envelopes.
-void FillRing(const google::protobuf::RepeatedPtrField<v1::PublicKey>& keys, KeyRing* ring) {
-  for (const v1::PublicKey& k : keys) {
-    ring->Add(k.party(), k.key_id(), k.ed25519_public_key()).IgnoreError();
   }
 }
 
@@ -467,6 +461,11 @@ int Cli::Run(const std::vector<std::string>& args) {
     std::vector<std::string> rest = args;
     rest.erase(std::find(rest.begin(), rest.end(), std::string("keys")));
     return RunKeysCli(rest, env_, out_, err_);
+  }
+  if (command == "verify-package") {
+    std::vector<std::string> rest = args;
+    rest.erase(std::find(rest.begin(), rest.end(), std::string("verify-package")));
+    return RunVerifyPackageCli(rest, out_, err_);
   }
   if (command == "health") {
     std::vector<std::string> rest = args;
@@ -729,143 +728,14 @@ int Cli::Decide(const ParsedArgs& args, v1::CaseAction action) {
   return kExitOk;
 }
 
-// The name an evidence file is saved under: the responding party's, unless
-// it could reach outside the --out directory; then its SHA-256 in hex.
-std::string ExportName(const v1::EvidenceFile& listed) {
-  const std::string& name = listed.name();
-  if (name.empty() || name == "." || name == ".." ||
-      name.find_first_of(std::string("/\0", 2)) != std::string::npos) {
-    return HexEncode(listed.sha256());
-  }
-  return name;
-}
-
 int Cli::Export(const ParsedArgs& args) {
   if (!args.Has("out")) return Fail({kExitUsage, "export needs --out DIR"});
-  const std::string dir = args.Get("out");
-  v1::GetRequestRequest get;
-  get.set_id(args.positional[0]);
-  v1::GetRequestResponse found;
-  {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(15)));
-    grpc::Status status = stub_->GetRequest(&ctx, get, &found);
-    if (!status.ok()) return Fail(RpcError(status));
-  }
-  // What the signed responses list, and what of it is held back or not here.
-  KeyRing ring;
-  FillRing(found.signer_keys(), &ring);
-  std::vector<EvidenceView> listed_files;
-  std::vector<std::string> pending_conditions;
-  std::string responder;
-  for (const v1::RequestRecord& r : found.records()) {
-    v1::RequestBody body;
-    if (body.ParseFromString(r.request().payload())) responder = body.requested_party();
-    CaseView view =
-        BuildCaseView(r, ring, found.stored_evidence(), found.pending_evidence());
-    for (EvidenceView& e : view.evidence) listed_files.push_back(std::move(e));
-    for (const std::string& c : view.PendingConditionTexts()) pending_conditions.push_back(c);
-  }
-  JsonValue held = JsonValue::Array();
-  std::vector<std::string> held_names;
-  std::vector<std::string> missing_names;
-  for (const EvidenceView& e : listed_files) {
-    if (e.state == EvidenceState::kAwaitingConditions) {
-      held_names.push_back(e.file.name());
-      JsonValue pending = JsonValue::Array();
-      for (const std::string& c : e.pending_conditions) pending.Add(c);
-      held.Add(JsonValue::Object()
-                   .Set("name", e.file.name())
-                   .Set("sha256", HexEncode(e.file.sha256()))
-                   .Set("size", e.file.size())
-                   .Set("pending_conditions", std::move(pending)));
-    } else if (e.state == EvidenceState::kFetching || e.state == EvidenceState::kGivenUp) {
-      missing_names.push_back(e.file.name());
-    }
-  }
-  // Before anything is written: evidence held back by its conditions is an
-  // error that names them and the command that releases it.
-  const CliError held_back{
-      kExitFailure,
-      absl::StrCat("the evidence of request ", get.id(), " (", absl::StrJoin(held_names, ", "),
-                   ") is held back by ", responder.empty() ? "the responding party" : responder,
-                   " until its use conditions are accepted (ETS185 Art 28(2)): ",
-                   absl::StrJoin(pending_conditions, "; ")),
-      absl::StrCat("read them with 'comity show ", get.id(),
-                   "'; to accept them: comity accept-conditions ", get.id())};
-  const CliError not_here{
-      kExitFailure,
-      absl::StrCat("the evidence of request ", get.id(), " (", absl::StrJoin(missing_names, ", "),
-                   ") is not here yet: the node fetches and verifies it in the background"),
-      absl::StrCat("'comity show ", get.id(), "' follows the fetch; 'comity fetch ", get.id(),
-                   "' tries again after the node gave up")};
-  if (found.stored_evidence_size() == 0 && !held_names.empty()) return Fail(held_back);
-  if (found.stored_evidence_size() == 0 && !missing_names.empty()) return Fail(not_here);
-  JsonValue files = JsonValue::Array();
-  for (const v1::StoredEvidence& stored : found.stored_evidence()) {
-    // The name and size the responding party's signed step lists.
-    v1::EvidenceFile listed;
-    listed.set_sha256(stored.sha256());
-    bool sized = false;
-    for (const auto& r : found.records()) {
-      for (const auto& env : r.transitions()) {
-        v1::Transition t;
-        if (!t.ParseFromString(env.payload())) continue;
-        for (const auto& f : t.evidence()) {
-          if (f.sha256() == stored.sha256()) {
-            listed = f;
-            sized = true;
-          }
-        }
-      }
-    }
-    const std::string path = absl::StrCat(dir, "/", ExportName(listed));
-    auto file = VerifiedFileWriter::Create(path);
-    if (!file.ok()) return Fail({kExitFailure, std::string(file.status().message())});
-    grpc::ClientContext ctx;
-    v1::ExportEvidenceRequest req;
-    req.set_id(get.id());
-    req.set_sha256(stored.sha256());
-    req.set_allow_tlp_red(args.switches.count("allow-tlp-red") != 0);
-    auto reader = stub_->ExportEvidence(&ctx, req);
-    v1::EvidenceChunk chunk;
-    absl::Status written = absl::OkStatus();
-    while (written.ok() && reader->Read(&chunk)) written = (*file)->Append(chunk.data());
-    if (!written.ok()) ctx.TryCancel();
-    grpc::Status status = reader->Finish();
-    if (!written.ok()) return Fail({kExitFailure, std::string(written.message())});
-    if (!status.ok()) return Fail(RpcError(status));
-    // Checked against the hash asked for and the size the step declares.
-    auto sha256 = (*file)->Commit(
-        sized ? std::optional<uint64_t>(listed.size()) : std::nullopt, stored.sha256());
-    if (!sha256.ok()) return Fail({kExitFailure, std::string(sha256.status().message())});
-    const uint64_t bytes = (*file)->size();
-    if (json_) {
-      files.Add(JsonValue::Object()
-                    .Set("name", listed.name())
-                    .Set("path", path)
-                    .Set("bytes", bytes)
-                    .Set("sha256", *sha256));
-    } else {
-      out_ << WroteLine(path, bytes, *sha256) << "\n";
-    }
-  }
-  if (json_) {
-    JsonValue missing = JsonValue::Array();
-    for (const std::string& n : missing_names) missing.Add(n);
-    PrintJson(JsonValue::Object()
-                  .Set("id", get.id())
-                  .Set("out", dir)
-                  .Set("files", std::move(files))
-                  .Set("held_back", std::move(held))
-                  .Set("not_here", std::move(missing)));
-  } else if (listed_files.empty()) {
-    out_ << "(no evidence in this case: no response lists a file)\n";
-  }
-  // What was written stays; what could not be is still an error.
-  if (!held_names.empty()) return Fail(held_back);
-  if (!missing_names.empty()) return Fail(not_here);
-  return kExitOk;
+  ExportOptions options;
+  options.request_id = args.positional[0];
+  options.dir = args.Get("out");
+  options.allow_tlp_red = args.switches.count("allow-tlp-red") != 0;
+  options.json = json_;
+  return ExportCustodyPackage(*stub_, address_, options, out_, err_);
 }
 
 int Cli::Peers(const ParsedArgs&) {

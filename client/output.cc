@@ -115,7 +115,13 @@ std::string JsonValue::Dump() const {
   return out;
 }
 
-void JsonValue::DumpTo(std::string* out) const {
+std::string JsonValue::DumpIndented() const {
+  std::string out;
+  DumpTo(&out, 0);
+  return out;
+}
+
+void JsonValue::DumpTo(std::string* out, int indent) const {
   switch (kind_) {
     case Kind::kNull:
       out->append("null");
@@ -131,17 +137,24 @@ void JsonValue::DumpTo(std::string* out) const {
     case Kind::kArray:
     case Kind::kObject: {
       const bool object = kind_ == Kind::kObject;
+      const bool indented = indent >= 0 && !members_.empty();
+      auto newline = [&](int depth) {
+        out->push_back('\n');
+        out->append(2 * depth, ' ');
+      };
       out->push_back(object ? '{' : '[');
       bool first = true;
       for (const auto& [k, v] : members_) {
         if (!first) out->push_back(',');
         first = false;
+        if (indented) newline(indent + 1);
         if (object) {
           out->append(JsonQuote(k));
-          out->push_back(':');
+          out->append(indented ? ": " : ":");
         }
-        v.DumpTo(out);
+        v.DumpTo(out, indent < 0 ? -1 : indent + 1);
       }
+      if (indented) newline(indent);
       out->push_back(object ? '}' : ']');
       return;
     }

@@ -80,10 +80,14 @@ class JsonValue {
 
   // Compact JSON text, no trailing newline.
   std::string Dump() const;
+  // The same, one member or element per line, indented by two spaces (for
+  // files people read, e.g. a custody manifest); no trailing newline.
+  std::string DumpIndented() const;
 
  private:
   enum class Kind { kNull, kBool, kNumber, kString, kArray, kObject, kRaw };
-  void DumpTo(std::string* out) const;
+  // `indent` < 0: compact; else the depth of this value.
+  void DumpTo(std::string* out, int indent = -1) const;
 
   Kind kind_ = Kind::kNull;
   // kBool, kNumber: the literal; kString: the bytes; kRaw: JSON text.

@@ -85,10 +85,14 @@ commands:
       Fetch the evidence of a sent request again now, after the node gave up on a
       file (evidence.max_fetch_attempts; comity show ID says why).
   export ID --out DIR [--allow-tlp-red]
-      Save the case's evidence files this node holds into DIR (made if missing; no file
-      is replaced). Each is checked against its SHA-256 and the size the response
-      declares before it gets its name, and its hash is printed. TLP:RED material needs
-      --allow-tlp-red; every export is audited.
+      A custody package for court in DIR (made if missing; no file is replaced): the
+      case's evidence files, each checked against its SHA-256 and the size the signed
+      response declares, with package.pb (the signed request, receipt, steps and
+      accepted conditions, keys, and this node's log entries proven in a signed head)
+      and manifest.json; checked before it is reported. TLP:RED material needs
+      --allow-tlp-red; every export is audited with the package's SHA-256.
+  verify-package DIR
+      Checks a custody package offline, on any machine, with the keys it carries.
   list [--sent | --received] [--limit N]
       Requests this node sent or received, newest first, with their state.
   show ID [--chain]
@@ -313,15 +317,40 @@ example:
 )"});
   u.push_back({"export", R"(usage: comity [--connect FILE] [--json] export ID --out DIR [--allow-tlp-red]
 
-Saves the case's evidence files this node holds into DIR (made if missing; no file
-is replaced). Each is checked against its SHA-256 and the size the response declares
-before it gets its name, and its hash is printed. Every export is audited.
+Writes a custody package of the case into DIR (made if missing; no file is replaced,
+and a directory that holds a package already is refused):
+  DIR/evidence/NAME   each evidence file this node holds, checked against its SHA-256
+                      and the size the signed response declares before it is named
+  DIR/package.pb      the signed request and receipt (with the receiver's log proof),
+                      every signed step (responses, accepted conditions) and
+                      acknowledgement, the keys, and this node's log entries about the
+                      case with inclusion proofs in a head it signed for the package
+  DIR/manifest.json   the same for people, formed from package.pb
+The package is verified as a court would before the command reports it; the export
+is audited (CUSTODY_PACKAGE_EXPORTED) with package.pb's SHA-256 and DIR. Format:
+docs/custody.md.
 
-  --out DIR           where the files go
+  --out DIR           where the package goes
   --allow-tlp-red     also export TLP:RED material
 )" + std::string(kConnect) + R"(
-example:
+examples:
   comity --connect FR/alice.conf export 6f1c... --out case-6f1c
+  comity verify-package case-6f1c
+)"});
+  u.push_back({"verify-package", R"(usage: comity [--json] verify-package DIR
+
+Checks a custody package that comity export wrote, offline: no node, no
+configuration. Every signature with the keys the package carries (their
+fingerprints are printed: compare them with those each party publishes), the
+receipt and its proof in the receiver's log, the chain of steps from the request,
+that each file in DIR/evidence has the SHA-256 and size a signed RESPOND step lists
+and that its use conditions were accepted in a step the requesting party signed,
+the exporting node's log entries against its signed head, that manifest.json is
+the one package.pb gives, and that DIR/evidence holds nothing else. Exit 0 when
+every check passes, 1 otherwise (the first failure is named).
+
+example:
+  comity verify-package /media/usb/case-6f1c
 )"});
   u.push_back({"list", R"(usage: comity [--connect FILE] [--json] list [--sent | --received] [--limit N]
 

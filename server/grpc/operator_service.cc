@@ -269,6 +269,21 @@ grpc::ServerWriteReactor<v1::EvidenceChunk>* OperatorServiceImpl::ExportEvidence
       request->allow_tlp_red()));
 }
 
+grpc::ServerUnaryReactor* OperatorServiceImpl::ExportCustodyPackage(
+    grpc::CallbackServerContext* ctx, const v1::ExportCustodyPackageRequest* request,
+    v1::ExportCustodyPackageResponse* response) {
+  if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
+  auto package = node_->operator_api().ExportCustodyPackage(
+      CallOf(ctx, *request), request->id(), request->destination(),
+      std::vector<std::string>(request->files().begin(), request->files().end()),
+      request->allow_tlp_red());
+  if (package.ok()) {
+    response->set_package(std::move(package->bytes));
+    response->set_sha256(std::move(package->sha256));
+  }
+  return Done(ctx, package.status());
+}
+
 grpc::ServerUnaryReactor* OperatorServiceImpl::ListRequests(
     grpc::CallbackServerContext* ctx, const v1::ListRequestsRequest* request,
     v1::ListRequestsResponse* response) {

@@ -109,6 +109,9 @@ class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
   grpc::ServerUnaryReactor* ListRequests(grpc::CallbackServerContext* ctx,
                                          const v1::ListRequestsRequest* request,
                                          v1::ListRequestsResponse* response) override;
+  grpc::ServerUnaryReactor* ExportCustodyPackage(
+      grpc::CallbackServerContext* ctx, const v1::ExportCustodyPackageRequest* request,
+      v1::ExportCustodyPackageResponse* response) override;
   grpc::ServerUnaryReactor* GetRequest(grpc::CallbackServerContext* ctx,
                                        const v1::GetRequestRequest* request,
                                        v1::GetRequestResponse* response) override;

@@ -67,6 +67,7 @@ absl::Status Node::Init() {
   deadlines_ = std::make_unique<DeadlineWatch>(ctx);
   COMITY_ASSIGN_OR_RETURN(keys_, Keys::Create(ctx));
   backup_ = std::make_unique<Backup>(ctx);
+  custody_ = std::make_unique<CustodyExport>(ctx, witness_.get(), evidence_.get());
   recovery_ = std::make_unique<Recovery>(ctx, intake_.get(), cases_.get());
 
   // Every series at 0 from the start, for each peer (docs/metrics.md).

@@ -11,6 +11,7 @@
 //   LogWitness       tree heads, gossip, split views, verification
 //   Keys             key announcements, both ways
 //   Backup           backup copies and the restore check
+//   CustodyExport    custody packages of a case, for court
 //
 // The gRPC services in server/grpc/ are thin adapters over peer_api() and
 // operator_api().
@@ -35,6 +36,7 @@
 #include "server/node/backup.h"
 #include "server/node/recovery.h"
 #include "server/node/case_book.h"
+#include "server/node/custody_export.h"
 #include "server/node/deadline_watch.h"
 #include "server/node/evidence_exchange.h"
 #include "server/node/evidence_intake.h"
@@ -91,6 +93,7 @@ class Node {
   LogWitness& witness() { return *witness_; }
   Keys& keys() { return *keys_; }
   Backup& backup() { return *backup_; }
+  CustodyExport& custody() { return *custody_; }
   Recovery& recovery() { return *recovery_; }
 
   const NodeContext& context() const { return *ctx_; }
@@ -133,6 +136,7 @@ class Node {
   std::unique_ptr<DeadlineWatch> deadlines_;
   std::unique_ptr<Keys> keys_;
   std::unique_ptr<Backup> backup_;
+  std::unique_ptr<CustodyExport> custody_;
   std::unique_ptr<Recovery> recovery_;
   PeerApi peer_api_;
   OperatorApi operator_api_;

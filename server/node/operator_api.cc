@@ -283,6 +283,16 @@ absl::StatusOr<std::unique_ptr<EvidenceReader>> OperatorApi::ExportEvidence(
       });
 }
 
+absl::StatusOr<CustodyExport::Package> OperatorApi::ExportCustodyPackage(
+    const CallInfo& call, const std::string& request_id, const std::string& destination,
+    const std::vector<std::string>& files, bool allow_tlp_red) {
+  return Call<absl::StatusOr<CustodyExport::Package>>(
+      call, "ExportCustodyPackage", COMITY_ANY_ROLE, [&](const CertIdentity& op) {
+        return node_->custody().Export(op.operator_name, request_id, destination, files,
+                                       allow_tlp_red);
+      });
+}
+
 absl::StatusOr<Backup::Copy> OperatorApi::TakeBackup(const CallInfo& call) {
   return Call<absl::StatusOr<Backup::Copy>>(
       call, "Backup", {"admin"},

@@ -21,6 +21,7 @@
 #include "server/audit/verifier.h"
 #include "server/node/backup.h"
 #include "server/node/case_book.h"
+#include "server/node/custody_export.h"
 #include "server/node/deadline_watch.h"
 #include "server/node/evidence_exchange.h"
 #include "server/node/request_intake.h"
@@ -155,6 +156,10 @@ class OperatorApi {
   absl::StatusOr<std::unique_ptr<EvidenceReader>> ExportEvidence(
       const CallInfo& call, const std::string& request_id, const std::string& sha256,
       uint64_t offset, bool allow_tlp_red);
+  // Any role: the custody package of a request (CustodyExport).
+  absl::StatusOr<CustodyExport::Package> ExportCustodyPackage(
+      const CallInfo& call, const std::string& request_id, const std::string& destination,
+      const std::vector<std::string>& files, bool allow_tlp_red);
   // Role admin.
   absl::StatusOr<Backup::Copy> TakeBackup(const CallInfo& call);
 

@@ -257,6 +257,10 @@ class CaseStore {
   // Every evidence file of `request_id` not held here yet.
   virtual absl::StatusOr<std::vector<PendingEvidence>> PendingEvidenceOf(
       const std::string& request_id) = 0;
+  // The other party's signed acknowledgements of this node's steps of
+  // `request_id` (SignedEnvelope of Acknowledgement), by sequence.
+  virtual absl::StatusOr<std::vector<v1::SignedEnvelope>> StepAcknowledgements(
+      const std::string& request_id) = 0;
   // The file is held here now (fetched and verified, or already held).
   virtual absl::Status MarkEvidenceHeld(const std::string& request_id,
                                         const std::string& sha256,

@@ -462,7 +462,7 @@ TEST_F(CaseE2eTest, ConditionalReleaseAndTlpRedExport) {
   CliResult exported =
       Cli({"--connect", alice, "export", id, "--out", out.path(), "--allow-tlp-red"});
   ASSERT_EQ(exported.code, 0) << exported.err;
-  auto copy = ReadFile(out.path() + "/subscriber-records.csv");
+  auto copy = ReadFile(out.path() + "/evidence/subscriber-records.csv");
   ASSERT_THAT(copy, IsOk());
   EXPECT_EQ(Sha256(*copy), sha);
   CliResult log = Cli({"--connect", net_->ClientConfigPath("FR", "carol"), "audit", "log",

@@ -239,7 +239,7 @@ TEST_F(CliOutputE2eTest, PendingConditionsAreShownFirstAndBlockExport) {
   const auto& file =
       x.fields().at("files").list_value().values(0).struct_value().fields();
   EXPECT_EQ(file.at("name").string_value(), "connection-logs.tar");
-  EXPECT_EQ(file.at("path").string_value(), out + "/connection-logs.tar");
+  EXPECT_EQ(file.at("path").string_value(), out + "/evidence/connection-logs.tar");
   EXPECT_EQ(file.at("sha256").string_value(), HexEncode(Sha256(data)));
   EXPECT_EQ(x.fields().at("held_back").list_value().values_size(), 0);
 }
@@ -267,7 +267,7 @@ TEST_F(CliOutputE2eTest, JsonOutputIsValidForNonAsciiPaths) {
                 .fields()
                 .at("path")
                 .string_value(),
-            out + "/journaux-été.csv");
+            out + "/evidence/journaux-été.csv");
 }
 
 TEST_F(CliOutputE2eTest, ANodeThatDoesNotAnswerExitsThree) {

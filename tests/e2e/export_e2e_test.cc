@@ -82,7 +82,7 @@ TEST_F(ExportE2eTest, ExportMakesMissingDirectoriesAndPrintsTheVerifiedHash) {
   const std::string out = net_->dir() + "/exports/2026/case-17";  // None of it exists.
   CliResult r = Cli({"--connect", alice_, "export", id, "--out", out});
   ASSERT_EQ(r.code, 0) << r.err;
-  const std::string path = out + "/connection-logs.tar";
+  const std::string path = out + "/evidence/connection-logs.tar";
   EXPECT_THAT(r.out, HasSubstr(absl::StrCat("wrote ", path, " (300000 bytes, sha256 ",
                                             HexEncode(Sha256(data)), ")")));
   auto copy = ReadFile(path);
@@ -95,15 +95,22 @@ TEST_F(ExportE2eTest, ExportMakesMissingDirectoriesAndPrintsTheVerifiedHash) {
   EXPECT_EQ(st.st_mode & 0777, 0700u);
   ASSERT_EQ(::stat((net_->dir() + "/exports").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
-  EXPECT_EQ(ListDir(out), std::vector<std::string>{"connection-logs.tar"})
+  EXPECT_EQ(ListDir(out + "/evidence"), std::vector<std::string>{"connection-logs.tar"})
       << "no temp left";
 
-  // An export never replaces a file.
+  // An export never replaces a file: not a package, not an evidence file
+  // (its package files moved away).
   CliResult again = Cli({"--connect", alice_, "export", id, "--out", out});
+  EXPECT_EQ(again.code, 1);
+  EXPECT_THAT(again.err, HasSubstr(out + "/package.pb exists"));
+  ASSERT_EQ(::unlink((out + "/package.pb").c_str()), 0);
+  ASSERT_EQ(::unlink((out + "/manifest.json").c_str()), 0);
+  again = Cli({"--connect", alice_, "export", id, "--out", out});
   EXPECT_EQ(again.code, 1);
   EXPECT_THAT(again.err, HasSubstr(path));
   EXPECT_THAT(again.err, HasSubstr("exists"));
-  EXPECT_EQ(ListDir(out), std::vector<std::string>{"connection-logs.tar"});
+  EXPECT_EQ(ListDir(out), std::vector<std::string>{"evidence"});
+  EXPECT_EQ(ListDir(out + "/evidence"), std::vector<std::string>{"connection-logs.tar"});
 
   CliResult json =
       Cli({"--connect", alice_, "--json", "export", id, "--out", out + "/j"});
@@ -135,11 +142,12 @@ TEST_F(ExportE2eTest, ACopyWhoseBytesDifferIsRefusedAndLeavesNothing) {
   const std::string out = net_->dir() + "/damaged";
   CliResult r = Cli({"--connect", alice_, "export", id, "--out", out});
   EXPECT_EQ(r.code, 1) << r.out;
-  EXPECT_THAT(r.err, HasSubstr(out + "/disk.img"));
+  EXPECT_THAT(r.err, HasSubstr(out + "/evidence/disk.img"));
   EXPECT_THAT(r.err, HasSubstr("SHA-256"));
   EXPECT_THAT(r.err, HasSubstr(HexEncode(sha)));
   EXPECT_THAT(r.out, Not(HasSubstr("wrote")));
-  EXPECT_THAT(ListDir(out), IsEmpty()) << "neither the file nor a temporary one";
+  EXPECT_THAT(ListDir(out + "/evidence"), IsEmpty()) << "neither the file nor a temporary one";
+  EXPECT_THAT(ListDir(out), std::vector<std::string>{"evidence"}) << "no package";
 
   // Shorter than the signed response says: refused on its size.
   ASSERT_EQ(::truncate(object.c_str(), 150000), 0);
@@ -147,7 +155,7 @@ TEST_F(ExportE2eTest, ACopyWhoseBytesDifferIsRefusedAndLeavesNothing) {
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_THAT(r.err, HasSubstr("150000 bytes"));
   EXPECT_THAT(r.err, HasSubstr("200000"));
-  EXPECT_THAT(ListDir(out), IsEmpty());
+  EXPECT_THAT(ListDir(out + "/evidence"), IsEmpty());
 }
 
 }  // namespace

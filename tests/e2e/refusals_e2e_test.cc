@@ -560,6 +560,24 @@ std::map<std::string, std::function<Outcome()>> RefusalsE2eTest::Triggers() {
   t["O13"] = [this, export_file] {
     return Outcome{export_file("FR", "alice", Sha256("none")), "FR", "ExportEvidence"};
   };
+  auto package = [this](const std::string& party, const std::string& name,
+                        const std::string& sha, bool allow_tlp_red) {
+    v1::ExportCustodyPackageRequest req;
+    req.set_id(to_jp_);
+    req.set_destination("/cases/17");
+    req.add_files(sha);
+    req.set_allow_tlp_red(allow_tlp_red);
+    v1::ExportCustodyPackageResponse resp;
+    grpc::ClientContext ctx;
+    Deadline(ctx);
+    return Operator(party, name)->ExportCustodyPackage(&ctx, req, &resp);
+  };
+  t["O17"] = [this, package] {
+    return Outcome{package("JP", "bob", released_sha_, false), "JP", "ExportCustodyPackage"};
+  };
+  t["O18"] = [this, package] {
+    return Outcome{package("FR", "alice", Sha256("none"), true), "FR", "ExportCustodyPackage"};
+  };
   t["O14"] = [&] {
     v1::GetRequestRequest req;
     req.set_id(RandomUuid());

@@ -232,6 +232,25 @@ absl::StatusOr<std::vector<PendingEvidence>> SqlCaseStore::PendingEvidenceOf(
       Params().Text(request_id));
 }
 
+absl::StatusOr<std::vector<v1::SignedEnvelope>> SqlCaseStore::StepAcknowledgements(
+    const std::string& request_id) {
+  std::vector<v1::SignedEnvelope> out;
+  COMITY_RETURN_IF_ERROR(db_->Read([&](Session& s) {
+    return s.Query(
+        "SELECT ack FROM transitions WHERE request_id = $1 AND ack IS NOT NULL "
+        "ORDER BY sequence",
+        Params().Text(request_id), [&](const Row& row) -> absl::Status {
+          if (row.Bytes(0).empty()) return absl::OkStatus();
+          if (!out.emplace_back().ParseFromString(row.Bytes(0))) {
+            return absl::DataLossError(absl::StrCat(
+                "a stored acknowledgement of request ", request_id, " does not parse"));
+          }
+          return absl::OkStatus();
+        });
+  }));
+  return out;
+}
+
 absl::Status SqlCaseStore::MarkEvidenceHeld(const std::string& request_id,
                                             const std::string& sha256,
                                             const AuditFn& audit) {

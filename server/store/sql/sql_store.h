@@ -59,6 +59,8 @@ class SqlCaseStore final : public CaseStore {
                                                            absl::Time latest) override;
   absl::StatusOr<std::vector<PendingEvidence>> PendingEvidenceOf(
       const std::string& request_id) override;
+  absl::StatusOr<std::vector<v1::SignedEnvelope>> StepAcknowledgements(
+      const std::string& request_id) override;
   absl::Status MarkEvidenceHeld(const std::string& request_id, const std::string& sha256,
                                 const AuditFn& audit) override;
   absl::Status MarkEvidenceDeferred(const std::string& request_id,
