@@ -34,6 +34,39 @@ const char* EvidenceStateName(EvidenceState state) {
   return "unknown";
 }
 
+std::string DirectionName(v1::Direction d) {
+  return d == v1::OUTGOING ? "sent" : d == v1::INCOMING ? "received" : "unknown";
+}
+
+JsonValue DeadlineJson(const v1::CaseDeadline& d, absl::Time now) {
+  const absl::Time due = absl::FromUnixMicros(d.due_unix_micros());
+  return JsonValue::Object()
+      .Set("request_id", d.request_id())
+      .Set("direction", DirectionName(d.direction()))
+      .Set("kind", d.kind())
+      .Set("due", FormatMicros(d.due_unix_micros()))
+      .Set("seconds_left", static_cast<int64_t>(absl::ToInt64Seconds(due - now)))
+      .Set("met", d.met())
+      .Set("overdue", d.overdue())
+      .Set("expiring", d.expiring())
+      .Set("party", d.party())
+      .Set("obligation", v1::Obligation_Name(d.obligation()))
+      .Set("description", d.description());
+}
+
+std::string DeadlineLine(const v1::CaseDeadline& d, absl::Time now) {
+  const absl::Duration left = absl::FromUnixMicros(d.due_unix_micros()) - now;
+  const absl::Duration whole = absl::Trunc(absl::AbsDuration(left), absl::Minutes(1));
+  const std::string span = absl::FormatDuration(whole < absl::Minutes(1) ? absl::Minutes(1) : whole);
+  return absl::StrCat(d.met()        ? "MET     "
+                      : d.overdue()  ? "LATE    "
+                      : d.expiring() ? "EXPIRES "
+                                     : "DUE     ",
+                      d.kind(), "  due ", FormatMicros(d.due_unix_micros()), " (",
+                      left < absl::ZeroDuration() ? span + " ago" : "in " + span,
+                      "): ", d.description());
+}
+
 std::string FormatMicros(int64_t unix_micros) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMicros(unix_micros),
                           absl::UTCTimeZone());

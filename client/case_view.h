@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "client/output.h"
 #include "comity/v1/operator.pb.h"
 #include "comity/v1/record.pb.h"
@@ -103,6 +104,17 @@ void AddCaseJson(const CaseView& view, JsonValue* object);
 
 // RFC 3339, UTC, seconds: "2026-12-01T19:14:01Z".
 std::string FormatMicros(int64_t unix_micros);
+
+// "sent", "received" or "unknown".
+std::string DirectionName(v1::Direction d);
+
+// A deadline as `overdue` and `show` print it: request_id, direction, kind,
+// due, seconds_left at `now` (negative once past), met, overdue, expiring, party
+// (whose move), obligation, description.
+JsonValue DeadlineJson(const v1::CaseDeadline& d, absl::Time now);
+// "LATE    KIND  due T (3h12m ago): description", "EXPIRES ...", "MET ...",
+// or "DUE     KIND  due T (in 2h): description".
+std::string DeadlineLine(const v1::CaseDeadline& d, absl::Time now);
 
 }  // namespace comity
 

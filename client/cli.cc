@@ -182,10 +182,6 @@ Verification Verify(const v1::RequestRecord& r, const v1::RequestBody& body,
   return v;
 }
 
-std::string DirectionName(v1::Direction d) {
-  return d == v1::OUTGOING ? "sent" : d == v1::INCOMING ? "received" : "unknown";
-}
-
 std::string AssessmentLine(const v1::Assessment& a) {
   std::string grounds;
   for (int g : a.refusal_grounds()) {
@@ -825,17 +821,7 @@ int Cli::Overdue(const ParsedArgs&) {
                                              absl::FromUnixMicros(d.due_unix_micros()),
                                              absl::UTCTimeZone());
     if (json_) {
-      JsonValue f = JsonValue::Object();
-      f.Set("request_id", d.request_id());
-      f.Set("direction", DirectionName(d.direction()));
-      f.Set("kind", d.kind());
-      f.Set("due", due);
-      f.Set("overdue", d.overdue());
-      f.Set("expiring", d.expiring());
-      f.Set("party", d.party());
-      f.Set("obligation", v1::Obligation_Name(d.obligation()));
-      f.Set("description", d.description());
-      list.Add(std::move(f));
+      list.Add(DeadlineJson(d, absl::Now()));
       continue;
     }
     out_ << (d.overdue() ? "LATE    " : "EXPIRES ") << d.kind() << "  " << d.request_id() << "  ("
@@ -1044,6 +1030,13 @@ int Cli::Show(const ParsedArgs& args) {
       s.Set("body", JsonValue::FromProto(body));
       s.Set("verification", VerificationJson(r, v));
       if (r.has_next_deadline()) s.Set("next_deadline", FormatTs(r.next_deadline()));
+      JsonValue deadlines = JsonValue::Array();
+      for (const v1::CaseDeadline& d : resp.deadlines()) {
+        if (d.request_id() == body.id() && d.direction() == r.direction()) {
+          deadlines.Add(DeadlineJson(d, absl::Now()));
+        }
+      }
+      s.Set("deadlines", std::move(deadlines));
       // Every signed step this node holds, verified (both parties must hold
       // the same), the conditions and the evidence.
       AddCaseJson(view, &s);
@@ -1067,6 +1060,11 @@ int Cli::Show(const ParsedArgs& args) {
     PrintAssessments(out_, body, v);
     PrintPendingConditions(out_, r, body, view);
     PrintCase(out_, r, view);
+    for (const v1::CaseDeadline& d : resp.deadlines()) {
+      if (d.request_id() == body.id() && d.direction() == r.direction()) {
+        out_ << "deadline: " << DeadlineLine(d, absl::Now()) << "\n";
+      }
+    }
     PrintEvidence(out_, view);
   }
   // One request: one object; a chain (or a request held in both

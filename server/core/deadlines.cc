@@ -114,6 +114,19 @@ std::vector<v1::CaseDeadline> CaseDeadlines(const v1::RequestRecord& record,
   return out;
 }
 
+std::vector<v1::CaseDeadline> EveryDeadline(const v1::RequestRecord& record,
+                                            const v1::ServiceLevels& levels, absl::Time now) {
+  std::vector<v1::CaseDeadline> out;
+  for (Deadline& x : AllDeadlines(record, levels)) {
+    const absl::Time due = absl::FromUnixMicros(x.d.due_unix_micros());
+    x.d.set_met(x.met);
+    x.d.set_overdue(!x.met && now > due);
+    x.d.set_expiring(!x.met && x.d.kind() == "PRESERVATION_EXPIRY" && now >= x.look_from);
+    out.push_back(std::move(x.d));
+  }
+  return out;
+}
+
 absl::Time NextDeadline(const v1::RequestRecord& record, const v1::ServiceLevels& levels,
                         absl::Time after) {
   absl::Time next = absl::InfiniteFuture();

@@ -18,6 +18,12 @@ namespace comity {
 std::vector<v1::CaseDeadline> CaseDeadlines(const v1::RequestRecord& record,
                                             const v1::ServiceLevels& levels, absl::Time now);
 
+// Every deadline of `record`, met or not, at `now` (what `comity show`
+// lists): `met` set on those met; `overdue` on unmet ones past due;
+// `expiring` on a preservation's expiry once within the warning period.
+std::vector<v1::CaseDeadline> EveryDeadline(const v1::RequestRecord& record,
+                                            const v1::ServiceLevels& levels, absl::Time now);
+
 // When the deadlines of `record` must next be looked at: its earliest unmet
 // service-level deadline, or the start of an accepted preservation's expiry
 // warning, whichever comes first, later than `after`; InfiniteFuture if it

@@ -308,6 +308,7 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::GetRequest(
     for (auto& key : view->signer_keys) *response->add_signer_keys() = std::move(key);
     for (auto& s : view->stored_evidence) *response->add_stored_evidence() = std::move(s);
     for (auto& p : view->pending_evidence) *response->add_pending_evidence() = std::move(p);
+    for (auto& d : view->deadlines) *response->add_deadlines() = std::move(d);
     for (auto& r : view->records) *response->add_records() = std::move(r);
   }
   return Done(ctx, view.status());

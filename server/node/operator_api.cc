@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
+#include "server/core/deadlines.h"
 #include "server/node/case_records.h"
 #include "server/node/node.h"
 #include "server/util/status_macros.h"
@@ -62,6 +63,13 @@ RequestView OperatorApi::ViewOf(std::vector<v1::RequestRecord> records) const {
     add(r.request());
     if (r.has_receipt()) add(r.receipt());
     for (const v1::SignedEnvelope& t : r.transitions()) add(t);
+  }
+  const absl::Time now = node_->context().Now();
+  for (const v1::RequestRecord& r : records) {
+    for (v1::CaseDeadline& d :
+         EveryDeadline(r, node_->context().config().service_levels(), now)) {
+      view.deadlines.push_back(std::move(d));
+    }
   }
   view.stored_evidence = node_->evidence().HeldOf(records);
   view.pending_evidence = node_->evidence().PendingOf(records);

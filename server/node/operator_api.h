@@ -39,6 +39,8 @@ struct RequestView {
   std::vector<v1::StoredEvidence> stored_evidence;
   // Evidence files of the records' responses still to fetch.
   std::vector<v1::PendingEvidenceStatus> pending_evidence;
+  // Every deadline of the records, met or not (EveryDeadline).
+  std::vector<v1::CaseDeadline> deadlines;
 };
 
 // A page of the log's entries, with its size when read.

@@ -5,6 +5,7 @@
 // as one object on stderr; exit 3 when the node does not answer.
 #include <sys/stat.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -128,6 +129,24 @@ TEST_F(CliOutputE2eTest, PendingConditionsAreShownFirstAndBlockExport) {
   const auto& steps = f.at("steps").list_value().values();
   ASSERT_EQ(steps.size(), 2);
   EXPECT_EQ(f.at("step_count").number_value(), 2);
+  // Every deadline of the case, met or not, with the time left: the
+  // service levels JP met (acknowledge, decide) and the accepted
+  // preservation's term (ETS185 Art 29(7)).
+  std::map<std::string, google::protobuf::Struct> deadlines;
+  for (const auto& d : f.at("deadlines").list_value().values()) {
+    EXPECT_EQ(d.struct_value().fields().at("request_id").string_value(), id);
+    deadlines[d.struct_value().fields().at("kind").string_value()] = d.struct_value();
+  }
+  ASSERT_EQ(deadlines.size(), 3u) << json.out;
+  EXPECT_TRUE(deadlines["ACKNOWLEDGE"].fields().at("met").bool_value());
+  EXPECT_TRUE(deadlines["DECIDE"].fields().at("met").bool_value());
+  const auto& term = deadlines["PRESERVATION_EXPIRY"].fields();
+  EXPECT_FALSE(term.at("met").bool_value());
+  EXPECT_FALSE(term.at("overdue").bool_value());
+  EXPECT_GT(term.at("seconds_left").number_value(), 50 * 86400);
+  EXPECT_EQ(term.at("party").string_value(), "FR");
+  EXPECT_THAT(show.out, HasSubstr("deadline: DUE     PRESERVATION_EXPIRY"));
+  EXPECT_THAT(show.out, HasSubstr("deadline: MET     DECIDE"));
   const auto& accept = steps[0].struct_value().fields();
   EXPECT_EQ(accept.at("sequence").number_value(), 1);
   EXPECT_EQ(accept.at("action").string_value(), "ACCEPT");
