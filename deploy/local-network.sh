@@ -8,9 +8,10 @@
 # configuration per party (with a Prometheus metrics port, docs/metrics.md)
 # and a client configuration per operator (alice, bob, carol and admin, who
 # holds the admin role), starts a comityd per party, then has FR's operator
-# submit a preservation request to JP and shows it sent, received, and its
-# receipt verified on both sides, each party's audit log verified by its own
-# auditor, FR's metrics and an online backup by FR's admin.
+# submit a preservation request to JP and shows its case on both sides
+# (CASE_DELIVERED, JP's signed receipt verified), JP's acceptance reaching FR
+# (CASE_ACCEPTED), each party's audit log verified by its own auditor, FR's
+# metrics and an online backup by FR's admin.
 # Without --keep the nodes are stopped at the end; with it they keep running
 # (stop them with: kill $(cat DIR/*/comityd.pid)).
 set -euo pipefail
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
     --bin) bin=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     --memory-limit-mb) memory_limit_mb=$2; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "$0: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -136,7 +137,8 @@ echo "== The treaty question first, offline: is $to obliged to preserve data for
   --type PRESERVATION --offence DATA_INTERFERENCE | sed -n '1,4p'
 
 echo
-echo "== $from (operator alice) submits a preservation request to $to"
+echo "== $from (operator alice) submits a preservation request to $to; 'state:' is its delivery state"
+echo "   (DELIVERED: $to stored it and its signed receipt is back)"
 out=$("$bin/comity" --connect "$dir/$from/alice.conf" submit --to "$to" \
   --type PRESERVATION --offence DATA_INTERFERENCE --penalty-months 60 --urgency URGENT \
   --authority "Parquet de Paris, section J3 (cybercriminalite)" \
@@ -157,20 +159,21 @@ for _ in $(seq 1 200); do
 done
 
 echo
-echo "== $from: requests sent"
+echo "== $from: its sent requests, each with its case state (CASE_DELIVERED: $to holds it, no step yet)"
 "$bin/comity" --connect "$dir/$from/alice.conf" list --sent
 echo
-echo "== $to: requests received"
+echo "== $to: its received requests, the same case in the same state"
 "$bin/comity" --connect "$dir/$to/alice.conf" list --received
 echo
-echo "== $to: the request as received, signature and receipt verified"
+echo "== $to: the request, its signature and receipt verified"
+echo "   (its first line gives direction and delivery state, 'case:' its case state)"
 "$bin/comity" --connect "$dir/$to/alice.conf" show "$id"
 echo
-echo "== $from: the receipt as $from holds it, verified"
+echo "== $from: the same request as $from holds it, $to's receipt verified"
 "$bin/comity" --connect "$dir/$from/alice.conf" show "$id" | grep -E '^(request|signature|receipt|assessment|DISAGREEMENT)'
 
 echo
-echo "== JP (operator bob, reviewer) accepts; the signed step reaches FR"
+echo "== $to (operator bob, reviewer) accepts: CASE_DELIVERED -> CASE_ACCEPTED, a signed step that reaches $from"
 "$bin/comity" --connect "$dir/$to/bob.conf" accept "$id"
 for _ in $(seq 1 50); do
   "$bin/comity" --connect "$dir/$from/alice.conf" show "$id" | grep -q '^case: *CASE_ACCEPTED' && break
@@ -180,13 +183,15 @@ done
 
 echo
 echo "== $from's audit log, verified by $from's auditor (carol of $from)"
+echo -n "$from: "
 "$bin/comity" --connect "$dir/$from/carol.conf" audit verify
-echo "== $to's audit log, verified by $to's auditor (carol of $to); it proves $to received the request"
+echo "== $to's audit log, verified by $to's auditor (carol of $to); its REQUEST_RECEIVED entry proves $to holds the request"
+echo -n "$to: "
 "$bin/comity" --connect "$dir/$to/carol.conf" audit verify
 "$bin/comity" --connect "$dir/$to/carol.conf" audit log --request "$id"
 
 echo
-echo "== $from's metrics (http://127.0.0.1:$(metrics_port 0)/metrics): requests held"
+echo "== $from's metrics (http://127.0.0.1:$(metrics_port 0)/metrics): its requests by delivery state"
 # A plain HTTP GET without curl (bash's /dev/tcp).
 exec 3<>"/dev/tcp/127.0.0.1/$(metrics_port 0)"
 printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3

@@ -23,6 +23,13 @@ check '1\. ACCEPT -> CASE_ACCEPTED by JP \(bob\).*signature verified'
 # Whose log each verification is.
 check "^== FR's audit log, verified by FR's auditor"
 check "^== JP's audit log, verified by JP's auditor"
+check '^FR: [0-9]+ entries, root [0-9a-f]{64}, consistent \('
+check '^JP: [0-9]+ entries, root [0-9a-f]{64}, consistent \('
+# The narration names case states as the CLI prints them; delivery states
+# only where it says so.
+check "^== FR: its sent requests, each with its case state \(CASE_DELIVERED"
+check "^== JP \(operator bob, reviewer\) accepts: CASE_DELIVERED -> CASE_ACCEPTED"
+check "^== FR's metrics .*: its requests by delivery state"
 # Metrics on: FR's endpoint counts the delivered request.
 check '^comity_requests\{direction="sent",partner="JP",state="DELIVERED"\} 1$'
 grep -q '^metrics_listen_address: "127.0.0.1:' "$dir/net/FR/node.conf" || { echo "FAIL: no metrics port in FR/node.conf"; exit 1; }
