@@ -256,6 +256,7 @@ class Runner:
         self.env.pop("COMITY_CONNECT", None)
         self.current_id = None
         self.fresh = 0
+        self.last_out = ""
         self.made = set()  # placeholder files this test wrote
         self.ran, self.skipped, self.failures = 0, 0, []
 
@@ -371,9 +372,10 @@ class Runner:
             elif w == "DIR":
                 # Written to (--out DIR): a fresh one; read (verify-package
                 # DIR): the one the line before wrote.
-                if (i > 0 and words[i - 1] == "--out") or self.fresh == 0:
+                if (i > 0 and words[i - 1] == "--out") or not self.last_out:
                     self.fresh += 1
-                w = os.path.join(self.work, f"out-{self.fresh}")
+                    self.last_out = os.path.join(self.work, f"out-{self.fresh}")
+                w = self.last_out
             elif i == 1 and words[0].endswith("make-network.sh") and w.startswith("/tmp/"):
                 w = os.path.join(self.tmp, "scratch" + w.replace("/", "-"))
             elif w == "/tmp/net" or w.startswith("/tmp/net/"):
