@@ -61,6 +61,10 @@ absl::StatusOr<v1::EvidenceFile> Send(v1::OperatorService::Stub* stub, int fd,
   chunk.set_offset(offset);
   std::string buffer(chunk_bytes, '\0');
   bool sent = true;
+  // The first message opens the upload even with nothing left to send (the
+  // node holds every byte already: the same content for another request,
+  // or an upload cut after its last chunk).
+  if (offset >= size) sent = writer->Write(chunk);
   while (sent && offset < size) {
     auto got = ReadFull(fd, buffer.data(), buffer.size(), offset, path);
     if (!got.ok()) {

@@ -151,6 +151,24 @@ TEST_F(EvidenceE2eTest, NoOperatorActionReleasesTheNodesOwnKeys) {
   EXPECT_THAT(refused, HasSubstr("private key"));
 }
 
+// The same content answers two requests (a log both asked for): the node
+// holds it already, the second upload has nothing to send, and still stages
+// the file for its own request.
+TEST_F(EvidenceE2eTest, AFileTheNodeHoldsAlreadyAnswersAnotherRequest) {
+  const std::string bytes(90000, 'd');
+  const std::string path = WriteBytes("shared-logs.tar", bytes);
+  CliResult first = Jp({"respond", id_, "--text", "the logs", "--file", path});
+  ASSERT_EQ(first.code, 0) << first.err;
+  const std::string second_id = Submit();
+  ASSERT_EQ(Jp({"accept", second_id}).code, 0);
+  CliResult second = Jp({"respond", second_id, "--text", "the same logs", "--file", path});
+  ASSERT_EQ(second.code, 0) << second.err;
+  EXPECT_EQ(StoredObjects("JP"), 1) << "one copy of the content";
+  // And a third time on the first request, in a second response.
+  CliResult again = Jp({"respond", id_, "--text", "again", "--file", path, "--final"});
+  EXPECT_EQ(again.code, 0) << again.err;
+}
+
 TEST_F(EvidenceE2eTest, DevicesFifosAndVirtualFilesAreRefusedAtOnce) {
   const std::string fifo = net_->dir() + "/pipe";
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
