@@ -618,7 +618,7 @@ int Cli::PrintSubmitted(const v1::RequestRecord& r,
     out_ << "submitted " << body.id() << ": " << body.requesting_party() << " -> "
          << body.requested_party() << ", " << v1::AssistanceType_Name(body.assistance_type())
          << ", " << v1::OffenceCategory_Name(body.offence().category()) << "\n";
-    out_ << "state:     " << v1::RequestState_Name(r.state());
+    out_ << "delivery:  " << v1::RequestState_Name(r.state());
     if (r.state() == v1::PENDING_DELIVERY) {
       out_ << " (stored; the node keeps retrying until " << body.requested_party()
            << " acknowledges)";
@@ -955,7 +955,7 @@ int Cli::List(const ParsedArgs& args) {
   for (v1::RequestRecord& r : records) *resp.add_records() = std::move(r);
   JsonValue list = JsonValue::Array();
   if (!json_) {
-    out_ << "ID                                    DIR       FROM TO  TYPE                     STATE\n";
+    out_ << "ID                                    DIR       FROM TO  TYPE                     CASE (or delivery)\n";
   }
   for (const v1::RequestRecord& r : resp.records()) {
     v1::RequestBody body;
@@ -971,7 +971,7 @@ int Cli::List(const ParsedArgs& args) {
                   v1::AssistanceType_Name(body.assistance_type()).c_str(),
                   r.case_state() != v1::CASE_STATE_UNSPECIFIED
                       ? v1::CaseState_Name(r.case_state()).c_str()
-                      : v1::RequestState_Name(r.state()).c_str());
+                      : ("delivery " + v1::RequestState_Name(r.state())).c_str());
     out_ << line << "\n";
   }
   if (json_) {
@@ -1043,8 +1043,12 @@ int Cli::Show(const ParsedArgs& args) {
       list.Add(std::move(s));
       continue;
     }
-    out_ << "request " << body.id() << " (" << DirectionName(r.direction()) << ", "
-         << v1::RequestState_Name(r.state()) << ")\n";
+    out_ << "request " << body.id() << " (" << DirectionName(r.direction()) << "; delivery "
+         << v1::RequestState_Name(r.state());
+    if (r.case_state() != v1::CASE_STATE_UNSPECIFIED) {
+      out_ << "; case " << v1::CaseState_Name(r.case_state());
+    }
+    out_ << ")\n";
     out_ << "stored:    " << FormatTs(r.stored_at());
     if (!r.submitted_by().empty()) out_ << " by " << r.submitted_by();
     out_ << "\n";

@@ -137,7 +137,7 @@ echo "== The treaty question first, offline: is $to obliged to preserve data for
   --type PRESERVATION --offence DATA_INTERFERENCE | sed -n '1,4p'
 
 echo
-echo "== $from (operator alice) submits a preservation request to $to; 'state:' is its delivery state"
+echo "== $from (operator alice) submits a preservation request to $to; 'delivery:' is its delivery state"
 echo "   (DELIVERED: $to stored it and its signed receipt is back)"
 out=$("$bin/comity" --connect "$dir/$from/alice.conf" submit --to "$to" \
   --type PRESERVATION --offence DATA_INTERFERENCE --penalty-months 60 --urgency URGENT \
@@ -166,7 +166,7 @@ echo "== $to: its received requests, the same case in the same state"
 "$bin/comity" --connect "$dir/$to/alice.conf" list --received
 echo
 echo "== $to: the request, its signature and receipt verified"
-echo "   (its first line gives direction and delivery state, 'case:' its case state)"
+echo "   (its first line gives direction, delivery state and case state)"
 "$bin/comity" --connect "$dir/$to/alice.conf" show "$id"
 echo
 echo "== $from: the same request as $from holds it, $to's receipt verified"

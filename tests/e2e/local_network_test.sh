@@ -11,7 +11,7 @@ out=$("$root/deploy/local-network.sh" --dir "$dir/net" --bin "$bin" --base-port 
   echo "$out"; for l in "$dir"/net/*/comityd.log; do echo "== $l"; cat "$l"; done; exit 1; }
 echo "$out"
 check() { grep -qE -- "$1" <<< "$out" || { echo "FAIL: output lacks: $1"; exit 1; }; }
-check '^state: +DELIVERED'
+check '^delivery: +DELIVERED'
 check '^signature: FR key FR-1: verified'
 check '^receipt: +JP key JP-1: verified'
 check '^assessment FR: BINDING under ETS185'
