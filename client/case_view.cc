@@ -62,9 +62,11 @@ std::string DeadlineLine(const v1::CaseDeadline& d, absl::Time now) {
                       : d.overdue()  ? "LATE    "
                       : d.expiring() ? "EXPIRES "
                                      : "DUE     ",
-                      d.kind(), "  due ", FormatMicros(d.due_unix_micros()), " (",
-                      left < absl::ZeroDuration() ? span + " ago" : "in " + span,
-                      "): ", d.description());
+                      d.kind(), "  due ", FormatMicros(d.due_unix_micros()),
+                      d.met() ? ""
+                      : left < absl::ZeroDuration() ? absl::StrCat(" (", span, " ago)")
+                                                    : absl::StrCat(" (in ", span, ")"),
+                      ": ", d.description());
 }
 
 std::string FormatMicros(int64_t unix_micros) {
