@@ -34,6 +34,13 @@ const char* EvidenceStateName(EvidenceState state) {
   return "unknown";
 }
 
+JsonValue EvidenceFileJson(const v1::EvidenceFile& f) {
+  return JsonValue::Object()
+      .Set("name", f.name())
+      .Set("sha256", HexEncode(f.sha256()))
+      .Set("size", f.size());
+}
+
 std::string DirectionName(v1::Direction d) {
   return d == v1::OUTGOING ? "sent" : d == v1::INCOMING ? "received" : "unknown";
 }
@@ -210,12 +217,7 @@ JsonValue StepJson(const StepView& step) {
   if (t.open_duties_size() > 0) s.Set("open_duties", Strings(t.open_duties()));
   if (t.evidence_size() > 0) {
     JsonValue files = JsonValue::Array();
-    for (const v1::EvidenceFile& f : t.evidence()) {
-      files.Add(JsonValue::Object()
-                    .Set("name", f.name())
-                    .Set("sha256", HexEncode(f.sha256()))
-                    .Set("size", f.size()));
-    }
+    for (const v1::EvidenceFile& f : t.evidence()) files.Add(EvidenceFileJson(f));
     s.Set("evidence", std::move(files));
   }
   if (t.release_conditions_size() > 0) {

@@ -105,6 +105,9 @@ void AddCaseJson(const CaseView& view, JsonValue* object);
 // RFC 3339, UTC, seconds: "2026-12-01T19:14:01Z".
 std::string FormatMicros(int64_t unix_micros);
 
+// An evidence file as a signed step lists it: name, sha256 (hex), size.
+JsonValue EvidenceFileJson(const v1::EvidenceFile& f);
+
 // "sent", "received" or "unknown".
 std::string DirectionName(v1::Direction d);
 

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "client/case_view.h"
 #include "comity/v1/audit.pb.h"
 #include "comity/v1/case.pb.h"
 #include "comity/v1/request.pb.h"
@@ -71,12 +72,7 @@ JsonValue StepJson(const v1::SignedEnvelope& env) {
   }
   if (t.evidence_size() > 0) {
     JsonValue files = JsonValue::Array();
-    for (const v1::EvidenceFile& f : t.evidence()) {
-      files.Add(JsonValue::Object()
-                    .Set("name", f.name())
-                    .Set("sha256", HexEncode(f.sha256()))
-                    .Set("size", f.size()));
-    }
+    for (const v1::EvidenceFile& f : t.evidence()) files.Add(EvidenceFileJson(f));
     s.Set("evidence", std::move(files));
   }
   return s;

@@ -48,6 +48,28 @@ const v1::RequestRecord* RowOf(const std::vector<v1::RequestRecord>& records,
   return nullptr;
 }
 
+absl::Status ExportableRecord::MayLeave(bool allow_tlp_red) const {
+  if (!red || allow_tlp_red) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("request ", body.id(),
+                   " is TLP:RED: its material may not leave the node unless you say so "
+                   "explicitly (--allow-tlp-red); that export is logged"));
+}
+
+absl::StatusOr<ExportableRecord> LoadForExport(Store& store, const std::string& request_id) {
+  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records,
+                          store.requests().Get(request_id));
+  if (records.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat("no request ", request_id.substr(0, 64), " on this node"));
+  }
+  ExportableRecord out;
+  out.record = std::move(records[0]);
+  COMITY_ASSIGN_OR_RETURN(out.body, BodyOf(out.record));
+  out.red = out.body.handling().tlp() == v1::TLP_RED;
+  return out;
+}
+
 absl::StatusOr<v1::RequestBody> BodyOf(const v1::RequestRecord& record) {
   v1::RequestBody body;
   if (!body.ParseFromString(record.request().payload())) {

@@ -34,6 +34,18 @@ const v1::RequestRecord* RowOf(const std::vector<v1::RequestRecord>& records,
 // holds what it verified: damage, not bad input).
 absl::StatusOr<v1::RequestBody> BodyOf(const v1::RequestRecord& record);
 
+// A request whose material an operator takes out of the node (an evidence
+// file, a custody package): its first record and body. NotFound if the node
+// holds none.
+struct ExportableRecord {
+  v1::RequestRecord record;
+  v1::RequestBody body;
+  bool red = false;  // TLP:RED: leaves only with the operator's explicit consent.
+  // FailedPrecondition for TLP:RED material without `allow_tlp_red`.
+  absl::Status MayLeave(bool allow_tlp_red) const;
+};
+absl::StatusOr<ExportableRecord> LoadForExport(Store& store, const std::string& request_id);
+
 // The fields of a request the store indexes.
 RecordKey KeyOf(const v1::RequestBody& body);
 

@@ -57,21 +57,11 @@ absl::StatusOr<CustodyExport::Package> CustodyExport::Export(
     return absl::InvalidArgumentError(
         absl::StrCat("at most ", kMaxFiles, " files in one custody package"));
   }
-  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records,
-                          ctx_->store().requests().Get(request_id));
-  if (records.empty()) {
-    return absl::NotFoundError(
-        absl::StrCat("no request ", request_id.substr(0, 64), " on this node"));
-  }
-  const v1::RequestRecord& row = records[0];
-  COMITY_ASSIGN_OR_RETURN(v1::RequestBody body, BodyOf(row));
-  const bool red = body.handling().tlp() == v1::TLP_RED;
-  if (red && !allow_tlp_red) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("request ", request_id,
-                     " is TLP:RED: its material may not leave the node unless you say so "
-                     "explicitly (--allow-tlp-red); that export is logged"));
-  }
+  COMITY_ASSIGN_OR_RETURN(ExportableRecord held, LoadForExport(ctx_->store(), request_id));
+  COMITY_RETURN_IF_ERROR(held.MayLeave(allow_tlp_red));
+  const v1::RequestRecord& row = held.record;
+  const v1::RequestBody& body = held.body;
+  const bool red = held.red;
 
   v1::CustodyPackage p;
   p.set_format_version(kCustodyFormatVersion);

@@ -83,14 +83,9 @@ absl::StatusOr<std::unique_ptr<EvidenceReader>> EvidenceExchange::OpenForPeer(
 absl::StatusOr<std::unique_ptr<EvidenceReader>> EvidenceExchange::OpenForExport(
     const std::string& operator_name, const std::string& request_id,
     const std::string& sha256, uint64_t offset, bool allow_tlp_red, size_t chunk_bytes) {
-  COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> records,
-                          ctx_->store().requests().Get(request_id));
-  if (records.empty()) {
-    return absl::NotFoundError(
-        absl::StrCat("no request ", request_id.substr(0, 64), " on this node"));
-  }
-  const v1::RequestRecord& row = records[0];
-  COMITY_ASSIGN_OR_RETURN(v1::RequestBody body, BodyOf(row));
+  COMITY_ASSIGN_OR_RETURN(ExportableRecord held, LoadForExport(ctx_->store(), request_id));
+  const v1::RequestRecord& row = held.record;
+  const v1::RequestBody& body = held.body;
   std::string name;
   for (const v1::SignedEnvelope& env : row.transitions()) {
     v1::Transition t;
@@ -103,13 +98,8 @@ absl::StatusOr<std::unique_ptr<EvidenceReader>> EvidenceExchange::OpenForExport(
     return absl::NotFoundError(absl::StrCat(
         "request ", request_id, " has no evidence file with that SHA-256 here"));
   }
-  const bool red = body.handling().tlp() == v1::TLP_RED;
-  if (red && !allow_tlp_red) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("request ", request_id,
-                     " is TLP:RED: its material may not leave the node unless you "
-                     "say so explicitly (--allow-tlp-red); that export is logged"));
-  }
+  COMITY_RETURN_IF_ERROR(held.MayLeave(allow_tlp_red));
+  const bool red = held.red;
   if (offset == 0) {
     COMITY_RETURN_IF_ERROR(ctx_->store().audit().Append([&](AuditWriter& w) {
       v1::AuditEntry e =
