@@ -869,7 +869,7 @@ int Cli::Inbox(const ParsedArgs&) {
     const absl::Duration d = deadline - now;
     const int64_t h = absl::ToInt64Hours(absl::AbsDuration(d));
     const std::string span =
-        h >= 48 ? absl::StrCat(h / 24, "d")
+        h >= 48 ? absl::StrCat(h / 24, "d", h % 24, "h")
                 : absl::StrCat(h, "h", absl::ToInt64Minutes(absl::AbsDuration(d)) % 60, "m");
     return d < absl::ZeroDuration() ? "overdue " + span : span;
   };

@@ -1,6 +1,8 @@
 // AuditService (role auditor): each handler hands the call to
 // Node::operator_api().
 #include <algorithm>
+#include <deque>
+#include <string>
 
 #include "server/audit/merkle.h"
 #include "server/grpc/adapter_util.h"
@@ -9,47 +11,101 @@
 namespace comity {
 namespace {
 
-constexpr uint64_t kExportChunk = 4096;
+// Rows read from the store at a time.
+constexpr uint64_t kExportBatch = 512;
+// What a message leaves of the limit for its framing and the fields it
+// repeats.
+constexpr size_t kExportMargin = 16 << 10;
 
-// Streams the log in bundles: the first carries the heads and keys, then
-// kExportChunk entries each.
+// Streams the log in bundles of at most about the node's message limit:
+// the first carries the party and keys, then the signed heads a page at a
+// time, then the entries with their leaf hashes. The client merges them
+// (repeated fields concatenate) into one AuditBundle.
 class ExportReactor final : public grpc::ServerWriteReactor<v1::AuditBundle> {
  public:
-  explicit ExportReactor(AuditExportStream stream) : stream_(std::move(stream)) {
+  explicit ExportReactor(AuditExportStream stream)
+      : stream_(std::move(stream)),
+        budget_(std::max<size_t>(stream_.max_bytes, 2 * kExportMargin) - kExportMargin) {
     current_ = std::move(stream_.first);
-    Next();
+    StartWrite(&current_);
   }
   void OnWriteDone(bool ok) override {
     if (!ok) {
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
       return;
     }
-    if (next_ >= stream_.size) {
+    current_.Clear();
+    absl::Status filled = heads_done_ ? FillEntries() : FillHeads();
+    if (!filled.ok()) {
+      Finish(ToGrpcStatus(filled));
+      return;
+    }
+    if (current_.tree_heads_size() == 0 && current_.entries_size() == 0) {
       Finish(grpc::Status::OK);
       return;
     }
-    current_.Clear();
-    Next();
+    StartWrite(&current_);
   }
   void OnDone() override { delete this; }
 
  private:
-  void Next() {
-    auto entries = stream_.read(next_, kExportChunk);
-    if (!entries.ok()) {
-      Finish(ToGrpcStatus(entries.status()));
-      return;
+  // The next heads, up to the budget (at least one per message).
+  absl::Status FillHeads() {
+    size_t bytes = 0;
+    for (;;) {
+      if (pending_heads_.empty()) {
+        auto heads = stream_.read_heads(next_head_size_, kExportBatch);
+        if (!heads.ok()) return heads.status();
+        if (heads->empty()) {
+          heads_done_ = true;
+          break;
+        }
+        next_head_size_ = heads->back().head.tree_size() + 1;
+        for (StoredTreeHead& h : *heads) {
+          pending_heads_.push_back(h.signed_head.SerializeAsString());
+        }
+      }
+      const size_t size = pending_heads_.front().size() + 8;
+      if (current_.tree_heads_size() > 0 && bytes + size > budget_) return absl::OkStatus();
+      bytes += size;
+      current_.add_tree_heads(std::move(pending_heads_.front()));
+      pending_heads_.pop_front();
     }
-    for (auto& e : *entries) {
-      current_.add_leaf_hashes(merkle::LeafHash(e));
-      current_.add_entries(std::move(e));
-    }
-    next_ += entries->size();
-    if (entries->empty()) next_ = stream_.size;
-    StartWrite(&current_);
+    // Heads done: the entries start in the same message if it has room.
+    return current_.tree_heads_size() == 0 ? FillEntries() : absl::OkStatus();
   }
+
+  // The next entries with their leaf hashes, up to the budget.
+  absl::Status FillEntries() {
+    size_t bytes = 0;
+    for (;;) {
+      if (pending_entries_.empty()) {
+        if (next_ >= stream_.size) return absl::OkStatus();
+        auto entries = stream_.read(next_, kExportBatch);
+        if (!entries.ok()) return entries.status();
+        if (entries->empty()) {
+          next_ = stream_.size;
+          return absl::OkStatus();
+        }
+        next_ += entries->size();
+        for (std::string& e : *entries) pending_entries_.push_back(std::move(e));
+      }
+      const size_t size = pending_entries_.front().size() + merkle::kHashSize + 16;
+      if (current_.entries_size() > 0 && bytes + size > budget_) return absl::OkStatus();
+      bytes += size;
+      current_.add_leaf_hashes(merkle::LeafHash(pending_entries_.front()));
+      current_.add_entries(std::move(pending_entries_.front()));
+      pending_entries_.pop_front();
+    }
+  }
+
   AuditExportStream stream_;
+  const size_t budget_;
+  bool heads_done_ = false;
+  uint64_t next_head_size_ = 0;
+  std::deque<std::string> pending_heads_;
   uint64_t next_ = 0;
+  std::deque<std::string> pending_entries_;
   v1::AuditBundle current_;
 };
 

@@ -412,13 +412,7 @@ absl::StatusOr<AuditExportStream> OperatorApi::AuditExport(const CallInfo& call)
         COMITY_ASSIGN_OR_RETURN(stream.size, audit.Size());
         stream.first.set_party(node_->party());
         stream.first.set_exported_at_unix_micros(absl::ToUnixMicros(node_->context().Now()));
-        COMITY_ASSIGN_OR_RETURN(std::vector<StoredTreeHead> heads, audit.TreeHeads());
-        for (const StoredTreeHead& h : heads) {
-          // The heads of the log as exported: one signed after the size was
-          // read would cover entries the export does not hold.
-          if (h.head.tree_size() > stream.size) break;
-          stream.first.add_tree_heads(h.signed_head.SerializeAsString());
-        }
+        stream.max_bytes = node_->context().config().limits().max_message_bytes();
         for (const v1::PublicKey& k : node_->OwnKeys()) {
           v1::PublicKeyEntry* e = stream.first.add_public_keys();
           e->set_party(k.party());
@@ -426,6 +420,15 @@ absl::StatusOr<AuditExportStream> OperatorApi::AuditExport(const CallInfo& call)
           e->set_ed25519_public_key(k.ed25519_public_key());
         }
         const uint64_t size = stream.size;
+        stream.read_heads = [&audit, size](uint64_t from_size, uint64_t limit)
+            -> absl::StatusOr<std::vector<StoredTreeHead>> {
+          COMITY_ASSIGN_OR_RETURN(std::vector<StoredTreeHead> heads,
+                                  audit.TreeHeads(from_size, limit));
+          // The heads of the log as exported: one signed after the size was
+          // read would cover entries the export does not hold.
+          while (!heads.empty() && heads.back().head.tree_size() > size) heads.pop_back();
+          return heads;
+        };
         stream.read = [&audit, size](uint64_t from, uint64_t limit) {
           AuditFilter f;
           f.from_index = from;

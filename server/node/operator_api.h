@@ -66,11 +66,18 @@ struct AuditProof {
   std::string entry;  // Inclusion proofs: the entry proven.
 };
 
-// A streamed export of the log: the first bundle (heads and keys), then
-// the entries in chunks.
+// A streamed export of the log, in messages of at most about `max_bytes`:
+// the first bundle (party, keys, time), then the signed heads a page at a
+// time, then the entries (docs/operator_api.md).
 struct AuditExportStream {
   v1::AuditBundle first;
-  uint64_t size = 0;
+  uint64_t size = 0;  // Entries exported; heads beyond it are left out.
+  size_t max_bytes = 0;
+  // Up to `limit` serialized signed heads with tree_size in [from_size,
+  // size], by size.
+  std::function<absl::StatusOr<std::vector<StoredTreeHead>>(uint64_t from_size,
+                                                            uint64_t limit)>
+      read_heads;
   // Up to `limit` entries from index `from`.
   std::function<absl::StatusOr<std::vector<std::string>>(uint64_t from, uint64_t limit)>
       read;

@@ -374,6 +374,36 @@ TEST_F(ListsE2eTest, TheAuditLogIsReadAPageAtATime) {
             1001);
 }
 
+// `audit export` of a log whose heads alone are eight times what one message
+// may carry (1,001 receipts, each with a head signed for it, under a
+// 16 KiB limit: as 25,000 heads are with the default 1 MiB): the export
+// streams its heads and entries in bounded messages, and verifies.
+TEST_F(ListsE2eTest, TheAuditLogIsExportedInBoundedMessages) {
+  net_->ConfigText("FR") += "limits { max_message_bytes: 16384 }\n";
+  ASSERT_THAT(net_->Start("FR"), IsOk());
+  ASSERT_THAT(net_->Start("JP"), IsOk());
+  FillFromJp(1000, 100, 4);
+  AuditStore& audit = net_->server("FR")->node()->store()->audit();
+  auto heads = audit.TreeHeads();
+  ASSERT_THAT(heads, IsOk());
+  size_t head_bytes = 0;
+  for (const StoredTreeHead& h : *heads) head_bytes += h.signed_head.ByteSizeLong();
+  std::cout << heads->size() << " heads, " << head_bytes << " bytes\n";
+  ASSERT_GT(head_bytes, 8u * 16384);
+
+  const std::string prefix = net_->dir() + "/fr-log";
+  CliResult exported = Op("FR", "carol", {"audit", "export", "--out", prefix, "--json"});
+  ASSERT_EQ(exported.code, 0) << exported.err;
+  const auto f = ParseJson(exported.out).fields();
+  EXPECT_TRUE(f.at("verified").bool_value()) << exported.out;
+  EXPECT_GE(f.at("tree_heads").number_value(), static_cast<double>(heads->size()));
+  auto size = audit.Size();
+  ASSERT_THAT(size, IsOk());
+  EXPECT_GE(f.at("entries").number_value(), 1001.0);
+  CliResult offline = Cli({"audit", "verify", "--bundle", prefix + ".bundle"});
+  EXPECT_EQ(offline.code, 0) << offline.out << offline.err;
+}
+
 // docs/delivery.md: "a peer that is down for hours costs one probe per
 // interval". The test config backs off 100 ms doubled up to 400 ms, with
 // jitter x0.5 to x1: at least 200 ms between probes.
