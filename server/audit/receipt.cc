@@ -13,7 +13,8 @@ namespace comity {
 
 absl::StatusOr<v1::Receipt> VerifyReceipt(const v1::SignedEnvelope& request,
                                           const v1::SignedEnvelope& receipt,
-                                          absl::string_view receiver, const KeyRing& ring) {
+                                          absl::string_view receiver, const KeyRing& ring,
+                                          VerifiedHeads* heads) {
   if (receipt.signer_party() != receiver) {
     return absl::UnauthenticatedError(absl::StrCat(
         "receipt is signed by '", receipt.signer_party(), "', expected ", receiver));
@@ -22,6 +23,15 @@ absl::StatusOr<v1::Receipt> VerifyReceipt(const v1::SignedEnvelope& request,
   v1::Receipt r;
   if (!r.ParseFromString(receipt.payload())) {
     return absl::InvalidArgumentError("receipt payload is not a comity.v1.Receipt");
+  }
+  if (r.version() > kReceiptVersion) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the receipt is of format version ", r.version(), "; this node reads versions up to ",
+        kReceiptVersion, " (upgrade it to verify it)"));
+  }
+  if (r.version() == 2 && (r.batch_size() < 1 || r.batch_size() > kMaxDeliveryBatch)) {
+    return absl::InvalidArgumentError(absl::StrCat("the receipt's batch_size ", r.batch_size(),
+                                                   " is not within 1..", kMaxDeliveryBatch));
   }
   v1::RequestBody body;
   if (!body.ParseFromString(request.payload())) {
@@ -41,7 +51,9 @@ absl::StatusOr<v1::Receipt> VerifyReceipt(const v1::SignedEnvelope& request,
   if (!r.has_tree_head()) {
     return absl::InvalidArgumentError("receipt carries no tree head of the receiver's log");
   }
-  COMITY_RETURN_IF_ERROR(VerifyEnvelope(r.tree_head(), kTreeHeadPayloadType, ring));
+  if (heads == nullptr || !heads->Contains(r.tree_head())) {
+    COMITY_RETURN_IF_ERROR(VerifyEnvelope(r.tree_head(), kTreeHeadPayloadType, ring));
+  }
   v1::TreeHead head;
   if (r.tree_head().signer_party() != receiver || !head.ParseFromString(r.tree_head().payload()) ||
       head.party() != receiver) {
@@ -69,6 +81,7 @@ absl::StatusOr<v1::Receipt> VerifyReceipt(const v1::SignedEnvelope& request,
         "the receipt's log entry is not in the receiver's signed tree head: ",
         included.message()));
   }
+  if (heads != nullptr) heads->Add(r.tree_head());
   return r;
 }
 

@@ -27,6 +27,8 @@ constexpr uint32_t kDefaultRetryInitialMs = 500;
 constexpr uint32_t kDefaultRetryMaxMs = 60000;
 constexpr uint32_t kDefaultMaxInFlight = 16;
 constexpr uint32_t kMaxInFlightLimit = 256;
+constexpr uint32_t kDefaultBatchSize = 32;
+constexpr uint32_t kMaxBatchSize = 256;  // kMaxDeliveryBatch (server/audit/receipt.h).
 
 // Builds errors of the form "<source>: <field>: <problem>".
 class FieldErrors {
@@ -86,6 +88,7 @@ void FillDefaults(v1::NodeConfig* c) {
   if (d->retry_initial_ms() == 0) d->set_retry_initial_ms(kDefaultRetryInitialMs);
   if (d->retry_max_ms() == 0) d->set_retry_max_ms(kDefaultRetryMaxMs);
   if (d->max_in_flight() == 0) d->set_max_in_flight(kDefaultMaxInFlight);
+  if (d->batch_size() == 0) d->set_batch_size(kDefaultBatchSize);
   if (c->audit().head_interval_seconds() == 0) c->mutable_audit()->set_head_interval_seconds(60);
   v1::ServiceLevels* sl = c->mutable_service_levels();
   if (sl->acknowledge_hours() == 0) sl->set_acknowledge_hours(72);
@@ -278,6 +281,9 @@ absl::StatusOr<std::unique_ptr<NodeSetup>> ParseNodeConfig(const std::string& te
   if (c.delivery().max_in_flight() > kMaxInFlightLimit) {
     return err.Invalid("delivery.max_in_flight",
                        absl::StrCat("must be at most ", kMaxInFlightLimit));
+  }
+  if (c.delivery().batch_size() > kMaxBatchSize) {
+    return err.Invalid("delivery.batch_size", absl::StrCat("must be at most ", kMaxBatchSize));
   }
 
   // TLS.

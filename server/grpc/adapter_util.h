@@ -13,6 +13,7 @@
 #include "server/grpc/status_util.h"
 #include "server/node/evidence_exchange.h"
 #include "server/node/request_intake.h"
+#include "server/util/executor.h"
 
 namespace comity {
 
@@ -29,6 +30,19 @@ inline grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx,
                                       const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+// Runs `body` (returning absl::Status, filling the response) on `pool`,
+// then finishes the call with its status: gRPC's callback threads only
+// hand the call over, and never wait on a commit, a signature or a lock.
+template <typename Body>
+grpc::ServerUnaryReactor* Offload(grpc::CallbackServerContext* ctx, Executor* pool,
+                                  Body body) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  pool->Schedule([reactor, body = std::move(body)]() mutable {
+    reactor->Finish(ToGrpcStatus(body()));
+  });
   return reactor;
 }
 

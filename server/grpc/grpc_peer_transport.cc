@@ -185,6 +185,49 @@ absl::StatusOr<v1::SignedEnvelope> GrpcPeerTransport::DeliverRequest(
   return std::move(*resp.mutable_receipt());
 }
 
+bool GrpcPeerTransport::Unbatched(const std::string& party) const {
+  absl::MutexLock lock(&mu_);
+  return unbatched_.count(party) > 0;
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<v1::SignedEnvelope>>>
+GrpcPeerTransport::DeliverRequests(const std::string& party,
+                                   const std::vector<const v1::SignedEnvelope*>& requests,
+                                   absl::Duration timeout) {
+  if (!Unbatched(party)) {
+    v1::DeliverRequestsRequest req;
+    req.mutable_requests()->Reserve(static_cast<int>(requests.size()));
+    for (const v1::SignedEnvelope* r : requests) *req.add_requests() = *r;
+    v1::DeliverRequestsResponse resp;
+    absl::Status st =
+        Unary(party, timeout, &v1::PeerService::Stub::DeliverRequests, req, &resp);
+    if (st.ok()) {
+      if (resp.outcomes_size() != static_cast<int>(requests.size())) {
+        return absl::DataLossError(absl::StrCat("peer ", party, " answered ",
+                                                resp.outcomes_size(), " outcomes for ",
+                                                requests.size(), " requests"));
+      }
+      std::vector<absl::StatusOr<v1::SignedEnvelope>> out;
+      out.reserve(requests.size());
+      for (v1::DeliveryOutcome& o : *resp.mutable_outcomes()) {
+        if (o.code() == 0) {
+          out.push_back(std::move(*o.mutable_receipt()));
+        } else {
+          const auto code = static_cast<absl::StatusCode>(
+              o.code() > 0 && o.code() <= 16 ? o.code() : 2 /* UNKNOWN */);
+          out.push_back(absl::Status(
+              code, absl::StrCat("peer ", party, ": ", o.message().substr(0, 1024))));
+        }
+      }
+      return out;
+    }
+    if (!absl::IsUnimplemented(st)) return st;
+    absl::MutexLock lock(&mu_);
+    unbatched_.insert(party);
+  }
+  return PeerTransport::DeliverRequests(party, requests, timeout);
+}
+
 absl::StatusOr<v1::SignedEnvelope> GrpcPeerTransport::DeliverTransition(
     const std::string& party, const v1::SignedEnvelope& transition, absl::Duration timeout) {
   v1::DeliverTransitionRequest req;

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -32,6 +33,11 @@ class GrpcPeerTransport final : public PeerTransport {
   absl::StatusOr<v1::SignedEnvelope> DeliverRequest(const std::string& party,
                                                     const v1::SignedEnvelope& request,
                                                     absl::Duration timeout) override;
+  // DeliverRequests, or one DeliverRequest per request to a peer that
+  // answers UNIMPLEMENTED (a node from before batches), remembered.
+  absl::StatusOr<std::vector<absl::StatusOr<v1::SignedEnvelope>>> DeliverRequests(
+      const std::string& party, const std::vector<const v1::SignedEnvelope*>& requests,
+      absl::Duration timeout) override;
   absl::StatusOr<v1::SignedEnvelope> DeliverTransition(const std::string& party,
                                                        const v1::SignedEnvelope& transition,
                                  absl::Duration timeout) override;
@@ -73,6 +79,9 @@ class GrpcPeerTransport final : public PeerTransport {
     bool expired;  // Cancelled by the watchdog.
   };
 
+  // Peers that answered DeliverRequests with UNIMPLEMENTED.
+  bool Unbatched(const std::string& party) const;
+
   // The shared stub of `party`'s channel, made on first use.
   absl::StatusOr<v1::PeerService::Stub*> StubFor(const std::string& party);
   // A stub on a new channel of its own.
@@ -93,8 +102,9 @@ class GrpcPeerTransport final : public PeerTransport {
 
   const NodeSetup* setup_;
   const Clock* const clock_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<v1::PeerService::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> unbatched_ ABSL_GUARDED_BY(mu_);
   // A std::mutex, not an absl::Mutex: the watchdog's timed wait must be on
   // the monotonic clock, and absl's (this LTS) are on the wall clock.
   std::mutex calls_mu_;

@@ -21,6 +21,7 @@
 #include "server/grpc/grpc_peer_transport.h"
 #include "server/grpc/services.h"
 #include "server/store/open_store.h"
+#include "server/util/executor.h"
 #include "server/util/files.h"
 #include "server/util/listen_check.h"
 #include "server/util/log.h"
@@ -33,6 +34,11 @@ namespace {
 // that oversized messages are normally refused by our code with an
 // explanation; anything beyond this is cut off by gRPC itself.
 constexpr int kHardCapFactor = 4;
+
+// Threads per listener for the work of its calls. They mostly wait (on the
+// store's group commit, on a lane's attempt): more than the cores, so that
+// commits from many calls share one fsync.
+constexpr int kCallThreads = 8;
 
 // What one listener's connections may hold in memory at once, as gRPC
 // accounts it (read and TLS buffers, messages being received): at least
@@ -168,8 +174,12 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Start(const NodeSetup* s
   server->gate_ = std::make_unique<StartGate>();
   Node* node = server->node_.get();
   const StartGate* gate = server->gate_.get();
-  server->peer_service_ = std::make_unique<PeerServiceImpl>(node, gate);
-  server->operator_service_ = std::make_unique<OperatorServiceImpl>(node, gate);
+  server->peer_pool_ = std::make_unique<Executor>("comity-peer", kCallThreads);
+  server->operator_pool_ = std::make_unique<Executor>("comity-operator", kCallThreads);
+  server->peer_service_ =
+      std::make_unique<PeerServiceImpl>(node, gate, server->peer_pool_.get());
+  server->operator_service_ =
+      std::make_unique<OperatorServiceImpl>(node, gate, server->operator_pool_.get());
   server->audit_service_ = std::make_unique<AuditServiceImpl>(node, gate);
 
   // At every start, before the node signs anything, its log is checked
@@ -275,6 +285,8 @@ void NodeServer::Shutdown(absl::Duration grace) {
   SetServing(peer_server_.get(), kPeerServices, false);
   if (operator_server_) operator_server_->Shutdown(deadline);
   if (peer_server_) peer_server_->Shutdown(deadline);
+  if (operator_pool_) operator_pool_->Stop();
+  if (peer_pool_) peer_pool_->Stop();
   if (node_) node_->metrics().StopServing();
   if (node_) node_->Stop();
   if (listening) {

@@ -31,6 +31,7 @@ class PeerServiceImpl;
 class OperatorServiceImpl;
 class AuditServiceImpl;
 class StartGate;
+class Executor;
 
 class NodeServer {
  public:
@@ -67,6 +68,11 @@ class NodeServer {
   NodeServer();
   std::unique_ptr<GrpcPeerTransport> transport_;
   std::unique_ptr<Node> node_;
+  // The threads that do the work of each listener's calls (commits,
+  // signatures, waits): one pool per listener, so that a flood of peer
+  // calls never takes the operators' threads.
+  std::unique_ptr<Executor> peer_pool_;
+  std::unique_ptr<Executor> operator_pool_;
   std::unique_ptr<PeerServiceImpl> peer_service_;
   std::unique_ptr<OperatorServiceImpl> operator_service_;
   std::unique_ptr<AuditServiceImpl> audit_service_;

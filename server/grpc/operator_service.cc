@@ -151,8 +151,11 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::SubmitRequest(
     v1::SubmitRequestResponse* response) {
   if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  node_->operator_api().Submit(CallOf(ctx, *request), request->draft(),
-                               Reply(reactor, response));
+  // The call finishes when the outbox has tried the request (Reply).
+  pool_->Schedule([this, ctx, request, response, reactor] {
+    node_->operator_api().Submit(CallOf(ctx, *request), request->draft(),
+                                 Reply(reactor, response));
+  });
   return reactor;
 }
 
@@ -161,8 +164,11 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::ApproveRequest(
     v1::ApproveRequestResponse* response) {
   if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  node_->operator_api().Approve(CallOf(ctx, *request), request->id(),
-                                Reply(reactor, response));
+  // The call finishes when the outbox has tried the request (Reply).
+  pool_->Schedule([this, ctx, request, response, reactor] {
+    node_->operator_api().Approve(CallOf(ctx, *request), request->id(),
+                                  Reply(reactor, response));
+  });
   return reactor;
 }
 
@@ -170,36 +176,40 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::DecideRequest(
     grpc::CallbackServerContext* ctx, const v1::DecideRequestRequest* request,
     v1::DecideRequestResponse* response) {
   if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
-  CaseBook::Decision d;
-  d.action = request->action();
-  for (int g : request->refusal_grounds()) {
-    d.refusal_grounds.push_back(static_cast<v1::RefusalGround>(g));
-  }
-  d.reasons = request->reasons();
-  d.consultation = request->consultation();
-  d.text = request->text();
-  d.final_response = request->final_response();
-  d.evidence_sha256.assign(request->evidence_sha256().begin(),
-                           request->evidence_sha256().end());
-  d.release_conditions.assign(request->release_conditions().begin(),
-                              request->release_conditions().end());
-  auto record = node_->operator_api().Decide(CallOf(ctx, *request), request->id(), d,
-                                             request->evidence_paths_size());
-  if (record.ok()) *response->mutable_record() = *std::move(record);
-  return Done(ctx, record.status());
+  return Offload(ctx, pool_, [this, ctx, request, response]() -> absl::Status {
+    CaseBook::Decision d;
+    d.action = request->action();
+    for (int g : request->refusal_grounds()) {
+      d.refusal_grounds.push_back(static_cast<v1::RefusalGround>(g));
+    }
+    d.reasons = request->reasons();
+    d.consultation = request->consultation();
+    d.text = request->text();
+    d.final_response = request->final_response();
+    d.evidence_sha256.assign(request->evidence_sha256().begin(),
+                             request->evidence_sha256().end());
+    d.release_conditions.assign(request->release_conditions().begin(),
+                                request->release_conditions().end());
+    auto record = node_->operator_api().Decide(CallOf(ctx, *request), request->id(), d,
+                                               request->evidence_paths_size());
+    if (record.ok()) *response->mutable_record() = *std::move(record);
+    return record.status();
+  });
 }
 
 grpc::ServerUnaryReactor* OperatorServiceImpl::BeginEvidenceUpload(
     grpc::CallbackServerContext* ctx, const v1::BeginEvidenceUploadRequest* request,
     v1::BeginEvidenceUploadResponse* response) {
-  auto offset = node_->operator_api().BeginEvidenceUpload(
-      CallOf(ctx, *request), request->request_id(), request->name(), request->size(),
-      request->sha256());
-  if (offset.ok()) {
-    response->set_offset(*offset);
-    response->set_max_chunk_bytes(node_->evidence_intake().max_chunk_bytes());
-  }
-  return Done(ctx, offset.status());
+  return Offload(ctx, pool_, [this, ctx, request, response]() -> absl::Status {
+    auto offset = node_->operator_api().BeginEvidenceUpload(
+        CallOf(ctx, *request), request->request_id(), request->name(), request->size(),
+        request->sha256());
+    if (offset.ok()) {
+      response->set_offset(*offset);
+      response->set_max_chunk_bytes(node_->evidence_intake().max_chunk_bytes());
+    }
+    return offset.status();
+  });
 }
 
 grpc::ServerReadReactor<v1::EvidenceUploadChunk>* OperatorServiceImpl::UploadEvidence(
@@ -210,53 +220,63 @@ grpc::ServerReadReactor<v1::EvidenceUploadChunk>* OperatorServiceImpl::UploadEvi
 grpc::ServerUnaryReactor* OperatorServiceImpl::ImportEvidence(
     grpc::CallbackServerContext* ctx, const v1::ImportEvidenceRequest* request,
     v1::ImportEvidenceResponse* response) {
-  auto file = node_->operator_api().ImportEvidence(CallOf(ctx, *request),
-                                                   request->request_id(), request->name());
-  if (file.ok()) *response->mutable_file() = *std::move(file);
-  return Done(ctx, file.status());
+  return Offload(ctx, pool_, [this, ctx, request, response]() -> absl::Status {
+    auto file = node_->operator_api().ImportEvidence(CallOf(ctx, *request),
+                                                     request->request_id(), request->name());
+    if (file.ok()) *response->mutable_file() = *std::move(file);
+    return file.status();
+  });
 }
 
 grpc::ServerUnaryReactor* OperatorServiceImpl::RetryEvidence(
     grpc::CallbackServerContext* ctx, const v1::RetryEvidenceRequest* request,
     v1::RetryEvidenceResponse* response) {
-  auto files = node_->operator_api().RetryEvidence(CallOf(ctx, *request), request->id());
-  if (files.ok()) response->set_files(static_cast<uint32_t>(*files));
-  return Done(ctx, files.status());
+  return Offload(ctx, pool_, [this, ctx, request, response]() -> absl::Status {
+    auto files = node_->operator_api().RetryEvidence(CallOf(ctx, *request), request->id());
+    if (files.ok()) response->set_files(static_cast<uint32_t>(*files));
+    return files.status();
+  });
 }
 
 grpc::ServerUnaryReactor* OperatorServiceImpl::ListPeers(
     grpc::CallbackServerContext* ctx, const v1::ListPeersRequest* request,
     v1::ListPeersResponse* response) {
   if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
-  auto peers = node_->operator_api().ListPeers(CallOf(ctx, *request));
-  if (peers.ok()) {
-    for (auto& p : *peers) *response->add_peers() = std::move(p);
-  }
-  return Done(ctx, peers.status());
+  return Offload(ctx, pool_, [this, ctx, request, response]() -> absl::Status {
+    auto peers = node_->operator_api().ListPeers(CallOf(ctx, *request));
+    if (peers.ok()) {
+      for (auto& p : *peers) *response->add_peers() = std::move(p);
+    }
+    return peers.status();
+  });
 }
 
 grpc::ServerUnaryReactor* OperatorServiceImpl::ListKeys(
     grpc::CallbackServerContext* ctx, const v1::ListKeysRequest* request,
     v1::ListKeysResponse* response) {
   if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
-  auto keys = node_->operator_api().ListKeys(CallOf(ctx, *request));
-  if (keys.ok()) {
-    for (auto& k : *keys) *response->add_keys() = std::move(k);
-  }
-  return Done(ctx, keys.status());
+  return Offload(ctx, pool_, [this, ctx, request, response]() -> absl::Status {
+    auto keys = node_->operator_api().ListKeys(CallOf(ctx, *request));
+    if (keys.ok()) {
+      for (auto& k : *keys) *response->add_keys() = std::move(k);
+    }
+    return keys.status();
+  });
 }
 
 grpc::ServerUnaryReactor* OperatorServiceImpl::ListOverdue(
     grpc::CallbackServerContext* ctx, const v1::ListOverdueRequest* request,
     v1::ListOverdueResponse* response) {
   if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
-  auto page = node_->operator_api().ListOverdue(
-      CallOf(ctx, *request), static_cast<int>(request->limit()), request->page_token());
-  if (page.ok()) {
-    for (auto& d : page->deadlines) *response->add_deadlines() = std::move(d);
-    response->set_next_page_token(std::move(page->next_page_token));
-  }
-  return Done(ctx, page.status());
+  return Offload(ctx, pool_, [this, ctx, request, response]() -> absl::Status {
+    auto page = node_->operator_api().ListOverdue(
+        CallOf(ctx, *request), static_cast<int>(request->limit()), request->page_token());
+    if (page.ok()) {
+      for (auto& d : page->deadlines) *response->add_deadlines() = std::move(d);
+      response->set_next_page_token(std::move(page->next_page_token));
+    }
+    return page.status();
+  });
 }
 
 grpc::ServerWriteReactor<v1::EvidenceChunk>* OperatorServiceImpl::ExportEvidence(
@@ -273,45 +293,51 @@ grpc::ServerUnaryReactor* OperatorServiceImpl::ExportCustodyPackage(
     grpc::CallbackServerContext* ctx, const v1::ExportCustodyPackageRequest* request,
     v1::ExportCustodyPackageResponse* response) {
   if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
-  auto package = node_->operator_api().ExportCustodyPackage(
-      CallOf(ctx, *request), request->id(), request->destination(),
-      std::vector<std::string>(request->files().begin(), request->files().end()),
-      request->allow_tlp_red());
-  if (package.ok()) {
-    response->set_package(std::move(package->bytes));
-    response->set_sha256(std::move(package->sha256));
-  }
-  return Done(ctx, package.status());
+  return Offload(ctx, pool_, [this, ctx, request, response]() -> absl::Status {
+    auto package = node_->operator_api().ExportCustodyPackage(
+        CallOf(ctx, *request), request->id(), request->destination(),
+        std::vector<std::string>(request->files().begin(), request->files().end()),
+        request->allow_tlp_red());
+    if (package.ok()) {
+      response->set_package(std::move(package->bytes));
+      response->set_sha256(std::move(package->sha256));
+    }
+    return package.status();
+  });
 }
 
 grpc::ServerUnaryReactor* OperatorServiceImpl::ListRequests(
     grpc::CallbackServerContext* ctx, const v1::ListRequestsRequest* request,
     v1::ListRequestsResponse* response) {
   if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
-  auto page = node_->operator_api().ListRequests(CallOf(ctx, *request), request->direction(),
-                                                 static_cast<int>(request->limit()),
-                                                 request->page_token());
-  if (page.ok()) {
-    for (auto& r : page->records) *response->add_records() = std::move(r);
-    response->set_next_page_token(std::move(page->next_cursor));
-  }
-  return Done(ctx, page.status());
+  return Offload(ctx, pool_, [this, ctx, request, response]() -> absl::Status {
+    auto page = node_->operator_api().ListRequests(CallOf(ctx, *request), request->direction(),
+                                                   static_cast<int>(request->limit()),
+                                                   request->page_token());
+    if (page.ok()) {
+      for (auto& r : page->records) *response->add_records() = std::move(r);
+      response->set_next_page_token(std::move(page->next_cursor));
+    }
+    return page.status();
+  });
 }
 
 grpc::ServerUnaryReactor* OperatorServiceImpl::GetRequest(
     grpc::CallbackServerContext* ctx, const v1::GetRequestRequest* request,
     v1::GetRequestResponse* response) {
   if (absl::Status closed = gate_->Check(); !closed.ok()) return Done(ctx, closed);
-  auto view = node_->operator_api().GetRequest(CallOf(ctx, *request), request->id(),
-                                               request->chain());
-  if (view.ok()) {
-    for (auto& key : view->signer_keys) *response->add_signer_keys() = std::move(key);
-    for (auto& s : view->stored_evidence) *response->add_stored_evidence() = std::move(s);
-    for (auto& p : view->pending_evidence) *response->add_pending_evidence() = std::move(p);
-    for (auto& d : view->deadlines) *response->add_deadlines() = std::move(d);
-    for (auto& r : view->records) *response->add_records() = std::move(r);
-  }
-  return Done(ctx, view.status());
+  return Offload(ctx, pool_, [this, ctx, request, response]() -> absl::Status {
+    auto view = node_->operator_api().GetRequest(CallOf(ctx, *request), request->id(),
+                                                 request->chain());
+    if (view.ok()) {
+      for (auto& key : view->signer_keys) *response->add_signer_keys() = std::move(key);
+      for (auto& s : view->stored_evidence) *response->add_stored_evidence() = std::move(s);
+      for (auto& p : view->pending_evidence) *response->add_pending_evidence() = std::move(p);
+      for (auto& d : view->deadlines) *response->add_deadlines() = std::move(d);
+      for (auto& r : view->records) *response->add_records() = std::move(r);
+    }
+    return view.status();
+  });
 }
 
 grpc::ServerWriteReactor<v1::BackupChunk>* OperatorServiceImpl::Backup(

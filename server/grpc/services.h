@@ -14,6 +14,7 @@
 #include "comity/v1/operator.grpc.pb.h"
 #include "comity/v1/peer.grpc.pb.h"
 #include "server/node/node.h"
+#include "server/util/executor.h"
 
 namespace comity {
 
@@ -35,13 +36,18 @@ class StartGate {
   std::atomic<bool> open_{false};
 };
 
-// Thread-safe. `node` and `gate` must outlive the service.
+// Thread-safe. `node`, `gate` and `pool` must outlive the service.
 class PeerServiceImpl final : public v1::PeerService::CallbackService {
  public:
-  PeerServiceImpl(Node* node, const StartGate* gate) : node_(node), gate_(gate) {}
+  // The work of each unary call runs on `pool`, never on gRPC's threads.
+  PeerServiceImpl(Node* node, const StartGate* gate, Executor* pool)
+      : node_(node), gate_(gate), pool_(pool) {}
   grpc::ServerUnaryReactor* DeliverRequest(grpc::CallbackServerContext* ctx,
                                            const v1::DeliverRequestRequest* request,
                                            v1::DeliverRequestResponse* response) override;
+  grpc::ServerUnaryReactor* DeliverRequests(grpc::CallbackServerContext* ctx,
+                                            const v1::DeliverRequestsRequest* request,
+                                            v1::DeliverRequestsResponse* response) override;
   grpc::ServerUnaryReactor* DeliverTransition(grpc::CallbackServerContext* ctx,
                                               const v1::DeliverTransitionRequest* request,
                                               v1::DeliverTransitionResponse* response) override;
@@ -72,12 +78,15 @@ class PeerServiceImpl final : public v1::PeerService::CallbackService {
  private:
   Node* node_;
   const StartGate* gate_;
+  Executor* pool_;
 };
 
-// Thread-safe. `node` and `gate` must outlive the service.
+// Thread-safe. `node`, `gate` and `pool` must outlive the service.
 class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
  public:
-  OperatorServiceImpl(Node* node, const StartGate* gate) : node_(node), gate_(gate) {}
+  // The work of each unary call runs on `pool`, never on gRPC's threads.
+  OperatorServiceImpl(Node* node, const StartGate* gate, Executor* pool)
+      : node_(node), gate_(gate), pool_(pool) {}
   grpc::ServerUnaryReactor* SubmitRequest(grpc::CallbackServerContext* ctx,
                                           const v1::SubmitRequestRequest* request,
                                           v1::SubmitRequestResponse* response) override;
@@ -125,6 +134,7 @@ class OperatorServiceImpl final : public v1::OperatorService::CallbackService {
  private:
   Node* node_;
   const StartGate* gate_;
+  Executor* pool_;
 };
 
 // The audit log, for operators with the auditor role. Thread-safe. `node`

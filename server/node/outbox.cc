@@ -113,40 +113,50 @@ bool DeliveryLane::DeliverDue(const std::function<bool()>& stopping, bool* more)
       tasks.push_back([this, p = std::move(p)]() { return DeliverProposal(p); });
     }
   }
-  if (requests.ok()) {
-    for (v1::RequestRecord& r : *requests) {
-      tasks.push_back([this, r = std::move(r)]() -> absl::StatusOr<bool> {
-        absl::StatusOr<v1::RequestBody> body = BodyOf(r);
-        if (!body.ok()) return body.status();
-        // A peer that answers, even with a refusal for now (a request dated
-        // ahead of its clock, a key it has not learned), was reached: that
-        // request waits for its own retry, the others go on.
-        bool reached = true;
-        absl::StatusOr<v1::RequestRecord> after = Deliver(r, &reached);
-        if (!after.ok()) {
-          LogEvent(LogLevel::kError, "delivery_error",
-                   {{"request_id", body->id()}, {"error", after.status().ToString()}});
-        }
-        Resolve("r:" + body->id(), after);
-        return reached;
-      });
-    }
-  }
-  if (tasks.empty()) return false;
-  *more = (transitions.ok() && transitions->size() == kBatch) ||
-          (proposals.ok() && proposals->size() == kBatch) ||
-          (requests.ok() && requests->size() == kBatch);
-
   // A peer not known to answer (the last attempt failed, or none was made
   // yet) gets one probe first; only if it answers does the rest go out.
   // A peer that is down therefore costs one attempt per backoff interval.
-  size_t first = 0;
   bool probe;
   {
     absl::MutexLock lock(&mu_);
     probe = failures_ > 0;
   }
   if (!probe) probe = !ctx_->contacts().Get(peer_).reachable;
+  if (requests.ok()) {
+    // Requests go in batches (DeliverRequests) of up to delivery.batch_size
+    // and within the message limit; a probe is a batch of one.
+    const size_t most = std::max<uint32_t>(1, ctx_->config().delivery().batch_size());
+    const size_t bytes = ctx_->config().limits().max_message_bytes() / 4 * 3;
+    std::vector<v1::RequestRecord> batch;
+    size_t batch_bytes = 0;
+    auto flush = [&] {
+      if (batch.empty()) return;
+      tasks.push_back([this, b = std::move(batch)]() -> absl::StatusOr<bool> {
+        // A peer that answers, even with a refusal for now (a request dated
+        // ahead of its clock, a key it has not learned), was reached: that
+        // request waits for its own retry, the others go on.
+        bool reached = true;
+        DeliverBatch(b, &reached);
+        return reached;
+      });
+      batch.clear();
+      batch_bytes = 0;
+    };
+    for (v1::RequestRecord& r : *requests) {
+      const size_t size = r.request().ByteSizeLong() + 16;
+      if (!batch.empty() && (batch.size() >= most || batch_bytes + size > bytes)) flush();
+      batch_bytes += size;
+      batch.push_back(std::move(r));
+      if (probe && tasks.empty()) flush();
+    }
+    flush();
+  }
+  if (tasks.empty()) return false;
+  *more = (transitions.ok() && transitions->size() == kBatch) ||
+          (proposals.ok() && proposals->size() == kBatch) ||
+          (requests.ok() && requests->size() == kBatch);
+
+  size_t first = 0;
   if (probe) {
     if (stopping()) return false;
     absl::StatusOr<bool> reached = tasks[0]();
@@ -183,98 +193,212 @@ bool DeliveryLane::DeliverDue(const std::function<bool()>& stopping, bool* more)
 
 absl::StatusOr<v1::RequestRecord> DeliveryLane::Deliver(const v1::RequestRecord& record,
                                                         bool* reached) {
-  COMITY_ASSIGN_OR_RETURN(v1::RequestBody body, BodyOf(record));
-  absl::StatusOr<v1::SignedEnvelope> receipt =
-      ctx_->transport().DeliverRequest(peer_, record.request(), ctx_->attempt_timeout());
-  ctx_->NoteContact(peer_, receipt.status());
-  if (reached != nullptr) {
-    *reached = !absl::IsUnavailable(receipt.status()) &&
-               !absl::IsDeadlineExceeded(receipt.status());
-  }
-  absl::Status status = receipt.status();
-  absl::StatusOr<v1::Receipt> verified = absl::UnknownError("no receipt");
-  if (status.ok()) {
-    verified = VerifyReceipt(record.request(), *receipt, peer_, ctx_->key_ring());
-    if (verified.ok()) {
-      // Dated between the request's creation and now: the case's deadlines
-      // run from it.
-      absl::Status dated =
-          CheckSignedTime("the receipt", FromProto(verified->received_at()), ctx_->Now(),
-                          ctx_->setup().max_clock_skew(), FromProto(body.created_at()));
-      if (!dated.ok()) verified = dated;
+  std::vector<absl::StatusOr<v1::RequestRecord>> after = DeliverBatch({record}, reached);
+  return std::move(after[0]);
+}
+
+std::vector<absl::StatusOr<v1::RequestRecord>> DeliveryLane::DeliverBatch(
+    const std::vector<v1::RequestRecord>& records, bool* reached) {
+  std::vector<absl::StatusOr<v1::RequestRecord>> after(records.size(),
+                                                       absl::UnknownError("not delivered"));
+  std::vector<v1::RequestBody> bodies(records.size());
+  std::vector<const v1::SignedEnvelope*> envelopes;
+  std::vector<size_t> sent;  // Positions in `records` of what is sent.
+  for (size_t i = 0; i < records.size(); ++i) {
+    absl::StatusOr<v1::RequestBody> body = BodyOf(records[i]);
+    if (!body.ok()) {
+      after[i] = body.status();
+      continue;
     }
-    status = verified.status();
-    if (verified.ok() && verified->has_receiver_assessment()) {
-      LogDisagreement(body.id(), body.requester_assessment(),
-                      verified->receiver_assessment());
-    }
+    bodies[i] = *std::move(body);
+    envelopes.push_back(&records[i].request());
+    sent.push_back(i);
   }
+  if (reached != nullptr) *reached = true;
+  if (sent.empty()) return after;
+
+  absl::StatusOr<std::vector<absl::StatusOr<v1::SignedEnvelope>>> answers =
+      ctx_->transport().DeliverRequests(peer_, envelopes, ctx_->attempt_timeout());
+  ctx_->NoteContact(peer_, answers.status());
+  if (!answers.ok() && sent.size() > 1 &&
+      (absl::IsResourceExhausted(answers.status()) ||
+       absl::IsInvalidArgument(answers.status()))) {
+    // The peer refused the batch as a whole (a lower message limit than
+    // ours, or a smaller batch): each request goes on its own, so that
+    // none is rejected for the others.
+    bool any = false;
+    for (size_t i : sent) {
+      bool r = true;
+      after[i] = Deliver(records[i], &r);
+      any = any || r;
+    }
+    if (reached != nullptr) *reached = any;
+    return after;
+  }
+  if (!answers.ok()) {
+    if (reached != nullptr) {
+      *reached = !absl::IsUnavailable(answers.status()) &&
+                 !absl::IsDeadlineExceeded(answers.status());
+    }
+    answers = std::vector<absl::StatusOr<v1::SignedEnvelope>>(sent.size(), answers.status());
+  }
+
+  // Each answer verified; the receipts of a batch share one head, whose
+  // signature is checked once.
+  VerifiedHeads heads;
   const absl::Time now = ctx_->Now();
+  std::vector<OutboxStore::Delivered> delivered;
+  std::vector<size_t> delivered_at;  // Positions in `records`.
+  std::vector<v1::Receipt> receipts;
+  for (size_t j = 0; j < sent.size(); ++j) {
+    const size_t i = sent[j];
+    const v1::RequestRecord& record = records[i];
+    const v1::RequestBody& body = bodies[i];
+    absl::StatusOr<v1::SignedEnvelope>& receipt = (*answers)[j];
+    absl::Status status = receipt.status();
+    absl::StatusOr<v1::Receipt> verified = absl::UnknownError("no receipt");
+    if (status.ok()) {
+      verified = VerifyReceipt(record.request(), *receipt, peer_, ctx_->key_ring(), &heads);
+      if (verified.ok()) {
+        // Dated between the request's creation and now: the case's
+        // deadlines run from it.
+        absl::Status dated = CheckSignedTime(
+            "the receipt", FromProto(verified->received_at()), ctx_->Now(),
+            ctx_->setup().max_clock_skew(), FromProto(body.created_at()));
+        if (!dated.ok()) verified = dated;
+      }
+      status = verified.status();
+    }
+    const uint32_t attempt = record.delivery_attempts() + 1;
+    if (status.ok()) {
+      if (verified->has_receiver_assessment()) {
+        LogDisagreement(body.id(), body.requester_assessment(),
+                        verified->receiver_assessment());
+      }
+      v1::RequestRecord& done = *(after[i] = record);
+      done.set_state(v1::DELIVERED);
+      done.set_case_state(v1::CASE_DELIVERED);
+      *done.mutable_receipt() = *receipt;
+      done.set_delivery_attempts(attempt);
+      done.clear_last_error();
+      done.clear_next_attempt_at();
+      *done.mutable_updated_at() = ToProto(now);
+      const absl::Time next = NextDeadline(done, ctx_->config().service_levels());
+      if (next != absl::InfiniteFuture()) {
+        *done.mutable_next_deadline() = ToProto(next);
+      } else {
+        done.clear_next_deadline();
+      }
+      OutboxStore::Delivered& d = delivered.emplace_back();
+      d.request_id = body.id();
+      d.receipt = *receipt;
+      d.next_deadline = next;
+      d.audit = AcknowledgedEntries(body, attempt, *verified, Sha256(receipt->payload()));
+      delivered_at.push_back(i);
+      receipts.push_back(*std::move(verified));
+      continue;
+    }
+    after[i] = RecordFailure(record, body, receipt.status(), status, now);
+  }
+  if (!delivered.empty()) {
+    // Every acknowledged request of the batch in one transaction.
+    absl::StatusOr<std::vector<bool>> marked =
+        ctx_->store().outbox().MarkDeliveredBatch(delivered, now);
+    for (size_t k = 0; k < delivered.size(); ++k) {
+      const size_t i = delivered_at[k];
+      if (!marked.ok()) {
+        after[i] = marked.status();
+        continue;
+      }
+      if (!(*marked)[k]) {
+        // Delivered by another replica meanwhile: as it stands.
+        after[i] = LoadRecord(ctx_->store(), bodies[i].id(), v1::OUTGOING);
+        continue;
+      }
+      ctx_->metrics().RequestDelivered(peer_, now - FromProto(bodies[i].created_at()));
+      LogEvent(LogLevel::kInfo, "request_delivered",
+               {{"request_id", bodies[i].id()}, {"to", peer_}});
+    }
+    // One head per batch: gossiped once.
+    witness_->MaybeCheckPeerHead(peer_, receipts.back().tree_head());
+  }
+  // Callers waiting for the attempt get the record as it stands now.
+  for (size_t i : sent) {
+    if (!after[i].ok()) {
+      LogEvent(LogLevel::kError, "delivery_error",
+               {{"request_id", bodies[i].id()}, {"error", after[i].status().ToString()}});
+    }
+    Resolve("r:" + bodies[i].id(), after[i]);
+  }
+  return after;
+}
+
+AuditFn DeliveryLane::AcknowledgedEntries(const v1::RequestBody& body, uint32_t attempt,
+                                          const v1::Receipt& receipt,
+                                          std::string receipt_sha256) const {
+  const bool disagree =
+      receipt.has_receiver_assessment() &&
+      AssessmentsDiffer(body.requester_assessment(), receipt.receiver_assessment());
+  std::string detail =
+      absl::StrCat(peer_, " log entry ", receipt.received_entry_proof().leaf_index(), " of ",
+                   receipt.received_entry_proof().tree_size());
+  std::string disagreement;
+  if (disagree) {
+    disagreement = absl::StrCat(ctx_->party(), ": ",
+                                AssessmentSummary(body.requester_assessment()), "; ", peer_,
+                                ": ", AssessmentSummary(receipt.receiver_assessment()));
+  }
+  return [this, id = body.id(), attempt, detail = std::move(detail),
+          hash = std::move(receipt_sha256),
+          disagreement = std::move(disagreement)](AuditWriter& w) -> absl::Status {
+    v1::AuditEntry tried = ctx_->Event(v1::DELIVERY_ATTEMPTED, "node", id, peer_);
+    tried.set_detail(absl::StrCat("attempt ", attempt));
+    COMITY_RETURN_IF_ERROR(w.Append(&tried).status());
+    v1::AuditEntry result = ctx_->Event(v1::DELIVERY_ACKNOWLEDGED, "node", id, peer_);
+    result.set_detail(detail);
+    result.add_hashes(hash);
+    COMITY_RETURN_IF_ERROR(w.Append(&result).status());
+    if (disagreement.empty()) return absl::OkStatus();
+    v1::AuditEntry d = ctx_->Event(v1::ASSESSMENT_DISAGREEMENT, "node", id, peer_);
+    d.set_detail(disagreement);
+    return w.Append(&d).status();
+  };
+}
+
+absl::StatusOr<v1::RequestRecord> DeliveryLane::RecordFailure(
+    const v1::RequestRecord& record, const v1::RequestBody& body,
+    const absl::Status& answer, const absl::Status& status, absl::Time now) {
   const uint32_t attempt = record.delivery_attempts() + 1;
-  // Every outcome is logged with the attempt, in the same transaction.
-  auto audit = [&](v1::AuditEventType outcome, std::string detail) {
-    return [this, &body, attempt, outcome, detail = std::move(detail),
-            &receipt](AuditWriter& w) -> absl::Status {
-      v1::AuditEntry tried =
-          ctx_->Event(v1::DELIVERY_ATTEMPTED, "node", body.id(), peer_);
+  const std::string error = StatusText(status);
+  // The attempt and its outcome are logged in the same transaction.
+  auto audit = [&](v1::AuditEventType outcome) {
+    return [this, &body, attempt, outcome, &error](AuditWriter& w) -> absl::Status {
+      v1::AuditEntry tried = ctx_->Event(v1::DELIVERY_ATTEMPTED, "node", body.id(), peer_);
       tried.set_detail(absl::StrCat("attempt ", attempt));
       COMITY_RETURN_IF_ERROR(w.Append(&tried).status());
       v1::AuditEntry result = ctx_->Event(outcome, "node", body.id(), peer_);
-      result.set_detail(detail);
-      if (outcome == v1::DELIVERY_ACKNOWLEDGED)
-        result.add_hashes(Sha256(receipt->payload()));
+      result.set_detail(error);
       return w.Append(&result).status();
     };
   };
-  if (status.ok()) {
-    const bool disagree =
-        verified->has_receiver_assessment() &&
-        AssessmentsDiffer(body.requester_assessment(), verified->receiver_assessment());
-    v1::RequestRecord delivered = record;
-    delivered.set_state(v1::DELIVERED);
-    delivered.set_case_state(v1::CASE_DELIVERED);
-    *delivered.mutable_receipt() = *receipt;
-    COMITY_RETURN_IF_ERROR(ctx_->store().outbox().MarkDelivered(
-        body.id(), *receipt, now,
-        NextDeadline(delivered, ctx_->config().service_levels()),
-        [&](AuditWriter& w) -> absl::Status {
-          COMITY_RETURN_IF_ERROR(
-              audit(v1::DELIVERY_ACKNOWLEDGED,
-                    absl::StrCat(peer_, " log entry ",
-                                 verified->received_entry_proof().leaf_index(), " of ",
-                                 verified->received_entry_proof().tree_size()))(w));
-          if (!disagree) return absl::OkStatus();
-          v1::AuditEntry d =
-              ctx_->Event(v1::ASSESSMENT_DISAGREEMENT, "node", body.id(), peer_);
-          d.set_detail(absl::StrCat(
-              ctx_->party(), ": ", AssessmentSummary(body.requester_assessment()), "; ",
-              peer_, ": ", AssessmentSummary(verified->receiver_assessment())));
-          return w.Append(&d).status();
-        }));
-    witness_->MaybeCheckPeerHead(peer_, verified->tree_head());
-    ctx_->metrics().RequestDelivered(peer_, now - FromProto(body.created_at()));
-    LogEvent(LogLevel::kInfo, "request_delivered",
-             {{"request_id", body.id()}, {"to", peer_}});
+  absl::Status marked;
+  if (!answer.ok() && IsPermanentRefusal(answer.code())) {
+    // The peer refused these bytes for good: retrying cannot help.
+    marked = ctx_->store().outbox().MarkRejected(body.id(), error, now,
+                                                 audit(v1::DELIVERY_REFUSED));
+    LogEvent(LogLevel::kWarning, "delivery_rejected",
+             {{"request_id", body.id()}, {"to", peer_}, {"error", error}});
   } else {
-    const std::string error = StatusText(status);
-    if (!receipt.ok() && IsPermanentRefusal(status.code())) {
-      // The peer refused these bytes for good: retrying cannot help.
-      COMITY_RETURN_IF_ERROR(ctx_->store().outbox().MarkRejected(
-          body.id(), error, now, audit(v1::DELIVERY_REFUSED, error)));
-      LogEvent(LogLevel::kWarning, "delivery_rejected",
-               {{"request_id", body.id()}, {"to", peer_}, {"error", error}});
-    } else {
-      // Unreachable, or an answer that did not verify: try again later.
-      COMITY_RETURN_IF_ERROR(ctx_->store().outbox().MarkDeliveryFailed(
-          body.id(), error, now, now + ctx_->Backoff(attempt),
-          audit(v1::DELIVERY_FAILED, error)));
-    }
-    LogEvent(LogLevel::kWarning, "delivery_failed",
-             {{"request_id", body.id()},
-              {"to", peer_},
-              {"attempt", absl::StrCat(attempt)},
-              {"error", error}});
+    // Unreachable, or an answer that did not verify: try again later.
+    marked = ctx_->store().outbox().MarkDeliveryFailed(
+        body.id(), error, now, now + ctx_->Backoff(attempt), audit(v1::DELIVERY_FAILED));
   }
+  LogEvent(LogLevel::kWarning, "delivery_failed",
+           {{"request_id", body.id()},
+            {"to", peer_},
+            {"attempt", absl::StrCat(attempt)},
+            {"error", error}});
+  if (!marked.ok()) return marked;
   return LoadRecord(ctx_->store(), body.id(), v1::OUTGOING);
 }
 

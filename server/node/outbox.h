@@ -18,11 +18,14 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "comity/v1/envelope.pb.h"
 #include "comity/v1/record.pb.h"
+#include "comity/v1/request.pb.h"
 #include "server/node/case_book.h"
 #include "server/node/log_witness.h"
 #include "server/node/node_context.h"
@@ -53,6 +56,11 @@ class DeliveryLane {
   // whether the peer was reached.
   absl::StatusOr<v1::RequestRecord> Deliver(const v1::RequestRecord& record,
                                             bool* reached = nullptr);
+  // Delivers `records` in one DeliverRequests call and marks what the peer
+  // acknowledged in one transaction; returns each record after the attempt
+  // (built here, not read back) and calls its waiters.
+  std::vector<absl::StatusOr<v1::RequestRecord>> DeliverBatch(
+      const std::vector<v1::RequestRecord>& records, bool* reached = nullptr);
   bool DeliverTransition(const PendingTransition& p);
   absl::StatusOr<bool> DeliverProposal(const PendingProposal& p);
 
@@ -78,6 +86,18 @@ class DeliveryLane {
   // Everything due to the peer, up to max_in_flight at once. Returns whether
   // the peer could not be reached; sets *more if a batch was full.
   bool DeliverDue(const std::function<bool()>& stopping, bool* more);
+  // The audit entries of an acknowledged delivery: the attempt, the
+  // acknowledgement (with the receipt's SHA-256) and any disagreement of
+  // the two assessments.
+  AuditFn AcknowledgedEntries(const v1::RequestBody& body, uint32_t attempt,
+                              const v1::Receipt& receipt, std::string receipt_sha256) const;
+  // Stores a failed attempt (`answer`: the peer's answer; `status`: why it
+  // failed, also for an answer that did not verify): rejected for good or
+  // retried later. Returns the stored record.
+  absl::StatusOr<v1::RequestRecord> RecordFailure(const v1::RequestRecord& record,
+                                                  const v1::RequestBody& body,
+                                                  const absl::Status& answer,
+                                                  const absl::Status& status, absl::Time now);
   // The longest backoff (delivery.retry_max_ms): no stored retry time is
   // ever further off, unless the wall clock was stepped back since.
   absl::Duration MaxBackoff() const;

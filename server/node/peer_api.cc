@@ -1,8 +1,10 @@
 #include "server/node/peer_api.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "absl/strings/str_cat.h"
+#include "server/audit/receipt.h"
 #include "server/core/peer_limits.h"
 #include "server/crypto/sha256.h"
 #include "server/node/node.h"
@@ -38,6 +40,46 @@ absl::StatusOr<v1::SignedEnvelope> PeerApi::DeliverRequest(const CallInfo& call,
         COMITY_RETURN_IF_ERROR(CheckEnvelopeBounds(request));
         return node_->intake().ReceiveRequest(peer, request);
       });
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<v1::SignedEnvelope>>> PeerApi::DeliverRequests(
+    const CallInfo& call, const std::vector<const v1::SignedEnvelope*>& requests) {
+  constexpr char kMethod[] = "DeliverRequests";
+  RequestIntake& intake = node_->intake();
+  absl::StatusOr<std::string> peer = intake.AdmitPeer(
+      call, kMethod, static_cast<uint32_t>(std::min<size_t>(requests.size(), UINT32_MAX)));
+  if (!peer.ok()) return peer.status();
+  if (requests.empty() || requests.size() > static_cast<size_t>(kMaxDeliveryBatch)) {
+    absl::Status bad = absl::InvalidArgumentError(
+        absl::StrCat("DeliverRequests carries ", requests.size(),
+                     " requests; a batch holds 1 to ", kMaxDeliveryBatch));
+    intake.RecordRefusal(call, "peer:" + *peer, kMethod, "", bad);
+    return bad;
+  }
+  // Each request is checked, and refused, on its own: the others go on.
+  std::vector<absl::StatusOr<v1::SignedEnvelope>> out(requests.size(),
+                                                      absl::UnknownError("not received"));
+  std::vector<const v1::SignedEnvelope*> bounded;
+  std::vector<size_t> position;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    absl::Status within = CheckEnvelopeBounds(*requests[i]);
+    if (!within.ok()) {
+      out[i] = within;
+    } else {
+      bounded.push_back(requests[i]);
+      position.push_back(i);
+    }
+  }
+  std::vector<absl::StatusOr<v1::SignedEnvelope>> received =
+      intake.ReceiveRequests(*peer, bounded);
+  for (size_t j = 0; j < bounded.size(); ++j) out[position[j]] = std::move(received[j]);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (!out[i].ok()) {
+      intake.RecordRefusal(call, "peer:" + *peer, kMethod, Sha256(requests[i]->payload()),
+                           out[i].status());
+    }
+  }
+  return out;
 }
 
 absl::StatusOr<v1::SignedEnvelope> PeerApi::DeliverTransition(

@@ -29,6 +29,10 @@ class PeerApi {
 
   absl::StatusOr<v1::SignedEnvelope> DeliverRequest(const CallInfo& call,
                                                     const v1::SignedEnvelope& request);
+  // One outcome per request, in order; the call's own error (admission,
+  // too many requests, a store failure) concerns them all.
+  absl::StatusOr<std::vector<absl::StatusOr<v1::SignedEnvelope>>> DeliverRequests(
+      const CallInfo& call, const std::vector<const v1::SignedEnvelope*>& requests);
   absl::StatusOr<v1::SignedEnvelope> DeliverTransition(
       const CallInfo& call, const v1::SignedEnvelope& transition);
   absl::StatusOr<v1::SignedEnvelope> ProposeTransition(

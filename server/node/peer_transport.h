@@ -27,6 +27,23 @@ class PeerTransport {
       const std::string& party, const v1::SignedEnvelope& request,
       absl::Duration timeout) = 0;
 
+  // Delivers several signed request envelopes in one call
+  // (DeliverRequests): one outcome per request, in order, each its receipt
+  // or the peer's refusal of that request. The call's own error (as above)
+  // concerns all of them. The default (for fakes) delivers them one by one.
+  virtual absl::StatusOr<std::vector<absl::StatusOr<v1::SignedEnvelope>>> DeliverRequests(
+      const std::string& party, const std::vector<const v1::SignedEnvelope*>& requests,
+      absl::Duration timeout) {
+    std::vector<absl::StatusOr<v1::SignedEnvelope>> out;
+    for (const v1::SignedEnvelope* r : requests) {
+      out.push_back(DeliverRequest(party, *r, timeout));
+      const absl::Status& st = out.back().status();
+      if (absl::IsUnavailable(st) || absl::IsDeadlineExceeded(st) || absl::IsCancelled(st))
+        return st;
+    }
+    return out;
+  }
+
   // Delivers a signed case transition to `party` and returns its signed
   // Acknowledgement, unverified. Errors as above.
   virtual absl::StatusOr<v1::SignedEnvelope> DeliverTransition(

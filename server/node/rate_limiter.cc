@@ -6,7 +6,8 @@
 
 namespace comity {
 
-absl::Status RateLimiter::Admit(const std::string& key) {
+absl::Status RateLimiter::Admit(const std::string& key, uint32_t cost) {
+  const double need = std::clamp<double>(cost, 1, std::max<uint32_t>(1, burst_));
   absl::MutexLock lock(&mu_);
   Bucket& b = buckets_[key];
   const absl::Duration now = clock_->MonotonicNow();
@@ -17,15 +18,15 @@ absl::Status RateLimiter::Admit(const std::string& key) {
         burst_, b.tokens + rate_ * absl::ToDoubleSeconds(now - b.refilled));
   }
   b.refilled = now;
-  if (b.tokens < 1) {
+  if (b.tokens < need) {
     ++b.refused;
-    const double wait_s = (1 - b.tokens) / rate_;
+    const double wait_s = (need - b.tokens) / rate_;
     return absl::UnavailableError(absl::StrCat(
         "party ", key, " is over its rate limit on this node (", rate_,
         " calls per second, burst ", burst_, "; limits.peer_rate_per_second); retry in ",
         absl::FormatDuration(absl::Milliseconds(std::max(1.0, wait_s * 1000)))));
   }
-  b.tokens -= 1;
+  b.tokens -= need;
   return absl::OkStatus();
 }
 

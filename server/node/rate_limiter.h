@@ -25,9 +25,11 @@ class RateLimiter {
   RateLimiter(double rate, uint32_t burst, const Clock* clock)
       : rate_(rate), burst_(burst), clock_(clock) {}
 
-  // Admits one call of `key`, or Unavailable saying the limit and when to
-  // retry (the caller's outbox retries with backoff). Refusals are counted.
-  absl::Status Admit(const std::string& key);
+  // Admits one call of `key` worth `cost` calls (a batch of requests:
+  // their number, at most the burst), or Unavailable saying the limit and
+  // when to retry (the caller's outbox retries with backoff). Refusals are
+  // counted.
+  absl::Status Admit(const std::string& key, uint32_t cost = 1);
 
   // Refusals per key since the last call, then reset: for one audit entry
   // per key and interval rather than one per refused call.

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/audit/receipt.h"
 #include "server/core/deadlines.h"
 #include "server/core/envelope.h"
 #include "server/core/parties.h"
@@ -109,7 +110,8 @@ void RequestIntake::RecordAuthFailure(const CallInfo& call, const char* event,
 }
 
 absl::StatusOr<std::string> RequestIntake::AdmitPeer(const CallInfo& call,
-                                                     absl::string_view method) {
+                                                     absl::string_view method,
+                                                     uint32_t cost) {
   absl::StatusOr<std::string> peer = AuthenticatePeer(call);
   if (!peer.ok()) {
     RecordAuthFailure(call, "peer_request_rejected", absl::StrCat("tls:", call.tls_peer),
@@ -118,7 +120,7 @@ absl::StatusOr<std::string> RequestIntake::AdmitPeer(const CallInfo& call,
   }
   // Over its rate limit: refused before anything is checked, audited in
   // aggregate (AuditRateLimited).
-  COMITY_RETURN_IF_ERROR(limiter_.Admit(*peer));
+  COMITY_RETURN_IF_ERROR(limiter_.Admit(*peer, cost));
   const uint64_t limit = ctx_->config().limits().max_message_bytes();
   if (call.message_bytes > limit) {
     absl::Status too_big = absl::ResourceExhaustedError(absl::StrCat(
@@ -223,9 +225,24 @@ void RequestIntake::AuditRateLimited() {
   }
 }
 
-absl::StatusOr<v1::SignedEnvelope> RequestIntake::ReceiveRequest(
-    const std::string& peer_party, const v1::SignedEnvelope& envelope,
-    absl::string_view note) {
+namespace {
+
+// The receipt of `existing` if it holds the same bytes, else a refusal: an
+// id is one request for ever.
+absl::StatusOr<v1::SignedEnvelope> SameOrConflict(const v1::RequestRecord& existing,
+                                                  const std::string& id,
+                                                  const std::string& payload_hash) {
+  if (Sha256(existing.request().payload()) == payload_hash) return existing.receipt();
+  return absl::AlreadyExistsError(absl::StrCat(
+      "request id ", id,
+      " was already received with different content; a new request needs a new id"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<RequestIntake::Checked>> RequestIntake::Check(
+    const std::string& peer_party, const v1::SignedEnvelope& envelope, absl::Time now,
+    absl::StatusOr<v1::SignedEnvelope>* decided) {
   const NodeSetup& setup = ctx_->setup();
   // Who signed must be who is connected; the signature is checked before
   // the payload is parsed.
@@ -237,11 +254,13 @@ absl::StatusOr<v1::SignedEnvelope> RequestIntake::ReceiveRequest(
   // A key revoked since: what it signs is accepted as it arrives only
   // within the grace after the revocation (docs/keys.md).
   COMITY_RETURN_IF_ERROR(VerifyEnvelope(envelope, kRequestPayloadType, setup.key_ring,
-                                        ArrivingNow(ctx_->Now(), setup.replay_window())));
-  v1::RequestBody body;
-  if (!body.ParseFromString(envelope.payload())) {
+                                        ArrivingNow(now, setup.replay_window())));
+  Checked c;
+  c.envelope = &envelope;
+  if (!c.body.ParseFromString(envelope.payload())) {
     return absl::InvalidArgumentError("request payload is not a comity.v1.RequestBody");
   }
+  const v1::RequestBody& body = c.body;
   if (body.requesting_party() != peer_party) {
     return absl::InvalidArgumentError(
         absl::StrCat("requesting_party is '", body.requesting_party(),
@@ -252,24 +271,19 @@ absl::StatusOr<v1::SignedEnvelope> RequestIntake::ReceiveRequest(
                                                    body.requested_party(),
                                                    "', this node is ", ctx_->party()));
   }
-  const std::string payload_hash = Sha256(envelope.payload());
-
-  // A request seen before: the same bytes get the same receipt, whenever
-  // they come; other bytes under the same id are a replay or a forgery.
-  auto same_or_conflict =
-      [&](const v1::RequestRecord& existing) -> absl::StatusOr<v1::SignedEnvelope> {
-    if (Sha256(existing.request().payload()) == payload_hash) return existing.receipt();
-    return absl::AlreadyExistsError(absl::StrCat(
-        "request id ", body.id(),
-        " was already received with different content; a new request needs a new id"));
-  };
+  c.payload_hash = Sha256(envelope.payload());
   if (!IsCanonicalUuid(body.id())) {
     return absl::InvalidArgumentError("request id is not a lower-case UUID");
   }
+  // A request seen before: the same bytes get the same receipt, whenever
+  // they come; other bytes under the same id are a replay or a forgery.
   COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> known,
                           ctx_->store().requests().Get(body.id()));
   for (const v1::RequestRecord& r : known) {
-    if (r.direction() == v1::INCOMING) return same_or_conflict(r);
+    if (r.direction() == v1::INCOMING) {
+      *decided = SameOrConflict(r, body.id(), c.payload_hash);
+      return std::nullopt;
+    }
     // An id is one case on this node: a peer may not reuse the id of a
     // request this node sent (its steps would join that case).
     return absl::AlreadyExistsError(absl::StrCat(
@@ -283,11 +297,10 @@ absl::StatusOr<v1::SignedEnvelope> RequestIntake::ReceiveRequest(
   // days (a partner down over a weekend) is accepted, its age recorded. A
   // request dated ahead of this clock is refused for now: the sender
   // retries, and it is accepted once the clocks agree.
-  const absl::Time now = ctx_->Now();
-  const absl::Time created = FromProto(body.created_at());
-  COMITY_RETURN_IF_ERROR(CheckSignedTime("created_at", created, now, setup.max_clock_skew(),
-                                         absl::InfinitePast()));
-  const absl::Duration age = now - created;
+  c.created = FromProto(body.created_at());
+  COMITY_RETURN_IF_ERROR(CheckSignedTime("created_at", c.created, now,
+                                         setup.max_clock_skew(), absl::InfinitePast()));
+  c.age = now - c.created;
 
   absl::StatusOr<v1::Assessment> assessment =
       Assess(*setup.treaties, QueryForRequest(body, AssessmentDay(body)));
@@ -295,61 +308,79 @@ absl::StatusOr<v1::SignedEnvelope> RequestIntake::ReceiveRequest(
     return absl::InternalError(
         absl::StrCat("cannot assess the request: ", assessment.status().message()));
   }
-  const bool disagree = body.has_requester_assessment() &&
-                        AssessmentsDiffer(body.requester_assessment(), *assessment);
-  auto build = [&](AuditWriter& w) -> absl::StatusOr<v1::RequestRecord> {
-    // The "received" event, this node's assessment, then a signed head
-    // that covers both: the receipt proves where the event sits in the log.
-    v1::AuditEntry received =
+  c.assessment = *std::move(assessment);
+  c.disagree = body.has_requester_assessment() &&
+               AssessmentsDiffer(body.requester_assessment(), c.assessment);
+  return std::optional<Checked>(std::move(c));
+}
+
+absl::StatusOr<std::vector<v1::RequestRecord>> RequestIntake::BuildBatch(
+    const std::string& peer_party, const std::vector<const Checked*>& batch, absl::Time now,
+    absl::string_view note, AuditWriter& w) const {
+  const NodeSetup& setup = ctx_->setup();
+  // Each request's "received" event and this node's assessment, then one
+  // signed head that covers them all: each receipt proves where its event
+  // sits in the log.
+  std::vector<v1::AuditEntry> received(batch.size());
+  std::vector<std::string> received_bytes(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Checked& c = *batch[i];
+    const v1::RequestBody& body = c.body;
+    received[i] =
         ctx_->Event(v1::REQUEST_RECEIVED, "peer:" + peer_party, body.id(), peer_party);
-    received.add_hashes(payload_hash);
-    received.set_assistance_type(body.assistance_type());
-    if (age > setup.max_clock_skew()) {
-      received.set_detail(absl::StrCat("created ", absl::FormatTime(created), ", arrived ",
-                                       absl::FormatDuration(absl::Trunc(age, absl::Seconds(1))),
-                                       " later"));
+    received[i].add_hashes(c.payload_hash);
+    received[i].set_assistance_type(body.assistance_type());
+    std::string detail;
+    if (c.age > setup.max_clock_skew()) {
+      detail = absl::StrCat("created ", absl::FormatTime(c.created), ", arrived ",
+                            absl::FormatDuration(absl::Trunc(c.age, absl::Seconds(1))),
+                            " later");
     }
-    if (!note.empty()) {
-      received.set_detail(received.detail().empty()
-                              ? std::string(note)
-                              : absl::StrCat(received.detail(), "; ", note));
-    }
-    COMITY_ASSIGN_OR_RETURN(std::string received_bytes, w.Append(&received));
-    v1::AuditEntry assessed = AssessmentEntry(*ctx_, body, *assessment, peer_party);
+    if (!note.empty()) detail = detail.empty() ? std::string(note) : absl::StrCat(detail, "; ", note);
+    if (!detail.empty()) received[i].set_detail(detail);
+    COMITY_ASSIGN_OR_RETURN(received_bytes[i], w.Append(&received[i]));
+    v1::AuditEntry assessed = AssessmentEntry(*ctx_, body, c.assessment, peer_party);
     COMITY_RETURN_IF_ERROR(w.Append(&assessed).status());
-    if (disagree) {
+    if (c.disagree) {
       v1::AuditEntry d =
           ctx_->Event(v1::ASSESSMENT_DISAGREEMENT, "node", body.id(), peer_party);
       d.set_detail(absl::StrCat(peer_party, ": ",
                                 AssessmentSummary(body.requester_assessment()), "; ",
-                                ctx_->party(), ": ", AssessmentSummary(*assessment)));
+                                ctx_->party(), ": ", AssessmentSummary(c.assessment)));
       COMITY_RETURN_IF_ERROR(w.Append(&d).status());
     }
-    COMITY_ASSIGN_OR_RETURN(v1::SignedEnvelope head, ctx_->SignHead(w));
-    COMITY_ASSIGN_OR_RETURN(std::vector<std::string> proof,
-                            w.InclusionProof(received.index(), w.size()));
+  }
+  COMITY_ASSIGN_OR_RETURN(v1::SignedEnvelope head, ctx_->SignHead(w));
 
+  std::vector<v1::RequestRecord> records;
+  records.reserve(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Checked& c = *batch[i];
+    const v1::RequestBody& body = c.body;
+    COMITY_ASSIGN_OR_RETURN(std::vector<std::string> proof,
+                            w.InclusionProof(received[i].index(), w.size()));
     v1::Receipt receipt;
-    *receipt.mutable_receiver_assessment() = *assessment;
+    receipt.set_version(kReceiptVersion);
+    receipt.set_batch_size(static_cast<uint32_t>(batch.size()));
+    *receipt.mutable_receiver_assessment() = c.assessment;
     receipt.set_request_id(body.id());
     receipt.set_requesting_party(body.requesting_party());
     receipt.set_receiving_party(ctx_->party());
-    receipt.set_request_payload_sha256(payload_hash);
+    receipt.set_request_payload_sha256(c.payload_hash);
     *receipt.mutable_received_at() = ToProto(now);
-    *receipt.mutable_tree_head() = std::move(head);
-    receipt.set_received_entry(received_bytes);
-    receipt.mutable_received_entry_proof()->set_leaf_index(received.index());
+    *receipt.mutable_tree_head() = head;
+    receipt.set_received_entry(std::move(received_bytes[i]));
+    receipt.mutable_received_entry_proof()->set_leaf_index(received[i].index());
     receipt.mutable_received_entry_proof()->set_tree_size(w.size());
-    for (auto& h : proof)
-      receipt.mutable_received_entry_proof()->add_hashes(std::move(h));
+    for (auto& h : proof) receipt.mutable_received_entry_proof()->add_hashes(std::move(h));
     COMITY_ASSIGN_OR_RETURN(v1::SignedEnvelope signed_receipt,
                             ctx_->Sign(kReceiptPayloadType, receipt));
 
-    v1::RequestRecord record;
+    v1::RequestRecord& record = records.emplace_back();
     record.set_direction(v1::INCOMING);
     record.set_state(v1::RECEIVED);
     record.set_case_state(v1::CASE_DELIVERED);
-    *record.mutable_request() = envelope;
+    *record.mutable_request() = *c.envelope;
     *record.mutable_receipt() = std::move(signed_receipt);
     *record.mutable_stored_at() = ToProto(now);
     *record.mutable_updated_at() = ToProto(now);
@@ -357,23 +388,75 @@ absl::StatusOr<v1::SignedEnvelope> RequestIntake::ReceiveRequest(
         next != absl::InfiniteFuture()) {
       *record.mutable_next_deadline() = ToProto(next);
     }
-    return record;
-  };
-  bool inserted = false;
-  COMITY_ASSIGN_OR_RETURN(
-      v1::RequestRecord stored,
-      ctx_->store().requests().InsertIncomingIfAbsent(KeyOf(body), build, &inserted));
-  if (!inserted) return same_or_conflict(stored);
-  ctx_->metrics().RequestAssessed("received", peer_party, assessment->obligation());
-  LogEvent(LogLevel::kInfo, "request_received",
-           {{"request_id", body.id()},
-            {"from", peer_party},
-            {"type", v1::AssistanceType_Name(body.assistance_type())},
-            {"assessment", AssessmentSummary(*assessment)}});
-  if (body.has_requester_assessment()) {
-    LogDisagreement(body.id(), body.requester_assessment(), *assessment);
   }
-  return stored.receipt();
+  return records;
+}
+
+absl::StatusOr<v1::SignedEnvelope> RequestIntake::ReceiveRequest(
+    const std::string& peer_party, const v1::SignedEnvelope& envelope,
+    absl::string_view note) {
+  return std::move(ReceiveRequests(peer_party, {&envelope}, note)[0]);
+}
+
+std::vector<absl::StatusOr<v1::SignedEnvelope>> RequestIntake::ReceiveRequests(
+    const std::string& peer_party, const std::vector<const v1::SignedEnvelope*>& envelopes,
+    absl::string_view note) {
+  const absl::Time now = ctx_->Now();
+  std::vector<absl::StatusOr<v1::SignedEnvelope>> out(
+      envelopes.size(), absl::UnknownError("not received"));
+  std::vector<Checked> checked;
+  std::vector<size_t> position;  // Of each checked request in `envelopes`.
+  checked.reserve(envelopes.size());
+  for (size_t i = 0; i < envelopes.size(); ++i) {
+    absl::StatusOr<std::optional<Checked>> c = Check(peer_party, *envelopes[i], now, &out[i]);
+    if (!c.ok()) {
+      out[i] = c.status();
+    } else if (c->has_value()) {
+      checked.push_back(**std::move(c));
+      position.push_back(i);
+    }
+  }
+  if (checked.empty()) return out;
+
+  std::vector<RecordKey> keys;
+  keys.reserve(checked.size());
+  for (const Checked& c : checked) keys.push_back(KeyOf(c.body));
+  absl::StatusOr<std::vector<RequestStore::IncomingOutcome>> stored =
+      ctx_->store().requests().InsertIncomingBatch(
+          keys, [&](AuditWriter& w, const std::vector<size_t>& fresh) {
+            std::vector<const Checked*> batch;
+            batch.reserve(fresh.size());
+            for (size_t f : fresh) batch.push_back(&checked[f]);
+            return BuildBatch(peer_party, batch, now, note, w);
+          });
+  for (size_t j = 0; j < checked.size(); ++j) {
+    const Checked& c = checked[j];
+    absl::StatusOr<v1::SignedEnvelope>& result = out[position[j]];
+    if (!stored.ok()) {
+      result = stored.status();
+      continue;
+    }
+    RequestStore::IncomingOutcome& o = (*stored)[j];
+    if (!o.record.ok()) {
+      result = o.record.status();
+      continue;
+    }
+    if (!o.inserted) {
+      result = SameOrConflict(*o.record, c.body.id(), c.payload_hash);
+      continue;
+    }
+    result = o.record->receipt();
+    ctx_->metrics().RequestAssessed("received", peer_party, c.assessment.obligation());
+    LogEvent(LogLevel::kInfo, "request_received",
+             {{"request_id", c.body.id()},
+              {"from", peer_party},
+              {"type", v1::AssistanceType_Name(c.body.assistance_type())},
+              {"assessment", AssessmentSummary(c.assessment)}});
+    if (c.body.has_requester_assessment()) {
+      LogDisagreement(c.body.id(), c.body.requester_assessment(), c.assessment);
+    }
+  }
+  return out;
 }
 
 }  // namespace comity

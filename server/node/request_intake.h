@@ -17,11 +17,15 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "comity/v1/assessment.pb.h"
 #include "comity/v1/envelope.pb.h"
+#include "comity/v1/request.pb.h"
 #include "server/crypto/x509_identity.h"
 #include "server/node/node_context.h"
 #include "server/node/rate_limiter.h"
@@ -54,7 +58,10 @@ class RequestIntake {
   // issued by that party's CA; ResourceExhausted (audited as a refusal)
   // for a message over limits.max_message_bytes; Unavailable over the rate
   // limit (audited in aggregate, PEER_RATE_LIMITED, by AuditRateLimited).
-  absl::StatusOr<std::string> AdmitPeer(const CallInfo& call, absl::string_view method);
+  // `cost`: how many calls this one counts as for the rate limit (the
+  // requests of a DeliverRequests batch).
+  absl::StatusOr<std::string> AdmitPeer(const CallInfo& call, absl::string_view method,
+                                        uint32_t cost = 1);
   // The operator an operator certificate speaks for, if it holds one of
   // `roles` (empty: any role or none). PermissionDenied (logged and audited)
   // otherwise.
@@ -81,12 +88,43 @@ class RequestIntake {
   absl::StatusOr<v1::SignedEnvelope> ReceiveRequest(const std::string& peer_party,
                                                     const v1::SignedEnvelope& envelope,
                                                     absl::string_view note = {});
+  // ReceiveRequest for a batch (PeerService.DeliverRequests): each request
+  // is checked on its own, and those new to this node are stored in one
+  // transaction under one signed tree head (Receipt.batch_size). One
+  // outcome per envelope, in order.
+  std::vector<absl::StatusOr<v1::SignedEnvelope>> ReceiveRequests(
+      const std::string& peer_party, const std::vector<const v1::SignedEnvelope*>& envelopes,
+      absl::string_view note = {});
 
   // Writes one PEER_RATE_LIMITED entry per peer refused since the last call.
   // Run by a worker.
   void AuditRateLimited();
 
  private:
+  // A request that passed every check but storing: what its log entries
+  // and receipt say.
+  struct Checked {
+    const v1::SignedEnvelope* envelope;
+    v1::RequestBody body;
+    std::string payload_hash;
+    v1::Assessment assessment;
+    bool disagree = false;
+    absl::Time created;
+    absl::Duration age;
+  };
+  // Checks one request before the store: OK with nullopt if it is new here,
+  // or the outcome already decided (the receipt of the same bytes received
+  // before, or a refusal).
+  absl::StatusOr<std::optional<Checked>> Check(const std::string& peer_party,
+                                               const v1::SignedEnvelope& envelope,
+                                               absl::Time now,
+                                               absl::StatusOr<v1::SignedEnvelope>* decided);
+  // Builds the records of `batch` (entries, one head, receipts) inside the
+  // store's transaction.
+  absl::StatusOr<std::vector<v1::RequestRecord>> BuildBatch(
+      const std::string& peer_party, const std::vector<const Checked*>& batch,
+      absl::Time now, absl::string_view note, AuditWriter& w) const;
+
   // Certificates that authenticated recently, by the hash of their PEM and
   // chain, so that a busy peer's certificate is parsed and chain-verified
   // once a minute, not once a call.

@@ -131,6 +131,23 @@ class RequestStore {
       const std::function<absl::StatusOr<v1::RequestRecord>(AuditWriter&)>& build,
       bool* inserted) = 0;
 
+  // The requests of one delivered batch, in one transaction. For each key,
+  // in order: the record already received under its id (`inserted`
+  // false), or AlreadyExists if a request this node sent has the id; then
+  // `build` is called once, inside the transaction, with the positions of
+  // the others (it may append to the audit log and sign one tree head for
+  // them all) and returns their records in that order, which are stored.
+  // A key repeated in `keys` is built once; its later copies get the
+  // record as held (`inserted` false).
+  struct IncomingOutcome {
+    absl::StatusOr<v1::RequestRecord> record;
+    bool inserted = false;
+  };
+  using BuildBatchFn = std::function<absl::StatusOr<std::vector<v1::RequestRecord>>(
+      AuditWriter&, const std::vector<size_t>& fresh)>;
+  virtual absl::StatusOr<std::vector<IncomingOutcome>> InsertIncomingBatch(
+      const std::vector<RecordKey>& keys, const BuildBatchFn& build) = 0;
+
   // A draft AWAITING_APPROVAL approved: stores its signed envelope and makes
   // it PENDING_DELIVERY, due now. FailedPrecondition if not awaiting.
   virtual absl::Status MarkApproved(const std::string& request_id,
@@ -334,6 +351,19 @@ class OutboxStore {
                                      const v1::SignedEnvelope& receipt, absl::Time now,
                                      absl::Time next_deadline,
                                      const AuditFn& audit = nullptr) = 0;
+  // Several outgoing requests acknowledged at `now`, in one transaction:
+  // as MarkDelivered each, with each item's audit entries. An item no
+  // longer pending delivery (delivered by another replica meanwhile) is
+  // skipped, its audit function not called; returns, per item, whether it
+  // was marked.
+  struct Delivered {
+    std::string request_id;
+    v1::SignedEnvelope receipt;
+    absl::Time next_deadline = absl::InfiniteFuture();
+    AuditFn audit;
+  };
+  virtual absl::StatusOr<std::vector<bool>> MarkDeliveredBatch(
+      const std::vector<Delivered>& items, absl::Time now) = 0;
   // A delivery attempt failed: counts it and schedules the next.
   virtual absl::Status MarkDeliveryFailed(const std::string& request_id,
                                           const std::string& error, absl::Time now,

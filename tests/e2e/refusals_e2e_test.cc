@@ -427,6 +427,35 @@ std::map<std::string, std::function<Outcome()>> RefusalsE2eTest::Triggers() {
     return Outcome{Peer("FR", "JP")->GetSharedRecords(&ctx, req, &resp), "FR",
                    "GetSharedRecords"};
   };
+  t["P31"] = [&] {
+    v1::DeliverRequestsRequest req;
+    const v1::SignedEnvelope env = JpRequest([](v1::RequestBody& b) { b.set_id(RandomUuid()); });
+    for (int i = 0; i < 257; ++i) *req.add_requests() = env;
+    v1::DeliverRequestsResponse resp;
+    grpc::ClientContext ctx;
+    Deadline(ctx);
+    return Outcome{Peer("FR", "JP")->DeliverRequests(&ctx, req, &resp), "FR",
+                   "DeliverRequests"};
+  };
+  t["P32"] = [&] {
+    v1::DeliverRequestsRequest req;
+    *req.add_requests() = JpRequest([](v1::RequestBody& b) { b.set_id(RandomUuid()); });
+    v1::SignedEnvelope forged = JpRequest([](v1::RequestBody& b) { b.set_id(RandomUuid()); });
+    (*forged.mutable_signature())[0] ^= 1;
+    *req.add_requests() = forged;
+    v1::DeliverRequestsResponse resp;
+    grpc::ClientContext ctx;
+    Deadline(ctx);
+    grpc::Status call = Peer("FR", "JP")->DeliverRequests(&ctx, req, &resp);
+    EXPECT_TRUE(call.ok()) << call.error_message();
+    if (!call.ok() || resp.outcomes_size() != 2) return Outcome{call, "FR", "DeliverRequests"};
+    // The good request is stored; the forged one is refused on its own.
+    EXPECT_EQ(resp.outcomes(0).code(), 0) << resp.outcomes(0).message();
+    EXPECT_TRUE(resp.outcomes(0).has_receipt());
+    return Outcome{grpc::Status(static_cast<grpc::StatusCode>(resp.outcomes(1).code()),
+                                resp.outcomes(1).message()),
+                   "FR", "DeliverRequests"};
+  };
 
   // --- Operator RPCs. ---
   t["O1"] = [&] {

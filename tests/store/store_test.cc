@@ -23,6 +23,7 @@
 #include "server/store/postgres/pg_store.h"
 #include "server/store/sqlite/sqlite_store.h"
 #include "server/store/sql/schema.h"
+#include "server/util/status_macros.h"
 #include "tests/testing/postgres_test_db.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_network.h"
@@ -327,6 +328,103 @@ TEST_P(StoreTest, IncomingInsertIsIdempotent) {
   COMITY_ASSERT_OK_AND_ASSIGN(auto one, store_->requests().Get("id-2"));
   ASSERT_EQ(one.size(), 1u);
   EXPECT_EQ(one[0].direction(), v1::INCOMING);
+}
+
+TEST_P(StoreTest, ABatchOfIncomingRequestsIsStoredInOneTransaction) {
+  ASSERT_THAT(store_->requests().InsertOutgoing({"sent", "FR", "JP"},
+                                                Record(v1::OUTGOING, "s", 1)),
+              IsOk());
+  bool inserted = false;
+  ASSERT_THAT(store_->requests().InsertIncomingIfAbsent(
+                  {"held", "JP", "FR"}, Fixed(Record(v1::INCOMING, "h", 2)), &inserted),
+              IsOk());
+  const std::vector<RecordKey> keys = {{"a", "JP", "FR"},    {"held", "JP", "FR"},
+                                       {"sent", "JP", "FR"}, {"a", "JP", "FR"},
+                                       {"b", "JP", "FR"}};
+  int builds = 0;
+  COMITY_ASSERT_OK_AND_ASSIGN(
+      auto outcomes,
+      store_->requests().InsertIncomingBatch(
+          keys, [&](AuditWriter& w, const std::vector<size_t>& fresh)
+                    -> absl::StatusOr<std::vector<v1::RequestRecord>> {
+            ++builds;
+            EXPECT_THAT(fresh, ElementsAre(0u, 4u));
+            std::vector<v1::RequestRecord> out;
+            for (size_t i : fresh) {
+              v1::AuditEntry e = Entry(keys[i].request_id, v1::REQUEST_RECEIVED, 3);
+              COMITY_RETURN_IF_ERROR(w.Append(&e).status());
+              out.push_back(Record(v1::INCOMING, keys[i].request_id + "-bytes", 3));
+            }
+            return out;
+          }));
+  EXPECT_EQ(builds, 1);
+  ASSERT_EQ(outcomes.size(), keys.size());
+  EXPECT_TRUE(outcomes[0].inserted);
+  EXPECT_EQ(outcomes[0].record->request().payload(), "a-bytes");
+  EXPECT_FALSE(outcomes[1].inserted);  // Held before: as held.
+  EXPECT_EQ(outcomes[1].record->request().payload(), "h");
+  EXPECT_THAT(outcomes[2].record.status(),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("sent")));
+  EXPECT_FALSE(outcomes[3].inserted);  // The same id again in the batch.
+  EXPECT_EQ(outcomes[3].record->request().payload(), "a-bytes");
+  EXPECT_TRUE(outcomes[4].inserted);
+  EXPECT_THAT(store_->audit().Size(), IsOkAndHolds(2u));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto a, store_->requests().Get("a"));
+  EXPECT_THAT(a, SizeIs(1));
+
+  // A failing build stores nothing of the batch.
+  EXPECT_THAT(store_->requests().InsertIncomingBatch(
+                  {{"c", "JP", "FR"}, {"d", "JP", "FR"}},
+                  [&](AuditWriter& w, const std::vector<size_t>&)
+                      -> absl::StatusOr<std::vector<v1::RequestRecord>> {
+                    v1::AuditEntry e = Entry("c", v1::REQUEST_RECEIVED, 4);
+                    COMITY_RETURN_IF_ERROR(w.Append(&e).status());
+                    return absl::InternalError("signing failed");
+                  }),
+              StatusIs(absl::StatusCode::kInternal));
+  EXPECT_THAT(store_->requests().Get("c"), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(store_->audit().Size(), IsOkAndHolds(2u));
+}
+
+TEST_P(StoreTest, ABatchOfDeliveriesIsMarkedInOneTransaction) {
+  for (const char* id : {"x", "y", "z"}) {
+    ASSERT_THAT(store_->requests().InsertOutgoing({id, "FR", "JP"},
+                                                  Record(v1::OUTGOING, id, 1)),
+                IsOk());
+  }
+  v1::SignedEnvelope receipt;
+  receipt.set_payload("signed receipt");
+  ASSERT_THAT(store_->outbox().MarkDelivered("z", receipt, absl::FromUnixMicros(5),
+                                             absl::InfiniteFuture()),
+              IsOk());
+  int audited = 0;
+  auto audit = [&](AuditWriter& w) -> absl::Status {
+    ++audited;
+    v1::AuditEntry e = Entry("x", v1::DELIVERY_ACKNOWLEDGED, 6);
+    return w.Append(&e).status();
+  };
+  std::vector<OutboxStore::Delivered> items(3);
+  const char* ids[] = {"x", "y", "z"};
+  for (int i = 0; i < 3; ++i) {
+    items[i].request_id = ids[i];
+    items[i].receipt = receipt;
+    items[i].next_deadline = absl::FromUnixMicros(1000 + i);
+    items[i].audit = audit;
+  }
+  EXPECT_THAT(store_->outbox().MarkDeliveredBatch(items, absl::FromUnixMicros(10)),
+              IsOkAndHolds(ElementsAre(true, true, false)));  // z was delivered before.
+  EXPECT_EQ(audited, 2);
+  EXPECT_THAT(store_->audit().Size(), IsOkAndHolds(2u));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto y, store_->requests().Get("y"));
+  ASSERT_THAT(y, SizeIs(1));
+  EXPECT_EQ(y[0].state(), v1::DELIVERED);
+  EXPECT_EQ(y[0].case_state(), v1::CASE_DELIVERED);
+  EXPECT_EQ(y[0].receipt().payload(), "signed receipt");
+  EXPECT_EQ(y[0].delivery_attempts(), 1u);
+  EXPECT_EQ(TimeUtil::TimestampToMicroseconds(y[0].next_deadline()), 1001);
+  EXPECT_THAT(store_->outbox().DueRequests("", absl::FromUnixMicros(100), 10,
+                                           absl::InfiniteFuture()),
+              IsOkAndHolds(IsEmpty()));
 }
 
 TEST_P(StoreTest, ListIsNewestFirstAndFiltered) {

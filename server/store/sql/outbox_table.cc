@@ -3,6 +3,8 @@
 // docs/storage.md). Where replicas share the database (Database::shared),
 // the Due* queries claim the rows they return for a lease, on the
 // database's clock, skipping rows another replica is claiming right now.
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "server/store/sql/rows.h"
 #include "server/store/sql/sql_store.h"
@@ -115,6 +117,13 @@ absl::StatusOr<std::vector<v1::RequestRecord>> SqlOutboxStore::DueRequests(
           .Int(ToMicros(latest)));
 }
 
+// An outgoing request acknowledged with its receipt: the case starts.
+constexpr char kMarkDeliveredSql[] =
+    "UPDATE requests SET state = $1, receipt_envelope = $2, updated_at_us = $3, "
+    "delivery_attempts = delivery_attempts + 1, last_error = '', case_state = 1, "
+    "next_attempt_at_us = NULL, next_deadline_us = $4, next_check_us = $4, claimed_by = NULL, "
+    "claim_until_us = NULL WHERE request_id = $5 AND direction = 1 AND state = $6";
+
 absl::Status SqlOutboxStore::UpdatePending(const std::string& request_id, const char* sql,
                                            Params params, const AuditFn& audit) {
   params.Text(request_id).Int(v1::PENDING_DELIVERY);
@@ -133,17 +142,41 @@ absl::Status SqlOutboxStore::MarkDelivered(const std::string& request_id,
                                            absl::Time now, absl::Time next_deadline,
                                            const AuditFn& audit) {
   return UpdatePending(
-      request_id,
-      "UPDATE requests SET state = $1, receipt_envelope = $2, updated_at_us = $3, "
-      "delivery_attempts = delivery_attempts + 1, last_error = '', case_state = 1, "
-      "next_attempt_at_us = NULL, next_deadline_us = $4, next_check_us = $4, claimed_by = NULL, "
-      "claim_until_us = NULL WHERE request_id = $5 AND direction = 1 AND state = $6",
+      request_id, kMarkDeliveredSql,
       Params()
           .Int(v1::DELIVERED)
           .Blob(receipt.SerializeAsString())
           .Int(ToMicros(now))
           .TimeOrNull(next_deadline),
       audit);
+}
+
+absl::StatusOr<std::vector<bool>> SqlOutboxStore::MarkDeliveredBatch(
+    const std::vector<Delivered>& items, absl::Time now) {
+  std::vector<bool> marked;
+  const bool audit = std::any_of(items.begin(), items.end(),
+                                 [](const Delivered& d) { return d.audit != nullptr; });
+  absl::Status st = db_->Write(audit, [&](Session& s, AuditWriter& w) -> absl::Status {
+    marked.assign(items.size(), false);
+    for (size_t i = 0; i < items.size(); ++i) {
+      const Delivered& d = items[i];
+      COMITY_ASSIGN_OR_RETURN(
+          int64_t changed,
+          s.Exec(kMarkDeliveredSql, Params()
+                                        .Int(v1::DELIVERED)
+                                        .Blob(d.receipt.SerializeAsString())
+                                        .Int(ToMicros(now))
+                                        .TimeOrNull(d.next_deadline)
+                                        .Text(d.request_id)
+                                        .Int(v1::PENDING_DELIVERY)));
+      if (changed != 1) continue;
+      marked[i] = true;
+      if (d.audit) COMITY_RETURN_IF_ERROR(d.audit(w));
+    }
+    return absl::OkStatus();
+  });
+  if (!st.ok()) return st;
+  return marked;
 }
 
 absl::Status SqlOutboxStore::MarkDeliveryFailed(const std::string& request_id,

@@ -1,6 +1,7 @@
 // RequestStore in SQL: the requests table (docs/storage.md).
 #include <algorithm>
 #include <limits>
+#include <map>
 #include <optional>
 
 #include "absl/strings/numbers.h"
@@ -73,32 +74,70 @@ absl::StatusOr<v1::RequestRecord> SqlRequestStore::InsertIncomingIfAbsent(
     const RecordKey& key,
     const std::function<absl::StatusOr<v1::RequestRecord>(AuditWriter&)>& build,
     bool* inserted) {
-  v1::RequestRecord result;
+  COMITY_ASSIGN_OR_RETURN(
+      std::vector<IncomingOutcome> outcomes,
+      InsertIncomingBatch({key}, [&](AuditWriter& w, const std::vector<size_t>&)
+                                     -> absl::StatusOr<std::vector<v1::RequestRecord>> {
+        COMITY_ASSIGN_OR_RETURN(v1::RequestRecord r, build(w));
+        std::vector<v1::RequestRecord> built;
+        built.push_back(std::move(r));
+        return built;
+      }));
+  *inserted = outcomes[0].inserted;
+  return std::move(outcomes[0].record);
+}
+
+absl::StatusOr<std::vector<RequestStore::IncomingOutcome>> SqlRequestStore::InsertIncomingBatch(
+    const std::vector<RecordKey>& keys, const BuildBatchFn& build) {
+  std::vector<IncomingOutcome> outcomes;
   // Opened for the audit log (whose lock serializes it with every other
   // appender, also on other replicas), so that two deliveries of one
   // request at once store it once: the second sees the first's row.
   absl::Status status = db_->Write(true, [&](Session& s, AuditWriter& w) -> absl::Status {
-    bool found = false;
-    COMITY_RETURN_IF_ERROR(
-        s.Query("SELECT " COMITY_RECORD_COLUMNS
-                " FROM requests WHERE request_id = $1 AND direction = 2",
-                Params().Text(key.request_id), [&](const Row& row) -> absl::Status {
-                  COMITY_ASSIGN_OR_RETURN(result, ReadRecord(row));
-                  found = true;
-                  return absl::OkStatus();
-                }));
-    if (found) {
-      *inserted = false;
-      return absl::OkStatus();
+    outcomes.assign(keys.size(), IncomingOutcome{absl::UnknownError("not stored"), false});
+    std::vector<size_t> fresh;
+    std::map<std::string, size_t> first;  // Id -> its first position in `keys`.
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const std::string& id = keys[i].request_id;
+      if (first.count(id) > 0) continue;  // Answered after the insert.
+      first.emplace(id, i);
+      bool found = false;
+      COMITY_RETURN_IF_ERROR(
+          s.Query("SELECT " COMITY_RECORD_COLUMNS
+                  " FROM requests WHERE request_id = $1 AND direction = 2",
+                  Params().Text(id), [&](const Row& row) -> absl::Status {
+                    COMITY_ASSIGN_OR_RETURN(v1::RequestRecord held, ReadRecord(row));
+                    outcomes[i].record = std::move(held);
+                    found = true;
+                    return absl::OkStatus();
+                  }));
+      if (found) continue;
+      if (absl::Status taken = RefuseIdInUse(s, id, v1::OUTGOING, "sent"); !taken.ok()) {
+        outcomes[i].record = taken;
+        continue;
+      }
+      fresh.push_back(i);
     }
-    COMITY_RETURN_IF_ERROR(RefuseIdInUse(s, key.request_id, v1::OUTGOING, "sent"));
-    COMITY_ASSIGN_OR_RETURN(result, build(w));
-    COMITY_RETURN_IF_ERROR(InsertRecord(s, key, result));
-    *inserted = true;
+    if (!fresh.empty()) {
+      COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> built, build(w, fresh));
+      if (built.size() != fresh.size()) {
+        return absl::InternalError(absl::StrCat("a batch of ", fresh.size(),
+                                                " requests built ", built.size(), " records"));
+      }
+      for (size_t j = 0; j < fresh.size(); ++j) {
+        COMITY_RETURN_IF_ERROR(InsertRecord(s, keys[fresh[j]], built[j]));
+        outcomes[fresh[j]].record = std::move(built[j]);
+        outcomes[fresh[j]].inserted = true;
+      }
+    }
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const size_t f = first[keys[i].request_id];
+      if (f != i) outcomes[i].record = outcomes[f].record;
+    }
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
-  return result;
+  return outcomes;
 }
 
 absl::Status SqlRequestStore::MarkApproved(const std::string& request_id,

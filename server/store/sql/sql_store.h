@@ -21,6 +21,8 @@ class SqlRequestStore final : public RequestStore {
       const RecordKey& key,
       const std::function<absl::StatusOr<v1::RequestRecord>(AuditWriter&)>& build,
       bool* inserted) override;
+  absl::StatusOr<std::vector<IncomingOutcome>> InsertIncomingBatch(
+      const std::vector<RecordKey>& keys, const BuildBatchFn& build) override;
   absl::Status MarkApproved(const std::string& request_id,
                             const v1::SignedEnvelope& signed_request,
                             const std::string& approver, absl::Time now,
@@ -88,6 +90,8 @@ class SqlOutboxStore final : public OutboxStore {
   absl::Status MarkDelivered(const std::string& request_id,
                              const v1::SignedEnvelope& receipt, absl::Time now,
                              absl::Time next_deadline, const AuditFn& audit) override;
+  absl::StatusOr<std::vector<bool>> MarkDeliveredBatch(const std::vector<Delivered>& items,
+                                                       absl::Time now) override;
   absl::Status MarkDeliveryFailed(const std::string& request_id, const std::string& error,
                                   absl::Time now, absl::Time next_attempt_at,
                                   const AuditFn& audit) override;
