@@ -5,12 +5,19 @@
 // DELIVERED with JP's signed receipt.
 //
 // Phases: closed loop with K concurrent callers (max throughput), open loop
-// at fixed offered rates (latency under load), the Ed25519 bound of the
-// same machine, and a plain gRPC echo over the same mutual-TLS credentials
-// and concurrency. Prints a markdown table; asserts nothing.
+// at fixed offered rates (latency under load), and a plain gRPC echo over
+// the same mutual-TLS credentials and concurrency. Before the first phase
+// and after each, a short sample of the Ed25519 bound of the same machine
+// (the figures use the median: the machine's speed drifts). Per phase and
+// node: CPU, fsyncs (bench/fsync_count.cc, preloaded into the nodes) and
+// bytes written (/proc/PID/io) per request. Prints markdown tables (and,
+// with --summary, "figure<TAB>value" lines for bench/run.sh --compare);
+// asserts nothing.
 //
 //   build/bin/e2e_bench [--duration-s 10] [--concurrency 1,16,64] [--rates 200,500]
 //                       [--poisson] [--channels 4] [--echo-duration-s 5] [--keep]
+//                       [--comityd PATH] [--preload /usr/lib/x86_64-linux-gnu/libjemalloc.so.2]
+//                       [--no-fsync-count] [--crypto-sample-s 0.6] [--summary FILE]
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -579,7 +586,8 @@ void SummarisePhase(const PhaseResult& r, Summary* s) {
   s->Add(absl::StrCat(load, ": p99 ms"), Percentile(r.latency_ms, 99));
   s->Add(absl::StrCat(load, ": CPU ms/req FR"), r.cpu.fr * 1e3 / n);
   s->Add(absl::StrCat(load, ": CPU ms/req JP"), r.cpu.jp * 1e3 / n);
-  for (const auto& [party, disk] : {std::pair{"FR", r.cpu.fr_disk}, std::pair{"JP", r.cpu.jp_disk}}) {
+  for (const auto& [party, disk] :
+       {std::pair{"FR", r.cpu.fr_disk}, std::pair{"JP", r.cpu.jp_disk}}) {
     if (disk.fsyncs >= 0) {
       s->Add(absl::StrCat(load, ": fsyncs/req ", party), static_cast<double>(disk.fsyncs) / n);
     }

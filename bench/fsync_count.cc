@@ -33,7 +33,9 @@ using SyncFn = int (*)(int);
 
 Counters* g_counters = nullptr;
 
-SyncFn Next(const char* name) { return reinterpret_cast<SyncFn>(::dlsym(RTLD_NEXT, name)); }
+SyncFn Next(const char* name) {
+  return reinterpret_cast<SyncFn>(::dlsym(RTLD_NEXT, name));
+}
 
 __attribute__((constructor)) void MapCounters() {
   const char* path = std::getenv("COMITY_FSYNC_COUNT_FILE");
@@ -58,6 +60,7 @@ extern "C" int fsync(int fd) {
 
 extern "C" int fdatasync(int fd) {
   static const SyncFn real = Next("fdatasync");
-  if (g_counters != nullptr) g_counters->fdatasync.fetch_add(1, std::memory_order_relaxed);
+  if (g_counters != nullptr)
+    g_counters->fdatasync.fetch_add(1, std::memory_order_relaxed);
   return real(fd);
 }
