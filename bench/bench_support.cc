@@ -172,7 +172,8 @@ absl::StatusOr<BenchNetwork> MakeNetwork(const std::string& dir,
 }
 
 absl::StatusOr<pid_t> SpawnNode(const BenchNetwork& net, const std::string& party,
-                                const std::string& comityd) {
+                                const std::string& comityd,
+                                const std::vector<std::string>& env) {
   const std::string bin = comityd.empty() ? BinDir() + "/comityd" : comityd;
   if (::access(bin.c_str(), X_OK) != 0) {
     return absl::NotFoundError(absl::StrCat(bin, " not found; build it first (cmake --build "
@@ -185,6 +186,7 @@ absl::StatusOr<pid_t> SpawnNode(const BenchNetwork& net, const std::string& part
   if (pid == 0) {
     FILE* f = std::freopen(log.c_str(), "a", stderr);
     (void)f;
+    for (const std::string& e : env) ::putenv(const_cast<char*>(e.c_str()));
     ::execl(bin.c_str(), bin.c_str(), "--config", conf.c_str(), static_cast<char*>(nullptr));
     std::_Exit(127);
   }
@@ -237,6 +239,19 @@ double ProcCpuSeconds(pid_t pid) {
     if (i == 15) stime = std::atof(f.c_str());
   }
   return (utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+ProcIo ReadProcIo(pid_t pid) {
+  ProcIo io;
+  std::ifstream in(absl::StrCat("/proc/", pid, "/io"));
+  std::string name;
+  int64_t value = 0;
+  while (in >> name >> value) {
+    if (name == "wchar:") io.wchar = value;
+    if (name == "write_bytes:") io.write_bytes = value;
+    if (name == "syscw:") io.syscw = value;
+  }
+  return io;
 }
 
 std::shared_ptr<grpc::ChannelCredentials> OperatorCredentials(const BenchNetwork& net,

@@ -78,9 +78,11 @@ absl::StatusOr<BenchNetwork> MakeNetwork(const std::string& dir,
                                          const std::vector<std::string>& parties);
 
 // Starts build/bin/comityd (or `comityd`) for `party`, stderr (its JSON
-// event lines) to PARTY/comityd.log.
+// event lines) to PARTY/comityd.log, with `env` ("NAME=value", e.g.
+// LD_PRELOAD) added to its environment.
 absl::StatusOr<pid_t> SpawnNode(const BenchNetwork& net, const std::string& party,
-                                const std::string& comityd = "");
+                                const std::string& comityd = "",
+                                const std::vector<std::string>& env = {});
 // SIGTERM, then waits (SIGKILL after 10 s).
 void StopChild(pid_t pid);
 // True while `pid` (a child) has not exited.
@@ -90,6 +92,13 @@ bool ChildAlive(pid_t pid);
 int64_t ProcStatusKb(pid_t pid, const std::string& field);
 // User + system CPU seconds of a process (all its threads).
 double ProcCpuSeconds(pid_t pid);
+// /proc/PID/io: bytes passed to write-like calls (wchar), bytes the process
+// caused to be sent to the block layer (write_bytes: page cache pages it
+// dirtied, counted when dirtied), write-like calls (syscw). -1 if unreadable.
+struct ProcIo {
+  int64_t wchar = -1, write_bytes = -1, syscw = -1;
+};
+ProcIo ReadProcIo(pid_t pid);
 
 // A channel to `party`'s operator listener as operator `name`, with its
 // certificate. Channels with different `index` get their own TCP
