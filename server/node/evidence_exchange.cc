@@ -319,7 +319,9 @@ std::vector<v1::PendingEvidenceStatus> EvidenceExchange::PendingOf(
   std::vector<v1::PendingEvidenceStatus> out;
   const uint32_t max_attempts = ctx_->config().evidence().max_fetch_attempts();
   for (const v1::RequestRecord& r : records) {
-    if (r.direction() != v1::OUTGOING) continue;
+    // Files are listed by the steps of a case: none before its first (a
+    // request just delivered, as the submitter sees it), so no query.
+    if (r.direction() != v1::OUTGOING || r.transitions_size() == 0) continue;
     absl::StatusOr<v1::RequestBody> body = BodyOf(r);
     if (!body.ok()) continue;
     auto pending = ctx_->store().cases().PendingEvidenceOf(body->id());

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
+#include <optional>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -22,6 +25,14 @@ namespace comity {
 namespace {
 
 constexpr int kBatch = 64;
+// The most requests a round takes from the store at once.
+constexpr size_t kMaxDue = 1024;
+
+// The id of an outgoing request (its body's; empty if it does not parse).
+std::string IdOf(const v1::RequestRecord& r) {
+  v1::RequestBody body;
+  return body.ParseFromString(r.request().payload()) ? body.id() : std::string();
+}
 
 // The stored state of what a waiter queued.
 absl::StatusOr<v1::RequestRecord> Stored(const NodeContext& ctx, const std::string& key) {
@@ -85,17 +96,57 @@ absl::Duration DeliveryLane::RunRound(const std::function<bool()>& stopping) {
   return wait;
 }
 
+void DeliveryLane::BatchRequests(std::vector<v1::RequestRecord> requests, size_t workers,
+                                 bool probe, std::deque<Task>* tasks) {
+  // Batches (DeliverRequests) of up to delivery.batch_size and within the
+  // message limit, spread over the workers free to carry them; a probe is
+  // a batch of one.
+  const size_t most = std::max<uint32_t>(1, ctx_->config().delivery().batch_size());
+  const size_t even = (requests.size() + std::max<size_t>(1, workers) - 1) /
+                      std::max<size_t>(1, workers);
+  const size_t per = std::clamp<size_t>(even, 1, most);
+  const size_t bytes = ctx_->config().limits().max_message_bytes() / 4 * 3;
+  std::vector<v1::RequestRecord> batch;
+  size_t batch_bytes = 0;
+  auto flush = [&] {
+    if (batch.empty()) return;
+    tasks->push_back([this, b = std::move(batch)]() -> absl::StatusOr<bool> {
+      // A peer that answers, even with a refusal for now (a request dated
+      // ahead of its clock, a key it has not learned), was reached: that
+      // request waits for its own retry, the others go on.
+      bool reached = true;
+      DeliverBatch(b, &reached);
+      return reached;
+    });
+    batch.clear();
+    batch_bytes = 0;
+  };
+  for (v1::RequestRecord& r : requests) {
+    const size_t size = r.request().ByteSizeLong() + 16;
+    if (!batch.empty() && (batch.size() >= per || batch_bytes + size > bytes)) flush();
+    batch_bytes += size;
+    batch.push_back(std::move(r));
+    if (probe && tasks->empty()) flush();
+  }
+  flush();
+}
+
 bool DeliveryLane::DeliverDue(const std::function<bool()>& stopping, bool* more) {
   OutboxStore& outbox = ctx_->store().outbox();
   const absl::Time now = ctx_->Now();
+  const size_t width = std::max<uint32_t>(1, ctx_->config().delivery().max_in_flight());
+  const int request_limit = static_cast<int>(std::min<size_t>(
+      kMaxDue, width * std::max<uint32_t>(1, ctx_->config().delivery().batch_size())));
   // Attempts scheduled further off than the longest backoff were scheduled
   // before the clock was stepped back: due now.
   const absl::Time latest = now + MaxBackoff();
+  // Anything submitted from here on may join this round (below).
+  nudged_.store(false);
   // Steps and proposals first (they move open cases), then requests.
-  std::vector<std::function<absl::StatusOr<bool>()>> tasks;
+  std::deque<Task> tasks;
   auto transitions = outbox.DueTransitions(peer_, now, kBatch, latest);
   auto proposals = outbox.DueProposals(peer_, now, kBatch, latest);
-  auto requests = outbox.DueRequests(peer_, now, kBatch, latest);
+  auto requests = outbox.DueRequests(peer_, now, request_limit, latest);
   for (const absl::Status* failed :
        {&transitions.status(), &proposals.status(), &requests.status()}) {
     if (!failed->ok())
@@ -122,74 +173,99 @@ bool DeliveryLane::DeliverDue(const std::function<bool()>& stopping, bool* more)
     probe = failures_ > 0;
   }
   if (!probe) probe = !ctx_->contacts().Get(peer_).reachable;
+  std::set<std::string> taken;  // Requests attempted in this round.
   if (requests.ok()) {
-    // Requests go in batches (DeliverRequests) of up to delivery.batch_size
-    // and within the message limit; a probe is a batch of one.
-    const size_t most = std::max<uint32_t>(1, ctx_->config().delivery().batch_size());
-    const size_t bytes = ctx_->config().limits().max_message_bytes() / 4 * 3;
-    std::vector<v1::RequestRecord> batch;
-    size_t batch_bytes = 0;
-    auto flush = [&] {
-      if (batch.empty()) return;
-      tasks.push_back([this, b = std::move(batch)]() -> absl::StatusOr<bool> {
-        // A peer that answers, even with a refusal for now (a request dated
-        // ahead of its clock, a key it has not learned), was reached: that
-        // request waits for its own retry, the others go on.
-        bool reached = true;
-        DeliverBatch(b, &reached);
-        return reached;
-      });
-      batch.clear();
-      batch_bytes = 0;
-    };
-    for (v1::RequestRecord& r : *requests) {
-      const size_t size = r.request().ByteSizeLong() + 16;
-      if (!batch.empty() && (batch.size() >= most || batch_bytes + size > bytes)) flush();
-      batch_bytes += size;
-      batch.push_back(std::move(r));
-      if (probe && tasks.empty()) flush();
-    }
-    flush();
+    for (const v1::RequestRecord& r : *requests) taken.insert(IdOf(r));
+    BatchRequests(*std::move(requests), width, probe && tasks.empty(), &tasks);
   }
   if (tasks.empty()) return false;
   *more = (transitions.ok() && transitions->size() == kBatch) ||
           (proposals.ok() && proposals->size() == kBatch) ||
-          (requests.ok() && requests->size() == kBatch);
+          taken.size() == static_cast<size_t>(request_limit);
 
-  size_t first = 0;
   if (probe) {
     if (stopping()) return false;
-    absl::StatusOr<bool> reached = tasks[0]();
+    absl::StatusOr<bool> reached = tasks.front()();
+    tasks.pop_front();
     if (reached.ok() && !*reached) {
       *more = false;
       return true;
     }
-    first = 1;
   }
 
-  // Up to max_in_flight attempts at once. The first one that cannot reach
-  // the peer stops the round: the rest wait for the lane's next try.
-  std::atomic<size_t> next{first};
-  std::atomic<bool> unreachable{false};
-  auto work = [&]() {
-    while (!unreachable.load() && !stopping()) {
-      const size_t i = next.fetch_add(1);
-      if (i >= tasks.size()) return;
-      absl::StatusOr<bool> reached = tasks[i]();
-      if (reached.ok() && !*reached) unreachable.store(true);
+  // Up to max_in_flight attempts at once, on the lane's threads and this
+  // one. A worker that finds nothing left to do takes the requests that
+  // came due since (submitted while the others were in flight), so the
+  // lane keeps its calls busy rather than waiting for the slowest of a
+  // round. The first attempt that cannot reach the peer stops the round:
+  // the rest wait for the lane's next try.
+  absl::Mutex round_mu;
+  bool unreachable = false;  // Guarded by round_mu.
+  size_t live = 1;           // Workers running, this thread included.
+  std::function<void()> work;
+  // The next task, taking what came due if nothing is left; nullopt: the
+  // worker is done.
+  auto next = [&]() -> std::optional<Task> {
+    absl::MutexLock lock(&round_mu);
+    if (unreachable || stopping()) return std::nullopt;
+    if (tasks.empty() && nudged_.exchange(false)) {
+      auto due = outbox.DueRequests(peer_, ctx_->Now(),
+                                    request_limit + static_cast<int>(taken.size()), latest);
+      if (due.ok()) {
+        std::vector<v1::RequestRecord> fresh;
+        for (v1::RequestRecord& r : *due) {
+          if (taken.insert(IdOf(r)).second) fresh.push_back(std::move(r));
+        }
+        BatchRequests(std::move(fresh), width - live + 1, false, &tasks);
+        if (!*more && fresh.size() == static_cast<size_t>(request_limit)) *more = true;
+      }
     }
+    if (tasks.empty()) return std::nullopt;
+    Task t = std::move(tasks.front());
+    tasks.pop_front();
+    // More waiting than workers: another one joins.
+    while (!tasks.empty() && live < width && live <= tasks.size()) {
+      ++live;
+      Pool()->Schedule(work);
+    }
+    return t;
   };
-  const size_t width =
-      std::min<size_t>(std::max<size_t>(1, tasks.size() - first),
-                       std::max<uint32_t>(1, ctx_->config().delivery().max_in_flight()));
-  std::vector<std::thread> helpers;
-  helpers.reserve(width - 1);
-  for (size_t i = 1; i < width; ++i) helpers.emplace_back(work);
+  work = [&] {
+    while (std::optional<Task> t = next()) {
+      absl::StatusOr<bool> reached = (*t)();
+      if (reached.ok() && !*reached) {
+        absl::MutexLock lock(&round_mu);
+        unreachable = true;
+      }
+    }
+    absl::MutexLock lock(&round_mu);
+    --live;
+  };
+  {
+    absl::MutexLock lock(&round_mu);
+    while (!tasks.empty() && live < width && live < tasks.size()) {
+      ++live;
+      Pool()->Schedule(work);
+    }
+  }
   work();
-  for (std::thread& t : helpers) t.join();
-  if (unreachable.load()) *more = false;
-  return unreachable.load();
+  absl::MutexLock lock(&round_mu);
+  round_mu.Await(absl::Condition(+[](size_t* n) { return *n == 0; }, &live));
+  if (unreachable) *more = false;
+  return unreachable;
 }
+
+Executor* DeliveryLane::Pool() {
+  absl::MutexLock lock(&mu_);
+  if (pool_ == nullptr) {
+    pool_ = std::make_unique<Executor>(
+        absl::StrCat("lane ", peer_),
+        static_cast<int>(std::max<uint32_t>(1, ctx_->config().delivery().max_in_flight())));
+  }
+  return pool_.get();
+}
+
+void DeliveryLane::Nudge() { nudged_.store(true); }
 
 absl::StatusOr<v1::RequestRecord> DeliveryLane::Deliver(const v1::RequestRecord& record,
                                                         bool* reached) {
@@ -595,6 +671,7 @@ void Outbox::Start() {
 }
 
 void Outbox::Kick(const std::string& peer) const {
+  if (DeliveryLane* l = lane(peer); l != nullptr) l->Nudge();
   auto it = wakers_.find(peer);
   if (it != wakers_.end() && it->second) it->second();
 }

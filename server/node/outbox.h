@@ -14,6 +14,8 @@
 #ifndef COMITY_SERVER_NODE_OUTBOX_H_
 #define COMITY_SERVER_NODE_OUTBOX_H_
 
+#include <atomic>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -29,6 +31,7 @@
 #include "server/node/case_book.h"
 #include "server/node/log_witness.h"
 #include "server/node/node_context.h"
+#include "server/util/executor.h"
 
 namespace comity {
 
@@ -72,6 +75,9 @@ class DeliveryLane {
   uint32_t failures() const;
   absl::Time retry_at() const;
 
+  // Something new is due to the peer: a round under way takes it too.
+  void Nudge();
+
   // Waiters (Outbox::AwaitAttempt): "r:<request id>" or "p:<request id>";
   // `give_up_at` on the monotonic clock (NodeContext::MonotonicNow).
   void AddWaiter(const std::string& key, AttemptDone done, absl::Duration give_up_at);
@@ -81,6 +87,14 @@ class DeliveryLane {
   void ResolveStale(bool all);
 
  private:
+  using Task = std::function<absl::StatusOr<bool>()>;  // Returns whether the peer was reached.
+
+  // Appends to `tasks` the delivery of `requests` in batches, spread over
+  // `workers`; with `probe`, the first batch holds one request.
+  void BatchRequests(std::vector<v1::RequestRecord> requests, size_t workers, bool probe,
+                     std::deque<Task>* tasks);
+  // The lane's threads (delivery.max_in_flight), made on first use.
+  Executor* Pool();
   // Calls the waiters of `key` with `result`.
   void Resolve(const std::string& key, const absl::StatusOr<v1::RequestRecord>& result);
   // Everything due to the peer, up to max_in_flight at once. Returns whether
@@ -116,6 +130,8 @@ class DeliveryLane {
     absl::Duration give_up_at;  // Monotonic.
   };
   std::multimap<std::string, Waiter> waiters_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Executor> pool_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> nudged_{false};  // Set by Nudge, taken by a round.
 };
 
 // The lanes of every configured peer. Thread-safe.

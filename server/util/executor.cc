@@ -6,13 +6,41 @@
 
 namespace comity {
 
+namespace {
+
+// A pool thread's stack: what a call's work needs (protobuf, SQLite,
+// OpenSSL, a gRPC client call) with room to spare, rather than the 8 MiB
+// default, so that pools stay small in address space (a node run under
+// `ulimit -v`, docs/performance.md).
+constexpr size_t kStackBytes = 1 << 20;
+
+void* RunThread(void* executor) {
+  static_cast<Executor*>(executor)->RunForThread();
+  return nullptr;
+}
+
+}  // namespace
+
 Executor::Executor(std::string name, int threads) : name_(std::move(name)) {
-  threads_.reserve(static_cast<size_t>(std::max(1, threads)));
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, kStackBytes);
   for (int i = 0; i < std::max(1, threads); ++i) {
-    threads_.emplace_back([this] { Run(); });
+    pthread_t t;
+    if (pthread_create(&t, &attr, &RunThread, this) != 0) {
+      // Out of threads or address space: the pool runs with what it has,
+      // and with none, Schedule runs on the caller.
+      if (threads_.empty()) {
+        absl::MutexLock lock(&mu_);
+        stopping_ = true;
+      }
+      break;
+    }
     // Named for `top -H` and perf (at most 15 characters).
-    pthread_setname_np(threads_.back().native_handle(), name_.substr(0, 15).c_str());
+    pthread_setname_np(t, name_.substr(0, 15).c_str());
+    threads_.push_back(t);
   }
+  pthread_attr_destroy(&attr);
 }
 
 Executor::~Executor() { Stop(); }
@@ -39,10 +67,13 @@ void Executor::Stop() {
     if (stopping_) return;
     stopping_ = true;
   }
-  for (std::thread& t : threads_) t.join();
+  for (pthread_t t : threads_) pthread_join(t, nullptr);
+  threads_.clear();
 }
 
 bool Executor::Ready() const { return stopping_ || !queue_.empty(); }
+
+void Executor::RunForThread() { Run(); }
 
 void Executor::Run() {
   for (;;) {

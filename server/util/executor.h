@@ -9,10 +9,11 @@
 #ifndef COMITY_SERVER_UTIL_EXECUTOR_H_
 #define COMITY_SERVER_UTIL_EXECUTOR_H_
 
+#include <pthread.h>
+
 #include <deque>
 #include <functional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -36,6 +37,9 @@ class Executor {
   // Runs everything queued, then joins the threads. Idempotent.
   void Stop();
 
+  // The loop of a pool thread (internal).
+  void RunForThread();
+
  private:
   void Run();
   bool Ready() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -44,7 +48,7 @@ class Executor {
   mutable absl::Mutex mu_;
   std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::thread> threads_;
+  std::vector<pthread_t> threads_;
 };
 
 }  // namespace comity

@@ -38,6 +38,12 @@ class BatchE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
     net_ = std::make_unique<testing::TestNetwork>(std::vector<std::string>{"FR", "JP"});
+    // Two calls at once: a backlog goes in batches of up to 32 (the
+    // default spreads a small one over 16 calls).
+    std::string& fr = net_->ConfigText("FR");
+    const std::string delivery = "delivery { ";
+    ASSERT_NE(fr.find(delivery), std::string::npos) << fr;
+    fr.insert(fr.find(delivery) + delivery.size(), "max_in_flight: 2 ");
     ASSERT_THAT(net_->Start("FR"), IsOk());
   }
   std::string Submit(const std::string& from, const std::string& to) {

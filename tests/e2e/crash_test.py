@@ -799,9 +799,11 @@ class ClockScenario(Scenario):
             FAILURES.add(f"D ({phase}): JP holds {len(early)} requests dated ahead of its "
                          f"clock: {early[:3]}")
         # The entry names the payload's hash, not the request (it is written
-        # for what may not parse).
+        # for what may not parse); requests travel in batches (DeliverRequests)
+        # or alone (DeliverRequest).
         refused = [e for e in audit_entries(self.net, "JP", "PEER_REQUEST_REFUSED") or []
-                   if e.get("detail", "").startswith("DeliverRequest: FAILED_PRECONDITION")
+                   if e.get("detail", "").startswith(("DeliverRequest: FAILED_PRECONDITION",
+                                                      "DeliverRequests: FAILED_PRECONDITION"))
                    and later in e.get("detail", "")]
         if len(refused) < len(ids):
             FAILURES.add(f"D ({phase}): JP audited {len(refused)} refusals of requests dated "

@@ -328,9 +328,45 @@ void SqliteDatabase::CommitBatch(const std::vector<PendingWrite*>& batch) {
 }
 
 absl::Status SqliteDatabase::Read(const sql::ReadFn& body) {
-  absl::MutexLock lock(&mu_);
-  SqliteSession session(conn_.get());
-  return body(session);
+  std::unique_ptr<Connection> reader =
+      path_ == ":memory:" ? nullptr : TakeReader();  // In memory: one connection.
+  if (reader == nullptr) {
+    absl::MutexLock lock(&mu_);
+    SqliteSession session(conn_.get());
+    return body(session);
+  }
+  SqliteSession session(reader.get());
+  const sql::Params none;
+  // One read transaction: the body's statements see one committed state.
+  absl::Status st = session.Exec("BEGIN", none).status();
+  if (st.ok()) {
+    st = body(session);
+    absl::Status ended = session.Exec(st.ok() ? "COMMIT" : "ROLLBACK", none).status();
+    if (st.ok()) st = ended;
+  }
+  ReturnReader(std::move(reader));
+  return st;
+}
+
+std::unique_ptr<Connection> SqliteDatabase::TakeReader() {
+  {
+    absl::MutexLock lock(&readers_mu_);
+    if (!readers_.empty()) {
+      std::unique_ptr<Connection> r = std::move(readers_.back());
+      readers_.pop_back();
+      return r;
+    }
+  }
+  absl::StatusOr<std::unique_ptr<Connection>> opened = Connection::Open(path_, true);
+  if (!opened.ok()) return nullptr;
+  // A small page cache each: the OS caches the file for all of them.
+  if (!(*opened)->Script("PRAGMA cache_size=-2048;").ok()) return nullptr;
+  return *std::move(opened);
+}
+
+void SqliteDatabase::ReturnReader(std::unique_ptr<Connection> reader) {
+  absl::MutexLock lock(&readers_mu_);
+  if (readers_.size() < kIdleReaders) readers_.push_back(std::move(reader));
 }
 
 absl::Status SqliteDatabase::Snapshot(const sql::ReadFn& body) {

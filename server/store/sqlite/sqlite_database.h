@@ -106,6 +106,15 @@ class SqliteDatabase final : public sql::Database {
   // Snapshot reads, on their own read-only connection (opened on first use).
   absl::Mutex snapshot_mu_;
   std::unique_ptr<Connection> snapshot_conn_ ABSL_GUARDED_BY(snapshot_mu_);
+  // Reads (Read), on read-only connections of their own: in WAL mode they
+  // never wait for the writer, whose lock is held through each group's
+  // fsync. Idle ones are kept, up to kIdleReaders.
+  static constexpr size_t kIdleReaders = 8;
+  // An idle reader, or a new one; null if none can be opened.
+  std::unique_ptr<Connection> TakeReader();
+  void ReturnReader(std::unique_ptr<Connection> reader);
+  absl::Mutex readers_mu_;
+  std::vector<std::unique_ptr<Connection>> readers_ ABSL_GUARDED_BY(readers_mu_);
 };
 
 }  // namespace comity::sqlite_internal
