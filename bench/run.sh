@@ -2,7 +2,8 @@
 # Runs the end-to-end benchmarks and prints their markdown tables
 # (docs/performance.md, "End to end").
 #
-#   bench/run.sh [--build DIR] [--requests N] [--e2e-only|--rss-only] [--preload LIB]
+#   bench/run.sh [--build DIR] [--requests N] [--e2e-only|--rss-only|--audit-only]
+#                [--audit-requests N] [--preload LIB]
 #                [--compare OLD_COMITYD] [--compare-preload LIB] [--rounds N]
 #                [-- E2E_FLAGS...]
 #
@@ -26,6 +27,10 @@
 # --compare-preload: the same, "before" being the nodes without LIB and
 #   "after" with LD_PRELOAD=LIB (an allocator's effect on one binary); with
 #   --compare too, before = OLD_COMITYD without LIB, after = new with LIB.
+# --audit-only / --audit-requests N: only `comity audit verify` and `audit
+#   export` of a log of N requests (default 1000000; 4 entries and a signed
+#   head each), their time and the peak RSS of the node and the CLI
+#   (tests/e2e/audit_memory_e2e_test.cc in its bench mode; ~1 GB of disk).
 # Anything after -- goes to e2e_bench (e.g. --duration-s 20 --rates 200,500,1000).
 # The default run takes about three minutes. Set CMAKE_BUILD_PARALLEL_LEVEL for a parallel build.
 set -euo pipefail
@@ -39,6 +44,8 @@ preload=
 compare=
 compare_preload=
 rounds=3
+run_audit=0
+audit_requests=1000000
 e2e_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -50,6 +57,8 @@ while [ $# -gt 0 ]; do
     --compare) compare=$2; run_rss=0; shift 2 ;;
     --compare-preload) compare_preload=$2; run_rss=0; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
+    --audit-only) run_e2e=0; run_rss=0; run_audit=1; shift ;;
+    --audit-requests) audit_requests=$2; run_audit=1; shift 2 ;;
     --) shift; e2e_args=("$@"); break ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "$0: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -82,7 +91,9 @@ if [ "$comparing" = 1 ]; then
     e2e_args=(--duration-s 5 --concurrency 16,64 --rates 500 --echo-duration-s 0)
   cmake --build "$build" --target comityd e2e_bench >&2
 else
-  cmake --build "$build" --target comityd e2e_bench store_rss_bench >&2
+  targets=(comityd e2e_bench store_rss_bench)
+  [ "$run_audit" = 1 ] && targets+=(comity audit_memory_e2e_test)
+  cmake --build "$build" --target "${targets[@]}" >&2
 fi
 [ -z "$preload" ] || e2e_args=(--preload "$preload" ${e2e_args[@]+"${e2e_args[@]}"})
 
@@ -149,4 +160,9 @@ if [ "$run_e2e" = 1 ]; then
 fi
 if [ "$run_rss" = 1 ]; then
   "$build/bin/store_rss_bench" --requests "$requests"
+fi
+if [ "$run_audit" = 1 ]; then
+  echo
+  COMITY_AUDIT_MEMORY_REQUESTS=$audit_requests "$build/bin/audit_memory_e2e_test" |
+    sed -n '/^## /,/^|.*offline/p'
 fi

@@ -1,6 +1,9 @@
 #include "client/audit_cli.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -28,6 +31,8 @@
 #include "server/crypto/ed25519.h"
 #include "server/crypto/sha256.h"
 #include "server/util/files.h"
+#include "server/util/posix_file.h"
+#include "server/util/status_macros.h"
 #include "server/util/hex.h"
 
 namespace comity {
@@ -83,6 +88,36 @@ std::string EntryLine(const v1::AuditEntry& e) {
   if (!e.detail().empty()) absl::StrAppend(&line, "  (", e.detail(), ")");
   return line;
 }
+
+// A file written as a stream: into a temporary file beside `path`, named
+// `path` only once complete and durable (Commit); removed if not committed.
+class StreamedFile {
+ public:
+  static absl::StatusOr<std::unique_ptr<StreamedFile>> Create(const std::string& path) {
+    COMITY_ASSIGN_OR_RETURN(auto temp, CreateTempFileBeside(path));
+    return std::unique_ptr<StreamedFile>(new StreamedFile(path, temp.first, temp.second));
+  }
+  ~StreamedFile() {
+    if (!committed_) RemoveIfExists(temp_).IgnoreError();
+  }
+  absl::Status Write(absl::string_view data) { return WriteAll(fd_.get(), data, temp_); }
+  absl::Status Commit() {
+    if (::fsync(fd_.get()) != 0) return IoError(errno, absl::StrCat("fsync ", temp_));
+    if (fd_.Close() != 0) return IoError(errno, absl::StrCat("close ", temp_));
+    COMITY_RETURN_IF_ERROR(RenameFile(temp_, path_, /*replace=*/true));
+    committed_ = true;
+    const size_t slash = path_.rfind('/');
+    return SyncDir(slash == std::string::npos ? "." : path_.substr(0, std::max<size_t>(slash, 1)));
+  }
+
+ private:
+  StreamedFile(std::string path, int fd, std::string temp)
+      : path_(std::move(path)), fd_(fd), temp_(std::move(temp)) {}
+  std::string path_;
+  ScopedFd fd_;
+  std::string temp_;
+  bool committed_ = false;
+};
 
 class AuditCli {
  public:
@@ -211,15 +246,16 @@ int AuditCli::Verify(const ParsedArgs&) {
 }
 
 int AuditCli::VerifyBundleFile(const std::string& path) {
-  auto bytes = ReadFile(path);
-  if (!bytes.ok()) return Fail(kExitUsage, bytes.status().message());
-  v1::AuditBundle bundle;
-  if (!bundle.ParseFromString(*bytes)) {
-    return Fail(kExitFailure, absl::StrCat(path, " is not an audit bundle (comity audit export)"));
+  // Read incrementally: a bundle of any size in bounded memory.
+  BundleInfo bundle;
+  auto verified = comity::VerifyBundleFile(path, &bundle);
+  if (!verified.ok()) {
+    return Fail(absl::IsNotFound(verified.status()) ? kExitUsage : kExitFailure,
+                verified.status().message());
   }
-  VerifyReport report = VerifyBundle(bundle);
+  const VerifyReport& report = *verified;
   std::vector<std::string> keys;
-  for (const auto& k : bundle.public_keys()) {
+  for (const auto& k : bundle.public_keys) {
     keys.push_back(absl::StrCat(k.party(), " ", k.key_id(), " ",
                                 KeyFingerprint(k.ed25519_public_key())));
   }
@@ -228,7 +264,7 @@ int AuditCli::VerifyBundleFile(const std::string& path) {
     for (const std::string& k : keys) fingerprints.Add(k);
     out_ << JsonValue::Object()
                 .Set("ok", report.ok)
-                .Set("party", bundle.party())
+                .Set("party", bundle.party)
                 .Set("entries", report.entries)
                 .Set("root", HexEncode(report.root))
                 .Set("heads", report.heads)
@@ -237,7 +273,7 @@ int AuditCli::VerifyBundleFile(const std::string& path) {
                 .Dump()
          << "\n";
   } else {
-    out_ << "bundle of " << bundle.party() << "'s log, checked offline with its keys ("
+    out_ << "bundle of " << bundle.party << "'s log, checked offline with its keys ("
          << absl::StrJoin(keys, "; ")
          << "): compare these fingerprints with the party's published keys\n";
     out_ << report.Summary() << "\n";
@@ -442,28 +478,52 @@ int AuditCli::Consistency(const ParsedArgs& a) {
 
 int AuditCli::Export(const ParsedArgs& a) {
   if (!a.Has("out")) return Fail(kExitUsage, "audit export needs --out PREFIX");
-  auto ctx = Context(600);
-  auto reader = stub_->Export(ctx.get(), v1::ExportAuditLogRequest());
-  v1::AuditBundle bundle, chunk;
-  while (reader->Read(&chunk)) bundle.MergeFrom(chunk);
-  grpc::Status st = reader->Finish();
-  if (!st.ok()) return Rpc(st);
   const std::string prefix = a.Get("out");
-  std::string jsonl;
-  for (const std::string& bytes : bundle.entries()) {
-    v1::AuditEntry e;
-    e.ParseFromString(bytes);
-    absl::StrAppend(&jsonl, EntryJson(e), "\n");
+  // Each message of the stream goes to the files as it arrives: the bundle
+  // file is the messages' serializations one after the other, which parse
+  // as the one AuditBundle they merge into (docs/audit_log.md).
+  auto bundle_file = StreamedFile::Create(prefix + ".bundle");
+  if (!bundle_file.ok()) return Fail(kExitFailure, bundle_file.status().message());
+  auto jsonl_file = StreamedFile::Create(prefix + ".jsonl");
+  if (!jsonl_file.ok()) return Fail(kExitFailure, jsonl_file.status().message());
+  auto ctx = Context(3600);
+  auto reader = stub_->Export(ctx.get(), v1::ExportAuditLogRequest());
+  v1::AuditBundle chunk;
+  std::string party;
+  uint64_t entries = 0, heads = 0;
+  absl::Status written;
+  while (reader->Read(&chunk)) {
+    if (!chunk.party().empty()) party = chunk.party();
+    entries += chunk.entries_size();
+    heads += chunk.tree_heads_size();
+    written = (*bundle_file)->Write(chunk.SerializeAsString());
+    std::string jsonl;
+    for (const std::string& bytes : chunk.entries()) {
+      v1::AuditEntry e;
+      e.ParseFromString(bytes);
+      absl::StrAppend(&jsonl, EntryJson(e), "\n");
+    }
+    if (written.ok()) written = (*jsonl_file)->Write(jsonl);
+    if (!written.ok()) {
+      ctx->TryCancel();
+      break;
+    }
   }
-  absl::Status w1 = WriteFileAtomically(prefix + ".jsonl", jsonl, 0600);
-  absl::Status w2 = WriteFileAtomically(prefix + ".bundle", bundle.SerializeAsString(), 0600);
+  grpc::Status st = reader->Finish();
+  if (!written.ok()) return Fail(kExitFailure, written.message());
+  if (!st.ok()) return Rpc(st);
+  absl::Status w1 = (*jsonl_file)->Commit();
+  absl::Status w2 = (*bundle_file)->Commit();
   if (!w1.ok() || !w2.ok()) return Fail(kExitFailure, (!w1.ok() ? w1 : w2).message());
-  VerifyReport report = VerifyBundle(bundle);
+  BundleInfo info;
+  auto verified = comity::VerifyBundleFile(prefix + ".bundle", &info);
+  if (!verified.ok()) return Fail(kExitFailure, verified.status().message());
+  const VerifyReport& report = *verified;
   if (json_) {
     out_ << JsonValue::Object()
-                .Set("party", bundle.party())
-                .Set("entries", bundle.entries_size())
-                .Set("tree_heads", bundle.tree_heads_size())
+                .Set("party", party)
+                .Set("entries", entries)
+                .Set("tree_heads", heads)
                 .Set("jsonl", prefix + ".jsonl")
                 .Set("bundle", prefix + ".bundle")
                 .Set("verified", report.ok)
@@ -473,8 +533,8 @@ int AuditCli::Export(const ParsedArgs& a) {
          << "\n";
     return report.ok ? kExitOk : kExitFailure;
   }
-  out_ << "exported " << bundle.entries_size() << " entries and " << bundle.tree_heads_size()
-       << " signed tree heads of " << bundle.party() << "'s log to " << prefix << ".jsonl and "
+  out_ << "exported " << entries << " entries and " << heads
+       << " signed tree heads of " << party << "'s log to " << prefix << ".jsonl and "
        << prefix << ".bundle\n"
        << "check offline: comity audit verify --bundle " << prefix << ".bundle\n"
        << report.Summary() << "\n";

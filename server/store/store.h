@@ -471,6 +471,13 @@ class AuditSnapshot {
   // Every stored node hash: (level, index, hash), in (level, index) order.
   virtual absl::Status ForEachNode(
       const std::function<absl::Status(int, uint64_t, const std::string&)>& fn) = 0;
+  // Pages for a reader that walks them beside the entries: up to `limit`
+  // stored node hashes of `level` from index `from_index`, (index, hash) by
+  // index; up to `limit` signed heads from tree size `from_size`, by size.
+  virtual absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>> NodesAt(
+      int level, uint64_t from_index, int64_t limit) = 0;
+  virtual absl::StatusOr<std::vector<StoredTreeHead>> TreeHeadsFrom(uint64_t from_size,
+                                                                   int64_t limit) = 0;
   // Every signed head of this node's log, in tree-size order.
   virtual absl::Status ForEachTreeHead(
       const std::function<absl::Status(StoredTreeHead)>& fn) = 0;
@@ -566,8 +573,17 @@ class Store {
 // own check of its files (CheckStorage), every entry and stored node hash,
 // every signed tree head (signed by `party` with a key in `keys`), and the
 // stored data against the entries that logged it (CoverageChecker).
+// One pass over the entries at constant memory (LogVerifier): the stored
+// nodes and heads are read a page at a time beside them. The snapshot is a
+// read-only connection of its own (SQLite WAL; PostgreSQL REPEATABLE READ
+// READ ONLY): writers and other readers go on meanwhile. `progress`, if
+// set, is called with (entries verified, entries in the snapshot) every
+// kVerifyProgressEvery entries, on the calling thread.
+using VerifyProgressFn = std::function<void(uint64_t done, uint64_t total)>;
+inline constexpr uint64_t kVerifyProgressEvery = 100000;
 absl::StatusOr<VerifyReport> VerifyStoredLog(AuditStore& store, const std::string& party,
-                                             const KeyRing& keys);
+                                             const KeyRing& keys,
+                                             const VerifyProgressFn& progress = nullptr);
 
 }  // namespace comity
 

@@ -11,6 +11,7 @@
 #include "server/core/envelope.h"
 #include "server/crypto/sha256.h"
 #include "server/store/sqlite/sqlite_store.h"
+#include "server/util/files.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/test_network.h"
 
@@ -243,6 +244,84 @@ TEST_F(AuditLogTest, BundleVerifiesOfflineAndDetectsTampering) {
   EXPECT_THAT(forged.error, HasSubstr("an entry in 4..7 was changed"));
   bundle.clear_leaf_hashes();
   EXPECT_THAT(VerifyBundle(bundle).error, HasSubstr("an entry in 4..7 was changed"));
+}
+
+
+// A bundle file as `comity audit export` writes it, the stream's messages
+// one after the other, is read incrementally and gives the same findings;
+// so does a file of one message (as before the export streamed) and one
+// whose heads are out of size order.
+TEST_F(AuditLogTest, BundleFileIsVerifiedAsItIsRead) {
+  v1::AuditBundle first;
+  first.set_party("FR");
+  v1::PublicKeyEntry* k = first.add_public_keys();
+  k->set_party("FR");
+  k->set_key_id("FR-1");
+  k->set_ed25519_public_key(key_->public_key());
+  std::vector<v1::AuditBundle> chunks = {first};
+  auto heads = store_->audit().TreeHeads();
+  ASSERT_THAT(heads, IsOk());
+  ASSERT_GE(heads->size(), 3u);
+  for (size_t i = 0; i < heads->size(); i += 2) {
+    v1::AuditBundle c;
+    for (size_t j = i; j < std::min(i + 2, heads->size()); ++j) {
+      c.add_tree_heads((*heads)[j].signed_head.SerializeAsString());
+    }
+    chunks.push_back(c);
+  }
+  ASSERT_THAT(store_->audit().ReadSnapshot([&](AuditSnapshot& snap) {
+    return snap.ForEachEntry(0, [&](uint64_t i, const std::string& b) {
+      if (i % 7 == 0) chunks.emplace_back();
+      chunks.back().add_entries(b);
+      chunks.back().add_leaf_hashes(merkle::LeafHash(b));
+      return absl::OkStatus();
+    });
+  }),
+              IsOk());
+  testing::TempDir dir;
+  auto write = [&](const std::vector<v1::AuditBundle>& parts) {
+    std::string bytes;
+    for (const v1::AuditBundle& c : parts) bytes += c.SerializeAsString();
+    const std::string path = dir.path() + "/export.bundle";
+    EXPECT_THAT(WriteFileAtomically(path, bytes, 0600), IsOk());
+    return path;
+  };
+  BundleInfo info;
+  auto ok = VerifyBundleFile(write(chunks), &info);
+  ASSERT_THAT(ok.status(), IsOk());
+  EXPECT_TRUE(ok->ok) << ok->error;
+  EXPECT_EQ(ok->entries, 40u);
+  EXPECT_EQ(ok->heads, heads->size());
+  EXPECT_EQ(info.party, "FR");
+  ASSERT_EQ(info.public_keys.size(), 1u);
+
+  v1::AuditBundle merged;
+  for (const v1::AuditBundle& c : chunks) merged.MergeFrom(c);
+  EXPECT_TRUE(VerifyBundleFile(write({merged}), &info)->ok);
+  // Out of size order: the last head message first.
+  std::vector<v1::AuditBundle> shuffled = chunks;
+  std::swap(shuffled[1], shuffled[2]);
+  auto unsorted = VerifyBundleFile(write(shuffled), &info);
+  ASSERT_THAT(unsorted.status(), IsOk());
+  EXPECT_TRUE(unsorted->ok) << unsorted->error;
+
+  // A changed entry is named from the leaf hashes, as in memory.
+  std::vector<v1::AuditBundle> changed = chunks;
+  for (v1::AuditBundle& c : changed) {
+    if (c.entries_size() > 0) {
+      (*c.mutable_entries(5))[3] ^= 1;
+      break;
+    }
+  }
+  auto bad = VerifyBundleFile(write(changed), &info);
+  ASSERT_THAT(bad.status(), IsOk());
+  EXPECT_THAT(bad->error, HasSubstr("entry 5 was changed: its hash differs from the one the "
+                                    "signed head for size 8 covers"));
+  EXPECT_THAT(VerifyBundleFile(dir.path() + "/none.bundle", &info).status().code(),
+              absl::StatusCode::kNotFound);
+  ASSERT_THAT(WriteFileAtomically(dir.path() + "/junk.bundle", "\xff\xff\xff", 0600), IsOk());
+  EXPECT_THAT(VerifyBundleFile(dir.path() + "/junk.bundle", &info).status().code(),
+              absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

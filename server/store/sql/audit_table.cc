@@ -25,6 +25,13 @@ absl::Status CheckSize(Session& s, uint64_t size) {
   return absl::OkStatus();
 }
 
+}  // namespace
+
+// Node hashes and heads read per statement beside the entries.
+constexpr int64_t kNodePage = 4096;
+
+namespace {
+
 // Rows of stored data read per statement: envelopes are up to a few MiB.
 constexpr int64_t kDataPage = 64;
 
@@ -71,6 +78,33 @@ class SqlSnapshot final : public AuditSnapshot {
           }));
       if (rows < kPage) return absl::OkStatus();
     }
+  }
+
+  absl::StatusOr<std::vector<std::pair<uint64_t, std::string>>> NodesAt(
+      int level, uint64_t from_index, int64_t limit) override {
+    std::vector<std::pair<uint64_t, std::string>> out;
+    COMITY_RETURN_IF_ERROR(s_->Query(
+        "SELECT idx, hash FROM audit_nodes WHERE level = $1 AND idx >= $2 ORDER BY idx LIMIT $3",
+        Params().Int(level).Int(static_cast<int64_t>(from_index)).Int(limit),
+        [&](const Row& row) {
+          out.emplace_back(static_cast<uint64_t>(row.Int(0)), row.Bytes(1));
+          return absl::OkStatus();
+        }));
+    return out;
+  }
+
+  absl::StatusOr<std::vector<StoredTreeHead>> TreeHeadsFrom(uint64_t from_size,
+                                                           int64_t limit) override {
+    std::vector<StoredTreeHead> out;
+    COMITY_RETURN_IF_ERROR(s_->Query(
+        "SELECT signed_head FROM audit_heads WHERE tree_size >= $1 ORDER BY tree_size LIMIT $2",
+        Params().Int(static_cast<int64_t>(from_size)).Int(limit),
+        [&](const Row& row) -> absl::Status {
+          COMITY_ASSIGN_OR_RETURN(StoredTreeHead h, ReadHead(row, 0, "tree head"));
+          out.push_back(std::move(h));
+          return absl::OkStatus();
+        }));
+    return out;
   }
 
   absl::Status ForEachTreeHead(
@@ -435,8 +469,46 @@ std::unique_ptr<Store> NewSqlStore(std::unique_ptr<Database> db) {
 
 namespace comity {
 
+namespace {
+
+// The stored nodes of one level, a page at a time, walked beside the
+// entries that complete them.
+class NodeLevel {
+ public:
+  NodeLevel(AuditSnapshot* snap, int level) : snap_(snap), level_(level) {}
+  // Checks the stored nodes up to `index` (completed by the last entry);
+  // every one if `index` is UINT64_MAX (after the last entry).
+  absl::Status CheckUpTo(uint64_t index, LogVerifier& verifier) {
+    for (;;) {
+      if (next_ == page_.size()) {
+        if (done_) return absl::OkStatus();
+        COMITY_ASSIGN_OR_RETURN(page_, snap_->NodesAt(level_, from_, sql::kNodePage));
+        next_ = 0;
+        done_ = static_cast<int64_t>(page_.size()) < sql::kNodePage;
+        if (page_.empty()) return absl::OkStatus();
+        from_ = page_.back().first + 1;
+      }
+      const auto& [stored, hash] = page_[next_];
+      if (stored > index) return absl::OkStatus();
+      verifier.CheckNode(level_, stored, hash);
+      ++next_;
+    }
+  }
+
+ private:
+  AuditSnapshot* snap_;
+  const int level_;
+  std::vector<std::pair<uint64_t, std::string>> page_;
+  size_t next_ = 0;
+  uint64_t from_ = 0;
+  bool done_ = false;
+};
+
+}  // namespace
+
 absl::StatusOr<VerifyReport> VerifyStoredLog(AuditStore& store, const std::string& party,
-                                             const KeyRing& keys) {
+                                             const KeyRing& keys,
+                                             const VerifyProgressFn& progress) {
   LogVerifier verifier(party, &keys);
   CoverageChecker coverage(&keys);
   VerifyReport damaged;
@@ -448,12 +520,47 @@ absl::StatusOr<VerifyReport> VerifyStoredLog(AuditStore& store, const std::strin
       return absl::OkStatus();
     }
     COMITY_RETURN_IF_ERROR(storage);
+    // One pass: the entries in order; beside them the stored nodes each
+    // completes and the heads of each size reached, each a page at a time.
+    std::vector<NodeLevel> levels;
+    for (int level = 0; level < 64; ++level) levels.emplace_back(&snap, level);
+    std::vector<StoredTreeHead> heads;
+    size_t next_head = 0;
+    uint64_t heads_from = 0;
+    bool heads_done = false;
+    auto check_heads = [&](bool all) -> absl::Status {
+      for (;;) {
+        if (next_head == heads.size()) {
+          if (heads_done) return absl::OkStatus();
+          COMITY_ASSIGN_OR_RETURN(heads, snap.TreeHeadsFrom(heads_from, sql::kNodePage));
+          next_head = 0;
+          heads_done = static_cast<int64_t>(heads.size()) < sql::kNodePage;
+          if (heads.empty()) return absl::OkStatus();
+          heads_from = heads.back().head.tree_size() + 1;
+        }
+        if (!all && heads[next_head].head.tree_size() > verifier.size()) return absl::OkStatus();
+        verifier.CheckHead(heads[next_head].signed_head);
+        ++next_head;
+      }
+    };
+    COMITY_RETURN_IF_ERROR(check_heads(false));
+    const uint64_t total = snap.size();
     COMITY_RETURN_IF_ERROR(
-        snap.ForEachEntry(0, [&](uint64_t pos, const std::string& bytes) {
+        snap.ForEachEntry(0, [&](uint64_t pos, const std::string& bytes) -> absl::Status {
           verifier.AddEntry(pos, bytes);
           coverage.AddEntry(pos, bytes);
-          return absl::OkStatus();
+          const uint64_t last = verifier.size() - 1;
+          for (int level = 0; level < verifier.NodesCompleted(); ++level) {
+            COMITY_RETURN_IF_ERROR(levels[level].CheckUpTo(last >> level, verifier));
+          }
+          if (progress && verifier.size() % kVerifyProgressEvery == 0) {
+            progress(verifier.size(), total);
+          }
+          return check_heads(false);
         }));
+    // What covers more than the log holds.
+    for (NodeLevel& level : levels) COMITY_RETURN_IF_ERROR(level.CheckUpTo(UINT64_MAX, verifier));
+    COMITY_RETURN_IF_ERROR(check_heads(true));
     COMITY_RETURN_IF_ERROR(snap.ForEachRequest([&](const StoredRequestRow& row) {
       coverage.CheckRequest(row);
       return absl::OkStatus();
@@ -462,18 +569,8 @@ absl::StatusOr<VerifyReport> VerifyStoredLog(AuditStore& store, const std::strin
       coverage.CheckStep(row);
       return absl::OkStatus();
     }));
-    COMITY_RETURN_IF_ERROR(
-        snap.ForEachStagedEvidence([&](const std::string& id, const std::string& sha256) {
-          coverage.CheckStagedEvidence(id, sha256);
-          return absl::OkStatus();
-        }));
-    COMITY_RETURN_IF_ERROR(
-        snap.ForEachNode([&](int level, uint64_t index, const std::string& hash) {
-          verifier.CheckNode(level, index, hash);
-          return absl::OkStatus();
-        }));
-    return snap.ForEachTreeHead([&](StoredTreeHead h) {
-      verifier.CheckHead(h.signed_head);
+    return snap.ForEachStagedEvidence([&](const std::string& id, const std::string& sha256) {
+      coverage.CheckStagedEvidence(id, sha256);
       return absl::OkStatus();
     });
   });
