@@ -22,6 +22,12 @@ absl::StatusOr<NodeConnection> ConnectToNode(const ParsedArgs& args, const GetEn
   COMITY_ASSIGN_OR_RETURN(opts.pem_private_key, ReadPrivateFile(config.key_file()));
   grpc::ChannelArguments channel_args;
   channel_args.SetMaxReceiveMessageSize(64 << 20);
+  // A fixed HTTP/2 window, as on the node's peer channels: a long stream
+  // (an audit export, an evidence download) that the CLI writes out more
+  // slowly than the node sends it waits in the node, not in the CLI's
+  // memory (gRPC's probing otherwise grows the window with the link).
+  channel_args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  channel_args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8 << 20);
   NodeConnection c;
   c.address = config.address();
   c.channel = grpc::CreateCustomChannel(c.address, grpc::SslCredentials(opts), channel_args);

@@ -25,6 +25,10 @@ namespace comity {
 namespace {
 
 constexpr int kBatch = 64;
+// Requests due at once go in at most this many calls (each up to
+// delivery.batch_size): more calls would each cost the receiver a signed
+// head and both sides a call, for no gain in parallelism on a few cores.
+constexpr size_t kSpreadOver = 2;
 // The most requests a round takes from the store at once.
 constexpr size_t kMaxDue = 1024;
 
@@ -102,8 +106,8 @@ void DeliveryLane::BatchRequests(std::vector<v1::RequestRecord> requests, size_t
   // message limit, spread over the workers free to carry them; a probe is
   // a batch of one.
   const size_t most = std::max<uint32_t>(1, ctx_->config().delivery().batch_size());
-  const size_t even = (requests.size() + std::max<size_t>(1, workers) - 1) /
-                      std::max<size_t>(1, workers);
+  const size_t calls = std::clamp<size_t>(workers, 1, kSpreadOver);
+  const size_t even = (requests.size() + calls - 1) / calls;
   const size_t per = std::clamp<size_t>(even, 1, most);
   const size_t bytes = ctx_->config().limits().max_message_bytes() / 4 * 3;
   std::vector<v1::RequestRecord> batch;
