@@ -220,8 +220,8 @@ bool DeliveryLane::DeliverDue(const std::function<bool()>& stopping, bool* more)
         for (v1::RequestRecord& r : *due) {
           if (taken.insert(IdOf(r)).second) fresh.push_back(std::move(r));
         }
+        if (fresh.size() == static_cast<size_t>(request_limit)) *more = true;
         BatchRequests(std::move(fresh), width - live + 1, false, &tasks);
-        if (!*more && fresh.size() == static_cast<size_t>(request_limit)) *more = true;
       }
     }
     if (tasks.empty()) return std::nullopt;
