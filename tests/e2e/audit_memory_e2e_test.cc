@@ -164,7 +164,10 @@ TEST(AuditMemoryE2eTest, VerifyAndExportOfALargeLogStayWithinABound) {
   auto setup = LoadNodeConfig(fr + "/node.conf");
   ASSERT_THAT(setup.status(), IsOk());
   const std::string db = net.SqlitePath("FR");
-  ASSERT_FALSE(db.empty()) << "this test runs on SQLite";
+  // The log is written straight into FR's SQLite file; the PostgreSQL
+  // pass (COMITY_TEST_POSTGRES) verifies and exports through the same code
+  // in AuditVerifyE2eTest and ListsE2eTest.
+  if (db.empty()) GTEST_SKIP() << "the large log is filled into a SQLite file";
   ASSERT_EQ(testing::RunShell(absl::StrCat("mkdir -p -m 700 '", fr, "/data'")), 0);
   absl::Time start = absl::Now();
   ASSERT_THAT(FillLog(db, **setup, n), IsOk());
