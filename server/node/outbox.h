@@ -53,7 +53,8 @@ class DeliveryLane {
   // the poll interval otherwise.
   absl::Duration RunRound(const std::function<bool()>& stopping);
 
-  // One delivery attempt of each kind of item (public for tests). Deliver
+  // One delivery attempt of each kind of item (public for tests; in
+  // lane_attempts.cc). Deliver
   // returns the record after the attempt and sets *reached (if given) to
   // whether the peer answered, even with a refusal; the others return
   // whether the peer was reached.
