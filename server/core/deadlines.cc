@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/arena.h"
 #include "comity/v1/case.pb.h"
 #include "comity/v1/envelope.pb.h"
 #include "comity/v1/request.pb.h"
@@ -27,20 +28,19 @@ struct Deadline {
   absl::Time look_from;  // When it starts to matter (its due time, or the warning).
 };
 
-std::vector<Deadline> AllDeadlines(const v1::RequestRecord& record,
+// No deadlines run: no case yet, or it has ended.
+bool NoneRun(const v1::RequestRecord& record) {
+  const v1::CaseState state = record.case_state();
+  return state == v1::CASE_STATE_UNSPECIFIED || state == v1::CASE_CLOSED ||
+         state == v1::CASE_WITHDRAWN;
+}
+
+std::vector<Deadline> AllDeadlines(const v1::RequestRecord& record, const v1::RequestBody& body,
+                                   const v1::Receipt& receipt,
                                    const v1::ServiceLevels& levels) {
   std::vector<Deadline> out;
   const v1::CaseState state = record.case_state();
-  if (state == v1::CASE_STATE_UNSPECIFIED || state == v1::CASE_CLOSED ||
-      state == v1::CASE_WITHDRAWN) {
-    return out;
-  }
-  v1::RequestBody body;
-  v1::Receipt receipt;
-  if (!body.ParseFromString(record.request().payload()) ||
-      !receipt.ParseFromString(record.receipt().payload())) {
-    return out;
-  }
+  if (NoneRun(record)) return out;
   const absl::Time received = absl::FromUnixSeconds(receipt.received_at().seconds()) +
                               absl::Nanoseconds(receipt.received_at().nanos());
   const v1::Assessment& assessment = receipt.receiver_assessment();
@@ -97,6 +97,46 @@ std::vector<Deadline> AllDeadlines(const v1::RequestRecord& record,
   return out;
 }
 
+// The same, parsing the record's body and receipt.
+std::vector<Deadline> AllDeadlines(const v1::RequestRecord& record,
+                                   const v1::ServiceLevels& levels) {
+  if (NoneRun(record)) return {};
+  // Parsed on an arena that starts on the stack: a body and a receipt are
+  // a few hundred small allocations otherwise, for a few fields read.
+  alignas(8) char block[16384];
+  google::protobuf::ArenaOptions options;
+  options.initial_block = block;
+  options.initial_block_size = sizeof(block);
+  google::protobuf::Arena arena(options);
+  auto* body = google::protobuf::Arena::CreateMessage<v1::RequestBody>(&arena);
+  auto* receipt = google::protobuf::Arena::CreateMessage<v1::Receipt>(&arena);
+  if (!body->ParseFromString(record.request().payload()) ||
+      !receipt->ParseFromString(record.receipt().payload())) {
+    return {};
+  }
+  return AllDeadlines(record, *body, *receipt, levels);
+}
+
+std::vector<v1::CaseDeadline> EveryDeadlineOf(std::vector<Deadline> all, absl::Time now) {
+  std::vector<v1::CaseDeadline> out;
+  for (Deadline& x : all) {
+    const absl::Time due = absl::FromUnixMicros(x.d.due_unix_micros());
+    x.d.set_met(x.met);
+    x.d.set_overdue(!x.met && now > due);
+    x.d.set_expiring(!x.met && x.d.kind() == "PRESERVATION_EXPIRY" && now >= x.look_from);
+    out.push_back(std::move(x.d));
+  }
+  return out;
+}
+
+absl::Time NextDeadlineOf(const std::vector<Deadline>& all, absl::Time after) {
+  absl::Time next = absl::InfiniteFuture();
+  for (const Deadline& x : all) {
+    if (!x.met && x.look_from > after) next = std::min(next, x.look_from);
+  }
+  return next;
+}
+
 }  // namespace
 
 std::vector<v1::CaseDeadline> CaseDeadlines(const v1::RequestRecord& record,
@@ -116,24 +156,25 @@ std::vector<v1::CaseDeadline> CaseDeadlines(const v1::RequestRecord& record,
 
 std::vector<v1::CaseDeadline> EveryDeadline(const v1::RequestRecord& record,
                                             const v1::ServiceLevels& levels, absl::Time now) {
-  std::vector<v1::CaseDeadline> out;
-  for (Deadline& x : AllDeadlines(record, levels)) {
-    const absl::Time due = absl::FromUnixMicros(x.d.due_unix_micros());
-    x.d.set_met(x.met);
-    x.d.set_overdue(!x.met && now > due);
-    x.d.set_expiring(!x.met && x.d.kind() == "PRESERVATION_EXPIRY" && now >= x.look_from);
-    out.push_back(std::move(x.d));
-  }
-  return out;
+  return EveryDeadlineOf(AllDeadlines(record, levels), now);
+}
+
+std::vector<v1::CaseDeadline> EveryDeadline(const v1::RequestRecord& record,
+                                            const v1::RequestBody& body,
+                                            const v1::Receipt& receipt,
+                                            const v1::ServiceLevels& levels, absl::Time now) {
+  return EveryDeadlineOf(AllDeadlines(record, body, receipt, levels), now);
 }
 
 absl::Time NextDeadline(const v1::RequestRecord& record, const v1::ServiceLevels& levels,
                         absl::Time after) {
-  absl::Time next = absl::InfiniteFuture();
-  for (const Deadline& x : AllDeadlines(record, levels)) {
-    if (!x.met && x.look_from > after) next = std::min(next, x.look_from);
-  }
-  return next;
+  return NextDeadlineOf(AllDeadlines(record, levels), after);
+}
+
+absl::Time NextDeadline(const v1::RequestRecord& record, const v1::RequestBody& body,
+                        const v1::Receipt& receipt, const v1::ServiceLevels& levels,
+                        absl::Time after) {
+  return NextDeadlineOf(AllDeadlines(record, body, receipt, levels), after);
 }
 
 }  // namespace comity

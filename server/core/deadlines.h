@@ -7,7 +7,9 @@
 
 #include "absl/time/time.h"
 #include "comity/v1/config.pb.h"
+#include "comity/v1/envelope.pb.h"
 #include "comity/v1/record.pb.h"
+#include "comity/v1/request.pb.h"
 
 namespace comity {
 
@@ -30,6 +32,17 @@ std::vector<v1::CaseDeadline> EveryDeadline(const v1::RequestRecord& record,
 // has none (no case yet, closed, withdrawn). CaseDeadlines at that time
 // lists what is due.
 absl::Time NextDeadline(const v1::RequestRecord& record, const v1::ServiceLevels& levels,
+                        absl::Time after = absl::InfinitePast());
+
+// EveryDeadline and NextDeadline from `record`'s body and receipt already
+// parsed (`record`'s own payloads are not parsed again): the delivery and
+// intake paths hold both.
+std::vector<v1::CaseDeadline> EveryDeadline(const v1::RequestRecord& record,
+                                            const v1::RequestBody& body,
+                                            const v1::Receipt& receipt,
+                                            const v1::ServiceLevels& levels, absl::Time now);
+absl::Time NextDeadline(const v1::RequestRecord& record, const v1::RequestBody& body,
+                        const v1::Receipt& receipt, const v1::ServiceLevels& levels,
                         absl::Time after = absl::InfinitePast());
 
 }  // namespace comity

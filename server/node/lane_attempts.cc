@@ -119,7 +119,8 @@ std::vector<absl::StatusOr<v1::RequestRecord>> DeliveryLane::DeliverBatch(
       done.clear_last_error();
       done.clear_next_attempt_at();
       *done.mutable_updated_at() = ToProto(now);
-      const absl::Time next = NextDeadline(done, ctx_->config().service_levels());
+      const absl::Time next =
+          NextDeadline(done, body, *verified, ctx_->config().service_levels());
       if (next != absl::InfiniteFuture()) {
         *done.mutable_next_deadline() = ToProto(next);
       } else {

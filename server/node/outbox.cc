@@ -32,10 +32,11 @@ constexpr size_t kSpreadOver = 2;
 // The most requests a round takes from the store at once.
 constexpr size_t kMaxDue = 1024;
 
-// The id of an outgoing request (its body's; empty if it does not parse).
-std::string IdOf(const v1::RequestRecord& r) {
-  v1::RequestBody body;
-  return body.ParseFromString(r.request().payload()) ? body.id() : std::string();
+// Tells the requests of a round apart without parsing them: a due request
+// is signed, and its signature is one per payload (Ed25519 is
+// deterministic); the payload itself if it is not.
+const std::string& RoundKey(const v1::RequestRecord& r) {
+  return r.request().signature().empty() ? r.request().payload() : r.request().signature();
 }
 
 // The stored state of what a waiter queued.
@@ -177,9 +178,9 @@ bool DeliveryLane::DeliverDue(const std::function<bool()>& stopping, bool* more)
     probe = failures_ > 0;
   }
   if (!probe) probe = !ctx_->contacts().Get(peer_).reachable;
-  std::set<std::string> taken;  // Requests attempted in this round.
+  std::set<std::string> taken;  // Requests attempted in this round (RoundKey).
   if (requests.ok()) {
-    for (const v1::RequestRecord& r : *requests) taken.insert(IdOf(r));
+    for (const v1::RequestRecord& r : *requests) taken.insert(RoundKey(r));
     BatchRequests(*std::move(requests), width, probe && tasks.empty(), &tasks);
   }
   if (tasks.empty()) return false;
@@ -218,7 +219,7 @@ bool DeliveryLane::DeliverDue(const std::function<bool()>& stopping, bool* more)
       if (due.ok()) {
         std::vector<v1::RequestRecord> fresh;
         for (v1::RequestRecord& r : *due) {
-          if (taken.insert(IdOf(r)).second) fresh.push_back(std::move(r));
+          if (taken.insert(RoundKey(r)).second) fresh.push_back(std::move(r));
         }
         if (fresh.size() == static_cast<size_t>(request_limit)) *more = true;
         BatchRequests(std::move(fresh), width - live + 1, false, &tasks);

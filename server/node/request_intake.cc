@@ -384,7 +384,7 @@ absl::StatusOr<std::vector<v1::RequestRecord>> RequestIntake::BuildBatch(
     *record.mutable_receipt() = std::move(signed_receipt);
     *record.mutable_stored_at() = ToProto(now);
     *record.mutable_updated_at() = ToProto(now);
-    if (absl::Time next = NextDeadline(record, ctx_->config().service_levels());
+    if (absl::Time next = NextDeadline(record, body, receipt, ctx_->config().service_levels());
         next != absl::InfiniteFuture()) {
       *record.mutable_next_deadline() = ToProto(next);
     }

@@ -88,5 +88,37 @@ TEST(DeadlinesTest, PreservationTermRunsFromAcceptance) {
   EXPECT_EQ(soon[0].due_unix_micros(), absl::ToUnixMicros(kReceived + absl::Hours(24 * 61)));
 }
 
+TEST(DeadlinesTest, ParsedBodyAndReceiptGiveTheSameDeadlines) {
+  // The delivery and intake paths pass what they already parsed; the
+  // answer must not depend on which overload computed it.
+  for (v1::CaseState state : {v1::CASE_DELIVERED, v1::CASE_ACCEPTED, v1::CASE_CLOSED}) {
+    v1::RequestRecord r = Case(v1::URGENT, state);
+    v1::Transition accept;
+    accept.set_action(v1::ACCEPT);
+    accept.set_time_unix_micros(absl::ToUnixMicros(kReceived + absl::Hours(5)));
+    r.add_transitions()->set_payload(accept.SerializeAsString());
+    v1::RequestBody body;
+    v1::Receipt receipt;
+    ASSERT_TRUE(body.ParseFromString(r.request().payload()));
+    ASSERT_TRUE(receipt.ParseFromString(r.receipt().payload()));
+    const absl::Time now = kReceived + absl::Hours(24 * 55);
+    auto parsed = EveryDeadline(r, body, receipt, Levels(), now);
+    auto reparsed = EveryDeadline(r, Levels(), now);
+    ASSERT_EQ(parsed.size(), reparsed.size());
+    for (size_t i = 0; i < parsed.size(); ++i) {
+      EXPECT_EQ(parsed[i].SerializeAsString(), reparsed[i].SerializeAsString());
+    }
+    EXPECT_EQ(NextDeadline(r, body, receipt, Levels()), NextDeadline(r, Levels()));
+    EXPECT_EQ(NextDeadline(r, body, receipt, Levels(), kReceived + absl::Hours(30)),
+              NextDeadline(r, Levels(), kReceived + absl::Hours(30)));
+    if (state == v1::CASE_ACCEPTED) {
+      EXPECT_THAT(parsed, SizeIs(3));  // Acknowledge, decide, preservation expiry.
+    }
+    if (state == v1::CASE_CLOSED) {
+      EXPECT_THAT(parsed, IsEmpty());
+    }
+  }
+}
+
 }  // namespace
 }  // namespace comity
