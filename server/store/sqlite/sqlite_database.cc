@@ -14,6 +14,7 @@
 #include "server/store/sql/schema.h"
 #include "server/store/sql/sql_store.h"
 #include "server/store/sqlite/sqlite_store.h"
+#include "server/util/log.h"
 #include "server/util/status_macros.h"
 
 namespace comity {
@@ -153,7 +154,7 @@ absl::Status CheckAtOpen(const std::string& path) {
     return absl::OkStatus();  // A new database.
   }
   const bool full = st.st_size < SqliteDatabase::kFullCheckBelowBytes;
-  COMITY_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Connection::Open(path, true));
+  COMITY_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Connection::Open(path, Connection::Role::kReader));
   SqliteSession session(conn.get());
   absl::Status checked = RunCheck(session, full ? "integrity_check" : "quick_check");
   if (!absl::IsDataLoss(checked)) return checked;
@@ -167,7 +168,8 @@ absl::Status CheckAtOpen(const std::string& path) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& path,
-                                                             bool read_only) {
+                                                             Role role) {
+  const bool read_only = role == Role::kReader;
   sqlite3* db = nullptr;
   const int flags =
       (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
@@ -184,11 +186,21 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& 
   // A 32 MiB page cache (the default is 2 MiB). No mmap: mapped pages count
   // in the process's RSS, which must stay small however large the database
   // grows (docs/performance.md).
-  COMITY_RETURN_IF_ERROR(conn->Script(
-      read_only
-          ? "PRAGMA cache_size=-8192; PRAGMA temp_store=MEMORY;"
-          : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; "
-            "PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY;"));
+  switch (role) {
+    case Role::kWriter:
+      COMITY_RETURN_IF_ERROR(
+          conn->Script("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+                       "PRAGMA foreign_keys=ON; PRAGMA cache_size=-32768; "
+                       "PRAGMA temp_store=MEMORY;"));
+      break;
+    case Role::kReader:
+      COMITY_RETURN_IF_ERROR(
+          conn->Script("PRAGMA cache_size=-8192; PRAGMA temp_store=MEMORY;"));
+      break;
+    case Role::kCheckpointer:
+      COMITY_RETURN_IF_ERROR(conn->Script("PRAGMA synchronous=FULL; PRAGMA cache_size=-256;"));
+      break;
+  }
   return conn;
 }
 
@@ -245,16 +257,74 @@ absl::StatusOr<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(
     const std::string& path) {
   COMITY_RETURN_IF_ERROR(CheckAtOpen(path));
   COMITY_ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn,
-                          Connection::Open(path, false));
+                          Connection::Open(path, Connection::Role::kWriter));
   std::unique_ptr<SqliteDatabase> db(new SqliteDatabase(path, std::move(conn)));
   COMITY_RETURN_IF_ERROR(sql::Migrate(*db));
   absl::MutexLock lock(&db->mu_);
   SqliteSession session(db->conn_.get());
   COMITY_ASSIGN_OR_RETURN(db->frontier_, sql::LoadFrontier(session));
+  if (path != ":memory:") {
+    // Replaces SQLite's autocheckpoint (itself a WAL hook).
+    db->checkpointer_ = std::make_unique<Executor>("comity-checkpoint", 1);
+    sqlite3_wal_hook(db->conn_->db(), &SqliteDatabase::AfterCommit, db.get());
+  }
   return db;
 }
 
-SqliteDatabase::~SqliteDatabase() = default;
+SqliteDatabase::~SqliteDatabase() {
+  // The last checkpoint asked for runs; then the writer's connection,
+  // closed last, checkpoints what is left and removes the WAL.
+  if (checkpointer_ != nullptr) checkpointer_->Stop();
+  absl::MutexLock lock(&checkpoint_mu_);
+  checkpoint_conn_.reset();
+}
+
+int SqliteDatabase::AfterCommit(void* self, sqlite3* db, const char* schema, int wal_pages) {
+  auto* me = static_cast<SqliteDatabase*>(self);
+  if (wal_pages >= kMaxWalPages) {
+    // A WAL written without a pause never starts over by itself (the
+    // checkpointer is always a few commits behind): this commit copies
+    // back what the checkpointer has not yet, the frames since its last
+    // pass, so that the next one starts the WAL from its beginning.
+    sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    me->checkpoints_inline_.fetch_add(1);
+    me->next_checkpoint_at_.store(kCheckpointPages);
+    return SQLITE_OK;
+  }
+  if (wal_pages < kCheckpointPages) {
+    me->next_checkpoint_at_.store(kCheckpointPages);  // Started over.
+    return SQLITE_OK;
+  }
+  if (wal_pages >= me->next_checkpoint_at_.load() && !me->checkpoint_queued_.exchange(true)) {
+    me->next_checkpoint_at_.store(wal_pages + kCheckpointPages);
+    me->checkpointer_->Schedule([me] { me->Checkpoint(); });
+  }
+  return SQLITE_OK;
+}
+
+void SqliteDatabase::Checkpoint() {
+  checkpoint_queued_.store(false);
+  absl::MutexLock lock(&checkpoint_mu_);
+  if (checkpoint_conn_ == nullptr) {
+    absl::StatusOr<std::unique_ptr<Connection>> opened =
+        Connection::Open(path_, Connection::Role::kCheckpointer);
+    if (!opened.ok()) {
+      // The WAL grows meanwhile; commits checkpoint it at kMaxWalPages.
+      LogEvent(LogLevel::kWarning, "checkpoint_failed",
+               {{"error", opened.status().ToString()}});
+      return;
+    }
+    checkpoint_conn_ = *std::move(opened);
+  }
+  const int rc = sqlite3_wal_checkpoint_v2(checkpoint_conn_->db(), nullptr,
+                                           SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+    LogEvent(LogLevel::kWarning, "checkpoint_failed",
+             {{"error", sqlite3_errmsg(checkpoint_conn_->db())}});
+    return;
+  }
+  checkpoints_apart_.fetch_add(1);
+}
 
 absl::Status SqliteDatabase::Write(bool audit, const sql::WriteFn& body) {
   // Group commit: callers queue their transaction; one of them (the
@@ -357,7 +427,7 @@ std::unique_ptr<Connection> SqliteDatabase::TakeReader() {
       return r;
     }
   }
-  absl::StatusOr<std::unique_ptr<Connection>> opened = Connection::Open(path_, true);
+  absl::StatusOr<std::unique_ptr<Connection>> opened = Connection::Open(path_, Connection::Role::kReader);
   if (!opened.ok()) return nullptr;
   // A small page cache each: the OS caches the file for all of them.
   if (!(*opened)->Script("PRAGMA cache_size=-2048;").ok()) return nullptr;
@@ -375,7 +445,7 @@ absl::Status SqliteDatabase::Snapshot(const sql::ReadFn& body) {
   if (path_ == ":memory:") return Read(body);
   absl::MutexLock lock(&snapshot_mu_);
   if (snapshot_conn_ == nullptr) {
-    COMITY_ASSIGN_OR_RETURN(snapshot_conn_, Connection::Open(path_, true));
+    COMITY_ASSIGN_OR_RETURN(snapshot_conn_, Connection::Open(path_, Connection::Role::kReader));
   }
   SqliteSession session(snapshot_conn_.get());
   const sql::Params none;

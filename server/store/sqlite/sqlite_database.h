@@ -4,6 +4,7 @@
 #ifndef COMITY_SERVER_STORE_SQLITE_SQLITE_DATABASE_H_
 #define COMITY_SERVER_STORE_SQLITE_SQLITE_DATABASE_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "server/audit/merkle.h"
 #include "server/store/sql/database.h"
+#include "server/util/executor.h"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -23,9 +25,12 @@ namespace comity::sqlite_internal {
 // shared store writes it: translated once, then cached). Not thread-safe.
 class Connection {
  public:
+  // The writer (journal_mode=WAL, synchronous=FULL, a 32 MiB cache), a
+  // reader (read-only), or the checkpointer (read-write, a small cache:
+  // it only copies the WAL's frames back, at the writer's synchronous=FULL).
+  enum class Role { kWriter, kReader, kCheckpointer };
   // Unavailable if the file cannot be opened.
-  static absl::StatusOr<std::unique_ptr<Connection>> Open(const std::string& path,
-                                                          bool read_only);
+  static absl::StatusOr<std::unique_ptr<Connection>> Open(const std::string& path, Role role);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -81,6 +86,21 @@ class SqliteDatabase final : public sql::Database {
   // contents), which `audit verify` also runs (docs/storage.md, "Opening").
   static constexpr int64_t kFullCheckBelowBytes = int64_t{256} << 20;
 
+  // WAL checkpoints run apart from the commits (docs/storage.md): each
+  // time the WAL has grown by kCheckpointPages, a thread of the database's
+  // own copies its frames back into the database on a connection of its
+  // own (PASSIVE: it never waits for, nor blocks, the writer or a reader),
+  // so commits do not carry that copy and its fsyncs. The WAL starts over
+  // when a checkpoint has caught up with the last commit before the next
+  // one begins; under writes without a pause that never happens, so a
+  // commit that finds kMaxWalPages copies back the frames since the
+  // checkpointer's last pass itself (as SQLite's autocheckpoint would).
+  static constexpr int kCheckpointPages = 1000;
+  static constexpr int kMaxWalPages = 4000;
+  // Checkpoints run so far, by the checkpointer and by commits (tests).
+  int64_t checkpoints_apart() const { return checkpoints_apart_.load(); }
+  int64_t checkpoints_inline() const { return checkpoints_inline_.load(); }
+
  private:
   SqliteDatabase(std::string path, std::unique_ptr<Connection> conn)
       : path_(std::move(path)), conn_(std::move(conn)) {}
@@ -92,6 +112,10 @@ class SqliteDatabase final : public sql::Database {
   };
   void CommitBatch(const std::vector<PendingWrite*>& batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // sqlite3_wal_hook of the writer: after each commit, the WAL's size.
+  static int AfterCommit(void* self, struct sqlite3* db, const char* schema, int wal_pages);
+  // One PASSIVE checkpoint on the checkpointer's connection.
+  void Checkpoint() ABSL_LOCKS_EXCLUDED(checkpoint_mu_);
 
   const std::string path_;
   const std::string replica_id_;
@@ -115,6 +139,14 @@ class SqliteDatabase final : public sql::Database {
   void ReturnReader(std::unique_ptr<Connection> reader);
   absl::Mutex readers_mu_;
   std::vector<std::unique_ptr<Connection>> readers_ ABSL_GUARDED_BY(readers_mu_);
+  // Checkpoints (above): one thread, and its connection (opened on first use).
+  std::unique_ptr<Executor> checkpointer_;  // Null in memory.
+  std::atomic<bool> checkpoint_queued_{false};
+  std::atomic<int> next_checkpoint_at_{kCheckpointPages};  // WAL pages.
+  std::atomic<int64_t> checkpoints_apart_{0};
+  std::atomic<int64_t> checkpoints_inline_{0};
+  absl::Mutex checkpoint_mu_;
+  std::unique_ptr<Connection> checkpoint_conn_ ABSL_GUARDED_BY(checkpoint_mu_);
 };
 
 }  // namespace comity::sqlite_internal
