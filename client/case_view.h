@@ -2,7 +2,7 @@
 // steps (each verified), the use conditions its responses attach (ETS185
 // Art 28(2)), pending or accepted, and its evidence files with their state
 // here, including what pending conditions hold back. The text and the JSON
-// of a case are both formed from a CaseView (cli.cc, CaseJson).
+// of a case are both formed from a CaseView (record_output.h, AddCaseJson).
 //
 //   CaseView view = BuildCaseView(record, ring, response.stored_evidence(),
 //                                 response.pending_evidence());

@@ -8,7 +8,6 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <memory>
 #include <optional>
 
@@ -21,13 +20,14 @@
 #include "client/admin_cli.h"
 #include "client/args.h"
 #include "client/audit_cli.h"
+#include "client/case_cli.h"
 #include "client/case_view.h"
 #include "client/connection.h"
 #include "client/custody_cli.h"
-#include "client/evidence_upload.h"
 #include "client/health_cli.h"
 #include "client/keys_cli.h"
 #include "client/list_pages.h"
+#include "client/record_output.h"
 #include "client/treaty_cli.h"
 #include "client/worklist.h"
 #include "client/usage.h"
@@ -35,8 +35,6 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
-#include "google/protobuf/util/time_util.h"
-#include "server/audit/receipt.h"
 #include "server/config/node_config.h"
 #include "server/core/case_rules.h"
 #include "server/core/envelope.h"
@@ -44,7 +42,6 @@
 #include "server/crypto/ed25519.h"
 #include "server/crypto/verified_file.h"
 #include "server/util/files.h"
-#include "server/util/hex.h"
 #include "server/util/status_macros.h"
 #include "server/util/text_proto.h"
 
@@ -53,9 +50,6 @@ namespace {
 
 // `comity list` without --limit: the newest this many.
 constexpr uint32_t kDefaultListLimit = 100;
-
-using google::protobuf::util::TimeUtil;
-
 
 class Cli {
  public:
@@ -69,11 +63,7 @@ class Cli {
   int Submit(const ParsedArgs& args);
   int List(const ParsedArgs& args);
   int Approve(const ParsedArgs& args);
-  int Decide(const ParsedArgs& args, v1::CaseAction action);
-  int Inbox(const ParsedArgs& args);
-  int Overdue(const ParsedArgs& args);
   int Peers(const ParsedArgs& args);
-  int Fetch(const ParsedArgs& args);
   int Export(const ParsedArgs& args);
   // Prints a record returned by SubmitRequest or ApproveRequest.
   int PrintSubmitted(const v1::RequestRecord& r,
@@ -91,22 +81,6 @@ class Cli {
 };
 
 // --- Small helpers. ---
-
-// The case action a command names, or CASE_ACTION_UNSPECIFIED.
-v1::CaseAction CaseActionFor(const std::string& command) {
-  static const auto* actions = new std::map<std::string, v1::CaseAction>{
-      {"ack", v1::ACKNOWLEDGE},     {"review", v1::START_REVIEW}, {"accept", v1::ACCEPT},
-      {"refuse", v1::REFUSE},       {"postpone", v1::POSTPONE},   {"ask", v1::REQUEST_INFO},
-      {"respond", v1::RESPOND},     {"close", v1::CLOSE},         {"withdraw", v1::WITHDRAW},
-      {"answer", v1::PROVIDE_INFO}, {"accept-conditions", v1::ACCEPT_CONDITIONS}};
-  auto it = actions->find(command);
-  return it == actions->end() ? v1::CASE_ACTION_UNSPECIFIED : it->second;
-}
-
-std::string FormatTs(const google::protobuf::Timestamp& ts) {
-  return TimeUtil::ToString(ts);
-}
-
 absl::StatusOr<v1::RequestBody> DraftFromFlags(const ParsedArgs& a) {
   v1::RequestBody d;
   for (const char* required : {"to", "type", "offence", "authority", "facts"}) {
@@ -155,274 +129,6 @@ absl::StatusOr<v1::RequestBody> DraftFromFlags(const ParsedArgs& a) {
   }
   for (const std::string& id : a.GetAll("related")) d.add_related_request_ids(id);
   return d;
-}
-
-// What a client can check of a record on its own.
-struct Verification {
-  absl::Status signature;
-  bool has_receipt = false;
-  absl::Status receipt;
-  v1::Receipt parsed_receipt;
-};
-
-Verification Verify(const v1::RequestRecord& r, const v1::RequestBody& body,
-                    const google::protobuf::RepeatedPtrField<v1::PublicKey>& keys) {
-  KeyRing ring;
-  for (const v1::PublicKey& k : keys) {
-    ring.Add(k.party(), k.key_id(), k.ed25519_public_key()).IgnoreError();
-  }
-  Verification v;
-  v.signature = VerifyEnvelope(r.request(), kRequestPayloadType, ring);
-  v.has_receipt = r.has_receipt();
-  if (v.has_receipt) {
-    auto receipt = VerifyReceipt(r.request(), r.receipt(), body.requested_party(), ring);
-    v.receipt = receipt.status();
-    if (receipt.ok()) v.parsed_receipt = *std::move(receipt);
-  }
-  return v;
-}
-
-std::string AssessmentLine(const v1::Assessment& a) {
-  std::string grounds;
-  for (int g : a.refusal_grounds()) {
-    absl::StrAppend(&grounds, grounds.empty() ? "" : ",",
-                    v1::RefusalGround_Name(static_cast<v1::RefusalGround>(g)));
-  }
-  return absl::StrCat(v1::Obligation_Name(a.obligation()),
-                      a.instrument().empty() ? "" : " under " + a.instrument(),
-                      a.basis().empty() ? "" : " (" + absl::StrJoin(a.basis(), "; ") + ")",
-                      grounds.empty() ? "" : "; open grounds " + grounds,
-                      a.deadline_days() ? absl::StrCat("; ", a.deadline_days(), " days") : "",
-                      a.deadline_hours() ? absl::StrCat(" (", a.deadline_hours(), " hours if an emergency)") : "",
-                      a.channel() != v1::CHANNEL_UNSPECIFIED
-                          ? absl::StrCat("; send via ", v1::Channel_Name(a.channel()),
-                                         a.channel_basis().empty() ? "" : " (" + a.channel_basis() + ")",
-                                         a.authority().empty() ? "" : " to " + a.authority())
-                          : "",
-                      "; library ", a.library_version().substr(0, 12));
-}
-
-bool Agree(const v1::Assessment& a, const v1::Assessment& b) {
-  return a.obligation() == b.obligation() && a.instrument() == b.instrument();
-}
-
-// The requester's assessment (in the signed body) and the receiver's (in
-// the signed receipt), and whether they agree.
-void PrintAssessments(std::ostream& out, const v1::RequestBody& body, const Verification& v) {
-  if (body.has_requester_assessment()) {
-    out << "assessment " << body.requesting_party() << ": "
-        << AssessmentLine(body.requester_assessment()) << "\n";
-  }
-  if (v.has_receipt && v.receipt.ok() && v.parsed_receipt.has_receiver_assessment()) {
-    const v1::Assessment& r = v.parsed_receipt.receiver_assessment();
-    out << "assessment " << body.requested_party() << ": " << AssessmentLine(r) << "\n";
-    if (body.has_requester_assessment() && !Agree(body.requester_assessment(), r)) {
-      out << "DISAGREEMENT: " << body.requesting_party() << " and " << body.requested_party()
-          << " assess this request differently; compare their treaty libraries and "
-             "reasoning (comity show --json)\n";
-    }
-  }
-}
-
-// The case's state and its signed steps, each verified, with the use
-// conditions each response attaches.
-void PrintCase(std::ostream& out, const v1::RequestRecord& r, const CaseView& view) {
-  if (r.case_state() == v1::CASE_STATE_UNSPECIFIED) return;
-  out << "case:      " << v1::CaseState_Name(r.case_state()) << "\n";
-  for (const StepView& step : view.steps) {
-    const v1::Transition& t = step.transition;
-    out << "  " << t.sequence() << ". " << v1::CaseAction_Name(t.action()) << " -> "
-        << v1::CaseState_Name(t.to_state()) << " by " << t.party() << " ("
-        << t.operator_name() << ") " << FormatMicros(t.time_unix_micros())
-        << (step.signature.ok() ? ", signature verified"
-                                : ", signature FAILED: " + step.signature.ToString())
-        << "\n";
-    std::vector<std::string> grounds;
-    for (int g : t.refusal_grounds()) {
-      grounds.push_back(v1::RefusalGround_Name(static_cast<v1::RefusalGround>(g)));
-    }
-    if (!grounds.empty()) out << "     grounds: " << absl::StrJoin(grounds, ", ") << "\n";
-    if (!t.reasons().empty()) out << "     reasons: " << t.reasons() << "\n";
-    if (!t.consultation().empty()) out << "     consultation: " << t.consultation() << "\n";
-    if (!t.text().empty()) out << "     " << t.text() << "\n";
-    for (const auto& d : t.open_duties()) out << "     open duty: " << d << "\n";
-    for (const ConditionView& c : view.conditions) {
-      if (c.step != t.sequence()) continue;
-      out << "     condition: " << c.text << " ("
-          << (c.accepted ? absl::StrCat("accepted in step ", c.accepted_in_step)
-                         : std::string("PENDING: not accepted yet"))
-          << ")\n";
-    }
-    for (const auto& c : t.accepted_conditions()) out << "     accepted: " << c << "\n";
-  }
-  for (const v1::TransitionProposal& p : view.queued) {
-    out << "  queued: " << v1::CaseAction_Name(p.action()) << " by " << p.operator_name()
-        << ", signed, waiting for delivery to the requested party\n";
-  }
-}
-
-// The conditions no one accepted yet, and what they hold back: first, so
-// that the operator sees what blocks the release (ETS185 Art 28(2)).
-void PrintPendingConditions(std::ostream& out, const v1::RequestRecord& r,
-                            const v1::RequestBody& body, const CaseView& view) {
-  const std::vector<std::string> pending = view.PendingConditionTexts();
-  if (pending.empty()) return;
-  std::vector<std::string> held;
-  for (const EvidenceView& e : view.evidence) {
-    if (!e.pending_conditions.empty()) held.push_back(e.file.name());
-  }
-  const bool requester = r.direction() == v1::OUTGOING;
-  out << "CONDITIONS PENDING (ETS185 Art 28(2)): " << body.requested_party()
-      << " releases " << (held.empty() ? std::string("its evidence")
-                                       : absl::StrCat("the evidence (", absl::StrJoin(held, ", "),
-                                                      ")"))
-      << " only once " << body.requesting_party() << " accepts:\n";
-  for (const ConditionView& c : view.conditions) {
-    if (!c.accepted) {
-      out << "  - " << c.text << " (step " << c.step << ")"
-          << (c.acceptance_queued ? ": acceptance signed, queued for delivery" : "") << "\n";
-    }
-  }
-  if (requester) {
-    out << "  to accept them: comity accept-conditions " << body.id() << "\n";
-  } else {
-    out << "  waiting for " << body.requesting_party() << " to accept them\n";
-  }
-}
-
-// The evidence files of the case's responses, and their state here.
-void PrintEvidence(std::ostream& out, const CaseView& view) {
-  for (const EvidenceView& e : view.evidence) {
-    std::string where;
-    switch (e.state) {
-      case EvidenceState::kReleased:
-        where = "released by this node";
-        break;
-      case EvidenceState::kHeldBack:
-        where = "held back by this node until the conditions above are accepted";
-        break;
-      case EvidenceState::kVerified:
-        where = "verified, " + e.path;
-        break;
-      case EvidenceState::kAwaitingConditions:
-        where = "not here: held back by the responding party until the conditions above are "
-                "accepted";
-        break;
-      case EvidenceState::kGivenUp:
-        where = absl::StrCat("NOT FETCHED: ", e.last_error);
-        break;
-      case EvidenceState::kFetching:
-        where = e.attempts > 0
-                    ? absl::StrCat("not here yet: ", e.attempts,
-                                   " failed fetch attempts, last: ", e.last_error,
-                                   e.next_attempt_unix_micros == 0
-                                       ? ""
-                                       : "; next try " + FormatMicros(e.next_attempt_unix_micros))
-                    : "not here yet (fetched and verified in the background)";
-        break;
-    }
-    out << "evidence:  " << e.file.name() << ", " << e.file.size() << " bytes, sha256 "
-        << HexEncode(e.file.sha256()).substr(0, 16) << "...: " << where << "\n";
-  }
-}
-
-JsonValue SummaryJson(const v1::RequestRecord& r, const v1::RequestBody& body) {
-  JsonValue f = JsonValue::Object();
-  f.Set("id", body.id());
-  f.Set("direction", DirectionName(r.direction()));
-  f.Set("state", v1::RequestState_Name(r.state()));
-  f.Set("requesting_party", body.requesting_party());
-  f.Set("requested_party", body.requested_party());
-  f.Set("assistance_type", v1::AssistanceType_Name(body.assistance_type()));
-  f.Set("offence", v1::OffenceCategory_Name(body.offence().category()));
-  f.Set("urgency", v1::Urgency_Name(body.urgency()));
-  f.Set("created_at", FormatTs(body.created_at()));
-  f.Set("stored_at", FormatTs(r.stored_at()));
-  f.Set("updated_at", FormatTs(r.updated_at()));
-  f.Set("delivery_attempts", r.delivery_attempts());
-  if (!r.last_error().empty()) f.Set("last_error", r.last_error());
-  if (r.case_state() != v1::CASE_STATE_UNSPECIFIED) {
-    f.Set("case_state", v1::CaseState_Name(r.case_state()));
-  }
-  if (r.has_next_attempt_at()) f.Set("next_attempt_at", FormatTs(r.next_attempt_at()));
-  if (!r.submitted_by().empty()) f.Set("submitted_by", r.submitted_by());
-  if (body.has_requester_assessment()) {
-    f.Set("obligation", v1::Obligation_Name(body.requester_assessment().obligation()));
-    f.Set("instrument", body.requester_assessment().instrument());
-  }
-  return f;
-}
-
-JsonValue VerificationJson(const v1::RequestRecord& r, const Verification& v) {
-  JsonValue f = JsonValue::Object();
-  JsonValue sig = JsonValue::Object();
-  sig.Set("signer_party", r.request().signer_party());
-  sig.Set("key_id", r.request().key_id());
-  sig.Set("verified", v.signature.ok());
-  if (!v.signature.ok()) sig.Set("error", v.signature.ToString());
-  f.Set("signature", std::move(sig));
-  if (!v.has_receipt) {
-    f.Set("receipt", nullptr);
-    return f;
-  }
-  JsonValue rc = JsonValue::Object();
-  rc.Set("signer_party", r.receipt().signer_party());
-  rc.Set("key_id", r.receipt().key_id());
-  rc.Set("verified", v.receipt.ok());
-  if (v.receipt.ok()) {
-    if (v.parsed_receipt.has_receiver_assessment()) {
-      rc.Set("receiver_assessment",
-             JsonValue::FromProto(v.parsed_receipt.receiver_assessment()));
-    }
-    v1::RequestBody body;
-    if (body.ParseFromString(r.request().payload()) && body.has_requester_assessment() &&
-        v.parsed_receipt.has_receiver_assessment()) {
-      f.Set("assessments_agree",
-            Agree(body.requester_assessment(), v.parsed_receipt.receiver_assessment()));
-    }
-    rc.Set("received_at", FormatTs(v.parsed_receipt.received_at()));
-    rc.Set("request_payload_sha256", HexEncode(v.parsed_receipt.request_payload_sha256()));
-  } else {
-    rc.Set("error", v.receipt.ToString());
-  }
-  f.Set("receipt", std::move(rc));
-  return f;
-}
-
-void PrintVerification(std::ostream& out, const v1::RequestRecord& r, const Verification& v,
-                       const std::string& peer) {
-  out << "signature: " << r.request().signer_party() << " key " << r.request().key_id()
-      << ": " << (v.signature.ok() ? "verified" : "FAILED: " + v.signature.ToString())
-      << "\n";
-  if (r.state() == v1::AWAITING_APPROVAL) {
-    out << "signature: none yet: awaiting approval by a second operator (comity approve)\n";
-    return;
-  }
-  if (r.state() == v1::DELIVERY_REJECTED) {
-    out << "receipt:   none: " << peer << " refused the request for good (" << r.last_error()
-        << "); it is not retried, submit a corrected request\n";
-    return;
-  }
-  if (!v.has_receipt) {
-    out << "receipt:   none yet";
-    if (r.direction() == v1::OUTGOING) {
-      out << " (" << peer << " has not acknowledged; attempts " << r.delivery_attempts();
-      if (!r.last_error().empty()) out << ", last error: " << r.last_error();
-      if (r.has_next_attempt_at()) out << "; next attempt " << FormatTs(r.next_attempt_at());
-      out << ")";
-    }
-    out << "\n";
-    return;
-  }
-  out << "receipt:   " << r.receipt().signer_party() << " key " << r.receipt().key_id()
-      << ": ";
-  if (v.receipt.ok()) {
-    out << "verified; received at " << FormatTs(v.parsed_receipt.received_at())
-        << ", request sha256 " << HexEncode(v.parsed_receipt.request_payload_sha256())
-        << "\n";
-  } else {
-    out << "FAILED: " << v.receipt.ToString() << "\n";
-  }
 }
 
 // --- Commands. ---
@@ -477,7 +183,7 @@ int Cli::Run(const std::vector<std::string>& args) {
   } else if (command == "list") {
     spec.with_value.insert("limit");
     spec.switches.insert({"sent", "received"});
-  } else if (CaseActionFor(command) != v1::CASE_ACTION_UNSPECIFIED) {
+  } else if (CaseActionForCommand(command) != v1::CASE_ACTION_UNSPECIFIED) {
     spec.with_value.insert(
         {"ground", "reasons", "consultation", "text", "file", "import", "condition"});
     spec.repeated = {"ground", "file", "import", "condition"};
@@ -513,7 +219,7 @@ int Cli::Run(const std::vector<std::string>& args) {
   // The first positional is the command.
   parsed->positional.erase(parsed->positional.begin());
   if (command == "show" || command == "approve" || command == "export" || command == "fetch" ||
-      CaseActionFor(command) != v1::CASE_ACTION_UNSPECIFIED) {
+      CaseActionForCommand(command) != v1::CASE_ACTION_UNSPECIFIED) {
     if (parsed->positional.size() != 1) {
       return Fail({kExitUsage, absl::StrCat(command, " takes exactly one request id: comity ",
                                             command, " ID")});
@@ -544,13 +250,16 @@ int Cli::Run(const std::vector<std::string>& args) {
   }
   if (command == "submit") return Submit(*parsed);
   if (command == "approve") return Approve(*parsed);
-  if (CaseActionFor(command) != v1::CASE_ACTION_UNSPECIFIED) {
-    return Decide(*parsed, CaseActionFor(command));
+  if (CaseActionForCommand(command) != v1::CASE_ACTION_UNSPECIFIED) {
+    return RunCaseAction(*stub_, address_, *parsed, CaseActionForCommand(command), json_,
+                         out_, err_);
   }
-  if (command == "inbox") return Inbox(*parsed);
-  if (command == "overdue") return Overdue(*parsed);
+  if (command == "inbox") return RunInbox(*stub_, address_, json_, out_, err_);
+  if (command == "overdue") return RunOverdue(*stub_, address_, json_, out_, err_);
   if (command == "peers") return Peers(*parsed);
-  if (command == "fetch") return Fetch(*parsed);
+  if (command == "fetch") {
+    return RunFetchEvidence(*stub_, address_, *parsed, json_, out_, err_);
+  }
   if (command == "export") return Export(*parsed);
   if (command == "list") return List(*parsed);
   return Show(*parsed);
@@ -607,11 +316,11 @@ int Cli::PrintSubmitted(const v1::RequestRecord& r,
                         const google::protobuf::RepeatedPtrField<v1::PublicKey>& keys) {
   v1::RequestBody body;
   body.ParseFromString(r.request().payload());
-  Verification v = Verify(r, body, keys);
+  RecordVerification v = VerifyRecord(r, body, keys);
   const bool awaiting = r.state() == v1::AWAITING_APPROVAL;
   bool good = awaiting || (v.signature.ok() && (!v.has_receipt || v.receipt.ok()));
   if (json_) {
-    JsonValue s = SummaryJson(r, body);
+    JsonValue s = RecordSummaryJson(r, body);
     if (!awaiting) s.Set("verification", VerificationJson(r, v));
     PrintJson(s);
   } else {
@@ -650,78 +359,6 @@ int Cli::Approve(const ParsedArgs& args) {
   grpc::Status status = stub_->ApproveRequest(&ctx, req, &resp);
   if (!status.ok()) return Fail(RpcError(status));
   return PrintSubmitted(resp.record(), resp.signer_keys());
-}
-
-int Cli::Decide(const ParsedArgs& args, v1::CaseAction action) {
-  v1::DecideRequestRequest req;
-  req.set_id(args.positional[0]);
-  req.set_action(action);
-  for (const std::string& g : args.GetAll("ground")) {
-    auto ground = ParseEnum<v1::RefusalGround>(v1::RefusalGround_descriptor(), "ground", g);
-    if (!ground.ok()) return Fail({kExitUsage, std::string(ground.status().message())});
-    req.add_refusal_grounds(*ground);
-  }
-  req.set_reasons(args.Get("reasons"));
-  req.set_consultation(args.Get("consultation"));
-  req.set_text(args.Get("text"));
-  req.set_final_response(args.switches.count("final") != 0);
-  for (const std::string& c : args.GetAll("condition")) req.add_release_conditions(c);
-  if ((args.Has("file") || args.Has("import")) && action != v1::RESPOND) {
-    return Fail({kExitUsage, "--file and --import go only with respond"});
-  }
-  // Files are read here and uploaded; the node opens no path we name.
-  for (const std::string& path : args.GetAll("file")) {
-    absl::StatusOr<v1::EvidenceFile> staged =
-        UploadEvidenceFile(stub_.get(), req.id(), path);
-    if (!staged.ok()) {
-      return Fail({kExitFailure, std::string(staged.status().message())});
-    }
-    req.add_evidence_sha256(staged->sha256());
-  }
-  for (const std::string& name : args.GetAll("import")) {
-    v1::ImportEvidenceRequest import;
-    import.set_request_id(req.id());
-    import.set_name(name);
-    v1::ImportEvidenceResponse imported;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Hours(24)));
-    grpc::Status status = stub_->ImportEvidence(&ctx, import, &imported);
-    if (!status.ok()) return Fail(RpcError(status));
-    req.add_evidence_sha256(imported.file().sha256());
-  }
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
-  v1::DecideRequestResponse resp;
-  grpc::Status status = stub_->DecideRequest(&ctx, req, &resp);
-  if (!status.ok()) return Fail(RpcError(status));
-  const v1::RequestRecord& r = resp.record();
-  v1::Transition last;
-  if (r.transitions_size() > 0) last.ParseFromString(r.transitions().rbegin()->payload());
-  if (json_) {
-    v1::RequestBody body;
-    body.ParseFromString(r.request().payload());
-    JsonValue s = SummaryJson(r, body);
-    s.Set("step", last.sequence());
-    if (r.queued_proposals_size() > 0) s.Set("queued_proposals", r.queued_proposals_size());
-    PrintJson(s);
-  } else if (r.queued_proposals_size() > 0) {
-    v1::RequestBody body;
-    body.ParseFromString(r.request().payload());
-    out_ << "request " << req.id() << ": " << v1::CaseAction_Name(action)
-         << " signed and queued for " << body.requested_party()
-         << ", which cannot be reached now; it is delivered when it can (see 'comity peers')."
-         << " The case stays " << v1::CaseState_Name(r.case_state()) << " until then.\n";
-  } else {
-    out_ << "request " << req.id() << " is now " << v1::CaseState_Name(r.case_state())
-         << " (step " << last.sequence() << ", signed"
-         << (r.direction() == v1::INCOMING
-                 ? "; delivered to the requesting party in the background)"
-                 : " by both parties)")
-         << "\n";
-    for (const auto& duty : last.open_duties()) out_ << "open duty: " << duty << "\n";
-    for (const auto& c : last.accepted_conditions()) out_ << "accepted condition: " << c << "\n";
-  }
-  return kExitOk;
 }
 
 int Cli::Export(const ParsedArgs& args) {
@@ -792,147 +429,6 @@ int Cli::Peers(const ParsedArgs&) {
   return kExitOk;
 }
 
-int Cli::Fetch(const ParsedArgs& args) {
-  v1::RetryEvidenceRequest req;
-  req.set_id(args.positional[0]);
-  v1::RetryEvidenceResponse resp;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(15)));
-  grpc::Status status = stub_->RetryEvidence(&ctx, req, &resp);
-  if (!status.ok()) return Fail(RpcError(status));
-  if (json_) {
-    PrintJson(JsonValue::Object().Set("id", req.id()).Set("files", resp.files()));
-  } else {
-    out_ << "request " << req.id() << ": " << resp.files()
-         << " evidence files to fetch again now (comity show " << req.id()
-         << " follows them)\n";
-  }
-  return kExitOk;
-}
-
-int Cli::Overdue(const ParsedArgs&) {
-  // Every page: what is late may be old.
-  std::vector<v1::CaseDeadline> deadlines;
-  grpc::Status status = ListOverduePages(*stub_, absl::Seconds(30), &deadlines);
-  if (!status.ok()) return Fail(RpcError(status));
-  JsonValue list = JsonValue::Array();
-  for (const v1::CaseDeadline& d : deadlines) {
-    const std::string due = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
-                                             absl::FromUnixMicros(d.due_unix_micros()),
-                                             absl::UTCTimeZone());
-    if (json_) {
-      list.Add(DeadlineJson(d, absl::Now()));
-      continue;
-    }
-    out_ << (d.overdue() ? "LATE    " : "EXPIRES ") << d.kind() << "  " << d.request_id() << "  ("
-         << DirectionName(d.direction()) << ", " << v1::Obligation_Name(d.obligation())
-         << ") due " << due << ": " << d.description() << "\n";
-  }
-  if (json_) {
-    PrintJson(list);
-  } else if (deadlines.empty()) {
-    out_ << "(nothing is late)\n";
-  }
-  return kExitOk;
-}
-
-int Cli::Inbox(const ParsedArgs&) {
-  // Every request held, page after page: what waits may be old.
-  std::vector<v1::RequestRecord> records;
-  grpc::Status status = ListRequestPages(*stub_, v1::DIRECTION_UNSPECIFIED, 0,
-                                         absl::Seconds(15), &records);
-  if (!status.ok()) return Fail(RpcError(status));
-  // Lists carry no steps: a sent case with a response may have conditions
-  // pending, which only its steps say.
-  for (v1::RequestRecord& r : records) {
-    if (r.direction() != v1::OUTGOING || r.transitions_size() > 0 ||
-        (r.case_state() != v1::CASE_PARTLY_EXECUTED && r.case_state() != v1::CASE_EXECUTED)) {
-      continue;
-    }
-    v1::RequestBody body;
-    if (!body.ParseFromString(r.request().payload())) continue;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));
-    v1::GetRequestRequest get;
-    get.set_id(body.id());
-    v1::GetRequestResponse found;
-    grpc::Status got = stub_->GetRequest(&ctx, get, &found);
-    if (!got.ok()) return Fail(RpcError(got));
-    for (const v1::RequestRecord& full : found.records()) {
-      if (full.direction() == v1::OUTGOING) r = full;
-    }
-  }
-  const std::vector<WorkItem> items = BuildWorklist(records);
-  const absl::Time now = absl::Now();
-  auto left = [now](absl::Time deadline) -> std::string {
-    if (deadline == absl::InfiniteFuture()) return "-";
-    const absl::Duration d = deadline - now;
-    const int64_t h = absl::ToInt64Hours(absl::AbsDuration(d));
-    const std::string span =
-        h >= 48 ? absl::StrCat(h / 24, "d", h % 24, "h")
-                : absl::StrCat(h, "h", absl::ToInt64Minutes(absl::AbsDuration(d)) % 60, "m");
-    return d < absl::ZeroDuration() ? "overdue " + span : span;
-  };
-  if (json_) {
-    JsonValue list = JsonValue::Array();
-    for (const WorkItem& w : items) {
-      JsonValue next = JsonValue::Array();
-      for (const std::string& v : w.next) next.Add(v);
-      JsonValue conditions = JsonValue::Array();
-      for (const std::string& c : w.pending_conditions) conditions.Add(c);
-      JsonValue item = JsonValue::Object();
-      item.Set("id", w.id)
-          .Set("direction", w.direction)
-          .Set("partner", w.partner)
-          .Set("assistance_type", w.assistance_type)
-          .Set("urgency", w.urgency)
-          .Set("state", w.state)
-          .Set("waits_on", w.waits_on)
-          .Set("why", w.why)
-          .Set("next", std::move(next))
-          .Set("pending_conditions", std::move(conditions));
-      if (w.deadline != absl::InfiniteFuture()) {
-        item.Set("deadline",
-                 absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", w.deadline, absl::UTCTimeZone()))
-            .Set("seconds_left", static_cast<int64_t>(absl::ToInt64Seconds(w.deadline - now)));
-      }
-      list.Add(std::move(item));
-    }
-    PrintJson(list);
-    return kExitOk;
-  }
-  if (items.empty()) {
-    out_ << "(nothing waits: no open case, draft or refused request)\n";
-    return kExitOk;
-  }
-  out_ << "WAITS ON  DEADLINE              LEFT      URGENCY    ID                                    "
-          "PARTNER  TYPE / STATE\n";
-  for (const WorkItem& w : items) {
-    char line[512];
-    const std::string due =
-        w.deadline == absl::InfiniteFuture()
-            ? "-"
-            : absl::FormatTime("%Y-%m-%dT%H:%MZ", w.deadline, absl::UTCTimeZone());
-    const std::string who = (w.direction == "received" ? "from " : "to ") + w.partner;
-    std::snprintf(line, sizeof(line), "%-9s %-21s %-9s %-10s %-37s %-8s %s / %s",
-                  w.waits_on.c_str(), due.c_str(), left(w.deadline).c_str(), w.urgency.c_str(),
-                  w.id.c_str(), who.c_str(), w.assistance_type.c_str(), w.state.c_str());
-    out_ << line << "\n";
-    out_ << "          " << w.why;
-    if (!w.next.empty()) {
-      out_ << "; next: ";
-      for (size_t i = 0; i < w.next.size(); ++i) {
-        out_ << (i ? ", " : "") << "comity " << w.next[i] << " " << w.id;
-      }
-    }
-    out_ << "\n";
-    for (const std::string& c : w.pending_conditions) {
-      out_ << "          pending condition (blocks the evidence): " << c << "\n";
-    }
-  }
-  return kExitOk;
-}
-
 int Cli::List(const ParsedArgs& args) {
   v1::Direction direction = v1::DIRECTION_UNSPECIFIED;
   if (args.switches.count("sent") && args.switches.count("received")) {
@@ -961,7 +457,7 @@ int Cli::List(const ParsedArgs& args) {
     v1::RequestBody body;
     body.ParseFromString(r.request().payload());
     if (json_) {
-      list.Add(SummaryJson(r, body));
+      list.Add(RecordSummaryJson(r, body));
       continue;
     }
     char line[256];
@@ -1001,7 +497,7 @@ int Cli::Show(const ParsedArgs& args) {
     for (const v1::RequestRecord& r : resp.records()) {
       v1::RequestBody body;
       body.ParseFromString(r.request().payload());
-      out_ << "  " << ++n << ". " << FormatTs(body.created_at()) << "  "
+      out_ << "  " << ++n << ". " << FormatTimestamp(body.created_at()) << "  "
            << v1::AssistanceType_Name(body.assistance_type()) << "  "
            << body.requesting_party() << " -> " << body.requested_party() << "  "
            << (r.case_state() ? v1::CaseState_Name(r.case_state())
@@ -1020,16 +516,16 @@ int Cli::Show(const ParsedArgs& args) {
       return Fail({kExitFailure, "the node returned a request payload that does not parse"});
     }
     if (req.chain() && !json_ && body.id() != req.id()) continue;  // Details of ID only.
-    Verification v = Verify(r, body, resp.signer_keys());
+    RecordVerification v = VerifyRecord(r, body, resp.signer_keys());
     good = good && (r.state() == v1::AWAITING_APPROVAL ||
                     (v.signature.ok() && (!v.has_receipt || v.receipt.ok())));
     const CaseView view =
         BuildCaseView(r, ring, resp.stored_evidence(), resp.pending_evidence());
     if (json_) {
-      JsonValue s = SummaryJson(r, body);
+      JsonValue s = RecordSummaryJson(r, body);
       s.Set("body", JsonValue::FromProto(body));
       s.Set("verification", VerificationJson(r, v));
-      if (r.has_next_deadline()) s.Set("next_deadline", FormatTs(r.next_deadline()));
+      if (r.has_next_deadline()) s.Set("next_deadline", FormatTimestamp(r.next_deadline()));
       JsonValue deadlines = JsonValue::Array();
       for (const v1::CaseDeadline& d : resp.deadlines()) {
         if (d.request_id() == body.id() && d.direction() == r.direction()) {
@@ -1049,7 +545,7 @@ int Cli::Show(const ParsedArgs& args) {
       out_ << "; case " << v1::CaseState_Name(r.case_state());
     }
     out_ << ")\n";
-    out_ << "stored:    " << FormatTs(r.stored_at());
+    out_ << "stored:    " << FormatTimestamp(r.stored_at());
     if (!r.submitted_by().empty()) out_ << " by " << r.submitted_by();
     out_ << "\n";
     std::string text;
