@@ -459,7 +459,7 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::ReceiveTransition(
                                              ", not ", v1::CaseState_Name(t.to_state()))
                               : std::string(legal.status().message())));
   }
-  COMITY_RETURN_IF_ERROR(ctx_->store().cases().AppendTransition(
+  absl::Status appended = ctx_->store().cases().AppendTransition(
       t.request_id(), v1::OUTGOING, t, envelope, /*outbound=*/false, ctx_->Now(),
       NextDeadlineAfter(*row, t, envelope, ctx_->config().service_levels()),
       [&](AuditWriter& w) -> absl::Status {
@@ -476,7 +476,22 @@ absl::StatusOr<v1::SignedEnvelope> CaseBook::ReceiveTransition(
                                   " -> ", v1::CaseState_Name(t.to_state()),
                                   note.empty() ? "" : "; ", note));
         return w.Append(&e).status();
-      }));
+      });
+  if (absl::IsFailedPrecondition(appended)) {
+    // The same step can arrive twice at once (in the answer to this node's
+    // proposal and from the peer's outbox): the call that came second
+    // finds it stored when it writes. The same bytes are acknowledged,
+    // as above; anything else stands refused.
+    COMITY_ASSIGN_OR_RETURN(std::vector<v1::RequestRecord> now,
+                            ctx_->store().requests().Get(t.request_id()));
+    const v1::RequestRecord* stored = RowOf(now, v1::OUTGOING);
+    if (stored != nullptr && static_cast<int>(t.sequence()) <= stored->transitions_size() &&
+        stored->transitions(static_cast<int>(t.sequence()) - 1).payload() ==
+            envelope.payload()) {
+      return acknowledge();
+    }
+  }
+  COMITY_RETURN_IF_ERROR(appended);
   if (t.evidence_size() > 0 || t.accepted_conditions_size() > 0)
     evidence_listed_(peer_party);
   LogEvent(LogLevel::kInfo, "case_updated",
