@@ -47,35 +47,55 @@ std::string Flags::Get(const std::string& name, const std::string& fallback) con
   return it == values_.end() ? fallback : it->second;
 }
 
-int64_t Flags::GetInt(const std::string& name, int64_t fallback) const {
-  int64_t v = fallback;
-  if (Has(name) && !absl::SimpleAtoi(Get(name, ""), &v)) {
-    std::fprintf(stderr, "--%s=%s is not a whole number\n", name.c_str(), Get(name, "").c_str());
-    std::exit(2);
+namespace {
+
+[[noreturn]] void FlagError(const std::string& name, const std::string& value,
+                            const std::string& why) {
+  std::fprintf(stderr, "--%s=%s %s\n", name.c_str(), value.c_str(), why.c_str());
+  std::exit(2);
+}
+
+template <typename T>
+void CheckRange(const std::string& name, const std::string& value, T v, T min, T max) {
+  if (v < min || v > max) {
+    FlagError(name, value, absl::StrCat("is out of range: give a value from ", min, " to ", max));
   }
+}
+
+}  // namespace
+
+int64_t Flags::GetInt(const std::string& name, int64_t fallback, int64_t min,
+                      int64_t max) const {
+  if (!Has(name)) return fallback;
+  const std::string text = Get(name, "");
+  int64_t v = 0;
+  if (!absl::SimpleAtoi(text, &v)) FlagError(name, text, "is not a whole number");
+  CheckRange(name, text, v, min, max);
   return v;
 }
 
-double Flags::GetDouble(const std::string& name, double fallback) const {
-  double v = fallback;
-  if (Has(name) && !absl::SimpleAtod(Get(name, ""), &v)) {
-    std::fprintf(stderr, "--%s=%s is not a number\n", name.c_str(), Get(name, "").c_str());
-    std::exit(2);
-  }
+double Flags::GetDouble(const std::string& name, double fallback, double min,
+                        double max) const {
+  if (!Has(name)) return fallback;
+  const std::string text = Get(name, "");
+  double v = 0;
+  if (!absl::SimpleAtod(text, &v) || !std::isfinite(v)) FlagError(name, text, "is not a number");
+  CheckRange(name, text, v, min, max);
   return v;
 }
 
 std::vector<int64_t> Flags::GetInts(const std::string& name,
-                                    const std::vector<int64_t>& fallback) const {
+                                    const std::vector<int64_t>& fallback, int64_t min,
+                                    int64_t max) const {
   if (!Has(name)) return fallback;
+  const std::string text = Get(name, "");
   std::vector<int64_t> out;
-  for (absl::string_view part : absl::StrSplit(Get(name, ""), ',', absl::SkipEmpty())) {
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
     int64_t v = 0;
     if (!absl::SimpleAtoi(part, &v)) {
-      std::fprintf(stderr, "--%s: '%s' is not a whole number\n", name.c_str(),
-                   std::string(part).c_str());
-      std::exit(2);
+      FlagError(name, text, absl::StrCat(": '", part, "' is not a whole number"));
     }
+    CheckRange(name, text, v, min, max);
     out.push_back(v);
   }
   return out;

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -39,10 +40,18 @@ class Flags {
   Flags(int argc, char** argv);
   bool Has(const std::string& name) const { return values_.count(name) != 0; }
   std::string Get(const std::string& name, const std::string& fallback) const;
-  int64_t GetInt(const std::string& name, int64_t fallback) const;
-  double GetDouble(const std::string& name, double fallback) const;
-  // A comma-separated list of integers ("16,64").
-  std::vector<int64_t> GetInts(const std::string& name, const std::vector<int64_t>& fallback) const;
+  // The numeric getters exit with status 2 and a message naming the flag
+  // when the value is not a number or lies outside [min, max].
+  int64_t GetInt(const std::string& name, int64_t fallback,
+                 int64_t min = std::numeric_limits<int64_t>::min(),
+                 int64_t max = std::numeric_limits<int64_t>::max()) const;
+  double GetDouble(const std::string& name, double fallback,
+                   double min = -std::numeric_limits<double>::max(),
+                   double max = std::numeric_limits<double>::max()) const;
+  // A comma-separated list of integers ("16,64"), each in [min, max].
+  std::vector<int64_t> GetInts(const std::string& name, const std::vector<int64_t>& fallback,
+                               int64_t min = std::numeric_limits<int64_t>::min(),
+                               int64_t max = std::numeric_limits<int64_t>::max()) const;
   // Names given that are not in `known`, for a usage error.
   std::vector<std::string> Unknown(const std::vector<std::string>& known) const;
 

@@ -626,7 +626,7 @@ bool PreloadMapped(pid_t pid, const std::string& list) {
 int Main(int argc, char** argv) {
   Flags flags(argc, argv);
   if (flags.Has("serve-echo")) {
-    return ServeEcho(flags.Get("serve-echo", ""), static_cast<int>(flags.GetInt("port", 0)));
+    return ServeEcho(flags.Get("serve-echo", ""), static_cast<int>(flags.GetInt("port", 0, 0, 65535)));
   }
   const std::vector<std::string> known = {
       "duration-s", "concurrency", "rates",   "poisson",        "channels",
@@ -641,16 +641,16 @@ int Main(int argc, char** argv) {
                  "[--summary FILE]\n");
     return 2;
   }
-  const double duration = flags.GetDouble("duration-s", 10);
-  const double echo_duration = flags.GetDouble("echo-duration-s", 5);
-  const std::vector<int64_t> ks = flags.GetInts("concurrency", {1, 16, 64});
-  const std::vector<int64_t> rates = flags.GetInts("rates", {200, 500});
+  const double duration = flags.GetDouble("duration-s", 10, 0.1, 86400);
+  const double echo_duration = flags.GetDouble("echo-duration-s", 5, 0, 86400);
+  const std::vector<int64_t> ks = flags.GetInts("concurrency", {1, 16, 64}, 1, 100000);
+  const std::vector<int64_t> rates = flags.GetInts("rates", {200, 500}, 1, 10000000);
   const bool poisson = flags.Has("poisson");
-  const int channels = static_cast<int>(flags.GetInt("channels", 4));
-  const int64_t warmup = flags.GetInt("warmup", 300);
+  const int channels = static_cast<int>(flags.GetInt("channels", 4, 1, 1024));
+  const int64_t warmup = flags.GetInt("warmup", 300, 0, 100000000);
   const std::string preload = flags.Get("preload", "");
   const bool count_fsyncs = !flags.Has("no-fsync-count");
-  const double crypto_sample_s = flags.GetDouble("crypto-sample-s", 0.6);
+  const double crypto_sample_s = flags.GetDouble("crypto-sample-s", 0.6, 0.01, 3600);
   const std::string comityd = flags.Get("comityd", BinDir() + "/comityd");
   if (absl::Status p = CheckPreload(preload); !p.ok()) {
     std::fprintf(stderr, "%s\n", p.ToString().c_str());

@@ -78,8 +78,8 @@ int Run(int argc, char** argv) {
         "usage: store_query_bench [--requests 1000000] [--dir /dev/shm] [--runs 50]\n");
     return 2;
   }
-  const int64_t n = flags.GetInt("requests", 1000000);
-  const int runs = static_cast<int>(flags.GetInt("runs", 50));
+  const int64_t n = flags.GetInt("requests", 1000000, 1, 1000000000);
+  const int runs = static_cast<int>(flags.GetInt("runs", 50, 1, 1000000));
   auto dir = MakeTempDir("comity-query-bench", flags.Get("dir", "/dev/shm"));
   if (!dir.ok()) return Fail(dir.status());
   const std::string path = *dir + "/comity.db";

@@ -308,10 +308,10 @@ int Main(int argc, char** argv) {
                  "[--dir DIR] [--threads N] [--settle-s 3] [--keep] [--comityd PATH]\n");
     return 2;
   }
-  const int64_t n = flags.GetInt("requests", 100000);
+  const int64_t n = flags.GetInt("requests", 100000, 1, 1000000000);
   std::string fill_base = flags.Get("fill-dir", ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "");
   const int threads =
-      static_cast<int>(flags.GetInt("threads", std::max(1u, std::thread::hardware_concurrency())));
+      static_cast<int>(flags.GetInt("threads", std::max(1u, std::thread::hardware_concurrency()), 1, 256));
 
   auto dir = MakeTempDir("comity-rss-bench", flags.Get("dir", ""));
   if (!dir.ok()) return Fail(dir.status());
@@ -496,7 +496,7 @@ int Main(int argc, char** argv) {
                                    : s.error_message()});
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(
-      static_cast<int64_t>(flags.GetDouble("settle-s", 3) * 1000)));
+      static_cast<int64_t>(flags.GetDouble("settle-s", 3, 0, 3600) * 1000)));
   const int64_t hwm = ProcStatusKb(fr_pid, "VmHWM");
   const int64_t rss = ProcStatusKb(fr_pid, "VmRSS");
   const int64_t jp_hwm = ProcStatusKb(jp_pid, "VmHWM");
