@@ -93,7 +93,7 @@ std::vector<int64_t> Flags::GetInts(const std::string& name,
   for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
     int64_t v = 0;
     if (!absl::SimpleAtoi(part, &v)) {
-      FlagError(name, text, absl::StrCat(": '", part, "' is not a whole number"));
+      FlagError(name, text, absl::StrCat("has '", part, "', which is not a whole number"));
     }
     CheckRange(name, text, v, min, max);
     out.push_back(v);
