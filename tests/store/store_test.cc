@@ -1128,6 +1128,50 @@ TEST_P(StoreTest, MigrationSevenIndexesWhatOlderSchemasHold) {
   EXPECT_EQ(pending[0].sha256, Sha256("file"));
 }
 
+TEST_P(StoreTest, MigrationTenKeepsTheDueRequestsOfAnOlderSchema) {
+  // Requests as a version 9 store held them, under full due indexes: two
+  // pending (one per peer), one delivered, one received.
+  ASSERT_THAT(store_->requests().InsertOutgoing({"a", "FR", "JP"}, Record(v1::OUTGOING, "a", 20)),
+              IsOk());
+  ASSERT_THAT(store_->requests().InsertOutgoing({"b", "FR", "DE"}, Record(v1::OUTGOING, "b", 10)),
+              IsOk());
+  ASSERT_THAT(store_->requests().InsertOutgoing({"c", "FR", "JP"}, Record(v1::OUTGOING, "c", 5)),
+              IsOk());
+  v1::SignedEnvelope receipt;
+  receipt.set_payload("signed receipt");
+  ASSERT_THAT(store_->outbox().MarkDelivered("c", receipt, absl::FromUnixMicros(30),
+                                             absl::InfiniteFuture()),
+              IsOk());
+  store_.reset();
+  ASSERT_THAT(
+      backend_->Exec("DROP INDEX requests_due; DROP INDEX requests_due_by_peer; "
+                     "CREATE INDEX requests_due ON requests (state, next_attempt_at_us); "
+                     "CREATE INDEX requests_due_by_peer ON requests "
+                     "(state, requested_party, next_attempt_at_us); "
+                     "DELETE FROM schema_migrations WHERE version >= 10"),
+      IsOk());
+  COMITY_ASSERT_OK_AND_ASSIGN(store_, backend_->Open());
+  EXPECT_THAT(store_->SchemaVersion(), IsOkAndHolds(sql::kSchemaVersion));
+  const absl::Time now = absl::FromUnixMicros(100);
+  EXPECT_THAT(IdsOf(*store_->outbox().DueRequests("", now, 10, absl::InfiniteFuture())),
+              ElementsAre("b", "a"));
+  EXPECT_THAT(IdsOf(*store_->outbox().DueRequests("JP", now, 10, absl::InfiniteFuture())),
+              ElementsAre("a"));
+  COMITY_ASSERT_OK_AND_ASSIGN(auto depths, store_->outbox().Depths());
+  EXPECT_EQ(depths["JP"].first, 1u);
+  EXPECT_EQ(depths["DE"].first, 1u);
+  // A request stored pending after the migration is due; delivered, it is not.
+  ASSERT_THAT(store_->requests().InsertOutgoing({"d", "FR", "JP"}, Record(v1::OUTGOING, "d", 1)),
+              IsOk());
+  EXPECT_THAT(IdsOf(*store_->outbox().DueRequests("JP", now, 10, absl::InfiniteFuture())),
+              ElementsAre("d", "a"));
+  ASSERT_THAT(store_->outbox().MarkDelivered("a", receipt, absl::FromUnixMicros(40),
+                                             absl::InfiniteFuture()),
+              IsOk());
+  EXPECT_THAT(IdsOf(*store_->outbox().DueRequests("", now, 10, absl::InfiniteFuture())),
+              ElementsAre("d", "b"));
+}
+
 TEST(SqliteStoreTest, DurabilitySettingsApplied) {
   testing::TempDir dir;
   const std::string path = dir.path() + "/comity.db";

@@ -12,7 +12,7 @@
 namespace comity::sql {
 
 // The schema version this build writes: the number of migrations.
-inline constexpr int kSchemaVersion = 9;
+inline constexpr int kSchemaVersion = 10;
 
 // Brings the database to kSchemaVersion, one transaction per migration
 // (concurrent openers, e.g. two replicas, migrate once).
