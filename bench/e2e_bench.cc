@@ -623,6 +623,19 @@ bool PreloadMapped(pid_t pid, const std::string& list) {
   return true;
 }
 
+// The allocator a running node uses: the first malloc library mapped in it
+// (linked in, COMITY_TCMALLOC, or preloaded), else glibc's.
+std::string NodeAllocator(pid_t pid) {
+  const std::string maps = ReadFile(absl::StrCat("/proc/", pid, "/maps")).value_or("");
+  for (const char* lib : {"libtcmalloc_minimal", "libtcmalloc", "libjemalloc"}) {
+    const size_t at = maps.find(lib);
+    if (at == std::string::npos) continue;
+    const size_t end = maps.find('\n', at);
+    return maps.substr(at, end == std::string::npos ? std::string::npos : end - at);
+  }
+  return "glibc malloc";
+}
+
 int Main(int argc, char** argv) {
   Flags flags(argc, argv);
   if (flags.Has("serve-echo")) {
@@ -724,6 +737,8 @@ int Main(int argc, char** argv) {
       return 1;
     }
   }
+
+  const std::string allocator = NodeAllocator(procs.fr);
 
   // One request first, for the sizes the crypto and echo phases use.
   v1::RequestRecord sample;
@@ -882,7 +897,8 @@ int Main(int argc, char** argv) {
               CpuModel().c_str(), std::thread::hardware_concurrency(), channels,
               envelope_bytes, sample.receipt().ByteSizeLong(), duration,
               poisson ? ", Poisson arrivals" : ", evenly spaced arrivals",
-              preload.empty() ? "glibc malloc" : absl::StrCat("LD_PRELOAD ", preload).c_str());
+              preload.empty() ? allocator.c_str()
+                              : absl::StrCat(allocator, " (LD_PRELOAD ", preload, ")").c_str());
   std::printf("| phase | load | DELIVERED req/s | ok | failed | p50 ms | p99 ms | max ms | "
               "CPU ms/req FR / JP / client | fsyncs/req FR / JP | disk KB/req FR / JP | "
               "written KB/req FR / JP |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");

@@ -6,6 +6,7 @@ packages=(build-essential cmake pkg-config ccache openssl
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libssl-dev libsqlite3-dev sqlite3 libgtest-dev libgmock-dev libbenchmark-dev bc
   libpq-dev postgresql
+  libgoogle-perftools-dev  # tcmalloc-minimal, comityd's allocator (COMITY_TCMALLOC)
   prometheus-cpp-dev  # the /metrics endpoint (docs/metrics.md)
   clang libclang-rt-14-dev  # clang and the libFuzzer runtime: tests/fuzz.sh
   systemd python3-yaml  # systemd-analyze, YAML parsing: tests/deploy (checks of deploy/)
