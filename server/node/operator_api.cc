@@ -77,14 +77,9 @@ RequestView OperatorApi::ViewOf(std::vector<v1::RequestRecord> records) const {
   return view;
 }
 
-void OperatorApi::AwaitFirstAttempt(const v1::RequestRecord& record, ViewDone done) {
-  absl::StatusOr<v1::RequestBody> body = BodyOf(record);
-  if (!body.ok()) {
-    done(body.status());
-    return;
-  }
+void OperatorApi::AwaitFirstAttempt(const RecordKey& key, ViewDone done) {
   node_->outbox().AwaitAttempt(
-      body->requested_party(), "r:" + body->id(),
+      key.requested_party, "r:" + key.request_id,
       [this, done = std::move(done)](absl::StatusOr<v1::RequestRecord> after) {
         if (!after.ok()) {
           done(after.status());
@@ -123,21 +118,23 @@ void OperatorApi::Submit(const CallInfo& call, v1::RequestBody draft, ViewDone d
   auto op = node_->intake().AdmitOperator(call, "SubmitRequest", {"submitter"});
   if (!op.ok()) return done(op.status());
   done = Recording(call, "SubmitRequest", op->operator_name, std::move(done));
+  RecordKey key;
   absl::StatusOr<v1::RequestRecord> stored =
-      node_->submission().Submit(op->operator_name, std::move(draft));
+      node_->submission().Submit(op->operator_name, std::move(draft), &key);
   if (!stored.ok()) return done(stored.status());
   if (stored->state() == v1::AWAITING_APPROVAL) return done(ViewOf({*std::move(stored)}));
-  AwaitFirstAttempt(*stored, std::move(done));
+  AwaitFirstAttempt(key, std::move(done));
 }
 
 void OperatorApi::Approve(const CallInfo& call, const std::string& request_id, ViewDone done) {
   auto op = node_->intake().AdmitOperator(call, "ApproveRequest", {"approver"});
   if (!op.ok()) return done(op.status());
   done = Recording(call, "ApproveRequest", op->operator_name, std::move(done));
+  RecordKey key;
   absl::StatusOr<v1::RequestRecord> approved =
-      node_->submission().Approve(op->operator_name, request_id);
+      node_->submission().Approve(op->operator_name, request_id, &key);
   if (!approved.ok()) return done(approved.status());
-  AwaitFirstAttempt(*approved, std::move(done));
+  AwaitFirstAttempt(key, std::move(done));
 }
 
 absl::StatusOr<v1::RequestRecord> OperatorApi::Decide(const CallInfo& call,

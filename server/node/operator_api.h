@@ -25,6 +25,7 @@
 #include "server/node/deadline_watch.h"
 #include "server/node/evidence_exchange.h"
 #include "server/node/request_intake.h"
+#include "server/store/store.h"
 
 namespace comity {
 
@@ -204,8 +205,9 @@ class OperatorApi {
                      ViewDone done);
   // The records' view: signer keys and held evidence added.
   RequestView ViewOf(std::vector<v1::RequestRecord> records) const;
-  // After Submit or Approve stored `record`: `done` once the outbox tried it.
-  void AwaitFirstAttempt(const v1::RequestRecord& record, ViewDone done);
+  // After Submit or Approve stored the request `key`: `done` once the
+  // outbox tried it.
+  void AwaitFirstAttempt(const RecordKey& key, ViewDone done);
 
   Node* const node_;
 };

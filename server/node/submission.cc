@@ -56,7 +56,8 @@ absl::StatusOr<v1::SignedEnvelope> Submission::DateAssessAndSign(
 }
 
 absl::StatusOr<v1::RequestRecord> Submission::Submit(const std::string& operator_name,
-                                                     v1::RequestBody draft) {
+                                                     v1::RequestBody draft,
+                                                     RecordKey* key) {
   const bool needs_approval = NeedsApproval(draft.assistance_type());
   COMITY_RETURN_IF_ERROR(ValidateDraft(draft));
   if (draft.requested_party() == ctx_->party()) {
@@ -120,11 +121,13 @@ absl::StatusOr<v1::RequestRecord> Submission::Submit(const std::string& operator
             {"type", v1::AssistanceType_Name(draft.assistance_type())},
             {"awaiting_approval", needs_approval ? "true" : "false"}});
   ctx_->metrics().RequestAssessed("sent", draft.requested_party(), assessed.obligation());
+  if (key != nullptr) *key = KeyOf(draft);
   return record;
 }
 
 absl::StatusOr<v1::RequestRecord> Submission::Approve(const std::string& approver,
-                                                      const std::string& request_id) {
+                                                      const std::string& request_id,
+                                                    RecordKey* key) {
   absl::StatusOr<v1::RequestRecord> draft_record =
       LoadRecord(ctx_->store(), request_id, v1::OUTGOING);
   if (!draft_record.ok() && !absl::IsNotFound(draft_record.status())) {

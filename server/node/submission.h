@@ -17,6 +17,7 @@
 #include "comity/v1/record.pb.h"
 #include "comity/v1/request.pb.h"
 #include "server/node/node_context.h"
+#include "server/store/store.h"
 
 namespace comity {
 
@@ -28,15 +29,18 @@ class Submission {
   // Completes, signs and stores `draft` by `operator_name`; returns the
   // stored record. InvalidArgument for a bad draft; FailedPrecondition for
   // an unconfigured requested party, an unknown related request, or a
-  // request the treaty library finds INVALID (nothing is stored).
+  // request the treaty library finds INVALID (nothing is stored). With
+  // `key`, also sets the stored request's key (id and parties), so that a
+  // caller need not parse the signed body again.
   absl::StatusOr<v1::RequestRecord> Submit(const std::string& operator_name,
-                                           v1::RequestBody draft);
+                                           v1::RequestBody draft, RecordKey* key = nullptr);
   // Two-person approval: `approver` (who must not be the submitter)
   // approves a draft AWAITING_APPROVAL; it is dated, assessed again and
   // signed. FailedPrecondition if the request is not awaiting approval,
-  // PermissionDenied for the submitter.
+  // PermissionDenied for the submitter. `key` as for Submit.
   absl::StatusOr<v1::RequestRecord> Approve(const std::string& approver,
-                                            const std::string& request_id);
+                                            const std::string& request_id,
+                                            RecordKey* key = nullptr);
 
  private:
   // Sets created_at, assesses (FailedPrecondition if the request is
