@@ -162,6 +162,7 @@ absl::StatusOr<v1::RequestRecord> Submission::Approve(const std::string& approve
   LogEvent(
       LogLevel::kInfo, "request_approved",
       {{"request_id", request_id}, {"submitter", submitter}, {"approver", approver}});
+  if (key != nullptr) *key = KeyOf(body);
   return LoadRecord(ctx_->store(), request_id, v1::OUTGOING);
 }
 
