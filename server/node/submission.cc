@@ -127,7 +127,7 @@ absl::StatusOr<v1::RequestRecord> Submission::Submit(const std::string& operator
 
 absl::StatusOr<v1::RequestRecord> Submission::Approve(const std::string& approver,
                                                       const std::string& request_id,
-                                                    RecordKey* key) {
+                                                      RecordKey* key) {
   absl::StatusOr<v1::RequestRecord> draft_record =
       LoadRecord(ctx_->store(), request_id, v1::OUTGOING);
   if (!draft_record.ok() && !absl::IsNotFound(draft_record.status())) {
