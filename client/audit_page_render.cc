@@ -45,7 +45,7 @@ std::string Partner(const v1::RequestRecord& r, const v1::RequestBody& body) {
 bool ReceiverAssessment(const v1::RequestRecord& r, v1::Assessment* out) {
   if (!r.has_receipt()) return false;
   v1::Receipt receipt;
-  if (!receipt.ParseFromString(r.receipt().payload()) ||
+  if (!ParseReceipt(r.receipt(), &receipt) ||
       !receipt.has_receiver_assessment()) {
     return false;
   }

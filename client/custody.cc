@@ -19,6 +19,7 @@
 #include "comity/v1/case.pb.h"
 #include "comity/v1/request.pb.h"
 #include "google/protobuf/util/time_util.h"
+#include "server/audit/receipt.h"
 #include "server/crypto/ed25519.h"
 #include "server/crypto/sha256.h"
 #include "server/util/files.h"
@@ -149,12 +150,14 @@ JsonValue CustodyManifest(const v1::CustodyPackage& p, const std::string& packag
       .Set("payload_sha256", HexEncode(Sha256(p.request().payload())));
   m.Set("request", std::move(request));
   v1::Receipt receipt;
-  if (p.has_receipt() && receipt.ParseFromString(p.receipt().payload())) {
+  if (p.has_receipt() && ParseReceipt(p.receipt(), &receipt)) {
     m.Set("receipt",
           JsonValue::Object()
               .Set("received_at", Time(google::protobuf::util::TimeUtil::TimestampToMicroseconds(
                                       receipt.received_at())))
-              .Set("signed_by", Signer(p.receipt()))
+              .Set("signed_by", JsonValue::Object()
+                                    .Set("party", p.receipt().signer_party())
+                                    .Set("key_id", ReceiptKeyId(p.receipt())))
               .Set("receiver_log_entry", receipt.received_entry_proof().leaf_index())
               .Set("receiver_log_size", receipt.received_entry_proof().tree_size()));
   } else {

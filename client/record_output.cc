@@ -216,7 +216,7 @@ JsonValue VerificationJson(const v1::RequestRecord& r, const RecordVerification&
   }
   JsonValue rc = JsonValue::Object();
   rc.Set("signer_party", r.receipt().signer_party());
-  rc.Set("key_id", r.receipt().key_id());
+  rc.Set("key_id", ReceiptKeyId(r.receipt()));
   rc.Set("verified", v.receipt.ok());
   if (v.receipt.ok()) {
     if (v.parsed_receipt.has_receiver_assessment()) {
@@ -263,7 +263,7 @@ void PrintVerification(std::ostream& out, const v1::RequestRecord& r,
     out << "\n";
     return;
   }
-  out << "receipt:   " << r.receipt().signer_party() << " key " << r.receipt().key_id()
+  out << "receipt:   " << r.receipt().signer_party() << " key " << ReceiptKeyId(r.receipt())
       << ": ";
   if (v.receipt.ok()) {
     out << "verified; received at " << FormatTimestamp(v.parsed_receipt.received_at())

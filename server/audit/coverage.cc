@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "comity/v1/audit.pb.h"
 #include "comity/v1/envelope.pb.h"
+#include "server/audit/receipt.h"
 #include "comity/v1/record.pb.h"
 #include "server/crypto/sha256.h"
 #include "server/util/hex.h"
@@ -130,12 +131,11 @@ void CoverageChecker::CheckRequest(const StoredRequestRow& row) {
   ++items_;
   v1::SignedEnvelope receipt_env;
   v1::Receipt receipt;
-  if (!receipt_env.ParseFromString(row.receipt_envelope) ||
-      !receipt.ParseFromString(receipt_env.payload())) {
+  if (!receipt_env.ParseFromString(row.receipt_envelope) || !ParseReceipt(receipt_env, &receipt)) {
     Fail(absl::StrCat(what, ": the stored receipt does not parse: it was changed"));
     return;
   }
-  absl::Status sig = VerifyEnvelope(receipt_env, kReceiptPayloadType, *keys_);
+  absl::Status sig = VerifyReceiptAuthentic(receipt_env, *keys_);
   if (incoming) {
     // This node's own receipt: it names the REQUEST_RECEIVED entry.
     if (receipt.request_payload_sha256() != x->payload_hash ||
@@ -143,8 +143,8 @@ void CoverageChecker::CheckRequest(const StoredRequestRow& row) {
       Fail(absl::StrCat(what, ": the stored receipt does not name the payload and entry ",
                         logged, " holds: it was changed"));
     } else if (!sig.ok()) {
-      Fail(absl::StrCat(what, ": the stored receipt's signature does not verify (",
-                        sig.message(), "): it was changed"));
+      Fail(absl::StrCat(what, ": the stored receipt does not verify (", sig.message(),
+                        "): it was changed"));
     }
     return;
   }
@@ -160,9 +160,8 @@ void CoverageChecker::CheckRequest(const StoredRequestRow& row) {
                       "..., not ", Short(x->receipt_hash), "... as ", receipt_logged,
                       " holds: it was changed after it was logged"));
   } else if (!sig.ok()) {
-    Fail(absl::StrCat(what, ": the stored receipt's signature does not verify (",
-                      sig.message(), "): it was changed after ", receipt_logged,
-                      " logged it"));
+    Fail(absl::StrCat(what, ": the stored receipt does not verify (", sig.message(),
+                      "): it was changed after ", receipt_logged, " logged it"));
   }
 }
 

@@ -7,6 +7,7 @@
 #include "comity/v1/case.pb.h"
 #include "comity/v1/envelope.pb.h"
 #include "comity/v1/request.pb.h"
+#include "server/core/envelope.h"
 
 namespace comity {
 namespace {
@@ -111,7 +112,7 @@ std::vector<Deadline> AllDeadlines(const v1::RequestRecord& record,
   auto* body = google::protobuf::Arena::CreateMessage<v1::RequestBody>(&arena);
   auto* receipt = google::protobuf::Arena::CreateMessage<v1::Receipt>(&arena);
   if (!body->ParseFromString(record.request().payload()) ||
-      !receipt->ParseFromString(record.receipt().payload())) {
+      !ParseReceipt(record.receipt(), receipt)) {
     return {};
   }
   return AllDeadlines(record, *body, *receipt, levels);

@@ -44,6 +44,18 @@ absl::StatusOr<absl::Time> FromMicros(int64_t micros, absl::string_view what) {
   return absl::FromUnixMicros(micros);
 }
 
+// Whether `r` sets a field of what a receipt states (1 to 6) or of how it
+// proves it (7, 8, 9 and 12).
+bool StatesSomething(const v1::Receipt& r) {
+  return !r.request_id().empty() || !r.requesting_party().empty() ||
+         !r.receiving_party().empty() || !r.request_payload_sha256().empty() ||
+         r.has_received_at() || r.has_receiver_assessment();
+}
+bool ProvesSomething(const v1::Receipt& r) {
+  return r.has_tree_head() || !r.received_entry().empty() || r.has_received_entry_proof() ||
+         !r.statement().empty();
+}
+
 }  // namespace
 
 std::string SerializeDeterministic(const google::protobuf::MessageLite& msg) {
@@ -293,6 +305,32 @@ absl::Status VerifyEnvelope(const v1::SignedEnvelope& envelope,
         envelope.signer_party(), " must sign it again with a current key"));
   }
   return absl::OkStatus();
+}
+
+absl::Status ReadReceiptStatement(v1::Receipt& r) {
+  v1::Receipt statement;
+  if (!statement.ParseFromString(r.statement())) {
+    return absl::InvalidArgumentError(
+        "the version 3 receipt's statement is not a serialized comity.v1.Receipt");
+  }
+  if (StatesSomething(r) || ProvesSomething(statement) ||
+      statement.version() != r.version() || statement.batch_size() != r.batch_size()) {
+    return absl::InvalidArgumentError(
+        "a version 3 receipt states fields 1 to 6 only in its statement, which holds nothing "
+        "else but its version and batch size; this one does not");
+  }
+  statement.set_allocated_tree_head(r.release_tree_head());
+  statement.set_received_entry(std::move(*r.mutable_received_entry()));
+  statement.set_allocated_received_entry_proof(r.release_received_entry_proof());
+  statement.set_statement(std::move(*r.mutable_statement()));
+  r = std::move(statement);
+  return absl::OkStatus();
+}
+
+bool ParseReceipt(const v1::SignedEnvelope& receipt, v1::Receipt* out) {
+  if (!out->ParseFromString(receipt.payload())) return false;
+  if (out->version() < kProvenReceiptVersion) return true;
+  return ReadReceiptStatement(*out).ok();
 }
 
 }  // namespace comity

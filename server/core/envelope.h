@@ -42,6 +42,24 @@ inline constexpr absl::string_view kKeyAnnouncementPayloadType = "comity.v1.KeyA
 // and hashes (parsers never re-serialize them).
 std::string SerializeDeterministic(const google::protobuf::MessageLite& msg);
 
+// From this Receipt.version on, a receipt is not signed on its own: its
+// statement is hashed into the receiver's log, whose signed head proves it
+// (docs/envelope.md, "Receipt"; server/audit/receipt.h verifies).
+inline constexpr uint32_t kProvenReceiptVersion = 3;
+
+// The fields of `receipt`, whatever its version: from version 3, fields 1
+// to 6 are its statement's. Verifies nothing (VerifyReceipt does): for a
+// stored receipt this node verified, or one about to be verified. False if
+// it does not parse.
+bool ParseReceipt(const v1::SignedEnvelope& receipt, v1::Receipt* out);
+
+// Reads a version 3 receipt's statement into `r`: `r` becomes the
+// statement's fields with `r`'s proof (tree head, entry, inclusion proof,
+// statement bytes). A version 3 receipt states fields 1 to 6 only in its
+// statement, and the statement holds nothing else but the same version and
+// batch size; else InvalidArgument, and `r` is unchanged.
+absl::Status ReadReceiptStatement(v1::Receipt& r);
+
 // The exact bytes an envelope's signature covers (docs/envelope.md).
 std::string SigningInput(absl::string_view payload_type, absl::string_view signer_party,
                          absl::string_view key_id, absl::string_view payload);

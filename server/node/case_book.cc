@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/core/case_rules.h"
+#include "server/audit/receipt.h"
 #include "server/core/envelope.h"
 #include "server/core/peer_limits.h"
 #include "server/crypto/sha256.h"
@@ -30,7 +31,7 @@ absl::Status CheckStoredChain(const v1::RequestRecord& row, const std::string& r
                               const KeyRing& keys) {
   auto damaged = [&](const std::string& item, const absl::Status& why) {
     return absl::DataLossError(absl::StrCat(
-        "request ", request_id, ": the stored ", item, "'s signature does not verify (",
+        "request ", request_id, ": the stored ", item, " does not verify (",
         why.message(),
         "): the stored copy was damaged, so this node signs nothing that depends on it; run "
         "`comity audit verify` and restore the database from a backup (docs/backup.md)"));
@@ -39,8 +40,7 @@ absl::Status CheckStoredChain(const v1::RequestRecord& row, const std::string& r
     return damaged("request", st);
   }
   if (row.direction() == v1::INCOMING && row.has_receipt()) {
-    if (absl::Status st = VerifyEnvelope(row.receipt(), kReceiptPayloadType, keys);
-        !st.ok()) {
+    if (absl::Status st = VerifyReceiptAuthentic(row.receipt(), keys); !st.ok()) {
       return damaged("receipt", st);
     }
   }
@@ -81,7 +81,7 @@ bool FindReceived(const std::vector<v1::RequestRecord>& records, const std::stri
   out->row = RowOf(records, v1::INCOMING);
   return out->row != nullptr && out->body.ParseFromString(out->row->request().payload()) &&
          out->body.requesting_party() == peer &&
-         out->receipt.ParseFromString(out->row->receipt().payload());
+         ParseReceipt(out->row->receipt(), &out->receipt);
 }
 
 }  // namespace
@@ -131,7 +131,7 @@ absl::StatusOr<v1::RequestRecord> CaseBook::Decide(const std::string& operator_n
   v1::RequestBody body;
   v1::Receipt receipt;
   if (!body.ParseFromString(row->request().payload()) ||
-      !receipt.ParseFromString(row->receipt().payload())) {
+      !ParseReceipt(row->receipt(), &receipt)) {
     return absl::DataLossError("the stored request or receipt does not parse");
   }
   std::vector<std::string> duties;

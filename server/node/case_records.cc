@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/core/deadlines.h"
+#include "server/core/envelope.h"
 #include "server/util/time_proto.h"
 #include "server/crypto/sha256.h"
 #include "server/util/status_macros.h"
@@ -101,7 +102,7 @@ absl::Time LastStepTime(const v1::RequestRecord& record) {
     return absl::InfinitePast();
   }
   v1::Receipt receipt;
-  if (record.has_receipt() && receipt.ParseFromString(record.receipt().payload()) &&
+  if (record.has_receipt() && ParseReceipt(record.receipt(), &receipt) &&
       receipt.has_received_at()) {
     return FromProto(receipt.received_at());
   }

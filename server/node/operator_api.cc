@@ -61,7 +61,14 @@ RequestView OperatorApi::ViewOf(std::vector<v1::RequestRecord> records) const {
   };
   for (const v1::RequestRecord& r : records) {
     add(r.request());
-    if (r.has_receipt()) add(r.receipt());
+    if (r.has_receipt()) {
+      add(r.receipt());
+      // A version 3 receipt has no key of its own: its tree head's proves it.
+      v1::Receipt receipt;
+      if (r.receipt().key_id().empty() && receipt.ParseFromString(r.receipt().payload())) {
+        add(receipt.tree_head());
+      }
+    }
     for (const v1::SignedEnvelope& t : r.transitions()) add(t);
   }
   const absl::Time now = node_->context().Now();

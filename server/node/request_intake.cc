@@ -318,17 +318,29 @@ absl::StatusOr<std::vector<v1::RequestRecord>> RequestIntake::BuildBatch(
     const std::string& peer_party, const std::vector<const Checked*>& batch, absl::Time now,
     absl::string_view note, AuditWriter& w) const {
   const NodeSetup& setup = ctx_->setup();
-  // Each request's "received" event and this node's assessment, then one
-  // signed head that covers them all: each receipt proves where its event
-  // sits in the log.
+  // Each request's "received" event, holding the hash of its receipt's
+  // statement, and this node's assessment; then one signed head that covers
+  // them all: each receipt proves where its event sits in the log, and
+  // nothing else is signed (receipt version 3, docs/envelope.md).
   std::vector<v1::AuditEntry> received(batch.size());
   std::vector<std::string> received_bytes(batch.size());
+  std::vector<v1::Receipt> statements(batch.size());
+  std::vector<std::string> statement_bytes(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
     const Checked& c = *batch[i];
     const v1::RequestBody& body = c.body;
+    v1::Receipt& statement = statements[i];
+    statement.set_request_id(body.id());
+    statement.set_requesting_party(body.requesting_party());
+    statement.set_receiving_party(ctx_->party());
+    statement.set_request_payload_sha256(c.payload_hash);
+    *statement.mutable_received_at() = ToProto(now);
+    *statement.mutable_receiver_assessment() = c.assessment;
+    statement_bytes[i] = ReceiptStatement(statement, static_cast<int>(batch.size()));
     received[i] =
         ctx_->Event(v1::REQUEST_RECEIVED, "peer:" + peer_party, body.id(), peer_party);
     received[i].add_hashes(c.payload_hash);
+    received[i].add_hashes(Sha256(statement_bytes[i]));
     received[i].set_assistance_type(body.assistance_type());
     std::string detail;
     if (c.age > setup.max_clock_skew()) {
@@ -357,34 +369,26 @@ absl::StatusOr<std::vector<v1::RequestRecord>> RequestIntake::BuildBatch(
   for (size_t i = 0; i < batch.size(); ++i) {
     const Checked& c = *batch[i];
     const v1::RequestBody& body = c.body;
-    COMITY_ASSIGN_OR_RETURN(std::vector<std::string> proof,
+    COMITY_ASSIGN_OR_RETURN(std::vector<std::string> path,
                             w.InclusionProof(received[i].index(), w.size()));
-    v1::Receipt receipt;
-    receipt.set_version(kReceiptVersion);
-    receipt.set_batch_size(static_cast<uint32_t>(batch.size()));
-    *receipt.mutable_receiver_assessment() = c.assessment;
-    receipt.set_request_id(body.id());
-    receipt.set_requesting_party(body.requesting_party());
-    receipt.set_receiving_party(ctx_->party());
-    receipt.set_request_payload_sha256(c.payload_hash);
-    *receipt.mutable_received_at() = ToProto(now);
-    *receipt.mutable_tree_head() = head;
-    receipt.set_received_entry(std::move(received_bytes[i]));
-    receipt.mutable_received_entry_proof()->set_leaf_index(received[i].index());
-    receipt.mutable_received_entry_proof()->set_tree_size(w.size());
-    for (auto& h : proof) receipt.mutable_received_entry_proof()->add_hashes(std::move(h));
-    COMITY_ASSIGN_OR_RETURN(v1::SignedEnvelope signed_receipt,
-                            ctx_->Sign(kReceiptPayloadType, receipt));
+    v1::InclusionProof proof;
+    proof.set_leaf_index(received[i].index());
+    proof.set_tree_size(w.size());
+    for (auto& h : path) proof.add_hashes(std::move(h));
+    v1::SignedEnvelope receipt =
+        ProvenReceipt(statements[i], std::move(statement_bytes[i]), head,
+                      std::move(received_bytes[i]), std::move(proof), ctx_->party());
 
     v1::RequestRecord& record = records.emplace_back();
     record.set_direction(v1::INCOMING);
     record.set_state(v1::RECEIVED);
     record.set_case_state(v1::CASE_DELIVERED);
     *record.mutable_request() = *c.envelope;
-    *record.mutable_receipt() = std::move(signed_receipt);
+    *record.mutable_receipt() = std::move(receipt);
     *record.mutable_stored_at() = ToProto(now);
     *record.mutable_updated_at() = ToProto(now);
-    if (absl::Time next = NextDeadline(record, body, receipt, ctx_->config().service_levels());
+    if (absl::Time next =
+            NextDeadline(record, body, statements[i], ctx_->config().service_levels());
         next != absl::InfiniteFuture()) {
       *record.mutable_next_deadline() = ToProto(next);
     }

@@ -4,6 +4,7 @@
 #include "comity/v1/envelope.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/core/envelope.h"
 
 namespace comity {
 namespace {
@@ -100,7 +101,7 @@ TEST(DeadlinesTest, ParsedBodyAndReceiptGiveTheSameDeadlines) {
     v1::RequestBody body;
     v1::Receipt receipt;
     ASSERT_TRUE(body.ParseFromString(r.request().payload()));
-    ASSERT_TRUE(receipt.ParseFromString(r.receipt().payload()));
+    ASSERT_TRUE(ParseReceipt(r.receipt(), &receipt));
     const absl::Time now = kReceived + absl::Hours(24 * 55);
     auto parsed = EveryDeadline(r, body, receipt, Levels(), now);
     auto reparsed = EveryDeadline(r, Levels(), now);

@@ -183,5 +183,72 @@ TEST_F(EnvelopeTest, ReceiptMustMatchTheRequest) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not for request")));
 }
 
+// Version 3: no signature of its own; its statement's hash is in the entry
+// the signed head proves, and a reader sees the statement's fields.
+TEST_F(EnvelopeTest, AProvenReceiptVerifiesThroughItsLog) {
+  v1::RequestBody body;
+  body.set_id("0f8fad5b-d9cb-469f-a165-70867728950e");
+  body.set_requesting_party("FR");
+  body.set_requested_party("JP");
+  COMITY_ASSERT_OK_AND_ASSIGN(
+      auto request,
+      SignEnvelope(kRequestPayloadType, body.SerializeAsString(), "FR", "FR-1", *fr_));
+  v1::Receipt statement;
+  statement.set_request_id(body.id());
+  statement.set_requesting_party("FR");
+  statement.set_receiving_party("JP");
+  statement.set_request_payload_sha256(Sha256(request.payload()));
+  statement.mutable_received_at()->set_seconds(1700000000);
+  const std::string statement_bytes = ReceiptStatement(statement, 1);
+  v1::AuditEntry entry;
+  entry.set_type(v1::REQUEST_RECEIVED);
+  entry.set_request_id(body.id());
+  entry.add_hashes(statement.request_payload_sha256());
+  entry.add_hashes(Sha256(statement_bytes));
+  const std::string entry_bytes = entry.SerializeAsString();
+  v1::TreeHead head;
+  head.set_party("JP");
+  head.set_tree_size(1);
+  head.set_root_hash(merkle::LeafHash(entry_bytes));
+  COMITY_ASSERT_OK_AND_ASSIGN(
+      auto signed_head,
+      SignEnvelope(kTreeHeadPayloadType, head.SerializeAsString(), "JP", "JP-1", *jp_));
+  v1::InclusionProof proof;
+  proof.set_tree_size(1);
+  v1::SignedEnvelope receipt =
+      ProvenReceipt(statement, statement_bytes, signed_head, entry_bytes, proof, "JP");
+  EXPECT_TRUE(receipt.signature().empty());
+  EXPECT_EQ(ReceiptKeyId(receipt), "JP-1");
+
+  COMITY_ASSERT_OK_AND_ASSIGN(v1::Receipt verified, VerifyReceipt(request, receipt, "JP", ring_));
+  EXPECT_EQ(verified.request_id(), body.id());
+  EXPECT_EQ(verified.received_at().seconds(), 1700000000);
+  EXPECT_EQ(verified.version(), kReceiptVersion);
+  EXPECT_EQ(verified.statement(), statement_bytes);
+  EXPECT_THAT(VerifyReceiptAuthentic(receipt, ring_), IsOk());
+  v1::Receipt read;
+  ASSERT_TRUE(ParseReceipt(receipt, &read));
+  EXPECT_EQ(read.SerializeAsString(), verified.SerializeAsString());
+
+  // A head signed by someone else proves nothing.
+  COMITY_ASSERT_OK_AND_ASSIGN(
+      auto fr_head,
+      SignEnvelope(kTreeHeadPayloadType, head.SerializeAsString(), "JP", "FR-1", *fr_));
+  v1::SignedEnvelope forged =
+      ProvenReceipt(statement, statement_bytes, fr_head, entry_bytes, proof, "JP");
+  EXPECT_FALSE(VerifyReceipt(request, forged, "JP", ring_).ok());
+  EXPECT_FALSE(VerifyReceiptAuthentic(forged, ring_).ok());
+  // Nor does an entry without the statement's hash.
+  entry.mutable_hashes()->RemoveLast();
+  head.set_root_hash(merkle::LeafHash(entry.SerializeAsString()));
+  COMITY_ASSERT_OK_AND_ASSIGN(
+      signed_head,
+      SignEnvelope(kTreeHeadPayloadType, head.SerializeAsString(), "JP", "JP-1", *jp_));
+  v1::SignedEnvelope unhashed = ProvenReceipt(statement, statement_bytes, signed_head,
+                                              entry.SerializeAsString(), proof, "JP");
+  EXPECT_THAT(VerifyReceipt(request, unhashed, "JP", ring_),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hashes[1]")));
+}
+
 }  // namespace
 }  // namespace comity

@@ -82,8 +82,9 @@ TEST_F(BatchE2eTest, QueuedRequestsTravelInBatchesUnderOneSignedHeadEach) {
     delivered.push_back(r);
   }
 
-  // Each receipt is version 2 and proves its own entry; the receipts share
-  // a few heads, one per batch, not one head per request.
+  // Each receipt is version 3 and proves its own entry; the receipts share
+  // a few heads, one per batch, not one head per request, and the heads
+  // are the only signatures: a receipt carries none of its own.
   std::set<std::string> heads;
   std::set<uint64_t> entries;
   int batched = 0;
@@ -91,6 +92,9 @@ TEST_F(BatchE2eTest, QueuedRequestsTravelInBatchesUnderOneSignedHeadEach) {
     auto receipt = VerifyReceipt(r.request(), r.receipt(), "JP", KeysOf("FR"));
     ASSERT_THAT(receipt, IsOk());
     EXPECT_EQ(receipt->version(), kReceiptVersion);
+    EXPECT_TRUE(r.receipt().signature().empty());
+    EXPECT_TRUE(r.receipt().key_id().empty());
+    EXPECT_EQ(ReceiptKeyId(r.receipt()), receipt->tree_head().key_id());
     EXPECT_GE(receipt->batch_size(), 1u);
     if (receipt->batch_size() > 1) ++batched;
     heads.insert(receipt->tree_head().SerializeAsString());
@@ -207,12 +211,16 @@ TEST_F(BatchE2eTest, AReceiptOfAnUnknownFormatIsRefused) {
   const std::string id = Submit("FR", "JP");
   v1::RequestRecord r = Record("FR", id);
   ASSERT_EQ(r.state(), v1::DELIVERED);
+  // JP's receipt as a signed one (fields 1 to 6 in the receipt itself).
   v1::Receipt receipt;
-  ASSERT_TRUE(receipt.ParseFromString(r.receipt().payload()));
+  ASSERT_TRUE(ParseReceipt(r.receipt(), &receipt));
+  EXPECT_EQ(receipt.request_id(), id);
+  receipt.clear_statement();
   auto pem = ReadFile(net_->PartyDir("JP") + "/signing.key");
   auto key = SigningKey::FromPem(*pem);
   ASSERT_THAT(key, IsOk());
-  for (auto [version, batch] : {std::pair<uint32_t, uint32_t>{3, 1}, {2, 0}, {2, 257}}) {
+  for (auto [version, batch] :
+       {std::pair<uint32_t, uint32_t>{4, 1}, {2, 0}, {2, 257}, {kReceiptVersion, 0}}) {
     receipt.set_version(version);
     receipt.set_batch_size(batch);
     auto env =
@@ -221,7 +229,130 @@ TEST_F(BatchE2eTest, AReceiptOfAnUnknownFormatIsRefused) {
     auto verified = VerifyReceipt(r.request(), *env, "JP", KeysOf("FR"));
     EXPECT_FALSE(verified.ok()) << version << " " << batch;
     EXPECT_TRUE(absl::IsInvalidArgument(verified.status())) << verified.status();
+    EXPECT_THAT(verified.status().message(),
+                ::testing::HasSubstr(version > kReceiptVersion ? "format version" : "batch_size"))
+        << version << " " << batch;
   }
+  // Signed but otherwise intact, version 2 still verifies.
+  receipt.set_version(2);
+  receipt.set_batch_size(1);
+  auto v2 = SignEnvelope(kReceiptPayloadType, receipt.SerializeAsString(), "JP", "JP-1", **key);
+  ASSERT_THAT(v2, IsOk());
+  EXPECT_THAT(VerifyReceipt(r.request(), *v2, "JP", KeysOf("FR")).status(), IsOk());
+}
+
+// A version 3 receipt carries no signature: each piece that proves it is
+// checked, on real receipts of JP, changed one piece at a time as a hostile
+// receiver (or an edit of the stored copy) could.
+TEST_F(BatchE2eTest, AnUnsignedReceiptIsCheckedPieceByPiece) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(Submit("FR", "JP"));
+  ASSERT_THAT(net_->Start("JP"), IsOk());
+  std::vector<v1::RequestRecord> rs;
+  for (const std::string& id : ids) {
+    v1::RequestRecord r;
+    for (int i = 0; i < 400 && r.state() != v1::DELIVERED; ++i) {
+      r = Record("FR", id);
+      if (r.state() != v1::DELIVERED) absl::SleepFor(absl::Milliseconds(50));
+    }
+    ASSERT_EQ(r.state(), v1::DELIVERED) << id;
+    rs.push_back(r);
+  }
+  const v1::RequestRecord& a = rs[0];
+  const v1::RequestRecord& b = rs[1];
+  ASSERT_THAT(VerifyReceipt(a.request(), a.receipt(), "JP", KeysOf("FR")), IsOk());
+  ASSERT_THAT(VerifyReceiptAuthentic(a.receipt(), KeysOf("FR")), IsOk());
+  // JP's own copy is the same receipt.
+  EXPECT_EQ(Record("JP", ids[0]).receipt().SerializeAsString(), a.receipt().SerializeAsString());
+
+  v1::Receipt outer;
+  ASSERT_TRUE(outer.ParseFromString(a.receipt().payload()));
+  ASSERT_EQ(outer.version(), 3u);
+  EXPECT_TRUE(outer.request_id().empty());  // Stated in the statement only.
+  v1::Receipt statement;
+  ASSERT_TRUE(statement.ParseFromString(outer.statement()));
+  v1::Receipt outer_b;
+  ASSERT_TRUE(outer_b.ParseFromString(b.receipt().payload()));
+
+  auto with_payload = [&](const v1::Receipt& r) {
+    v1::SignedEnvelope env = a.receipt();
+    env.set_payload(SerializeDeterministic(r));
+    return env;
+  };
+  auto with_statement = [&](const v1::Receipt& s) {
+    v1::Receipt r = outer;
+    r.set_statement(SerializeDeterministic(s));
+    return with_payload(r);
+  };
+  struct Case {
+    const char* what;
+    v1::SignedEnvelope receipt;
+    const char* error;
+  };
+  std::vector<Case> cases;
+  {
+    v1::Receipt r = outer;
+    r.set_request_id(ids[0]);
+    cases.push_back({"a field stated outside the statement", with_payload(r), "only in its statement"});
+  }
+  {
+    v1::Receipt s = statement;
+    s.mutable_receiver_assessment()->set_obligation(
+        s.receiver_assessment().obligation() == v1::BINDING ? v1::DISCRETIONARY : v1::BINDING);
+    cases.push_back({"an assessment changed", with_statement(s), "SHA-256 of its statement"});
+  }
+  {
+    v1::Receipt s = statement;
+    s.mutable_received_at()->set_seconds(s.received_at().seconds() - 86400);
+    cases.push_back({"received a day earlier", with_statement(s), "SHA-256 of its statement"});
+  }
+  {
+    v1::Receipt s = statement;
+    s.set_received_entry("x");
+    cases.push_back({"a statement that proves", with_statement(s), "only in its statement"});
+  }
+  {
+    v1::Receipt r = outer;
+    r.set_batch_size(outer.batch_size() == 1 ? 2 : 1);
+    cases.push_back({"a batch size not the statement's", with_payload(r), "only in its statement"});
+  }
+  {
+    v1::Receipt r = outer;
+    r.set_statement(outer_b.statement());
+    r.set_batch_size(outer_b.batch_size());
+    cases.push_back({"another request's statement", with_payload(r), "not for request"});
+  }
+  {
+    v1::Receipt r = outer_b;
+    cases.push_back({"another request's receipt", with_payload(r), "not for request"});
+  }
+  {
+    v1::Receipt r = outer;
+    r.mutable_received_entry_proof()->set_leaf_index(outer_b.received_entry_proof().leaf_index());
+    cases.push_back({"another leaf", with_payload(r), "inclusion proof"});
+  }
+  {
+    v1::SignedEnvelope env = a.receipt();
+    env.set_key_id("JP-1");
+    cases.push_back({"a key id", env, "no signature of its own"});
+  }
+  {
+    v1::Receipt r = outer;
+    r.set_statement("\xff\xff");
+    cases.push_back({"a statement that does not parse", with_payload(r), "statement"});
+  }
+  for (const Case& c : cases) {
+    auto verified = VerifyReceipt(a.request(), c.receipt, "JP", KeysOf("FR"));
+    EXPECT_TRUE(absl::IsInvalidArgument(verified.status())) << c.what << ": " << verified.status();
+    EXPECT_THAT(verified.status().message(), ::testing::HasSubstr(c.error)) << c.what;
+    if (std::string(c.error) != "not for request") {
+      EXPECT_FALSE(VerifyReceiptAuthentic(c.receipt, KeysOf("FR")).ok()) << c.what;
+    }
+  }
+  v1::SignedEnvelope as_fr = a.receipt();
+  as_fr.set_signer_party("FR");
+  EXPECT_TRUE(absl::IsUnauthenticated(
+      VerifyReceipt(a.request(), as_fr, "JP", KeysOf("FR")).status()));
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/core/envelope.h"
 #include "server/util/files.h"
 #include "tests/testing/e2e_helpers.h"
 #include "tests/testing/status_matchers.h"
@@ -117,6 +118,46 @@ TEST_F(StorageFaultsE2eTest, AChangedReceiptIsNamed) {
   EXPECT_NE(verify.code, 0) << verify.out;
   EXPECT_THAT(verify.out, HasSubstr("request " + id));
   EXPECT_THAT(verify.out, HasSubstr("receipt"));
+}
+
+// The receiver's own receipt carries no signature (version 3): a changed
+// byte anywhere in it, in its statement as in its proof, is named, and the
+// receiver signs nothing that depends on it.
+TEST_F(StorageFaultsE2eTest, AChangedReceiptOnTheReceiverIsNamedAndNothingIsSignedOnIt) {
+  // The first occurrence of the library's version is in the statement; the
+  // middle byte is in the entry or the proof. A network each, as verify
+  // names the first damage it meets.
+  for (const bool in_statement : {true, false}) {
+    if (!in_statement) {
+      net_ = std::make_unique<testing::TestNetwork>(std::vector<std::string>{"FR", "JP"});
+      ASSERT_THAT(net_->Start("FR"), IsOk());
+      ASSERT_THAT(net_->Start("JP"), IsOk());
+    }
+    const std::string id = Submit();
+    ASSERT_TRUE(FranceHolds(id, 0));
+    ASSERT_EQ(Verify("JP").code, 0);
+    v1::Receipt receipt;
+    ASSERT_TRUE(ParseReceipt(Record("JP", id).receipt(), &receipt));
+    const std::string needle =
+        in_statement ? receipt.receiver_assessment().library_version() : "";
+    ASSERT_TRUE(!in_statement || !needle.empty());
+
+    net_->Stop("JP");
+    ASSERT_THAT(net_->FlipStoredByte("JP", "requests", "receipt_envelope", Where(id), needle),
+                IsOk());
+    ASSERT_THAT(net_->Start("JP"), IsOk());
+
+    CliResult verify = Verify("JP");
+    EXPECT_NE(verify.code, 0) << verify.out;
+    EXPECT_THAT(verify.out, HasSubstr("request " + id)) << in_statement;
+    EXPECT_THAT(verify.out, HasSubstr("receipt")) << in_statement;
+
+    CliResult ack = Jp({"ack", id});
+    EXPECT_NE(ack.code, 0) << ack.out;
+    EXPECT_THAT(ack.err, HasSubstr("DATA_LOSS")) << in_statement;
+    EXPECT_THAT(ack.err, HasSubstr("receipt")) << in_statement;
+    EXPECT_EQ(Record("JP", id).transitions_size(), 0);
+  }
 }
 
 TEST_F(StorageFaultsE2eTest, AChangedStepIsNamedOnBothSides) {

@@ -11,7 +11,8 @@
 // reached:
 //   1  set the receipt's request_payload_sha256 to that of the request
 //   2  re-sign the receipt's tree head
-//   4  re-sign the receipt
+//   4  re-sign the receipt (a version 3 receipt then has a signature, which
+//      it may not)
 //   8  also check the proof hashes as a consistency proof between the
 //      proof's leaf_index and tree_size, from the head's root
 // Re-signing uses the ring's key of the envelope's signer and key id (FR's
@@ -70,8 +71,10 @@ void TreePath(const std::vector<std::string>& leaves, size_t m, size_t begin, si
 }
 
 // A request from JP and FR's valid receipt for it, FR's log holding
-// `size` entries of which the REQUEST_RECEIVED one is at `index`.
-std::string SeedRecord(size_t size, size_t index, uint8_t flags) {
+// `size` entries of which the REQUEST_RECEIVED one is at `index`: signed
+// (version 0), or `proven` (version 3: unsigned, its statement hashed into
+// the entry).
+std::string SeedRecord(size_t size, size_t index, uint8_t flags, bool proven = false) {
   const TwoPartyKeys& k = Keys();
   v1::RequestBody body;
   body.set_id("0f8fad5b-d9cb-469f-a165-70867728950e");
@@ -83,6 +86,15 @@ std::string SeedRecord(size_t size, size_t index, uint8_t flags) {
                               *k.jp);
   Check(request.ok(), "seed request");
   const std::string payload_hash = Sha256(request->payload());
+  v1::Receipt r;
+  r.set_request_id(body.id());
+  r.set_requesting_party("JP");
+  r.set_receiving_party("FR");
+  r.set_request_payload_sha256(payload_hash);
+  r.mutable_received_at()->set_seconds(1798000001);
+  r.mutable_receiver_assessment()->set_obligation(v1::BINDING);
+  r.mutable_receiver_assessment()->set_instrument("ETS185");
+  const std::string statement = proven ? ReceiptStatement(r, 1) : "";
 
   std::vector<std::string> leaves;
   for (size_t i = 0; i < size; ++i) {
@@ -95,6 +107,7 @@ std::string SeedRecord(size_t size, size_t index, uint8_t flags) {
       e.set_request_id(body.id());
       e.set_party("JP");
       e.add_hashes(payload_hash);
+      if (proven) e.add_hashes(Sha256(statement));
     } else {
       e.set_type(v1::NODE_STARTED);
       e.set_actor("node");
@@ -110,14 +123,6 @@ std::string SeedRecord(size_t size, size_t index, uint8_t flags) {
       SignEnvelope(kTreeHeadPayloadType, SerializeDeterministic(head), "FR", "FR-1", *k.fr);
   Check(signed_head.ok(), "seed head");
 
-  v1::Receipt r;
-  r.set_request_id(body.id());
-  r.set_requesting_party("JP");
-  r.set_receiving_party("FR");
-  r.set_request_payload_sha256(payload_hash);
-  r.mutable_received_at()->set_seconds(1798000001);
-  r.mutable_receiver_assessment()->set_obligation(v1::BINDING);
-  r.mutable_receiver_assessment()->set_instrument("ETS185");
   *r.mutable_tree_head() = *signed_head;
   r.set_received_entry(leaves[index]);
   r.mutable_received_entry_proof()->set_leaf_index(index);
@@ -129,8 +134,10 @@ std::string SeedRecord(size_t size, size_t index, uint8_t flags) {
                                 head.root_hash())
             .ok(),
         "seed inclusion proof");
-  auto receipt =
-      SignEnvelope(kReceiptPayloadType, SerializeDeterministic(r), "FR", "FR-1", *k.fr);
+  absl::StatusOr<v1::SignedEnvelope> receipt =
+      proven ? ProvenReceipt(r, statement, *signed_head, leaves[index], r.received_entry_proof(),
+                             "FR")
+             : SignEnvelope(kReceiptPayloadType, SerializeDeterministic(r), "FR", "FR-1", *k.fr);
   Check(receipt.ok(), "seed receipt");
   Check(VerifyReceipt(*request, *receipt, kReceiver, k.ring).ok(), "seed receipt verifies");
 
@@ -152,6 +159,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
     seeds.Add("size8-index7", SeedRecord(8, 7, all | kConsistency));
     seeds.Add("size13-index12", SeedRecord(13, 12, all));
     seeds.Add("size6-raw", SeedRecord(6, 3, 0));
+    seeds.Add("proven-size5-index2", SeedRecord(5, 2, kResignHead, /*proven=*/true));
+    seeds.Add("proven-size1-raw", SeedRecord(1, 0, 0, /*proven=*/true));
   });
   Keys();
   return 0;

@@ -105,7 +105,7 @@ class CaseBookTest : public ::testing::Test {
   // JP's receiver assessment of the request.
   v1::Assessment JpAssessment(const std::string& id) {
     v1::Receipt receipt;
-    EXPECT_TRUE(receipt.ParseFromString(Received(id).receipt().payload()));
+    EXPECT_TRUE(ParseReceipt(Received(id).receipt(), &receipt));
     return receipt.receiver_assessment();
   }
 
@@ -519,7 +519,7 @@ TEST_F(CaseBookTest, AProposalFromAClockBehindIsDatedNoEarlierThanTheStepItFollo
   v1::TransitionProposal p;
   ASSERT_TRUE(p.ParseFromString(queued.queued_proposals(0).payload()));
   v1::Receipt receipt;
-  ASSERT_TRUE(receipt.ParseFromString(Sent(id).receipt().payload()));
+  ASSERT_TRUE(ParseReceipt(Sent(id).receipt(), &receipt));
   EXPECT_EQ(p.time_unix_micros(), absl::ToUnixMicros(FromProto(receipt.received_at())));
   FrLane();
   EXPECT_EQ(Received(id).case_state(), v1::CASE_WITHDRAWN);

@@ -369,7 +369,9 @@ TEST_F(RequestIntakeTest, ARequestSignedByThePeerIsStoredWithAReceiptThatVerifie
   ASSERT_THAT(received, SizeIs(1));
   EXPECT_EQ(received[0].actor(), "peer:JP");
   EXPECT_EQ(received[0].party(), "JP");
-  EXPECT_THAT(received[0].hashes(), ElementsAre(Sha256(request.payload())));
+  // The payload's hash, then the receipt statement's (receipt version 3).
+  EXPECT_THAT(received[0].hashes(),
+              ElementsAre(Sha256(request.payload()), Sha256(verified.statement())));
   // The receipt carries exactly that entry.
   EXPECT_EQ(verified.received_entry_proof().leaf_index(), received[0].index());
 }
