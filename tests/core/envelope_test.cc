@@ -26,9 +26,32 @@ class EnvelopeTest : public ::testing::Test {
     jp_ = *std::move(jp);
     ASSERT_THAT(ring_.Add("FR", "FR-1", fr_->public_key()), IsOk());
     ASSERT_THAT(ring_.Add("JP", "JP-1", jp_->public_key()), IsOk());
+    body_ = FrToJp();
+    COMITY_ASSERT_OK_AND_ASSIGN(
+        request_,
+        SignEnvelope(kRequestPayloadType, body_.SerializeAsString(), "FR", "FR-1", *fr_));
+  }
+  // The body of a request FR sends JP.
+  static v1::RequestBody FrToJp() {
+    v1::RequestBody body;
+    body.set_id("0f8fad5b-d9cb-469f-a165-70867728950e");
+    body.set_requesting_party("FR");
+    body.set_requested_party("JP");
+    return body;
+  }
+  // What JP's receipt of `request` states: id, parties, payload hash.
+  static v1::Receipt JpReceiptOf(const v1::RequestBody& body, const v1::SignedEnvelope& request) {
+    v1::Receipt r;
+    r.set_request_id(body.id());
+    r.set_requesting_party(body.requesting_party());
+    r.set_receiving_party("JP");
+    r.set_request_payload_sha256(Sha256(request.payload()));
+    return r;
   }
   std::unique_ptr<SigningKey> fr_, jp_;
   KeyRing ring_;
+  v1::RequestBody body_;        // FrToJp().
+  v1::SignedEnvelope request_;  // body_, signed by FR.
 };
 
 TEST(SigningInputTest, LayoutIsAsSpecified) {
@@ -114,18 +137,9 @@ TEST_F(EnvelopeTest, KeyRingRejectsConflictingKeyIds) {
 }
 
 TEST_F(EnvelopeTest, ReceiptMustMatchTheRequest) {
-  v1::RequestBody body;
-  body.set_id("0f8fad5b-d9cb-469f-a165-70867728950e");
-  body.set_requesting_party("FR");
-  body.set_requested_party("JP");
-  COMITY_ASSERT_OK_AND_ASSIGN(
-      auto request,
-      SignEnvelope(kRequestPayloadType, body.SerializeAsString(), "FR", "FR-1", *fr_));
-  v1::Receipt r;
-  r.set_request_id(body.id());
-  r.set_requesting_party("FR");
-  r.set_receiving_party("JP");
-  r.set_request_payload_sha256(Sha256(request.payload()));
+  const v1::RequestBody& body = body_;
+  const v1::SignedEnvelope& request = request_;
+  v1::Receipt r = JpReceiptOf(body, request);
   // JP's log: one REQUEST_RECEIVED entry, and a signed head over it.
   v1::AuditEntry entry;
   entry.set_type(v1::REQUEST_RECEIVED);
@@ -186,18 +200,9 @@ TEST_F(EnvelopeTest, ReceiptMustMatchTheRequest) {
 // Version 3: no signature of its own; its statement's hash is in the entry
 // the signed head proves, and a reader sees the statement's fields.
 TEST_F(EnvelopeTest, AProvenReceiptVerifiesThroughItsLog) {
-  v1::RequestBody body;
-  body.set_id("0f8fad5b-d9cb-469f-a165-70867728950e");
-  body.set_requesting_party("FR");
-  body.set_requested_party("JP");
-  COMITY_ASSERT_OK_AND_ASSIGN(
-      auto request,
-      SignEnvelope(kRequestPayloadType, body.SerializeAsString(), "FR", "FR-1", *fr_));
-  v1::Receipt statement;
-  statement.set_request_id(body.id());
-  statement.set_requesting_party("FR");
-  statement.set_receiving_party("JP");
-  statement.set_request_payload_sha256(Sha256(request.payload()));
+  const v1::RequestBody& body = body_;
+  const v1::SignedEnvelope& request = request_;
+  v1::Receipt statement = JpReceiptOf(body, request);
   statement.mutable_received_at()->set_seconds(1700000000);
   const std::string statement_bytes = ReceiptStatement(statement, 1);
   v1::AuditEntry entry;
