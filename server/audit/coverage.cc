@@ -5,8 +5,8 @@
 #include "absl/strings/str_cat.h"
 #include "comity/v1/audit.pb.h"
 #include "comity/v1/envelope.pb.h"
-#include "server/audit/receipt.h"
 #include "comity/v1/record.pb.h"
+#include "server/audit/receipt.h"
 #include "server/crypto/sha256.h"
 #include "server/util/hex.h"
 
@@ -131,7 +131,8 @@ void CoverageChecker::CheckRequest(const StoredRequestRow& row) {
   ++items_;
   v1::SignedEnvelope receipt_env;
   v1::Receipt receipt;
-  if (!receipt_env.ParseFromString(row.receipt_envelope) || !ParseReceipt(receipt_env, &receipt)) {
+  if (!receipt_env.ParseFromString(row.receipt_envelope) ||
+      !ParseReceipt(receipt_env, &receipt)) {
     Fail(absl::StrCat(what, ": the stored receipt does not parse: it was changed"));
     return;
   }

@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "server/core/case_rules.h"
 #include "server/audit/receipt.h"
+#include "server/core/case_rules.h"
 #include "server/core/envelope.h"
 #include "server/core/peer_limits.h"
 #include "server/crypto/sha256.h"

@@ -293,7 +293,8 @@ TEST_F(BatchE2eTest, AnUnsignedReceiptIsCheckedPieceByPiece) {
   {
     v1::Receipt r = outer;
     r.set_request_id(ids[0]);
-    cases.push_back({"a field stated outside the statement", with_payload(r), "only in its statement"});
+    cases.push_back(
+        {"a field stated outside the statement", with_payload(r), "only in its statement"});
   }
   {
     v1::Receipt s = statement;
